@@ -1,0 +1,226 @@
+"""The data_ops output model: a request about a table becomes a JSON action plan.
+
+Validators receive a context with the request's columns (``build_context``) and the request text, so they
+can check that every column named is real, that ``task`` follows from the operations and that
+``chart_type`` follows from the request.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, model_validator
+
+Task = Literal["clean", "summarize", "filter", "group_by", "formula", "sort", "transform"]
+Chart = Literal["bar", "line", "pie", "histogram", "scatter", "none"]
+OpType = Literal[
+    "remove_duplicates", "remove_empty_rows", "drop_missing", "fill_missing", "filter_rows", "group_by", "sort",
+    "top_n", "aggregate", "rename_column", "drop_column", "convert_type", "trim_whitespace", "describe",
+]
+
+METHODS: dict[str, str] = {
+    "remove_duplicates": "pandas.DataFrame.drop_duplicates",
+    "remove_empty_rows": "pandas.DataFrame.dropna",
+    "drop_missing": "pandas.DataFrame.dropna",
+    "fill_missing": "pandas.DataFrame.fillna",
+    "filter_rows": "pandas.DataFrame.query",
+    "group_by": "pandas.DataFrame.groupby",
+    "sort": "pandas.DataFrame.sort_values",
+    "top_n": "pandas.DataFrame.nlargest",
+    "aggregate": "pandas.DataFrame.agg",
+    "rename_column": "pandas.DataFrame.rename",
+    "drop_column": "pandas.DataFrame.drop",
+    "convert_type": "pandas.DataFrame.astype",
+    "trim_whitespace": "pandas.Series.str.strip",
+    "describe": "pandas.DataFrame.describe",
+}
+AGG_FUNCS = {"sum", "mean", "median", "min", "max", "count"}
+CHART_WORDS = re.compile(r"\b(chart|plot|graph|visual\w*|dashboard|histogram|pie|scatter)\b", re.I)
+NAMED_CHARTS = ("histogram", "scatter", "pie", "line", "bar")
+_QUERY_WORDS = {"and", "or", "not", "in", "is", "true", "false", "none", "null", "nan"}
+
+
+def build_context(request: str) -> dict[str, Any]:
+    """The facts validators may use: the columns on the first ``Columns:`` line, and the request text."""
+    columns: list[str] = []
+    for line in request.splitlines():
+        if line.lower().startswith("columns:"):
+            columns = [c.strip() for c in line.split(":", 1)[1].split(",") if c.strip()]
+            break
+    return {"columns": columns, "request": request}
+
+
+def expected_task(types: list[str]) -> str:
+    present = set(types)
+    if "group_by" in present:
+        return "group_by"
+    if "aggregate" in present:
+        return "formula"
+    if present & {"sort", "top_n"}:
+        return "sort"
+    if "filter_rows" in present:
+        return "filter"
+    if "describe" in present:
+        return "summarize"
+    if present & {"rename_column", "drop_column", "convert_type"}:
+        return "transform"
+    return "clean"
+
+
+def expected_chart(request: str) -> str | None:
+    """The chart type a request implies, or None when it does not ask for one."""
+    text = request.split("\n", 1)[1] if request.lower().startswith("columns:") and "\n" in request else request
+    if not CHART_WORDS.search(text):
+        return None
+    lowered = text.lower()
+    for name in NAMED_CHARTS:
+        if re.search(rf"\b{name}\b", lowered):
+            return name
+    return "bar"
+
+
+class ExecutionInstructions(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    method: str
+    args: list[Any] = Field(default_factory=list)
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+
+
+def _query_columns(query: str) -> list[str]:
+    without_strings = re.sub(r"'[^']*'|\"[^\"]*\"", " ", query)
+    backticked = re.findall(r"`([^`]+)`", without_strings)
+    rest = re.sub(r"`[^`]+`", " ", without_strings)
+    names = [t for t in re.findall(r"[A-Za-z_][A-Za-z0-9_]*", rest) if t.lower() not in _QUERY_WORDS]
+    return backticked + names
+
+
+class Operation(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    type: OpType
+    execution_instructions: ExecutionInstructions
+
+    def columns(self) -> list[str]:
+        """Every column this operation names."""
+        ei = self.execution_instructions
+        a, kw = ei.args, ei.kwargs
+
+        def as_list(value: Any) -> list[str]:
+            if value is None:
+                return []
+            return [str(v) for v in value] if isinstance(value, list) else [str(value)]
+
+        match self.type:
+            case "remove_duplicates" | "drop_missing":
+                return as_list(kw.get("subset"))
+            case "fill_missing":
+                return list(kw.get("value", {}) or {}) if isinstance(kw.get("value"), dict) else []
+            case "filter_rows":
+                return _query_columns(a[0]) if a and isinstance(a[0], str) else []
+            case "group_by":
+                agg = kw.get("agg")
+                return as_list(a[0] if a else None) + (list(agg) if isinstance(agg, dict) else [])
+            case "sort":
+                return as_list(kw.get("by"))
+            case "top_n":
+                return as_list(a[1]) if len(a) > 1 else []
+            case "aggregate":
+                func = kw.get("func")
+                return list(func) if isinstance(func, dict) else []
+            case "rename_column":
+                cols = kw.get("columns")
+                return list(cols) if isinstance(cols, dict) else []
+            case "drop_column":
+                return as_list(kw.get("columns"))
+            case "convert_type":
+                dtype = kw.get("dtype")
+                return list(dtype) if isinstance(dtype, dict) else []
+            case "trim_whitespace":
+                return as_list(a[0] if a else None)
+        return []
+
+    @model_validator(mode="after")
+    def _shape(self) -> Operation:
+        ei = self.execution_instructions
+        want = METHODS[self.type]
+        if ei.method != want:
+            raise ValueError(f"method for {self.type} must be {want!r}")
+        a, kw = ei.args, ei.kwargs
+        problem = None
+        match self.type:
+            case "remove_empty_rows":
+                if kw.get("how") != "all":
+                    problem = 'kwargs must be {"how": "all"}'
+            case "drop_missing":
+                if not kw.get("subset"):
+                    problem = 'kwargs must be {"subset": [column]}'
+            case "fill_missing":
+                if not isinstance(kw.get("value"), dict) or not kw["value"]:
+                    problem = 'kwargs must be {"value": {column: value}}'
+            case "filter_rows":
+                if len(a) != 1 or not isinstance(a[0], str) or not a[0].strip():
+                    problem = "args must be [one pandas query string]"
+            case "group_by":
+                agg = kw.get("agg")
+                if len(a) != 1 or not isinstance(a[0], str):
+                    problem = "args must be [the column to group by]"
+                elif not isinstance(agg, dict) or not agg:
+                    problem = 'kwargs must be {"agg": {column: function}}'
+                elif any(f not in AGG_FUNCS for f in agg.values()):
+                    problem = f"agg functions must be one of {sorted(AGG_FUNCS)}"
+            case "sort":
+                if "by" not in kw or not isinstance(kw.get("ascending"), bool):
+                    problem = 'kwargs must be {"by": column, "ascending": true|false}'
+            case "top_n":
+                if len(a) != 2 or not isinstance(a[0], int) or isinstance(a[0], bool) or a[0] < 1:
+                    problem = "args must be [n, column] with n a positive integer"
+            case "aggregate":
+                func = kw.get("func")
+                if not isinstance(func, dict) or not func:
+                    problem = 'kwargs must be {"func": {column: function}}'
+                elif any(f not in AGG_FUNCS for f in func.values()):
+                    problem = f"func values must be one of {sorted(AGG_FUNCS)}"
+            case "rename_column":
+                if not isinstance(kw.get("columns"), dict) or not kw["columns"]:
+                    problem = 'kwargs must be {"columns": {old: new}}'
+            case "drop_column":
+                if not isinstance(kw.get("columns"), list) or not kw["columns"]:
+                    problem = 'kwargs must be {"columns": [columns]}'
+            case "convert_type":
+                if not isinstance(kw.get("dtype"), dict) or not kw["dtype"]:
+                    problem = 'kwargs must be {"dtype": {column: type}}'
+            case "trim_whitespace":
+                if len(a) != 1 or not isinstance(a[0], str):
+                    problem = "args must be [the column]"
+        if problem:
+            raise ValueError(f"{self.type}: {problem}")
+        return self
+
+
+class ActionPlan(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    task: Task
+    chart_type: Chart
+    operations: list[Operation] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _consistent(self, info: ValidationInfo) -> ActionPlan:
+        ctx = info.context or {}
+        problems = []
+        want = expected_task([op.type for op in self.operations])
+        if self.task != want:
+            problems.append(f"task must be {want!r} for these operations")
+        columns = ctx.get("columns") or []
+        if columns:
+            for i, op in enumerate(self.operations):
+                unknown = [c for c in op.columns() if c not in columns]
+                if unknown:
+                    problems.append(f"operations[{i}] names unknown column(s) {unknown}; columns are {columns}")
+        request = ctx.get("request")
+        if request:
+            chart = expected_chart(request) or "none"
+            if self.chart_type != chart:
+                problems.append(f"chart_type must be {chart!r} for this request")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self

@@ -1,0 +1,320 @@
+"""Retrieval, selection and prompt assembly: everything before the model is called.
+
+``Assembler.prepare`` embeds the request once, gathers candidates from the curated examples and the memory
+store, selects examples and negatives, and renders the messages (and, for base models, the flat prompt)
+within the token budget. ``prompts render`` and the pipeline both go through it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from .backends.store.base import MemoryStore
+from .config import SelectionSettings, Settings
+from .domains import Domain, DomainRegistry
+from .embedding import CachedEmbedder, content_hash
+from .errors import RequestError, StoreError
+from .records import POSITIVE_STATUSES, MemoryFilter, SelectedExample
+from .selection import Candidate, fill_budget, rank_candidates, select_negatives
+from .templates import TemplateSet
+from .tokens import TokenCounter
+
+__all__ = ["Assembler", "Assembly", "Request", "Switches", "parse_request"]
+
+log = logging.getLogger("rag_middleware.assembly")
+MESSAGE_OVERHEAD = 6  # tokens a chat turn costs beyond its text (role markers, separators)
+DEFAULT_OPTIONS = {"temperature": 0.0, "seed": 42}
+
+
+@dataclass(frozen=True)
+class Switches:
+    """Turn parts of the assembly off (ablations, replay flags). None = the domain's own setting."""
+
+    memory: bool = True
+    examples: bool = True
+    negatives: bool = True
+    cot: bool | None = None
+
+
+class Request(BaseModel):
+    """What is being answered: the last user turn, with earlier turns as context."""
+
+    question: str
+    history: list[dict[str, Any]] = Field(default_factory=list)
+    system: str = ""
+
+
+def parse_request(question_or_messages: str | list[dict[str, Any]]) -> Request:
+    if isinstance(question_or_messages, str):
+        text = question_or_messages.strip()
+        if not text:
+            raise RequestError("the question is empty")
+        return Request(question=text)
+    if not isinstance(question_or_messages, list) or not question_or_messages:
+        raise RequestError("messages must be a non-empty list of {role, content}")
+    messages = []
+    for i, msg in enumerate(question_or_messages):
+        if not isinstance(msg, dict) or msg.get("role") not in ("system", "user", "assistant", "tool"):
+            raise RequestError(f"messages[{i}] needs a role of system, user, assistant or tool")
+        if not isinstance(msg.get("content", ""), str):
+            raise RequestError(f"messages[{i}].content must be a string")
+        messages.append({"role": msg["role"], "content": msg.get("content") or ""})
+    last_user = max((i for i, m in enumerate(messages) if m["role"] == "user"), default=None)
+    if last_user is None or not messages[last_user]["content"].strip():
+        raise RequestError("the messages have no non-empty user turn to answer")
+    system = "\n\n".join(m["content"] for m in messages[:last_user] if m["role"] == "system" and m["content"])
+    history = [m for m in messages[:last_user] if m["role"] != "system"]
+    return Request(question=messages[last_user]["content"].strip(), history=history, system=system)
+
+
+class Assembly(BaseModel):
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    domain: str
+    tenant: str
+    question: str
+    query_vector: Any = Field(default=None, exclude=True)
+    messages: list[dict[str, Any]]
+    prompt: str | None = None
+    json_schema: dict[str, Any] | None = None
+    options: dict[str, Any]
+    selected: list[SelectedExample]
+    negatives: list[SelectedExample]
+    template_version: str
+    timings_ms: dict[str, float]
+    prompt_tokens: int
+    budget: dict[str, int]
+    memory_available: bool = True
+    cot: bool = False
+
+
+class Assembler:
+    def __init__(self, *, settings: Settings, domains: DomainRegistry, templates: TemplateSet,
+                 embedder: CachedEmbedder, store: MemoryStore, flat_prompt: bool,
+                 token_counter: TokenCounter) -> None:
+        self.settings = settings
+        self.domains = domains
+        self.templates = templates
+        self.embedder = embedder
+        self.store = store
+        self.flat_prompt = flat_prompt
+        self.tokens = token_counter
+        self._curated: dict[str, tuple[str, list[Candidate], list[Candidate]]] = {}
+        self._lock = threading.Lock()
+        self._memory_down_logged = False
+
+    # -- parameters ----------------------------------------------------------------------------------
+
+    def selection_params(self, domain: Domain) -> SelectionSettings:
+        return self.settings.selection.model_copy(update=domain.spec.selection)
+
+    def options(self, domain: Domain) -> dict[str, Any]:
+        opts = dict(DEFAULT_OPTIONS)
+        opts.update(domain.spec.options)
+        opts.setdefault("num_predict", self.selection_params(domain).reserve_output_tokens)
+        opts["num_ctx"] = min(int(opts.get("num_ctx", self.settings.llm.num_ctx)), self.settings.llm.num_ctx)
+        return opts
+
+    # -- candidates ----------------------------------------------------------------------------------
+
+    def curated(self, domain: Domain) -> tuple[list[Candidate], list[Candidate]]:
+        """Curated examples and negatives with their vectors, embedded once per content (cached by hash)."""
+        key = content_hash(json.dumps([[e.model_dump() for e in domain.examples],
+                                       [n.model_dump() for n in domain.negatives]], sort_keys=True, default=str))
+        with self._lock:
+            cached = self._curated.get(domain.name)
+            if cached and cached[0] == key:
+                return cached[1], cached[2]
+        texts = [e.question for e in domain.examples] + [n.question for n in domain.negatives]
+        vectors = self.embedder.encode(texts) if texts else np.zeros((0, 1), dtype=np.float32)
+        examples = [
+            Candidate(id=e.id, source="curated", kind="example", status="curated", question=e.question,
+                      answer=domain.answer_text(e.answer), vector=vectors[i])
+            for i, e in enumerate(domain.examples)
+        ]
+        off = len(domain.examples)
+        negatives = [
+            Candidate(id=n.id, source="curated", kind="negative", status="curated", question=n.question,
+                      answer=domain.answer_text(n.right), wrong=domain.answer_text(n.wrong), reason=n.why,
+                      vector=vectors[off + i])
+            for i, n in enumerate(domain.negatives)
+        ]
+        with self._lock:
+            self._curated[domain.name] = (key, examples, negatives)
+        return examples, negatives
+
+    def _memory(self, query: np.ndarray, *, domain: str, tenant: str, kinds: tuple[str, ...],
+                statuses: tuple[str, ...] | None, limit: int, as_of: datetime | None,
+                exclude: frozenset[str]) -> list[Candidate]:
+        hits = self.store.search(query, filters=MemoryFilter(
+            tenant=tenant, domain=domain, kinds=kinds, statuses=statuses, created_before=as_of, exclude_ids=exclude,
+        ), limit=limit)
+        return [
+            Candidate(id=h.record.id, source="memory", kind=h.record.kind, status=h.record.status,
+                      question=h.record.question, answer=h.record.answer, reason=h.record.reason,
+                      wrong=h.record.wrong, vector=np.asarray(h.vector, dtype=np.float32), similarity=h.similarity)
+            for h in hits
+        ]
+
+    # -- assembly ------------------------------------------------------------------------------------
+
+    def prepare(self, domain_name: str, request: Request | str | list[dict[str, Any]], *, tenant: str,
+                as_of: datetime | None = None, exclude_ids: frozenset[str] = frozenset(),
+                switches: Switches = Switches(), extra_examples: int = 0, drop_examples: int = 0,
+                options: dict[str, Any] | None = None) -> Assembly:
+        timings: dict[str, float] = {}
+        domain = self.domains.get(domain_name)
+        if not isinstance(request, Request):
+            request = parse_request(request)
+        params = self.selection_params(domain)
+        opts = self.options(domain)
+        opts.update(options or {})
+        version = self.templates.version
+
+        t0 = time.perf_counter()
+        query = self.embedder.encode([request.question])[0]
+        curated_examples, curated_negatives = self.curated(domain)
+        timings["embed"] = (time.perf_counter() - t0) * 1000
+
+        t0 = time.perf_counter()
+        use_memory = switches.memory and params.use_memory
+        memory_available = True
+        memory_examples: list[Candidate] = []
+        memory_negatives: list[Candidate] = []
+        if use_memory:
+            try:
+                if switches.examples and params.use_examples:
+                    memory_examples = self._memory(query, domain=domain.name, tenant=tenant,
+                                                   kinds=("example", "interaction"), statuses=POSITIVE_STATUSES,
+                                                   limit=params.fetch_k, as_of=as_of, exclude=exclude_ids)
+                if switches.negatives and params.use_negatives:
+                    memory_negatives = self._memory(query, domain=domain.name, tenant=tenant, kinds=("negative",),
+                                                    statuses=None, limit=max(params.negatives_k * 4, 8),
+                                                    as_of=as_of, exclude=exclude_ids)
+                self._memory_down_logged = False
+            except StoreError as exc:
+                memory_available = False
+                if not self._memory_down_logged:
+                    log.warning("memory unavailable, answering from curated examples only: %s", exc)
+                    self._memory_down_logged = True
+        timings["search"] = (time.perf_counter() - t0) * 1000
+
+        t0 = time.perf_counter()
+        examples: list[Candidate] = []
+        if switches.examples and params.use_examples:
+            for cand in curated_examples:
+                examples.append(Candidate(**{**cand.__dict__, "similarity": float(cand.vector @ query),
+                                             "boost": params.approved_boost}))
+            for cand in memory_examples:
+                cand.boost = params.approved_boost if cand.status == "approved" else 0.0
+                examples.append(cand)
+        ranked = rank_candidates(query, examples, fetch_k=params.fetch_k, lam=params.mmr_lambda,
+                                 near_threshold=params.near_dup_threshold, min_similarity=params.min_similarity)
+        negatives: list[Candidate] = []
+        if switches.negatives and params.use_negatives and params.negatives_k:
+            pool = [Candidate(**{**c.__dict__, "similarity": float(c.vector @ query)}) for c in curated_negatives]
+            pool += memory_negatives
+            negatives = select_negatives(pool, k=params.negatives_k, min_similarity=params.negatives_min_similarity)
+        timings["select"] = (time.perf_counter() - t0) * 1000
+
+        t0 = time.perf_counter()
+        cot_on = domain.spec.cot.enabled if switches.cot is None else switches.cot
+        system = self._system(domain, request, negatives, cot_on, has_examples=bool(ranked))
+        request_turn = self.templates.render("fewshot", for_domain=domain.name, question=request.question,
+                                             is_request=True, **self._domain_ctx(domain))
+        fixed = (self.tokens.count(system) + self.tokens.count(request_turn) + 2 * MESSAGE_OVERHEAD
+                 + sum(self.tokens.count(m["content"]) + MESSAGE_OVERHEAD for m in request.history))
+        num_ctx = int(opts["num_ctx"])
+        reserve = int(opts["num_predict"])
+        available = num_ctx - fixed - reserve
+        if params.max_example_tokens:
+            available = min(available, params.max_example_tokens)
+        if available < 0:
+            raise RequestError(f"the request needs {fixed + reserve} tokens but num_ctx is {num_ctx}")
+        rendered: dict[str, str] = {}
+
+        def cost(cand: Candidate) -> int:
+            turn = self.templates.render("fewshot", for_domain=domain.name, question=cand.question, is_request=False,
+                                         **self._domain_ctx(domain))
+            rendered[cand.id] = turn
+            return self.tokens.count(turn) + self.tokens.count(cand.answer) + 2 * MESSAGE_OVERHEAD
+
+        k = max(0, params.k + extra_examples - drop_examples)
+        chosen, _ = fill_budget(ranked, k=k, available=available, cost=cost)
+        while True:
+            messages = self._messages(system, chosen, rendered, request, request_turn)
+            prompt = self.flatten(domain, messages) if self.flat_prompt else None
+            total = self.tokens.count(prompt) if prompt is not None else fixed + sum(t for _, t in chosen)
+            if total + reserve <= num_ctx or not chosen:
+                break
+            chosen = chosen[:-1]  # the flat layout cost more than estimated: drop the least relevant
+        timings["render"] = (time.perf_counter() - t0) * 1000
+
+        return Assembly(
+            domain=domain.name, tenant=tenant, question=request.question, query_vector=query,
+            messages=messages, prompt=prompt, json_schema=domain.schema_json, options=opts,
+            selected=[self._selected(c, rank, tokens) for rank, (c, tokens) in enumerate(chosen)],
+            negatives=[self._selected(c, rank, 0) for rank, c in enumerate(negatives)],
+            template_version=version, timings_ms=timings, prompt_tokens=total,
+            budget={"num_ctx": num_ctx, "fixed": fixed, "reserved_output": reserve, "available_for_examples": available,
+                    "used_by_examples": sum(t for _, t in chosen)},
+            memory_available=memory_available, cot=cot_on,
+        )
+
+    # -- rendering pieces ----------------------------------------------------------------------------
+
+    @staticmethod
+    def _domain_ctx(domain: Domain) -> dict[str, Any]:
+        return {"domain": {"name": domain.name, "description": domain.spec.description.strip()}}
+
+    def _system(self, domain: Domain, request: Request, negatives: list[Candidate], cot_on: bool,
+                *, has_examples: bool) -> str:
+        ctx = self._domain_ctx(domain)
+        cot = self.templates.render("cot", for_domain=domain.name, steps=domain.spec.cot.steps, **ctx) if cot_on else ""
+        neg = ""
+        if negatives:
+            neg = self.templates.render("negatives", for_domain=domain.name, negatives=[
+                {"question": n.question, "wrong": n.wrong, "why": n.reason, "right": n.answer} for n in negatives
+            ], **ctx)
+        system = self.templates.render(
+            "system", for_domain=domain.name, schema=domain.schema_json, rules=domain.spec.rules, cot=cot,
+            negatives=neg, has_examples=has_examples, free_text=domain.free_text, **ctx,
+        )
+        return f"{system}\n\n{request.system}".strip() if request.system else system
+
+    @staticmethod
+    def _messages(system: str, chosen: list[tuple[Candidate, int]], rendered: dict[str, str], request: Request,
+                  request_turn: str) -> list[dict[str, Any]]:
+        messages: list[dict[str, Any]] = [{"role": "system", "content": system, "kind": "system"}]
+        for cand, _ in reversed(chosen):  # the most relevant example sits next to the request
+            messages.append({"role": "user", "content": rendered[cand.id], "kind": "example"})
+            messages.append({"role": "assistant", "content": cand.answer, "kind": "example"})
+        for turn in request.history:
+            messages.append({**turn, "kind": "history"})
+        messages.append({"role": "user", "content": request_turn, "kind": "request"})
+        return messages
+
+    def flatten(self, domain: Domain, messages: list[dict[str, Any]]) -> str:
+        return self.templates.render("completion", for_domain=domain.name, messages=messages,
+                                     free_text=domain.free_text, **self._domain_ctx(domain))
+
+    def repair_turn(self, domain: Domain, *, errors: list[str], attempt: int, max_attempts: int,
+                    previous_output: str, truncated: bool) -> str:
+        return self.templates.render("repair", for_domain=domain.name, errors=errors, attempt=attempt,
+                                     max_attempts=max_attempts, previous_output=previous_output,
+                                     truncated=truncated, **self._domain_ctx(domain))
+
+    @staticmethod
+    def _selected(c: Candidate, rank: int, tokens: int) -> SelectedExample:
+        return SelectedExample(id=c.id, source=c.source, kind=c.kind, status=c.status,
+                               similarity=round(c.similarity, 4), mmr_rank=rank, tokens=tokens,
+                               question=c.question, answer=c.answer, reason=c.reason, wrong=c.wrong)

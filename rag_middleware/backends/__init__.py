@@ -1,0 +1,1 @@
+"""Backends: LLMs (``backends.llm``) and memory stores (``backends.store``), chosen by name from config."""

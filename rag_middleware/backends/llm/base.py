@@ -1,0 +1,51 @@
+"""The LLM backend Protocol and the request/response types every backend speaks."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Literal, Protocol, runtime_checkable
+
+from pydantic import BaseModel, Field
+
+__all__ = ["Completion", "GenerateRequest", "LLMBackend", "StreamChunk"]
+
+
+class GenerateRequest(BaseModel):
+    model: str
+    messages: list[dict[str, Any]]
+    prompt: str | None = None  # flat text for base models (rendered through completion.j2)
+    json_schema: dict[str, Any] | None = None  # grammar / Ollama ``format``
+    options: dict[str, Any] = Field(default_factory=dict)  # temperature, num_predict, num_ctx, seed, stop, ...
+    keep_alive: str | int | None = None
+    timeout: float | None = None  # seconds for this call
+
+
+class Completion(BaseModel):
+    text: str
+    done_reason: Literal["stop", "length", "error"] | str = "stop"
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    duration_ms: float = 0.0
+    model: str = ""
+
+
+class StreamChunk(BaseModel):
+    text: str = ""
+    done: bool = False
+    completion: Completion | None = None  # set on the final chunk
+
+
+@runtime_checkable
+class LLMBackend(Protocol):
+    name: str
+    #: True when the model has no chat template and wants ``GenerateRequest.prompt``.
+    flat_prompt: bool
+    #: The GGUF file whose tokenizer counts tokens for this backend, if there is one.
+    gguf_path: Path | None
+
+    def generate(self, request: GenerateRequest) -> Completion: ...
+
+    def stream(self, request: GenerateRequest) -> Iterator[StreamChunk]: ...
+
+    def close(self) -> None: ...

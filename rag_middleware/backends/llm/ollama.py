@@ -1,0 +1,104 @@
+"""The Ollama backend, through the official ``ollama`` client. Its errors are mapped to ours here."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+
+from ...errors import BackendError, TransportError, UpstreamResponseError, UpstreamUnavailableError
+from .base import Completion, GenerateRequest, StreamChunk
+
+__all__ = ["OllamaBackend"]
+
+
+class OllamaBackend:
+    name = "ollama"
+    flat_prompt = False
+    gguf_path = None
+
+    def __init__(self, *, host: str, model: str, num_ctx: int, keep_alive: str | int | None = None,
+                 timeout: float = 120.0, connect_timeout: float = 5.0) -> None:
+        try:
+            import ollama
+        except ImportError:
+            raise BackendError("the ollama backend needs the 'ollama' package") from None
+        self._ollama = ollama
+        self.host = host
+        self.model = model
+        self.num_ctx = num_ctx
+        self.keep_alive = keep_alive
+        self._client = ollama.Client(host=host, timeout=httpx.Timeout(timeout, connect=connect_timeout))
+
+    def _kwargs(self, request: GenerateRequest, *, stream: bool) -> dict[str, Any]:
+        options = {k: v for k, v in request.options.items() if v is not None}
+        options.setdefault("num_ctx", self.num_ctx)
+        kwargs: dict[str, Any] = {
+            "model": request.model or self.model,
+            "messages": [{"role": m["role"], "content": m["content"]} for m in request.messages],
+            "options": options,
+            "stream": stream,
+        }
+        if request.json_schema is not None:
+            kwargs["format"] = request.json_schema
+        keep_alive = request.keep_alive if request.keep_alive is not None else self.keep_alive
+        if keep_alive is not None:
+            kwargs["keep_alive"] = keep_alive
+        return kwargs
+
+    def _translate(self, exc: Exception) -> Exception:
+        if isinstance(exc, self._ollama.ResponseError):
+            status = int(getattr(exc, "status_code", 500) or 500)
+            message = f"ollama at {self.host} answered {status}: {exc.error}"
+            if status >= 500 or status in (408, 429):
+                return TransportError(message)
+            return UpstreamResponseError(message, status_code=status)
+        if isinstance(exc, httpx.TimeoutException):
+            return TransportError(f"ollama at {self.host} timed out")
+        if isinstance(exc, (ConnectionError, httpx.ConnectError, httpx.NetworkError)):
+            return UpstreamUnavailableError(self.host)
+        if isinstance(exc, httpx.HTTPError):
+            return TransportError(f"ollama at {self.host}: {exc}")
+        return exc
+
+    @staticmethod
+    def _completion(resp: Any, start: float) -> Completion:
+        done_reason = getattr(resp, "done_reason", None) or "stop"
+        return Completion(
+            text=resp.message.content or "",
+            done_reason="length" if done_reason == "length" else done_reason,
+            prompt_tokens=int(getattr(resp, "prompt_eval_count", 0) or 0),
+            completion_tokens=int(getattr(resp, "eval_count", 0) or 0),
+            duration_ms=(time.perf_counter() - start) * 1000,
+            model=resp.model or "",
+        )
+
+    def generate(self, request: GenerateRequest) -> Completion:
+        start = time.perf_counter()
+        try:
+            resp = self._client.chat(**self._kwargs(request, stream=False))
+        except Exception as exc:  # noqa: BLE001 - translated at the boundary
+            raise self._translate(exc) from None
+        return self._completion(resp, start)
+
+    def stream(self, request: GenerateRequest) -> Iterator[StreamChunk]:
+        start = time.perf_counter()
+        text: list[str] = []
+        try:
+            for part in self._client.chat(**self._kwargs(request, stream=True)):
+                piece = part.message.content or ""
+                if piece:
+                    text.append(piece)
+                    yield StreamChunk(text=piece)
+                if part.done:
+                    final = self._completion(part, start)
+                    final.text = "".join(text)
+                    yield StreamChunk(done=True, completion=final)
+                    return
+        except Exception as exc:  # noqa: BLE001
+            raise self._translate(exc) from None
+
+    def close(self) -> None:
+        self._client._client.close()

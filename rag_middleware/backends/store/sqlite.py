@@ -1,0 +1,330 @@
+"""The default memory store: SQLite (WAL) with float32 vector blobs and exact cosine search in numpy.
+
+Vectors of a (tenant, domain) partition are held in RAM after the first search and kept in step with this
+process's writes; a commit by another process (seen through ``PRAGMA data_version``) drops the cache.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ...db import connect
+from ...errors import StoreError
+from ...records import MemoryFilter, MemoryRecord, SearchHit, iso, utcnow
+from .base import UpsertResult
+
+__all__ = ["SQLiteStore"]
+
+_COLUMNS = (
+    "id", "tenant", "domain", "kind", "status", "source", "question", "answer", "reason", "wrong",
+    "score", "template_version", "created_at", "updated_at", "meta",
+)
+_CONTENT = tuple(c for c in _COLUMNS if c not in ("id", "created_at", "updated_at"))
+_UPDATABLE = {"status", "source", "answer", "reason", "wrong", "score", "template_version", "meta", "kind", "question"}
+
+
+class _Partition:
+    """The vectors and filter columns of one (tenant, domain), with room to grow."""
+
+    def __init__(self, dim: int) -> None:
+        self.vectors = np.zeros((64, dim), dtype=np.float32)
+        self.n = 0
+        self.ids: list[str] = []
+        self.index: dict[str, int] = {}
+        self.kinds: list[str] = []
+        self.statuses: list[str] = []
+        self.created: list[str] = []
+        self.alive: list[bool] = []
+
+    def put(self, rid: str, kind: str, status: str, created: str, vector: np.ndarray) -> None:
+        if self.n == 0 and self.vectors.shape[1] != vector.shape[0]:
+            self.vectors = np.zeros((64, vector.shape[0]), dtype=np.float32)
+        row = self.index.get(rid)
+        if row is None:
+            if self.n == self.vectors.shape[0]:
+                grown = np.zeros((self.vectors.shape[0] * 2, self.vectors.shape[1]), dtype=np.float32)
+                grown[: self.n] = self.vectors[: self.n]
+                self.vectors = grown
+            row = self.n
+            self.n += 1
+            self.index[rid] = row
+            self.ids.append(rid)
+            self.kinds.append(kind)
+            self.statuses.append(status)
+            self.created.append(created)
+            self.alive.append(True)
+        else:
+            self.kinds[row], self.statuses[row], self.created[row], self.alive[row] = kind, status, created, True
+        self.vectors[row] = vector
+
+
+class SQLiteStore:
+    name = "sqlite"
+
+    def __init__(self, path: Path, *, dim: int | None = None) -> None:
+        self.path = Path(path)
+        self._conn = connect(self.path)
+        self._lock = threading.RLock()
+        self._parts: dict[tuple[str, str], _Partition] = {}
+        self._data_version = self._read_data_version()
+        self.dim = dim
+
+    # -- helpers -------------------------------------------------------------------------------------
+
+    def _read_data_version(self) -> int:
+        return int(self._conn.execute("PRAGMA data_version").fetchone()[0])
+
+    def _check_foreign_writes(self) -> None:
+        version = self._read_data_version()
+        if version != self._data_version:
+            self._parts.clear()
+            self._data_version = version
+
+    @staticmethod
+    def _row_to_record(row: sqlite3.Row | tuple) -> MemoryRecord:
+        data = dict(zip(_COLUMNS, row))
+        data["meta"] = json.loads(data["meta"] or "{}")
+        return MemoryRecord.model_validate(data)
+
+    @staticmethod
+    def _record_values(rec: MemoryRecord) -> dict[str, Any]:
+        return {
+            "id": rec.id, "tenant": rec.tenant, "domain": rec.domain, "kind": rec.kind, "status": rec.status,
+            "source": rec.source, "question": rec.question, "answer": rec.answer, "reason": rec.reason,
+            "wrong": rec.wrong, "score": rec.score, "template_version": rec.template_version,
+            "created_at": iso(rec.created_at), "updated_at": iso(rec.updated_at),
+            "meta": json.dumps(rec.meta, sort_keys=True),
+        }
+
+    def _where(self, f: MemoryFilter | None) -> tuple[str, list[Any]]:
+        clauses: list[str] = []
+        params: list[Any] = []
+        if f is not None:
+            for col, value in (("tenant", f.tenant), ("domain", f.domain)):
+                if value is not None:
+                    clauses.append(f"{col} = ?")
+                    params.append(value)
+            for col, values in (("kind", f.kinds), ("status", f.statuses)):
+                if values is not None:
+                    clauses.append(f"{col} IN ({','.join('?' * len(values))})")
+                    params.extend(values)
+            if f.created_before is not None:
+                clauses.append("created_at < ?")
+                params.append(iso(f.created_before))
+            if f.exclude_ids:
+                clauses.append(f"id NOT IN ({','.join('?' * len(f.exclude_ids))})")
+                params.extend(sorted(f.exclude_ids))
+        return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
+
+    # -- Protocol ------------------------------------------------------------------------------------
+
+    def upsert(self, records: Sequence[MemoryRecord], vectors: np.ndarray) -> UpsertResult:
+        vectors = np.asarray(vectors, dtype=np.float32)
+        if len(records) != len(vectors):
+            raise StoreError(f"upsert got {len(records)} records but {len(vectors)} vectors")
+        if len(records) and vectors.ndim != 2:
+            raise StoreError("upsert vectors must be a 2-D array")
+        result = UpsertResult(inserted=0, updated=0, unchanged=0)
+        if not records:
+            return result
+        if self.dim is None:
+            self.dim = int(vectors.shape[1])
+        elif vectors.shape[1] != self.dim:
+            raise StoreError(f"vector dimension {vectors.shape[1]} does not match the store's {self.dim}")
+        with self._lock:
+            self._check_foreign_writes()
+            ids = [r.id for r in records]
+            existing: dict[str, tuple] = {}
+            for start in range(0, len(ids), 500):
+                chunk = ids[start : start + 500]
+                rows = self._conn.execute(
+                    f"SELECT {', '.join(_CONTENT)}, id, vector FROM memory WHERE id IN ({','.join('?' * len(chunk))})",
+                    chunk,
+                ).fetchall()
+                for row in rows:
+                    existing[row[-2]] = row
+            to_write = []
+            for rec, vec in zip(records, vectors):
+                values = self._record_values(rec)
+                blob = vec.tobytes()
+                old = existing.get(rec.id)
+                if old is not None:
+                    same = tuple(values[c] for c in _CONTENT) == tuple(old[: len(_CONTENT)]) and old[-1] == blob
+                    if same:
+                        result["unchanged"] += 1
+                        continue
+                    result["updated"] += 1  # created_at keeps its original value (not in the UPDATE SET)
+                else:
+                    result["inserted"] += 1
+                to_write.append((values, blob))
+            try:
+                self._conn.execute("BEGIN IMMEDIATE")
+                for values, blob in to_write:
+                    self._conn.execute(
+                        f"INSERT INTO memory ({', '.join(_COLUMNS)}, dim, vector) "
+                        f"VALUES ({', '.join('?' * len(_COLUMNS))}, ?, ?) "
+                        "ON CONFLICT(id) DO UPDATE SET "
+                        + ", ".join(f"{c} = excluded.{c}" for c in _COLUMNS if c not in ("id", "created_at"))
+                        + ", dim = excluded.dim, vector = excluded.vector",
+                        (*[values[c] for c in _COLUMNS], self.dim, blob),
+                    )
+                self._conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                self._conn.execute("ROLLBACK")
+                raise StoreError(f"memory upsert failed: {exc}") from None
+            for values, blob in to_write:
+                part = self._parts.get((values["tenant"], values["domain"]))
+                if part is not None:
+                    created = self._created_of(values["id"]) if values["id"] in existing else values["created_at"]
+                    part.put(values["id"], values["kind"], values["status"], created,
+                             np.frombuffer(blob, dtype=np.float32))
+                for key, other in self._parts.items():  # a record that moved tenant/domain
+                    if key != (values["tenant"], values["domain"]) and values["id"] in other.index:
+                        other.alive[other.index[values["id"]]] = False
+        return result
+
+    def _created_of(self, rid: str) -> str:
+        row = self._conn.execute("SELECT created_at FROM memory WHERE id = ?", (rid,)).fetchone()
+        return row[0] if row else iso(utcnow())
+
+    def _partition(self, tenant: str, domain: str) -> _Partition:
+        key = (tenant, domain)
+        part = self._parts.get(key)
+        if part is None:
+            rows = self._conn.execute(
+                "SELECT id, kind, status, created_at, vector FROM memory WHERE tenant = ? AND domain = ?",
+                key,
+            ).fetchall()
+            dim = self.dim or (len(rows[0][4]) // 4 if rows else 1)
+            part = _Partition(dim)
+            if rows:
+                part.vectors = np.frombuffer(b"".join(r[4] for r in rows), dtype=np.float32).reshape(len(rows), -1).copy()
+                part.n = len(rows)
+                part.ids = [r[0] for r in rows]
+                part.index = {rid: i for i, rid in enumerate(part.ids)}
+                part.kinds = [r[1] for r in rows]
+                part.statuses = [r[2] for r in rows]
+                part.created = [r[3] for r in rows]
+                part.alive = [True] * len(rows)
+            self._parts[key] = part
+        return part
+
+    def search(self, vector: np.ndarray, *, filters: MemoryFilter, limit: int) -> list[SearchHit]:
+        if filters.tenant is None or filters.domain is None:
+            raise StoreError("search needs a tenant and a domain")
+        if limit <= 0:
+            return []
+        query = np.asarray(vector, dtype=np.float32).reshape(-1)
+        with self._lock:
+            self._check_foreign_writes()
+            part = self._partition(filters.tenant, filters.domain)
+            n = part.n
+            if n == 0:
+                return []
+            if part.vectors.shape[1] != query.shape[0]:
+                raise StoreError(f"query dimension {query.shape[0]} does not match the store's {part.vectors.shape[1]}")
+            mask = np.fromiter(part.alive, dtype=bool, count=n)
+            if filters.kinds is not None:
+                mask &= np.isin(np.asarray(part.kinds, dtype=object), list(filters.kinds))
+            if filters.statuses is not None:
+                mask &= np.isin(np.asarray(part.statuses, dtype=object), list(filters.statuses))
+            if filters.created_before is not None:
+                mask &= np.asarray(part.created, dtype=object) < iso(filters.created_before)
+            for rid in filters.exclude_ids:
+                row = part.index.get(rid)
+                if row is not None:
+                    mask[row] = False
+            rows = np.flatnonzero(mask)
+            if rows.size == 0:
+                return []
+            scores = (part.vectors[:n] @ query)[rows]  # one matmul over the partition, no row copies
+            take = min(limit, rows.size)
+            top = np.argpartition(-scores, take - 1)[:take]
+            top = top[np.argsort(-scores[top], kind="stable")]
+            chosen_rows = rows[top]
+            ids = [part.ids[r] for r in chosen_rows]
+            records = {r.id: r for r in self.get(ids)}
+            return [
+                SearchHit(record=records[part.ids[r]], similarity=float(scores[t]), vector=part.vectors[r].copy())
+                for r, t in zip(chosen_rows, top)
+                if part.ids[r] in records
+            ]
+
+    def get(self, ids: Sequence[str]) -> list[MemoryRecord]:
+        out: dict[str, MemoryRecord] = {}
+        with self._lock:
+            for start in range(0, len(ids), 500):
+                chunk = list(ids[start : start + 500])
+                rows = self._conn.execute(
+                    f"SELECT {', '.join(_COLUMNS)} FROM memory WHERE id IN ({','.join('?' * len(chunk))})", chunk
+                ).fetchall()
+                for row in rows:
+                    out[row[0]] = self._row_to_record(row)
+        return [out[i] for i in ids if i in out]
+
+    def update(self, record_id: str, **fields: Any) -> bool:
+        bad = set(fields) - _UPDATABLE
+        if bad:
+            raise StoreError(f"cannot update field(s) {', '.join(sorted(bad))}")
+        if not fields:
+            return False
+        values = {k: (json.dumps(v, sort_keys=True) if k == "meta" else v) for k, v in fields.items()}
+        values["updated_at"] = iso(utcnow())
+        with self._lock:
+            self._check_foreign_writes()
+            cur = self._conn.execute(
+                f"UPDATE memory SET {', '.join(f'{k} = ?' for k in values)} WHERE id = ?",
+                [*values.values(), record_id],
+            )
+            if cur.rowcount and ("status" in fields or "kind" in fields):
+                for part in self._parts.values():
+                    row = part.index.get(record_id)
+                    if row is not None:
+                        part.statuses[row] = fields.get("status", part.statuses[row])
+                        part.kinds[row] = fields.get("kind", part.kinds[row])
+            return bool(cur.rowcount)
+
+    def delete(self, ids: Sequence[str]) -> int:
+        removed = 0
+        with self._lock:
+            self._check_foreign_writes()
+            for start in range(0, len(ids), 500):
+                chunk = list(ids[start : start + 500])
+                cur = self._conn.execute(f"DELETE FROM memory WHERE id IN ({','.join('?' * len(chunk))})", chunk)
+                removed += cur.rowcount
+            for part in self._parts.values():
+                for rid in ids:
+                    row = part.index.get(rid)
+                    if row is not None:
+                        part.alive[row] = False
+        return removed
+
+    def count(self, filters: MemoryFilter | None = None) -> int:
+        where, params = self._where(filters)
+        with self._lock:
+            return int(self._conn.execute(f"SELECT COUNT(*) FROM memory{where}", params).fetchone()[0])
+
+    def list(self, filters: MemoryFilter | None = None, *, limit: int = 50, offset: int = 0) -> list[MemoryRecord]:
+        where, params = self._where(filters)
+        with self._lock:
+            rows = self._conn.execute(
+                f"SELECT {', '.join(_COLUMNS)} FROM memory{where} ORDER BY created_at DESC, id LIMIT ? OFFSET ?",
+                [*params, limit, offset],
+            ).fetchall()
+        return [self._row_to_record(r) for r in rows]
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    def created_at(self, record_id: str) -> datetime | None:
+        row = self._conn.execute("SELECT created_at FROM memory WHERE id = ?", (record_id,)).fetchone()
+        return datetime.fromisoformat(row[0].replace("Z", "+00:00")) if row else None

@@ -1,0 +1,2 @@
+"""CLI."""
+def main(): pass

@@ -1,0 +1,153 @@
+"""One Settings object for the whole package.
+
+Sources, highest priority first: keyword arguments, environment variables ``RAG_MW_*`` (nested with
+``__``, e.g. ``RAG_MW_LLM__BACKEND=ollama``), an optional TOML file (``RAG_MW_CONFIG`` or
+``./rag-middleware.toml``), then the defaults below. This is the only module that reads ``os.environ``.
+"""
+
+from __future__ import annotations
+
+import os
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, ValidationError
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from .errors import ConfigError
+
+__all__ = [
+    "EmbeddingSettings",
+    "LLMSettings",
+    "RetrySettings",
+    "SelectionSettings",
+    "Settings",
+    "StoreSettings",
+    "load_settings",
+]
+
+_TOML_PATH: ContextVar[Path | None] = ContextVar("rag_mw_toml_path", default=None)
+
+
+class SelectionSettings(BaseModel):
+    """Example selection. Every field can be overridden per domain in domain.yaml ``selection:``."""
+
+    k: int = Field(4, ge=0, le=64, description="examples to put in the prompt")
+    fetch_k: int = Field(20, ge=1, le=1000, description="kNN candidates fed to MMR")
+    mmr_lambda: float = Field(0.5, ge=0.0, le=1.0, description="1 = pure similarity, 0 = pure diversity")
+    near_dup_threshold: float = Field(0.95, ge=0.0, le=1.0001, description="cosine above which two are near-duplicates")
+    min_similarity: float = Field(0.0, ge=-1.0, le=1.0, description="candidates below this are ignored")
+    negatives_k: int = Field(2, ge=0, le=16)
+    negatives_min_similarity: float = Field(0.3, ge=-1.0, le=1.0)
+    approved_boost: float = Field(0.05, ge=0.0, le=1.0, description="added to the similarity of approved/edited answers")
+    use_memory: bool = True
+    use_examples: bool = True
+    use_negatives: bool = True
+    reserve_output_tokens: int = Field(384, ge=16, description="tokens kept free for the answer (also num_predict)")
+    max_example_tokens: int = Field(0, ge=0, description="cap on the example block; 0 = whatever the budget allows")
+
+
+class EmbeddingSettings(BaseModel):
+    model: str = "all-MiniLM-L6-v2"
+    batch_size: int = Field(64, ge=1)
+    device: str = "cpu"
+
+
+class StoreSettings(BaseModel):
+    backend: Literal["sqlite"] = "sqlite"
+    path: Path | None = Field(None, description="SQLite file; default <data_dir>/rag.db")
+
+
+class LLMSettings(BaseModel):
+    backend: Literal["embedded", "ollama"] = "embedded"
+    model: str = Field("gemma3:270m", description="upstream model name (ollama); label only for embedded")
+    ollama_host: str | None = Field(None, description="default: OLLAMA_HOST or http://127.0.0.1:11434")
+    embedded_model_path: Path | None = Field(None, description="GGUF file; default: the packaged Gemma 3 270M")
+    num_ctx: int = Field(4096, ge=256)
+    threads: int = Field(2, ge=1)
+    keep_alive: str | int | None = "5m"
+    tokenizer: str = Field(
+        "auto",
+        description="'auto' (the backend's own), 'approx', a GGUF file, or a HF tokenizer path",
+    )
+
+
+class RetrySettings(BaseModel):
+    max_attempts: int = Field(3, ge=1, le=10, description="validation attempts in total")
+    transport_attempts: int = Field(3, ge=1, le=10, description="tries per attempt on connection errors/5xx")
+    backoff_initial: float = Field(0.5, ge=0.0)
+    backoff_max: float = Field(8.0, ge=0.0)
+    request_timeout: float = Field(120.0, gt=0, description="seconds for one model call")
+    total_timeout: float = Field(300.0, gt=0, description="seconds for all attempts of one request")
+    connect_timeout: float = Field(5.0, gt=0)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="RAG_MW_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        validate_default=True,
+    )
+
+    data_dir: Path = Path(".rag-mw")
+    knowledge_base: Path = Path("knowledge_base")
+    prompts_dir: Path = Path("prompts")
+    default_tenant: str = "default"
+    learn: bool = Field(True, description="validated answers enter memory")
+    llm: LLMSettings = LLMSettings()
+    embedding: EmbeddingSettings = EmbeddingSettings()
+    store: StoreSettings = StoreSettings()
+    selection: SelectionSettings = SelectionSettings()
+    retry: RetrySettings = RetrySettings()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml_path = _TOML_PATH.get()
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if toml_path is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=toml_path))
+        return tuple(sources)
+
+    @property
+    def db_path(self) -> Path:
+        return self.store.path or (self.data_dir / "rag.db")
+
+    @property
+    def ollama_host(self) -> str:
+        return self.llm.ollama_host or os.environ.get("OLLAMA_HOST") or "http://127.0.0.1:11434"
+
+
+def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Settings:
+    """Build Settings from overrides, env and the TOML file. Raises ConfigError with the bad field."""
+    path = Path(config_file) if config_file else None
+    if path is None and os.environ.get("RAG_MW_CONFIG"):
+        path = Path(os.environ["RAG_MW_CONFIG"])
+    if path is None and Path("rag-middleware.toml").is_file():
+        path = Path("rag-middleware.toml")
+    if path is not None and not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    token = _TOML_PATH.set(path)
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        loc = ".".join(str(p) for p in first["loc"])
+        raise ConfigError(f"invalid setting {loc}: {first['msg']}" + (f" (from {path})" if path else "")) from None
+    except ValueError as exc:  # TOML syntax errors
+        raise ConfigError(f"cannot read config {path}: {exc}") from None
+    finally:
+        _TOML_PATH.reset(token)

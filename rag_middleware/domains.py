@@ -1,0 +1,272 @@
+"""Domains: ``knowledge_base/<name>/`` loaded and checked, with errors that name file and line.
+
+Layout of a domain directory::
+
+    domain.yaml        description, output model or schema, options, selection, cot, rules
+    examples.jsonl     {"id", "question", "answer"}          curated few-shot examples
+    negatives.jsonl    {"id", "question", "wrong", "why", "right"}   contrastive examples
+    <model>.py / *.json  the output model (pydantic, by ``file.py:Class`` or ``pkg.mod:Class``) or JSON Schema
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import json
+import sys
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from .errors import DomainError, UnknownDomainError
+from .validation import JSONSchemaValidator, OutputValidator, PydanticValidator
+
+__all__ = ["CuratedExample", "CuratedNegative", "Domain", "DomainRegistry", "DomainSpec"]
+
+
+class CotSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    enabled: bool = False
+    steps: list[str] = Field(default_factory=list)
+
+
+class DomainSpec(BaseModel):
+    """The contents of domain.yaml."""
+
+    model_config = ConfigDict(extra="forbid")
+    description: str = Field(min_length=1)
+    output_model: str | None = None
+    output_schema: str | None = None
+    context_builder: str | None = None
+    model: str | None = None  # upstream model that answers this domain
+    options: dict[str, Any] = Field(default_factory=dict)
+    selection: dict[str, Any] = Field(default_factory=dict)
+    cot: CotSpec = CotSpec()
+    rules: list[str] = Field(default_factory=list)
+
+
+class CuratedExample(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    id: str = Field(min_length=1)
+    question: str = Field(min_length=1)
+    answer: Any
+    note: str = ""
+
+
+class CuratedNegative(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    id: str = Field(min_length=1)
+    question: str = Field(min_length=1)
+    wrong: Any
+    why: str = Field(min_length=1)
+    right: Any
+
+
+_OPTION_KEYS = {"temperature", "top_p", "top_k", "min_p", "seed", "num_predict", "repeat_penalty", "stop", "num_ctx"}
+
+
+class Domain(BaseModel):
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    name: str
+    path: Path
+    spec: DomainSpec
+    examples: list[CuratedExample]
+    negatives: list[CuratedNegative]
+    validator: Any = None  # OutputValidator | None
+
+    @property
+    def schema_json(self) -> dict[str, Any] | None:
+        return self.validator.json_schema() if self.validator is not None else None
+
+    @property
+    def free_text(self) -> bool:
+        return self.validator is None
+
+    def answer_text(self, answer: Any) -> str:
+        """How an answer is shown to the model: compact JSON for schema'd domains, text otherwise."""
+        if isinstance(answer, str) and self.free_text:
+            return answer
+        return json.dumps(answer, ensure_ascii=False, separators=(", ", ": "))
+
+
+def _key_lines(path: Path, text: str) -> dict[str, int]:
+    """Top-level key -> line number in a YAML file, for error messages."""
+    try:
+        node = yaml.compose(text)
+    except yaml.YAMLError:
+        return {}
+    lines: dict[str, int] = {}
+    if isinstance(node, yaml.MappingNode):
+        for key, _ in node.value:
+            lines[str(key.value)] = key.start_mark.line + 1
+    return lines
+
+
+def _load_object(ref: str, base: Path, *, what: str, spec_path: Path, line: int | None) -> Any:
+    """Resolve 'file.py:Name' (relative to the domain dir) or 'package.module:Name'."""
+    if ":" not in ref:
+        raise DomainError(f"{what} must look like 'file.py:Name' or 'package.module:Name', got {ref!r}",
+                          path=str(spec_path), line=line)
+    module_ref, attr = ref.rsplit(":", 1)
+    try:
+        if module_ref.endswith(".py"):
+            file = (base / module_ref).resolve()
+            if not file.is_file():
+                raise DomainError(f"{what}: file {module_ref} not found", path=str(spec_path), line=line)
+            mod_name = f"rag_mw_domain_{base.name}_{file.stem}"
+            module = sys.modules.get(mod_name)
+            if module is None or getattr(module, "__file__", None) != str(file):
+                spec = importlib.util.spec_from_file_location(mod_name, file)
+                module = importlib.util.module_from_spec(spec)
+                sys.modules[mod_name] = module
+                spec.loader.exec_module(module)
+        else:
+            module = importlib.import_module(module_ref)
+        return getattr(module, attr)
+    except DomainError:
+        raise
+    except AttributeError:
+        raise DomainError(f"{what}: {module_ref} has no {attr!r}", path=str(spec_path), line=line) from None
+    except Exception as exc:  # noqa: BLE001 - user code failing to import
+        raise DomainError(f"{what}: cannot import {module_ref}: {type(exc).__name__}: {exc}",
+                          path=str(spec_path), line=line) from None
+
+
+def _read_jsonl(path: Path, model: type[BaseModel]) -> list[Any]:
+    items: list[Any] = []
+    if not path.exists():
+        return items
+    seen: dict[str, int] = {}
+    for lineno, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not raw.strip() or raw.lstrip().startswith("//"):
+            continue
+        try:
+            data = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise DomainError(f"invalid JSON: {exc.msg} (column {exc.colno})", path=str(path), line=lineno) from None
+        try:
+            item = model.model_validate(data)
+        except ValidationError as exc:
+            err = exc.errors(include_url=False)[0]
+            loc = ".".join(str(p) for p in err["loc"]) or "(line)"
+            raise DomainError(f"{loc}: {err['msg']}", path=str(path), line=lineno) from None
+        if item.id in seen:
+            raise DomainError(f"duplicate id {item.id!r} (first on line {seen[item.id]})", path=str(path), line=lineno)
+        seen[item.id] = lineno
+        item.__dict__["_line"] = lineno
+        items.append(item)
+    return items
+
+
+def load_domain(path: Path) -> Domain:
+    spec_path = path / "domain.yaml"
+    if not spec_path.is_file():
+        raise DomainError("missing domain.yaml", path=str(path))
+    text = spec_path.read_text(encoding="utf-8")
+    try:
+        raw = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        raise DomainError(f"YAML syntax error: {getattr(exc, 'problem', exc)}", path=str(spec_path),
+                          line=mark.line + 1 if mark else None) from None
+    lines = _key_lines(spec_path, text)
+    try:
+        spec = DomainSpec.model_validate(raw)
+    except ValidationError as exc:
+        err = exc.errors(include_url=False)[0]
+        key = str(err["loc"][0]) if err["loc"] else ""
+        loc = ".".join(str(p) for p in err["loc"])
+        raise DomainError(f"{loc}: {err['msg']}", path=str(spec_path), line=lines.get(key)) from None
+    unknown = set(spec.options) - _OPTION_KEYS
+    if unknown:
+        raise DomainError(f"options: unknown option(s) {', '.join(sorted(unknown))}", path=str(spec_path),
+                          line=lines.get("options"))
+    from .config import SelectionSettings
+
+    try:
+        SelectionSettings.model_validate(spec.selection)
+        bad = set(spec.selection) - set(SelectionSettings.model_fields)
+        if bad:
+            raise DomainError(f"selection: unknown parameter(s) {', '.join(sorted(bad))}", path=str(spec_path),
+                              line=lines.get("selection"))
+    except ValidationError as exc:
+        err = exc.errors(include_url=False)[0]
+        raise DomainError(f"selection.{'.'.join(map(str, err['loc']))}: {err['msg']}", path=str(spec_path),
+                          line=lines.get("selection")) from None
+
+    validator: OutputValidator | None = None
+    if spec.output_model and spec.output_schema:
+        raise DomainError("give output_model or output_schema, not both", path=str(spec_path),
+                          line=lines.get("output_schema"))
+    if spec.output_model:
+        model = _load_object(spec.output_model, path, what="output_model", spec_path=spec_path,
+                             line=lines.get("output_model"))
+        if not (isinstance(model, type) and issubclass(model, BaseModel)):
+            raise DomainError(f"output_model {spec.output_model} is not a pydantic model", path=str(spec_path),
+                              line=lines.get("output_model"))
+        builder: Callable[[str], dict[str, Any]] | None = None
+        if spec.context_builder:
+            builder = _load_object(spec.context_builder, path, what="context_builder", spec_path=spec_path,
+                                   line=lines.get("context_builder"))
+        validator = PydanticValidator(model, builder)
+    elif spec.output_schema:
+        schema_path = path / spec.output_schema
+        try:
+            schema = json.loads(schema_path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise DomainError(f"output_schema file {spec.output_schema} not found", path=str(spec_path),
+                              line=lines.get("output_schema")) from None
+        except json.JSONDecodeError as exc:
+            raise DomainError(f"invalid JSON: {exc.msg}", path=str(schema_path), line=exc.lineno) from None
+        try:
+            validator = JSONSchemaValidator(schema)
+        except Exception as exc:  # noqa: BLE001 - jsonschema.SchemaError
+            raise DomainError(f"not a valid JSON Schema: {getattr(exc, 'message', exc)}", path=str(schema_path)) from None
+
+    examples = _read_jsonl(path / "examples.jsonl", CuratedExample)
+    negatives = _read_jsonl(path / "negatives.jsonl", CuratedNegative)
+    if validator is not None:
+        for file, items, fields in (
+            (path / "examples.jsonl", examples, ("answer",)),
+            (path / "negatives.jsonl", negatives, ("right",)),
+        ):
+            for item in items:
+                for field in fields:
+                    outcome = validator.validate_value(getattr(item, field), item.question)
+                    if not outcome.ok:
+                        raise DomainError(f"{item.id}: {field} fails the output model: {outcome.errors[0]}",
+                                          path=str(file), line=item.__dict__.get("_line"))
+                    setattr(item, field, outcome.value)
+    return Domain(name=path.name, path=path, spec=spec, examples=examples, negatives=negatives, validator=validator)
+
+
+class DomainRegistry:
+    """All domains under a knowledge base directory, loaded on first use and cached."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self._cache: dict[str, Domain] = {}
+        self._lock = threading.Lock()
+
+    def names(self) -> list[str]:
+        if not self.root.is_dir():
+            return []
+        return sorted(p.name for p in self.root.iterdir() if (p / "domain.yaml").is_file())
+
+    def get(self, name: str) -> Domain:
+        with self._lock:
+            if name in self._cache:
+                return self._cache[name]
+            if not name or name not in self.names():
+                raise UnknownDomainError(name, self.names())
+            domain = load_domain(self.root / name)
+            self._cache[name] = domain
+            return domain
+
+    def load_all(self) -> list[Domain]:
+        return [self.get(n) for n in self.names()]

@@ -1,0 +1,135 @@
+"""Data records: memory entries (examples, negatives, past Q&A), interactions and their attempts."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timezone
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = [
+    "Attempt",
+    "Interaction",
+    "MemoryFilter",
+    "MemoryRecord",
+    "SearchHit",
+    "SelectedExample",
+    "iso",
+    "new_id",
+    "utcnow",
+]
+
+Kind = Literal["example", "negative", "interaction"]
+Status = Literal["validated", "approved", "rejected", "failed", "pending"]
+POSITIVE_STATUSES = ("validated", "approved")
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def iso(ts: datetime) -> str:
+    """Fixed-width UTC ISO-8601 with microseconds, so stored strings sort like the times they name."""
+    if ts.tzinfo is None:
+        ts = ts.replace(tzinfo=timezone.utc)
+    return ts.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+class MemoryRecord(BaseModel):
+    """One entry of memory. ``answer`` is the answer text (JSON text for schema'd domains)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(min_length=1, max_length=200)
+    tenant: str = Field(min_length=1, max_length=64)
+    domain: str = Field(min_length=1)
+    kind: Kind = "interaction"
+    status: Status = "validated"
+    source: str = ""
+    question: str = Field(min_length=1)
+    answer: str
+    reason: str = ""  # negatives: why the wrong answer is wrong
+    wrong: str = ""  # negatives: the wrong answer
+    score: float | None = None
+    template_version: str = ""
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+    meta: dict[str, Any] = Field(default_factory=dict)
+
+
+class MemoryFilter(BaseModel):
+    tenant: str | None = None
+    domain: str | None = None
+    kinds: tuple[str, ...] | None = None
+    statuses: tuple[str, ...] | None = None
+    created_before: datetime | None = None  # the as_of guard: strictly before
+    exclude_ids: frozenset[str] = frozenset()
+
+
+class SearchHit(BaseModel):
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    record: MemoryRecord
+    similarity: float
+    vector: Any = None  # np.ndarray (dim,), used by MMR
+
+
+class SelectedExample(BaseModel):
+    """An example or negative that went into a prompt, with why it was chosen."""
+
+    id: str
+    source: str  # curated | memory
+    kind: str
+    status: str
+    similarity: float
+    mmr_rank: int
+    tokens: int
+    question: str
+    answer: str
+    reason: str = ""
+    wrong: str = ""
+
+
+class Attempt(BaseModel):
+    number: int
+    messages: list[dict[str, Any]]
+    prompt: str | None = None  # the flat prompt, for base models
+    options: dict[str, Any] = Field(default_factory=dict)
+    raw_output: str = ""
+    output: Any = None  # the validated value, when this attempt passed
+    errors: list[str] = Field(default_factory=list)
+    error_kind: str = ""  # "" | validation | truncated | transport | timeout
+    transport_retries: int = 0
+    done_reason: str = ""
+    duration_ms: float = 0.0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+class Interaction(BaseModel):
+    id: str = Field(default_factory=new_id)
+    created_at: datetime = Field(default_factory=utcnow)
+    tenant: str
+    domain: str
+    status: Literal["validated", "failed", "answered", "error"]
+    request: dict[str, Any]
+    question: str
+    selected: list[SelectedExample] = Field(default_factory=list)
+    negatives: list[SelectedExample] = Field(default_factory=list)
+    template_version: str
+    model: str
+    backend: str
+    options: dict[str, Any] = Field(default_factory=dict)
+    attempts: list[Attempt] = Field(default_factory=list)
+    output: Any = None
+    output_text: str = ""
+    error: str = ""
+    memory_available: bool = True
+    timings_ms: dict[str, float] = Field(default_factory=dict)
+    prompt_tokens: int = 0
+    completion_tokens: int = 0

@@ -1,0 +1,109 @@
+"""Token counting for the prompt budget, in the answering model's own tokens where we can get them.
+
+- ``GGUFTokenCounter``: the tokenizer stored inside a GGUF file (the embedded Gemma), converted once with
+  transformers and cached as ``tokenizer.json`` under the data dir, so later loads take milliseconds.
+- ``HFTokenCounter``: any local Hugging Face tokenizer directory.
+- ``ApproxTokenCounter``: a conservative characters-per-token estimate, for upstream models whose tokenizer
+  is not available locally (Ollama has no tokenize endpoint).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import threading
+from collections import OrderedDict
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+__all__ = ["ApproxTokenCounter", "GGUFTokenCounter", "HFTokenCounter", "TokenCounter", "make_token_counter"]
+
+
+@runtime_checkable
+class TokenCounter(Protocol):
+    name: str
+
+    def count(self, text: str) -> int: ...
+
+
+class ApproxTokenCounter:
+    """About 3 characters per token: errs on the side of fewer examples, never of overflow."""
+
+    name = "approx"
+
+    def __init__(self, chars_per_token: float = 3.0) -> None:
+        self.chars_per_token = chars_per_token
+
+    def count(self, text: str) -> int:
+        return math.ceil(len(text) / self.chars_per_token) + 1
+
+
+class HFTokenCounter:
+    """A transformers tokenizer; counts are cached by text (prompts repeat the same examples)."""
+
+    def __init__(self, tokenizer, name: str, *, cache_size: int = 20_000) -> None:
+        self._tok = tokenizer
+        self.name = name
+        self._cache: OrderedDict[str, int] = OrderedDict()
+        self._cache_size = cache_size
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_path(cls, path: str | Path) -> HFTokenCounter:
+        from transformers import AutoTokenizer
+
+        return cls(AutoTokenizer.from_pretrained(str(path)), name=str(path))
+
+    def count(self, text: str) -> int:
+        with self._lock:
+            if text in self._cache:
+                self._cache.move_to_end(text)
+                return self._cache[text]
+        n = len(self._tok(text, add_special_tokens=False)["input_ids"])
+        with self._lock:
+            self._cache[text] = n
+            while len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
+        return n
+
+
+class GGUFTokenCounter(HFTokenCounter):
+    @classmethod
+    def from_gguf(cls, gguf_path: Path) -> GGUFTokenCounter:
+        """Convert the GGUF's tokenizer once (about 15 s) and keep it beside the file for later loads."""
+        from transformers import AutoTokenizer
+
+        key = hashlib.sha256(f"{gguf_path.resolve()}:{gguf_path.stat().st_size}".encode()).hexdigest()[:16]
+        target = gguf_path.parent / "tokenizers" / key
+        if (target / "tokenizer.json").is_file():
+            tok = AutoTokenizer.from_pretrained(str(target))
+        else:
+            tok = AutoTokenizer.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name)
+            try:
+                target.mkdir(parents=True, exist_ok=True)
+                tok.save_pretrained(str(target))
+            except OSError:
+                pass  # a read-only cache only costs the conversion next time
+        return cls(tok, name=f"gguf:{gguf_path.name}")
+
+
+_shared: dict[str, TokenCounter] = {}
+_shared_lock = threading.Lock()
+
+
+def make_token_counter(spec: str, *, gguf_path: Path | None) -> TokenCounter:
+    """Resolve a tokenizer spec: 'auto' uses the GGUF file when the backend has one, else 'approx'."""
+    key = f"{spec}|{gguf_path}"
+    with _shared_lock:
+        if key in _shared:
+            return _shared[key]
+        if spec == "approx" or (spec == "auto" and gguf_path is None):
+            counter: TokenCounter = ApproxTokenCounter()
+        elif spec == "auto":
+            counter = GGUFTokenCounter.from_gguf(gguf_path)
+        elif spec.endswith(".gguf"):
+            counter = GGUFTokenCounter.from_gguf(Path(spec))
+        else:
+            counter = HFTokenCounter.from_path(spec)
+        _shared[key] = counter
+        return counter

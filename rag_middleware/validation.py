@@ -1,0 +1,193 @@
+"""Turning raw model text into a validated object: extraction, validation, and concise error summaries."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from pydantic import BaseModel, ValidationError
+
+__all__ = [
+    "ExtractionError",
+    "JSONSchemaValidator",
+    "OutputValidator",
+    "PydanticValidator",
+    "ValidationOutcome",
+    "extract_json",
+    "summarize_pydantic_errors",
+]
+
+_THINK = re.compile(r"<think>.*?(</think>|$)", re.DOTALL | re.IGNORECASE)
+_FENCE = re.compile(r"```(?:json|JSON)?[ \t]*\n?(.*?)```", re.DOTALL)
+MAX_ERRORS = 8
+MAX_MESSAGE = 160
+
+
+class ExtractionError(ValueError):
+    pass
+
+
+def _balanced_span(text: str) -> str | None:
+    """The first balanced {...} or [...] in text, respecting JSON strings. None if it never closes."""
+    start = next((i for i, ch in enumerate(text) if ch in "{["), None)
+    if start is None:
+        return None
+    stack: list[str] = []
+    in_string = False
+    escaped = False
+    for i in range(start, len(text)):
+        ch = text[i]
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+            continue
+        if ch == '"':
+            in_string = True
+        elif ch in "{[":
+            stack.append("}" if ch == "{" else "]")
+        elif ch in "}]":
+            if not stack or stack.pop() != ch:
+                return None
+            if not stack:
+                return text[start : i + 1]
+    return None
+
+
+def extract_json(text: str) -> Any:
+    """Strip <think>, prefer a ```json fence, else the first balanced {...}/[...]. Never closes brackets."""
+    cleaned = _THINK.sub("", text).strip()
+    fence = _FENCE.search(cleaned)
+    candidates = []
+    if fence:
+        candidates.append(fence.group(1).strip())
+    span = _balanced_span(cleaned)
+    if span is not None:
+        candidates.append(span)
+    if not candidates:
+        if any(ch in cleaned for ch in "{["):
+            raise ExtractionError("the JSON is incomplete (unbalanced brackets); answer with the whole object")
+        raise ExtractionError("no JSON object found in the answer; answer with one JSON object only")
+    last: Exception | None = None
+    for candidate in candidates:
+        try:
+            return json.loads(candidate)
+        except json.JSONDecodeError as exc:
+            last = exc
+    raise ExtractionError(f"invalid JSON: {last.msg} at line {last.lineno} column {last.colno}")  # type: ignore[union-attr]
+
+
+def _short(value: str) -> str:
+    value = " ".join(value.split())
+    return value if len(value) <= MAX_MESSAGE else value[: MAX_MESSAGE - 1] + "…"
+
+
+def _path(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out or "(root)"
+
+
+def summarize_pydantic_errors(exc: ValidationError) -> list[str]:
+    """``path: message`` lines without URLs or long input values, at most MAX_ERRORS."""
+    lines: list[str] = []
+    for err in exc.errors(include_url=False, include_input=False):
+        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+        msg = err["msg"]
+        if err["type"] == "missing":
+            msg = "required field is missing"
+        elif err["type"] in ("literal_error", "enum"):
+            expected = (err.get("ctx") or {}).get("expected")
+            msg = f"must be one of {expected}" if expected else msg
+        line = f"{_path(loc)}: {_short(msg)}"
+        if line not in lines:
+            lines.append(line)
+    if len(lines) > MAX_ERRORS:
+        lines = lines[:MAX_ERRORS] + [f"(and {len(lines) - MAX_ERRORS} more errors)"]
+    return lines
+
+
+class ValidationOutcome(BaseModel):
+    ok: bool
+    value: Any = None
+    errors: list[str] = []
+
+
+class OutputValidator(Protocol):
+    def json_schema(self) -> dict[str, Any]: ...
+
+    def validate_text(self, text: str, request: str) -> ValidationOutcome: ...
+
+    def validate_value(self, value: Any, request: str) -> ValidationOutcome: ...
+
+
+class PydanticValidator:
+    """Validates with a pydantic model; ``context_builder(request)`` gives validators extra facts."""
+
+    def __init__(self, model: type[BaseModel], context_builder: Callable[[str], dict[str, Any]] | None = None) -> None:
+        self.model = model
+        self.context_builder = context_builder
+
+    def json_schema(self) -> dict[str, Any]:
+        return self.model.model_json_schema()
+
+    def context(self, request: str) -> dict[str, Any]:
+        return dict(self.context_builder(request)) if self.context_builder else {}
+
+    def validate_value(self, value: Any, request: str) -> ValidationOutcome:
+        try:
+            obj = self.model.model_validate(value, context=self.context(request))
+        except ValidationError as exc:
+            return ValidationOutcome(ok=False, errors=summarize_pydantic_errors(exc))
+        return ValidationOutcome(ok=True, value=obj.model_dump(mode="json"))
+
+    def validate_text(self, text: str, request: str) -> ValidationOutcome:
+        try:
+            value = extract_json(text)
+        except ExtractionError as exc:
+            return ValidationOutcome(ok=False, errors=[f"(root): {exc}"])
+        return self.validate_value(value, request)
+
+
+class JSONSchemaValidator:
+    def __init__(self, schema: dict[str, Any]) -> None:
+        from jsonschema import Draft202012Validator
+
+        Draft202012Validator.check_schema(schema)
+        self.schema = schema
+        self._validator = Draft202012Validator(schema)
+
+    def json_schema(self) -> dict[str, Any]:
+        return self.schema
+
+    def validate_value(self, value: Any, request: str) -> ValidationOutcome:
+        errors = sorted(self._validator.iter_errors(value), key=lambda e: list(e.absolute_path))
+        if not errors:
+            return ValidationOutcome(ok=True, value=value)
+        lines = []
+        for err in errors[:MAX_ERRORS]:
+            msg = err.message
+            if err.validator == "required":
+                msg = f"required field is missing ({msg.split(' is a required')[0]})"
+            elif err.validator == "enum":
+                msg = f"must be one of {err.validator_value}"
+            lines.append(f"{_path(tuple(err.absolute_path))}: {_short(msg)}")
+        if len(errors) > MAX_ERRORS:
+            lines.append(f"(and {len(errors) - MAX_ERRORS} more errors)")
+        return ValidationOutcome(ok=False, errors=lines)
+
+    def validate_text(self, text: str, request: str) -> ValidationOutcome:
+        try:
+            value = extract_json(text)
+        except ExtractionError as exc:
+            return ValidationOutcome(ok=False, errors=[f"(root): {exc}"])
+        return self.validate_value(value, request)
