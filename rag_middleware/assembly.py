@@ -228,14 +228,18 @@ class Assembler:
 
         t0 = time.perf_counter()
         cot_on = domain.spec.cot.enabled if switches.cot is None else switches.cot
-        system = self._system(domain, request, negatives, cot_on, has_examples=bool(ranked))
         request_turn = self.templates.render("fewshot", for_domain=domain.name, question=request.question,
                                              is_request=True, **self._domain_ctx(domain))
-        fixed = (self.tokens.count(system) + self.tokens.count(request_turn) + 2 * MESSAGE_OVERHEAD
-                 + sum(self.tokens.count(m["content"]) + MESSAGE_OVERHEAD for m in request.history))
         num_ctx = int(opts["num_ctx"])
         reserve = int(opts["num_predict"])
-        available = num_ctx - fixed - reserve
+        while True:
+            system = self._system(domain, request, negatives, cot_on, has_examples=bool(ranked))
+            fixed = (self.tokens.count(system) + self.tokens.count(request_turn) + 2 * MESSAGE_OVERHEAD
+                     + sum(self.tokens.count(m["content"]) + MESSAGE_OVERHEAD for m in request.history))
+            available = num_ctx - fixed - reserve
+            if available >= 0 or not negatives:
+                break
+            negatives = negatives[:-1]  # a context too small for the negatives gives them up first
         if params.max_example_tokens:
             available = min(available, params.max_example_tokens)
         if available < 0:

@@ -1,2 +1,65 @@
-"""CLI."""
-def main(): pass
+"""The ``rag-middleware`` command. One module per command group; errors become one line and an exit code."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Optional
+
+import click
+import typer
+
+from ..errors import RagMiddlewareError
+from .context import CliState, err_console
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="rag-middleware",
+    help="Retrieval-augmented few-shot prompting, validated JSON and replay for small local LLMs.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+@app.callback()
+def _root(
+    ctx: typer.Context,
+    config: Optional[Path] = typer.Option(None, "--config", help="TOML settings file (default: RAG_MW_CONFIG or ./rag-middleware.toml)"),
+    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="where records and memory live"),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="log what happens"),
+) -> None:
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    overrides = {"data_dir": data_dir} if data_dir else {}
+    ctx.obj = CliState(config=config, overrides=overrides)
+
+
+def _register() -> None:
+    from . import ask, demo, memory, prompts
+
+    ask.register(app)
+    demo.register(app)
+    app.add_typer(prompts.app, name="prompts")
+    app.add_typer(memory.app, name="memory")
+
+
+_register()
+
+
+def main(argv: list[str] | None = None) -> None:
+    try:
+        code = app(args=argv, standalone_mode=False)
+    except RagMiddlewareError as exc:
+        err_console.print(f"[red]error:[/red] {exc.one_line()}", highlight=False, soft_wrap=True)
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        err_console.print("aborted")
+        sys.exit(130)
+    except click.exceptions.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    sys.exit(code if isinstance(code, int) else 0)

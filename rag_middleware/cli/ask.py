@@ -1,0 +1,79 @@
+"""``rag-middleware ask``: answer one request, print the validated JSON."""
+
+from __future__ import annotations
+
+import json
+from typing import Optional
+
+import typer
+
+from ..errors import AttemptsExhaustedError, GenerationTimeoutError
+from .context import CliState, console, err_console
+from .render import dumps, show_attempts, show_messages, show_selection, show_timings
+
+__all__ = ["register"]
+
+
+def _summary(result) -> dict:
+    return {
+        "output": result.output,
+        "valid": result.valid,
+        "attempts": len(result.attempts),
+        "attempt_errors": [a.errors for a in result.attempts],
+        "selected": [{"id": s.id, "source": s.source, "similarity": s.similarity} for s in result.selected],
+        "negatives": [n.id for n in result.negatives],
+        "template_version": result.template_version,
+        "interaction_id": result.interaction_id,
+        "timings_ms": result.timings_ms,
+        "prompt_tokens": result.prompt_tokens,
+        "completion_tokens": result.completion_tokens,
+    }
+
+
+def ask(
+    ctx: typer.Context,
+    text: str = typer.Argument(..., help="the request (for data_ops: 'Columns: a, b\\nwhat to do')"),
+    domain: str = typer.Option(..., "--domain", "-d", help="knowledge_base/<domain>"),
+    tenant: Optional[str] = typer.Option(None, "--tenant", "-t"),
+    backend: Optional[str] = typer.Option(None, "--backend", help="embedded | ollama"),
+    model: Optional[str] = typer.Option(None, "--model", help="upstream model name (ollama)"),
+    explain: bool = typer.Option(False, "--explain", help="show examples, negatives, messages and every attempt"),
+    as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
+    no_learn: bool = typer.Option(False, "--no-learn", help="do not add the answer to memory"),
+) -> None:
+    """Answer one request with retrieved examples, validate it, record it."""
+    state: CliState = ctx.obj
+    if backend is not None and backend not in ("embedded", "ollama"):
+        raise typer.BadParameter("must be embedded or ollama", param_hint="--backend")
+    text = text.replace("\\n", "\n")
+    mw = state.middleware(**{"llm.backend": backend, "llm.model": model})
+    with mw:
+        try:
+            result = mw.ask(text, domain=domain, tenant=tenant, learn=False if no_learn else None)
+        except (AttemptsExhaustedError, GenerationTimeoutError) as exc:
+            failed = getattr(exc, "result", None)
+            if failed is not None and as_json:
+                console.print_json(json.dumps(_summary(failed), default=str))
+            elif failed is not None and explain:
+                show_selection(failed.selected, failed.negatives)
+                show_attempts(failed.attempts)
+            raise
+        if as_json:
+            console.print_json(json.dumps(_summary(result), default=str))
+            return
+        if explain:
+            show_selection(result.selected, result.negatives)
+            first = result.attempts[0] if result.attempts else None
+            if first is not None:
+                show_messages(first.messages, first.prompt)
+            show_attempts(result.attempts)
+            show_timings(result.timings_ms)
+            err_console.print(f"interaction {result.interaction_id} · template {result.template_version}")
+        if isinstance(result.output, str):
+            console.print(result.output, markup=False)
+        else:
+            console.print(dumps(result.output), markup=False)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("ask")(ask)

@@ -1,0 +1,63 @@
+"""Rich renderings shared by the commands that show an assembly or a result (ask --explain, prompts render)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from rich.panel import Panel
+from rich.table import Table
+
+from ..records import Attempt, SelectedExample
+from .context import console
+
+__all__ = ["show_attempts", "show_messages", "show_selection", "show_timings"]
+
+
+def _clip(text: str, n: int = 80) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
+def show_selection(selected: list[SelectedExample], negatives: list[SelectedExample]) -> None:
+    table = Table(title=f"Selected examples ({len(selected)})", title_justify="left")
+    for col in ("#", "id", "source", "status", "similarity", "tokens", "question"):
+        table.add_column(col, overflow="fold")
+    for ex in selected:
+        table.add_row(str(ex.mmr_rank + 1), ex.id, ex.source, ex.status, f"{ex.similarity:.3f}", str(ex.tokens),
+                      _clip(ex.question))
+    console.print(table)
+    if negatives:
+        neg = Table(title=f"Negative examples ({len(negatives)})", title_justify="left")
+        for col in ("id", "similarity", "why it is wrong"):
+            neg.add_column(col, overflow="fold")
+        for n in negatives:
+            neg.add_row(n.id, f"{n.similarity:.3f}", _clip(n.reason, 100))
+        console.print(neg)
+
+
+def show_messages(messages: list[dict[str, Any]], prompt: str | None = None) -> None:
+    for m in messages:
+        title = f"{m['role']}" + (f" · {m['kind']}" if m.get("kind") else "")
+        console.print(Panel(m["content"], title=title, title_align="left", expand=True), markup=False)
+    if prompt is not None:
+        console.print(Panel(prompt, title="flat prompt sent to the base model", title_align="left"), markup=False)
+
+
+def show_attempts(attempts: list[Attempt]) -> None:
+    table = Table(title="Attempts", title_justify="left")
+    for col in ("#", "result", "ms", "tokens in/out", "output", "errors"):
+        table.add_column(col, overflow="fold")
+    for a in attempts:
+        result = "[green]valid[/green]" if not a.errors else f"[red]{a.error_kind or 'invalid'}[/red]"
+        table.add_row(str(a.number), result, f"{a.duration_ms:.0f}", f"{a.prompt_tokens}/{a.completion_tokens}",
+                      _clip(a.raw_output, 120), "\n".join(a.errors))
+    console.print(table)
+
+
+def show_timings(timings: dict[str, float]) -> None:
+    console.print("timings (ms): " + ", ".join(f"{k} {v:.1f}" for k, v in timings.items()))
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, indent=2, ensure_ascii=False, default=str)

@@ -1,0 +1,122 @@
+"""Shared fakes: a scripted LLM whose queue of outputs can force bad JSON, and a deterministic embedder."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import shutil
+from collections import deque
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rag_middleware import Middleware, load_settings
+from rag_middleware.backends.llm.base import Completion, GenerateRequest, StreamChunk
+from rag_middleware.errors import TransportError
+from rag_middleware.tokens import ApproxTokenCounter
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+class HashEmbedder:
+    """Deterministic bag-of-words embedder: texts sharing words are similar, identical texts identical."""
+
+    name = "hash-bow-64"
+    dim = 64
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.texts_encoded = 0
+
+    def encode(self, texts):
+        self.calls += 1
+        self.texts_encoded += len(texts)
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for i, text in enumerate(texts):
+            for word in re.findall(r"[a-z0-9_]+", text.lower()):
+                h = int(hashlib.md5(word.encode()).hexdigest(), 16)
+                out[i, h % self.dim] += 1.0 if (h >> 8) % 2 else -1.0
+            norm = np.linalg.norm(out[i])
+            out[i] = out[i] / norm if norm else out[i]
+            if not norm:
+                out[i, 0] = 1.0
+        return out
+
+
+class FakeLLM:
+    """Scripted model. ``enqueue`` outputs (str, or an Exception to raise); each call pops one and records
+    the request it was given. When the queue is empty it answers ``default``."""
+
+    name = "fake"
+    model = "fake-model"
+    gguf_path = None
+
+    def __init__(self, *, flat_prompt: bool = False, default: str = "{}") -> None:
+        self.flat_prompt = flat_prompt
+        self.default = default
+        self.queue: deque = deque()
+        self.requests: list[GenerateRequest] = []
+
+    def enqueue(self, *outputs) -> FakeLLM:
+        self.queue.extend(outputs)
+        return self
+
+    def _next(self, request: GenerateRequest):
+        self.requests.append(request.model_copy(deep=True))
+        item = self.queue.popleft() if self.queue else self.default
+        if isinstance(item, BaseException):
+            raise item
+        if isinstance(item, Completion):
+            return item
+        return Completion(text=item, done_reason="stop", prompt_tokens=100, completion_tokens=len(item) // 4,
+                          model=self.model)
+
+    def generate(self, request: GenerateRequest) -> Completion:
+        return self._next(request)
+
+    def stream(self, request: GenerateRequest) -> Iterator[StreamChunk]:
+        completion = self._next(request)
+        for i in range(0, len(completion.text), 8):
+            yield StreamChunk(text=completion.text[i : i + 8])
+        yield StreamChunk(done=True, completion=completion)
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    """A copy of the shipped knowledge base and prompts in a temp dir, so tests may edit them."""
+    shutil.copytree(ROOT / "knowledge_base", tmp_path / "knowledge_base")
+    shutil.copytree(ROOT / "prompts", tmp_path / "prompts")
+    return tmp_path
+
+
+@pytest.fixture
+def settings(project: Path):
+    return load_settings(
+        data_dir=project / "data", knowledge_base=project / "knowledge_base", prompts_dir=project / "prompts",
+        retry={"backoff_initial": 0.0, "backoff_max": 0.0},
+    )
+
+
+@pytest.fixture
+def fake_llm() -> FakeLLM:
+    return FakeLLM()
+
+
+@pytest.fixture
+def embedder() -> HashEmbedder:
+    return HashEmbedder()
+
+
+@pytest.fixture
+def mw(settings, fake_llm, embedder):
+    m = Middleware(settings, backend=fake_llm, embedder=embedder, token_counter=ApproxTokenCounter())
+    yield m
+    m.close()
+
+
+__all__ = ["FakeLLM", "HashEmbedder", "TransportError"]

@@ -1,0 +1,87 @@
+"""The real path: the packaged MiniLM embedder and the embedded Gemma 3 270M through llama.cpp.
+
+A handful of calls; these run in CI (marker ``integration``), at temperature 0 with a fixed seed.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from rag_middleware import Middleware, load_settings
+from rag_middleware.backends.llm.base import GenerateRequest
+from rag_middleware.backends.llm.embedded import EmbeddedBackend
+from rag_middleware.embedding import SentenceTransformerEmbedder
+from rag_middleware.tokens import make_token_counter
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def real_embedder():
+    return SentenceTransformerEmbedder("all-MiniLM-L6-v2")
+
+
+@pytest.fixture(scope="module")
+def embedded():
+    return EmbeddedBackend(model_path=None, num_ctx=4096, threads=2)
+
+
+def test_real_embedder_ranks_paraphrases_above_unrelated(real_embedder):
+    v = real_embedder.encode(["Sort the table by price, cheapest first",
+                              "Order rows by price ascending",
+                              "What is the capital of France?"])
+    assert v.shape == (3, 384) and v.dtype == np.float32
+    assert np.allclose(np.linalg.norm(v, axis=1), 1.0, atol=1e-4)
+    assert float(v[0] @ v[1]) > float(v[0] @ v[2]) + 0.2
+
+
+def test_embedded_grammar_gives_schema_shaped_json(embedded):
+    schema = {"type": "object", "properties": {"answer": {"type": "string", "enum": ["yes", "no"]},
+                                               "count": {"type": "integer"}},
+              "required": ["answer", "count"], "additionalProperties": False}
+    request = GenerateRequest(model="gemma3:270m", messages=[], json_schema=schema,
+                              prompt="Is water wet? Answer as JSON with a count of 3.\nAnswer:",
+                              options={"temperature": 0.0, "seed": 1, "num_predict": 40})
+    completion = embedded.generate(request)
+    value = json.loads(completion.text)
+    assert set(value) == {"answer", "count"} and value["answer"] in ("yes", "no")
+    assert completion.prompt_tokens > 0 and completion.completion_tokens > 0
+
+
+def test_embedded_stream_yields_pieces_then_one_final(embedded):
+    request = GenerateRequest(model="gemma3:270m", messages=[], prompt="The three primary colours are",
+                              options={"temperature": 0.0, "seed": 1, "num_predict": 12})
+    chunks = list(embedded.stream(request))
+    assert [c.done for c in chunks].count(True) == 1 and chunks[-1].done
+    assert "".join(c.text for c in chunks[:-1]) == chunks[-1].completion.text
+    assert chunks[-1].completion.done_reason == "length"
+
+
+def test_gguf_token_counts_match_llama_cpp(embedded):
+    counter = make_token_counter("auto", gguf_path=embedded.gguf_path)
+    prompt = "Request: Columns: a, b\nsort by a\nAnswer:"
+    completion = embedded.generate(GenerateRequest(model="g", messages=[], prompt=prompt,
+                                                   options={"num_predict": 1, "temperature": 0.0}))
+    assert abs(counter.count(prompt) + 1 - completion.prompt_tokens) <= 1  # +1: llama.cpp adds BOS
+
+
+def test_ask_end_to_end_on_embedded_defaults(project, embedded):
+    settings = load_settings(data_dir=project / "data", knowledge_base=project / "knowledge_base",
+                             prompts_dir=project / "prompts")
+    with Middleware(settings, backend=embedded) as mw:
+        request = "Columns: sku, warehouse, qty\nSort by qty, largest first."
+        result = mw.ask(request, domain="data_ops")
+        assert result.valid
+        assert result.selected and result.selected[0].source == "curated"
+        assert result.attempts[0].prompt and result.attempts[0].prompt_tokens > 0
+        assert mw.journal.get(result.interaction_id).status == "validated"
+        # the validated answer is memory now: a paraphrase retrieves it
+        again = mw.render("Columns: sku, warehouse, qty\nOrder the rows by qty, biggest first.", domain="data_ops")
+        assert result.interaction_id in [s.id for s in again.selected]
+        # the embedding of the first question was cached, not recomputed
+        before = mw.embedder.computed
+        mw.render(request, domain="data_ops")
+        assert mw.embedder.computed == before
