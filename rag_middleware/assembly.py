@@ -33,6 +33,7 @@ __all__ = ["Assembler", "Assembly", "Request", "Switches", "parse_request"]
 log = logging.getLogger("rag_middleware.assembly")
 MESSAGE_OVERHEAD = 6  # tokens a chat turn costs beyond its text (role markers, separators)
 DEFAULT_OPTIONS = {"temperature": 0.0, "seed": 42}
+FLAT_STOP = ("\nRequest:", "\nReview:")  # the turn markers completion.j2 writes
 
 
 @dataclass(frozen=True)
@@ -121,6 +122,8 @@ class Assembler:
         opts = dict(DEFAULT_OPTIONS)
         opts.update(domain.spec.options)
         opts.setdefault("num_predict", self.selection_params(domain).reserve_output_tokens)
+        if self.flat_prompt:  # a base model runs on past the answer into the next "Request:" of the layout
+            opts.setdefault("stop", list(FLAT_STOP))
         opts["num_ctx"] = min(int(opts.get("num_ctx", self.settings.llm.num_ctx)), self.settings.llm.num_ctx)
         return opts
 

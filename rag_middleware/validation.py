@@ -102,7 +102,7 @@ def summarize_pydantic_errors(exc: ValidationError) -> list[str]:
     lines: list[str] = []
     for err in exc.errors(include_url=False, include_input=False):
         loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
-        msg = err["msg"]
+        msg = err["msg"].removeprefix("Value error, ").removeprefix("Assertion failed, ")
         if err["type"] == "missing":
             msg = "required field is missing"
         elif err["type"] in ("literal_error", "enum"):

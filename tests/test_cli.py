@@ -113,6 +113,17 @@ def test_ask_all_attempts_fail(cli_env, capsys, llm):
     assert "certainly not json" not in out
 
 
+def test_ask_all_attempts_fail_json_still_reports_the_attempts(cli_env, capsys, llm):
+    llm.default = "certainly not json"
+    code, out, err = run(capsys, "--data-dir", "data", "ask", QUESTION, "--domain", "data_ops", "--json")
+    assert code != 0
+    assert "no valid answer" in err_line(err)
+    data = json.loads(out)
+    assert data["valid"] is False
+    assert data["attempts"] == 3
+    assert all(errors for errors in data["attempt_errors"])
+
+
 def test_ask_unknown_domain_lists_known_ones(cli_env, capsys, llm):
     code, _, err = run(capsys, "--data-dir", "data", "ask", "hello", "--domain", "nope")
     assert code != 0
@@ -145,6 +156,14 @@ def test_ask_rejects_an_unknown_backend(cli_env, capsys, llm):
     assert code != 0
     assert "--backend" in err
     assert llm.requests == []
+
+
+@pytest.mark.parametrize("argv", [["ask"], ["no-such-command"], ["memory", "count", "--limit", "3"]])
+def test_usage_errors_exit_2_with_a_message_not_a_traceback(cli_env, capsys, argv):
+    code, out, err = run(capsys, "--data-dir", "data", *argv)
+    assert code == 2
+    assert "Traceback" not in err
+    assert err.strip()
 
 
 # -- prompts render ----------------------------------------------------------------------------------

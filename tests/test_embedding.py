@@ -10,7 +10,7 @@ import pytest
 from rag_middleware.db import connect
 from rag_middleware.embedding import CachedEmbedder, content_hash
 
-from .conftest import HashEmbedder
+from conftest import HashEmbedder
 
 
 @pytest.fixture

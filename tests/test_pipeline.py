@@ -189,16 +189,21 @@ def test_domain_override_template_applies_to_one_domain(mw, project):
 
 
 def test_budget_keeps_examples_within_num_ctx(settings, fake_llm, embedder):
-    small = settings.model_copy(update={"llm": settings.llm.model_copy(update={"num_ctx": 1700})})
-    with Middleware(small, backend=fake_llm, embedder=embedder, token_counter=ApproxTokenCounter()) as m:
-        a = m.render(Q, domain="data_ops")
-        assert a.budget["used_by_examples"] <= a.budget["available_for_examples"]
-        assert a.prompt_tokens + a.options["num_predict"] <= 1700
-        assert len(a.selected) < 6
-        tiny = small.model_copy(update={"llm": small.llm.model_copy(update={"num_ctx": 1400})})
-    with Middleware(tiny, backend=fake_llm, embedder=embedder, token_counter=ApproxTokenCounter()) as m:
-        squeezed = m.render(Q, domain="data_ops")  # too small for the negatives: they go first
-        assert len(squeezed.negatives) < len(a.negatives)
+    def render_with(num_ctx: int):
+        cfg = settings.model_copy(update={"llm": settings.llm.model_copy(update={"num_ctx": num_ctx})})
+        with Middleware(cfg, backend=fake_llm, embedder=embedder, token_counter=ApproxTokenCounter()) as m:
+            return m.render(Q, domain="data_ops")
+
+    roomy = render_with(4096)
+    assert len(roomy.selected) == 6 and roomy.negatives
+    fixed, reserve = roomy.budget["fixed"], roomy.budget["reserved_output"]
+    two = sum(s.tokens for s in roomy.selected[:2])
+    tight = render_with(fixed + reserve + two + 1)
+    assert 1 <= len(tight.selected) < 6
+    assert tight.budget["used_by_examples"] <= tight.budget["available_for_examples"]
+    assert tight.prompt_tokens + tight.options["num_predict"] <= tight.budget["num_ctx"]
+    squeezed = render_with(fixed + reserve - 1)  # too small for the negatives: they go first
+    assert len(squeezed.negatives) < len(roomy.negatives)
 
 
 def test_flat_prompt_for_base_models(settings, embedder):

@@ -130,7 +130,6 @@ def test_fill_budget_honours_k_and_exact_fit():
     (5, 0.0, ["n1", "n2", "n3", "n4"]),
     (5, 0.5, ["n1", "n2"]),
     (5, 0.95, []),
-    (0, 0.0, ["n1"]),  # documents current behaviour: the k check follows the first append
 ])
 def test_select_negatives_k_and_floor(k, floor, expected):
     negs = [
@@ -139,9 +138,12 @@ def test_select_negatives_k_and_floor(k, floor, expected):
         cand("n4", OTHER, similarity=0.1, wrong="w4"),
         cand("n2", TWIN, similarity=0.6, wrong="w2"),
     ]
-    if k == 0:
-        pytest.skip("k=0 is not part of the contract")
     assert [c.id for c in select_negatives(negs, k=k, min_similarity=floor)] == expected
+
+
+def test_select_negatives_k_zero_selects_nothing():
+    negs = [cand("n1", BEST, similarity=0.9, wrong="w1"), cand("n2", TWIN, similarity=0.8, wrong="w2")]
+    assert select_negatives(negs, k=0, min_similarity=0.0) == []
 
 
 def test_select_negatives_drops_duplicate_wrong_answers():

@@ -1,0 +1,223 @@
+"""The data_ops output model (knowledge_base/data_ops/model.py), loaded as the middleware loads it."""
+
+from __future__ import annotations
+
+import pytest
+
+from rag_middleware.domains import DomainRegistry
+
+COLUMNS = "Columns: region, product, revenue, date, units"
+
+
+@pytest.fixture
+def validate(project):
+    domain = DomainRegistry(project / "knowledge_base").get("data_ops")
+    return domain.validator.validate_value
+
+
+def op(kind: str, method: str | None = None, args=None, kwargs=None) -> dict:
+    methods = {
+        "remove_duplicates": "pandas.DataFrame.drop_duplicates", "remove_empty_rows": "pandas.DataFrame.dropna",
+        "filter_rows": "pandas.DataFrame.query", "group_by": "pandas.DataFrame.groupby",
+        "sort": "pandas.DataFrame.sort_values", "top_n": "pandas.DataFrame.nlargest",
+        "aggregate": "pandas.DataFrame.agg", "rename_column": "pandas.DataFrame.rename",
+        "drop_column": "pandas.DataFrame.drop", "convert_type": "pandas.DataFrame.astype",
+        "describe": "pandas.DataFrame.describe", "trim_whitespace": "pandas.Series.str.strip",
+    }
+    return {"type": kind, "execution_instructions": {"method": method or methods[kind], "args": args or [],
+                                                      "kwargs": kwargs or {}}}
+
+
+DEDUP = op("remove_duplicates")
+FILTER = op("filter_rows", args=["revenue > 100"])
+GROUP = op("group_by", args=["region"], kwargs={"agg": {"revenue": "sum"}})
+SORT = op("sort", kwargs={"by": "revenue", "ascending": False})
+TOPN = op("top_n", args=[5, "revenue"])
+AGG = op("aggregate", kwargs={"func": {"revenue": "sum"}})
+DESCRIBE = op("describe")
+RENAME = op("rename_column", kwargs={"columns": {"units": "qty"}})
+TRIM = op("trim_whitespace", args=["product"])
+
+
+def plan(task: str, *ops: dict, chart: str = "none") -> dict:
+    return {"task": task, "chart_type": chart, "operations": list(ops)}
+
+
+def ask(text: str) -> str:
+    return f"{COLUMNS}\n{text}"
+
+
+# -- task -------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("ops", "task"),
+    [
+        ((FILTER, SORT, GROUP), "group_by"),
+        ((SORT, AGG), "formula"),
+        ((FILTER, TOPN), "sort"),
+        ((FILTER, SORT), "sort"),
+        ((DESCRIBE, FILTER), "filter"),
+        ((RENAME, DESCRIBE), "summarize"),
+        ((DEDUP, RENAME), "transform"),
+        ((DEDUP, TRIM), "clean"),
+    ],
+)
+def test_task_precedence(validate, ops, task):
+    request = ask("Do it.")
+    assert validate(plan(task, *ops), request).ok
+    wrong = "clean" if task != "clean" else "sort"
+    outcome = validate(plan(wrong, *ops), request)
+    assert not outcome.ok
+    assert any(f"task must be '{task}' for these operations" in e for e in outcome.errors)
+
+
+def test_valid_plan_round_trips(validate):
+    value = plan("group_by", FILTER, GROUP, SORT)
+    outcome = validate(value, ask("Sum revenue per region for big sales, then sort."))
+    assert outcome.ok
+    assert outcome.value == value
+
+
+# -- chart_type -------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "chart"),
+    [
+        ("Sort by revenue and plot it as a line chart.", "line"),
+        ("Sort by revenue and show a pie chart.", "pie"),
+        ("Sort by revenue, then a histogram.", "histogram"),
+        ("Sort by revenue as a scatter plot.", "scatter"),
+        ("Sort by revenue for the dashboard.", "bar"),
+        ("Sort by revenue and chart it.", "bar"),
+        ("Sort by revenue and make a graph.", "bar"),
+        ("Sort by revenue as a visualization.", "bar"),
+        ("Sort by revenue.", "none"),
+    ],
+)
+def test_chart_type_follows_the_request(validate, text, chart):
+    request = ask(text)
+    assert validate(plan("sort", SORT, chart=chart), request).ok
+    other = "bar" if chart != "bar" else "none"
+    outcome = validate(plan("sort", SORT, chart=other), request)
+    assert not outcome.ok
+    assert any(f"chart_type must be '{chart}' for this request" in e for e in outcome.errors)
+
+
+def test_the_named_chart_wins_over_an_unrelated_chart_word(validate):
+    """'line items' is not a chart type; the request names a bar chart."""
+    request = ask("Keep the top line items by revenue and plot them as a bar chart.")
+    outcome = validate(plan("sort", TOPN, chart="bar"), request)
+    assert outcome.ok, outcome.errors
+
+
+def test_chart_words_in_the_columns_line_do_not_count(validate):
+    request = "Columns: line, pie, revenue\nSort by revenue."
+    good = plan("sort", op("sort", kwargs={"by": "revenue", "ascending": True}))
+    assert validate(good, request).ok
+    outcome = validate({**good, "chart_type": "line"}, request)
+    assert not outcome.ok and any("chart_type must be 'none'" in e for e in outcome.errors)
+
+
+def test_chart_type_must_be_a_known_literal(validate):
+    outcome = validate(plan("sort", SORT, chart="donut"), ask("Sort by revenue as a donut chart."))
+    assert not outcome.ok
+    assert any(e.startswith("chart_type: must be one of") for e in outcome.errors)
+
+
+# -- columns ----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "bad_op",
+    [
+        op("sort", kwargs={"by": "Revenue", "ascending": True}),
+        op("group_by", args=["country"], kwargs={"agg": {"revenue": "sum"}}),
+        op("group_by", args=["region"], kwargs={"agg": {"profit": "sum"}}),
+        op("filter_rows", args=["profit > 3 and region == 'north'"]),
+        op("top_n", args=[3, "profit"]),
+        op("drop_column", kwargs={"columns": ["profit"]}),
+    ],
+)
+def test_unknown_columns_are_rejected_with_the_column_list(validate, bad_op):
+    ops = (bad_op, SORT) if bad_op["type"] == "group_by" else (bad_op,)
+    task = {"sort": "sort", "group_by": "group_by", "filter_rows": "filter", "top_n": "sort",
+            "drop_column": "transform"}[bad_op["type"]]
+    outcome = validate(plan(task, *ops), ask("Do it."))
+    assert not outcome.ok, outcome
+    joined = " ".join(outcome.errors)
+    assert "operations[0] names unknown column(s)" in joined
+    assert "columns are ['region', 'product', 'revenue', 'date', 'units']" in joined
+
+
+def test_query_strings_and_backticks_are_understood(validate):
+    request = "Columns: region, unit price, revenue\nKeep north rows over 5."
+    query = op("filter_rows", args=["region == 'north and south' and `unit price` > 5"])
+    assert validate(plan("filter", query), request).ok
+
+
+def test_without_a_columns_line_columns_are_not_checked(validate):
+    assert validate(plan("sort", op("sort", kwargs={"by": "anything", "ascending": True})), "Sort it.").ok
+
+
+# -- method and args shapes -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kind", "wrong_method", "right_method"),
+    [
+        ("sort", "pandas.DataFrame.sort_index", "pandas.DataFrame.sort_values"),
+        ("top_n", "pandas.DataFrame.head", "pandas.DataFrame.nlargest"),
+        ("filter_rows", "pandas.DataFrame.filter", "pandas.DataFrame.query"),
+    ],
+)
+def test_wrong_method_for_the_op_type_is_rejected(validate, kind, wrong_method, right_method):
+    template = {"sort": SORT, "top_n": TOPN, "filter_rows": FILTER}[kind]
+    bad = op(kind, method=wrong_method, args=template["execution_instructions"]["args"],
+             kwargs=template["execution_instructions"]["kwargs"])
+    task = "filter" if kind == "filter_rows" else "sort"
+    outcome = validate(plan(task, bad), ask("Do it."))
+    assert not outcome.ok
+    assert any(e.startswith("operations[0]:") and f"method for {kind} must be '{right_method}'" in e
+               for e in outcome.errors)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [[5], ["revenue", 5], [0, "revenue"], [-2, "revenue"], [True, "revenue"], [2.5, "revenue"],
+     [5, "revenue", "extra"], []],
+)
+def test_top_n_args_must_be_n_then_column(validate, args):
+    outcome = validate(plan("sort", op("top_n", args=args)), ask("Top rows by revenue."))
+    assert not outcome.ok
+    assert any("top_n: args must be [n, column] with n a positive integer" in e for e in outcome.errors)
+
+
+def test_top_n_good_args(validate):
+    assert validate(plan("sort", op("top_n", args=[1, "units"])), ask("The top row by units.")).ok
+
+
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        (op("group_by", args=["region"], kwargs={"agg": {"revenue": "total"}}), "agg functions must be one of"),
+        (op("sort", kwargs={"by": "revenue"}), '"ascending": true|false'),
+        (op("remove_empty_rows", kwargs={"how": "any"}), '{"how": "all"}'),
+        (op("filter_rows", args=["  "]), "one pandas query string"),
+    ],
+)
+def test_other_shapes(validate, bad, message):
+    task = {"group_by": "group_by", "sort": "sort", "remove_empty_rows": "clean", "filter_rows": "filter"}[bad["type"]]
+    outcome = validate(plan(task, bad), ask("Do it."))
+    assert not outcome.ok
+    assert any(message in e for e in outcome.errors)
+
+
+def test_structure_errors(validate):
+    outcome = validate({"task": "sort", "chart_type": "none", "operations": []}, ask("Sort."))
+    assert not outcome.ok and any(e.startswith("operations:") for e in outcome.errors)
+    outcome = validate({**plan("sort", SORT), "extra": 1}, ask("Sort by revenue."))
+    assert not outcome.ok and any(e.startswith("extra:") for e in outcome.errors)
+    outcome = validate(plan("sort", {"type": "teleport", "execution_instructions": {"method": "x"}}), ask("Sort."))
+    assert not outcome.ok and any(e.startswith("operations[0].type: must be one of") for e in outcome.errors)

@@ -1,0 +1,211 @@
+"""From raw model text to a validated object: extraction, pydantic and JSON-Schema validation, error lines."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Literal
+
+import pytest
+from pydantic import BaseModel, ValidationError, ValidationInfo, field_validator
+
+from rag_middleware.validation import (
+    MAX_ERRORS,
+    ExtractionError,
+    JSONSchemaValidator,
+    PydanticValidator,
+    extract_json,
+    summarize_pydantic_errors,
+)
+
+# -- extract_json -------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ('{"a": 1}', {"a": 1}),
+        ('  [1, 2, 3]  ', [1, 2, 3]),
+        ('Sure! Here it is: {"a": {"b": [1, 2]}} Hope that helps.', {"a": {"b": [1, 2]}}),
+        ('{"a": "}{ ] [ not a bracket"} trailing {"b": 2}', {"a": "}{ ] [ not a bracket"}),
+        ('{"a": "quote \\" and } brace"}', {"a": 'quote " and } brace'}),
+        ('<think>maybe {"wrong": true}</think>{"right": true}', {"right": True}),
+        ('<THINK>\nlong {reasoning\n</THINK>\n{"x": 0}', {"x": 0}),
+        ('```json\n{"a": 1}\n```', {"a": 1}),
+        ('```\n[1]\n```', [1]),
+    ],
+)
+def test_extract_json(text, expected):
+    assert extract_json(text) == expected
+
+
+def test_fence_is_preferred_over_an_earlier_object():
+    text = 'Example: {"draft": 1}\n```json\n{"final": 2}\n```'
+    assert extract_json(text) == {"final": 2}
+
+
+def test_unclosed_think_is_dropped_entirely():
+    with pytest.raises(ExtractionError):
+        extract_json('<think>I will answer {"a": 1} soon')
+
+
+def test_invalid_fence_falls_back_to_balanced_span():
+    assert extract_json('```json\nnot json\n```\n{"a": 1}') == {"a": 1}
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"task": "sort", "operations": [{"type": "sort"',
+        '{"a": [1, 2}',
+        '```json\n{"a": 1, "b": {"c": 2}\n```',
+        '{"a": {"b": 1}',  # the inner object is balanced, but must not be taken as the answer
+    ],
+)
+def test_truncated_json_is_never_repaired(text):
+    with pytest.raises(ExtractionError):
+        extract_json(text)
+
+
+def test_truncated_message_and_missing_message():
+    with pytest.raises(ExtractionError, match="incomplete"):
+        extract_json('{"a": [1, 2')
+    with pytest.raises(ExtractionError, match="no JSON"):
+        extract_json("I cannot do that.")
+    with pytest.raises(ExtractionError, match=r"invalid JSON: .* line 1 column"):
+        extract_json("{'single': 'quotes'}")
+
+
+# -- summarize_pydantic_errors -----------------------------------------------------------------------------
+
+
+class Item(BaseModel):
+    name: str
+    qty: int
+
+
+class Order(BaseModel):
+    kind: Literal["buy", "sell"]
+    items: list[Item]
+    note: str
+
+
+def _errors(value) -> list[str]:
+    with pytest.raises(ValidationError) as info:
+        Order.model_validate(value)
+    return summarize_pydantic_errors(info.value)
+
+
+def test_summary_lines_are_path_colon_message():
+    secret = "SECRET-INPUT-" + "x" * 300
+    lines = _errors({"kind": "hold", "items": [{"name": "a", "qty": secret}]})
+    assert "items[0].qty: Input should be a valid integer, unable to parse string as an integer" in lines
+    assert "kind: must be one of 'buy' or 'sell'" in lines
+    assert "note: required field is missing" in lines
+    for line in lines:
+        assert re.match(r"^[\w.\[\]()]+: \S", line), line
+        assert "http" not in line and "errors.pydantic.dev" not in line
+        assert "SECRET-INPUT" not in line and "hold" not in line
+        assert len(line) < 200
+
+
+def test_summary_is_capped_and_deduplicated():
+    lines = _errors({"kind": "buy", "items": [{"name": i} for i in range(20)], "note": "n"})
+    assert len(lines) == MAX_ERRORS + 1
+    assert lines[-1] == f"(and {40 - MAX_ERRORS} more errors)"
+    assert len(set(lines)) == len(lines)
+
+
+def test_summary_root_and_long_messages():
+    class Strict(BaseModel):
+        x: int
+
+        @field_validator("x")
+        @classmethod
+        def _long(cls, v: int) -> int:
+            raise ValueError("too long " * 50)
+
+    with pytest.raises(ValidationError) as info:
+        Strict.model_validate({"x": 1})
+    (line,) = summarize_pydantic_errors(info.value)
+    assert line.startswith("x: ") and "too long too long" in line
+    assert line.endswith("…")
+    assert len(line) <= len("x: ") + 160
+
+
+# -- validators -------------------------------------------------------------------------------------------
+
+
+class NeedsColumns(BaseModel):
+    column: str
+
+    @field_validator("column")
+    @classmethod
+    def _known(cls, v: str, info: ValidationInfo) -> str:
+        columns = (info.context or {}).get("columns")
+        if columns is None:
+            raise ValueError("no context given")
+        if v not in columns:
+            raise ValueError(f"unknown column {v!r}; columns are {columns}")
+        return v
+
+
+def test_pydantic_validator_passes_a_context_built_from_the_request():
+    seen: list[str] = []
+
+    def builder(request: str) -> dict:
+        seen.append(request)
+        return {"columns": request.split(",")}
+
+    v = PydanticValidator(NeedsColumns, builder)
+    ok = v.validate_value({"column": "b"}, "a,b")
+    assert ok.ok and ok.value == {"column": "b"}
+    bad = v.validate_value({"column": "z"}, "a,b")
+    assert not bad.ok
+    (line,) = bad.errors
+    assert line.startswith("column: ") and line.endswith("unknown column 'z'; columns are ['a', 'b']")
+    assert seen == ["a,b", "a,b"]
+
+    assert v.validate_text('answer: {"column": "a"}', "a,b").value == {"column": "a"}
+    truncated = v.validate_text('{"column": "a"', "a,b")
+    assert not truncated.ok and truncated.errors[0].startswith("(root): ")
+
+    no_context = PydanticValidator(NeedsColumns).validate_value({"column": "a"}, "a,b")
+    assert not no_context.ok and "no context given" in no_context.errors[0]
+    assert PydanticValidator(NeedsColumns).json_schema()["required"] == ["column"]
+
+
+SCHEMA = {
+    "type": "object",
+    "required": ["title", "tags"],
+    "additionalProperties": False,
+    "properties": {
+        "title": {"type": "string"},
+        "level": {"enum": ["low", "high"]},
+        "tags": {"type": "array", "items": {"type": "string"}},
+    },
+}
+
+
+def test_jsonschema_validator_reports_path_and_message():
+    v = JSONSchemaValidator(SCHEMA)
+    good = {"title": "t", "tags": ["a"], "level": "low"}
+    assert v.validate_value(good, "").ok
+    assert v.validate_text(f"```json\n{json.dumps(good)}\n```", "").value == good
+
+    bad = v.validate_value({"tags": ["a", 3], "level": "mid"}, "")
+    assert not bad.ok
+    assert "tags[1]: 3 is not of type 'string'" in bad.errors
+    assert "level: must be one of ['low', 'high']" in bad.errors
+    assert "(root): required field is missing ('title')" in bad.errors
+    assert all(": " in e for e in bad.errors)
+
+    text = v.validate_text("no json here", "")
+    assert not text.ok and text.errors[0].startswith("(root): no JSON")
+
+
+def test_jsonschema_validator_rejects_an_invalid_schema():
+    from jsonschema.exceptions import SchemaError
+
+    with pytest.raises(SchemaError):
+        JSONSchemaValidator({"type": "not-a-type"})
