@@ -118,13 +118,16 @@ def _load_object(ref: str, base: Path, *, what: str, spec_path: Path, line: int 
             file = (base / module_ref).resolve()
             if not file.is_file():
                 raise DomainError(f"{what}: file {module_ref} not found", path=str(spec_path), line=line)
+            # executed afresh on every load, so an edited or fixed file is picked up by the next registry
             mod_name = f"rag_mw_domain_{base.name}_{file.stem}"
-            module = sys.modules.get(mod_name)
-            if module is None or getattr(module, "__file__", None) != str(file):
-                spec = importlib.util.spec_from_file_location(mod_name, file)
-                module = importlib.util.module_from_spec(spec)
-                sys.modules[mod_name] = module
+            spec = importlib.util.spec_from_file_location(mod_name, file)
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[mod_name] = module  # pydantic resolves forward references through sys.modules
+            try:
                 spec.loader.exec_module(module)
+            except BaseException:
+                sys.modules.pop(mod_name, None)
+                raise
         else:
             module = importlib.import_module(module_ref)
         return getattr(module, attr)

@@ -117,6 +117,8 @@ def fill_budget(ordered: Sequence[Candidate], *, k: int, available: int,
 
 def select_negatives(candidates: Sequence[Candidate], *, k: int, min_similarity: float) -> list[Candidate]:
     """The k most similar negatives above a floor (a wrong answer to an unrelated question only confuses)."""
+    if k <= 0:
+        return []
     pool = sorted((c for c in candidates if c.similarity >= min_similarity), key=lambda c: -c.rank_score)
     out: list[Candidate] = []
     seen: set[str] = set()

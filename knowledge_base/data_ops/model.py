@@ -37,7 +37,8 @@ METHODS: dict[str, str] = {
 }
 AGG_FUNCS = {"sum", "mean", "median", "min", "max", "count"}
 CHART_WORDS = re.compile(r"\b(chart|plot|graph|visual\w*|dashboard|histogram|pie|scatter)\b", re.I)
-NAMED_CHARTS = ("histogram", "scatter", "pie", "line", "bar")
+NAMED_CHART = re.compile(r"\b(bar|line|pie|scatter|histogram)[\s-]*(?:chart|plot|graph|diagram|visual)s?\b", re.I)
+STANDALONE_CHART = re.compile(r"\b(histogram|pie|scatter)s?\b", re.I)
 _QUERY_WORDS = {"and", "or", "not", "in", "is", "true", "false", "none", "null", "nan"}
 
 
@@ -69,15 +70,19 @@ def expected_task(types: list[str]) -> str:
 
 
 def expected_chart(request: str) -> str | None:
-    """The chart type a request implies, or None when it does not ask for one."""
+    """The chart type a request implies, or None when it does not ask for one.
+
+    A type named next to a chart word ("line chart", "scatter plot") wins; then a type that is a chart by
+    itself ("histogram", "pie"); otherwise an unnamed chart or a dashboard gives bar. "line items" is not a
+    line chart."""
     text = request.split("\n", 1)[1] if request.lower().startswith("columns:") and "\n" in request else request
     if not CHART_WORDS.search(text):
         return None
-    lowered = text.lower()
-    for name in NAMED_CHARTS:
-        if re.search(rf"\b{name}\b", lowered):
-            return name
-    return "bar"
+    named = NAMED_CHART.search(text)
+    if named:
+        return named.group(1).lower()
+    alone = STANDALONE_CHART.search(text)
+    return alone.group(1).lower() if alone else "bar"
 
 
 class ExecutionInstructions(BaseModel):

@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 from typing import Optional
 
-import click
 import typer
 
 from ..errors import RagMiddlewareError
@@ -49,17 +48,9 @@ _register()
 
 
 def main(argv: list[str] | None = None) -> None:
+    """Usage errors are click's (usage line, exit 2); our errors become one line and their exit code."""
     try:
-        code = app(args=argv, standalone_mode=False)
+        app(args=argv, standalone_mode=True)
     except RagMiddlewareError as exc:
         err_console.print(f"[red]error:[/red] {exc.one_line()}", highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
-        err_console.print("aborted")
-        sys.exit(130)
-    except click.exceptions.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
-    except click.exceptions.Exit as exc:
-        sys.exit(exc.exit_code)
-    sys.exit(code if isinstance(code, int) else 0)

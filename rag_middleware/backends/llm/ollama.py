@@ -30,7 +30,16 @@ class OllamaBackend:
         self.model = model
         self.num_ctx = num_ctx
         self.keep_alive = keep_alive
+        self.timeout = timeout
+        self.connect_timeout = connect_timeout
         self._client = ollama.Client(host=host, timeout=httpx.Timeout(timeout, connect=connect_timeout))
+
+    def _client_for(self, request: GenerateRequest):
+        """The shared client, or a one-off client when this call has less time left than the default."""
+        if request.timeout is None or request.timeout >= self.timeout:
+            return self._client, False
+        limit = httpx.Timeout(request.timeout, connect=min(self.connect_timeout, request.timeout))
+        return self._ollama.Client(host=self.host, timeout=limit), True
 
     def _kwargs(self, request: GenerateRequest, *, stream: bool) -> dict[str, Any]:
         options = {k: v for k, v in request.options.items() if v is not None}
@@ -77,17 +86,22 @@ class OllamaBackend:
 
     def generate(self, request: GenerateRequest) -> Completion:
         start = time.perf_counter()
+        client, one_off = self._client_for(request)
         try:
-            resp = self._client.chat(**self._kwargs(request, stream=False))
+            resp = client.chat(**self._kwargs(request, stream=False))
         except Exception as exc:  # noqa: BLE001 - translated at the boundary
             raise self._translate(exc) from None
+        finally:
+            if one_off:
+                client._client.close()
         return self._completion(resp, start)
 
     def stream(self, request: GenerateRequest) -> Iterator[StreamChunk]:
         start = time.perf_counter()
         text: list[str] = []
+        client, one_off = self._client_for(request)
         try:
-            for part in self._client.chat(**self._kwargs(request, stream=True)):
+            for part in client.chat(**self._kwargs(request, stream=True)):
                 piece = part.message.content or ""
                 if piece:
                     text.append(piece)
@@ -99,6 +113,9 @@ class OllamaBackend:
                     return
         except Exception as exc:  # noqa: BLE001
             raise self._translate(exc) from None
+        finally:
+            if one_off:
+                client._client.close()
 
     def close(self) -> None:
         self._client._client.close()

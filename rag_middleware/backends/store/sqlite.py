@@ -75,7 +75,10 @@ class SQLiteStore:
         self._lock = threading.RLock()
         self._parts: dict[tuple[str, str], _Partition] = {}
         self._data_version = self._read_data_version()
-        self.dim = dim
+        row = self._conn.execute("SELECT dim FROM memory LIMIT 1").fetchone()
+        self.dim = int(row[0]) if row else dim
+        if dim is not None and self.dim != dim:
+            raise StoreError(f"{self.path} holds {self.dim}-dimensional vectors, not {dim}")
 
     # -- helpers -------------------------------------------------------------------------------------
 
