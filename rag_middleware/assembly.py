@@ -44,6 +44,7 @@ class Switches:
     examples: bool = True
     negatives: bool = True
     cot: bool | None = None
+    repair: bool = True  # the domain's deterministic repair before validation
 
 
 class Request(BaseModel):
@@ -268,7 +269,8 @@ class Assembler:
 
         return Assembly(
             domain=domain.name, tenant=tenant, question=request.question, query_vector=query,
-            messages=messages, prompt=prompt, json_schema=domain.schema_json, options=opts,
+            messages=messages, prompt=prompt, json_schema=domain.grammar_schema(request.question),
+            options=opts,
             selected=[self._selected(c, rank, tokens) for rank, (c, tokens) in enumerate(chosen)],
             negatives=[self._selected(c, rank, 0) for rank, c in enumerate(negatives)],
             template_version=version, timings_ms=timings, prompt_tokens=total,

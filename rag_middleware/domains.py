@@ -42,6 +42,8 @@ class DomainSpec(BaseModel):
     output_model: str | None = None
     output_schema: str | None = None
     context_builder: str | None = None
+    repair: str | None = None  # file.py:function(value, context) -> (value, [what changed])
+    grammar: str | None = None  # file.py:function(context) -> JSON schema for the decoding grammar
     model: str | None = None  # upstream model that answers this domain
     options: dict[str, Any] = Field(default_factory=dict)
     selection: dict[str, Any] = Field(default_factory=dict)
@@ -82,6 +84,10 @@ class Domain(BaseModel):
     @property
     def schema_json(self) -> dict[str, Any] | None:
         return self.validator.json_schema() if self.validator is not None else None
+
+    def grammar_schema(self, request: str) -> dict[str, Any] | None:
+        """The JSON schema sent as the grammar (Ollama ``format``) for this request, if the domain has one."""
+        return self.validator.grammar_schema(request) if self.validator is not None else None
 
     @property
     def free_text(self) -> bool:
@@ -212,12 +218,18 @@ def load_domain(path: Path) -> Domain:
         if not (isinstance(model, type) and issubclass(model, BaseModel)):
             raise DomainError(f"output_model {spec.output_model} is not a pydantic model", path=str(spec_path),
                               line=lines.get("output_model"))
-        builder: Callable[[str], dict[str, Any]] | None = None
-        if spec.context_builder:
-            builder = _load_object(spec.context_builder, path, what="context_builder", spec_path=spec_path,
-                                   line=lines.get("context_builder"))
-        validator = PydanticValidator(model, builder)
-    elif spec.output_schema:
+        hooks: dict[str, Callable[..., Any] | None] = {}
+        for key in ("context_builder", "repair", "grammar"):
+            ref = getattr(spec, key)
+            hooks[key] = _load_object(ref, path, what=key, spec_path=spec_path, line=lines.get(key)) if ref else None
+            if ref and not callable(hooks[key]):
+                raise DomainError(f"{key} {ref} is not callable", path=str(spec_path), line=lines.get(key))
+        validator = PydanticValidator(model, hooks["context_builder"], repair=hooks["repair"],
+                                      grammar=hooks["grammar"])
+    elif spec.repair or spec.grammar or spec.context_builder:
+        raise DomainError("repair, grammar and context_builder need a pydantic output_model", path=str(spec_path),
+                          line=lines.get("repair") or lines.get("grammar") or lines.get("context_builder"))
+    if spec.output_schema and not spec.output_model:
         schema_path = path / spec.output_schema
         try:
             schema = json.loads(schema_path.read_text(encoding="utf-8"))

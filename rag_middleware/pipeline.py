@@ -211,7 +211,9 @@ class Middleware:
                     attempt.errors = [f"(root): the answer was cut off after {completion.completion_tokens} tokens; "
                                       "answer with a shorter, complete JSON object"]
                 else:
-                    outcome = dom.validator.validate_text(completion.text, request.question)
+                    outcome = dom.validator.validate_text(completion.text, request.question,
+                                                          repair=prepare_kwargs["switches"].repair)
+                    attempt.repairs = outcome.repairs
                     if outcome.ok:
                         attempt.output = outcome.value
                     else:
@@ -263,7 +265,7 @@ class Middleware:
             options["seed"] = int(options.get("seed", 0)) + 1
             options["temperature"] = max(float(options.get("temperature", 0.0)), 0.3)
         request = GenerateRequest(model=dom.spec.model or getattr(self.backend, "model", ""), messages=messages,
-                                  prompt=prompt, json_schema=dom.schema_json, options=options,
+                                  prompt=prompt, json_schema=assembly.json_schema, options=options,
                                   keep_alive=self.settings.llm.keep_alive)
         attempt = Attempt(number=number, messages=messages, prompt=prompt, options=options)
         started = time.perf_counter()

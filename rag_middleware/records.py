@@ -103,6 +103,7 @@ class Attempt(BaseModel):
     raw_output: str = ""
     output: Any = None  # the validated value, when this attempt passed
     errors: list[str] = Field(default_factory=list)
+    repairs: list[str] = Field(default_factory=list)  # what the domain's deterministic repair changed
     error_kind: str = ""  # "" | validation | truncated | transport | timeout
     transport_retries: int = 0
     done_reason: str = ""

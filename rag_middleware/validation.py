@@ -88,13 +88,8 @@ def _short(value: str) -> str:
 
 
 def _path(loc: tuple[Any, ...]) -> str:
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += ("." if out else "") + str(part)
-    return out or "(root)"
+    """``operations.0.execution_instructions.method``: the dotted form small models copy back reliably."""
+    return ".".join(str(part) for part in loc) or "(root)"
 
 
 def summarize_pydantic_errors(exc: ValidationError) -> list[str]:
@@ -108,9 +103,11 @@ def summarize_pydantic_errors(exc: ValidationError) -> list[str]:
         elif err["type"] in ("literal_error", "enum"):
             expected = (err.get("ctx") or {}).get("expected")
             msg = f"must be one of {expected}" if expected else msg
-        line = f"{_path(loc)}: {_short(msg)}"
-        if line not in lines:
-            lines.append(line)
+        # a model-level validator may report several problems, one "path: message" per line
+        for part in msg.split("\n"):
+            line = f"{_path(loc)}: {_short(part)}" if loc else _short(part)
+            if line not in lines:
+                lines.append(line)
     if len(lines) > MAX_ERRORS:
         lines = lines[:MAX_ERRORS] + [f"(and {len(lines) - MAX_ERRORS} more errors)"]
     return lines
@@ -120,25 +117,44 @@ class ValidationOutcome(BaseModel):
     ok: bool
     value: Any = None
     errors: list[str] = []
+    repairs: list[str] = []  # what a domain's deterministic repair changed before validation
+
+
+Repair = Callable[[Any, dict[str, Any]], tuple[Any, list[str]]]
+Grammar = Callable[[dict[str, Any]], dict[str, Any]]
 
 
 class OutputValidator(Protocol):
     def json_schema(self) -> dict[str, Any]: ...
 
-    def validate_text(self, text: str, request: str) -> ValidationOutcome: ...
+    def grammar_schema(self, request: str) -> dict[str, Any]: ...
+
+    def validate_text(self, text: str, request: str, *, repair: bool = True) -> ValidationOutcome: ...
 
     def validate_value(self, value: Any, request: str) -> ValidationOutcome: ...
 
 
 class PydanticValidator:
-    """Validates with a pydantic model; ``context_builder(request)`` gives validators extra facts."""
+    """Validates with a pydantic model.
 
-    def __init__(self, model: type[BaseModel], context_builder: Callable[[str], dict[str, Any]] | None = None) -> None:
+    - ``context_builder(request)`` gives validators extra facts (such as the request's columns);
+    - ``repair(value, context)`` fixes what rules can derive, before validation, and says what it changed;
+    - ``grammar(context)`` gives a request-specific JSON schema for the decoding grammar (such as an enum of
+      the request's columns); the default is the model's own schema.
+    """
+
+    def __init__(self, model: type[BaseModel], context_builder: Callable[[str], dict[str, Any]] | None = None,
+                 *, repair: Repair | None = None, grammar: Grammar | None = None) -> None:
         self.model = model
         self.context_builder = context_builder
+        self.repair = repair
+        self.grammar = grammar
 
     def json_schema(self) -> dict[str, Any]:
         return self.model.model_json_schema()
+
+    def grammar_schema(self, request: str) -> dict[str, Any]:
+        return self.grammar(self.context(request)) if self.grammar else self.json_schema()
 
     def context(self, request: str) -> dict[str, Any]:
         return dict(self.context_builder(request)) if self.context_builder else {}
@@ -150,12 +166,17 @@ class PydanticValidator:
             return ValidationOutcome(ok=False, errors=summarize_pydantic_errors(exc))
         return ValidationOutcome(ok=True, value=obj.model_dump(mode="json"))
 
-    def validate_text(self, text: str, request: str) -> ValidationOutcome:
+    def validate_text(self, text: str, request: str, *, repair: bool = True) -> ValidationOutcome:
         try:
             value = extract_json(text)
         except ExtractionError as exc:
             return ValidationOutcome(ok=False, errors=[f"(root): {exc}"])
-        return self.validate_value(value, request)
+        repairs: list[str] = []
+        if repair and self.repair is not None:
+            value, repairs = self.repair(value, self.context(request))
+        outcome = self.validate_value(value, request)
+        outcome.repairs = repairs
+        return outcome
 
 
 class JSONSchemaValidator:
@@ -167,6 +188,9 @@ class JSONSchemaValidator:
         self._validator = Draft202012Validator(schema)
 
     def json_schema(self) -> dict[str, Any]:
+        return self.schema
+
+    def grammar_schema(self, request: str) -> dict[str, Any]:
         return self.schema
 
     def validate_value(self, value: Any, request: str) -> ValidationOutcome:
@@ -185,7 +209,7 @@ class JSONSchemaValidator:
             lines.append(f"(and {len(errors) - MAX_ERRORS} more errors)")
         return ValidationOutcome(ok=False, errors=lines)
 
-    def validate_text(self, text: str, request: str) -> ValidationOutcome:
+    def validate_text(self, text: str, request: str, *, repair: bool = True) -> ValidationOutcome:
         try:
             value = extract_json(text)
         except ExtractionError as exc:

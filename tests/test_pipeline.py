@@ -23,6 +23,9 @@ from rag_middleware.tokens import ApproxTokenCounter
 Q = "Columns: price, qty\nsort by price, cheapest first"
 GOOD = {"task": "sort", "chart_type": "none", "operations": [{"type": "sort", "execution_instructions": {
     "method": "pandas.DataFrame.sort_values", "args": [], "kwargs": {"by": "price", "ascending": True}}}]}
+# an unknown column no rule can repair
+WRONG_COLUMN = {**GOOD, "operations": [{"type": "sort", "execution_instructions": {
+    "method": "pandas.DataFrame.sort_values", "args": [], "kwargs": {"by": "cost", "ascending": True}}}]}
 WRONG_TASK = {**GOOD, "task": "clean"}
 
 
@@ -42,14 +45,14 @@ def test_valid_first_try_is_recorded_and_learned(mw, fake_llm):
 
 
 def test_bad_json_twice_then_valid_sends_errors_and_never_repeats(mw, fake_llm):
-    fake_llm.enqueue("I think the answer is {\"task\": ", json.dumps(WRONG_TASK), json.dumps(GOOD))
+    fake_llm.enqueue("I think the answer is {\"task\": ", json.dumps(WRONG_COLUMN), json.dumps(GOOD))
     result = mw.ask(Q, domain="data_ops")
     assert result.valid and len(result.attempts) == 3
     assert result.attempts[0].errors and result.attempts[1].errors and not result.attempts[2].errors
     second, third = fake_llm.requests[1], fake_llm.requests[2]
     repair = second.messages[-1]
     assert repair["role"] == "user" and "incomplete" in repair["content"]
-    assert "task must be 'sort'" in third.messages[-1]["content"]
+    assert "operations.0: unknown column cost; use one of price, qty" in third.messages[-1]["content"]
     # the repair turn replaces the previous one: one rejected answer and one repair turn at most
     assert sum(1 for m in third.messages if m.get("kind") == "repair") == 1
     keys = {json.dumps([r.messages, r.prompt, r.options], sort_keys=True) for r in fake_llm.requests}
@@ -73,15 +76,25 @@ def test_exhausted_raises_with_every_attempt_and_records_failure(mw, fake_llm):
 
 
 def test_raise_on_invalid_false_returns_the_invalid_result(mw, fake_llm):
-    fake_llm.default = json.dumps(WRONG_TASK)
+    fake_llm.default = json.dumps(WRONG_COLUMN)
     result = mw.ask(Q, domain="data_ops", raise_on_invalid=False, max_attempts=2)
     assert not result.valid and result.status == "failed" and len(result.attempts) == 2
-    assert any("task" in e for e in result.attempts[-1].errors)
+    assert any("unknown column cost" in e for e in result.attempts[-1].errors)
+
+
+def test_deterministic_repair_fixes_rule_fields_and_is_recorded(mw, fake_llm):
+    fake_llm.enqueue(json.dumps(WRONG_TASK))
+    result = mw.ask(Q, domain="data_ops")
+    assert result.valid and result.first_try_valid and result.output["task"] == "sort"
+    assert result.attempts[0].repairs == ["task -> sort"]
+    fake_llm.enqueue(json.dumps(WRONG_TASK), json.dumps(GOOD))
+    strict = mw.ask(Q, domain="data_ops", switches=Switches(repair=False))
+    assert len(strict.attempts) == 2 and "task: must be sort for these operations" in strict.attempts[0].errors
 
 
 def test_identical_request_is_never_resent(mw, fake_llm):
     # same bad output twice -> the repair turn would be identical on attempt 3 without escalation
-    fake_llm.enqueue(json.dumps(WRONG_TASK), json.dumps(WRONG_TASK), json.dumps(GOOD))
+    fake_llm.enqueue(json.dumps(WRONG_COLUMN), json.dumps(WRONG_COLUMN), json.dumps(GOOD))
     mw.ask(Q, domain="data_ops")
     keys = [json.dumps([r.messages, r.prompt, r.options], sort_keys=True) for r in fake_llm.requests]
     assert len(set(keys)) == len(keys)
@@ -217,4 +230,6 @@ def test_flat_prompt_for_base_models(settings, embedder):
     first, second = llm.requests
     assert first.prompt.rstrip().endswith("Answer:") and Q in first.prompt
     assert "Review:" in second.prompt and second.prompt.rstrip().endswith("Corrected answer:")
-    assert first.json_schema is not None and first.json_schema["title"] == "ActionPlan"
+    # the grammar admits only the request's columns
+    assert first.json_schema["properties"]["operations"]["items"]["anyOf"][6]["properties"][
+        "execution_instructions"]["properties"]["kwargs"]["properties"]["by"] == {"enum": ["price", "qty"]}

@@ -2,7 +2,9 @@
 
 Validators receive a context with the request's columns (``build_context``) and the request text, so they
 can check that every column named is real, that ``task`` follows from the operations and that
-``chart_type`` follows from the request.
+``chart_type`` follows from the request. ``repair`` fixes what these rules determine before validation,
+and ``grammar_schema`` gives llama.cpp / Ollama a schema that only admits the request's own columns and
+the canonical method of each operation type.
 """
 
 from __future__ import annotations
@@ -100,6 +102,16 @@ def _query_columns(query: str) -> list[str]:
     return backticked + names
 
 
+def _as_list(value: Any) -> list[str]:
+    if value is None:
+        return []
+    return [str(v) for v in value] if isinstance(value, list) else [str(value)]
+
+
+def _keys(value: Any) -> list[str]:
+    return [str(k) for k in value] if isinstance(value, dict) else []
+
+
 class Operation(BaseModel):
     model_config = ConfigDict(extra="forbid")
     type: OpType
@@ -107,99 +119,92 @@ class Operation(BaseModel):
 
     def columns(self) -> list[str]:
         """Every column this operation names."""
-        ei = self.execution_instructions
-        a, kw = ei.args, ei.kwargs
-
-        def as_list(value: Any) -> list[str]:
-            if value is None:
-                return []
-            return [str(v) for v in value] if isinstance(value, list) else [str(value)]
-
+        a, kw = self.execution_instructions.args, self.execution_instructions.kwargs
         match self.type:
             case "remove_duplicates" | "drop_missing":
-                return as_list(kw.get("subset"))
+                return _as_list(kw.get("subset"))
             case "fill_missing":
-                return list(kw.get("value", {}) or {}) if isinstance(kw.get("value"), dict) else []
+                return _keys(kw.get("value"))
             case "filter_rows":
                 return _query_columns(a[0]) if a and isinstance(a[0], str) else []
             case "group_by":
-                agg = kw.get("agg")
-                return as_list(a[0] if a else None) + (list(agg) if isinstance(agg, dict) else [])
+                return _as_list(a[0] if a else None) + _keys(kw.get("agg"))
             case "sort":
-                return as_list(kw.get("by"))
+                return _as_list(kw.get("by"))
             case "top_n":
-                return as_list(a[1]) if len(a) > 1 else []
+                return _as_list(a[1]) if len(a) > 1 else []
             case "aggregate":
-                func = kw.get("func")
-                return list(func) if isinstance(func, dict) else []
+                return _keys(kw.get("func"))
             case "rename_column":
-                cols = kw.get("columns")
-                return list(cols) if isinstance(cols, dict) else []
+                return _keys(kw.get("columns"))
             case "drop_column":
-                return as_list(kw.get("columns"))
+                return _as_list(kw.get("columns"))
             case "convert_type":
-                dtype = kw.get("dtype")
-                return list(dtype) if isinstance(dtype, dict) else []
+                return _keys(kw.get("dtype"))
             case "trim_whitespace":
-                return as_list(a[0] if a else None)
+                return _as_list(a[0] if a else None)
         return []
 
-    @model_validator(mode="after")
-    def _shape(self) -> Operation:
+    def shape_problems(self) -> list[tuple[str, str]]:
+        """(path below execution_instructions, message) for arguments that do not fit the operation type."""
         ei = self.execution_instructions
-        want = METHODS[self.type]
-        if ei.method != want:
-            raise ValueError(f"method for {self.type} must be {want!r}")
         a, kw = ei.args, ei.kwargs
-        problem = None
+        out: list[tuple[str, str]] = []
+        if ei.method != METHODS[self.type]:
+            out.append(("method", f"must be {METHODS[self.type]} for {self.type}"))
         match self.type:
             case "remove_empty_rows":
-                if kw.get("how") != "all":
-                    problem = 'kwargs must be {"how": "all"}'
+                if kw != {"how": "all"}:
+                    out.append(("kwargs", 'must be {"how": "all"}'))
             case "drop_missing":
-                if not kw.get("subset"):
-                    problem = 'kwargs must be {"subset": [column]}'
+                if not _as_list(kw.get("subset")):
+                    out.append(("kwargs", 'must be {"subset": [column]}'))
             case "fill_missing":
                 if not isinstance(kw.get("value"), dict) or not kw["value"]:
-                    problem = 'kwargs must be {"value": {column: value}}'
+                    out.append(("kwargs", 'must be {"value": {column: value}}'))
             case "filter_rows":
                 if len(a) != 1 or not isinstance(a[0], str) or not a[0].strip():
-                    problem = "args must be [one pandas query string]"
+                    out.append(("args", "must be [one pandas query string]"))
             case "group_by":
                 agg = kw.get("agg")
                 if len(a) != 1 or not isinstance(a[0], str):
-                    problem = "args must be [the column to group by]"
-                elif not isinstance(agg, dict) or not agg:
-                    problem = 'kwargs must be {"agg": {column: function}}'
+                    out.append(("args", "must be [the column to group by]"))
+                if not isinstance(agg, dict) or not agg:
+                    out.append(("kwargs", 'must be {"agg": {column: function}}'))
                 elif any(f not in AGG_FUNCS for f in agg.values()):
-                    problem = f"agg functions must be one of {sorted(AGG_FUNCS)}"
+                    out.append(("kwargs.agg", f"functions must be one of {', '.join(sorted(AGG_FUNCS))}"))
             case "sort":
                 if "by" not in kw or not isinstance(kw.get("ascending"), bool):
-                    problem = 'kwargs must be {"by": column, "ascending": true|false}'
+                    out.append(("kwargs", 'must be {"by": column, "ascending": true or false}'))
             case "top_n":
                 if len(a) != 2 or not isinstance(a[0], int) or isinstance(a[0], bool) or a[0] < 1:
-                    problem = "args must be [n, column] with n a positive integer"
+                    out.append(("args", "must be [n, column] with n a positive integer"))
             case "aggregate":
                 func = kw.get("func")
                 if not isinstance(func, dict) or not func:
-                    problem = 'kwargs must be {"func": {column: function}}'
+                    out.append(("kwargs", 'must be {"func": {column: function}}'))
                 elif any(f not in AGG_FUNCS for f in func.values()):
-                    problem = f"func values must be one of {sorted(AGG_FUNCS)}"
+                    out.append(("kwargs.func", f"functions must be one of {', '.join(sorted(AGG_FUNCS))}"))
             case "rename_column":
                 if not isinstance(kw.get("columns"), dict) or not kw["columns"]:
-                    problem = 'kwargs must be {"columns": {old: new}}'
+                    out.append(("kwargs", 'must be {"columns": {old: new}}'))
             case "drop_column":
-                if not isinstance(kw.get("columns"), list) or not kw["columns"]:
-                    problem = 'kwargs must be {"columns": [columns]}'
+                if not _as_list(kw.get("columns")):
+                    out.append(("kwargs", 'must be {"columns": [columns]}'))
             case "convert_type":
                 if not isinstance(kw.get("dtype"), dict) or not kw["dtype"]:
-                    problem = 'kwargs must be {"dtype": {column: type}}'
+                    out.append(("kwargs", 'must be {"dtype": {column: type}}'))
             case "trim_whitespace":
                 if len(a) != 1 or not isinstance(a[0], str):
-                    problem = "args must be [the column]"
-        if problem:
-            raise ValueError(f"{self.type}: {problem}")
-        return self
+                    out.append(("args", "must be [the column]"))
+            case "describe" | "remove_duplicates":
+                pass
+        if self.type in ("remove_duplicates", "remove_empty_rows", "drop_missing", "fill_missing", "sort",
+                         "aggregate", "rename_column", "drop_column", "convert_type", "describe") and a:
+            out.append(("args", "must be []"))
+        if self.type in ("filter_rows", "top_n", "trim_whitespace", "describe") and kw:
+            out.append(("kwargs", "must be {}"))
+        return out
 
 
 class ActionPlan(BaseModel):
@@ -210,22 +215,183 @@ class ActionPlan(BaseModel):
 
     @model_validator(mode="after")
     def _consistent(self, info: ValidationInfo) -> ActionPlan:
+        """Every rule at once, one ``path: message`` line per problem (short enough for a 270M model)."""
         ctx = info.context or {}
-        problems = []
+        problems: list[str] = []
+        for i, op in enumerate(self.operations):
+            for where, message in op.shape_problems():
+                problems.append(f"operations.{i}.execution_instructions.{where}: {message}")
         want = expected_task([op.type for op in self.operations])
         if self.task != want:
-            problems.append(f"task must be {want!r} for these operations")
+            problems.append(f"task: must be {want} for these operations")
         columns = ctx.get("columns") or []
         if columns:
             for i, op in enumerate(self.operations):
                 unknown = [c for c in op.columns() if c not in columns]
                 if unknown:
-                    problems.append(f"operations[{i}] names unknown column(s) {unknown}; columns are {columns}")
+                    problems.append(f"operations.{i}: unknown column {', '.join(unknown)}; use one of {', '.join(columns)}")
         request = ctx.get("request")
         if request:
             chart = expected_chart(request) or "none"
             if self.chart_type != chart:
-                problems.append(f"chart_type must be {chart!r} for this request")
+                problems.append(f"chart_type: must be {chart} for this request")
         if problems:
-            raise ValueError("; ".join(problems))
+            raise ValueError("\n".join(problems))
         return self
+
+
+# -- deterministic repair ---------------------------------------------------------------------------------
+
+DESC_WORDS = re.compile(r"\b(desc\w*|largest|highest|biggest|most|newest|latest|top|greatest|high to low|"
+                        r"highest to lowest|largest first|z to a)\b", re.I)
+_ARGLESS = {"remove_duplicates", "remove_empty_rows", "drop_missing", "fill_missing", "sort", "aggregate",
+            "rename_column", "drop_column", "convert_type", "describe"}
+_KWARGLESS = {"filter_rows", "top_n", "trim_whitespace", "describe"}
+
+
+def _norm(name: str) -> str:
+    return re.sub(r"[^a-z0-9]", "", name.lower())
+
+
+def _column_fixer(columns: list[str]):
+    """Map a near-miss column name ('Order Total', 'ordertotal') to the one real column it stands for."""
+    by_norm: dict[str, list[str]] = {}
+    for c in columns:
+        by_norm.setdefault(_norm(c), []).append(c)
+
+    def fix(name: Any) -> Any:
+        if not isinstance(name, str) or name in columns:
+            return name
+        hits = by_norm.get(_norm(name), [])
+        if len(hits) == 1:
+            return hits[0]
+        stripped = [c for c in columns if c.strip() == name.strip()]
+        return stripped[0] if len(stripped) == 1 else name
+
+    return fix
+
+
+def repair_plan(value: Any, context: dict[str, Any]) -> tuple[Any, list[str]]:
+    """Fix what the rules determine: methods, argument-free shapes, near-miss column names, argument order
+    of top_n, task (from the operations) and chart_type (from the request). Returns (value, changes)."""
+    if not isinstance(value, dict) or not isinstance(value.get("operations"), list):
+        return value, []
+    columns = list(context.get("columns") or [])
+    request = str(context.get("request") or "")
+    fix = _column_fixer(columns) if columns else (lambda x: x)
+    changes: list[str] = []
+    plan = dict(value)
+    ops = []
+    for i, op in enumerate(plan["operations"]):
+        if not isinstance(op, dict) or op.get("type") not in METHODS or not isinstance(
+                op.get("execution_instructions"), dict):
+            ops.append(op)
+            continue
+        kind = op["type"]
+        ei = dict(op["execution_instructions"])
+        args = list(ei.get("args") or []) if isinstance(ei.get("args", []), list) else ei.get("args")
+        kwargs = dict(ei.get("kwargs") or {}) if isinstance(ei.get("kwargs", {}), dict) else ei.get("kwargs")
+        if ei.get("method") != METHODS[kind]:
+            changes.append(f"operations.{i}.execution_instructions.method -> {METHODS[kind]}")
+            ei["method"] = METHODS[kind]
+        if kind in _ARGLESS and args:
+            args = []
+        if kind in _KWARGLESS and kwargs:
+            kwargs = {}
+        if kind == "remove_empty_rows":
+            kwargs = {"how": "all"}
+        if isinstance(kwargs, dict):
+            for key in ("subset", "columns", "by"):
+                if key in kwargs and not (kind == "rename_column" and key == "columns"):
+                    val = kwargs[key]
+                    kwargs[key] = [fix(v) for v in val] if isinstance(val, list) else fix(val)
+            for key in ("agg", "func", "value", "dtype") + (("columns",) if kind == "rename_column" else ()):
+                if isinstance(kwargs.get(key), dict):
+                    kwargs[key] = {fix(k): v for k, v in kwargs[key].items()}
+            if kind == "sort" and "by" in kwargs and not isinstance(kwargs.get("ascending"), bool):
+                kwargs["ascending"] = not DESC_WORDS.search(request)
+                changes.append(f"operations.{i}: ascending inferred from the request")
+            if kind == "drop_missing" and isinstance(kwargs.get("subset"), str):
+                kwargs["subset"] = [kwargs["subset"]]
+        if isinstance(args, list):
+            if kind == "top_n" and len(args) == 2 and isinstance(args[0], str) and isinstance(args[1], int):
+                args = [args[1], args[0]]
+                changes.append(f"operations.{i}.execution_instructions.args -> [n, column]")
+            if kind in ("group_by", "trim_whitespace", "top_n") and args:
+                args = [fix(a) if isinstance(a, str) else a for a in args]
+            if kind == "filter_rows" and args and isinstance(args[0], str) and columns:
+                query = args[0]
+                for name in set(_query_columns(query)):
+                    fixed = fix(name)
+                    if fixed != name and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", fixed):
+                        query = re.sub(rf"\b{re.escape(name)}\b", fixed, query)
+                args = [query]
+        ei["args"], ei["kwargs"] = args, kwargs
+        ops.append({**op, "execution_instructions": ei})
+    plan["operations"] = ops
+    types = [op.get("type") for op in ops if isinstance(op, dict)]
+    if all(t in METHODS for t in types) and types:
+        task = expected_task(types)
+        if plan.get("task") != task:
+            changes.append(f"task -> {task}")
+            plan["task"] = task
+    if request:
+        chart = expected_chart(request) or "none"
+        if plan.get("chart_type") != chart:
+            changes.append(f"chart_type -> {chart}")
+            plan["chart_type"] = chart
+    return plan, changes
+
+
+# -- decoding grammar -------------------------------------------------------------------------------------
+
+def grammar_schema(context: dict[str, Any]) -> dict[str, Any]:
+    """A JSON schema for the decoding grammar: the request's own columns only, the canonical method of each
+    operation type, and the argument shapes of the vocabulary. Semantics are still checked by ActionPlan."""
+    columns = list(context.get("columns") or [])
+    col: dict[str, Any] = {"enum": columns} if columns else {"type": "string"}
+    cols = {"type": "array", "items": col, "minItems": 1}
+    func = {"enum": sorted(AGG_FUNCS)}
+
+    def by_column(value: dict[str, Any]) -> dict[str, Any]:
+        if not columns:
+            return {"type": "object", "additionalProperties": value, "minProperties": 1}
+        return {"type": "object", "properties": {c: value for c in columns}, "additionalProperties": False,
+                "minProperties": 1}
+
+    def obj(props: dict[str, Any], required: list[str] | None = None) -> dict[str, Any]:
+        return {"type": "object", "properties": props, "required": list(props) if required is None else required,
+                "additionalProperties": False}
+
+    empty_args = {"type": "array", "maxItems": 0}
+    empty_kwargs = obj({})
+    shapes: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
+        "remove_duplicates": (empty_args, obj({"subset": cols}, required=[])),
+        "remove_empty_rows": (empty_args, obj({"how": {"const": "all"}})),
+        "drop_missing": (empty_args, obj({"subset": cols})),
+        "fill_missing": (empty_args, obj({"value": by_column({"type": ["string", "number", "boolean"]})})),
+        "filter_rows": ({"type": "array", "prefixItems": [{"type": "string", "minLength": 1}], "items": False,
+                         "minItems": 1}, empty_kwargs),
+        "group_by": ({"type": "array", "prefixItems": [col], "items": False, "minItems": 1},
+                     obj({"agg": by_column(func)})),
+        "sort": (empty_args, obj({"by": col, "ascending": {"type": "boolean"}})),
+        "top_n": ({"type": "array", "prefixItems": [{"type": "integer", "minimum": 1}, col], "items": False,
+                   "minItems": 2}, empty_kwargs),
+        "aggregate": (empty_args, obj({"func": by_column(func)})),
+        "rename_column": (empty_args, obj({"columns": by_column({"type": "string", "minLength": 1})})),
+        "drop_column": (empty_args, obj({"columns": cols})),
+        "convert_type": (empty_args, obj({"dtype": by_column(
+            {"enum": ["int", "float", "str", "bool", "datetime64[ns]", "category"]})})),
+        "trim_whitespace": ({"type": "array", "prefixItems": [col], "items": False, "minItems": 1}, empty_kwargs),
+        "describe": (empty_args, empty_kwargs),
+    }
+    operations = [
+        obj({"type": {"const": kind},
+             "execution_instructions": obj({"method": {"const": METHODS[kind]}, "args": args, "kwargs": kwargs})})
+        for kind, (args, kwargs) in shapes.items()
+    ]
+    return obj({
+        "task": {"enum": list(Task.__args__)},
+        "chart_type": {"enum": list(Chart.__args__)},
+        "operations": {"type": "array", "items": {"anyOf": operations}, "minItems": 1, "maxItems": 8},
+    })
