@@ -193,8 +193,23 @@ class JSONSchemaValidator:
     def grammar_schema(self, request: str) -> dict[str, Any]:
         return self.schema
 
+    @staticmethod
+    def _closest(errors: list[Any]) -> list[Any]:
+        """For anyOf/oneOf failures, the errors of the branch that came closest (fewest errors), so the model
+        hears 'field: must be one of [...]' instead of 'is not valid under any of the given schemas'."""
+        out = []
+        for err in errors:
+            if err.validator in ("anyOf", "oneOf") and err.context:
+                branches: dict[Any, list[Any]] = {}
+                for sub in err.context:
+                    branches.setdefault(sub.relative_schema_path[0], []).append(sub)
+                out.extend(JSONSchemaValidator._closest(min(branches.values(), key=len)))
+            else:
+                out.append(err)
+        return out
+
     def validate_value(self, value: Any, request: str) -> ValidationOutcome:
-        errors = sorted(self._validator.iter_errors(value), key=lambda e: list(e.absolute_path))
+        errors = sorted(self._closest(list(self._validator.iter_errors(value))), key=lambda e: list(e.absolute_path))
         if not errors:
             return ValidationOutcome(ok=True, value=value)
         lines = []
