@@ -473,6 +473,22 @@ class OtherLoad:
         return max(0.0, other / (wall * (os.cpu_count() or 1))) if wall > 0 else None
 
 
+def wait_idle(limit_s: float, threshold: float = 0.10) -> None:
+    """Wait (up to limit_s) until other processes use less than ``threshold`` of the CPUs for 3 s."""
+    deadline = time.monotonic() + limit_s
+    while True:
+        probe = OtherLoad()
+        time.sleep(3.0)
+        share = probe.share()
+        if share is None or share < threshold:
+            return
+        if time.monotonic() >= deadline:
+            console.print(f"[yellow]machine still busy ({share:.0%} of the CPUs used by other processes); "
+                          "measuring anyway[/]")
+            return
+        console.print(f"waiting for an idle machine: other processes use {share:.0%} of the CPUs", highlight=False)
+
+
 @dataclass
 class SizeResult:
     size: int
@@ -502,7 +518,7 @@ class SizeResult:
 
 def run_size(size: int, pool: list[Request], queries: list[Request], warmup: list[Request],
              profile_queries: list[Request], anchors: dict[int, np.ndarray], inner: SentenceTransformerEmbedder,
-             workdir: Path, keep: bool, profile_top: int) -> SizeResult:
+             workdir: Path, keep: bool, profile_top: int, idle_wait: float) -> SizeResult:
     data_dir = Path(tempfile.mkdtemp(prefix=f"rag-mw-bench-{size}-", dir=workdir))
     try:
         settings = load_settings(data_dir=data_dir, knowledge_base=ROOT / "knowledge_base", prompts_dir=ROOT / "prompts")
@@ -513,6 +529,8 @@ def run_size(size: int, pool: list[Request], queries: list[Request], warmup: lis
             t0 = time.perf_counter()
             load_memory(mw, pool, size, anchors, progress, SEED + size)
             load_s = time.perf_counter() - t0
+            if idle_wait > 0:
+                wait_idle(idle_wait)
             for req in warmup:  # loads the partition, the tokenizer, the templates, the curated vectors
                 mw.render(req.question, domain=DOMAIN, tenant=TENANT)
             stage_ms = {s: [] for s in STAGES}
@@ -626,12 +644,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile-top", type=int, default=25, help="lines of each cProfile listing")
     parser.add_argument("--workdir", type=Path, default=Path(tempfile.gettempdir()), help="where data dirs go")
     parser.add_argument("--keep", action="store_true", help="keep the data dirs")
+    parser.add_argument("--wait-idle", type=float, default=0.0, metavar="SECONDS",
+                        help="before measuring each size, wait up to SECONDS for other processes to go quiet")
     args = parser.parse_args(argv)
     sizes = [int(s.replace("_", "")) for s in args.sizes.split(",") if s.strip()]
     if not sizes or min(sizes) < 1 or args.queries < 1:
         parser.error("sizes and --queries must be positive")
 
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     r = random.Random(SEED)
     seen = {json.loads(line)["question"] for line in (ROOT / "knowledge_base" / DOMAIN / "examples.jsonl")
             .read_text(encoding="utf-8").splitlines() if line.strip()}
@@ -655,7 +674,7 @@ def main(argv: list[str] | None = None) -> int:
     for n in sizes:
         warm, measured, profiled = per_size[n]
         results.append(run_size(n, pool, measured, warm, profiled, anchors, inner, args.workdir, args.keep,
-                                args.profile_top))
+                                args.profile_top, args.wait_idle))
     lo, hi = NOISE_RANGE
     method = (f"Memory vectors: {len(anchor_ids)} memory questions (one per table x first operation) embedded for "
               f"real with all-MiniLM-L6-v2; every other record = normalize(anchor + s*u) with an anchor of the same "

@@ -69,7 +69,7 @@ def test_task_precedence(validate, ops, task):
     wrong = "clean" if task != "clean" else "sort"
     outcome = validate(plan(wrong, *ops), request)
     assert not outcome.ok
-    assert any(f"task must be '{task}' for these operations" in e for e in outcome.errors)
+    assert outcome.errors == [f"task: must be {task} for these operations"]
 
 
 def test_valid_plan_round_trips(validate):
@@ -102,7 +102,7 @@ def test_chart_type_follows_the_request(validate, text, chart):
     other = "bar" if chart != "bar" else "none"
     outcome = validate(plan("sort", SORT, chart=other), request)
     assert not outcome.ok
-    assert any(f"chart_type must be '{chart}' for this request" in e for e in outcome.errors)
+    assert outcome.errors == [f"chart_type: must be {chart} for this request"]
 
 
 def test_the_named_chart_wins_over_an_unrelated_chart_word(validate):
@@ -117,7 +117,7 @@ def test_chart_words_in_the_columns_line_do_not_count(validate):
     good = plan("sort", op("sort", kwargs={"by": "revenue", "ascending": True}))
     assert validate(good, request).ok
     outcome = validate({**good, "chart_type": "line"}, request)
-    assert not outcome.ok and any("chart_type must be 'none'" in e for e in outcome.errors)
+    assert not outcome.ok and outcome.errors == ["chart_type: must be none for this request"]
 
 
 def test_chart_type_must_be_a_known_literal(validate):
@@ -130,25 +130,30 @@ def test_chart_type_must_be_a_known_literal(validate):
 
 
 @pytest.mark.parametrize(
-    "bad_op",
+    ("bad_op", "unknown"),
     [
-        op("sort", kwargs={"by": "Revenue", "ascending": True}),
-        op("group_by", args=["country"], kwargs={"agg": {"revenue": "sum"}}),
-        op("group_by", args=["region"], kwargs={"agg": {"profit": "sum"}}),
-        op("filter_rows", args=["profit > 3 and region == 'north'"]),
-        op("top_n", args=[3, "profit"]),
-        op("drop_column", kwargs={"columns": ["profit"]}),
+        (op("sort", kwargs={"by": "Revenue", "ascending": True}), "Revenue"),
+        (op("group_by", args=["country"], kwargs={"agg": {"revenue": "sum"}}), "country"),
+        (op("group_by", args=["region"], kwargs={"agg": {"profit": "sum"}}), "profit"),
+        (op("filter_rows", args=["profit > 3 and region == 'north'"]), "profit"),
+        (op("top_n", args=[3, "profit"]), "profit"),
+        (op("drop_column", kwargs={"columns": ["profit"]}), "profit"),
+        (op("drop_column", kwargs={"columns": ["profit", "units", "cost"]}), "profit, cost"),
     ],
 )
-def test_unknown_columns_are_rejected_with_the_column_list(validate, bad_op):
+def test_unknown_columns_are_rejected_with_the_column_list(validate, bad_op, unknown):
     ops = (bad_op, SORT) if bad_op["type"] == "group_by" else (bad_op,)
     task = {"sort": "sort", "group_by": "group_by", "filter_rows": "filter", "top_n": "sort",
             "drop_column": "transform"}[bad_op["type"]]
     outcome = validate(plan(task, *ops), ask("Do it."))
     assert not outcome.ok, outcome
-    joined = " ".join(outcome.errors)
-    assert "operations[0] names unknown column(s)" in joined
-    assert "columns are ['region', 'product', 'revenue', 'date', 'units']" in joined
+    assert outcome.errors == [
+        f"operations.0: unknown column {unknown}; use one of region, product, revenue, date, units"]
+
+
+def test_unknown_columns_name_the_operation_index(validate):
+    outcome = validate(plan("sort", FILTER, op("sort", kwargs={"by": "profit", "ascending": True})), ask("Do it."))
+    assert outcome.errors == ["operations.1: unknown column profit; use one of region, product, revenue, date, units"]
 
 
 def test_query_strings_and_backticks_are_understood(validate):
@@ -179,8 +184,7 @@ def test_wrong_method_for_the_op_type_is_rejected(validate, kind, wrong_method, 
     task = "filter" if kind == "filter_rows" else "sort"
     outcome = validate(plan(task, bad), ask("Do it."))
     assert not outcome.ok
-    assert any(e.startswith("operations[0]:") and f"method for {kind} must be '{right_method}'" in e
-               for e in outcome.errors)
+    assert outcome.errors == [f"operations.0.execution_instructions.method: must be {right_method} for {kind}"]
 
 
 @pytest.mark.parametrize(
@@ -191,7 +195,7 @@ def test_wrong_method_for_the_op_type_is_rejected(validate, kind, wrong_method, 
 def test_top_n_args_must_be_n_then_column(validate, args):
     outcome = validate(plan("sort", op("top_n", args=args)), ask("Top rows by revenue."))
     assert not outcome.ok
-    assert any("top_n: args must be [n, column] with n a positive integer" in e for e in outcome.errors)
+    assert "operations.0.execution_instructions.args: must be [n, column] with n a positive integer" in outcome.errors
 
 
 def test_top_n_good_args(validate):
@@ -201,23 +205,62 @@ def test_top_n_good_args(validate):
 @pytest.mark.parametrize(
     ("bad", "message"),
     [
-        (op("group_by", args=["region"], kwargs={"agg": {"revenue": "total"}}), "agg functions must be one of"),
-        (op("sort", kwargs={"by": "revenue"}), '"ascending": true|false'),
-        (op("remove_empty_rows", kwargs={"how": "any"}), '{"how": "all"}'),
-        (op("filter_rows", args=["  "]), "one pandas query string"),
+        (op("group_by", args=["region"], kwargs={"agg": {"revenue": "total"}}),
+         "kwargs.agg: functions must be one of count, max, mean, median, min, sum"),
+        (op("aggregate", kwargs={"func": {"revenue": "average"}}),
+         "kwargs.func: functions must be one of count, max, mean, median, min, sum"),
+        (op("group_by", args=[], kwargs={"agg": {"revenue": "sum"}}), "args: must be [the column to group by]"),
+        (op("sort", kwargs={"by": "revenue"}), 'kwargs: must be {"by": column, "ascending": true or false}'),
+        (op("sort", kwargs={"by": "revenue", "ascending": "no"}),
+         'kwargs: must be {"by": column, "ascending": true or false}'),
+        (op("remove_empty_rows", kwargs={"how": "any"}), 'kwargs: must be {"how": "all"}'),
+        (op("filter_rows", args=["  "]), "args: must be [one pandas query string]"),
+        (op("trim_whitespace", args=[]), "args: must be [the column]"),
+        (op("drop_column", kwargs={"columns": []}), 'kwargs: must be {"columns": [columns]}'),
+        (op("rename_column", kwargs={}), 'kwargs: must be {"columns": {old: new}}'),
+        # argument-free types that got args, keyword-free types that got kwargs
+        (op("describe", args=["revenue"]), "args: must be []"),
+        (op("sort", args=["revenue"], kwargs={"by": "revenue", "ascending": True}), "args: must be []"),
+        (op("top_n", args=[5, "revenue"], kwargs={"keep": "all"}), "kwargs: must be {}"),
+        (op("filter_rows", args=["revenue > 1"], kwargs={"engine": "python"}), "kwargs: must be {}"),
     ],
 )
 def test_other_shapes(validate, bad, message):
-    task = {"group_by": "group_by", "sort": "sort", "remove_empty_rows": "clean", "filter_rows": "filter"}[bad["type"]]
+    task = {"group_by": "group_by", "sort": "sort", "remove_empty_rows": "clean", "filter_rows": "filter",
+            "aggregate": "formula", "trim_whitespace": "clean", "drop_column": "transform",
+            "rename_column": "transform", "describe": "summarize", "top_n": "sort"}[bad["type"]]
     outcome = validate(plan(task, bad), ask("Do it."))
     assert not outcome.ok
-    assert any(message in e for e in outcome.errors)
+    assert outcome.errors == [f"operations.0.execution_instructions.{message}"]
+
+
+def test_every_problem_is_reported_at_once(validate):
+    """One line per problem, each ``path: message``, in the order: shapes, task, columns, chart."""
+    bad = plan(
+        "clean",
+        op("filter_rows", method="pandas.DataFrame.filter", args=["profit > 1"]),
+        op("sort", args=["revenue"], kwargs={"by": "revenue"}),
+        chart="pie",
+    )
+    outcome = validate(bad, ask("Keep big rows and sort them."))
+    assert outcome.errors == [
+        "operations.0.execution_instructions.method: must be pandas.DataFrame.query for filter_rows",
+        'operations.1.execution_instructions.kwargs: must be {"by": column, "ascending": true or false}',
+        "operations.1.execution_instructions.args: must be []",
+        "task: must be sort for these operations",
+        "operations.0: unknown column profit; use one of region, product, revenue, date, units",
+        "chart_type: must be none for this request",
+    ]
 
 
 def test_structure_errors(validate):
     outcome = validate({"task": "sort", "chart_type": "none", "operations": []}, ask("Sort."))
-    assert not outcome.ok and any(e.startswith("operations:") for e in outcome.errors)
+    assert not outcome.ok and any(e.startswith("operations: ") for e in outcome.errors)
     outcome = validate({**plan("sort", SORT), "extra": 1}, ask("Sort by revenue."))
-    assert not outcome.ok and any(e.startswith("extra:") for e in outcome.errors)
+    assert not outcome.ok and any(e.startswith("extra: ") for e in outcome.errors)
     outcome = validate(plan("sort", {"type": "teleport", "execution_instructions": {"method": "x"}}), ask("Sort."))
-    assert not outcome.ok and any(e.startswith("operations[0].type: must be one of") for e in outcome.errors)
+    assert not outcome.ok and any(e.startswith("operations.0.type: must be one of") for e in outcome.errors)
+    assert not any("[" in e.split(":")[0] for e in outcome.errors)
+    outcome = validate(plan("sort", {"type": "sort", "execution_instructions": {"method": "x", "extra": 1}}),
+                       ask("Sort."))
+    assert not outcome.ok and any(e.startswith("operations.0.execution_instructions.extra: ") for e in outcome.errors)

@@ -33,7 +33,7 @@ def append_line(path: Path, line: str) -> int:
 
 def test_shipped_domains_load(project):
     registry = DomainRegistry(kb(project))
-    assert registry.names() == ["assistant", "data_ops"]
+    assert registry.names() == ["assistant", "data_ops", "shop_query"]
     data_ops = registry.get("data_ops")
     assert isinstance(data_ops.validator, PydanticValidator)
     assert data_ops.validator.model.__name__ == "ActionPlan"
@@ -50,15 +50,20 @@ def test_shipped_domains_load(project):
     assert assistant.answer_text("plain words") == "plain words"
     assert data_ops.answer_text({"a": 1}) == '{"a": 1}'
     assert registry.get("data_ops") is data_ops  # cached
-    assert [d.name for d in registry.load_all()] == ["assistant", "data_ops"]
+    assert [d.name for d in registry.load_all()] == ["assistant", "data_ops", "shop_query"]
+
+    shop = registry.get("shop_query")
+    assert isinstance(shop.validator, JSONSchemaValidator) and not shop.free_text
+    # a JSON Schema domain has no per-request grammar
+    assert shop.grammar_schema("How many orders?") == shop.schema_json
 
 
 def test_unknown_domain_lists_known_ones(project):
     with pytest.raises(UnknownDomainError) as info:
         DomainRegistry(kb(project)).get("nope")
     assert "'nope'" in str(info.value)
-    assert "assistant, data_ops" in str(info.value)
-    assert info.value.known == ["assistant", "data_ops"]
+    assert "assistant, data_ops, shop_query" in str(info.value)
+    assert info.value.known == ["assistant", "data_ops", "shop_query"]
     assert info.value.http_status == 404
     with pytest.raises(UnknownDomainError):
         DomainRegistry(kb(project)).get("")
@@ -77,6 +82,8 @@ def test_bad_curated_answer_names_file_and_line(project):
     lines = path.read_text(encoding="utf-8").splitlines()
     target = 3
     data = json.loads(lines[target - 1])
+    right_task = data["answer"]["task"]
+    assert right_task != "filter"
     data["answer"]["task"] = "filter"  # does not follow from the operations
     lines[target - 1] = json.dumps(data)
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
@@ -86,7 +93,7 @@ def test_bad_curated_answer_names_file_and_line(project):
     assert f"examples.jsonl:{target}:" in message
     assert data["id"] in message
     assert "answer fails the output model" in message
-    assert "task must be" in message
+    assert message.endswith(f"answer fails the output model: task: must be {right_task} for these operations")
 
 
 def test_bad_negative_right_answer_names_file_and_line(project):
@@ -96,7 +103,8 @@ def test_bad_negative_right_answer_names_file_and_line(project):
     data["right"]["chart_type"] = "pie"
     lines[1] = json.dumps(data)
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    with pytest.raises(DomainError, match=r"negatives\.jsonl:2: .*right fails the output model"):
+    with pytest.raises(DomainError, match=r"negatives\.jsonl:2: .*right fails the output model: "
+                                          r"chart_type: must be (none|bar|line|histogram|scatter) for this request$"):
         load(project, "data_ops")
 
 
@@ -234,3 +242,69 @@ def test_json_schema_file_problems(tmp_path):
     schema_file.unlink()
     with pytest.raises(DomainError, match=r"domain\.yaml:2: output_schema file output\.schema\.json not found"):
         DomainRegistry(root).get("trips")
+
+
+# -- repair and grammar hooks -----------------------------------------------------------------------------
+
+
+def test_data_ops_wires_repair_and_grammar_hooks(project):
+    data_ops = load(project, "data_ops")
+    assert data_ops.validator.repair.__name__ == "repair_plan"
+    assert data_ops.validator.grammar.__name__ == "grammar_schema"
+    grammar = data_ops.grammar_schema("Columns: price, qty\nSort by price.")
+    assert grammar != data_ops.schema_json
+    sort = next(b for b in grammar["properties"]["operations"]["items"]["anyOf"]
+                if b["properties"]["type"] == {"const": "sort"})
+    assert sort["properties"]["execution_instructions"]["properties"]["kwargs"]["properties"]["by"] == {
+        "enum": ["price", "qty"]}
+    # the hooks are the domain's: validate_text repairs, validate_value and repair=False do not
+    text = json.dumps({"task": "clean", "chart_type": "none", "operations": [{
+        "type": "sort", "execution_instructions": {
+            "method": "pandas.DataFrame.sort_values", "args": [], "kwargs": {"by": "price", "ascending": True}}}]})
+    request = "Columns: price, qty\nSort by price."
+    repaired = data_ops.validator.validate_text(text, request)
+    assert repaired.ok and repaired.repairs == ["task -> sort"] and repaired.value["task"] == "sort"
+    strict = data_ops.validator.validate_text(text, request, repair=False)
+    assert not strict.ok and strict.errors == ["task: must be sort for these operations"] and strict.repairs == []
+    assert data_ops.validator.validate_value(json.loads(text), request).errors == strict.errors
+
+
+def test_pydantic_domain_without_a_grammar_hook_uses_the_model_schema(tmp_path):
+    root = tmp_path / "kb"
+    domain = root / "plain"
+    domain.mkdir(parents=True)
+    (domain / "domain.yaml").write_text("description: d\noutput_model: model.py:Plan\n", encoding="utf-8")
+    (domain / "model.py").write_text("from pydantic import BaseModel\nclass Plan(BaseModel):\n    x: int\n",
+                                     encoding="utf-8")
+    loaded = DomainRegistry(root).get("plain")
+    assert loaded.grammar_schema("anything") == loaded.schema_json
+    assert loaded.validator.validate_text('{"x": 1}', "").repairs == []
+
+
+@pytest.mark.parametrize("hook", ["repair", "grammar", "context_builder"])
+def test_hooks_need_a_pydantic_output_model(tmp_path, hook):
+    root = tmp_path / "kb"
+    _schema_domain(root, [])
+    spec = root / "trips" / "domain.yaml"
+    spec.write_text(spec.read_text(encoding="utf-8") + f"{hook}: model.py:fn\n", encoding="utf-8")
+    with pytest.raises(DomainError, match=r"domain\.yaml:3: repair, grammar and context_builder need a pydantic "
+                                          r"output_model"):
+        DomainRegistry(root).get("trips")
+
+
+@pytest.mark.parametrize(
+    ("line", "pattern"),
+    [
+        ("repair: model.py:NOT_CALLABLE", r"domain\.yaml:3: repair model\.py:NOT_CALLABLE is not callable"),
+        ("grammar: model.py:missing", r"domain\.yaml:3: grammar: model\.py has no 'missing'"),
+    ],
+)
+def test_bad_hook_reference_names_its_line(tmp_path, line, pattern):
+    root = tmp_path / "kb"
+    domain = root / "hooked"
+    domain.mkdir(parents=True)
+    (domain / "domain.yaml").write_text(f"description: d\noutput_model: model.py:Plan\n{line}\n", encoding="utf-8")
+    (domain / "model.py").write_text(
+        "from pydantic import BaseModel\nNOT_CALLABLE = 3\nclass Plan(BaseModel):\n    x: int\n", encoding="utf-8")
+    with pytest.raises(DomainError, match=pattern):
+        DomainRegistry(root).get("hooked")

@@ -172,7 +172,7 @@ def test_free_text_domain_skips_validation(mw, fake_llm):
 
 
 def test_bad_input_errors(mw, settings, tmp_path):
-    with pytest.raises(UnknownDomainError, match="known domains: assistant, data_ops"):
+    with pytest.raises(UnknownDomainError, match="known domains: assistant, data_ops, shop_query"):
         mw.ask("hi", domain="nope")
     with pytest.raises(RequestError, match="empty"):
         mw.ask("   ", domain="data_ops")

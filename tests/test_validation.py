@@ -7,7 +7,7 @@ import re
 from typing import Literal
 
 import pytest
-from pydantic import BaseModel, ValidationError, ValidationInfo, field_validator
+from pydantic import BaseModel, ValidationError, ValidationInfo, field_validator, model_validator
 
 from rag_middleware.validation import (
     MAX_ERRORS,
@@ -99,11 +99,11 @@ def _errors(value) -> list[str]:
 def test_summary_lines_are_path_colon_message():
     secret = "SECRET-INPUT-" + "x" * 300
     lines = _errors({"kind": "hold", "items": [{"name": "a", "qty": secret}]})
-    assert "items[0].qty: Input should be a valid integer, unable to parse string as an integer" in lines
+    assert "items.0.qty: Input should be a valid integer, unable to parse string as an integer" in lines
     assert "kind: must be one of 'buy' or 'sell'" in lines
     assert "note: required field is missing" in lines
     for line in lines:
-        assert re.match(r"^[\w.\[\]()]+: \S", line), line
+        assert re.match(r"^[\w.]+: \S", line), line  # dotted paths with numeric parts, never items[0]
         assert "http" not in line and "errors.pydantic.dev" not in line
         assert "SECRET-INPUT" not in line and "hold" not in line
         assert len(line) < 200
@@ -128,9 +128,57 @@ def test_summary_root_and_long_messages():
     with pytest.raises(ValidationError) as info:
         Strict.model_validate({"x": 1})
     (line,) = summarize_pydantic_errors(info.value)
-    assert line.startswith("x: ") and "too long too long" in line
+    assert line.startswith("x: too long too long")  # no "Value error, " prefix
     assert line.endswith("…")
     assert len(line) <= len("x: ") + 160
+
+
+class Plan(BaseModel):
+    steps: list[Item]
+    total: int
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Plan:
+        problems = []
+        if self.total != sum(i.qty for i in self.steps):
+            problems.append(f"total: must be {sum(i.qty for i in self.steps)}")
+        problems += [f"steps.{n}.name: must not be empty" for n, i in enumerate(self.steps) if not i.name]
+        if problems:
+            raise ValueError("\n".join(problems))
+        return self
+
+
+def test_a_model_validator_reports_one_line_per_problem_without_a_root_prefix():
+    with pytest.raises(ValidationError) as info:
+        Plan.model_validate({"steps": [{"name": "a", "qty": 1}, {"name": "", "qty": 2}], "total": 5})
+    assert summarize_pydantic_errors(info.value) == ["total: must be 3", "steps.1.name: must not be empty"]
+
+
+def test_model_validator_lines_count_towards_the_cap():
+    steps = [{"name": "", "qty": 1} for _ in range(MAX_ERRORS + 3)]
+    with pytest.raises(ValidationError) as info:
+        Plan.model_validate({"steps": steps, "total": 0})
+    lines = summarize_pydantic_errors(info.value)
+    assert lines[0] == f"total: must be {MAX_ERRORS + 3}"
+    assert lines[1:MAX_ERRORS] == [f"steps.{n}.name: must not be empty" for n in range(MAX_ERRORS - 1)]
+    assert lines[-1] == "(and 4 more errors)" and len(lines) == MAX_ERRORS + 1
+
+
+def test_value_error_prefix_is_stripped():
+    class Checked(BaseModel):
+        a: int
+        b: int
+
+        @field_validator("a", "b")
+        @classmethod
+        def _even(cls, v: int) -> int:
+            if v % 2:
+                raise ValueError("must be even")
+            return v
+
+    with pytest.raises(ValidationError) as info:
+        Checked.model_validate({"a": 1, "b": 3})
+    assert summarize_pydantic_errors(info.value) == ["a: must be even", "b: must be even"]
 
 
 # -- validators -------------------------------------------------------------------------------------------
@@ -163,7 +211,7 @@ def test_pydantic_validator_passes_a_context_built_from_the_request():
     bad = v.validate_value({"column": "z"}, "a,b")
     assert not bad.ok
     (line,) = bad.errors
-    assert line.startswith("column: ") and line.endswith("unknown column 'z'; columns are ['a', 'b']")
+    assert line == "column: unknown column 'z'; columns are ['a', 'b']"
     assert seen == ["a,b", "a,b"]
 
     assert v.validate_text('answer: {"column": "a"}', "a,b").value == {"column": "a"}
@@ -195,7 +243,7 @@ def test_jsonschema_validator_reports_path_and_message():
 
     bad = v.validate_value({"tags": ["a", 3], "level": "mid"}, "")
     assert not bad.ok
-    assert "tags[1]: 3 is not of type 'string'" in bad.errors
+    assert "tags.1: 3 is not of type 'string'" in bad.errors
     assert "level: must be one of ['low', 'high']" in bad.errors
     assert "(root): required field is missing ('title')" in bad.errors
     assert all(": " in e for e in bad.errors)

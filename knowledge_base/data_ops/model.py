@@ -9,6 +9,7 @@ the canonical method of each operation type.
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any, Literal
 
@@ -242,11 +243,30 @@ class ActionPlan(BaseModel):
 
 # -- deterministic repair ---------------------------------------------------------------------------------
 
-DESC_WORDS = re.compile(r"\b(desc\w*|largest|highest|biggest|most|newest|latest|top|greatest|high to low|"
-                        r"highest to lowest|largest first|z to a)\b", re.I)
+ASC_WORDS = re.compile(r"\b(ascending|increasing|lowest to highest|smallest to largest|least to most|"
+                       r"oldest to newest|earliest to latest|cheapest to|a to z|low to high|"
+                       r"(smallest|lowest|cheapest|oldest|earliest|youngest|shortest|fewest) first)\b", re.I)
+DESC_WORDS = re.compile(r"\b(descending|decreasing|highest to lowest|largest to smallest|most to least|"
+                        r"newest to oldest|latest to earliest|z to a|high to low|reverse|"
+                        r"(largest|highest|biggest|most|newest|latest|greatest|best|top|longest|slowest|"
+                        r"oldest|most expensive) first|(largest|highest|biggest|newest|latest|greatest|best|"
+                        r"most)\b)", re.I)
 _ARGLESS = {"remove_duplicates", "remove_empty_rows", "drop_missing", "fill_missing", "sort", "aggregate",
             "rename_column", "drop_column", "convert_type", "describe"}
 _KWARGLESS = {"filter_rows", "top_n", "trim_whitespace", "describe"}
+_QUOTED = re.compile(r"('[^']*'|\"[^\"]*\")")
+
+
+def _body(request: str) -> str:
+    """The request without its Columns line (column names must not read as instructions)."""
+    return "\n".join(line for line in request.splitlines() if not line.lower().startswith("columns:"))
+
+
+def infer_ascending(request: str) -> bool:
+    body = _body(request)
+    if ASC_WORDS.search(body):
+        return True
+    return not DESC_WORDS.search(body)
 
 
 def _norm(name: str) -> str:
@@ -271,66 +291,83 @@ def _column_fixer(columns: list[str]):
     return fix
 
 
+def _fix_query(query: str, fix) -> str:
+    """Fix column names in a query string, outside its quoted values."""
+    parts = _QUOTED.split(query)
+    for i in range(0, len(parts), 2):  # even parts are outside quotes
+        for name in set(_query_columns(parts[i])):
+            fixed = fix(name)
+            if fixed != name and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", fixed):
+                parts[i] = re.sub(rf"\b{re.escape(name)}\b", fixed, parts[i])
+    return "".join(parts)
+
+
+def _repair_op(i: int, op: dict[str, Any], fix, request: str, changes: list[str]) -> dict[str, Any]:
+    kind = op["type"]
+    where = f"operations.{i}.execution_instructions"
+    ei = dict(op["execution_instructions"])
+    args = list(ei["args"]) if isinstance(ei.get("args"), list) else ei.get("args", [])
+    kwargs = dict(ei["kwargs"]) if isinstance(ei.get("kwargs"), dict) else ei.get("kwargs", {})
+    if ei.get("method") != METHODS[kind]:
+        ei["method"] = METHODS[kind]
+        changes.append(f"{where}.method -> {METHODS[kind]}")
+    if kind in _ARGLESS and args:
+        args = []
+        changes.append(f"{where}.args -> []")
+    if kind in _KWARGLESS and kwargs:
+        kwargs = {}
+        changes.append(f"{where}.kwargs -> {{}}")
+    if kind == "remove_empty_rows" and kwargs != {"how": "all"}:
+        kwargs = {"how": "all"}
+        changes.append(f'{where}.kwargs -> {{"how": "all"}}')
+    before = json.dumps([args, kwargs], sort_keys=True, default=str)
+    if isinstance(kwargs, dict):
+        if kind == "drop_missing" and isinstance(kwargs.get("subset"), str):
+            kwargs["subset"] = [kwargs["subset"]]
+        for key in ("subset", "by") + (("columns",) if kind == "drop_column" else ()):
+            if key in kwargs:
+                val = kwargs[key]
+                kwargs[key] = [fix(v) for v in val] if isinstance(val, list) else fix(val)
+        for key in ("agg", "func", "value", "dtype") + (("columns",) if kind == "rename_column" else ()):
+            if isinstance(kwargs.get(key), dict):
+                kwargs[key] = {fix(k): v for k, v in kwargs[key].items()}
+    if isinstance(args, list):
+        if kind in ("group_by", "trim_whitespace", "top_n"):
+            args = [fix(a) if isinstance(a, str) else a for a in args]
+        if kind == "filter_rows" and args and isinstance(args[0], str):
+            args = [_fix_query(args[0], fix), *args[1:]]
+    if json.dumps([args, kwargs], sort_keys=True, default=str) != before:
+        changes.append(f"{where}: column names matched to the Columns line")
+    if kind == "top_n" and isinstance(args, list) and len(args) == 2 and isinstance(args[0], str) \
+            and isinstance(args[1], int) and not isinstance(args[1], bool):
+        args = [args[1], args[0]]
+        changes.append(f"{where}.args -> [n, column]")
+    if kind == "sort" and isinstance(kwargs, dict) and "by" in kwargs and not isinstance(kwargs.get("ascending"), bool):
+        kwargs["ascending"] = infer_ascending(request)
+        changes.append(f"operations.{i}: ascending inferred from the request")
+    ei["args"], ei["kwargs"] = args, kwargs
+    return {**op, "execution_instructions": ei}
+
+
 def repair_plan(value: Any, context: dict[str, Any]) -> tuple[Any, list[str]]:
     """Fix what the rules determine: methods, argument-free shapes, near-miss column names, argument order
-    of top_n, task (from the operations) and chart_type (from the request). Returns (value, changes)."""
+    of top_n, a missing sort direction, task (from the operations) and chart_type (from the request).
+    Returns (value, changes); the input is never modified."""
     if not isinstance(value, dict) or not isinstance(value.get("operations"), list):
         return value, []
     columns = list(context.get("columns") or [])
     request = str(context.get("request") or "")
     fix = _column_fixer(columns) if columns else (lambda x: x)
     changes: list[str] = []
-    plan = dict(value)
-    ops = []
-    for i, op in enumerate(plan["operations"]):
-        if not isinstance(op, dict) or op.get("type") not in METHODS or not isinstance(
-                op.get("execution_instructions"), dict):
-            ops.append(op)
-            continue
-        kind = op["type"]
-        ei = dict(op["execution_instructions"])
-        args = list(ei.get("args") or []) if isinstance(ei.get("args", []), list) else ei.get("args")
-        kwargs = dict(ei.get("kwargs") or {}) if isinstance(ei.get("kwargs", {}), dict) else ei.get("kwargs")
-        if ei.get("method") != METHODS[kind]:
-            changes.append(f"operations.{i}.execution_instructions.method -> {METHODS[kind]}")
-            ei["method"] = METHODS[kind]
-        if kind in _ARGLESS and args:
-            args = []
-        if kind in _KWARGLESS and kwargs:
-            kwargs = {}
-        if kind == "remove_empty_rows":
-            kwargs = {"how": "all"}
-        if isinstance(kwargs, dict):
-            for key in ("subset", "columns", "by"):
-                if key in kwargs and not (kind == "rename_column" and key == "columns"):
-                    val = kwargs[key]
-                    kwargs[key] = [fix(v) for v in val] if isinstance(val, list) else fix(val)
-            for key in ("agg", "func", "value", "dtype") + (("columns",) if kind == "rename_column" else ()):
-                if isinstance(kwargs.get(key), dict):
-                    kwargs[key] = {fix(k): v for k, v in kwargs[key].items()}
-            if kind == "sort" and "by" in kwargs and not isinstance(kwargs.get("ascending"), bool):
-                kwargs["ascending"] = not DESC_WORDS.search(request)
-                changes.append(f"operations.{i}: ascending inferred from the request")
-            if kind == "drop_missing" and isinstance(kwargs.get("subset"), str):
-                kwargs["subset"] = [kwargs["subset"]]
-        if isinstance(args, list):
-            if kind == "top_n" and len(args) == 2 and isinstance(args[0], str) and isinstance(args[1], int):
-                args = [args[1], args[0]]
-                changes.append(f"operations.{i}.execution_instructions.args -> [n, column]")
-            if kind in ("group_by", "trim_whitespace", "top_n") and args:
-                args = [fix(a) if isinstance(a, str) else a for a in args]
-            if kind == "filter_rows" and args and isinstance(args[0], str) and columns:
-                query = args[0]
-                for name in set(_query_columns(query)):
-                    fixed = fix(name)
-                    if fixed != name and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", fixed):
-                        query = re.sub(rf"\b{re.escape(name)}\b", fixed, query)
-                args = [query]
-        ei["args"], ei["kwargs"] = args, kwargs
-        ops.append({**op, "execution_instructions": ei})
-    plan["operations"] = ops
+    ops = [
+        _repair_op(i, op, fix, request, changes)
+        if isinstance(op, dict) and op.get("type") in METHODS and isinstance(op.get("execution_instructions"), dict)
+        else op
+        for i, op in enumerate(value["operations"])
+    ]
+    plan = {**value, "operations": ops}
     types = [op.get("type") for op in ops if isinstance(op, dict)]
-    if all(t in METHODS for t in types) and types:
+    if types and len(types) == len(ops) and all(t in METHODS for t in types):
         task = expected_task(types)
         if plan.get("task") != task:
             changes.append(f"task -> {task}")
