@@ -316,6 +316,14 @@ class Assembler:
         return self.templates.render("completion", for_domain=domain.name, messages=messages,
                                      free_text=domain.free_text, **self._domain_ctx(domain))
 
+    def flatten_plain(self, messages: list[dict[str, Any]]) -> str:
+        """A conversation that belongs to no domain, flattened for a base model (the embedded upstream)."""
+        last_user = max((i for i, m in enumerate(messages) if m["role"] == "user"), default=len(messages) - 1)
+        kinds = [{**m, "kind": "system" if m["role"] == "system" else ("request" if i == last_user else "history")}
+                 for i, m in enumerate(messages)]
+        return self.templates.render("completion", messages=kinds, free_text=True,
+                                     domain={"name": "", "description": ""})
+
     def repair_turn(self, domain: Domain, *, errors: list[str], attempt: int, max_attempts: int,
                     previous_output: str, truncated: bool) -> str:
         return self.templates.render("repair", for_domain=domain.name, errors=errors, attempt=attempt,

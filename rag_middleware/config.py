@@ -27,6 +27,7 @@ __all__ = [
     "LLMSettings",
     "RetrySettings",
     "SelectionSettings",
+    "ServerSettings",
     "Settings",
     "StoreSettings",
     "load_settings",
@@ -88,6 +89,21 @@ class RetrySettings(BaseModel):
     connect_timeout: float = Field(5.0, gt=0)
 
 
+class ServerSettings(BaseModel):
+    """The drop-in Ollama-compatible server."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(11435, ge=0, le=65535)
+    upstream: str | None = Field(None, description="Ollama URL, or 'embedded'; default: OLLAMA_HOST or local Ollama")
+    default_domain: str | None = Field(None, description="domain for requests naming an upstream model; None = pass through")
+    domain_models: dict[str, str] = Field(default_factory=dict, description="domain -> upstream model that answers it")
+    admin_token: str | None = Field(None, description="bearer token required by /rag/ admin routes")
+    on_invalid: Literal["error", "best_candidate"] = "error"
+    tenant_header: str = "X-RAG-Tenant"
+    shutdown_timeout: float = Field(30.0, gt=0)
+    upstream_timeout: float = Field(300.0, gt=0)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="RAG_MW_",
@@ -106,6 +122,7 @@ class Settings(BaseSettings):
     store: StoreSettings = StoreSettings()
     selection: SelectionSettings = SelectionSettings()
     retry: RetrySettings = RetrySettings()
+    server: ServerSettings = ServerSettings()
 
     @classmethod
     def settings_customise_sources(

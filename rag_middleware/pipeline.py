@@ -8,6 +8,8 @@ import logging
 import os
 import re
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -21,7 +23,7 @@ from tenacity import (
 )
 
 from .assembly import Assembler, Assembly, Request, Switches, parse_request
-from .backends.llm import Completion, GenerateRequest, LLMBackend, make_backend
+from .backends.llm import Completion, GenerateRequest, LLMBackend, StreamChunk, make_backend
 from .backends.store import MemoryStore, open_store
 from .config import Settings, load_settings
 from .db import connect
@@ -71,6 +73,26 @@ class AskResult(BaseModel):
     @property
     def first_try_valid(self) -> bool:
         return self.valid and len(self.attempts) == 1
+
+
+@dataclass
+class _Call:
+    """Everything one ask/stream call carries from attempt to attempt."""
+
+    domain: Domain
+    request: Request
+    assembly: Assembly
+    interaction: Interaction
+    switches: Switches
+    as_of: datetime | None
+    exclude_ids: frozenset[str]
+    options: dict[str, Any] | None
+    model: str
+    learn: bool
+    max_attempts: int
+    started: float
+    deadline: float
+    ledger: list[Attempt] = field(default_factory=list)
 
 
 class _InvalidAnswer(Exception):
@@ -128,36 +150,26 @@ class Middleware:
     def ask(self, question_or_messages: str | list[dict[str, Any]], *, domain: str, tenant: str | None = None,
             as_of: datetime | None = None, exclude_ids: frozenset[str] = frozenset(), learn: bool | None = None,
             switches: Switches = Switches(), max_attempts: int | None = None,
-            options: dict[str, Any] | None = None, raise_on_invalid: bool = True) -> AskResult:
+            options: dict[str, Any] | None = None, raise_on_invalid: bool = True, model: str | None = None,
+            interaction_id: str | None = None) -> AskResult:
         """Answer one request. Raises AttemptsExhaustedError (carrying every attempt) when no attempt is valid,
-        unless ``raise_on_invalid`` is False, in which case the invalid result is returned."""
-        started = time.perf_counter()
-        tenant = self._tenant(tenant)
-        request = parse_request(question_or_messages)
-        dom = self.domains.get(domain)
-        learn = self.settings.learn if learn is None else learn
-        max_attempts = max_attempts or self.settings.retry.max_attempts
-        assembly = self.assembler.prepare(dom.name, request, tenant=tenant, as_of=as_of, exclude_ids=exclude_ids,
-                                          switches=switches, options=options)
-        interaction = Interaction(
-            tenant=tenant, domain=dom.name, status="error", question=request.question,
-            request={"input": question_or_messages, "domain": dom.name, "tenant": tenant},
-            selected=assembly.selected, negatives=assembly.negatives, template_version=assembly.template_version,
-            model=getattr(self.backend, "model", ""), backend=self.backend.name, options=assembly.options,
-            memory_available=assembly.memory_available,
-        )
-        ledger: list[Attempt] = []
-        deadline = started + self.settings.retry.total_timeout
-        final = assembly
+        unless ``raise_on_invalid`` is False, in which case the invalid result is returned.
+
+        ``model`` overrides the upstream model (else the domain's, else the backend's); ``interaction_id``
+        lets a caller (the server) know the record's id before the answer exists."""
+        call = self._start(question_or_messages, domain=domain, tenant=tenant, as_of=as_of, exclude_ids=exclude_ids,
+                           learn=learn, switches=switches, max_attempts=max_attempts, options=options, model=model,
+                           interaction_id=interaction_id)
+        interaction, ledger = call.interaction, call.ledger
+        final = call.assembly
         try:
-            if dom.free_text:
-                completion, attempt = self._attempt(dom, assembly, 1, max_attempts, ledger, deadline)
+            if call.domain.free_text:
+                completion, attempt = self._attempt(call, call.assembly, 1)
                 ledger.append(attempt)
                 interaction.status = "answered"
                 interaction.output_text = interaction.output = completion.text
             else:
-                final = self._validated(dom, assembly, request, max_attempts, ledger, deadline,
-                                        switches=switches, as_of=as_of, exclude_ids=exclude_ids, options=options)
+                final = self._validated(call)
                 interaction.status = "validated"
                 interaction.output = ledger[-1].output
                 interaction.output_text = json.dumps(interaction.output, ensure_ascii=False)
@@ -167,12 +179,12 @@ class Middleware:
         except RagMiddlewareError as exc:
             interaction.status = "error"
             interaction.error = exc.one_line()
-            self._finish(interaction, ledger, assembly, started, learn=False)
+            self._finish(call, final, learn=False)
             raise
-        self._finish(interaction, ledger, final, started, learn=learn)
+        self._finish(call, final, learn=call.learn)
         result = self._result(interaction, final)
         if interaction.status == "failed":
-            if time.perf_counter() >= deadline:
+            if time.perf_counter() >= call.deadline:
                 raise GenerationTimeoutError(
                     f"no valid answer within the total timeout of {self.settings.retry.total_timeout:g}s "
                     f"after {len(ledger)} attempt(s); last errors: {interaction.error}")
@@ -181,6 +193,44 @@ class Middleware:
                     f"no valid answer after {len(ledger)} attempt(s); last errors: {interaction.error}",
                     attempts=ledger, result=result)
         return result
+
+    def stream(self, question_or_messages: str | list[dict[str, Any]], *, domain: str, tenant: str | None = None,
+               learn: bool | None = None, options: dict[str, Any] | None = None, model: str | None = None,
+               interaction_id: str | None = None) -> Iterator[StreamChunk]:
+        """Stream a free-text domain's answer live from the model, with the retrieved context injected. The
+        interaction is recorded when the stream ends, is closed early (client gone) or fails."""
+        call = self._start(question_or_messages, domain=domain, tenant=tenant, as_of=None, exclude_ids=frozenset(),
+                           learn=learn, switches=Switches(), max_attempts=1, options=options, model=model,
+                           interaction_id=interaction_id)
+        if not call.domain.free_text:
+            raise RequestError(f"domain {domain!r} validates its answers; use ask() (answers are checked first)")
+        interaction = call.interaction
+        request, attempt = self._request(call, call.assembly, 1)
+        pieces: list[str] = []
+        started = time.perf_counter()
+        try:
+            for chunk in self.backend.stream(request):
+                if chunk.done and chunk.completion is not None:
+                    attempt.done_reason = chunk.completion.done_reason
+                    attempt.prompt_tokens = chunk.completion.prompt_tokens
+                    attempt.completion_tokens = chunk.completion.completion_tokens
+                else:
+                    pieces.append(chunk.text)
+                yield chunk
+            interaction.status = "answered"
+        except GeneratorExit:
+            interaction.status, interaction.error = "error", "the client went away before the answer was complete"
+            raise
+        except RagMiddlewareError as exc:
+            interaction.status, interaction.error = "error", exc.one_line()
+            attempt.error_kind, attempt.errors = "transport", [exc.one_line()]
+            raise
+        finally:
+            attempt.raw_output = "".join(pieces)
+            attempt.duration_ms = (time.perf_counter() - started) * 1000
+            call.ledger.append(attempt)
+            interaction.output = interaction.output_text = attempt.raw_output
+            self._finish(call, call.assembly, learn=call.learn and interaction.status == "answered")
 
     def close(self) -> None:
         self.store.close()
@@ -195,87 +245,113 @@ class Middleware:
 
     # -- the loop ------------------------------------------------------------------------------------
 
-    def _validated(self, dom: Domain, assembly: Assembly, request: Request, max_attempts: int,
-                   ledger: list[Attempt], deadline: float, **prepare_kwargs: Any) -> Assembly:
+    def _start(self, question_or_messages: str | list[dict[str, Any]], *, domain: str, tenant: str | None,
+               as_of: datetime | None, exclude_ids: frozenset[str], learn: bool | None, switches: Switches,
+               max_attempts: int | None, options: dict[str, Any] | None, model: str | None,
+               interaction_id: str | None) -> _Call:
+        started = time.perf_counter()
+        tenant = self._tenant(tenant)
+        request = parse_request(question_or_messages)
+        dom = self.domains.get(domain)
+        assembly = self.assembler.prepare(dom.name, request, tenant=tenant, as_of=as_of, exclude_ids=exclude_ids,
+                                          switches=switches, options=options)
+        upstream_model = model or dom.spec.model or getattr(self.backend, "model", "")
+        interaction = Interaction(
+            tenant=tenant, domain=dom.name, status="error", question=request.question,
+            request={"input": question_or_messages, "domain": dom.name, "tenant": tenant},
+            selected=assembly.selected, negatives=assembly.negatives, template_version=assembly.template_version,
+            model=upstream_model, backend=self.backend.name, options=assembly.options,
+            memory_available=assembly.memory_available,
+        )
+        if interaction_id:
+            interaction.id = interaction_id
+        return _Call(domain=dom, request=request, assembly=assembly, interaction=interaction, switches=switches,
+                     as_of=as_of, exclude_ids=exclude_ids, options=options, model=upstream_model,
+                     learn=self.settings.learn if learn is None else learn,
+                     max_attempts=max_attempts or self.settings.retry.max_attempts, started=started,
+                     deadline=started + self.settings.retry.total_timeout)
+
+    def _validated(self, call: _Call) -> Assembly:
         """Validation attempts in a tenacity loop. Each retry carries the errors and escalates."""
-        current = assembly
-        retrying = Retrying(stop=stop_after_attempt(max_attempts) | stop_after_delay(max(0.0, deadline - time.perf_counter())),
-                            retry=retry_if_exception_type(_InvalidAnswer), reraise=True)
+        current = call.assembly
+        retrying = Retrying(
+            stop=stop_after_attempt(call.max_attempts) | stop_after_delay(max(0.0, call.deadline - time.perf_counter())),
+            retry=retry_if_exception_type(_InvalidAnswer), reraise=True,
+        )
         for tenacity_attempt in retrying:
             with tenacity_attempt:
                 number = tenacity_attempt.retry_state.attempt_number
-                current = self._escalate(dom, current, request, number, ledger, **prepare_kwargs)
-                completion, attempt = self._attempt(dom, current, number, max_attempts, ledger, deadline)
+                current = self._escalate(call, current, number)
+                completion, attempt = self._attempt(call, current, number)
                 if completion.done_reason == "length":
                     attempt.error_kind = "truncated"
                     attempt.errors = [f"(root): the answer was cut off after {completion.completion_tokens} tokens; "
                                       "answer with a shorter, complete JSON object"]
                 else:
-                    outcome = dom.validator.validate_text(completion.text, request.question,
-                                                          repair=prepare_kwargs["switches"].repair)
+                    outcome = call.domain.validator.validate_text(completion.text, call.request.question,
+                                                                  repair=call.switches.repair)
                     attempt.repairs = outcome.repairs
                     if outcome.ok:
                         attempt.output = outcome.value
                     else:
                         attempt.error_kind = "validation"
                         attempt.errors = outcome.errors
-                ledger.append(attempt)
+                call.ledger.append(attempt)
                 if attempt.errors:
                     raise _InvalidAnswer()
         return current
 
-    def _escalate(self, dom: Domain, current: Assembly, request: Request, number: int, ledger: list[Attempt], *,
-                  switches: Switches, as_of: datetime | None, exclude_ids: frozenset[str],
-                  options: dict[str, Any] | None) -> Assembly:
+    def _escalate(self, call: _Call, current: Assembly, number: int) -> Assembly:
         """Progressive prompting. 1: plain. 2+: the errors in a repair turn, temperature down. 3+: more
         examples. After a truncation: a larger num_predict and one example fewer."""
         if number == 1:
             return current
-        previous = ledger[-1]
-        truncated = previous.error_kind == "truncated"
-        opts = dict(options or {})
+        truncated = call.ledger[-1].error_kind == "truncated"
+        opts = dict(call.options or {})
         if truncated:
             opts["num_predict"] = min(int(current.options["num_predict"]) * 2,
                                       max(64, int(current.options["num_ctx"]) // 2))
         extra = 2 if number >= 3 and not truncated else 0
-        drop = 1 if truncated else 0
         if truncated or extra:
-            current = self.assembler.prepare(dom.name, request, tenant=current.tenant, as_of=as_of,
-                                             exclude_ids=exclude_ids, switches=switches, extra_examples=extra,
-                                             drop_examples=drop, options=opts)
+            current = self.assembler.prepare(call.domain.name, call.request, tenant=current.tenant, as_of=call.as_of,
+                                             exclude_ids=call.exclude_ids, switches=call.switches,
+                                             extra_examples=extra, drop_examples=1 if truncated else 0, options=opts)
         return current
 
-    def _attempt(self, dom: Domain, assembly: Assembly, number: int, max_attempts: int, ledger: list[Attempt],
-                 deadline: float) -> tuple[Completion, Attempt]:
-        messages = [dict(m) for m in assembly.messages]  # never mutate the caller's or the assembly's messages
+    def _request(self, call: _Call, assembly: Assembly, number: int) -> tuple[GenerateRequest, Attempt]:
+        """The request for attempt ``number``: never the caller's objects, never one already sent."""
+        messages = [dict(m) for m in assembly.messages]
         options = dict(assembly.options)
+        ledger = call.ledger
         if number > 1 and ledger:
             previous = ledger[-1]
-            repair = self.assembler.repair_turn(dom, errors=previous.errors, attempt=number,
-                                                max_attempts=max_attempts,
+            repair = self.assembler.repair_turn(call.domain, errors=previous.errors, attempt=number,
+                                                max_attempts=call.max_attempts,
                                                 previous_output=previous.raw_output[:MAX_ECHO_CHARS],
                                                 truncated=previous.error_kind == "truncated")
             # the repair turn replaces the previous one: the conversation never grows past one repair
             messages += [{"role": "assistant", "content": previous.raw_output[:MAX_ECHO_CHARS], "kind": "rejected"},
                          {"role": "user", "content": repair, "kind": "repair"}]
             options["temperature"] = 0.0 if number == 2 else min(0.3 * (number - 2), 0.9)
-        prompt = self.assembler.flatten(dom, messages) if self.backend.flat_prompt else None
+        prompt = self.assembler.flatten(call.domain, messages) if self.backend.flat_prompt else None
         sent = {_request_key(a.messages, a.prompt, a.options) for a in ledger}
         while _request_key(messages, prompt, options) in sent:  # never send an identical request twice
             options["seed"] = int(options.get("seed", 0)) + 1
             options["temperature"] = max(float(options.get("temperature", 0.0)), 0.3)
-        request = GenerateRequest(model=dom.spec.model or getattr(self.backend, "model", ""), messages=messages,
-                                  prompt=prompt, json_schema=assembly.json_schema, options=options,
-                                  keep_alive=self.settings.llm.keep_alive)
-        attempt = Attempt(number=number, messages=messages, prompt=prompt, options=options)
+        request = GenerateRequest(model=call.model, messages=messages, prompt=prompt, json_schema=assembly.json_schema,
+                                  options=options, keep_alive=self.settings.llm.keep_alive)
+        return request, Attempt(number=number, messages=messages, prompt=prompt, options=options)
+
+    def _attempt(self, call: _Call, assembly: Assembly, number: int) -> tuple[Completion, Attempt]:
+        request, attempt = self._request(call, assembly, number)
         started = time.perf_counter()
         try:
-            completion = self._call(request, deadline, attempt)
+            completion = self._call(request, call.deadline, attempt)
         except RagMiddlewareError as exc:
             attempt.error_kind = "timeout" if isinstance(exc, GenerationTimeoutError) else "transport"
             attempt.errors = [exc.one_line()]
             attempt.duration_ms = (time.perf_counter() - started) * 1000
-            ledger.append(attempt)
+            call.ledger.append(attempt)
             raise
         attempt.raw_output = completion.text
         attempt.done_reason = completion.done_reason
@@ -305,15 +381,15 @@ class Middleware:
 
     # -- recording -----------------------------------------------------------------------------------
 
-    def _finish(self, interaction: Interaction, ledger: list[Attempt], assembly: Assembly, started: float, *,
-                learn: bool) -> None:
+    def _finish(self, call: _Call, assembly: Assembly, *, learn: bool) -> None:
+        interaction, ledger = call.interaction, call.ledger
         interaction.attempts = ledger
         interaction.selected = assembly.selected
         interaction.prompt_tokens = sum(a.prompt_tokens for a in ledger)
         interaction.completion_tokens = sum(a.completion_tokens for a in ledger)
         timings = dict(assembly.timings_ms)
         timings["generate"] = sum(a.duration_ms for a in ledger)
-        timings["total"] = (time.perf_counter() - started) * 1000
+        timings["total"] = (time.perf_counter() - call.started) * 1000
         interaction.timings_ms = {k: round(v, 2) for k, v in timings.items()}
         if learn and interaction.status in ("validated", "answered") and assembly.query_vector is not None:
             record = MemoryRecord(

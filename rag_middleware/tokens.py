@@ -59,8 +59,8 @@ class HFTokenCounter:
             if text in self._cache:
                 self._cache.move_to_end(text)
                 return self._cache[text]
-        n = len(self._tok(text, add_special_tokens=False)["input_ids"])
-        with self._lock:
+        with self._lock:  # a Rust tokenizer shared across threads can raise "Already borrowed"
+            n = len(self._tok(text, add_special_tokens=False)["input_ids"])
             self._cache[text] = n
             while len(self._cache) > self._cache_size:
                 self._cache.popitem(last=False)

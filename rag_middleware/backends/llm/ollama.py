@@ -100,8 +100,10 @@ class OllamaBackend:
         start = time.perf_counter()
         text: list[str] = []
         client, one_off = self._client_for(request)
+        parts = None
         try:
-            for part in client.chat(**self._kwargs(request, stream=True)):
+            parts = client.chat(**self._kwargs(request, stream=True))
+            for part in parts:
                 piece = part.message.content or ""
                 if piece:
                     text.append(piece)
@@ -114,6 +116,8 @@ class OllamaBackend:
         except Exception as exc:  # noqa: BLE001
             raise self._translate(exc) from None
         finally:
+            if parts is not None:
+                parts.close()  # closing early (the caller went away) ends the upstream request
             if one_off:
                 client._client.close()
 

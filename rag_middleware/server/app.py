@@ -1,0 +1,228 @@
+"""The drop-in Ollama-compatible server (and OpenAI-compatible endpoints), as a Starlette app."""
+
+from __future__ import annotations
+
+import contextlib
+import hmac
+import json
+import logging
+import time
+from datetime import datetime, timezone
+from collections.abc import AsyncIterator
+from typing import Any
+
+import anyio.to_thread
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from .. import __version__
+from ..config import Settings
+from ..errors import RagMiddlewareError
+from ..pipeline import Middleware
+from . import ollama_api, openai_api
+from .augment import Augmenter
+from .context import ServerContext
+from .routing import Router
+from .upstream import EMBEDDED, HttpUpstream
+from .wire import now_rfc3339
+
+__all__ = ["create_app"]
+
+log = logging.getLogger("rag_middleware.server")
+EMBEDDED_VERSION = "0.12.0"  # what /api/version says when there is no Ollama behind us
+
+
+def _error(request: Request, status: int, message: str) -> JSONResponse:
+    if request.url.path.startswith("/v1/"):
+        return openai_api.error_response(status, message)
+    return ollama_api.error_response(status, message)
+
+
+async def _on_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RagMiddlewareError)
+    return _error(request, exc.http_status, exc.one_line())
+
+
+async def root(request: Request) -> Response:
+    return PlainTextResponse("Ollama is running")
+
+
+async def version(request: Request) -> Response:
+    ctx: ServerContext = request.app.state.ctx
+    if ctx.upstream is None:
+        return JSONResponse({"version": EMBEDDED_VERSION})
+    return await ctx.upstream.forward(request)
+
+
+async def tags(request: Request) -> Response:
+    ctx: ServerContext = request.app.state.ctx
+    models: list[dict[str, Any]] = []
+    if ctx.upstream is not None:
+        upstream = await ctx.upstream.get_json("/api/tags")
+        models = [m for m in upstream.get("models", []) if isinstance(m, dict)]
+    else:
+        models = [{"name": ctx.settings.llm.model, "model": ctx.settings.llm.model, "modified_at": now_rfc3339(), "size": 0,
+                   "digest": "", "details": {"format": "gguf", "family": "gemma3", "parameter_size": "270M",
+                                             "quantization_level": "Q4_K_M"}}]
+    ours = []
+    for name in ctx.router.virtual_models():
+        domain = name.split(":")[0]
+        stamp = datetime.fromtimestamp((ctx.mw.domains.root / domain / "domain.yaml").stat().st_mtime, timezone.utc)
+        ours.append({"name": name, "model": name, "modified_at": stamp.strftime("%Y-%m-%dT%H:%M:%S.%fZ"), "size": 0,
+                     "digest": "",
+                     "details": {"format": "rag-middleware", "family": "rag", "families": ["rag"],
+                                 "parameter_size": "", "quantization_level": "",
+                                 "parent_model": ctx.router.upstream_model(domain)}})
+    return JSONResponse({"models": ours + models})
+
+
+async def passthrough(request: Request) -> Response:
+    ctx: ServerContext = request.app.state.ctx
+    if ctx.upstream is None:
+        return _error(request, 501, f"{request.url.path} needs an Ollama upstream; this server answers with the "
+                                    "embedded model")
+    return await ctx.upstream.forward(request)
+
+
+async def health(request: Request) -> Response:
+    ctx: ServerContext = request.app.state.ctx
+    checks: dict[str, Any] = {}
+    if ctx.upstream is not None:
+        checks["upstream"] = await ctx.upstream.health()
+    else:
+        checks["upstream"] = {"ok": True, "url": EMBEDDED, "latency_ms": 0.0, "detail": "in-process model"}
+
+    def timed(fn) -> dict[str, Any]:
+        started = time.perf_counter()
+        try:
+            detail = fn()
+            ok = True
+        except Exception as exc:  # noqa: BLE001 - health reports, never raises
+            ok, detail = False, f"{type(exc).__name__}: {exc}"
+        return {"ok": ok, "latency_ms": round((time.perf_counter() - started) * 1000, 2), "detail": detail}
+
+    checks["store"] = await anyio.to_thread.run_sync(lambda: timed(lambda: f"{ctx.mw.store.count()} records"))
+    checks["embedder"] = await anyio.to_thread.run_sync(
+        lambda: timed(lambda: f"{ctx.mw.embedder.name}, dim {ctx.mw.embedder.inner.encode(['health check']).shape[1]}"))
+    status = "ok" if all(c["ok"] for c in checks.values()) else "degraded"
+    return JSONResponse({"status": status, "version": __version__, **checks})
+
+
+def _admin(request: Request) -> None:
+    token = request.app.state.ctx.settings.server.admin_token
+    if not token:
+        return
+    given = request.headers.get("authorization", "")
+    if not (given.startswith("Bearer ") and hmac.compare_digest(given[7:].encode(), token.encode())):
+        raise _Unauthorized()
+
+
+class _Unauthorized(RagMiddlewareError):
+    http_status = 401
+
+    def __init__(self) -> None:
+        super().__init__("this admin route needs 'Authorization: Bearer <admin token>'")
+
+
+async def domains(request: Request) -> Response:
+    _admin(request)
+    ctx: ServerContext = request.app.state.ctx
+    out = []
+    for domain in await anyio.to_thread.run_sync(ctx.mw.domains.load_all):
+        out.append({"name": domain.name, "model": f"{domain.name}:latest", "upstream_model": ctx.router.upstream_model(domain.name),
+                    "free_text": domain.free_text, "examples": len(domain.examples), "negatives": len(domain.negatives)})
+    return JSONResponse({"domains": out, "template_version": ctx.mw.templates.version})
+
+
+async def interaction(request: Request) -> Response:
+    _admin(request)
+    ctx: ServerContext = request.app.state.ctx
+    found = await anyio.to_thread.run_sync(ctx.mw.journal.get, request.path_params["interaction_id"])
+    if found is None:
+        return _error(request, 404, f"no interaction {request.path_params['interaction_id']}")
+    return Response(found.model_dump_json(), media_type="application/json")
+
+
+class AccessLog:
+    """One structured log line per request: method, path, status, duration, route, interaction id.
+    Headers (auth) and bodies (images, prompts) are never logged."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 0
+        interaction_id = ""
+
+        async def capture(message: Message) -> None:
+            nonlocal status, interaction_id
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                for key, value in message.get("headers", []):
+                    if key.lower() == b"x-rag-interaction-id":
+                        interaction_id = value.decode()
+            await send(message)
+
+        try:
+            await self.app(scope, receive, capture)
+        finally:
+            if log.isEnabledFor(logging.INFO):
+                route = scope.get("state", {}).get("route")
+                log.info(json.dumps({
+                    "event": "request", "method": scope["method"], "path": scope["path"], "status": status,
+                    "ms": round((time.perf_counter() - started) * 1000, 2),
+                    "domain": getattr(route, "domain", None), "route": getattr(route, "reason", None),
+                    "interaction_id": interaction_id or None,
+                }))
+
+
+def create_app(settings: Settings, *, middleware: Middleware | None = None) -> Starlette:
+    """Build the app. ``settings.server.upstream`` is an Ollama URL or 'embedded'."""
+    upstream_url = settings.server.upstream or settings.ollama_host
+    embedded = upstream_url == EMBEDDED
+    if middleware is None:
+        llm = {"backend": "embedded"} if embedded else {"backend": "ollama", "ollama_host": upstream_url}
+        middleware = Middleware(settings.model_copy(update={"llm": settings.llm.model_copy(update=llm)}))
+    upstream = None if embedded else HttpUpstream(upstream_url, timeout=settings.server.upstream_timeout,
+                                                  connect_timeout=settings.retry.connect_timeout)
+    router = Router(settings, middleware.domains)
+    ctx = ServerContext(settings=settings, mw=middleware, router=router,
+                        augmenter=Augmenter(middleware, router, on_invalid=settings.server.on_invalid),
+                        upstream=upstream, upstream_label=EMBEDDED if embedded else upstream.base_url)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        log.info(json.dumps({"event": "start", "upstream": ctx.upstream_label,
+                             "domains": router.virtual_models()}))
+        try:
+            yield
+        finally:
+            if upstream is not None:
+                await upstream.aclose()
+            middleware.close()  # every record is already written: each request writes before it answers
+            log.info(json.dumps({"event": "stop"}))
+
+    routes = [
+        Route("/", root, methods=["GET", "HEAD"]),
+        Route("/api/version", version, methods=["GET", "HEAD"]),
+        Route("/api/tags", tags, methods=["GET"]),
+        Route("/api/chat", ollama_api.chat, methods=["POST"]),
+        Route("/api/generate", ollama_api.generate, methods=["POST"]),
+        Route("/v1/chat/completions", openai_api.chat_completions, methods=["POST"]),
+        Route("/v1/models", openai_api.models, methods=["GET"]),
+        Route("/rag/health", health, methods=["GET"]),
+        Route("/rag/domains", domains, methods=["GET"]),
+        Route("/rag/interactions/{interaction_id}", interaction, methods=["GET"]),
+        Route("/{path:path}", passthrough, methods=["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"]),
+    ]
+    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={RagMiddlewareError: _on_error})
+    app.state.ctx = ctx
+    app.add_middleware(AccessLog)
+    return app

@@ -1,0 +1,133 @@
+"""The Ollama side: POST /api/chat and /api/generate, augmented or passed through."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+from pydantic import ValidationError
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+
+from ..errors import RagMiddlewareError, RequestError
+from .augment import Exchange, usage_of
+from .context import ServerContext, plain_completion
+from .wire import OllamaChatRequest, OllamaGenerateRequest, Usage, ndjson, now_rfc3339, ollama_final, ollama_piece, split_text
+
+__all__ = ["chat", "error_response", "generate"]
+
+NDJSON = "application/x-ndjson"
+
+
+def error_response(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+async def read_body(request: Request, model: type) -> tuple[Any, bytes]:
+    raw = await request.body()
+    try:
+        data = json.loads(raw or b"{}")
+    except json.JSONDecodeError as exc:
+        raise RequestError(f"invalid JSON body: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    if not isinstance(data, dict):
+        raise RequestError("the request body must be a JSON object")
+    if "model" not in data and "name" in data:  # the legacy field name
+        data["model"] = data["name"]
+    try:
+        return model.model_validate(data), raw
+    except ValidationError as exc:
+        err = exc.errors(include_url=False, include_input=False)[0]
+        raise RequestError(f"invalid request: {'.'.join(map(str, err['loc']))}: {err['msg']}") from None
+
+
+def _load_reply(kind: str, model: str, reason: str) -> JSONResponse:
+    done_reason = "unload" if "unload" in reason else "load"
+    content = {"message": {"role": "assistant", "content": ""}} if kind == "chat" else {"response": ""}
+    return JSONResponse({"model": model, "created_at": now_rfc3339(), **content, "done": True,
+                         "done_reason": done_reason})
+
+
+async def _pass_through(ctx: ServerContext, request: Request, kind: str, body: Any, raw: bytes,
+                        messages: list[dict[str, Any]], virtual: bool) -> Response:
+    if ctx.upstream is None:  # the embedded upstream answers plain requests itself
+        completion = await plain_completion(ctx, messages, body.options)
+        usage = Usage(prompt_tokens=completion.prompt_tokens, completion_tokens=completion.completion_tokens,
+                      total_ns=int(completion.duration_ms * 1e6), generate_ns=int(completion.duration_ms * 1e6),
+                      done_reason=completion.done_reason)
+        if body.stream:
+            lines = [ndjson(ollama_piece(kind, body.model, p)) for p in split_text(completion.text)]
+            lines.append(ndjson(ollama_final(kind, body.model, "", usage)))
+            return Response(b"".join(lines), media_type=NDJSON)
+        return JSONResponse(ollama_final(kind, body.model, completion.text, usage))
+    if virtual:  # upstream does not know our virtual model: name the model that answers the domain
+        data = json.loads(raw)
+        data["model"] = ctx.router.upstream_model(ctx.router.domain_of_model(body.model))
+        raw = json.dumps(data).encode()
+    return await ctx.upstream.forward(request, raw)
+
+
+async def _augmented(ctx: ServerContext, kind: str, ex: Exchange, stream: bool) -> Response:
+    headers = {"X-RAG-Interaction-Id": ex.interaction_id}
+    if stream and ctx.augmenter.is_free_text(ex.domain):
+        chunks = await ctx.augmenter.open_stream(ex)
+
+        async def live() -> AsyncIterator[bytes]:
+            try:
+                async for chunk in chunks:
+                    if chunk.done:
+                        yield ndjson(ollama_final(kind, ex.client_model, "", usage_of(chunk)))
+                    elif chunk.text:
+                        yield ndjson(ollama_piece(kind, ex.client_model, chunk.text))
+            except RagMiddlewareError as exc:
+                yield ndjson({"error": exc.one_line()})
+
+        return StreamingResponse(live(), media_type=NDJSON, headers=headers)
+    answer = await ctx.augmenter.answer(ex)
+    if not answer.valid:
+        headers["X-RAG-Valid"] = "false"
+    if stream:
+        async def buffered() -> AsyncIterator[bytes]:
+            for piece in split_text(answer.text):
+                yield ndjson(ollama_piece(kind, ex.client_model, piece))
+            yield ndjson(ollama_final(kind, ex.client_model, "", answer.usage))
+
+        return StreamingResponse(buffered(), media_type=NDJSON, headers=headers)
+    return JSONResponse(ollama_final(kind, ex.client_model, answer.text, answer.usage), headers=headers)
+
+
+async def chat(request: Request) -> Response:
+    ctx: ServerContext = request.app.state.ctx
+    body, raw = await read_body(request, OllamaChatRequest)
+    messages = [{"role": m.role, "content": m.content or ""} for m in body.messages]
+    route = ctx.router.resolve(model=body.model, header_domain=request.headers.get("x-rag-domain"),
+                               texts=[m["content"] for m in messages if m["role"] == "user"],
+                               keep_alive=body.keep_alive)
+    request.state.route = route
+    if route.domain is None:
+        if route.virtual and not any(m["content"].strip() for m in messages):
+            return _load_reply("chat", body.model, route.reason)
+        return await _pass_through(ctx, request, "chat", body, raw, messages, route.virtual)
+    ex = Exchange(domain=route.domain, tenant=ctx.tenant_of(request), client_model=body.model, messages=messages,
+                  options=body.options or {})
+    return await _augmented(ctx, "chat", ex, body.stream)
+
+
+async def generate(request: Request) -> Response:
+    ctx: ServerContext = request.app.state.ctx
+    body, raw = await read_body(request, OllamaGenerateRequest)
+    if body.raw and (body.system or body.template):
+        raise RequestError("raw mode does not take system or template")
+    prompt = body.prompt or ""
+    messages = ([{"role": "system", "content": body.system}] if body.system else []) + [
+        {"role": "user", "content": prompt}]
+    route = ctx.router.resolve(model=body.model, header_domain=request.headers.get("x-rag-domain"), texts=[prompt],
+                               keep_alive=body.keep_alive)
+    request.state.route = route
+    if route.domain is None:
+        if route.virtual and not prompt.strip():
+            return _load_reply("generate", body.model, route.reason)
+        return await _pass_through(ctx, request, "generate", body, raw, messages, route.virtual)
+    ex = Exchange(domain=route.domain, tenant=ctx.tenant_of(request), client_model=body.model, messages=messages,
+                  options=body.options or {})
+    return await _augmented(ctx, "generate", ex, body.stream)

@@ -1,0 +1,153 @@
+"""Wire formats: Ollama and OpenAI request models, response builders, NDJSON and SSE framing."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from datetime import datetime, timezone
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = [
+    "ChatMessage",
+    "OllamaChatRequest",
+    "OllamaGenerateRequest",
+    "OpenAIChatRequest",
+    "Usage",
+    "ndjson",
+    "now_rfc3339",
+    "ollama_final",
+    "ollama_piece",
+    "openai_chunk",
+    "openai_completion",
+    "openai_error",
+    "sse",
+    "split_text",
+]
+
+
+class ChatMessage(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    role: str
+    content: str | None = ""
+    images: list[str] | None = None
+
+
+class OllamaChatRequest(BaseModel):
+    """POST /api/chat. Unknown fields are kept (and passed through untouched)."""
+
+    model_config = ConfigDict(extra="allow")
+    model: str = ""
+    messages: list[ChatMessage] = Field(default_factory=list)
+    stream: bool = True  # Ollama streams when the field is absent
+    format: Any = None
+    options: dict[str, Any] | None = None
+    keep_alive: Any = None
+
+
+class OllamaGenerateRequest(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    model: str = ""
+    prompt: str | None = ""
+    system: str | None = None
+    stream: bool = True
+    raw: bool | None = None
+    template: str | None = None
+    format: Any = None
+    options: dict[str, Any] | None = None
+    keep_alive: Any = None
+
+
+class OpenAIChatRequest(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    model: str
+    messages: list[ChatMessage]
+    stream: bool = False
+    stream_options: dict[str, Any] | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    max_tokens: int | None = None
+    max_completion_tokens: int | None = None
+    seed: int | None = None
+    stop: str | list[str] | None = None
+
+
+class Usage(BaseModel):
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_ns: int = 0
+    generate_ns: int = 0
+    done_reason: str = "stop"
+
+
+def now_rfc3339() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def ndjson(obj: dict[str, Any]) -> bytes:
+    return (json.dumps(obj, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
+
+
+def sse(obj: dict[str, Any] | str) -> bytes:
+    data = obj if isinstance(obj, str) else json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+    return f"data: {data}\n\n".encode()
+
+
+def split_text(text: str, size: int = 24) -> list[str]:
+    """Pieces of an already-validated answer, for clients that asked for a stream."""
+    return [text[i : i + size] for i in range(0, len(text), size)] or [""]
+
+
+def _content(kind: str, text: str) -> dict[str, Any]:
+    return {"message": {"role": "assistant", "content": text}} if kind == "chat" else {"response": text}
+
+
+def ollama_piece(kind: str, model: str, text: str) -> dict[str, Any]:
+    return {"model": model, "created_at": now_rfc3339(), **_content(kind, text), "done": False}
+
+
+def ollama_final(kind: str, model: str, text: str, usage: Usage) -> dict[str, Any]:
+    """The one done:true object: done_reason and the summed metrics (integer nanoseconds)."""
+    prompt_ns = max(0, usage.total_ns - usage.generate_ns)
+    return {
+        "model": model, "created_at": now_rfc3339(), **_content(kind, text), "done": True,
+        "done_reason": usage.done_reason, "total_duration": usage.total_ns, "load_duration": 0,
+        "prompt_eval_count": usage.prompt_tokens, "prompt_eval_duration": prompt_ns,
+        "eval_count": usage.completion_tokens, "eval_duration": usage.generate_ns,
+    }
+
+
+def _finish_reason(done_reason: str) -> str:
+    return "length" if done_reason == "length" else "stop"
+
+
+def openai_completion(model: str, text: str, usage: Usage, completion_id: str | None = None) -> dict[str, Any]:
+    return {
+        "id": completion_id or f"chatcmpl-{uuid.uuid4().hex[:24]}", "object": "chat.completion",
+        "created": int(time.time()), "model": model,
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
+                     "finish_reason": _finish_reason(usage.done_reason)}],
+        "usage": {"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens,
+                  "total_tokens": usage.prompt_tokens + usage.completion_tokens},
+    }
+
+
+def openai_chunk(completion_id: str, model: str, *, delta: dict[str, Any] | None = None,
+                 finish_reason: str | None = None, usage: Usage | None = None) -> dict[str, Any]:
+    chunk: dict[str, Any] = {"id": completion_id, "object": "chat.completion.chunk", "created": int(time.time()),
+                             "model": model, "choices": []}
+    if usage is not None:
+        chunk["usage"] = {"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens,
+                          "total_tokens": usage.prompt_tokens + usage.completion_tokens}
+    else:
+        chunk["choices"] = [{"index": 0, "delta": delta or {}, "finish_reason": finish_reason}]
+    return chunk
+
+
+def openai_error(message: str, status: int, *, kind: str | None = None) -> dict[str, Any]:
+    default = {400: "invalid_request_error", 401: "authentication_error", 404: "not_found_error",
+               422: "invalid_response_error", 502: "upstream_error", 503: "upstream_error", 504: "timeout_error"}
+    return {"error": {"message": message, "type": kind or default.get(status, "server_error"), "param": None,
+                      "code": None}}
