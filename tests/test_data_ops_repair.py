@@ -673,3 +673,13 @@ def test_the_raw_curated_lines_are_admitted_too(project, domain):
                 items.append((data["id"], data["question"], data[field]))
     assert len(items) == len(domain.examples) + len(domain.negatives)
     assert _not_admitted(domain, items) == {}
+
+
+def test_an_operation_repeated_verbatim_is_dropped(domain, repair):
+    dup = op("remove_duplicates", [], {"subset": ["customer"]})
+    out, changes = repair(plan(dup, op("remove_empty_rows", [], {"how": "all"}), dup))
+    assert [o["type"] for o in out["operations"]] == ["remove_duplicates", "remove_empty_rows"]
+    assert "operations.2: dropped, it repeats an earlier operation" in changes
+    different = op("remove_duplicates", [], {"subset": ["region"]})
+    kept, _ = repair(plan(dup, different))
+    assert len(kept["operations"]) == 2  # same type, different arguments: both stay

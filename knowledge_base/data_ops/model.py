@@ -365,6 +365,13 @@ def repair_plan(value: Any, context: dict[str, Any]) -> tuple[Any, list[str]]:
         else op
         for i, op in enumerate(value["operations"])
     ]
+    unique: list[Any] = []
+    for i, op in enumerate(ops):  # the same operation twice is a small model looping, never a request
+        if op in unique:
+            changes.append(f"operations.{i}: dropped, it repeats an earlier operation")
+        else:
+            unique.append(op)
+    ops = unique
     plan = {**value, "operations": ops}
     types = [op.get("type") for op in ops if isinstance(op, dict)]
     if types and len(types) == len(ops) and all(t in METHODS for t in types):
