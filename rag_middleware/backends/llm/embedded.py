@@ -21,6 +21,7 @@ __all__ = ["EmbeddedBackend", "packaged_gguf_path"]
 
 _servers: dict[tuple[str, int, int], Any] = {}
 _servers_lock = threading.Lock()
+JSON_LAYOUT = {"whitespace_flexible": False, "item_separator": ", ", "key_separator": ": "}
 _OPTION_MAP = {
     "temperature": "temperature",
     "top_p": "top_p",
@@ -98,7 +99,9 @@ class EmbeddedBackend:
             if key in _OPTION_MAP and value is not None:
                 payload[_OPTION_MAP[key]] = value
         if request.json_schema is not None:
-            payload["json_schema"] = request.json_schema
+            # llguidance: compact JSON with the separators our examples use, so a small model cannot wander
+            # off into whitespace until num_predict runs out
+            payload["json_schema"] = {**request.json_schema, "x-guidance": JSON_LAYOUT}
         return payload
 
     @staticmethod
