@@ -83,7 +83,10 @@ async def _augmented(ctx: ServerContext, kind: str, ex: Exchange, stream: bool) 
                 yield ndjson({"error": exc.one_line()})
 
         return StreamingResponse(live(), media_type=NDJSON, headers=headers)
-    answer = await ctx.augmenter.answer(ex)
+    try:
+        answer = await ctx.augmenter.answer(ex)
+    except RagMiddlewareError as exc:  # recorded under this id: tell the client which record to look at
+        return JSONResponse({"error": exc.one_line()}, status_code=exc.http_status, headers=headers)
     if not answer.valid:
         headers["X-RAG-Valid"] = "false"
     if stream:

@@ -98,7 +98,11 @@ async def chat_completions(request: Request) -> Response:
             yield sse("[DONE]")
 
         return StreamingResponse(live(), media_type="text/event-stream", headers=headers)
-    answer = await ctx.augmenter.answer(ex)
+    try:
+        answer = await ctx.augmenter.answer(ex)
+    except RagMiddlewareError as exc:  # recorded under this id: tell the client which record to look at
+        return JSONResponse(openai_error(exc.one_line(), exc.http_status), status_code=exc.http_status,
+                            headers=headers)
     if not answer.valid:
         headers["X-RAG-Valid"] = "false"
     if body.stream:

@@ -10,13 +10,14 @@ import httpx
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
-from ..errors import UpstreamUnavailableError
+from ..errors import UpstreamResponseError, UpstreamUnavailableError
 
 __all__ = ["EMBEDDED", "HttpUpstream"]
 
 EMBEDDED = "embedded"
 _HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
                "transfer-encoding", "upgrade", "host", "content-length"}
+_REQUEST_DROP = _HOP_BY_HOP - {"content-length"}  # a streamed body keeps its declared length
 
 
 class HttpUpstream:
@@ -31,7 +32,8 @@ class HttpUpstream:
 
     async def forward(self, request: Request, body: bytes | None = None) -> Response:
         """Send the request on unchanged (never the Host header) and stream the answer back unchanged."""
-        headers = [(k, v) for k, v in request.headers.raw if k.decode().lower() not in _HOP_BY_HOP]
+        drop = _HOP_BY_HOP if body is not None else _REQUEST_DROP  # httpx sets the length of a bytes body
+        headers = [(k, v) for k, v in request.headers.raw if k.decode().lower() not in drop]
         upstream_request = self.client.build_request(
             request.method, request.url.path, params=request.query_params, headers=headers,
             content=body if body is not None else request.stream(),
@@ -56,8 +58,13 @@ class HttpUpstream:
             response = await self.client.get(path)
         except httpx.HTTPError as exc:
             raise UpstreamUnavailableError(self.base_url, type(exc).__name__) from None
-        response.raise_for_status()
-        return response.json()
+        if response.status_code >= 400:
+            raise UpstreamResponseError(f"upstream {self.base_url}{path} answered {response.status_code}",
+                                        status_code=response.status_code)
+        try:
+            return response.json()
+        except ValueError:
+            raise UpstreamResponseError(f"upstream {self.base_url}{path} answered with invalid JSON") from None
 
     async def health(self) -> dict[str, Any]:
         started = time.perf_counter()

@@ -113,6 +113,9 @@ class OllamaBackend:
                     final.text = "".join(text)
                     yield StreamChunk(done=True, completion=final)
                     return
+            raise TransportError(f"ollama at {self.host} ended the stream without a done chunk")
+        except TransportError:
+            raise
         except Exception as exc:  # noqa: BLE001
             raise self._translate(exc) from None
         finally:
