@@ -446,6 +446,7 @@ class LatencyResult:
     through: np.ndarray
     errors: list[str] = field(default_factory=list)
     target_ms: float | None = None
+    server_cpu_ms: float = 0.0  # CPU time of the server process (all threads) per request
 
     def p(self, which: str, q: float) -> float:
         return float(np.percentile(getattr(self, which), q))
@@ -460,15 +461,18 @@ class LatencyResult:
         return not self.errors and self.added(50) <= self.target_ms
 
 
-def measure_latency(sc: Scenario, direct_url: str, server_url: str, *, n: int, warmup: int,
-                    offset: int = 0) -> LatencyResult:
+def measure_latency(sc: Scenario, direct_url: str, server_url: str, server_pid: int, *, n: int,
+                    warmup: int) -> LatencyResult:
     errors: list[str] = []
     direct_ms, through_ms = np.empty(n), np.empty(n)
     headers = {**JSON_HEADERS, DELAY_HEADER: "0"}
     with httpx.Client(base_url=direct_url, trust_env=False, timeout=300) as direct, \
             httpx.Client(base_url=server_url, trust_env=False, timeout=300) as through:
+        cpu0 = 0.0
         for i in range(-warmup, n):
-            k = offset + i + warmup
+            k = i + warmup
+            if i == 0:
+                cpu0 = cpu_seconds(server_pid)
             for client, body, out, check in ((direct, sc.direct_body(k), direct_ms, check_plain),
                                              (through, sc.through_body(k), through_ms, sc.check)):
                 t0 = time.perf_counter_ns()
@@ -478,7 +482,8 @@ def measure_latency(sc: Scenario, direct_url: str, server_url: str, *, n: int, w
                     errors.append(problem)
                 if i >= 0:
                     out[i] = elapsed
-    return LatencyResult(sc.name, direct_ms, through_ms, errors, sc.target_ms)
+        server_cpu_ms = (cpu_seconds(server_pid) - cpu0) * 1000 / max(n, 1)
+    return LatencyResult(sc.name, direct_ms, through_ms, errors, sc.target_ms, server_cpu_ms)
 
 
 @dataclass
@@ -568,14 +573,14 @@ def latency_rows(results: list[LatencyResult]) -> list[list[str]]:
         status = verdict(r.passed) + (f" ({len(r.errors)}+ errors: {r.errors[0]})" if r.errors else "")
         rows.append([r.name, f"{len(r.through)}", f"{r.p('direct', 50):.2f}", f"{r.p('direct', 95):.2f}",
                      f"{r.p('through', 50):.2f}", f"{r.p('through', 95):.2f}", f"{r.added(50):.2f}",
-                     f"{r.added(95):.2f}", target, status])
+                     f"{r.added(95):.2f}", f"{r.server_cpu_ms:.2f}", target, status])
     return rows
 
 
 LAT_COLS = ["scenario", "n", "direct p50", "direct p95", "server p50", "server p95", "added p50", "added p95",
-            "target", "result"]
+            "server CPU/req", "target", "result"]
 THR_COLS = ["passthrough, model time", "direct req/s", "server req/s", "ratio", "ideal req/s",
-            "p50 ms direct/server",
+            "p50 ms direct/server", "server CPU ms/req",
             "CPU% direct (client/upstream)", "CPU% server (client/server/upstream)", "CPU% others (direct/server)",
             "target", "result"]
 
@@ -591,6 +596,7 @@ def throughput_rows(results: list[ThroughputResult], concurrency: int) -> list[l
                         else ""),
                      f"{r.direct.rps:.0f}", f"{r.through.rps:.0f}", f"{r.ratio:.3f}", ideal,
                      f"{r.direct.p50_ms:.1f}/{r.through.p50_ms:.1f}",
+                     f"{t['server'] * 10 / r.through.rps:.2f}" if r.through.rps else "-",
                      f"{d['client']:.0f}/{d['upstream']:.0f}",
                      f"{t['client']:.0f}/{t['server']:.0f}/{t['upstream']:.0f}",
                      f"{r.direct.other_cpu:.0f}/{r.through.other_cpu:.0f}",
@@ -685,7 +691,8 @@ def main(argv: list[str] | None = None) -> int:
         ]
         for sc in scenarios:
             with console.status(f"latency: {sc.name}"):
-                latency.append(measure_latency(sc, upstream_url, server_url, n=args.requests, warmup=args.warmup))
+                latency.append(measure_latency(sc, upstream_url, server_url, server.pid, n=args.requests,
+                                               warmup=args.warmup))
 
         pids = {"client": os.getpid(), "server": server.pid, "upstream": upstream.pid}
         body = chat_body(UPSTREAM_MODEL, "hello", stream=False)
@@ -705,7 +712,8 @@ def main(argv: list[str] | None = None) -> int:
                           lambda i: chat_body(UPSTREAM_MODEL, augmented_text(i), stream=False),
                           lambda i: chat_body(DOMAIN_MODEL, augmented_text(i), stream=False), check_plan)
             with console.status(f"latency: {sc.name}"):
-                latency.append(measure_latency(sc, upstream_url, minilm_url, n=args.requests, warmup=args.warmup))
+                latency.append(measure_latency(sc, upstream_url, minilm_url, minilm.pid, n=args.requests,
+                                               warmup=args.warmup))
             stop(minilm)
     finally:
         for proc in procs:

@@ -22,6 +22,7 @@ from .backends.store.base import MemoryStore
 from .config import SelectionSettings, Settings
 from .domains import Domain, DomainRegistry
 from .embedding import CachedEmbedder, content_hash
+from .guide import StepGuide
 from .errors import RequestError, StoreError
 from .records import POSITIVE_STATUSES, MemoryFilter, SelectedExample
 from .selection import Candidate, fill_budget, rank_candidates, select_negatives
@@ -45,6 +46,7 @@ class Switches:
     negatives: bool = True
     cot: bool | None = None
     repair: bool = True  # the domain's deterministic repair before validation
+    guide: bool = True  # the domain's step guidance (labelled clauses steer the grammar)
 
 
 class Request(BaseModel):
@@ -97,6 +99,7 @@ class Assembly(BaseModel):
     budget: dict[str, int]
     memory_available: bool = True
     cot: bool = False
+    steps: list[list[str]] = Field(default_factory=list)  # step guidance given to the grammar
 
 
 class Assembler:
@@ -111,6 +114,7 @@ class Assembler:
         self.flat_prompt = flat_prompt
         self.tokens = token_counter
         self._curated: dict[str, tuple[str, list[Candidate], list[Candidate]]] = {}
+        self._guides: dict[str, tuple[int, StepGuide]] = {}
         self._lock = threading.Lock()
         self._memory_down_logged = False
 
@@ -155,6 +159,17 @@ class Assembler:
         with self._lock:
             self._curated[domain.name] = (key, examples, negatives)
         return examples, negatives
+
+    def guide(self, domain: Domain) -> StepGuide | None:
+        if domain.spec.steps is None or domain.split is None:
+            return None
+        with self._lock:
+            cached = self._guides.get(domain.name)
+            if cached is None or cached[0] != id(domain):
+                cached = (id(domain), StepGuide(domain.spec.steps, domain.step_bank, domain.split, self.embedder,
+                                                 rule=domain.step_rule))
+                self._guides[domain.name] = cached
+            return cached[1]
 
     def _memory(self, query: np.ndarray, *, domain: str, tenant: str, kinds: tuple[str, ...],
                 statuses: tuple[str, ...] | None, limit: int, as_of: datetime | None,
@@ -267,16 +282,23 @@ class Assembler:
             chosen = chosen[:-1]  # the flat layout cost more than estimated: drop the least relevant
         timings["render"] = (time.perf_counter() - t0) * 1000
 
+        steps: list[list[str]] = []
+        guide = self.guide(domain) if switches.guide else None
+        if guide is not None:
+            t0 = time.perf_counter()
+            steps = guide.steps(request.question)
+            timings["guide"] = (time.perf_counter() - t0) * 1000
+
         return Assembly(
             domain=domain.name, tenant=tenant, question=request.question, query_vector=query,
-            messages=messages, prompt=prompt, json_schema=domain.grammar_schema(request.question),
+            messages=messages, prompt=prompt, json_schema=domain.grammar_schema(request.question, steps=steps),
             options=opts,
             selected=[self._selected(c, rank, tokens) for rank, (c, tokens) in enumerate(chosen)],
             negatives=[self._selected(c, rank, 0) for rank, c in enumerate(negatives)],
             template_version=version, timings_ms=timings, prompt_tokens=total,
             budget={"num_ctx": num_ctx, "fixed": fixed, "reserved_output": reserve, "available_for_examples": available,
                     "used_by_examples": sum(t for _, t in chosen)},
-            memory_available=memory_available, cot=cot_on,
+            memory_available=memory_available, cot=cot_on, steps=steps,
         )
 
     # -- rendering pieces ----------------------------------------------------------------------------

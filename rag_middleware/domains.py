@@ -23,6 +23,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .errors import DomainError, UnknownDomainError
+from .guide import StepSpec, example_clauses, read_bank
 from .validation import JSONSchemaValidator, OutputValidator, PydanticValidator
 
 __all__ = ["CuratedExample", "CuratedNegative", "Domain", "DomainRegistry", "DomainSpec"]
@@ -49,6 +50,7 @@ class DomainSpec(BaseModel):
     selection: dict[str, Any] = Field(default_factory=dict)
     cot: CotSpec = CotSpec()
     rules: list[str] = Field(default_factory=list)
+    steps: StepSpec | None = None  # step guidance: a bank of labelled clauses steers the grammar
 
 
 class CuratedExample(BaseModel):
@@ -80,14 +82,20 @@ class Domain(BaseModel):
     examples: list[CuratedExample]
     negatives: list[CuratedNegative]
     validator: Any = None  # OutputValidator | None
+    step_bank: list[tuple[str, str]] = Field(default_factory=list)
+    split: Any = None  # the steps splitter, when the domain has step guidance
+    step_rule: Any = None  # the steps rule hook, if any
 
     @property
     def schema_json(self) -> dict[str, Any] | None:
         return self.validator.json_schema() if self.validator is not None else None
 
-    def grammar_schema(self, request: str) -> dict[str, Any] | None:
-        """The JSON schema sent as the grammar (Ollama ``format``) for this request, if the domain has one."""
-        return self.validator.grammar_schema(request) if self.validator is not None else None
+    def grammar_schema(self, request: str, *, steps: list[list[str]] | None = None) -> dict[str, Any] | None:
+        """The JSON schema sent as the grammar (Ollama ``format``) for this request, if the domain has one.
+        ``steps`` (from step guidance) reach the domain's grammar hook as ``context["steps"]``."""
+        if self.validator is None:
+            return None
+        return self.validator.grammar_schema(request, extra={"steps": steps} if steps else None)
 
     @property
     def free_text(self) -> bool:
@@ -257,7 +265,19 @@ def load_domain(path: Path) -> Domain:
                         raise DomainError(f"{item.id}: {field} fails the output model: {outcome.errors[0]}",
                                           path=str(file), line=item.__dict__.get("_line"))
                     setattr(item, field, outcome.value)
-    return Domain(name=path.name, path=path, spec=spec, examples=examples, negatives=negatives, validator=validator)
+    step_bank: list[tuple[str, str]] = []
+    split = rule = None
+    if spec.steps is not None:
+        line = lines.get("steps")
+        split = _load_object(spec.steps.split, path, what="steps.split", spec_path=spec_path, line=line)
+        step_bank = read_bank(path / spec.steps.bank)
+        if spec.steps.label_of:
+            label_of = _load_object(spec.steps.label_of, path, what="steps.label_of", spec_path=spec_path, line=line)
+            step_bank += example_clauses(examples, split, label_of)
+        if spec.steps.rule:
+            rule = _load_object(spec.steps.rule, path, what="steps.rule", spec_path=spec_path, line=line)
+    return Domain(name=path.name, path=path, spec=spec, examples=examples, negatives=negatives, validator=validator,
+                  step_bank=step_bank, split=split, step_rule=rule)
 
 
 class DomainRegistry:

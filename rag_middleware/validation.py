@@ -127,7 +127,7 @@ Grammar = Callable[[dict[str, Any]], dict[str, Any]]
 class OutputValidator(Protocol):
     def json_schema(self) -> dict[str, Any]: ...
 
-    def grammar_schema(self, request: str) -> dict[str, Any]: ...
+    def grammar_schema(self, request: str, extra: dict[str, Any] | None = None) -> dict[str, Any]: ...
 
     def validate_text(self, text: str, request: str, *, repair: bool = True) -> ValidationOutcome: ...
 
@@ -153,8 +153,8 @@ class PydanticValidator:
     def json_schema(self) -> dict[str, Any]:
         return self.model.model_json_schema()
 
-    def grammar_schema(self, request: str) -> dict[str, Any]:
-        return self.grammar(self.context(request)) if self.grammar else self.json_schema()
+    def grammar_schema(self, request: str, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+        return self.grammar({**self.context(request), **(extra or {})}) if self.grammar else self.json_schema()
 
     def context(self, request: str) -> dict[str, Any]:
         return dict(self.context_builder(request)) if self.context_builder else {}
@@ -190,7 +190,7 @@ class JSONSchemaValidator:
     def json_schema(self) -> dict[str, Any]:
         return self.schema
 
-    def grammar_schema(self, request: str) -> dict[str, Any]:
+    def grammar_schema(self, request: str, extra: dict[str, Any] | None = None) -> dict[str, Any]:
         return self.schema
 
     @staticmethod

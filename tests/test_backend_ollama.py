@@ -222,7 +222,7 @@ def test_end_to_end_invalid_json_then_repair(ollama_mw, fake):
     assert len(fake.bodies) == 2
     first, second = fake.bodies
     assert first != second
-    schema = ollama_mw.domains.get("data_ops").grammar_schema(QUESTION)  # request-specific: its own columns
+    schema = ollama_mw.render(QUESTION, domain="data_ops").json_schema  # request-specific: columns, steps
     assert first["format"] == second["format"] == schema
     assert first["options"]["num_ctx"] == ollama_mw.settings.llm.num_ctx
     for body in (first, second):

@@ -230,6 +230,18 @@ def test_flat_prompt_for_base_models(settings, embedder):
     first, second = llm.requests
     assert first.prompt.rstrip().endswith("Answer:") and Q in first.prompt
     assert "Review:" in second.prompt and second.prompt.rstrip().endswith("Corrected answer:")
-    # the grammar admits only the request's columns
-    assert first.json_schema["properties"]["operations"]["items"]["anyOf"][6]["properties"][
-        "execution_instructions"]["properties"]["kwargs"]["properties"]["by"] == {"enum": ["price", "qty"]}
+    # the grammar admits only the request's columns: every sort "by" in it is the enum of the Columns line
+    found = []
+
+    def walk(node):
+        if isinstance(node, dict):
+            if isinstance(node.get("properties"), dict) and "by" in node["properties"]:
+                found.append(node["properties"]["by"])
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(first.json_schema)
+    assert found and all(by == {"enum": ["price", "qty"]} for by in found)

@@ -434,8 +434,91 @@ def grammar_schema(context: dict[str, Any]) -> dict[str, Any]:
              "execution_instructions": obj({"method": {"const": METHODS[kind]}, "args": args, "kwargs": kwargs})})
         for kind, (args, kwargs) in shapes.items()
     ]
+    by_kind = dict(zip(shapes, operations))
+    steps = [[k for k in allowed if k in by_kind] for allowed in (context.get("steps") or [])]
+    if steps and all(steps):  # step guidance: position i may only be one of the types voted for clause i
+        ops_schema = {"type": "array", "prefixItems": [{"anyOf": [by_kind[k] for k in allowed]} for allowed in steps],
+                      "items": False, "minItems": len(steps), "maxItems": len(steps)}
+    else:
+        ops_schema = {"type": "array", "items": {"anyOf": operations}, "minItems": 1, "maxItems": 6}
     return obj({
         "task": {"enum": list(Task.__args__)},
         "chart_type": {"enum": list(Chart.__args__)},
-        "operations": {"type": "array", "items": {"anyOf": operations}, "minItems": 1, "maxItems": 8},
+        "operations": ops_schema,
     })
+
+
+# -- step guidance ----------------------------------------------------------------------------------------
+
+_VERBS = (r"remove|drop|delete|discard|purge|clear|eliminate|dedupe|deduplicate|keep|filter|restrict|exclude|"
+          r"limit|show|display|list|sort|order|arrange|rank|fill|replace|impute|put|set|use|rename|call|relabel|"
+          r"convert|cast|change|make|turn|treat|trim|strip|clean|tidy|group|sum|total|count|average|compute|"
+          r"calculate|find|give|get|pick|take|select|describe|summari[sz]e|plot|draw|chart|visuali[sz]e|add|tell|"
+          r"return|only")
+_STEP_BREAK = re.compile(r"\s*(?:;|\.\s+|\?\s+|!\s+|\n|,?\s+(?:and\s+)?then\s+|,?\s+afterwards,?\s+|"
+                         r",?\s+after that,?\s+|,?\s+followed by\s+|,?\s+next,?\s+|,?\s+finally,?\s+|"
+                         rf",\s+(?=(?:{_VERBS})\b)|,?\s+and\s+(?=(?:{_VERBS})\b))", re.I)
+
+
+_CHART_PHRASE = re.compile(
+    r"(?:,?\s*(?:and\s+)?\b(?:as|in|on|into|with|via|using|for)\s+(?:a|an|the|my|our)?\s*"
+    r"(?:[\w-]+\s+){0,3}?(?:chart|graph|plot|histogram|dashboard|visual\w*|pie)\b(?:\s+please)?"
+    r"|,?\s*(?:and\s+)?(?:plotted|charted|graphed|visuali[sz]ed|drawn)\b(?:\s+as\s+(?:a|an)\s+(?:[\w-]+\s+){0,2}"
+    r"(?:chart|graph|plot))?)", re.I)
+_ABBREVIATIONS = re.compile(r"\b(i\.e|e\.g|etc|vs)\.", re.I)
+
+
+def split_steps(request: str) -> list[str]:
+    """The clauses of a request, one per step it asks for. The Columns line is not a step, and a chart
+    phrase attached to a clause ("... as a bar chart") is not a step of its own."""
+    body = _ABBREVIATIONS.sub(lambda m: m.group(1), _body(request)).strip().rstrip(".!?")
+    out = []
+    for part in _STEP_BREAK.split(body):
+        clause = _CHART_PHRASE.sub("", part or "").strip(" ,.:")
+        if clause:
+            out.append(clause)
+    return out
+
+
+def step_labels(answer: dict[str, Any]) -> list[str]:
+    return [op["type"] for op in answer.get("operations", [])]
+
+
+_EMPTY = re.compile(r"\b(missing|blank|empty|null|nan|no value|without|lacking|no)\b", re.I)
+_WHOLE_ROW = re.compile(r"\b(completely|entirely|fully|whatsoever|every (single )?(field|cell|value|column)|"
+                        r"all (the )?(values|cells|fields|columns)|nothing (at all|in (it|them)))\b", re.I)
+_FILL = re.compile(r"\b(fill|impute|default|replace|put|set|becomes?|should (get|be)|use)\b", re.I)
+_REMOVE = re.compile(r"\b(drop|remove|delete|discard|throw (away|out)|exclude|skip|get rid|take out|purge|"
+                     r"eliminate|lose)\b", re.I)
+_COLUMN_WORD = re.compile(r"\b(columns?|fields?)\b", re.I)
+_RANKED_N = re.compile(r"\b(top|best|highest|largest|biggest|most|greatest|lowest|smallest|worst)\b.*\b\d+\b|"
+                       r"\b\d+\b.*\b(top|best|highest|largest|biggest|most|greatest|lowest|smallest|worst)\b|"
+                       r"\btop\s+(three|five|ten|\d+)\b", re.I)
+_PER_GROUP = re.compile(r"\b(each|per|for every|for all the|broken down by|grouped by|by)\b", re.I)
+_AGG_WORD = re.compile(r"\b(sum|total|average|mean|median|count|how many|number of|max\w*|min\w*|highest|lowest|"
+                       r"largest|smallest|coldest|hottest|best|worst|biggest|most|least)\b", re.I)
+_WHOLE_TABLE = re.compile(r"\b(overall|entire|whole|all rows|every row|across (all|every|the)|in total|altogether|"
+                          r"grand total)\b", re.I)
+_SORT_WORD = re.compile(r"\b(sort|order|arrange|rank)\b", re.I)
+
+
+def step_rule(clause: str, request: str) -> list[str] | None:
+    """Lexical cues strong enough to name a step outright; None leaves the clause to the similarity vote."""
+    columns = build_context(request)["columns"]
+    lowered = clause.lower()
+    names_column = any(re.search(rf"\b{re.escape(c.lower())}\b", lowered) for c in columns)
+    empty = _EMPTY.search(clause)
+    if empty and _FILL.search(clause):
+        return ["fill_missing"]
+    if empty and _WHOLE_ROW.search(clause):
+        return ["remove_empty_rows"]
+    if _REMOVE.search(clause) and _COLUMN_WORD.search(clause) and not empty:
+        return ["drop_column"]
+    if _REMOVE.search(clause) and empty and names_column:
+        return ["drop_missing"]
+    if _RANKED_N.search(clause) and not _PER_GROUP.search(clause.replace(" by ", " ")):
+        return ["top_n"]
+    if _PER_GROUP.search(clause) and _AGG_WORD.search(clause) and not _WHOLE_TABLE.search(clause) \
+            and not _SORT_WORD.search(clause):
+        return ["group_by"]
+    return None
