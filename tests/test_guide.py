@@ -1,0 +1,92 @@
+"""Step guidance: clause splitting, similarity votes, rules, and the grammar it steers."""
+
+from __future__ import annotations
+
+import pytest
+
+from rag_middleware.domains import DomainRegistry
+from rag_middleware.embedding import CachedEmbedder
+from rag_middleware.guide import StepGuide, StepSpec
+from tests.conftest import HashEmbedder
+
+BANK = [("remove duplicate rows", "remove_duplicates"), ("drop duplicates", "remove_duplicates"),
+        ("sort by price", "sort"), ("order the rows by date", "sort"),
+        ("as a bar chart", "none"), ("plot it", "none")]
+
+
+def split(request: str) -> list[str]:
+    return [part.strip() for part in request.split(" then ") if part.strip()]
+
+
+@pytest.fixture
+def guide():
+    return StepGuide(StepSpec(split="x.py:split", k=2, margin=0.9, max_labels=2, min_similarity=0.2), BANK, split,
+                     CachedEmbedder(HashEmbedder()))
+
+
+def test_each_clause_gets_the_label_of_its_nearest_bank_entries(guide):
+    votes = guide.vote("remove duplicate rows then sort by price")
+    assert [v.labels[0] for v in votes] == ["remove_duplicates", "sort"]
+    assert guide.steps("remove duplicate rows then sort by price") == [["remove_duplicates"], ["sort"]]
+
+
+def test_clauses_voted_none_ask_for_no_step(guide):
+    assert guide.steps("sort by price then plot it") == [["sort"]]
+
+
+def test_an_unrecognised_clause_leaves_the_plan_unguided(guide):
+    assert guide.steps("sort by price then xyzzy qwerty") == []
+
+
+def test_a_rule_decides_outright(guide):
+    ruled = StepGuide(guide.spec, BANK, split, guide.embedder,
+                      rule=lambda clause, request: ["top_n"] if "top" in clause else None)
+    assert ruled.steps("top 3 by price then sort by price") == [["top_n"], ["sort"]]
+
+
+@pytest.fixture
+def data_ops(project):
+    return DomainRegistry(project / "knowledge_base").get("data_ops")
+
+
+def test_data_ops_splitter_keeps_chart_phrases_out_of_the_steps(data_ops):
+    split_steps = data_ops.split
+    assert split_steps("Columns: a, b\nRemove duplicates, then total b per a as a bar chart.") == [
+        "Remove duplicates", "total b per a"]
+    assert split_steps("Columns: a\nKeep rows for Paris and sort by a, i.e. ascending") == [
+        "Keep rows for Paris", "sort by a, i.e ascending"]
+    assert split_steps("Columns: region\nTotal by region") == ["Total by region"]  # 'on' inside 'region'
+
+
+def test_data_ops_rules_name_strong_cues(data_ops):
+    rule = data_ops.step_rule
+    request = "Columns: price, notes, city\n..."
+    assert rule("fill missing price with 0", request) == ["fill_missing"]
+    assert rule("drop rows that are completely empty", request) == ["remove_empty_rows"]
+    assert rule("remove the notes column", request) == ["drop_column"]
+    assert rule("remove rows with no price", request) == ["drop_missing"]
+    assert rule("the 5 most expensive by price", request) == ["top_n"]
+    assert rule("average price per city", request) == ["group_by"]
+    assert rule("the overall average price", request) is None  # a whole-table figure is left to the vote
+    assert rule("sort by price", request) is None
+
+
+def test_guided_grammar_fixes_the_step_types_and_their_number(data_ops):
+    request = "Columns: a, b\nRemove duplicates then sort by a"
+    schema = data_ops.grammar_schema(request, steps=[["remove_duplicates"], ["sort", "top_n"]])
+    ops = schema["properties"]["operations"]
+    assert ops["minItems"] == ops["maxItems"] == 2 and ops["items"] is False
+    kinds = [[branch["properties"]["type"]["const"] for branch in item["anyOf"]] for item in ops["prefixItems"]]
+    assert kinds == [["remove_duplicates"], ["sort", "top_n"]]
+    free = data_ops.grammar_schema(request)
+    assert len(free["properties"]["operations"]["items"]["anyOf"]) == 14
+
+
+def test_guidance_can_be_switched_off(mw):
+    from rag_middleware import Switches
+
+    on = mw.render("Columns: a, b\nRemove duplicate rows then sort by a", domain="data_ops")
+    off = mw.render("Columns: a, b\nRemove duplicate rows then sort by a", domain="data_ops",
+                    switches=Switches(guide=False))
+    assert off.steps == [] and "items" in off.json_schema["properties"]["operations"]
+    assert on.json_schema != off.json_schema or on.steps == []
