@@ -36,10 +36,11 @@ def _root(
 
 
 def _register() -> None:
-    from . import ask, demo, memory, prompts, serve
+    from . import ask, demo, memory, prompts, replay, serve
 
     ask.register(app)
     demo.register(app)
+    replay.register(app)
     serve.register(app)
     app.add_typer(prompts.app, name="prompts")
     app.add_typer(memory.app, name="memory")
