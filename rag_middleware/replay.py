@@ -246,6 +246,8 @@ def summarize(rows: list[dict[str, Any]], *, skipped: list[str], baseline: list[
         summary["baseline"] = {
             "items": len(then), "valid_rate": round(sum(1 for r in baseline if r.get("valid")) / len(baseline), 4)
             if baseline else 0.0,
+            "first_try_valid_rate": round(sum(1 for r in baseline if r.get("first_try_valid")) / len(baseline), 4)
+            if baseline else 0.0,
             "match_rate": (round(sum(1 for r in baseline if r.get("match")) /
                                  max(1, sum(1 for r in baseline if r.get("match") is not None)), 4)),
             "regressions": regressions, "improvements": improvements, "unchanged": [u["id"] for u in unchanged],

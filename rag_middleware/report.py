@@ -74,7 +74,8 @@ def _headline(summary: dict[str, Any]) -> list[list[Any]]:
              summary["latency_ms"]["p50"], summary["latency_ms"]["p95"]]]
     base = summary.get("baseline")
     if base:
-        rows.append(["baseline", base["items"], f"{base['valid_rate']:.1%}", "-", f"{base['match_rate']:.1%}",
+        rows.append(["baseline", base["items"], f"{base['valid_rate']:.1%}", f"{base['first_try_valid_rate']:.1%}",
+                     f"{base['match_rate']:.1%}",
                      "-", "-", "-"])
     return rows
 
@@ -106,7 +107,7 @@ def write_reports(out: Path, summary: dict[str, Any], rows: list[dict[str, Any]]
     groups = ["valid", "first-try valid", "match"]
     series = {"now": [summary["valid_rate"], summary["first_try_valid_rate"], summary["match_rate"] or 0.0]}
     if base:
-        series["baseline"] = [base["valid_rate"], 0.0, base["match_rate"]]
+        series["baseline"] = [base["valid_rate"], base["first_try_valid_rate"], base["match_rate"]]
     charts = [bar_chart("Validity and match" + (" against the baseline" if base else ""), groups, series)]
     if summary["field_accuracy"]:
         charts.append(bar_chart("Field accuracy", list(summary["field_accuracy"]),

@@ -152,3 +152,30 @@ def test_cli_replay_detects_a_regression_planted_in_a_template(cli, capsys):
     assert regressions[0]["template_then"] != regressions[0]["template_now"]
     report = (cli / "run2" / "report.md").read_text()
     assert "2 regressions" in report and regressions[0]["template_now"] in report
+
+
+CHROMIUM = next((p for p in ("/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome")
+                 if os.path.exists(p)), None)
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium is not installed (apt-get install chromium)")
+def test_html_report_renders_in_headless_chromium(rmw, tmp_path):
+    import subprocess
+
+    items, skipped = load_items(str(write_items(tmp_path / "items.jsonl", ITEMS)), rmw)
+    out = tmp_path / "out"
+    rows = run_replay(rmw, items, out, ReplayOptions())
+    from rag_middleware.report import write_reports
+
+    _, html_path = write_reports(out, summarize(rows, skipped=skipped, baseline=rows), rows)
+    shot = tmp_path / "report.png"
+    proc = subprocess.run(
+        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1280,1600", f"--screenshot={shot}",
+         "--dump-dom", html_path.as_uri()],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.count("<svg") >= 3 and "Replay report" in proc.stdout  # the DOM Chromium built
+    assert shot.exists() and shot.stat().st_size > 10_000  # a real picture, not a blank page
