@@ -85,3 +85,26 @@ def test_ask_end_to_end_on_embedded_defaults(project, embedded):
         before = mw.embedder.computed
         mw.render(request, domain="data_ops")
         assert mw.embedder.computed == before
+
+
+def test_replay_of_a_small_file_on_the_embedded_model(project, embedded, tmp_path):
+    from rag_middleware.replay import ReplayOptions, load_items, run_replay, summarize
+
+    items_file = tmp_path / "items.jsonl"
+    items_file.write_text("\n".join(json.dumps(item) for item in [
+        {"id": "r1", "domain": "data_ops", "messages": [{"role": "user", "content": "Columns: a, b\nRemove duplicate rows."}],
+         "expected": {"task": "clean", "chart_type": "none", "operations": [{"type": "remove_duplicates",
+                      "execution_instructions": {"method": "pandas.DataFrame.drop_duplicates", "args": [], "kwargs": {}}}]}},
+        {"id": "r2", "domain": "assistant", "messages": [{"role": "user", "content": "What is a CSV file?"}]},
+    ]) + "\n")
+    settings = load_settings(data_dir=project / "data", knowledge_base=project / "knowledge_base",
+                             prompts_dir=project / "prompts")
+    with Middleware(settings, backend=embedded) as mw:
+        items, skipped = load_items(str(items_file), mw)
+        rows = run_replay(mw, items, tmp_path / "out", ReplayOptions())
+        assert mw.store.count() == 0  # read-only memory
+    assert not skipped and [r["id"] for r in rows] == ["r1", "r2"]
+    assert rows[0]["valid"] and rows[0]["match"] is not None and rows[0]["template_version"]
+    assert rows[1]["valid"] and isinstance(rows[1]["output"], str) and rows[1]["output"].strip()
+    summary = summarize(rows, skipped=skipped)
+    assert summary["items"] == 2 and summary["valid_rate"] == 1.0
