@@ -476,6 +476,7 @@ class OtherLoad:
 def wait_idle(limit_s: float, threshold: float = 0.10) -> None:
     """Wait (up to limit_s) until other processes use less than ``threshold`` of the CPUs for 3 s."""
     deadline = time.monotonic() + limit_s
+    said = 0.0
     while True:
         probe = OtherLoad()
         time.sleep(3.0)
@@ -486,7 +487,9 @@ def wait_idle(limit_s: float, threshold: float = 0.10) -> None:
             console.print(f"[yellow]machine still busy ({share:.0%} of the CPUs used by other processes); "
                           "measuring anyway[/]")
             return
-        console.print(f"waiting for an idle machine: other processes use {share:.0%} of the CPUs", highlight=False)
+        if time.monotonic() - said >= 60:  # one line a minute, not one per probe
+            console.print(f"waiting for an idle machine: other processes use {share:.0%} of the CPUs", highlight=False)
+            said = time.monotonic()
 
 
 @dataclass

@@ -95,18 +95,20 @@ class Mode:
 
 
 MODES: dict[str, Mode] = {m.name: m for m in (
-    Mode("baseline", Switches(memory=False, examples=False, negatives=False, cot=False, repair=False), 1,
+    Mode("baseline", Switches(memory=False, examples=False, negatives=False, cot=False, repair=False, guide=False), 1,
          "schema grammar only, 1 attempt"),
-    Mode("+examples", Switches(memory=False, examples=True, negatives=False, cot=False, repair=False), 1,
+    Mode("+examples", Switches(memory=False, examples=True, negatives=False, cot=False, repair=False, guide=False), 1,
          "+ curated few-shot examples"),
-    Mode("+negatives", Switches(memory=False, examples=True, negatives=True, cot=False, repair=False), 1,
+    Mode("+negatives", Switches(memory=False, examples=True, negatives=True, cot=False, repair=False, guide=False), 1,
          "+ negative examples"),
-    Mode("+cot", Switches(memory=False, examples=True, negatives=True, cot=True, repair=False), 1,
+    Mode("+cot", Switches(memory=False, examples=True, negatives=True, cot=True, repair=False, guide=False), 1,
          "+ chain-of-thought scaffold"),
-    Mode("+repair", Switches(memory=False, examples=True, negatives=True, cot=True, repair=True), 1,
+    Mode("+repair", Switches(memory=False, examples=True, negatives=True, cot=True, repair=True, guide=False), 1,
          "+ deterministic repair, 1 attempt"),
-    Mode("full", Switches(memory=False, examples=True, negatives=True, cot=None, repair=True), 3,
-         "domain defaults, repair, 3 attempts"),
+    Mode("+guide", Switches(memory=False, examples=True, negatives=True, cot=True, repair=True, guide=True), 1,
+         "+ step guidance (labelled clauses steer the grammar), 1 attempt"),
+    Mode("full", Switches(memory=False, examples=True, negatives=True, cot=None, repair=True, guide=True), 3,
+         "domain defaults, repair, step guidance, 3 attempts"),
 )}
 
 

@@ -269,8 +269,9 @@ def run_async(coro: Any) -> Any:
 
 
 def _upstream_main(port: int, default_delay_ms: float) -> None:
-    """Process entry point of the fake upstream."""
-    run_async(_serve_upstream(port, default_delay_ms))
+    """Process entry point of the fake upstream (stopped with SIGINT)."""
+    with contextlib.suppress(KeyboardInterrupt):
+        run_async(_serve_upstream(port, default_delay_ms))
 
 
 # -- our server, as uvicorn factories -----------------------------------------------------------------

@@ -255,7 +255,12 @@ def test_data_ops_wires_repair_and_grammar_hooks(project):
     assert grammar != data_ops.schema_json
     sort = next(b for b in grammar["properties"]["operations"]["items"]["anyOf"]
                 if b["properties"]["type"] == {"const": "sort"})
+    # the request names price: the grammar offers only the named column (none named: all of them)
     assert sort["properties"]["execution_instructions"]["properties"]["kwargs"]["properties"]["by"] == {
+        "enum": ["price"]}
+    unnamed = data_ops.grammar_schema("Columns: price, qty\nSort it.")["properties"]["operations"]["items"]["anyOf"]
+    by = [o for o in unnamed if o["properties"]["type"] == {"const": "sort"}][0]
+    assert by["properties"]["execution_instructions"]["properties"]["kwargs"]["properties"]["by"] == {
         "enum": ["price", "qty"]}
     # the hooks are the domain's: validate_text repairs, validate_value and repair=False do not
     text = json.dumps({"task": "clean", "chart_type": "none", "operations": [{

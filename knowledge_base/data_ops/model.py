@@ -10,6 +10,7 @@ the canonical method of each operation type.
 from __future__ import annotations
 
 import json
+import os
 import re
 from typing import Any, Literal
 
@@ -166,6 +167,8 @@ class Operation(BaseModel):
             case "filter_rows":
                 if len(a) != 1 or not isinstance(a[0], str) or not a[0].strip():
                     out.append(("args", "must be [one pandas query string]"))
+                elif not re.search(r"==|!=|<=|>=|<|>|\bin\b|\.str\.", a[0]):
+                    out.append(("args", "must be a condition such as \"price < 5\", not just a column"))
             case "group_by":
                 agg = kw.get("agg")
                 if len(a) != 1 or not isinstance(a[0], str):
@@ -389,19 +392,65 @@ def repair_plan(value: Any, context: dict[str, Any]) -> tuple[Any, list[str]]:
 
 # -- decoding grammar -------------------------------------------------------------------------------------
 
+def mentioned_columns(columns: list[str], request: str) -> list[str]:
+    """Columns the request body names, as written or with spaces for underscores ('interest rate')."""
+    body = _body(request).lower()
+    words = set(re.findall(r"[a-z0-9]{3,}", body))
+    named = []
+    for c in columns:
+        low = c.lower().strip()
+        forms = {low, low.replace("_", " ")}
+        if any(f and re.search(rf"(?<![a-z0-9_]){re.escape(f)}(?![a-z0-9_])", body) for f in forms):
+            named.append(c)
+        elif len(low) >= 3 and re.fullmatch(r"[a-z0-9]+", low) and any(_abbreviates(low, w) for w in words):
+            named.append(c)  # 'dept' for department, 'qty' for quantity, 'plays' for played
+    return named
+
+
+def _abbreviates(column: str, word: str) -> bool:
+    common = len(os.path.commonprefix([column, word]))
+    if common >= 4 or common == len(column):
+        return True
+    if column[0] != word[0]:
+        return False
+    rest = iter(word)
+    return all(ch in rest for ch in column)  # the column's letters, in order, within the word
+
+
+def query_pattern(columns: list[str]) -> str:
+    """A regex for pandas query strings over these columns: comparisons joined by and/or, values quoted
+    strings, numbers or lists, columns with spaces in backticks."""
+    names = "|".join(re.escape(c) if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", c) else re.escape(f"`{c}`")
+                     for c in sorted(columns, key=len, reverse=True))
+    value = r"(?:'[^'\\]{0,40}'|-?[0-9]{1,12}(?:\.[0-9]{1,6})?|True|False)"
+    values = rf"\[{value}(?:, {value}){{0,9}}\]"
+    cond = rf"(?:{names}) (?:==|!=|<=|>=|<|>) {value}|(?:{names}) (?:not in|in) {values}"
+    return rf"^(?:{cond})(?: (?:and|or) (?:{cond})){{0,3}}$"
+
+
 def grammar_schema(context: dict[str, Any]) -> dict[str, Any]:
     """A JSON schema for the decoding grammar: the request's own columns only, the canonical method of each
     operation type, and the argument shapes of the vocabulary. Semantics are still checked by ActionPlan."""
-    columns = list(context.get("columns") or [])
+    all_columns = list(context.get("columns") or [])
+    # the columns the request names: a small model otherwise reaches for the first column it sees
+    named = mentioned_columns(all_columns, str(context.get("request") or ""))
+    columns = named or all_columns
     col: dict[str, Any] = {"enum": columns} if columns else {"type": "string"}
     cols = {"type": "array", "items": col, "minItems": 1}
     func = {"enum": sorted(AGG_FUNCS)}
 
-    def by_column(value: dict[str, Any]) -> dict[str, Any]:
-        if not columns:
+    def by_column(value: dict[str, Any], *, keys: list[str] | None = None) -> dict[str, Any]:
+        keys = keys if keys is not None else columns
+        if not keys:
             return {"type": "object", "additionalProperties": value, "minProperties": 1}
-        return {"type": "object", "properties": {c: value for c in columns}, "additionalProperties": False,
+        return {"type": "object", "properties": {c: value for c in keys}, "additionalProperties": False,
                 "minProperties": 1}
+
+    # aggregated columns may go unnamed ("count orders per status" counts an id column): all columns, named first
+    agg_keys = named + [c for c in all_columns if c not in named]
+    query = {"type": "string", "minLength": 3, "maxLength": 200}
+    if columns:
+        query["pattern"] = query_pattern(agg_keys)  # conditions often name a value, not the column
 
     def obj(props: dict[str, Any], required: list[str] | None = None) -> dict[str, Any]:
         return {"type": "object", "properties": props, "required": list(props) if required is None else required,
@@ -414,14 +463,13 @@ def grammar_schema(context: dict[str, Any]) -> dict[str, Any]:
         "remove_empty_rows": (empty_args, obj({"how": {"const": "all"}})),
         "drop_missing": (empty_args, obj({"subset": cols})),
         "fill_missing": (empty_args, obj({"value": by_column({"type": ["string", "number", "boolean"]})})),
-        "filter_rows": ({"type": "array", "prefixItems": [{"type": "string", "minLength": 1}], "items": False,
-                         "minItems": 1}, empty_kwargs),
+        "filter_rows": ({"type": "array", "prefixItems": [query], "items": False, "minItems": 1}, empty_kwargs),
         "group_by": ({"type": "array", "prefixItems": [col], "items": False, "minItems": 1},
-                     obj({"agg": by_column(func)})),
+                     obj({"agg": by_column(func, keys=agg_keys)})),
         "sort": (empty_args, obj({"by": col, "ascending": {"type": "boolean"}})),
         "top_n": ({"type": "array", "prefixItems": [{"type": "integer", "minimum": 1}, col], "items": False,
                    "minItems": 2}, empty_kwargs),
-        "aggregate": (empty_args, obj({"func": by_column(func)})),
+        "aggregate": (empty_args, obj({"func": by_column(func, keys=agg_keys)})),
         "rename_column": (empty_args, obj({"columns": by_column({"type": "string", "minLength": 1})})),
         "drop_column": (empty_args, obj({"columns": cols})),
         "convert_type": (empty_args, obj({"dtype": by_column(
