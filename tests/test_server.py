@@ -405,6 +405,14 @@ def test_show_and_embed_pass_through_byte_for_byte(stack):
     assert stack.url.split("//")[1] not in hosts
 
 
+def test_show_of_a_virtual_model_describes_its_upstream_model(stack):
+    stack.fake.route("POST", "/api/show", b'{"modelfile":"FROM x","details":{"family":"gemma3"},"model_info":{}}')
+    with stack.ollama() as client:
+        assert client.show("data_ops:latest").details.family == "gemma3"
+    sent = json.loads(stack.fake.seen("/api/show")[-1].raw)
+    assert sent["model"] == stack.settings.llm.model  # the upstream model that answers data_ops
+
+
 def test_root_and_version(stack):
     with stack.http() as c:
         get, head = c.get("/"), c.head("/")

@@ -82,6 +82,30 @@ async def tags(request: Request) -> Response:
     return JSONResponse({"models": ours + models})
 
 
+async def show(request: Request) -> Response:
+    """/api/show for one of our models describes the upstream model that answers it (chatbots ask before use)."""
+    ctx: ServerContext = request.app.state.ctx
+    raw = await request.body()
+    try:
+        data = json.loads(raw or b"{}")
+    except json.JSONDecodeError as exc:
+        return _error(request, 400, f"invalid JSON body: {exc.msg}")
+    name = str(data.get("model") or data.get("name") or "") if isinstance(data, dict) else ""
+    domain = ctx.router.domain_of_model(name)
+    if ctx.upstream is None:
+        if domain is None and name != ctx.settings.llm.model:
+            return _error(request, 404, f"model '{name}' not found")
+        return JSONResponse({"modelfile": "", "parameters": "", "template": "{{ .Prompt }}",
+                             "details": {"format": "gguf", "family": "gemma3", "parameter_size": "270M",
+                                         "quantization_level": "Q4_K_M"},
+                             "model_info": {}, "capabilities": ["completion"], "modified_at": now_rfc3339()})
+    if domain is not None:
+        data["model"] = ctx.router.upstream_model(domain)
+        data.pop("name", None)
+        raw = json.dumps(data).encode()
+    return await ctx.upstream.forward(request, raw)
+
+
 async def passthrough(request: Request) -> Response:
     ctx: ServerContext = request.app.state.ctx
     if ctx.upstream is None:
@@ -218,6 +242,7 @@ def create_app(settings: Settings, *, middleware: Middleware | None = None) -> S
         Route("/api/tags", tags, methods=["GET"]),
         Route("/api/chat", ollama_api.chat, methods=["POST"]),
         Route("/api/generate", ollama_api.generate, methods=["POST"]),
+        Route("/api/show", show, methods=["POST"]),
         Route("/v1/chat/completions", openai_api.chat_completions, methods=["POST"]),
         Route("/v1/models", openai_api.models, methods=["GET"]),
         Route("/rag/health", health, methods=["GET"]),
