@@ -417,6 +417,28 @@ def _abbreviates(column: str, word: str) -> bool:
     return all(ch in rest for ch in column)  # the column's letters, in order, within the word
 
 
+ID_LIKE = re.compile(r"(^id$|_id$|^id_|Id$|_no$|_code$|_number$)", re.I)
+_GROUP_CUE = re.compile(r"\b(?:per|by|each|every|for each|for every|broken down by|grouped by|at each|in each)\s+"
+                        r"(?:the\s+|a\s+|an\s+)?([A-Za-z0-9_ ]{2,40})", re.I)
+
+
+def group_columns(columns: list[str], request: str) -> list[str]:
+    """Columns named right after a grouping cue ("per region", "by property_type", "each station")."""
+    found = []
+    body = _body(request)
+    for match in _GROUP_CUE.finditer(body):
+        before = body[max(0, match.start() - 30) : match.start()]
+        if match.group(0).lower().startswith("by") and re.search(r"\b(sort|sorted|order|rank|arrange)\w*\b[^,;.]*$",
+                                                                  before, re.I):
+            continue  # "sort stores by sales" names a sort key, not a group
+        following = match.group(1).lower()
+        for c in columns:
+            forms = (c.lower(), c.lower().replace("_", " "))
+            if any(following == f or following.startswith(f + " ") for f in forms) and c not in found:
+                found.append(c)
+    return found
+
+
 def query_pattern(columns: list[str]) -> str:
     """A regex for pandas query strings over these columns: comparisons joined by and/or, values quoted
     strings, numbers or lists, columns with spaces in backticks."""
@@ -439,18 +461,24 @@ def grammar_schema(context: dict[str, Any]) -> dict[str, Any]:
     cols = {"type": "array", "items": col, "minItems": 1}
     func = {"enum": sorted(AGG_FUNCS)}
 
-    def by_column(value: dict[str, Any], *, keys: list[str] | None = None) -> dict[str, Any]:
+    def by_column(value: dict[str, Any], *, keys: list[str] | None = None, max_keys: int = 8) -> dict[str, Any]:
         keys = keys if keys is not None else columns
         if not keys:
             return {"type": "object", "additionalProperties": value, "minProperties": 1}
         return {"type": "object", "properties": {c: value for c in keys}, "additionalProperties": False,
-                "minProperties": 1}
+                "minProperties": 1, "maxProperties": max_keys}
 
-    # aggregated columns may go unnamed ("count orders per status" counts an id column): all columns, named first
-    agg_keys = named + [c for c in all_columns if c not in named]
+    # the column after "per", "by", "each" is the group; the other named columns are what is aggregated; an
+    # aggregated column may go unnamed ("count tickets per status" counts some column): then any but the group
+    groups = [c for c in group_columns(all_columns, str(context.get("request") or "")) if c in columns]
+    group_col: dict[str, Any] = {"enum": groups} if groups else col
+    valued = [c for c in named if c not in groups]
+    agg_keys = valued or [c for c in all_columns if c not in groups] or all_columns
+    # conditions often name a value ("for Paris"), not the column: any column, but an identifier only if named
+    conditional = named + [c for c in all_columns if c not in named and not ID_LIKE.search(c)]
     query = {"type": "string", "minLength": 3, "maxLength": 200}
     if columns:
-        query["pattern"] = query_pattern(agg_keys)  # conditions often name a value, not the column
+        query["pattern"] = query_pattern(conditional or all_columns)
 
     def obj(props: dict[str, Any], required: list[str] | None = None) -> dict[str, Any]:
         return {"type": "object", "properties": props, "required": list(props) if required is None else required,
@@ -464,12 +492,12 @@ def grammar_schema(context: dict[str, Any]) -> dict[str, Any]:
         "drop_missing": (empty_args, obj({"subset": cols})),
         "fill_missing": (empty_args, obj({"value": by_column({"type": ["string", "number", "boolean"]})})),
         "filter_rows": ({"type": "array", "prefixItems": [query], "items": False, "minItems": 1}, empty_kwargs),
-        "group_by": ({"type": "array", "prefixItems": [col], "items": False, "minItems": 1},
-                     obj({"agg": by_column(func, keys=agg_keys)})),
+        "group_by": ({"type": "array", "prefixItems": [group_col], "items": False, "minItems": 1},
+                     obj({"agg": by_column(func, keys=agg_keys, max_keys=2)})),
         "sort": (empty_args, obj({"by": col, "ascending": {"type": "boolean"}})),
         "top_n": ({"type": "array", "prefixItems": [{"type": "integer", "minimum": 1}, col], "items": False,
                    "minItems": 2}, empty_kwargs),
-        "aggregate": (empty_args, obj({"func": by_column(func, keys=agg_keys)})),
+        "aggregate": (empty_args, obj({"func": by_column(func, keys=agg_keys, max_keys=2)})),
         "rename_column": (empty_args, obj({"columns": by_column({"type": "string", "minLength": 1})})),
         "drop_column": (empty_args, obj({"columns": cols})),
         "convert_type": (empty_args, obj({"dtype": by_column(
