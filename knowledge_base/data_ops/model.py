@@ -461,12 +461,13 @@ def grammar_schema(context: dict[str, Any]) -> dict[str, Any]:
     cols = {"type": "array", "items": col, "minItems": 1}
     func = {"enum": sorted(AGG_FUNCS)}
 
-    def by_column(value: dict[str, Any], *, keys: list[str] | None = None, max_keys: int = 8) -> dict[str, Any]:
+    def by_column(value: dict[str, Any], *, keys: list[str] | None = None) -> dict[str, Any]:
         keys = keys if keys is not None else columns
         if not keys:
             return {"type": "object", "additionalProperties": value, "minProperties": 1}
+        # no maxProperties: llama.cpp's llguidance then drops the whole grammar without a word
         return {"type": "object", "properties": {c: value for c in keys}, "additionalProperties": False,
-                "minProperties": 1, "maxProperties": max_keys}
+                "minProperties": 1}
 
     # the column after "per", "by", "each" is the group; the other named columns are what is aggregated; an
     # aggregated column may go unnamed ("count tickets per status" counts some column): then any but the group
@@ -485,20 +486,24 @@ def grammar_schema(context: dict[str, Any]) -> dict[str, Any]:
                 "additionalProperties": False}
 
     empty_args = {"type": "array", "maxItems": 0}
+    # bounded, single-line strings: a small model otherwise runs on inside a string until num_predict
+    short_text = {"type": "string", "maxLength": 40, "pattern": r"^[^\n\r]*$"}
     empty_kwargs = obj({})
     shapes: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
         "remove_duplicates": (empty_args, obj({"subset": cols}, required=[])),
         "remove_empty_rows": (empty_args, obj({"how": {"const": "all"}})),
         "drop_missing": (empty_args, obj({"subset": cols})),
-        "fill_missing": (empty_args, obj({"value": by_column({"type": ["string", "number", "boolean"]})})),
+        "fill_missing": (empty_args, obj({"value": by_column({"anyOf": [short_text, {"type": "number"},
+                                                                         {"type": "boolean"}]})})),
         "filter_rows": ({"type": "array", "prefixItems": [query], "items": False, "minItems": 1}, empty_kwargs),
         "group_by": ({"type": "array", "prefixItems": [group_col], "items": False, "minItems": 1},
-                     obj({"agg": by_column(func, keys=agg_keys, max_keys=2)})),
+                     obj({"agg": by_column(func, keys=agg_keys)})),
         "sort": (empty_args, obj({"by": col, "ascending": {"type": "boolean"}})),
         "top_n": ({"type": "array", "prefixItems": [{"type": "integer", "minimum": 1}, col], "items": False,
                    "minItems": 2}, empty_kwargs),
-        "aggregate": (empty_args, obj({"func": by_column(func, keys=agg_keys, max_keys=2)})),
-        "rename_column": (empty_args, obj({"columns": by_column({"type": "string", "minLength": 1})})),
+        "aggregate": (empty_args, obj({"func": by_column(func, keys=agg_keys)})),
+        "rename_column": (empty_args, obj({"columns": by_column(
+            {"type": "string", "minLength": 1, "maxLength": 60, "pattern": r"^[A-Za-z0-9_ ]+$"})})),
         "drop_column": (empty_args, obj({"columns": cols})),
         "convert_type": (empty_args, obj({"dtype": by_column(
             {"enum": ["int", "float", "str", "bool", "datetime64[ns]", "category"]})})),

@@ -7,6 +7,8 @@ with a flat ``prompt`` rendered by ``completion.j2``; the domain's JSON schema i
 
 from __future__ import annotations
 
+import json
+import logging
 import queue
 import threading
 import time
@@ -20,6 +22,8 @@ from .base import Completion, GenerateRequest, StreamChunk
 __all__ = ["EmbeddedBackend", "packaged_gguf_path"]
 
 _servers: dict[tuple[str, int, int], Any] = {}
+_warned: set[int] = set()
+log = logging.getLogger("rag_middleware.embedded")
 _servers_lock = threading.Lock()
 JSON_LAYOUT = {"whitespace_flexible": False, "item_separator": ", ", "key_separator": ": "}
 _OPTION_MAP = {
@@ -122,6 +126,13 @@ class EmbeddedBackend:
         self._check_error(result)
         choice = result["choices"][0]
         usage = result.get("usage") or {}
+        if request.json_schema is not None and (choice.get("text") or "").lstrip()[:1] not in ("{", "["):
+            # llama.cpp drops a grammar it cannot compile and says nothing: say it here, once per schema shape
+            key = hash(json.dumps(sorted(request.json_schema), default=str))
+            if key not in _warned:
+                _warned.add(key)
+                log.warning("the JSON grammar was not applied by llama.cpp (schema not supported?); "
+                            "answers will be validated all the same")
         return Completion(
             text=choice.get("text") or "",
             done_reason="length" if choice.get("finish_reason") == "length" else "stop",
