@@ -108,3 +108,20 @@ def test_replay_of_a_small_file_on_the_embedded_model(project, embedded, tmp_pat
     assert rows[1]["valid"] and isinstance(rows[1]["output"], str) and rows[1]["output"].strip()
     summary = summarize(rows, skipped=skipped)
     assert summary["items"] == 2 and summary["valid_rate"] == 1.0
+
+
+def test_llama_cpp_applies_every_data_ops_grammar(project, embedded):
+    """llama.cpp drops a grammar it cannot compile without an error: check the real schemas are all applied."""
+    from rag_middleware.domains import DomainRegistry
+
+    domain = DomainRegistry(project / "knowledge_base").get("data_ops")
+    questions = [e.question for e in domain.examples] + [n.question for n in domain.negatives]
+    for question in questions:
+        steps = None
+        for candidate in (None, [["sort", "top_n"], ["group_by"]]):
+            steps = candidate
+            schema = domain.grammar_schema(question, steps=steps)
+            completion = embedded.generate(GenerateRequest(model="g", messages=[], prompt="Text: hello\nAnswer:",
+                                                           json_schema=schema,
+                                                           options={"num_predict": 3, "temperature": 0.0}))
+            assert completion.text.lstrip().startswith("{"), (question, steps, completion.text)
