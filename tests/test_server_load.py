@@ -317,14 +317,16 @@ def test_embedded_upstream(start):
         resp = client.chat(model="data_ops:latest", messages=ASK, stream=False)
         plain = list(client.chat(model="anything", messages=[{"role": "user", "content": "hi"}], stream=True))
         with pytest.raises(ollama.ResponseError) as info:
-            client.show("anything")
+            client.show("anything")  # not a model here
+        shown = client.show("data_ops:latest")  # ours: described as the embedded model
     assert names == VIRTUAL + [UPSTREAM_MODEL]
     assert json.loads(resp.message.content) == GOOD
     assert_one_final(plain)
     assert "".join(p.message.content for p in plain) == "hello there"
-    assert info.value.status_code == 501
+    assert info.value.status_code == 404 and shown.details.family == "gemma3"
     assert llm.requests[0].prompt is not None  # the flat prompt for the embedded model
     with stack.http() as c:
+        assert c.post("/api/embed", json={"model": "x", "input": "hi"}).status_code == 501  # needs an Ollama
         assert c.get("/api/version").json()["version"]
         assert c.get("/rag/health").json()["status"] == "ok"
     assert stack.mw.journal.count() == 1
