@@ -69,6 +69,19 @@ MIGRATIONS: list[tuple[str, str]] = [
         CREATE INDEX interactions_scope ON interactions (tenant, domain, created_at);
         """,
     ),
+    (
+        "0004_memory_generation",
+        """
+        CREATE TABLE memory_generation (id INTEGER PRIMARY KEY CHECK (id = 1), generation INTEGER NOT NULL);
+        INSERT INTO memory_generation (id, generation) VALUES (1, 0);
+        CREATE TRIGGER memory_generation_insert AFTER INSERT ON memory
+            BEGIN UPDATE memory_generation SET generation = generation + 1 WHERE id = 1; END;
+        CREATE TRIGGER memory_generation_update AFTER UPDATE ON memory
+            BEGIN UPDATE memory_generation SET generation = generation + 1 WHERE id = 1; END;
+        CREATE TRIGGER memory_generation_delete AFTER DELETE ON memory
+            BEGIN UPDATE memory_generation SET generation = generation + 1 WHERE id = 1; END;
+        """,
+    ),
 ]
 
 _init_lock = threading.Lock()
@@ -104,9 +117,8 @@ def _migrate(conn: sqlite3.Connection) -> None:
         conn.execute("BEGIN IMMEDIATE")
         try:
             if conn.execute("SELECT 1 FROM _migrations WHERE name = ?", (name,)).fetchone() is None:
-                for statement in sql.split(";"):
-                    if statement.strip():
-                        conn.execute(statement)
+                for statement in _statements(sql):
+                    conn.execute(statement)
                 conn.execute(
                     "INSERT INTO _migrations (name, applied_at) VALUES (?, strftime('%Y-%m-%dT%H:%M:%fZ','now'))",
                     (name,),
@@ -115,3 +127,16 @@ def _migrate(conn: sqlite3.Connection) -> None:
         except BaseException:
             conn.execute("ROLLBACK")
             raise
+
+
+def _statements(sql: str) -> list[str]:
+    """Split a migration into statements; a CREATE TRIGGER ... END; block stays whole."""
+    out: list[str] = []
+    current = ""
+    for piece in sql.split(";"):
+        current += piece + ";"
+        if sqlite3.complete_statement(current):
+            if current.strip(" \n;"):
+                out.append(current.strip())
+            current = ""
+    return out

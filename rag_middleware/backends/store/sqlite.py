@@ -75,6 +75,7 @@ class SQLiteStore:
         self._lock = threading.RLock()
         self._parts: dict[tuple[str, str], _Partition] = {}
         self._data_version = self._read_data_version()
+        self._generation = self._read_generation()
         row = self._conn.execute("SELECT dim FROM memory LIMIT 1").fetchone()
         self.dim = int(row[0]) if row else dim
         if dim is not None and self.dim != dim:
@@ -85,11 +86,19 @@ class SQLiteStore:
     def _read_data_version(self) -> int:
         return int(self._conn.execute("PRAGMA data_version").fetchone()[0])
 
+    def _read_generation(self) -> int:
+        return int(self._conn.execute("SELECT generation FROM memory_generation WHERE id = 1").fetchone()[0])
+
     def _check_foreign_writes(self) -> None:
+        """Another connection committed (PRAGMA data_version moved): drop the cached partitions only if it
+        changed memory (the trigger-kept generation moved), not for embedding-cache or journal writes."""
         version = self._read_data_version()
         if version != self._data_version:
-            self._parts.clear()
             self._data_version = version
+            generation = self._read_generation()
+            if generation != self._generation:
+                self._parts.clear()
+                self._generation = generation
 
     @staticmethod
     def _row_to_record(row: sqlite3.Row | tuple) -> MemoryRecord:
@@ -183,6 +192,7 @@ class SQLiteStore:
             except sqlite3.Error as exc:
                 self._conn.execute("ROLLBACK")
                 raise StoreError(f"memory upsert failed: {exc}") from None
+            self._generation = self._read_generation()
             for values, blob in to_write:
                 part = self._parts.get((values["tenant"], values["domain"]))
                 if part is not None:
@@ -287,6 +297,7 @@ class SQLiteStore:
                 f"UPDATE memory SET {', '.join(f'{k} = ?' for k in values)} WHERE id = ?",
                 [*values.values(), record_id],
             )
+            self._generation = self._read_generation()
             if cur.rowcount and ("status" in fields or "kind" in fields):
                 for part in self._parts.values():
                     row = part.index.get(record_id)
@@ -303,6 +314,7 @@ class SQLiteStore:
                 chunk = list(ids[start : start + 500])
                 cur = self._conn.execute(f"DELETE FROM memory WHERE id IN ({','.join('?' * len(chunk))})", chunk)
                 removed += cur.rowcount
+            self._generation = self._read_generation()
             for part in self._parts.values():
                 for rid in ids:
                     row = part.index.get(rid)
