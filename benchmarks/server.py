@@ -33,8 +33,9 @@ Measurements:
      writes; the direct baseline is one plain chat call to the upstream. With ``HashEmbedder`` and, unless
      ``--skip-minilm``, with the real MiniLM embedder (a separate server process).
 
-2. *Throughput* of passthrough: ``--concurrency`` asyncio workers sharing one ``httpx.AsyncClient``, each
-   sending the next request as soon as the last one is answered, for ``--seconds`` after a 1 s warm-up;
+2. *Throughput* of passthrough: ``--concurrency`` asyncio workers, each with its own ``httpx.AsyncClient``
+   (one keep-alive connection; see :func:`_load` for why not one shared client), each sending the next
+   request as soon as the last one is answered (the first ones staggered over one model time), for ``--seconds`` after a 1 s warm-up;
    through-server req/s divided by direct req/s. Run with simulated model time ``--delay-ms`` (default 50 ms;
    a comma-separated list gives several runs: the target is judged on each) and again with zero delay.
 
@@ -44,8 +45,8 @@ Measurements:
    takes tens of ms to seconds) loses. With a fixed delay d and c clients the ideal is c/d req/s; the ratio
    then shows the server's extra latency and whether its CPU keeps up at that rate. ``direct/ideal`` shows how
    close the direct run gets to c/d (well below 1 means the client or upstream is the limit, and the ratio then
-   measures core sharing rather than the server). The CPU each process used during the window (% of one core, from /proc) is printed
-   alongside, and so is the CPU every *other* process on the machine used: on a shared machine the numbers
+   measures core sharing rather than the server). The CPU each process used during the window (% of one
+   core, from /proc) and the server's CPU time per request are printed alongside, and so is the CPU every *other* process on the machine used: on a shared machine the numbers
    are only meaningful when that is near zero.
 
 Targets: passthrough adds <= 3 ms at p50; through/direct throughput >= 0.9 at 32 concurrent clients (with the
