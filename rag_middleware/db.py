@@ -82,6 +82,46 @@ MIGRATIONS: list[tuple[str, str]] = [
             BEGIN UPDATE memory_generation SET generation = generation + 1 WHERE id = 1; END;
         """,
     ),
+    (
+        "0005_outbox",
+        """
+        CREATE TABLE outbox (
+            record_id TEXT PRIMARY KEY,
+            seq INTEGER NOT NULL,
+            op TEXT NOT NULL CHECK (op IN ('upsert', 'update', 'delete')),
+            payload TEXT NOT NULL DEFAULT '{}',
+            vector BLOB,
+            enqueued_at TEXT NOT NULL,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            last_error TEXT NOT NULL DEFAULT ''
+        );
+        CREATE INDEX outbox_seq ON outbox (seq);
+        """,
+    ),
+    (
+        "0007_template_versions",
+        """
+        CREATE TABLE template_versions (
+            version TEXT PRIMARY KEY,
+            created_at TEXT NOT NULL,
+            source TEXT NOT NULL DEFAULT '',
+            files INTEGER NOT NULL
+        );
+        CREATE TABLE template_labels (
+            label TEXT PRIMARY KEY,
+            version TEXT NOT NULL REFERENCES template_versions (version),
+            updated_at TEXT NOT NULL
+        );
+        CREATE TABLE template_label_events (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            label TEXT NOT NULL,
+            version TEXT NOT NULL,
+            previous TEXT,
+            at TEXT NOT NULL,
+            note TEXT NOT NULL DEFAULT ''
+        );
+        """,
+    ),
 ]
 
 _init_lock = threading.Lock()
