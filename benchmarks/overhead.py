@@ -312,21 +312,18 @@ OP_WEIGHTS = {
 }
 
 
-def _task(types: list[str]) -> str:
-    present = set(types)
-    if "group_by" in present:
-        return "group_by"
-    if "aggregate" in present:
-        return "formula"
-    if present & {"sort", "top_n"}:
-        return "sort"
-    if "filter_rows" in present:
-        return "filter"
-    if "describe" in present:
-        return "summarize"
-    if present & {"rename_column", "drop_column", "convert_type"}:
-        return "transform"
-    return "clean"
+def _load_expected_task() -> Callable[[list[str]], str]:
+    """The task precedence rule from the domain's own model file, so the benchmark never restates it."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_data_ops_model", ROOT / "knowledge_base" / DOMAIN / "model.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # pydantic resolves forward references through sys.modules
+    spec.loader.exec_module(module)
+    return module.expected_task
+
+
+_expected_task = _load_expected_task()
 
 
 @dataclass
@@ -366,7 +363,7 @@ def gen_request(r: random.Random) -> Request:
     body += "?" if prefix in ("Can you ", "Could you ") else "."
     columns = [c for c in t.cols if c in used or r.random() < 0.8]
     question = f"Columns: {', '.join(columns)}\n{body}"
-    answer = {"task": _task(chosen), "chart_type": chart, "operations": ops}
+    answer = {"task": _expected_task(chosen), "chart_type": chart, "operations": ops}
     return Request(question=question, answer=answer, key=(t.name, chosen[0]))
 
 

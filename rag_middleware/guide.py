@@ -82,18 +82,31 @@ class StepGuide:
                 self._vectors = self.embedder.encode(self.texts)
             return self._vectors
 
-    def vote(self, request: str) -> list[StepVote]:
-        clauses = [c for c in self.split(request) if c.strip()]
+    def _clauses(self, request: str) -> list[tuple[str, list[str] | None]]:
+        """Each clause with the labels its rule decided outright (None: the vote decides)."""
+        return [(c, (self.rule(c, request) or None) if self.rule is not None else None)
+                for c in self.split(request) if c.strip()]
+
+    def pending(self, request: str) -> list[str]:
+        """The clauses that need a vote, so a caller can embed them in the same batch as the request."""
+        return [clause for clause, decided in self._clauses(request) if decided is None] if self.texts else []
+
+    def vote(self, request: str, vectors: dict[str, np.ndarray] | None = None) -> list[StepVote]:
+        """``vectors`` may carry clause embeddings computed already (see :meth:`pending`)."""
+        clauses = self._clauses(request)
         if not clauses or not self.texts:
             return []
         bank = self._bank_vectors()
-        sims = self.embedder.encode(clauses) @ bank.T
+        vectors = dict(vectors or {})
+        missing = [c for c, decided in clauses if decided is None and c not in vectors]
+        if missing:
+            vectors.update(zip(missing, self.embedder.encode(missing)))
         votes: list[StepVote] = []
-        for clause, row in zip(clauses, sims):
-            decided = self.rule(clause, request) if self.rule is not None else None
+        for clause, decided in clauses:
             if decided:
                 votes.append(StepVote(clause=clause, labels=list(decided), scores={"rule": 1.0}))
                 continue
+            row = bank @ vectors[clause]
             top = np.argsort(-row)[: self.spec.k]
             if row[top[0]] < self.spec.min_similarity:
                 votes.append(StepVote(clause=clause, labels=[], scores={}))
@@ -107,11 +120,11 @@ class StepGuide:
             votes.append(StepVote(clause=clause, labels=allowed, scores={k: round(v, 3) for k, v in ranked}))
         return votes
 
-    def steps(self, request: str) -> list[list[str]]:
+    def steps(self, request: str, vectors: dict[str, np.ndarray] | None = None) -> list[list[str]]:
         """Allowed labels per step, in request order. Clauses voted 'none' are skipped; a clause with no
         confident vote makes the whole plan unguided (an empty list), since the count is then unknown."""
         out: list[list[str]] = []
-        for vote in self.vote(request):
+        for vote in self.vote(request, vectors):
             if not vote.labels:
                 return []
             if vote.labels[0] == NO_STEP:

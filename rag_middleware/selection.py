@@ -39,24 +39,29 @@ def content_key(question: str, answer: str) -> str:
     return hashlib.sha256(f"{_norm_text(question)}\0{_norm_text(answer)}".encode()).hexdigest()
 
 
-def dedup(candidates: Sequence[Candidate], *, near_threshold: float) -> list[Candidate]:
+def dedup(candidates: Sequence[Candidate], *, near_threshold: float, limit: int | None = None) -> list[Candidate]:
     """Drop exact duplicates (normalised question+answer) and near-duplicates (question cosine above the
-    threshold). Candidates are considered best first, so the better-ranked twin survives."""
+    threshold). Candidates are considered best first, so the better-ranked twin survives. Stops once
+    ``limit`` are kept."""
     ordered = sorted(candidates, key=lambda c: -c.rank_score)
+    limit = len(ordered) if limit is None else limit
     kept: list[Candidate] = []
     seen: set[str] = set()
-    kept_vectors: list[np.ndarray] = []
+    kept_vectors: np.ndarray | None = None
     for cand in ordered:
+        if len(kept) >= limit:
+            break
         key = content_key(cand.question, cand.answer)
         if key in seen:
             continue
-        if kept_vectors and near_threshold <= 1.0:
-            sims = np.stack(kept_vectors) @ cand.vector
-            if float(sims.max()) > near_threshold:
+        if kept and near_threshold <= 1.0:
+            if float((kept_vectors[: len(kept)] @ cand.vector).max()) > near_threshold:
                 continue
+        if kept_vectors is None:
+            kept_vectors = np.empty((min(limit, len(ordered)), cand.vector.shape[0]), dtype=np.float32)
         seen.add(key)
+        kept_vectors[len(kept)] = cand.vector
         kept.append(cand)
-        kept_vectors.append(cand.vector)
     return kept
 
 
@@ -88,7 +93,7 @@ def rank_candidates(query: np.ndarray, candidates: Sequence[Candidate], *, fetch
                     near_threshold: float, min_similarity: float) -> list[Candidate]:
     """Filter by min similarity, dedup, keep the best ``fetch_k``, and order them by MMR."""
     pool = [c for c in candidates if c.similarity >= min_similarity]
-    pool = dedup(pool, near_threshold=near_threshold)[:fetch_k]
+    pool = dedup(pool, near_threshold=near_threshold, limit=fetch_k)
     if not pool:
         return []
     vectors = np.stack([c.vector for c in pool])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import json
 import re
 from collections.abc import Callable
@@ -149,9 +151,13 @@ class PydanticValidator:
         self.context_builder = context_builder
         self.repair = repair
         self.grammar = grammar
+        self._schema: dict[str, Any] | None = None
 
     def json_schema(self) -> dict[str, Any]:
-        return self.model.model_json_schema()
+        """The model's JSON schema, generated once (pydantic takes ~2 ms) and copied out so callers may edit it."""
+        if self._schema is None:
+            self._schema = self.model.model_json_schema()
+        return copy.deepcopy(self._schema)
 
     def grammar_schema(self, request: str, extra: dict[str, Any] | None = None) -> dict[str, Any]:
         return self.grammar({**self.context(request), **(extra or {})}) if self.grammar else self.json_schema()

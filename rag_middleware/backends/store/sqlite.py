@@ -10,7 +10,7 @@ import json
 import sqlite3
 import threading
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -31,39 +31,92 @@ _CONTENT = tuple(c for c in _COLUMNS if c not in ("id", "created_at", "updated_a
 _UPDATABLE = {"status", "source", "answer", "reason", "wrong", "score", "template_version", "meta", "kind", "question"}
 
 
-class _Partition:
-    """The vectors and filter columns of one (tenant, domain), with room to grow."""
+class _Codes:
+    """Small integer codes for the values of one filter column (kind, status), so masks are integer compares."""
 
-    def __init__(self, dim: int) -> None:
-        self.vectors = np.zeros((64, dim), dtype=np.float32)
+    def __init__(self) -> None:
+        self.code: dict[str, int] = {}
+
+    def of(self, value: str) -> int:
+        code = self.code.get(value)
+        if code is None:
+            code = self.code[value] = len(self.code)
+        return code
+
+    def mask(self, column: np.ndarray, values: Sequence[str]) -> np.ndarray:
+        wanted = [self.code[v] for v in values if v in self.code]
+        if not wanted:
+            return np.zeros(column.shape[0], dtype=bool)
+        if len(wanted) == 1:
+            return column == wanted[0]
+        return np.isin(column, wanted)
+
+
+class _Partition:
+    """The vectors and filter columns of one (tenant, domain) as numpy arrays, with room to grow.
+
+    Kind and status are int16 codes, created_at is epoch microseconds, so a filter is a few vectorised
+    compares. The scores of the last query are kept, since one request searches examples and negatives with
+    the same vector.
+    """
+
+    def __init__(self, dim: int, capacity: int = 64) -> None:
+        capacity = max(capacity, 64)
+        self.vectors = np.zeros((capacity, dim), dtype=np.float32)
+        self.kinds = np.zeros(capacity, dtype=np.int16)
+        self.statuses = np.zeros(capacity, dtype=np.int16)
+        self.created = np.zeros(capacity, dtype=np.int64)
+        self.alive = np.zeros(capacity, dtype=bool)
         self.n = 0
         self.ids: list[str] = []
         self.index: dict[str, int] = {}
-        self.kinds: list[str] = []
-        self.statuses: list[str] = []
-        self.created: list[str] = []
-        self.alive: list[bool] = []
+        self.kind_codes = _Codes()
+        self.status_codes = _Codes()
+        self.version = 0  # moves when a vector changes; keys the score cache
+        self._scores: tuple[bytes, int, np.ndarray] | None = None
+
+    def _grow(self) -> None:
+        capacity = self.vectors.shape[0] * 2
+        for name in ("vectors", "kinds", "statuses", "created", "alive"):
+            old = getattr(self, name)
+            grown = np.zeros((capacity, *old.shape[1:]), dtype=old.dtype)
+            grown[: self.n] = old[: self.n]
+            setattr(self, name, grown)
 
     def put(self, rid: str, kind: str, status: str, created: str, vector: np.ndarray) -> None:
         if self.n == 0 and self.vectors.shape[1] != vector.shape[0]:
-            self.vectors = np.zeros((64, vector.shape[0]), dtype=np.float32)
+            self.vectors = np.zeros((self.vectors.shape[0], vector.shape[0]), dtype=np.float32)
         row = self.index.get(rid)
         if row is None:
             if self.n == self.vectors.shape[0]:
-                grown = np.zeros((self.vectors.shape[0] * 2, self.vectors.shape[1]), dtype=np.float32)
-                grown[: self.n] = self.vectors[: self.n]
-                self.vectors = grown
+                self._grow()
             row = self.n
             self.n += 1
             self.index[rid] = row
             self.ids.append(rid)
-            self.kinds.append(kind)
-            self.statuses.append(status)
-            self.created.append(created)
-            self.alive.append(True)
-        else:
-            self.kinds[row], self.statuses[row], self.created[row], self.alive[row] = kind, status, created, True
+        self.kinds[row] = self.kind_codes.of(kind)
+        self.statuses[row] = self.status_codes.of(status)
+        self.created[row] = _micros(created)
+        self.alive[row] = True
         self.vectors[row] = vector
+        self.version += 1
+
+    def scores(self, query: np.ndarray) -> np.ndarray:
+        key = query.tobytes()
+        cached = self._scores
+        if cached is not None and cached[0] == key and cached[1] == self.version:
+            return cached[2]
+        scores = self.vectors[: self.n] @ query  # one matmul over the partition, no row copies
+        self._scores = (key, self.version, scores)
+        return scores
+
+
+def _micros(stamp: str) -> int:
+    """Our fixed-width UTC ISO stamps as epoch microseconds (order-preserving)."""
+    ts = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+    if ts.tzinfo is None:
+        ts = ts.replace(tzinfo=timezone.utc)
+    return int(ts.timestamp()) * 1_000_000 + ts.microsecond
 
 
 class SQLiteStore:
@@ -217,16 +270,17 @@ class SQLiteStore:
                 key,
             ).fetchall()
             dim = self.dim or (len(rows[0][4]) // 4 if rows else 1)
-            part = _Partition(dim)
+            part = _Partition(dim, capacity=len(rows))
             if rows:
-                part.vectors = np.frombuffer(b"".join(r[4] for r in rows), dtype=np.float32).reshape(len(rows), -1).copy()
-                part.n = len(rows)
+                n = len(rows)
+                part.vectors[:n] = np.frombuffer(b"".join(r[4] for r in rows), dtype=np.float32).reshape(n, -1)
+                part.n = n
                 part.ids = [r[0] for r in rows]
                 part.index = {rid: i for i, rid in enumerate(part.ids)}
-                part.kinds = [r[1] for r in rows]
-                part.statuses = [r[2] for r in rows]
-                part.created = [r[3] for r in rows]
-                part.alive = [True] * len(rows)
+                part.kinds[:n] = [part.kind_codes.of(r[1]) for r in rows]
+                part.statuses[:n] = [part.status_codes.of(r[2]) for r in rows]
+                part.created[:n] = [_micros(r[3]) for r in rows]
+                part.alive[:n] = True
             self._parts[key] = part
         return part
 
@@ -244,13 +298,13 @@ class SQLiteStore:
                 return []
             if part.vectors.shape[1] != query.shape[0]:
                 raise StoreError(f"query dimension {query.shape[0]} does not match the store's {part.vectors.shape[1]}")
-            mask = np.fromiter(part.alive, dtype=bool, count=n)
+            mask = part.alive[:n].copy()
             if filters.kinds is not None:
-                mask &= np.isin(np.asarray(part.kinds, dtype=object), list(filters.kinds))
+                mask &= part.kind_codes.mask(part.kinds[:n], filters.kinds)
             if filters.statuses is not None:
-                mask &= np.isin(np.asarray(part.statuses, dtype=object), list(filters.statuses))
+                mask &= part.status_codes.mask(part.statuses[:n], filters.statuses)
             if filters.created_before is not None:
-                mask &= np.asarray(part.created, dtype=object) < iso(filters.created_before)
+                mask &= part.created[:n] < _micros(iso(filters.created_before))
             for rid in filters.exclude_ids:
                 row = part.index.get(rid)
                 if row is not None:
@@ -258,7 +312,7 @@ class SQLiteStore:
             rows = np.flatnonzero(mask)
             if rows.size == 0:
                 return []
-            scores = (part.vectors[:n] @ query)[rows]  # one matmul over the partition, no row copies
+            scores = part.scores(query)[rows]
             take = min(limit, rows.size)
             top = np.argpartition(-scores, take - 1)[:take]
             top = top[np.argsort(-scores[top], kind="stable")]
@@ -302,8 +356,10 @@ class SQLiteStore:
                 for part in self._parts.values():
                     row = part.index.get(record_id)
                     if row is not None:
-                        part.statuses[row] = fields.get("status", part.statuses[row])
-                        part.kinds[row] = fields.get("kind", part.kinds[row])
+                        if "status" in fields:
+                            part.statuses[row] = part.status_codes.of(fields["status"])
+                        if "kind" in fields:
+                            part.kinds[row] = part.kind_codes.of(fields["kind"])
             return bool(cur.rowcount)
 
     def delete(self, ids: Sequence[str]) -> int:
