@@ -38,6 +38,18 @@ def test_real_embedder_ranks_paraphrases_above_unrelated(real_embedder):
     assert float(v[0] @ v[1]) > float(v[0] @ v[2]) + 0.2
 
 
+def test_small_batch_fast_path_matches_sentence_transformers_encode(real_embedder):
+    """A request's few texts skip ``SentenceTransformer.encode``; the vectors must be the library's own."""
+    texts = ["Columns: region, amount\nRemove duplicate rows, then sort by amount", "Remove duplicate rows", "x"]
+    ours = real_embedder.encode(texts)
+    model = real_embedder._load()
+    theirs = model.encode(texts, normalize_embeddings=True, convert_to_numpy=True, batch_size=64)
+    assert ours.shape == theirs.shape == (3, 384) and ours.dtype == np.float32
+    assert np.allclose(ours, theirs, atol=1e-5)
+    many = [f"sentence number {i}" for i in range(20)]  # above the small-batch size: the library path
+    assert np.allclose(real_embedder.encode(many)[:3], real_embedder.encode(many[:3]), atol=1e-5)
+
+
 def test_embedded_grammar_gives_schema_shaped_json(embedded):
     schema = {"type": "object", "properties": {"answer": {"type": "string", "enum": ["yes", "no"]},
                                                "count": {"type": "integer"}},

@@ -106,6 +106,16 @@ def test_changed_vector_alone_is_an_update(store):
     assert hit.similarity == pytest.approx(1.0)
 
 
+def test_same_query_after_a_vector_change_is_scored_afresh(store):
+    """The partition keeps the last query's scores; a changed vector must not be served from them."""
+    store.upsert([rec("x"), rec("y")], np.stack([unit(1, 0, 0, 0), unit(0, 1, 0, 0)]))
+    assert ids(store.search(QUERY, filters=scope(), limit=1)) == ["x"]
+    store.upsert([rec("y")], np.stack([unit(1, 0, 0, 0.01)]))
+    store.upsert([rec("x")], np.stack([unit(0, 0, 1, 0)]))
+    hits = store.search(QUERY, filters=scope(), limit=2)
+    assert ids(hits) == ["y", "x"] and hits[1].similarity == pytest.approx(0.0, abs=1e-6)
+
+
 def test_upsert_length_mismatch_raises(store):
     with pytest.raises(StoreError, match="2 records but 1 vectors"):
         store.upsert([rec("a"), rec("b")], np.stack([unit(1, 0, 0, 0)]))
