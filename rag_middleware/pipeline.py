@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
 import os
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -40,6 +41,7 @@ from .errors import (
 )
 from .journal import InteractionLog
 from .records import Attempt, Interaction, MemoryRecord, SelectedExample
+from .template_store import TemplateStore
 from .templates import TemplateSet
 from .tokens import TokenCounter, make_token_counter
 
@@ -99,6 +101,18 @@ class _InvalidAnswer(Exception):
     """One attempt's answer failed validation (internal: drives the tenacity loop)."""
 
 
+def _one_template_version(method: Callable[..., Any]) -> Callable[..., Any]:
+    """Every render of one call (assembly, repair turns, flat prompts) uses one template snapshot, so a hot
+    reload between two renders never splits a request across versions."""
+
+    @functools.wraps(method)
+    def pinned(self: Middleware, *args: Any, **kwargs: Any) -> Any:
+        with self.templates.pinned():
+            return method(self, *args, **kwargs)
+
+    return pinned
+
+
 class Middleware:
     """The public entry point. Thread-safe; construct once and share."""
 
@@ -109,7 +123,9 @@ class Middleware:
         self._check_data_dir()
         _single_threaded_blas()
         self.domains = DomainRegistry(self.settings.knowledge_base)
-        self.templates = TemplateSet(self.settings.prompts_dir)
+        # every version that goes live is stored, so each record's template_version names a stored snapshot
+        self.templates = TemplateSet(self.settings.prompts_dir,
+                                     on_version=TemplateStore.from_settings(self.settings).save)
         self.backend = backend or make_backend(self.settings)
         inner = embedder or SentenceTransformerEmbedder(self.settings.embedding.model,
                                                         batch_size=self.settings.embedding.batch_size,
@@ -141,6 +157,7 @@ class Middleware:
 
     # -- public API ----------------------------------------------------------------------------------
 
+    @_one_template_version
     def render(self, question_or_messages: str | list[dict[str, Any]], *, domain: str, tenant: str | None = None,
                switches: Switches = Switches(), as_of: datetime | None = None,
                exclude_ids: frozenset[str] = frozenset()) -> Assembly:
@@ -148,6 +165,7 @@ class Middleware:
         return self.assembler.prepare(domain, question_or_messages, tenant=self._tenant(tenant), as_of=as_of,
                                       exclude_ids=exclude_ids, switches=switches)
 
+    @_one_template_version
     def ask(self, question_or_messages: str | list[dict[str, Any]], *, domain: str, tenant: str | None = None,
             as_of: datetime | None = None, exclude_ids: frozenset[str] = frozenset(), learn: bool | None = None,
             switches: Switches = Switches(), max_attempts: int | None = None,
@@ -200,13 +218,14 @@ class Middleware:
                interaction_id: str | None = None) -> Iterator[StreamChunk]:
         """Stream a free-text domain's answer live from the model, with the retrieved context injected. The
         interaction is recorded when the stream ends, is closed early (client gone) or fails."""
-        call = self._start(question_or_messages, domain=domain, tenant=tenant, as_of=None, exclude_ids=frozenset(),
-                           learn=learn, switches=Switches(), max_attempts=1, options=options, model=model,
-                           interaction_id=interaction_id)
-        if not call.domain.free_text:
-            raise RequestError(f"domain {domain!r} validates its answers; use ask() (answers are checked first)")
+        with self.templates.pinned():  # the assembly and the flat prompt from one template version
+            call = self._start(question_or_messages, domain=domain, tenant=tenant, as_of=None,
+                               exclude_ids=frozenset(), learn=learn, switches=Switches(), max_attempts=1,
+                               options=options, model=model, interaction_id=interaction_id)
+            if not call.domain.free_text:
+                raise RequestError(f"domain {domain!r} validates its answers; use ask() (answers are checked first)")
+            request, attempt = self._request(call, call.assembly, 1)
         interaction = call.interaction
-        request, attempt = self._request(call, call.assembly, 1)
         pieces: list[str] = []
         started = time.perf_counter()
         try:

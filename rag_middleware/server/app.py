@@ -134,6 +134,7 @@ async def health(request: Request) -> Response:
     checks["store"] = await anyio.to_thread.run_sync(lambda: timed(lambda: f"{ctx.mw.store.count()} records"))
     checks["embedder"] = await anyio.to_thread.run_sync(
         lambda: timed(lambda: f"{ctx.mw.embedder.name}, dim {ctx.mw.embedder.inner.encode(['health check']).shape[1]}"))
+    checks["templates"] = await anyio.to_thread.run_sync(ctx.templates_health)  # a refused edit shows here
     status = "ok" if all(c["ok"] for c in checks.values()) else "degraded"
     return JSONResponse({"status": status, "version": __version__, **checks})
 

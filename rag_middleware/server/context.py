@@ -1,8 +1,14 @@
-"""What every handler needs, built once per app: the pipeline, the router, the upstream."""
+"""What every handler needs, built once per app: the pipeline, the router, the upstream.
+
+Building the context turns on guarded hot reload of the prompt templates: the files are stat'ed at most
+every ``TEMPLATE_CHECK_SECONDS``; an edit that passes the lint goes live for the next request, one with lint
+errors is refused (the last good version stays live) and shows in ``/rag/health`` and the log.
+"""
 
 from __future__ import annotations
 
 import functools
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,12 +17,17 @@ from starlette.requests import Request
 
 from ..backends.llm.base import Completion, GenerateRequest
 from ..config import Settings
+from ..errors import TemplateError
+from ..lint import errors_only, lint_snapshot
 from ..pipeline import Middleware
+from ..templates import TemplateSnapshot
 from .augment import Augmenter, client_options
 from .routing import Router
 from .upstream import HttpUpstream
 
-__all__ = ["ServerContext", "plain_completion"]
+__all__ = ["TEMPLATE_CHECK_SECONDS", "ServerContext", "plain_completion"]
+
+TEMPLATE_CHECK_SECONDS = 0.5
 
 
 @dataclass
@@ -27,6 +38,28 @@ class ServerContext:
     augmenter: Augmenter
     upstream: HttpUpstream | None  # None: the embedded model is the upstream
     upstream_label: str
+
+    def __post_init__(self) -> None:
+        self.mw.templates.watch(validator=self.lint_templates, check_interval=TEMPLATE_CHECK_SECONDS)
+        try:
+            self.mw.templates.current()  # load and lint now: a broken set is logged at start, not at a request
+        except TemplateError:
+            pass  # logged by the template set; augmented requests answer with the error, /rag/health shows it
+
+    def lint_templates(self, snapshot: TemplateSnapshot) -> list[str]:
+        return errors_only(lint_snapshot(snapshot, self.mw.domains))
+
+    def templates_health(self) -> dict[str, Any]:
+        started = time.perf_counter()
+        status = self.mw.templates.status()
+        rejected = status["rejected"]
+        if rejected is None:
+            detail = f"version {status['version']} live since {status['live_since']}"
+        else:
+            detail = (f"edit {rejected['version'] or '(unreadable)'} refused, serving {status['version'] or 'nothing'}: "
+                      + "; ".join(rejected["problems"][:5]))
+        return {"ok": status["ok"], "latency_ms": round((time.perf_counter() - started) * 1000, 2), "detail": detail,
+                "version": status["version"], "rejected": rejected}
 
     def tenant_of(self, request: Request) -> str | None:
         return request.headers.get(self.settings.server.tenant_header) or None
