@@ -15,6 +15,7 @@ import importlib.util
 import json
 import sys
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .errors import DomainError, UnknownDomainError
+from .abtest import VariantSpec, check_variants
 from .guide import StepSpec, example_clauses, read_bank
 from .validation import JSONSchemaValidator, OutputValidator, PydanticValidator
 
@@ -51,6 +53,7 @@ class DomainSpec(BaseModel):
     cot: CotSpec = CotSpec()
     rules: list[str] = Field(default_factory=list)
     steps: StepSpec | None = None  # step guidance: a bank of labelled clauses steers the grammar
+    variants: list[VariantSpec] = Field(default_factory=list)  # A/B template-set variants (abtest.py)
 
 
 class CuratedExample(BaseModel):
@@ -276,6 +279,7 @@ def load_domain(path: Path) -> Domain:
             step_bank += example_clauses(examples, split, label_of)
         if spec.steps.rule:
             rule = _load_object(spec.steps.rule, path, what="steps.rule", spec_path=spec_path, line=line)
+    check_variants(spec.variants, domain_dir=path, spec_path=spec_path, text=text)
     return Domain(name=path.name, path=path, spec=spec, examples=examples, negatives=negatives, validator=validator,
                   step_bank=step_bank, split=split, step_rule=rule)
 
@@ -287,16 +291,25 @@ class DomainRegistry:
         self.root = Path(root)
         self._cache: dict[str, Domain] = {}
         self._lock = threading.Lock()
+        self._names: tuple[float, list[str]] | None = None
+
+    NAMES_TTL = 1.0  # seconds a directory listing is reused (the server asks on every request)
 
     def names(self) -> list[str]:
-        if not self.root.is_dir():
-            return []
-        return sorted(p.name for p in self.root.iterdir() if (p / "domain.yaml").is_file())
+        now = time.monotonic()
+        cached = self._names
+        if cached is not None and now - cached[0] < self.NAMES_TTL:
+            return list(cached[1])
+        names = sorted(p.name for p in self.root.iterdir() if (p / "domain.yaml").is_file()) if self.root.is_dir() else []
+        self._names = (now, names)
+        return list(names)
 
     def get(self, name: str) -> Domain:
         with self._lock:
             if name in self._cache:
                 return self._cache[name]
+            if name and name not in self.names():
+                self._names = None  # a domain created within the last second: look again before refusing
             if not name or name not in self.names():
                 raise UnknownDomainError(name, self.names())
             domain = load_domain(self.root / name)
