@@ -14,6 +14,7 @@ import logging
 import socket
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import httpx
@@ -421,3 +422,22 @@ def test_root_and_version(stack):
     assert head.status_code == 200 and head.headers["content-type"].startswith("text/plain")
     assert version.status_code == 200 and version.json() == {"version": "0.12.6"}
     assert version_head.status_code == 200
+
+
+def test_passthrough_reuses_pooled_upstream_connections(stack):
+    """Each passthrough takes an idle one-connection client and gives it back: sequential requests share one
+    client, concurrent ones make more and all return to the pool."""
+    pool = stack.live.server.config.app.state.ctx.upstream._pool
+    body = {"model": "llama3.2:1b", "messages": [{"role": "user", "content": "hi"}], "stream": False}
+    with stack.http() as c:
+        for _ in range(5):
+            assert c.post("/api/chat", json=body).status_code == 200
+    assert len(pool._idle) == 1 and len(pool._all) == 1
+
+    def one(_):
+        with stack.http() as c:
+            return c.post("/api/chat", json={**body, "stream": True}).status_code
+
+    with ThreadPoolExecutor(4) as ex:
+        assert list(ex.map(one, range(8))) == [200] * 8
+    assert 1 <= len(pool._idle) == len(pool._all) <= 8  # streamed answers release their client at the end
