@@ -5,7 +5,7 @@ STAMP := $(VENV)/.installed-stamp
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: demo test test-fast bench clean-data chromium
+.PHONY: demo test test-fast bench clean-data chromium lint-prompts
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -22,7 +22,11 @@ chromium:
 	  (apt-get install -y -q chromium >/dev/null 2>&1 || (apt-get update -q >/dev/null 2>&1 && \
 	   apt-get install -y -q chromium >/dev/null 2>&1)) || echo "chromium not installed: its test will skip"; }
 
-test: $(STAMP) chromium
+# every template parses in the sandbox, uses only the documented context, and renders for every domain
+lint-prompts: $(STAMP)
+	$(VENV)/bin/rag-middleware prompts lint
+
+test: $(STAMP) chromium lint-prompts
 	$(PY) -m pytest
 
 test-fast: $(STAMP)

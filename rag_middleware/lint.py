@@ -138,7 +138,7 @@ def _first_line(ast: nodes.Template, var: str) -> int | None:
 
 def _internals(ast: nodes.Template, path: str) -> list[Problem]:
     """``x.__class__``, ``x['_private']``, ``x|attr('__globals__')``: the sandbox refuses these at render."""
-    out = []
+    out: dict[int, Problem] = {}  # one per line
     for node in ast.find_all((nodes.Getattr, nodes.Getitem, nodes.Filter)):
         attr = None
         if isinstance(node, nodes.Getattr):
@@ -147,10 +147,10 @@ def _internals(ast: nodes.Template, path: str) -> list[Problem]:
             attr = node.arg.value
         elif isinstance(node, nodes.Filter) and node.name == "attr" and node.args and isinstance(node.args[0], nodes.Const):
             attr = str(node.args[0].value)
-        if attr is not None and attr.startswith("_"):
-            out.append(Problem("error", path, node.lineno, f"reaches Python internals ({attr!r}); templates get "
-                                                           "data only and the sandbox refuses this"))
-    return out
+        if attr is not None and attr.startswith("_") and node.lineno not in out:
+            out[node.lineno] = Problem("error", path, node.lineno, f"reaches Python internals ({attr!r}); "
+                                       "templates get data only and the sandbox refuses this")
+    return list(out.values())
 
 
 # -- rendering every domain ----------------------------------------------------------------------------

@@ -146,14 +146,13 @@ class TemplateSnapshot:
         except jinja2.TemplateSyntaxError as exc:
             raise TemplateError(exc.message or "syntax error", path=exc.filename or path, line=exc.lineno) from None
         except jinja2.exceptions.SecurityError as exc:
-            raise TemplateError(f"unsafe operation refused by the sandbox: {exc}", path=path,
-                                line=_template_line(exc)) from None
+            raise TemplateError(f"unsafe operation refused by the sandbox: {exc}", **_where(exc, path)) from None
         except jinja2.UndefinedError as exc:
-            raise TemplateError(f"undefined variable: {exc.message}", path=path, line=_template_line(exc)) from None
+            raise TemplateError(f"undefined variable: {exc.message}", **_where(exc, path)) from None
         except TemplateError:
             raise
         except Exception as exc:  # noqa: BLE001 - any failure inside a user template
-            raise TemplateError(f"{type(exc).__name__}: {exc}", path=path, line=_template_line(exc)) from None
+            raise TemplateError(f"{type(exc).__name__}: {exc}", **_where(exc, path)) from None
 
     def check(self, domain: str | None = None) -> list[str]:
         """Parse every template visible to a domain; return 'file:line: message' strings (empty if fine)."""
@@ -357,11 +356,12 @@ class TemplateSet:
             return [exc.one_line()]
 
 
-def _template_line(exc: BaseException) -> int | None:
+def _where(exc: BaseException, path: str) -> dict[str, Any]:
+    """The file and line of the innermost template frame (an included file names itself, not its includer)."""
     tb = exc.__traceback__
-    line = None
+    where: dict[str, Any] = {"path": path, "line": None}
     while tb is not None:
         if tb.tb_frame.f_code.co_filename.endswith(".j2"):
-            line = tb.tb_lineno
+            where = {"path": tb.tb_frame.f_code.co_filename, "line": tb.tb_lineno}
         tb = tb.tb_next
-    return line
+    return where

@@ -14,6 +14,7 @@ from ..assembly import Switches
 from ..errors import ConfigError
 from ..replay import ReplayOptions, load_items, read_results, run_replay, summarize
 from ..report import write_reports
+from ..template_store import resolve_template_dir
 from .context import CliState, console, err_console
 
 __all__ = ["register"]
@@ -37,7 +38,7 @@ def replay(
     limit: Optional[int] = typer.Option(None, "--limit", min=1),
     since: Optional[str] = typer.Option(None, "--since", help="ISO time (store:)"),
     until: Optional[str] = typer.Option(None, "--until", help="ISO time (store:)"),
-    template_set: Optional[Path] = typer.Option(None, "--template-set", help="a prompts directory to try"),
+    template_set: Optional[str] = typer.Option(None, "--template-set", help="a prompts dir, a label or a version"),
     backend: Optional[str] = typer.Option(None, "--backend", help="embedded | ollama"),
     model: Optional[str] = typer.Option(None, "--model"),
     no_memory: bool = typer.Option(False, "--no-memory"),
@@ -51,14 +52,13 @@ def replay(
 ) -> None:
     """Replay items, compare with expected or recorded outputs (and a baseline run), write a report."""
     state: CliState = ctx.obj
-    if template_set is not None and not template_set.is_dir():
-        raise ConfigError(f"--template-set {template_set} is not a directory of templates")
+    prompts_dir = resolve_template_dir(state.settings(), template_set) if template_set else None
     baseline_rows = None
     if baseline is not None:
         baseline_rows = read_results(baseline)
         if not baseline_rows:
             raise ConfigError(f"--baseline {baseline} has no results.jsonl")
-    mw = state.middleware(**{"prompts_dir": template_set, "llm.backend": backend, "llm.model": model})
+    mw = state.middleware(**{"prompts_dir": prompts_dir, "llm.backend": backend, "llm.model": model})
     with mw:
         items, skipped = load_items(source, mw, domain=domain, tenant=tenant, since=_when(since, "--since"),
                                     until=_when(until, "--until"), limit=limit)

@@ -132,6 +132,9 @@ async def health(request: Request) -> Response:
         return {"ok": ok, "latency_ms": round((time.perf_counter() - started) * 1000, 2), "detail": detail}
 
     checks["store"] = await anyio.to_thread.run_sync(lambda: timed(lambda: f"{ctx.mw.store.count()} records"))
+    outbox = getattr(ctx.mw.store, "status", None)  # a remote store's local outbox: writes not yet delivered
+    if callable(outbox):
+        checks["store"]["outbox"] = await anyio.to_thread.run_sync(outbox)
     checks["embedder"] = await anyio.to_thread.run_sync(
         lambda: timed(lambda: f"{ctx.mw.embedder.name}, dim {ctx.mw.embedder.inner.encode(['health check']).shape[1]}"))
     checks["templates"] = await anyio.to_thread.run_sync(ctx.templates_health)  # a refused edit shows here
