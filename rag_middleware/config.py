@@ -12,7 +12,7 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, SecretStr, ValidationError
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -25,11 +25,13 @@ from .errors import ConfigError
 __all__ = [
     "EmbeddingSettings",
     "LLMSettings",
+    "OutboxSettings",
     "RetrySettings",
     "SelectionSettings",
     "ServerSettings",
     "Settings",
     "StoreSettings",
+    "WeaviateSettings",
     "load_settings",
 ]
 
@@ -60,9 +62,47 @@ class EmbeddingSettings(BaseModel):
     device: str = "cpu"
 
 
+class OutboxSettings(BaseModel):
+    """The local SQLite outbox that every Weaviate write passes through."""
+
+    flush_interval: float = Field(2.0, gt=0, description="seconds between background flushes of queued writes")
+    backoff_initial: float = Field(0.5, ge=0.0, description="first wait after a failed flush")
+    backoff_max: float = Field(30.0, ge=0.0, description="longest wait between failed flushes")
+    batch_size: int = Field(256, ge=1, le=10_000, description="queued writes sent per batch")
+
+
+class WeaviateSettings(BaseModel):
+    """How to reach Weaviate (weaviate-client v4). ``url`` is a shorthand for local/custom connections."""
+
+    connection: Literal["local", "custom", "cloud", "embedded"] = "local"
+    url: str | None = Field(None, description="http(s)://host:port; overrides host/port (live tests: RAG_MW_WEAVIATE_URL)")
+    host: str = "localhost"
+    port: int = Field(8080, ge=1, le=65535)
+    grpc_port: int = Field(50051, ge=1, le=65535)
+    http_host: str | None = Field(None, description="custom: REST host (default: host)")
+    http_secure: bool = False
+    grpc_host: str | None = Field(None, description="custom: gRPC host (default: the REST host)")
+    grpc_secure: bool = False
+    cluster_url: str | None = Field(None, description="cloud: the cluster URL")
+    api_key: SecretStr | None = Field(None, description="cloud (or any secured server): API key")
+    embedded_version: str = Field("1.30.5", description="embedded: Weaviate version to run")
+    binary_path: Path | None = Field(None, description="embedded: where the Weaviate binary lives")
+    data_path: Path | None = Field(None, description="embedded: persistence directory; default <data_dir>/weaviate")
+    collection: str = Field("RagMemory", pattern=r"^[A-Z][_0-9A-Za-z]*$")
+    skip_init_checks: bool = Field(False, description="skip the gRPC ping and PyPI version check (offline)")
+    timeout_init: float = Field(2.0, gt=0, description="seconds for connecting and readiness probes")
+    timeout_query: float = Field(10.0, gt=0, description="seconds for one search/read")
+    timeout_insert: float = Field(60.0, gt=0, description="seconds for one batch write")
+    retry_interval: float = Field(5.0, ge=0.0, description="after a failure, seconds before Weaviate is tried again")
+    hybrid: bool = Field(False, description="BM25 + vector search when the question text is given")
+    alpha: float = Field(0.7, ge=0.0, le=1.0, description="hybrid weight: 1 = pure vector, 0 = pure BM25")
+    outbox: OutboxSettings = OutboxSettings()
+
+
 class StoreSettings(BaseModel):
-    backend: Literal["sqlite"] = "sqlite"
-    path: Path | None = Field(None, description="SQLite file; default <data_dir>/rag.db")
+    backend: Literal["sqlite", "weaviate"] = "sqlite"
+    path: Path | None = Field(None, description="SQLite file; default <data_dir>/rag.db (also holds the outbox)")
+    weaviate: WeaviateSettings = WeaviateSettings()
 
 
 class LLMSettings(BaseModel):

@@ -1,0 +1,567 @@
+"""The production memory store: Weaviate (weaviate-client v4), one collection, one Weaviate tenant per tenant.
+
+Each record is one object with ``uuid = generate_uuid5(record_id)`` and a self-provided named vector
+``embedding`` (cosine, HNSW). The client connects lazily and reconnects after an outage. Every call runs under
+a wall-clock deadline: the client retries unreachable gRPC calls for about a minute on its own, so a call that
+is slow gets a quick readiness probe and fails with :class:`StoreUnavailableError` when Weaviate is gone.
+After a failure Weaviate is left alone for ``retry_interval`` seconds; calls in that window fail at once.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import threading
+import time
+from collections.abc import Callable, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import urlparse
+
+import httpx
+import numpy as np
+
+from ...errors import StoreError, StoreUnavailableError
+from ...records import MemoryFilter, MemoryRecord, SearchHit, iso, utcnow
+from .base import UpsertResult
+
+if TYPE_CHECKING:
+    from ...config import WeaviateSettings
+
+__all__ = ["VECTOR_NAME", "WeaviateStore", "object_uuid"]
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+VECTOR_NAME = "embedding"
+_TENANT = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_FIELD_PROPS = ("record_id", "domain", "kind", "status", "source", "template_version")
+_TEXT_PROPS = ("question", "answer", "reason", "wrong")
+_UPDATABLE = {"status", "source", "answer", "reason", "wrong", "score", "template_version", "meta", "kind", "question"}
+_RETURN = [*_FIELD_PROPS, *_TEXT_PROPS, "score", "created_at", "updated_at", "meta"]
+_CHUNK = 500
+
+
+def object_uuid(record_id: str) -> str:
+    """The Weaviate object id of a record: uuid5 of its id, so every write of it lands on the same object."""
+    from weaviate.util import generate_uuid5
+
+    return generate_uuid5(record_id)
+
+
+def _weaviate() -> Any:
+    try:
+        import weaviate
+    except ImportError as exc:  # pragma: no cover - weaviate-client is a runtime dependency
+        raise StoreError("store.backend = 'weaviate' needs weaviate-client: pip install weaviate-client") from exc
+    return weaviate
+
+
+def _date(value: Any) -> datetime:
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+    return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+
+
+class WeaviateStore:
+    """MemoryStore over Weaviate. Thread-safe; construct once per process (it holds one client)."""
+
+    name = "weaviate"
+
+    def __init__(self, settings: WeaviateSettings, *, data_dir: Path | None = None) -> None:
+        self.settings = settings
+        self.collection_name = settings.collection
+        self._data_dir = data_dir
+        self._lock = threading.RLock()
+        self._client: Any = None
+        self._ready = False  # collection checked/created on this client
+        self._tenants: set[str] = set()  # tenants known to exist
+        self._down_since: float | None = None  # when the current outage began
+        self._next_try = 0.0  # monotonic time before which calls fail without trying
+        self._down_error = ""
+        self._closed = False
+
+    # -- connection ----------------------------------------------------------------------------------
+
+    def _additional_config(self) -> Any:
+        from weaviate.classes.init import AdditionalConfig, Timeout
+
+        s = self.settings
+        return AdditionalConfig(timeout=Timeout(init=s.timeout_init, query=s.timeout_query, insert=s.timeout_insert))
+
+    def _endpoint(self) -> tuple[str, int, bool]:
+        s = self.settings
+        if s.url:
+            parsed = urlparse(s.url if "://" in s.url else f"http://{s.url}")
+            secure = parsed.scheme == "https"
+            return parsed.hostname or s.host, parsed.port or (443 if secure else s.port), secure
+        if s.connection == "custom":
+            return s.http_host or s.host, s.port, s.http_secure
+        return s.host, s.port, False
+
+    def rest_url(self) -> str:
+        """Base REST URL, for readiness probes and messages."""
+        s = self.settings
+        if s.connection == "cloud":
+            url = s.cluster_url or ""
+            return (url if "://" in url else f"https://{url}").rstrip("/")
+        if s.connection == "embedded":
+            return f"http://127.0.0.1:{s.port}"
+        host, port, secure = self._endpoint()
+        return f"{'https' if secure else 'http'}://{host}:{port}"
+
+    def _connect(self) -> Any:
+        weaviate = _weaviate()
+        from weaviate.classes.init import Auth
+
+        s = self.settings
+        auth = Auth.api_key(s.api_key.get_secret_value()) if s.api_key is not None else None
+        cfg = self._additional_config()
+        if s.connection == "cloud":
+            if not s.cluster_url or auth is None:
+                raise StoreError("store.weaviate.connection = 'cloud' needs cluster_url and api_key")
+            return weaviate.connect_to_weaviate_cloud(cluster_url=s.cluster_url, auth_credentials=auth,
+                                                      additional_config=cfg, skip_init_checks=s.skip_init_checks)
+        if s.connection == "embedded":
+            from weaviate.embedded import EmbeddedOptions
+
+            data = s.data_path or ((self._data_dir / "weaviate") if self._data_dir else None)
+            options = EmbeddedOptions(
+                version=s.embedded_version, port=s.port, grpc_port=s.grpc_port, hostname="127.0.0.1",
+                binary_path=str(s.binary_path) if s.binary_path else EmbeddedOptions.binary_path,
+                persistence_data_path=str(data) if data else EmbeddedOptions.persistence_data_path,
+            )
+            client = weaviate.WeaviateClient(embedded_options=options, additional_config=cfg,
+                                             skip_init_checks=s.skip_init_checks)
+            client.connect()
+            return client
+        host, port, secure = self._endpoint()
+        if s.connection == "custom" or secure:
+            return weaviate.connect_to_custom(
+                http_host=host, http_port=port, http_secure=secure, grpc_host=s.grpc_host or host,
+                grpc_port=s.grpc_port, grpc_secure=s.grpc_secure or secure, additional_config=cfg,
+                auth_credentials=auth, skip_init_checks=s.skip_init_checks)
+        return weaviate.connect_to_local(host=host, port=port, grpc_port=s.grpc_port, additional_config=cfg,
+                                         auth_credentials=auth, skip_init_checks=s.skip_init_checks)
+
+    def _collection_config(self) -> dict[str, Any]:
+        """Keyword arguments of ``collections.create``: the schema this store relies on."""
+        from weaviate.classes.config import Configure, DataType, Property, Tokenization, VectorDistances
+
+        props = [Property(name=n, data_type=DataType.TEXT, tokenization=Tokenization.FIELD,
+                          index_filterable=True, index_searchable=False) for n in _FIELD_PROPS]
+        props += [Property(name=n, data_type=DataType.TEXT, tokenization=Tokenization.WORD,
+                           index_searchable=True, index_filterable=n == "question") for n in _TEXT_PROPS]
+        props += [
+            Property(name="score", data_type=DataType.NUMBER, index_filterable=True, index_range_filters=True),
+            Property(name="created_at", data_type=DataType.DATE, index_filterable=True, index_range_filters=True),
+            Property(name="updated_at", data_type=DataType.DATE, index_filterable=True),
+            Property(name="meta", data_type=DataType.TEXT, index_filterable=False, index_searchable=False),
+        ]
+        return {
+            "name": self.collection_name,
+            "description": "rag-middleware memory: past Q&A, examples and negatives",
+            "properties": props,
+            "vector_config": Configure.Vectors.self_provided(
+                name=VECTOR_NAME,
+                vector_index_config=Configure.VectorIndex.hnsw(distance_metric=VectorDistances.COSINE)),
+            "multi_tenancy_config": Configure.multi_tenancy(enabled=True, auto_tenant_creation=True,
+                                                            auto_tenant_activation=True),
+            "inverted_index_config": Configure.inverted_index(index_null_state=True, index_timestamps=True),
+        }
+
+    def _live_client(self) -> Any:
+        with self._lock:
+            if self._closed:
+                raise StoreError("the Weaviate store is closed")
+            if self._client is None:
+                self._client = self._connect()
+                self._ready = False
+                self._tenants.clear()
+            if not self._ready:
+                if not self._client.collections.exists(self.collection_name):
+                    try:
+                        self._client.collections.create(**self._collection_config())
+                    except Exception:  # noqa: BLE001 - another replica may have created it meanwhile
+                        if not self._client.collections.exists(self.collection_name):
+                            raise
+                self._ready = True
+            return self._client
+
+    def _probe(self) -> bool:
+        try:
+            return httpx.get(f"{self.rest_url()}/v1/.well-known/ready", timeout=self.settings.timeout_init).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def _mark_down(self, error: str) -> None:
+        with self._lock:
+            now = time.monotonic()
+            if self._down_since is None:
+                self._down_since = now
+            self._next_try = now + self.settings.retry_interval
+            self._down_error = error
+            client, self._client, self._ready = self._client, None, False
+        if client is not None:
+            try:
+                client.close()
+            except Exception:  # noqa: BLE001 - closing a broken client must not mask the outage
+                pass
+
+    @property
+    def available(self) -> bool:
+        """False while an outage is known (until the next successful call)."""
+        return self._down_since is None
+
+    def _call(self, what: str, fn: Callable[[Any], T], *, timeout: float) -> T:
+        """Run ``fn(client)`` under a deadline, translating weaviate/httpx/grpc failures into our errors."""
+        with self._lock:
+            waiting = self._down_since is not None and time.monotonic() < self._next_try
+        if waiting:
+            raise StoreUnavailableError(f"Weaviate at {self.rest_url()} is unreachable ({self._down_error})")
+        box: dict[str, Any] = {}
+        done = threading.Event()
+
+        def target() -> None:
+            try:
+                box["value"] = fn(self._live_client())
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
+                box["error"] = exc
+            finally:
+                done.set()
+
+        started = time.monotonic()
+        threading.Thread(target=target, name=f"weaviate-{what}", daemon=True).start()
+        finished = done.wait(min(1.0, timeout))
+        if not finished and not self._probe():
+            self._mark_down("not ready")
+            raise StoreUnavailableError(f"Weaviate at {self.rest_url()} is unreachable: {what} got no answer")
+        if not finished and not done.wait(max(0.0, timeout + self.settings.timeout_init - (time.monotonic() - started))):
+            self._mark_down("timeout")
+            raise StoreUnavailableError(f"Weaviate at {self.rest_url()}: {what} timed out after {timeout:g}s")
+        if "error" in box:
+            raise self._translate(what, box["error"]) from None
+        with self._lock:
+            if self._down_since is not None:
+                log.info("Weaviate at %s is reachable again", self.rest_url())
+            self._down_since = None
+        return box["value"]
+
+    def _translate(self, what: str, exc: BaseException) -> StoreError:
+        from weaviate import exceptions as wx
+
+        if isinstance(exc, StoreError):
+            if isinstance(exc, StoreUnavailableError):
+                self._mark_down(exc.one_line())
+            return exc
+        text = " ".join(str(exc).split())[:300]
+        unavailable = (wx.WeaviateStartUpError, wx.WeaviateConnectionError, wx.WeaviateRetryError,
+                       wx.WeaviateTimeoutError, wx.WeaviateGRPCUnavailableError, wx.WeaviateClosedClientError,
+                       httpx.TransportError, ConnectionError, TimeoutError)
+        if isinstance(exc, unavailable) or (isinstance(exc, wx.WeaviateQueryError)
+                                            and re.search(r"UNAVAILABLE|DEADLINE|failed to connect", text, re.I)):
+            self._mark_down(text)
+            return StoreUnavailableError(f"Weaviate at {self.rest_url()} is unreachable ({what}): {text}")
+        if isinstance(exc, wx.WeaviateBaseError):
+            return StoreError(f"Weaviate {what} failed: {text}")
+        return StoreError(f"Weaviate {what} failed: {type(exc).__name__}: {text}")
+
+    # -- tenants and objects ---------------------------------------------------------------------------
+
+    @staticmethod
+    def check_tenant(tenant: str) -> str:
+        if not _TENANT.match(tenant):
+            raise StoreError(f"tenant {tenant!r} is not a valid Weaviate tenant name ([A-Za-z0-9_-], 1-64 chars)")
+        return tenant
+
+    def _tenant_exists(self, client: Any, tenant: str) -> bool:
+        if tenant in self._tenants:
+            return True
+        if client.collections.use(self.collection_name).tenants.exists(tenant):
+            self._tenants.add(tenant)
+            return True
+        return False
+
+    def _all_tenants(self, client: Any) -> list[str]:
+        names = sorted(client.collections.use(self.collection_name).tenants.get())
+        self._tenants.update(names)
+        return names
+
+    def _scoped(self, client: Any, f: MemoryFilter | None) -> list[str]:
+        """The tenants a filter covers that exist."""
+        if f is not None and f.tenant is not None:
+            return [f.tenant] if _TENANT.match(f.tenant) and self._tenant_exists(client, f.tenant) else []
+        return self._all_tenants(client)
+
+    def _coll(self, client: Any, tenant: str) -> Any:
+        return client.collections.use(self.collection_name).with_tenant(tenant)
+
+    @staticmethod
+    def _properties(rec: MemoryRecord) -> dict[str, Any]:
+        props: dict[str, Any] = {
+            "record_id": rec.id, "domain": rec.domain, "kind": rec.kind, "status": rec.status, "source": rec.source,
+            "question": rec.question, "answer": rec.answer, "reason": rec.reason, "wrong": rec.wrong,
+            "template_version": rec.template_version, "created_at": _date(rec.created_at),
+            "updated_at": _date(rec.updated_at), "meta": json.dumps(rec.meta, sort_keys=True),
+        }
+        if rec.score is not None:
+            props["score"] = float(rec.score)
+        return props
+
+    @staticmethod
+    def _record(tenant: str, props: dict[str, Any]) -> MemoryRecord:
+        data = {k: v for k, v in props.items() if v is not None}
+        data["id"] = data.pop("record_id")
+        data["tenant"] = tenant
+        data["meta"] = json.loads(data.get("meta") or "{}")
+        for key in ("created_at", "updated_at"):
+            if key in data:
+                data[key] = _date(data[key])
+        return MemoryRecord.model_validate(data)
+
+    @staticmethod
+    def _vector_of(obj: Any) -> np.ndarray | None:
+        vec = obj.vector.get(VECTOR_NAME) if isinstance(obj.vector, dict) else obj.vector
+        return None if vec is None else np.asarray(vec, dtype=np.float32)
+
+    def _fetch(self, client: Any, tenant: str, ids: Sequence[str], *, vectors: bool) -> list[Any]:
+        from weaviate.classes.query import Filter
+
+        out: list[Any] = []
+        coll = self._coll(client, tenant)
+        for start in range(0, len(ids), _CHUNK):
+            chunk = list(ids[start : start + _CHUNK])
+            res = coll.query.fetch_objects(filters=Filter.by_property("record_id").contains_any(chunk),
+                                           limit=len(chunk), return_properties=_RETURN,
+                                           include_vector=[VECTOR_NAME] if vectors else False)
+            out.extend(res.objects)
+        return out
+
+    def _where(self, f: MemoryFilter | None) -> Any:
+        from weaviate.classes.query import Filter
+
+        parts = []
+        if f is not None:
+            if f.domain is not None:
+                parts.append(Filter.by_property("domain").equal(f.domain))
+            if f.kinds is not None:
+                parts.append(Filter.by_property("kind").contains_any(list(f.kinds)) if f.kinds
+                             else Filter.by_property("kind").is_none(True))
+            if f.statuses is not None:
+                parts.append(Filter.by_property("status").contains_any(list(f.statuses)) if f.statuses
+                             else Filter.by_property("status").is_none(True))
+            if f.created_before is not None:
+                parts.append(Filter.by_property("created_at").less_than(_date(f.created_before)))
+            if f.exclude_ids:
+                parts.append(Filter.by_property("record_id").contains_none(sorted(f.exclude_ids)))
+        return Filter.all_of(parts) if len(parts) > 1 else (parts[0] if parts else None)
+
+    # -- Protocol ------------------------------------------------------------------------------------
+
+    def check(self, records: Sequence[MemoryRecord], vectors: np.ndarray) -> np.ndarray:
+        """Refuse what Weaviate could never take, before anything is queued or sent."""
+        vectors = np.asarray(vectors, dtype=np.float32)
+        if len(records) != len(vectors):
+            raise StoreError(f"upsert got {len(records)} records but {len(vectors)} vectors")
+        if len(records) and vectors.ndim != 2:
+            raise StoreError("upsert vectors must be a 2-D array")
+        for rec in records:
+            self.check_tenant(rec.tenant)
+        return vectors
+
+    def upsert(self, records: Sequence[MemoryRecord], vectors: np.ndarray) -> UpsertResult:
+        vectors = self.check(records, vectors)
+        result = UpsertResult(inserted=0, updated=0, unchanged=0)
+        if not records:
+            return result
+        by_tenant: dict[str, list[int]] = {}
+        for i, rec in enumerate(records):
+            by_tenant.setdefault(rec.tenant, []).append(i)
+
+        def run(client: Any) -> UpsertResult:
+            for tenant, rows in by_tenant.items():
+                self._upsert_tenant(client, tenant, [records[i] for i in rows], vectors[rows], result)
+                self._tenants.add(tenant)
+            return result
+
+        return self._call("upsert", run, timeout=self.settings.timeout_insert)
+
+    def _upsert_tenant(self, client: Any, tenant: str, records: list[MemoryRecord], vectors: np.ndarray,
+                       result: UpsertResult) -> None:
+        existing = {}
+        if self._tenant_exists(client, tenant):
+            existing = {o.properties["record_id"]: o for o in self._fetch(client, tenant, [r.id for r in records],
+                                                                          vectors=True)}
+        writes: list[tuple[str, dict[str, Any], list[float]]] = []
+        latest: dict[str, int] = {}
+        for rec, vec in zip(records, vectors):
+            props = self._properties(rec)
+            old = existing.get(rec.id)
+            if old is not None:
+                props["created_at"] = _date(old.properties["created_at"])  # created_at keeps its first value
+                old_vec = self._vector_of(old)
+                same = (old_vec is not None and np.array_equal(old_vec, vec)
+                        and self._record(tenant, old.properties) == self._record(tenant, props))
+                if same:
+                    result["unchanged"] += 1
+                    continue
+                result["updated"] += 1
+            else:
+                result["inserted"] += 1
+            latest[rec.id] = len(writes)
+            writes.append((object_uuid(rec.id), props, vec.tolist()))
+        writes = [w for i, w in enumerate(writes) if latest[w[1]["record_id"]] == i]  # last write of an id wins
+        if not writes:
+            return
+        coll = self._coll(client, tenant)
+        with coll.batch.fixed_size(batch_size=min(len(writes), 200), concurrent_requests=1) as batch:
+            for uuid, props, vec in writes:
+                batch.add_object(properties=props, uuid=uuid, vector={VECTOR_NAME: vec})
+        failed = coll.batch.failed_objects
+        if failed:
+            first = failed[0]
+            rid = (first.object_.properties or {}).get("record_id", "?")
+            raise StoreError(f"Weaviate rejected {len(failed)} of {len(writes)} object(s) of tenant {tenant}; "
+                             f"first: {rid}: {first.message}")
+
+    def search(self, vector: np.ndarray, *, filters: MemoryFilter, limit: int,
+               text: str | None = None) -> list[SearchHit]:
+        """Nearest records (cosine), best first. With ``hybrid`` on and ``text`` given, BM25 + vector."""
+        if filters.tenant is None or filters.domain is None:
+            raise StoreError("search needs a tenant and a domain")
+        if limit <= 0 or not _TENANT.match(filters.tenant):
+            return []
+        query = np.asarray(vector, dtype=np.float32).reshape(-1)
+        tenant = filters.tenant
+
+        def run(client: Any) -> list[SearchHit]:
+            from weaviate.classes.query import HybridFusion, MetadataQuery
+
+            if not self._tenant_exists(client, tenant):
+                return []
+            coll = self._coll(client, tenant)
+            where = self._where(filters)
+            if self.settings.hybrid and text:
+                res = coll.query.hybrid(query=text, vector=query.tolist(), target_vector=VECTOR_NAME,
+                                        alpha=self.settings.alpha, fusion_type=HybridFusion.RELATIVE_SCORE,
+                                        limit=limit, filters=where, include_vector=[VECTOR_NAME],
+                                        return_properties=_RETURN, return_metadata=MetadataQuery(score=True))
+            else:
+                res = coll.query.near_vector(near_vector=query.tolist(), target_vector=VECTOR_NAME, limit=limit,
+                                             filters=where, include_vector=[VECTOR_NAME],
+                                             return_properties=_RETURN, return_metadata=MetadataQuery(distance=True))
+            hits = []
+            for obj in res.objects:
+                vec = self._vector_of(obj)
+                distance = obj.metadata.distance if obj.metadata is not None else None
+                similarity = 1.0 - float(distance) if distance is not None else (
+                    float(vec @ query) if vec is not None and vec.shape == query.shape else 0.0)
+                hits.append(SearchHit(record=self._record(tenant, obj.properties), similarity=similarity, vector=vec))
+            return hits
+
+        return self._call("search", run, timeout=self.settings.timeout_query)
+
+    def get(self, ids: Sequence[str]) -> list[MemoryRecord]:
+        if not ids:
+            return []
+
+        def run(client: Any) -> list[MemoryRecord]:
+            found: dict[str, MemoryRecord] = {}
+            for tenant in self._all_tenants(client):
+                for obj in self._fetch(client, tenant, ids, vectors=False):
+                    rec = self._record(tenant, obj.properties)
+                    found[rec.id] = rec
+            return [found[i] for i in ids if i in found]
+
+        return self._call("get", run, timeout=self.settings.timeout_query)
+
+    @staticmethod
+    def update_values(fields: dict[str, Any]) -> dict[str, Any]:
+        """Check the fields of an update (names and types) and return them as plain values."""
+        bad = set(fields) - _UPDATABLE
+        if bad:
+            raise StoreError(f"cannot update field(s) {', '.join(sorted(bad))}")
+        probe = MemoryRecord(id="x", tenant="t", domain="d", question="q", answer="a").model_dump()
+        try:
+            checked = MemoryRecord.model_validate({**probe, **fields})
+        except ValueError as exc:
+            raise StoreError(f"invalid update: {' '.join(str(exc).split())[:200]}") from None
+        return {k: getattr(checked, k) for k in fields}
+
+    def update(self, record_id: str, **fields: Any) -> bool:
+        props = self.update_values(fields)
+        if not props:
+            return False
+        if "meta" in props:
+            props["meta"] = json.dumps(props["meta"], sort_keys=True)
+        props["updated_at"] = _date(utcnow())
+
+        def run(client: Any) -> bool:
+            for tenant in self._all_tenants(client):
+                if self._fetch(client, tenant, [record_id], vectors=False):
+                    self._coll(client, tenant).data.update(uuid=object_uuid(record_id), properties=props)
+                    return True
+            return False
+
+        return self._call("update", run, timeout=self.settings.timeout_insert)
+
+    def delete(self, ids: Sequence[str]) -> int:
+        if not ids:
+            return 0
+
+        def run(client: Any) -> int:
+            from weaviate.classes.query import Filter
+
+            removed = 0
+            for tenant in self._all_tenants(client):
+                coll = self._coll(client, tenant)
+                for start in range(0, len(ids), _CHUNK):
+                    chunk = list(ids[start : start + _CHUNK])
+                    res = coll.data.delete_many(where=Filter.by_property("record_id").contains_any(chunk))
+                    removed += int(res.successful)
+                    if res.failed:
+                        raise StoreError(f"Weaviate failed to delete {res.failed} object(s) of tenant {tenant}")
+            return removed
+
+        return self._call("delete", run, timeout=self.settings.timeout_insert)
+
+    def count(self, filters: MemoryFilter | None = None) -> int:
+        def run(client: Any) -> int:
+            where = self._where(filters)
+            return sum(int(self._coll(client, t).aggregate.over_all(total_count=True, filters=where).total_count or 0)
+                       for t in self._scoped(client, filters))
+
+        return self._call("count", run, timeout=self.settings.timeout_query)
+
+    def list(self, filters: MemoryFilter | None = None, *, limit: int = 50, offset: int = 0) -> list[MemoryRecord]:
+        def run(client: Any) -> list[MemoryRecord]:
+            from weaviate.classes.query import Sort
+
+            where = self._where(filters)
+            order = Sort.by_property("created_at", ascending=False).by_property("record_id", ascending=True)
+            out: list[MemoryRecord] = []
+            for tenant in self._scoped(client, filters):
+                res = self._coll(client, tenant).query.fetch_objects(filters=where, sort=order, limit=limit + offset,
+                                                                       return_properties=_RETURN)
+                out.extend(self._record(tenant, o.properties) for o in res.objects)
+            out.sort(key=lambda r: r.id)
+            out.sort(key=lambda r: iso(r.created_at), reverse=True)
+            return out[offset : offset + limit]
+
+        return self._call("list", run, timeout=self.settings.timeout_query)
+
+    def tenants(self) -> list[str]:
+        """Every tenant that holds memory."""
+        return self._call("tenants", self._all_tenants, timeout=self.settings.timeout_query)
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            client, self._client = self._client, None
+        if client is not None:
+            try:
+                client.close()
+            except Exception as exc:  # noqa: BLE001 - closing never raises
+                log.debug("closing the Weaviate client: %s", exc)
