@@ -330,7 +330,8 @@ def _repair_op(i: int, op: dict[str, Any], fix, request: str, changes: list[str]
         for key in ("subset", "by") + (("columns",) if kind == "drop_column" else ()):
             if key in kwargs:
                 val = kwargs[key]
-                kwargs[key] = [fix(v) for v in val] if isinstance(val, list) else fix(val)
+                # a column listed twice is a small model looping, never a request
+                kwargs[key] = list(dict.fromkeys(fix(v) for v in val)) if isinstance(val, list) else fix(val)
         for key in ("agg", "func", "value", "dtype") + (("columns",) if kind == "rename_column" else ()):
             if isinstance(kwargs.get(key), dict):
                 kwargs[key] = {fix(k): v for k, v in kwargs[key].items()}
@@ -439,6 +440,27 @@ def group_columns(columns: list[str], request: str) -> list[str]:
     return found
 
 
+_RANK_WORDS = (r"highest|largest|biggest|greatest|most|top|lowest|smallest|least|fewest|best|worst|longest|"
+               r"shortest|oldest|newest|latest|earliest|ascending|descending")
+
+
+def key_columns(columns: list[str], request: str) -> list[str]:
+    """Columns that rank rows: "by lifetime_value", "the largest number of reviews", "top score", "in week
+    order". The sort key and the top_n column come from these when the request names any."""
+    body = _body(request).lower()
+    found: list[str] = []
+    for c in sorted(columns, key=len, reverse=True):
+        forms = "|".join(re.escape(f) for f in dict.fromkeys((c.lower(), c.lower().replace("_", " "))))
+        col = rf"(?:{forms})(?![a-z0-9_])"
+        cues = (rf"\b(?:by|on)\s+(?:the\s+|their\s+|its\s+|highest\s+|lowest\s+)?{col}",
+                rf"\b(?:{_RANK_WORDS})\s+(?:[a-z]+\s+){{0,3}}?{col}",
+                rf"\bin\s+(?:[a-z]+\s+)?{col}\s+order\b",
+                rf"(?<![a-z0-9_]){col}\s+(?:ascending|descending|high(?:est)?\s+to\s+low|low(?:est)?\s+to\s+high)")
+        if any(re.search(cue, body) for cue in cues) and c not in found:
+            found.append(c)
+    return [c for c in columns if c in found]
+
+
 def query_pattern(columns: list[str]) -> str:
     """A regex for pandas query strings over these columns: comparisons joined by and/or, values quoted
     strings, numbers or lists, columns with spaces in backticks."""
@@ -458,7 +480,8 @@ def grammar_schema(context: dict[str, Any]) -> dict[str, Any]:
     named = mentioned_columns(all_columns, str(context.get("request") or ""))
     columns = named or all_columns
     col: dict[str, Any] = {"enum": columns} if columns else {"type": "string"}
-    cols = {"type": "array", "items": col, "minItems": 1}
+    # at most one entry per column: a small model otherwise repeats one name until num_predict runs out
+    cols = {"type": "array", "items": col, "minItems": 1, "maxItems": max(1, len(columns))}
     func = {"enum": sorted(AGG_FUNCS)}
 
     def by_column(value: dict[str, Any], *, keys: list[str] | None = None) -> dict[str, Any]:
@@ -472,6 +495,8 @@ def grammar_schema(context: dict[str, Any]) -> dict[str, Any]:
     # the column after "per", "by", "each" is the group; the other named columns are what is aggregated; an
     # aggregated column may go unnamed ("count tickets per status" counts some column): then any but the group
     groups = [c for c in group_columns(all_columns, str(context.get("request") or "")) if c in columns]
+    keys = [c for c in key_columns(all_columns, str(context.get("request") or "")) if c in columns]
+    key_col: dict[str, Any] = {"enum": keys} if keys else col
     group_col: dict[str, Any] = {"enum": groups} if groups else col
     valued = [c for c in named if c not in groups]
     agg_keys = valued or [c for c in all_columns if c not in groups] or all_columns
@@ -498,8 +523,8 @@ def grammar_schema(context: dict[str, Any]) -> dict[str, Any]:
         "filter_rows": ({"type": "array", "prefixItems": [query], "items": False, "minItems": 1}, empty_kwargs),
         "group_by": ({"type": "array", "prefixItems": [group_col], "items": False, "minItems": 1},
                      obj({"agg": by_column(func, keys=agg_keys)})),
-        "sort": (empty_args, obj({"by": col, "ascending": {"type": "boolean"}})),
-        "top_n": ({"type": "array", "prefixItems": [{"type": "integer", "minimum": 1}, col], "items": False,
+        "sort": (empty_args, obj({"by": key_col, "ascending": {"type": "boolean"}})),
+        "top_n": ({"type": "array", "prefixItems": [{"type": "integer", "minimum": 1}, key_col], "items": False,
                    "minItems": 2}, empty_kwargs),
         "aggregate": (empty_args, obj({"func": by_column(func, keys=agg_keys)})),
         "rename_column": (empty_args, obj({"columns": by_column(
