@@ -683,3 +683,36 @@ def test_an_operation_repeated_verbatim_is_dropped(domain, repair):
     different = op("remove_duplicates", [], {"subset": ["region"]})
     kept, _ = repair(plan(dup, different))
     assert len(kept["operations"]) == 2  # same type, different arguments: both stay
+
+
+@pytest.mark.parametrize(("request_text", "keys"), [
+    ("Columns: customer, country, lifetime_value\nOur three biggest accounts by lifetime_value, please.",
+     ["lifetime_value"]),
+    ("Columns: hotel, city, avg_rating, reviews\nWhich 5 hotels have received the largest number of reviews?",
+     ["reviews"]),
+    ("Columns: athlete, event, score\nPick the 8 athletes with the top score.", ["score"]),
+    ("Columns: week, active_users, churned\nPut the rows in week order.", ["week"]),
+])
+def test_ranking_cues_restrict_the_sort_key_and_the_top_n_column(grammar, request_text, keys):
+    schema = grammar(request_text)
+    assert _branch(schema, "sort")["kwargs"]["properties"]["by"] == {"enum": keys}
+    assert _branch(schema, "top_n")["args"]["prefixItems"][1] == {"enum": keys}
+
+
+def test_without_a_ranking_cue_any_named_column_may_be_the_key(grammar):
+    schema = grammar("Columns: region, amount, note\nSort the region and amount columns.")
+    assert _branch(schema, "sort")["kwargs"]["properties"]["by"] == {"enum": ["region", "amount"]}
+
+
+def test_column_lists_cannot_run_on(grammar):
+    """Gemma 270M once repeated "crop" until num_predict: a list holds at most one entry per column."""
+    schema = grammar("Columns: farm, crop, area_ha\nRemove duplicates and drop the crop column.")
+    v = Draft202012Validator(schema)
+    assert v.is_valid(plan(op("drop_column", [], {"columns": ["crop"]})))
+    assert not v.is_valid(plan(op("drop_column", [], {"columns": ["crop"] * 4})))
+
+
+def test_repair_drops_a_column_listed_twice(repair):
+    value = plan(op("remove_duplicates", [], {"subset": ["region", "order_total", "region", "region"]}))
+    fixed, changes = repair(value)
+    assert ei(fixed)["kwargs"]["subset"] == ["region", "order_total"] and changes
