@@ -122,6 +122,24 @@ MIGRATIONS: list[tuple[str, str]] = [
         );
         """,
     ),
+    (
+        "0006_feedback",
+        """
+        CREATE TABLE feedback (
+            interaction_id TEXT NOT NULL,
+            reviewer TEXT NOT NULL,
+            action TEXT NOT NULL CHECK (action IN ('approve', 'edit', 'reject')),
+            score INTEGER CHECK (score IS NULL OR score BETWEEN 1 AND 5),
+            notes TEXT NOT NULL DEFAULT '',
+            reason TEXT NOT NULL DEFAULT '',
+            edited_output TEXT,
+            created_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL,
+            PRIMARY KEY (interaction_id, reviewer)
+        );
+        CREATE INDEX feedback_updated ON feedback (interaction_id, updated_at);
+        """,
+    ),
 ]
 
 _init_lock = threading.Lock()

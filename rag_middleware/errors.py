@@ -13,6 +13,8 @@ the CLI turns them into a one-line message and an exit code, and the server into
     ├── DomainError                 knowledge_base/<domain>/ is invalid (file:line)
     │   └── UnknownDomainError      no such domain (lists the known ones)
     ├── RequestError                the caller's input is unusable (empty question, malformed message)
+    │   ├── UnknownInteractionError no interaction with that id (feedback, lookups)
+    │   └── InvalidEditError        an edited answer fails the domain's output model; carries the errors
     ├── TemplateError               a prompt template does not parse or render (file:line)
     ├── StoreError                  the memory store failed
     │   └── StoreUnavailableError   the store cannot be reached
@@ -44,8 +46,10 @@ __all__ = [
     "StoreError",
     "StoreUnavailableError",
     "TemplateError",
+    "InvalidEditError",
     "TransportError",
     "UnknownDomainError",
+    "UnknownInteractionError",
     "UpstreamResponseError",
     "UpstreamUnavailableError",
 ]
@@ -92,6 +96,24 @@ class UnknownDomainError(DomainError):
 class RequestError(RagMiddlewareError):
     http_status = 400
     exit_code = 2
+
+
+class UnknownInteractionError(RequestError):
+    http_status = 404
+
+    def __init__(self, interaction_id: str) -> None:
+        self.interaction_id = interaction_id
+        super().__init__(f"no interaction {interaction_id!r}")
+
+
+class InvalidEditError(RequestError):
+    """An edited answer that fails validation is refused; ``errors`` are the validator's ``path: message`` lines."""
+
+    http_status = 422
+
+    def __init__(self, message: str, *, errors: list[str]) -> None:
+        self.errors = errors
+        super().__init__(message)
 
 
 class TemplateError(RagMiddlewareError):

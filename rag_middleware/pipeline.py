@@ -8,10 +8,12 @@ import json
 import logging
 import os
 import re
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -28,6 +30,7 @@ from .backends.llm import Completion, GenerateRequest, LLMBackend, StreamChunk, 
 from .backends.store import MemoryStore, open_store
 from .config import Settings, load_settings
 from .db import connect
+from .abtest import VariantSpec, assign
 from .domains import Domain, DomainRegistry
 from .embedding import CachedEmbedder, Embedder, SentenceTransformerEmbedder
 from .errors import (
@@ -94,6 +97,7 @@ class _Call:
     max_attempts: int
     started: float
     deadline: float
+    assembler: Assembler  # the variant's when the domain runs an A/B test of template sets
     ledger: list[Attempt] = field(default_factory=list)
 
 
@@ -135,6 +139,8 @@ class Middleware:
         self.journal = InteractionLog(self.settings.db_path)
         self._token_counter = token_counter
         self._assembler: Assembler | None = None
+        self._variant_assemblers: dict[Path, Assembler] = {}
+        self._variant_lock = threading.Lock()
 
     def _check_data_dir(self) -> None:
         data_dir = self.settings.data_dir
@@ -170,15 +176,16 @@ class Middleware:
             as_of: datetime | None = None, exclude_ids: frozenset[str] = frozenset(), learn: bool | None = None,
             switches: Switches = Switches(), max_attempts: int | None = None,
             options: dict[str, Any] | None = None, raise_on_invalid: bool = True, model: str | None = None,
-            interaction_id: str | None = None) -> AskResult:
+            interaction_id: str | None = None, user: str | None = None, variant: str | None = None) -> AskResult:
         """Answer one request. Raises AttemptsExhaustedError (carrying every attempt) when no attempt is valid,
         unless ``raise_on_invalid`` is False, in which case the invalid result is returned.
 
         ``model`` overrides the upstream model (else the domain's, else the backend's); ``interaction_id``
-        lets a caller (the server) know the record's id before the answer exists."""
+        lets a caller (the server) know the record's id before the answer exists. ``user`` (or a session id)
+        keeps an A/B-tested domain's variant sticky; ``variant`` forces one."""
         call = self._start(question_or_messages, domain=domain, tenant=tenant, as_of=as_of, exclude_ids=exclude_ids,
                            learn=learn, switches=switches, max_attempts=max_attempts, options=options, model=model,
-                           interaction_id=interaction_id)
+                           interaction_id=interaction_id, user=user, variant=variant)
         interaction, ledger = call.interaction, call.ledger
         final = call.assembly
         try:
@@ -215,13 +222,13 @@ class Middleware:
 
     def stream(self, question_or_messages: str | list[dict[str, Any]], *, domain: str, tenant: str | None = None,
                learn: bool | None = None, options: dict[str, Any] | None = None, model: str | None = None,
-               interaction_id: str | None = None) -> Iterator[StreamChunk]:
+               interaction_id: str | None = None, user: str | None = None) -> Iterator[StreamChunk]:
         """Stream a free-text domain's answer live from the model, with the retrieved context injected. The
         interaction is recorded when the stream ends, is closed early (client gone) or fails."""
         with self.templates.pinned():  # the assembly and the flat prompt from one template version
             call = self._start(question_or_messages, domain=domain, tenant=tenant, as_of=None,
                                exclude_ids=frozenset(), learn=learn, switches=Switches(), max_attempts=1,
-                               options=options, model=model, interaction_id=interaction_id)
+                               options=options, model=model, interaction_id=interaction_id, user=user)
             if not call.domain.free_text:
                 raise RequestError(f"domain {domain!r} validates its answers; use ask() (answers are checked first)")
             request, attempt = self._request(call, call.assembly, 1)
@@ -268,13 +275,15 @@ class Middleware:
     def _start(self, question_or_messages: str | list[dict[str, Any]], *, domain: str, tenant: str | None,
                as_of: datetime | None, exclude_ids: frozenset[str], learn: bool | None, switches: Switches,
                max_attempts: int | None, options: dict[str, Any] | None, model: str | None,
-               interaction_id: str | None) -> _Call:
+               interaction_id: str | None, user: str | None = None, variant: str | None = None) -> _Call:
         started = time.perf_counter()
         tenant = self._tenant(tenant)
         request = parse_request(question_or_messages)
         dom = self.domains.get(domain)
-        assembly = self.assembler.prepare(dom.name, request, tenant=tenant, as_of=as_of, exclude_ids=exclude_ids,
-                                          switches=switches, options=options)
+        chosen = assign(dom.spec.variants, domain=dom.name, tenant=tenant, key=user, forced=variant)
+        assembler = self._assembler_for(dom, chosen)
+        assembly = assembler.prepare(dom.name, request, tenant=tenant, as_of=as_of, exclude_ids=exclude_ids,
+                                     switches=switches, options=options)
         upstream_model = model or dom.spec.model or getattr(self.backend, "model", "")
         interaction = Interaction(
             tenant=tenant, domain=dom.name, status="error", question=request.question,
@@ -285,11 +294,28 @@ class Middleware:
         )
         if interaction_id:
             interaction.id = interaction_id
+        if chosen is not None:
+            interaction.variant = chosen.name
         return _Call(domain=dom, request=request, assembly=assembly, interaction=interaction, switches=switches,
                      as_of=as_of, exclude_ids=exclude_ids, options=options, model=upstream_model,
                      learn=self.settings.learn if learn is None else learn,
                      max_attempts=max_attempts or self.settings.retry.max_attempts, started=started,
-                     deadline=started + self.settings.retry.total_timeout)
+                     deadline=started + self.settings.retry.total_timeout, assembler=assembler)
+
+    def _assembler_for(self, domain: Domain, variant: VariantSpec | None) -> Assembler:
+        """The assembler that renders with the variant's template set (the default one without a variant)."""
+        if variant is None or variant.prompts is None:
+            return self.assembler
+        root = (domain.path / variant.prompts).resolve()
+        with self._variant_lock:
+            found = self._variant_assemblers.get(root)
+            if found is None:
+                base = self.assembler
+                found = Assembler(settings=self.settings, domains=self.domains, templates=TemplateSet(root),
+                                  embedder=self.embedder, store=self.store, flat_prompt=base.flat_prompt,
+                                  token_counter=base.tokens)
+                self._variant_assemblers[root] = found
+            return found
 
     def _validated(self, call: _Call) -> Assembly:
         """Validation attempts in a tenacity loop. Each retry carries the errors and escalates."""
@@ -333,7 +359,7 @@ class Middleware:
                                       max(64, int(current.options["num_ctx"]) // 2))
         extra = 2 if number >= 3 and not truncated else 0
         if truncated or extra:
-            current = self.assembler.prepare(call.domain.name, call.request, tenant=current.tenant, as_of=call.as_of,
+            current = call.assembler.prepare(call.domain.name, call.request, tenant=current.tenant, as_of=call.as_of,
                                              exclude_ids=call.exclude_ids, switches=call.switches,
                                              extra_examples=extra, drop_examples=1 if truncated else 0, options=opts)
         return current
@@ -345,7 +371,7 @@ class Middleware:
         ledger = call.ledger
         if number > 1 and ledger:
             previous = ledger[-1]
-            repair = self.assembler.repair_turn(call.domain, errors=previous.errors, attempt=number,
+            repair = call.assembler.repair_turn(call.domain, errors=previous.errors, attempt=number,
                                                 max_attempts=call.max_attempts,
                                                 previous_output=previous.raw_output[:MAX_ECHO_CHARS],
                                                 truncated=previous.error_kind == "truncated")
@@ -353,7 +379,7 @@ class Middleware:
             messages += [{"role": "assistant", "content": previous.raw_output[:MAX_ECHO_CHARS], "kind": "rejected"},
                          {"role": "user", "content": repair, "kind": "repair"}]
             options["temperature"] = 0.0 if number == 2 else min(0.3 * (number - 2), 0.9)
-        prompt = self.assembler.flatten(call.domain, messages) if self.backend.flat_prompt else None
+        prompt = call.assembler.flatten(call.domain, messages) if self.backend.flat_prompt else None
         sent = {_request_key(a.messages, a.prompt, a.options) for a in ledger}
         while _request_key(messages, prompt, options) in sent:  # never send an identical request twice
             options["seed"] = int(options.get("seed", 0)) + 1

@@ -134,3 +134,4 @@ class Interaction(BaseModel):
     timings_ms: dict[str, float] = Field(default_factory=dict)
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    variant: str = ""  # the A/B template-set variant that rendered the prompt ("" = the domain has none)
