@@ -100,14 +100,11 @@ class OutboxStore:
                 "SELECT last_error FROM outbox WHERE last_error != '' ORDER BY seq DESC LIMIT 1").fetchone()
         return {"depth": int(depth), "oldest": oldest, "last_error": row[0] if row else ""}
 
-    def flush(self, *, block: bool = True) -> UpsertResult | None:
+    def flush(self) -> UpsertResult:
         """Send every queued write, oldest first, in batches. Raises the remote store's error and keeps the rest.
-        With ``block=False`` returns None at once when another thread is flushing (it will send ours too)."""
+        The counts are of what this call delivered (a concurrent flush may have delivered some rows first)."""
         total = UpsertResult(inserted=0, updated=0, unchanged=0, deleted=0)
-        if not self._flush_lock.acquire(blocking=block):
-            self._wake.set()
-            return None
-        try:
+        with self._flush_lock:
             while True:
                 with self._db_lock:
                     rows = self._conn.execute(
@@ -127,8 +124,6 @@ class OutboxStore:
                 with self._db_lock:  # a row written again meanwhile has a new seq and stays
                     self._conn.executemany("DELETE FROM outbox WHERE record_id = ? AND seq = ?",
                                            [(r[0], r[1]) for r in rows])
-        finally:
-            self._flush_lock.release()
 
     def _send(self, rows: list[tuple], total: UpsertResult) -> None:
         upserts = [r for r in rows if r[2] == "upsert"]
@@ -143,17 +138,17 @@ class OutboxStore:
         if deletes:
             total["deleted"] += self.inner.delete(deletes)
 
-    def _try_flush(self, *, block: bool = False) -> UpsertResult | None:
-        """Flush now; None when the remote store is unreachable or another flush is running (writes stay queued)."""
+    def _try_flush(self) -> UpsertResult | None:
+        """Flush now; None when the remote store is unreachable (the writes stay queued)."""
         try:
-            result = self.flush(block=block)
+            result = self.flush()
         except StoreUnavailableError as exc:
             if not self._outage_logged:
                 log.warning("memory store unreachable, %d write(s) kept in the outbox until it is back: %s",
                             self.depth(), exc.one_line())
                 self._outage_logged = True
             return None
-        if result is not None and self._outage_logged:
+        if self._outage_logged:
             log.info("memory store reachable again; the outbox is drained")
             self._outage_logged = False
         return result
@@ -172,7 +167,7 @@ class OutboxStore:
             try:
                 for attempt in retrying:
                     with attempt:
-                        if self._try_flush(block=True) is None:
+                        if self._try_flush() is None:
                             raise StoreUnavailableError("remote store unreachable")
             except RetryError:
                 pass  # closing
@@ -255,7 +250,7 @@ class OutboxStore:
         if self._thread is not None:
             self._thread.join(timeout=10)
         if self.inner.available and self.depth():
-            self._try_flush(block=True)  # last chance to deliver; whatever is left waits for the next start
+            self._try_flush()  # last chance to deliver; whatever is left waits for the next start
         self.inner.close()
         with self._db_lock:
             self._conn.close()

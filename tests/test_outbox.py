@@ -1,0 +1,194 @@
+"""Nothing lost, fail-open: writes during a Weaviate outage wait in the SQLite outbox and arrive exactly once when it
+is back; a question asked during an outage is still answered (without memory), health says degraded, and the
+warning is logged once per outage. Weaviate is the in-process REST + gRPC fake of tests/weaviate_fake.py."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from starlette.testclient import TestClient
+from weaviate.util import generate_uuid5
+from weaviate_fake import FakeWeaviate
+
+from conftest import FakeLLM, HashEmbedder
+from rag_middleware import Middleware, load_settings
+from rag_middleware.backends.store import open_store
+from rag_middleware.backends.store.outbox import OutboxStore
+from rag_middleware.errors import StoreError, StoreUnavailableError
+from rag_middleware.records import MemoryFilter, MemoryRecord
+from rag_middleware.server import create_app
+from rag_middleware.tokens import ApproxTokenCounter
+
+Q = "Columns: price, qty\nsort by price, cheapest first"
+GOOD = {"task": "sort", "chart_type": "none", "operations": [{"type": "sort", "execution_instructions": {
+    "method": "pandas.DataFrame.sort_values", "args": [], "kwargs": {"by": "price", "ascending": True}}}]}
+
+
+@pytest.fixture(autouse=True)
+def _quiet(caplog):
+    caplog.set_level(logging.ERROR, logger="werkzeug")
+    caplog.set_level(logging.ERROR, logger="weaviate-client")
+
+
+@pytest.fixture
+def fake():
+    server = FakeWeaviate().start()
+    yield server
+    server.stop()
+
+
+def weaviate_settings(project: Path, fake: FakeWeaviate, **kw):
+    return load_settings(
+        data_dir=project / "data", knowledge_base=project / "knowledge_base", prompts_dir=project / "prompts",
+        retry={"backoff_initial": 0.0, "backoff_max": 0.0},
+        store={"backend": "weaviate", "weaviate": {
+            "url": fake.url, "grpc_port": fake.grpc_port, "skip_init_checks": True, "retry_interval": 0.2,
+            "outbox": {"flush_interval": 0.1, "backoff_initial": 0.05, "backoff_max": 0.2}, **kw}},
+    )
+
+
+def rec(rid: str, tenant: str = "acme", **kw) -> MemoryRecord:
+    kw.setdefault("answer", f"answer {rid}")
+    return MemoryRecord(id=rid, tenant=tenant, domain="data_ops", question=f"question {rid}", **kw)
+
+
+def vec(i: int) -> np.ndarray:
+    v = np.zeros(8, dtype=np.float32)
+    v[i % 8] = 1.0
+    return v
+
+
+def wait_for(predicate, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        time.sleep(0.05)
+
+
+def test_open_store_gives_the_outbox_wrapped_weaviate_store(project, fake):
+    store = open_store(weaviate_settings(project, fake))
+    try:
+        assert isinstance(store, OutboxStore) and store.name == "weaviate+outbox"
+    finally:
+        store.close()
+
+
+def test_writes_during_an_outage_arrive_exactly_once_when_weaviate_is_back(project, fake, caplog):
+    settings = weaviate_settings(project, fake)
+    store = open_store(settings)
+    try:
+        assert store.upsert([rec("before")], vec(0)[None]) == {"inserted": 1, "updated": 0, "unchanged": 0}
+        fake.stop()
+        caplog.set_level(logging.WARNING, logger="rag_middleware")
+        started = time.monotonic()
+        queued = store.upsert([rec(f"r{i}") for i in range(10)], np.stack([vec(i) for i in range(10)]))
+        assert queued == {"inserted": 0, "updated": 0, "unchanged": 0, "queued": 10}
+        assert time.monotonic() - started < 3, "a write during an outage must not wait for Weaviate"
+        store.upsert([rec("r3", answer="second version")], vec(3)[None])  # written twice: one pending write
+        store.upsert([rec("other", tenant="globex")], vec(1)[None])
+        assert store.update("r4", status="approved") is True  # applied to the queued record
+        assert store.delete(["r5"]) == 1  # only ever queued: dropped, and deleted remotely for good measure
+        assert store.depth() == 11  # 10 + other; r3 twice, r4 merged, r5 now a delete
+        assert [r.answer for r in store.get(["r3"])] == ["second version"], "queued writes are readable"
+        warnings = [r for r in caplog.records if "outbox" in r.getMessage() and r.levelno == logging.WARNING]
+        assert len(warnings) == 1, "one warning per outage, not one per write"
+    finally:
+        store.close()  # a restart while Weaviate is still down: the queue is on disk
+    assert fake.count() == 1
+    store = open_store(settings)
+    try:
+        assert store.depth() == 11  # 10 + other; r3 twice, r4 merged, r5 now a delete
+        fake.start()
+        wait_for(lambda: store.depth() == 0)
+        ids = {f"r{i}" for i in range(10)} - {"r5"}
+        assert {o["props"]["record_id"] for o in fake.objects["acme"].values()} == ids | {"before"}
+        assert {o["props"]["record_id"] for o in fake.objects["globex"].values()} == {"other"}
+        assert all(fake.deliveries[generate_uuid5(i)] == 1 for i in ids | {"other"}), fake.deliveries
+        assert generate_uuid5("r5") not in fake.deliveries
+        assert store.get(["r3"])[0].answer == "second version"
+        assert store.get(["r4"])[0].status == "approved"
+        assert store.count() == 11
+    finally:
+        store.close()
+
+
+def test_a_record_sent_twice_lands_once(project, fake):
+    """The flush after an ambiguous failure resends; uuid5 makes the second arrival the same object."""
+    store = open_store(weaviate_settings(project, fake))
+    try:
+        store.upsert([rec("a")], vec(0)[None])
+        store._enqueue([("a", "upsert", rec("a").model_dump_json(), vec(0).tobytes())])  # as if never acknowledged
+        store.flush()
+        assert fake.count() == 1 and store.depth() == 0
+    finally:
+        store.close()
+
+
+def test_a_rejected_write_raises_and_stays_queued(project, fake):
+    store = open_store(weaviate_settings(project, fake))
+    try:
+        fake.reject["bad"] = "property 'answer' is not text"
+        with pytest.raises(StoreError, match="rejected 1 of 2") as err:
+            store.upsert([rec("good"), rec("bad")], np.stack([vec(0), vec(1)]))
+        assert not isinstance(err.value, StoreUnavailableError)
+        assert store.depth() == 2 and "not text" in store.status()["last_error"]
+        del fake.reject["bad"]
+        wait_for(lambda: store.depth() == 0)
+        assert fake.count() == 2
+        with pytest.raises(StoreError, match="not a valid Weaviate tenant"):  # refused before it is queued
+            store.upsert([rec("x", tenant="bad tenant")], vec(0)[None])
+        assert store.depth() == 0
+    finally:
+        store.close()
+
+
+def test_question_during_an_outage_is_answered_without_memory_and_health_is_degraded(project, fake, caplog):
+    settings = weaviate_settings(project, fake).model_copy(update={"server": load_settings(
+        server={"upstream": "embedded"}).server})
+    llm = FakeLLM()
+    mw = Middleware(settings, backend=llm, embedder=HashEmbedder(), token_counter=ApproxTokenCounter())
+    client = TestClient(create_app(settings, middleware=mw))
+    try:
+        llm.enqueue(json.dumps(GOOD))
+        first = mw.ask(Q, domain="data_ops", tenant="acme")
+        assert first.valid and first.memory_available
+        wait_for(lambda: mw.store.depth() == 0)
+        health = client.get("/rag/health").json()
+        assert health["status"] == "ok" and health["store"]["outbox"]["depth"] == 0
+
+        fake.stop()
+        caplog.set_level(logging.WARNING, logger="rag_middleware")
+        answers = []
+        for _ in range(3):
+            llm.enqueue(json.dumps(GOOD))
+            started = time.monotonic()
+            answers.append(mw.ask(Q, domain="data_ops", tenant="acme"))
+            assert time.monotonic() - started < 5
+        assert all(a.valid and a.output == GOOD for a in answers)
+        assert [a.memory_available for a in answers] == [False, False, False]
+        assert all(s.source == "curated" for a in answers for s in a.selected), "memory could not be searched"
+        assert all(mw.journal.get(a.interaction_id).memory_available is False for a in answers)
+        down = [r for r in caplog.records if "memory unavailable" in r.getMessage()]
+        assert len(down) == 1, "the outage is logged once, not on every request"
+        health = client.get("/rag/health").json()
+        assert health["status"] == "degraded" and health["store"]["ok"] is False
+        assert "unreachable" in health["store"]["detail"]
+        assert health["store"]["outbox"]["depth"] == 3, "the three answers wait in the outbox"
+
+        fake.start()
+        wait_for(lambda: mw.store.depth() == 0)
+        llm.enqueue(json.dumps(GOOD))
+        back = mw.ask(Q, domain="data_ops", tenant="acme")
+        assert back.memory_available and any(s.source == "memory" for s in back.selected)
+        assert mw.store.count(MemoryFilter(tenant="acme")) == 5
+        assert all(fake.deliveries[generate_uuid5(a.interaction_id)] == 1 for a in answers)
+        assert client.get("/rag/health").json()["status"] == "ok"
+    finally:
+        client.close()
+        mw.close()
