@@ -199,7 +199,8 @@ class TemplateSet:
     ``on_version(snapshot)`` is called once for each snapshot that becomes live (the middleware stores it, so
     every recorded version exists). ``validator(snapshot) -> problems`` guards the swap: a snapshot with
     problems is refused and the last good one stays live. ``check_interval`` (seconds) bounds how often the
-    files are stat'ed; 0 checks on every use.
+    files are stat'ed; 0 checks on every use. With a validator, a change is loaded once two checks in a row
+    see the same files (an editor that is still writing is not caught half way).
     """
 
     def __init__(self, root: Path, *, on_version: Callable[[TemplateSnapshot], None] | None = None,
@@ -213,6 +214,7 @@ class TemplateSet:
         self._lock = threading.RLock()
         self._live: TemplateSnapshot | None = None
         self._signature: tuple | None = None
+        self._settling: tuple | None = None
         self._checked = float("-inf")
         self._rejected: Rejection | None = None
         self._live_since: datetime | None = None
@@ -253,6 +255,9 @@ class TemplateSet:
             sig = self._current_signature()
             if sig == self._signature:
                 return self._live_or_raise()
+            if self.validator is not None and self._live is not None and sig != self._settling:
+                self._settling = sig  # an editor may still be writing: load once the files stop changing
+                return self._live
             try:
                 snapshot = TemplateSnapshot.load(self.root)
             except TemplateError as exc:
