@@ -1,8 +1,10 @@
-"""``rag-middleware memory``: bulk import, count and list memory records."""
+"""``rag-middleware memory``: bulk import, count and list memory records; migrate SQLite memory to Weaviate."""
 
 from __future__ import annotations
 
 import json
+import os
+from collections import Counter
 from pathlib import Path
 from typing import Any, Optional
 
@@ -11,7 +13,8 @@ from pydantic import ValidationError
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from ..errors import ImportFileError, UnknownDomainError
+from ..db import connect
+from ..errors import ConfigError, ImportFileError, UnknownDomainError
 from ..records import MemoryFilter, MemoryRecord
 from .context import CliState, console
 
@@ -133,3 +136,107 @@ def list_(
         table.add_row(r.id, r.tenant, r.domain, r.kind, r.status, r.created_at.strftime("%Y-%m-%d %H:%M"),
                       " ".join(r.question.split())[:70])
     console.print(table)
+
+
+# -- migrate -----------------------------------------------------------------------------------------
+
+_SOURCE_COLUMNS = ("id", "tenant", "domain", "kind", "status", "source", "question", "answer", "reason", "wrong",
+                   "score", "template_version", "created_at", "updated_at", "meta")
+
+
+def _source_batch(conn: Any, after: str, limit: int) -> list[tuple[MemoryRecord, Any]]:
+    """The next ``limit`` SQLite memory records (with their float32 vectors) by id, after ``after``."""
+    import numpy as np
+
+    rows = conn.execute(f"SELECT {', '.join(_SOURCE_COLUMNS)}, vector FROM memory WHERE id > ? ORDER BY id LIMIT ?",
+                        (after, limit)).fetchall()
+    out = []
+    for row in rows:
+        data = dict(zip(_SOURCE_COLUMNS, row[:-1]))
+        data["meta"] = json.loads(data["meta"] or "{}")
+        out.append((MemoryRecord.model_validate(data), np.frombuffer(row[-1], dtype=np.float32)))
+    return out
+
+
+def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(state), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+@app.command("migrate")
+def migrate(
+    ctx: typer.Context,
+    to: str = typer.Option(..., "--to", help="target backend (weaviate)"),
+    url: Optional[str] = typer.Option(None, "--url", help="Weaviate URL (default: store.weaviate.url/host/port)"),
+    grpc_port: Optional[int] = typer.Option(None, "--grpc-port", help="Weaviate gRPC port"),
+    batch_size: int = typer.Option(200, "--batch-size", min=1, max=10_000),
+    restart: bool = typer.Option(False, "--restart", help="ignore the checkpoint and copy everything again"),
+) -> None:
+    """Copy the SQLite memory (vectors included) to Weaviate. Idempotent and resumable; checks that source and
+    target hold the same counts per tenant and kind."""
+    import numpy as np
+
+    from ..backends.store.weaviate import WeaviateStore
+
+    if to != "weaviate":
+        raise ConfigError(f"cannot migrate to {to!r}; the only target is 'weaviate'")
+    state: CliState = ctx.obj
+    settings = state.settings()
+    target_cfg = settings.store.weaviate.model_copy(
+        update={k: v for k, v in {"url": url, "grpc_port": grpc_port}.items() if v is not None})
+    source = connect(settings.db_path)
+    target = WeaviateStore(target_cfg, data_dir=settings.data_dir)
+    checkpoint = settings.data_dir / f"migrate-weaviate-{target_cfg.collection}.json"
+    try:
+        where = {"target": target.rest_url(), "collection": target_cfg.collection, "source": str(settings.db_path)}
+        saved = json.loads(checkpoint.read_text(encoding="utf-8")) if checkpoint.is_file() and not restart else {}
+        resume = saved if {k: saved.get(k) for k in where} == where else {}
+        after, done = resume.get("last_id", ""), int(resume.get("copied", 0))
+        total = int(source.execute("SELECT COUNT(*) FROM memory").fetchone()[0])
+        totals: Counter[str] = Counter()
+        columns = (TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                   TimeRemainingColumn())
+        if resume:
+            console.print(f"resuming after {done} record(s) already copied ({checkpoint})")
+        with Progress(*columns, console=console, transient=False) as progress:
+            task = progress.add_task(f"copying to {target_cfg.collection}", total=total, completed=min(done, total))
+            while batch := _source_batch(source, after, batch_size):
+                result = target.upsert([r for r, _ in batch], np.stack([v for _, v in batch]))
+                totals.update(result)
+                after, done = batch[-1][0].id, done + len(batch)
+                _save_checkpoint(checkpoint, {**where, "last_id": after, "copied": done})
+                progress.advance(task, len(batch))
+        checkpoint.unlink(missing_ok=True)
+        console.print(f"{settings.db_path} -> {target.rest_url()} {target_cfg.collection}: inserted "
+                      f"{totals['inserted']} · updated {totals['updated']} · unchanged {totals['unchanged']}")
+        ok = _compare(source, target)
+    finally:
+        target.close()
+        source.close()
+    if not ok:
+        console.print("[red]source and target do not match[/red] (another writer, or records removed meanwhile?)")
+        raise typer.Exit(code=1)
+    console.print("source and target match")
+
+
+def _compare(source: Any, target: Any) -> bool:
+    """Print counts per tenant and kind on both sides; True when they are equal."""
+    src = {(t, k): n for t, k, n in source.execute(
+        "SELECT tenant, kind, COUNT(*) FROM memory GROUP BY tenant, kind ORDER BY tenant, kind")}
+    tenants = sorted({t for t, _ in src} | set(target.tenants()))
+    kinds = ("example", "negative", "interaction")
+    table = Table(title="memory per tenant and kind", title_justify="left")
+    for col in ("tenant", "kind", "sqlite", "weaviate", ""):
+        table.add_column(col, justify="right" if col in ("sqlite", "weaviate") else "left")
+    ok = True
+    for tenant in tenants:
+        for kind in kinds:
+            have = src.get((tenant, kind), 0)
+            got = target.count(MemoryFilter(tenant=tenant, kinds=(kind,)))
+            if have == got == 0:
+                continue
+            ok &= have == got
+            table.add_row(tenant, kind, str(have), str(got), "ok" if have == got else "[red]differs[/red]")
+    console.print(table)
+    return ok
