@@ -9,7 +9,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, FakeLLM, HashEmbedder
+from conftest import ROOT, FakeLLM
 
 from rag_middleware import Middleware, Switches
 from rag_middleware.cli import main
