@@ -71,6 +71,32 @@ def test_data_ops_rules_name_strong_cues(data_ops):
     assert rule("sort by price", request) is None
 
 
+@pytest.mark.parametrize(("clause", "labels"), [
+    ("use the price column", ["none"]),  # says which column, asks for no step
+    ("what do the mean, spread and quartiles look like", ["describe"]),
+    ("tidy the padding around city names", ["trim_whitespace"]),
+    ("the notes strings have leading blanks to strip", ["trim_whitespace"]),
+    ("monthly mean of price", ["group_by"]),
+    ("take out notes first", ["drop_column"]),
+    ("cities above 500 price only", ["filter_rows"]),
+    ("flights delayed by more than 30 minutes", ["filter_rows"]),  # 'minutes' is not 'min'
+    ("the three best by price", ["top_n"]),
+    ("exclude orders that came from the notes channel", None),  # not a whole-clause column removal
+    ("only keep rows that have a price", None),  # a presence condition, not a value filter
+    ("the total price of orders above 100", None),  # filter and aggregate in one clause: left to the vote
+])
+def test_data_ops_rules_for_common_phrasings(data_ops, clause, labels):
+    assert data_ops.step_rule(clause, "Columns: price, notes, city\n...") == labels
+
+
+def test_data_ops_splitter_keeps_a_leading_condition_with_its_clause(data_ops):
+    assert data_ops.split("Columns: a, b\nWhere a is blank, put 0.") == ["Where a is blank, put 0"]
+    assert data_ops.split("Columns: plan, mrr\nOnly the enterprise plan: what's their combined mrr?") == [
+        "Only the enterprise plan", "what's their combined mrr"]
+    assert data_ops.split("Columns: a\nGive me an overview: count, mean, min, max.") == [
+        "Give me an overview: count, mean, min, max"]
+
+
 def test_guided_grammar_fixes_the_step_types_and_their_number(data_ops):
     request = "Columns: a, b\nRemove duplicates then sort by a"
     schema = data_ops.grammar_schema(request, steps=[["remove_duplicates"], ["sort", "top_n"]])
