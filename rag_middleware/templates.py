@@ -98,7 +98,7 @@ class TemplateSnapshot:
 
     @classmethod
     def load(cls, root: Path) -> TemplateSnapshot:
-        return cls(read_templates(root), root=Path(root))
+        return cls(read_templates(root), root=Path(root), source=str(Path(root).resolve()))
 
     def __repr__(self) -> str:
         return f"TemplateSnapshot(version={self.version!r}, files={len(self.files)}, source={self.source!r})"

@@ -148,7 +148,7 @@ def list_sets(ctx: typer.Context, as_json: bool = typer.Option(False, "--json"))
     console.print(table)
     table = Table(title=f"Stored versions ({len(versions)})", title_justify="left")
     for col in ("version", "created", "files", "labels", "source"):
-        table.add_column(col, overflow="fold")
+        table.add_column(col, overflow="fold", no_wrap=col == "version")
     for v in versions:
         mark = " (live)" if v.version == live.version else ""
         table.add_row(v.version + mark, v.created_at, str(v.files), ", ".join(v.labels), v.source)
