@@ -117,6 +117,15 @@ def _one_template_version(method: Callable[..., Any]) -> Callable[..., Any]:
     return pinned
 
 
+LOOP_REPEAT_PENALTY = 1.3
+_LOOP = re.compile(r"(.{3,60}?)\1{4,}", re.S)
+
+
+def _looping(text: str) -> bool:
+    """Whether the end of an answer repeats one piece over and over (a small model stuck in a loop)."""
+    return bool(_LOOP.search(text[-600:]))
+
+
 class Middleware:
     """The public entry point. Thread-safe; construct once and share."""
 
@@ -349,7 +358,8 @@ class Middleware:
 
     def _escalate(self, call: _Call, current: Assembly, number: int) -> Assembly:
         """Progressive prompting. 1: plain. 2+: the errors in a repair turn, temperature down. 3+: more
-        examples. After a truncation: a larger num_predict and one example fewer."""
+        examples. After a truncation: a larger num_predict and one example fewer, and a repeat penalty when
+        the cut-off answer was a loop."""
         if number == 1:
             return current
         truncated = call.ledger[-1].error_kind == "truncated"
@@ -357,6 +367,8 @@ class Middleware:
         if truncated:
             opts["num_predict"] = min(int(current.options["num_predict"]) * 2,
                                       max(64, int(current.options["num_ctx"]) // 2))
+            if _looping(call.ledger[-1].raw_output):  # more room alone only lets a loop run longer
+                opts["repeat_penalty"] = max(float(opts.get("repeat_penalty", 1.0)), LOOP_REPEAT_PENALTY)
         extra = 2 if number >= 3 and not truncated else 0
         if truncated or extra:
             current = call.assembler.prepare(call.domain.name, call.request, tenant=current.tenant, as_of=call.as_of,

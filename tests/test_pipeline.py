@@ -123,6 +123,17 @@ def test_truncation_is_a_failure_and_escalates_num_predict(mw, fake_llm):
     assert result.valid and len(result.attempts) == 2
     assert result.attempts[0].error_kind == "truncated"
     assert fake_llm.requests[1].options["num_predict"] > fake_llm.requests[0].options["num_predict"]
+    assert "repeat_penalty" not in fake_llm.requests[1].options  # a plain cut-off is not a loop
+
+
+def test_a_looping_cut_off_answer_is_retried_with_a_repeat_penalty(mw, fake_llm):
+    loop = '{"task": "clean", "chart_type": "none", "operations": [{"type": "drop_column", "kwargs": {"columns": [' + \
+        '"crop", ' * 80
+    fake_llm.enqueue(Completion(text=loop, done_reason="length", completion_tokens=320), json.dumps(GOOD))
+    result = mw.ask(Q, domain="data_ops")
+    assert result.valid and result.attempts[0].error_kind == "truncated"
+    assert "repeat_penalty" not in fake_llm.requests[0].options
+    assert fake_llm.requests[1].options["repeat_penalty"] >= 1.3
 
 
 def test_caller_messages_are_not_mutated(mw, fake_llm):
