@@ -137,3 +137,19 @@ def test_a_domain_override_is_hot_reloaded_for_that_domain_only(server):
         override.write_text("{{ domain.nope }}")  # only rendering finds it: refused too
         wait_for(lambda: "has no attribute 'nope'" in client.get("/rag/health").json()["templates"]["detail"])
         assert chat(client)[1].startswith("ECHO<ASSISTANT ")
+
+
+def test_a_server_started_with_broken_templates_says_so_and_recovers(start, project, monkeypatch):  # noqa: F811
+    monkeypatch.setattr("rag_middleware.server.context.TEMPLATE_CHECK_SECONDS", 0.05)
+    fewshot = project / "prompts" / "fewshot.j2"
+    fewshot.write_text("{{ request }}")
+    server = start("embedded", backend=EchoLLM())
+    with server.http() as client:
+        status, text, _ = chat(client)
+        assert status == 500 and "no good template set to serve" in text and "unknown variable 'request'" in text
+        health = client.get("/rag/health").json()
+        assert health["status"] == "degraded" and health["templates"]["version"] is None
+        assert "fewshot.j2:1: error: unknown variable 'request'" in health["templates"]["detail"]
+        fewshot.write_text("{{ question }}")
+        wait_for(lambda: chat(client)[:2] == (200, "ECHO<how do I sum a column?>"))
+        assert client.get("/rag/health").json()["status"] == "ok"
