@@ -246,8 +246,19 @@ class TemplateSet:
     def current(self) -> TemplateSnapshot:
         """The live snapshot, after picking up edits (at most every ``check_interval`` seconds)."""
         live = self._live
-        if live is not None and time.monotonic() - self._checked < self.check_interval:
-            return live
+        if live is not None:
+            if time.monotonic() - self._checked < self.check_interval:
+                return live
+            if not self._lock.acquire(blocking=False):
+                return live  # another thread is checking (maybe linting an edit): never wait behind it
+        else:
+            self._lock.acquire()
+        try:
+            return self._refresh()
+        finally:
+            self._lock.release()
+
+    def _refresh(self) -> TemplateSnapshot:
         with self._lock:
             if self._live is not None and time.monotonic() - self._checked < self.check_interval:
                 return self._live
