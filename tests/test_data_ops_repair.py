@@ -716,3 +716,28 @@ def test_repair_drops_a_column_listed_twice(repair):
     value = plan(op("remove_duplicates", [], {"subset": ["region", "order_total", "region", "region"]}))
     fixed, changes = repair(value)
     assert ei(fixed)["kwargs"]["subset"] == ["region", "order_total"] and changes
+
+
+@pytest.mark.parametrize(("request_text", "query", "fixed"), [
+    ("Restrict to listings in Brooklyn, plot sqft against rent.", "neighborhood == 'Brooklyn' and sqft < 500000000000",
+     "neighborhood == 'Brooklyn'"),
+    ("Tickets that are still open.", "status in ['open', 'open_date']", "status in ['open']"),
+    ("Rows with price under 5 in the north.", "price < 5 or region == 'south'", "price < 5"),
+])
+def test_repair_drops_query_conditions_the_request_never_mentions(repair, request_text, query, fixed):
+    value = plan(op("filter_rows", [query]))
+    out, changes = repair(value, "Columns: neighborhood, sqft, rent, status, price, region\n" + request_text)
+    assert ei(out)["args"] == [fixed]
+    assert any("not in the request" in c for c in changes)
+
+
+@pytest.mark.parametrize(("request_text", "query"), [
+    ("Only electric vehicles built after 2020.", "year == 2023"),  # nothing grounded would remain: left as is
+    ("Orders over 1,000 in the north.", "price > 1000 and region == 'north'"),
+    ("Orders over five hundred.", "price > 500"),  # a number in words cannot be checked
+    ("Flagged rows only.", "status == True"),
+])
+def test_repair_keeps_grounded_or_uncheckable_conditions(repair, request_text, query):
+    value = plan(op("filter_rows", [query]))
+    out, _ = repair(value, "Columns: year, price, region, status\n" + request_text)
+    assert ei(out)["args"] == [query]

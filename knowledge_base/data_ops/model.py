@@ -307,6 +307,60 @@ def _fix_query(query: str, fix) -> str:
     return "".join(parts)
 
 
+_VALUE = r"'[^']*'|\"[^\"]*\"|\[[^\]]*\]|-?\d+(?:\.\d+)?|True|False"
+_CONDITION = re.compile(rf"\s*(?:(and|or)\s+)?(`[^`]+`|[A-Za-z_][A-Za-z0-9_]*)\s*(==|!=|<=|>=|<|>|not in|in)\s*({_VALUE})\s*")
+_NUMBER_WORDS = re.compile(r"\b(one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|twenty|thirty|forty|"
+                           r"fifty|hundred|thousand|million|billion|dozen|half|quarter)\b|%|\d+\s*[kKmM]\b", re.I)
+
+
+def _grounded(value: str, body: str) -> bool:
+    """Whether a literal of a query is something the request says (a small model invents values)."""
+    if value in ("True", "False"):
+        return True
+    if value[0] in "'\"":
+        text = value[1:-1].strip().lower()
+        words = re.findall(r"[a-z0-9]{3,}", text)
+        return not text or text in body.lower() or (bool(words) and all(w in body.lower() for w in words))
+    if _NUMBER_WORDS.search(body):
+        return True  # "over five hundred", "10k", "5%": the number is not written as digits
+    said = {float(n.replace(",", "")) for n in re.findall(r"\d[\d,]*(?:\.\d+)?", body)}
+    return float(value) in said
+
+
+def drop_invented_conditions(query: str, request: str) -> tuple[str, list[str]]:
+    """Drop the conditions (and list items) of a query whose values the request never mentions, as long as a
+    grounded condition remains. Returns (query, what was dropped); a query it cannot parse comes back as is."""
+    body = _body(request)
+    conditions, pos = [], 0
+    while pos < len(query):
+        match = _CONDITION.match(query, pos)
+        if match is None or match.end() == pos or (conditions and not match.group(1)):
+            return query, []
+        conditions.append(list(match.groups()))
+        pos = match.end()
+    if not conditions or not body.strip():
+        return query, []
+    kept, dropped = [], []
+    for joiner, column, op, value in conditions:
+        if value.startswith("["):
+            items = re.findall(_VALUE, value[1:-1])
+            said = [v for v in items if _grounded(v, body)]
+            if said and len(said) < len(items):
+                dropped += [f"{column} {op} {v}" for v in items if v not in said]
+                value = "[" + ", ".join(said) + "]"
+            grounded = bool(said)
+        else:
+            grounded = _grounded(value, body)
+        if grounded:
+            kept.append((joiner, column, op, value))
+        else:
+            dropped.append(f"{column} {op} {value}")
+    if not kept or not dropped:
+        return query, []
+    parts = [f"{c} {o} {v}" if i == 0 else f"{j or 'and'} {c} {o} {v}" for i, (j, c, o, v) in enumerate(kept)]
+    return " ".join(parts), dropped
+
+
 def _repair_op(i: int, op: dict[str, Any], fix, request: str, changes: list[str]) -> dict[str, Any]:
     kind = op["type"]
     where = f"operations.{i}.execution_instructions"
@@ -342,6 +396,10 @@ def _repair_op(i: int, op: dict[str, Any], fix, request: str, changes: list[str]
             args = [fix(a) if isinstance(a, str) else a for a in args]
         if kind == "filter_rows" and args and isinstance(args[0], str):
             args = [_fix_query(args[0], fix), *args[1:]]
+            query, invented = drop_invented_conditions(args[0], request)
+            if invented:
+                args = [query, *args[1:]]
+                changes.append(f"{where}.args.0: dropped {'; '.join(invented)} (not in the request)")
     if json.dumps([args, kwargs], sort_keys=True, default=str) != before:
         changes.append(f"{where}: column names matched to the Columns line")
     if kind == "top_n" and isinstance(args, list) and len(args) == 2 and isinstance(args[0], str) \
