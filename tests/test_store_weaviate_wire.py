@@ -95,6 +95,16 @@ def test_collection_is_created_once_with_our_schema(fake, store):
     finally:
         other.close()
     assert len(fake.schema_posts) == 1
+    assert "replicationConfig" not in schema  # one node: the server's default
+
+
+def test_a_cluster_collection_is_created_with_its_replication_factor(fake):
+    store = make_store(fake, replication_factor=3, collection="RagMemory")
+    try:
+        store.count()
+    finally:
+        store.close()
+    assert fake.schema_posts[0]["replicationConfig"]["factor"] == 3
 
 
 def test_upsert_sends_uuid5_ids_the_tenant_and_the_named_vector(fake, store):
@@ -240,3 +250,69 @@ def test_unreachable_weaviate_fails_fast_with_store_unavailable(fake):
         assert store.count() == 1 and store.available
     finally:
         store.close()
+
+
+def test_custom_connection_reaches_the_server_by_separate_http_and_grpc_hosts(fake):
+    store = WeaviateStore(WeaviateSettings(connection="custom", http_host="127.0.0.1", port=fake.port,
+                                           grpc_host="localhost", grpc_port=fake.grpc_port, skip_init_checks=True))
+    try:
+        store.upsert([rec("a")], unit(0)[None])
+        assert store.count() == 1 and store.rest_url() == fake.url
+    finally:
+        store.close()
+
+
+class _Recorder:
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, dict]] = []
+        self.closed = 0
+
+    def client(self, kind: str):
+        recorder = self
+
+        class Client:
+            def __init__(self, **kw) -> None:
+                recorder.calls.append((kind, kw))
+
+            def connect(self) -> None:
+                raise RuntimeError("no Weaviate binary here")
+
+            def close(self) -> None:
+                recorder.closed += 1
+
+        return Client
+
+
+def test_cloud_and_embedded_connections_pass_credentials_timeouts_and_paths(monkeypatch, tmp_path):
+    import weaviate
+
+    rec_ = _Recorder()
+    monkeypatch.setattr(weaviate, "connect_to_weaviate_cloud", lambda **kw: rec_.calls.append(("cloud", kw)) or
+                        (_ for _ in ()).throw(weaviate.exceptions.WeaviateStartUpError("offline")))
+    monkeypatch.setattr(weaviate, "WeaviateClient", rec_.client("embedded"))
+    cloud = WeaviateStore(WeaviateSettings(connection="cloud", cluster_url="abc.weaviate.cloud", api_key="k3y",
+                                           skip_init_checks=True, timeout_init=1.5, timeout_query=7,
+                                           timeout_insert=33))
+    with pytest.raises(StoreUnavailableError):
+        cloud.count()
+    kind, kw = rec_.calls[-1]
+    assert kind == "cloud" and kw["cluster_url"] == "abc.weaviate.cloud" and kw["skip_init_checks"] is True
+    assert kw["auth_credentials"].api_key == "k3y"
+    timeout = kw["additional_config"].timeout
+    assert (timeout.init, timeout.query, timeout.insert) == (1.5, 7, 33)
+    assert cloud.rest_url() == "https://abc.weaviate.cloud"
+    cloud.close()
+
+    embedded = WeaviateStore(WeaviateSettings(connection="embedded", binary_path=tmp_path / "bin", port=8079,
+                                              grpc_port=50050, skip_init_checks=True), data_dir=tmp_path / "data")
+    with pytest.raises(StoreError, match="no Weaviate binary"):
+        embedded.count()
+    kind, kw = rec_.calls[-1]
+    options = kw["embedded_options"]
+    assert kind == "embedded" and kw["skip_init_checks"] is True
+    assert options.binary_path == str(tmp_path / "bin") and options.persistence_data_path == str(tmp_path / "data" / "weaviate")
+    assert (options.port, options.grpc_port) == (8079, 50050)
+    embedded.close()
+
+    with pytest.raises(StoreError, match="cluster_url and api_key"):
+        WeaviateStore(WeaviateSettings(connection="cloud")).count()

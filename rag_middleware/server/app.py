@@ -22,7 +22,7 @@ from .. import __version__
 from ..config import Settings
 from ..errors import RagMiddlewareError
 from ..pipeline import Middleware
-from . import ollama_api, openai_api
+from . import admin, ollama_api, openai_api
 from .augment import Augmenter
 from .context import ServerContext
 from .routing import Router
@@ -252,6 +252,7 @@ def create_app(settings: Settings, *, middleware: Middleware | None = None) -> S
         Route("/rag/health", health, methods=["GET"]),
         Route("/rag/domains", domains, methods=["GET"]),
         Route("/rag/interactions/{interaction_id}", interaction, methods=["GET"]),
+        *admin.routes(),  # /rag/feedback, /rag/stats, /rag/ab
         Route("/{path:path}", passthrough, methods=["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"]),
     ]
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={RagMiddlewareError: _on_error})

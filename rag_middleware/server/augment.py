@@ -37,6 +37,7 @@ class Exchange:
     messages: list[dict[str, Any]]
     options: dict[str, Any] = field(default_factory=dict)
     interaction_id: str = field(default_factory=new_id)
+    user: str | None = None  # keeps an A/B-tested domain's variant sticky
 
 
 @dataclass
@@ -74,7 +75,7 @@ class Augmenter:
         dom = self.mw.domains.get(ex.domain)
         call = functools.partial(
             self.mw.ask, ex.messages, domain=ex.domain, tenant=ex.tenant, raise_on_invalid=False,
-            model=self.router.upstream_model(ex.domain), interaction_id=ex.interaction_id,
+            model=self.router.upstream_model(ex.domain), interaction_id=ex.interaction_id, user=ex.user,
             options=client_options(ex.options) if dom.free_text else None,
         )
         result = await anyio.to_thread.run_sync(call)
@@ -92,7 +93,7 @@ class Augmenter:
         """A free-text answer streamed live. The first chunk is fetched before this returns, so a failure
         before the first byte can still get its real status."""
         gen = self.mw.stream(ex.messages, domain=ex.domain, tenant=ex.tenant, model=self.router.upstream_model(ex.domain),
-                             interaction_id=ex.interaction_id, options=client_options(ex.options))
+                             interaction_id=ex.interaction_id, options=client_options(ex.options), user=ex.user)
         sentinel = object()
 
         async def pull() -> Any:

@@ -64,6 +64,12 @@ class ServerContext:
     def tenant_of(self, request: Request) -> str | None:
         return request.headers.get(self.settings.server.tenant_header) or None
 
+    @staticmethod
+    def user_of(request: Request, body_user: Any = None) -> str | None:
+        """Who asks, for sticky A/B variants: ``X-RAG-User``, else ``X-RAG-Session``, else the OpenAI ``user``."""
+        found = request.headers.get("x-rag-user") or request.headers.get("x-rag-session") or body_user
+        return str(found)[:200] if found else None
+
 
 async def plain_completion(ctx: ServerContext, messages: list[dict[str, Any]], options: dict[str, Any] | None) -> Completion:
     """A request for no domain, answered by the embedded model (there is no Ollama to pass it to)."""

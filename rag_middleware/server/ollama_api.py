@@ -112,7 +112,7 @@ async def chat(request: Request) -> Response:
             return _load_reply("chat", body.model, route.reason)
         return await _pass_through(ctx, request, "chat", body, raw, messages, route.virtual)
     ex = Exchange(domain=route.domain, tenant=ctx.tenant_of(request), client_model=body.model, messages=messages,
-                  options=body.options or {})
+                  options=body.options or {}, user=ctx.user_of(request))
     return await _augmented(ctx, "chat", ex, body.stream)
 
 
@@ -132,5 +132,5 @@ async def generate(request: Request) -> Response:
             return _load_reply("generate", body.model, route.reason)
         return await _pass_through(ctx, request, "generate", body, raw, messages, route.virtual)
     ex = Exchange(domain=route.domain, tenant=ctx.tenant_of(request), client_model=body.model, messages=messages,
-                  options=body.options or {})
+                  options=body.options or {}, user=ctx.user_of(request))
     return await _augmented(ctx, "generate", ex, body.stream)

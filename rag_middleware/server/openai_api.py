@@ -74,7 +74,7 @@ async def chat_completions(request: Request) -> Response:
         return JSONResponse(openai_completion(body.model, completion.text, usage))
 
     ex = Exchange(domain=route.domain, tenant=ctx.tenant_of(request), client_model=body.model, messages=messages,
-                  options=_options(body))
+                  options=_options(body), user=ctx.user_of(request, (body.model_extra or {}).get("user")))
     headers = {"X-RAG-Interaction-Id": ex.interaction_id}
     if body.stream and ctx.augmenter.is_free_text(ex.domain):
         chunks = await ctx.augmenter.open_stream(ex)

@@ -48,6 +48,7 @@ class OutboxStore:
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._outage_logged = False
+        self._log_lock = threading.Lock()
         self._thread: threading.Thread | None = None
         if background:
             self._thread = threading.Thread(target=self._run, name="rag-mw-outbox", daemon=True)
@@ -143,14 +144,16 @@ class OutboxStore:
         try:
             result = self.flush()
         except StoreUnavailableError as exc:
-            if not self._outage_logged:
+            with self._log_lock:  # once per outage, whichever thread sees it first
+                first, self._outage_logged = not self._outage_logged, True
+            if first:
                 log.warning("memory store unreachable, %d write(s) kept in the outbox until it is back: %s",
                             self.depth(), exc.one_line())
-                self._outage_logged = True
             return None
-        if self._outage_logged:
+        with self._log_lock:
+            back, self._outage_logged = self._outage_logged, False
+        if back:
             log.info("memory store reachable again; the outbox is drained")
-            self._outage_logged = False
         return result
 
     def _run(self) -> None:

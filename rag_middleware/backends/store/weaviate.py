@@ -15,7 +15,6 @@ import re
 import threading
 import time
 from collections.abc import Callable, Sequence
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlparse
@@ -26,6 +25,18 @@ import numpy as np
 from ...errors import StoreError, StoreUnavailableError
 from ...records import MemoryFilter, MemoryRecord, SearchHit, iso, utcnow
 from .base import UpsertResult
+from .weaviate_schema import (
+    RETURN_PROPERTIES,
+    TENANT_NAME,
+    UPDATABLE,
+    VECTOR_NAME,
+    collection_config,
+    to_date,
+    to_filter,
+    to_properties,
+    to_record,
+    vector_of,
+)
 
 if TYPE_CHECKING:
     from ...config import WeaviateSettings
@@ -35,12 +46,6 @@ __all__ = ["VECTOR_NAME", "WeaviateStore", "object_uuid"]
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-VECTOR_NAME = "embedding"
-_TENANT = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-_FIELD_PROPS = ("record_id", "domain", "kind", "status", "source", "template_version")
-_TEXT_PROPS = ("question", "answer", "reason", "wrong")
-_UPDATABLE = {"status", "source", "answer", "reason", "wrong", "score", "template_version", "meta", "kind", "question"}
-_RETURN = [*_FIELD_PROPS, *_TEXT_PROPS, "score", "created_at", "updated_at", "meta"]
 _CHUNK = 500
 
 
@@ -57,12 +62,6 @@ def _weaviate() -> Any:
     except ImportError as exc:  # pragma: no cover - weaviate-client is a runtime dependency
         raise StoreError("store.backend = 'weaviate' needs weaviate-client: pip install weaviate-client") from exc
     return weaviate
-
-
-def _date(value: Any) -> datetime:
-    if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
-    return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
 
 
 class WeaviateStore:
@@ -135,7 +134,11 @@ class WeaviateStore:
             )
             client = weaviate.WeaviateClient(embedded_options=options, additional_config=cfg,
                                              skip_init_checks=s.skip_init_checks)
-            client.connect()
+            try:
+                client.connect()
+            except BaseException:
+                client.close()
+                raise
             return client
         host, port, secure = self._endpoint()
         if s.connection == "custom" or secure:
@@ -145,32 +148,6 @@ class WeaviateStore:
                 auth_credentials=auth, skip_init_checks=s.skip_init_checks)
         return weaviate.connect_to_local(host=host, port=port, grpc_port=s.grpc_port, additional_config=cfg,
                                          auth_credentials=auth, skip_init_checks=s.skip_init_checks)
-
-    def _collection_config(self) -> dict[str, Any]:
-        """Keyword arguments of ``collections.create``: the schema this store relies on."""
-        from weaviate.classes.config import Configure, DataType, Property, Tokenization, VectorDistances
-
-        props = [Property(name=n, data_type=DataType.TEXT, tokenization=Tokenization.FIELD,
-                          index_filterable=True, index_searchable=False) for n in _FIELD_PROPS]
-        props += [Property(name=n, data_type=DataType.TEXT, tokenization=Tokenization.WORD,
-                           index_searchable=True, index_filterable=n == "question") for n in _TEXT_PROPS]
-        props += [
-            Property(name="score", data_type=DataType.NUMBER, index_filterable=True, index_range_filters=True),
-            Property(name="created_at", data_type=DataType.DATE, index_filterable=True, index_range_filters=True),
-            Property(name="updated_at", data_type=DataType.DATE, index_filterable=True),
-            Property(name="meta", data_type=DataType.TEXT, index_filterable=False, index_searchable=False),
-        ]
-        return {
-            "name": self.collection_name,
-            "description": "rag-middleware memory: past Q&A, examples and negatives",
-            "properties": props,
-            "vector_config": Configure.Vectors.self_provided(
-                name=VECTOR_NAME,
-                vector_index_config=Configure.VectorIndex.hnsw(distance_metric=VectorDistances.COSINE)),
-            "multi_tenancy_config": Configure.multi_tenancy(enabled=True, auto_tenant_creation=True,
-                                                            auto_tenant_activation=True),
-            "inverted_index_config": Configure.inverted_index(index_null_state=True, index_timestamps=True),
-        }
 
     def _live_client(self) -> Any:
         with self._lock:
@@ -183,7 +160,8 @@ class WeaviateStore:
             if not self._ready:
                 if not self._client.collections.exists(self.collection_name):
                     try:
-                        self._client.collections.create(**self._collection_config())
+                        self._client.collections.create(**collection_config(
+                            self.collection_name, replication_factor=self.settings.replication_factor))
                     except Exception:  # noqa: BLE001 - another replica may have created it meanwhile
                         if not self._client.collections.exists(self.collection_name):
                             raise
@@ -272,7 +250,7 @@ class WeaviateStore:
 
     @staticmethod
     def check_tenant(tenant: str) -> str:
-        if not _TENANT.match(tenant):
+        if not TENANT_NAME.match(tenant):
             raise StoreError(f"tenant {tenant!r} is not a valid Weaviate tenant name ([A-Za-z0-9_-], 1-64 chars)")
         return tenant
 
@@ -292,39 +270,11 @@ class WeaviateStore:
     def _scoped(self, client: Any, f: MemoryFilter | None) -> list[str]:
         """The tenants a filter covers that exist."""
         if f is not None and f.tenant is not None:
-            return [f.tenant] if _TENANT.match(f.tenant) and self._tenant_exists(client, f.tenant) else []
+            return [f.tenant] if TENANT_NAME.match(f.tenant) and self._tenant_exists(client, f.tenant) else []
         return self._all_tenants(client)
 
     def _coll(self, client: Any, tenant: str) -> Any:
         return client.collections.use(self.collection_name).with_tenant(tenant)
-
-    @staticmethod
-    def _properties(rec: MemoryRecord) -> dict[str, Any]:
-        props: dict[str, Any] = {
-            "record_id": rec.id, "domain": rec.domain, "kind": rec.kind, "status": rec.status, "source": rec.source,
-            "question": rec.question, "answer": rec.answer, "reason": rec.reason, "wrong": rec.wrong,
-            "template_version": rec.template_version, "created_at": _date(rec.created_at),
-            "updated_at": _date(rec.updated_at), "meta": json.dumps(rec.meta, sort_keys=True),
-        }
-        if rec.score is not None:
-            props["score"] = float(rec.score)
-        return props
-
-    @staticmethod
-    def _record(tenant: str, props: dict[str, Any]) -> MemoryRecord:
-        data = {k: v for k, v in props.items() if v is not None}
-        data["id"] = data.pop("record_id")
-        data["tenant"] = tenant
-        data["meta"] = json.loads(data.get("meta") or "{}")
-        for key in ("created_at", "updated_at"):
-            if key in data:
-                data[key] = _date(data[key])
-        return MemoryRecord.model_validate(data)
-
-    @staticmethod
-    def _vector_of(obj: Any) -> np.ndarray | None:
-        vec = obj.vector.get(VECTOR_NAME) if isinstance(obj.vector, dict) else obj.vector
-        return None if vec is None else np.asarray(vec, dtype=np.float32)
 
     def _fetch(self, client: Any, tenant: str, ids: Sequence[str], *, vectors: bool) -> list[Any]:
         from weaviate.classes.query import Filter
@@ -334,29 +284,10 @@ class WeaviateStore:
         for start in range(0, len(ids), _CHUNK):
             chunk = list(ids[start : start + _CHUNK])
             res = coll.query.fetch_objects(filters=Filter.by_property("record_id").contains_any(chunk),
-                                           limit=len(chunk), return_properties=_RETURN,
+                                           limit=len(chunk), return_properties=RETURN_PROPERTIES,
                                            include_vector=[VECTOR_NAME] if vectors else False)
             out.extend(res.objects)
         return out
-
-    def _where(self, f: MemoryFilter | None) -> Any:
-        from weaviate.classes.query import Filter
-
-        parts = []
-        if f is not None:
-            if f.domain is not None:
-                parts.append(Filter.by_property("domain").equal(f.domain))
-            if f.kinds is not None:
-                parts.append(Filter.by_property("kind").contains_any(list(f.kinds)) if f.kinds
-                             else Filter.by_property("kind").is_none(True))
-            if f.statuses is not None:
-                parts.append(Filter.by_property("status").contains_any(list(f.statuses)) if f.statuses
-                             else Filter.by_property("status").is_none(True))
-            if f.created_before is not None:
-                parts.append(Filter.by_property("created_at").less_than(_date(f.created_before)))
-            if f.exclude_ids:
-                parts.append(Filter.by_property("record_id").contains_none(sorted(f.exclude_ids)))
-        return Filter.all_of(parts) if len(parts) > 1 else (parts[0] if parts else None)
 
     # -- Protocol ------------------------------------------------------------------------------------
 
@@ -397,13 +328,13 @@ class WeaviateStore:
         writes: list[tuple[str, dict[str, Any], list[float]]] = []
         latest: dict[str, int] = {}
         for rec, vec in zip(records, vectors):
-            props = self._properties(rec)
+            props = to_properties(rec)
             old = existing.get(rec.id)
             if old is not None:
-                props["created_at"] = _date(old.properties["created_at"])  # created_at keeps its first value
-                old_vec = self._vector_of(old)
+                props["created_at"] = to_date(old.properties["created_at"])  # created_at keeps its first value
+                old_vec = vector_of(old)
                 same = (old_vec is not None and np.array_equal(old_vec, vec)
-                        and self._record(tenant, old.properties) == self._record(tenant, props))
+                        and to_record(tenant, old.properties) == to_record(tenant, props))
                 if same:
                     result["unchanged"] += 1
                     continue
@@ -431,7 +362,7 @@ class WeaviateStore:
         """Nearest records (cosine), best first. With ``hybrid`` on and ``text`` given, BM25 + vector."""
         if filters.tenant is None or filters.domain is None:
             raise StoreError("search needs a tenant and a domain")
-        if limit <= 0 or not _TENANT.match(filters.tenant):
+        if limit <= 0 or not TENANT_NAME.match(filters.tenant):
             return []
         query = np.asarray(vector, dtype=np.float32).reshape(-1)
         tenant = filters.tenant
@@ -442,23 +373,23 @@ class WeaviateStore:
             if not self._tenant_exists(client, tenant):
                 return []
             coll = self._coll(client, tenant)
-            where = self._where(filters)
+            where = to_filter(filters)
             if self.settings.hybrid and text:
                 res = coll.query.hybrid(query=text, vector=query.tolist(), target_vector=VECTOR_NAME,
                                         alpha=self.settings.alpha, fusion_type=HybridFusion.RELATIVE_SCORE,
                                         limit=limit, filters=where, include_vector=[VECTOR_NAME],
-                                        return_properties=_RETURN, return_metadata=MetadataQuery(score=True))
+                                        return_properties=RETURN_PROPERTIES, return_metadata=MetadataQuery(score=True))
             else:
                 res = coll.query.near_vector(near_vector=query.tolist(), target_vector=VECTOR_NAME, limit=limit,
                                              filters=where, include_vector=[VECTOR_NAME],
-                                             return_properties=_RETURN, return_metadata=MetadataQuery(distance=True))
+                                             return_properties=RETURN_PROPERTIES, return_metadata=MetadataQuery(distance=True))
             hits = []
             for obj in res.objects:
-                vec = self._vector_of(obj)
+                vec = vector_of(obj)
                 distance = obj.metadata.distance if obj.metadata is not None else None
                 similarity = 1.0 - float(distance) if distance is not None else (
                     float(vec @ query) if vec is not None and vec.shape == query.shape else 0.0)
-                hits.append(SearchHit(record=self._record(tenant, obj.properties), similarity=similarity, vector=vec))
+                hits.append(SearchHit(record=to_record(tenant, obj.properties), similarity=similarity, vector=vec))
             return hits
 
         return self._call("search", run, timeout=self.settings.timeout_query)
@@ -471,7 +402,7 @@ class WeaviateStore:
             found: dict[str, MemoryRecord] = {}
             for tenant in self._all_tenants(client):
                 for obj in self._fetch(client, tenant, ids, vectors=False):
-                    rec = self._record(tenant, obj.properties)
+                    rec = to_record(tenant, obj.properties)
                     found[rec.id] = rec
             return [found[i] for i in ids if i in found]
 
@@ -480,7 +411,7 @@ class WeaviateStore:
     @staticmethod
     def update_values(fields: dict[str, Any]) -> dict[str, Any]:
         """Check the fields of an update (names and types) and return them as plain values."""
-        bad = set(fields) - _UPDATABLE
+        bad = set(fields) - UPDATABLE
         if bad:
             raise StoreError(f"cannot update field(s) {', '.join(sorted(bad))}")
         probe = MemoryRecord(id="x", tenant="t", domain="d", question="q", answer="a").model_dump()
@@ -496,7 +427,7 @@ class WeaviateStore:
             return False
         if "meta" in props:
             props["meta"] = json.dumps(props["meta"], sort_keys=True)
-        props["updated_at"] = _date(utcnow())
+        props["updated_at"] = to_date(utcnow())
 
         def run(client: Any) -> bool:
             for tenant in self._all_tenants(client):
@@ -529,7 +460,7 @@ class WeaviateStore:
 
     def count(self, filters: MemoryFilter | None = None) -> int:
         def run(client: Any) -> int:
-            where = self._where(filters)
+            where = to_filter(filters)
             return sum(int(self._coll(client, t).aggregate.over_all(total_count=True, filters=where).total_count or 0)
                        for t in self._scoped(client, filters))
 
@@ -539,13 +470,13 @@ class WeaviateStore:
         def run(client: Any) -> list[MemoryRecord]:
             from weaviate.classes.query import Sort
 
-            where = self._where(filters)
+            where = to_filter(filters)
             order = Sort.by_property("created_at", ascending=False).by_property("record_id", ascending=True)
             out: list[MemoryRecord] = []
             for tenant in self._scoped(client, filters):
                 res = self._coll(client, tenant).query.fetch_objects(filters=where, sort=order, limit=limit + offset,
-                                                                       return_properties=_RETURN)
-                out.extend(self._record(tenant, o.properties) for o in res.objects)
+                                                                       return_properties=RETURN_PROPERTIES)
+                out.extend(to_record(tenant, o.properties) for o in res.objects)
             out.sort(key=lambda r: r.id)
             out.sort(key=lambda r: iso(r.created_at), reverse=True)
             return out[offset : offset + limit]
