@@ -138,6 +138,9 @@ def test_a_failed_object_raises_our_error_and_is_never_dropped_silently(fake, st
     assert not isinstance(err.value, StoreUnavailableError)
     assert "1 of 2" in str(err.value) and "bad" in str(err.value) and "vector lengths" in str(err.value)
     assert [o["props"]["record_id"] for o in fake.objects["acme"].values()] == ["good"]
+    fake.reject["bad"] = "rpc error: code = Unavailable desc = connection refused"  # lost, not refused: retry later
+    with pytest.raises(StoreUnavailableError, match="connection refused"):
+        store.upsert([rec("bad")], unit(1)[None])
 
 
 def test_search_sends_filters_tenant_and_vector_name_and_reads_hits(fake, store):

@@ -47,6 +47,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 _CHUNK = 500
+_UNREACHABLE = re.compile(r"UNAVAILABLE|DEADLINE_EXCEEDED|failed to connect|connection refused|connect error", re.I)
 
 
 def object_uuid(record_id: str) -> str:
@@ -238,8 +239,7 @@ class WeaviateStore:
         unavailable = (wx.WeaviateStartUpError, wx.WeaviateConnectionError, wx.WeaviateRetryError,
                        wx.WeaviateTimeoutError, wx.WeaviateGRPCUnavailableError, wx.WeaviateClosedClientError,
                        httpx.TransportError, ConnectionError, TimeoutError)
-        if isinstance(exc, unavailable) or (isinstance(exc, wx.WeaviateQueryError)
-                                            and re.search(r"UNAVAILABLE|DEADLINE|failed to connect", text, re.I)):
+        if isinstance(exc, unavailable) or (isinstance(exc, wx.WeaviateQueryError) and _UNREACHABLE.search(text)):
             self._mark_down(text)
             return StoreUnavailableError(f"Weaviate at {self.rest_url()} is unreachable ({what}): {text}")
         if isinstance(exc, wx.WeaviateBaseError):
@@ -354,8 +354,10 @@ class WeaviateStore:
         if failed:
             first = failed[0]
             rid = (first.object_.properties or {}).get("record_id", "?")
-            raise StoreError(f"Weaviate rejected {len(failed)} of {len(writes)} object(s) of tenant {tenant}; "
-                             f"first: {rid}: {first.message}")
+            message = f"{len(failed)} of {len(writes)} object(s) of tenant {tenant} not written; first: {rid}: {first.message}"
+            if _UNREACHABLE.search(str(first.message)):  # the batch lost its connection: worth retrying
+                raise StoreUnavailableError(f"Weaviate at {self.rest_url()} is unreachable: {message}")
+            raise StoreError(f"Weaviate rejected {message}")
 
     def search(self, vector: np.ndarray, *, filters: MemoryFilter, limit: int,
                text: str | None = None) -> list[SearchHit]:
