@@ -36,7 +36,7 @@ def _root(
 
 
 def _register() -> None:
-    from . import ask, demo, memory, prompts, replay, serve
+    from . import ab, ask, demo, export, feedback, memory, prompts, replay, review, serve, stats
 
     ask.register(app)
     demo.register(app)
@@ -44,6 +44,11 @@ def _register() -> None:
     serve.register(app)
     app.add_typer(prompts.app, name="prompts")
     app.add_typer(memory.app, name="memory")
+    feedback.register(app)
+    review.register(app)
+    stats.register(app)
+    app.add_typer(export.app, name="export")
+    app.add_typer(ab.app, name="ab")
 
 
 _register()

@@ -1,0 +1,55 @@
+"""``rag-middleware export finetune``: approved and edited interactions as a PII-masked fine-tuning set."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from ..errors import RequestError
+from ..export import ExportOptions, export_finetune
+from .context import CliState, console
+
+__all__ = ["app"]
+
+app = typer.Typer(help="Export data sets.", no_args_is_help=True)
+
+
+@app.command("finetune")
+def finetune(
+    ctx: typer.Context,
+    out: Path = typer.Option(..., "--out", help="output directory"),
+    fmt: str = typer.Option("chat", "--format", help="chat | prompt-completion"),
+    domain: Optional[str] = typer.Option(None, "--domain"),
+    min_score: Optional[int] = typer.Option(None, "--min-score", min=1, max=5, help="only feedback scored this or more"),
+    holdout: float = typer.Option(0.1, "--holdout", min=0.0, max=0.9, help="fraction held out, per domain"),
+    with_examples: bool = typer.Option(False, "--with-examples", help="keep the few-shot turns in the prompt"),
+    near_dup: float = typer.Option(0.95, "--near-dup-threshold", min=0.5, max=1.0),
+) -> None:
+    """train.jsonl + holdout.jsonl + export_report.json from reviewed interactions (PII masked)."""
+    if fmt not in ("chat", "prompt-completion"):
+        raise RequestError(f"--format must be chat or prompt-completion, not {fmt!r}")
+    opts = ExportOptions(out=out, format=fmt, domain=domain, min_score=min_score, holdout=holdout,
+                         with_examples=with_examples, near_dup_threshold=near_dup)
+    state: CliState = ctx.obj
+    columns = (TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TimeRemainingColumn())
+    with state.middleware() as mw, Progress(*columns, console=console) as progress:
+        report = export_finetune(mw, opts, progress=progress)
+    counts, quality = report["counts"], report["quality"]
+    t = Table(title=f"fine-tuning export → {out}", title_justify="left", show_header=False)
+    t.add_row("candidates (approved or edited)", str(counts["candidates"]))
+    t.add_row("invalid completions left out", str(counts["invalid"]))
+    t.add_row("duplicates removed (exact / near)",
+              f"{report['duplicates_removed']['exact']} / {report['duplicates_removed']['near']}")
+    t.add_row("train / holdout", f"{counts['train']} / {counts['holdout']}")
+    t.add_row("PII masked", ", ".join(f"{k} {v}" for k, v in report["pii"]["hits_by_type"].items() if v) or "none")
+    t.add_row("tokens (prompt / completion, approx.)",
+              f"{report['tokens']['prompt_total']} / {report['tokens']['completion_total']}")
+    t.add_row("quality score", f"{quality['score']}/100")
+    console.print(t)
+    for d in quality["deductions"]:
+        console.print(f"  -{d['points']}: {d['reason']}", markup=False)

@@ -1,0 +1,132 @@
+"""``rag-middleware review``: go through recorded interactions and approve, edit or reject them.
+
+For each interaction it shows the request, the examples and negatives that were selected, and the output,
+then reads one choice: ``a`` approve, ``e`` edit in $EDITOR (validated against the domain's model; an invalid
+edit is shown with its errors and can be edited again), ``r`` reject with a reason, ``s`` skip, ``q`` quit.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Optional
+
+import click
+import typer
+from rich.panel import Panel
+from rich.table import Table
+
+from ..errors import InvalidEditError
+from ..feedback import Feedback, FeedbackLog, apply_feedback
+from .context import CliState, console
+from .feedback import show_result
+
+__all__ = ["register"]
+
+CHOICES = click.Choice(["a", "e", "r", "s", "q"], case_sensitive=False)
+
+
+def _show(interaction: Any, position: int, total: int) -> None:
+    head = (f"[{position}/{total}] {interaction.id}  domain {interaction.domain}  tenant {interaction.tenant}  "
+            f"{interaction.status}  {interaction.created_at:%Y-%m-%d %H:%M}  attempts {len(interaction.attempts)}"
+            + (f"  variant {interaction.variant}" if interaction.variant else ""))
+    console.print(head, markup=False, style="bold")
+    console.print(Panel(interaction.question, title="request", title_align="left"), markup=False)
+    if interaction.selected or interaction.negatives:
+        t = Table(title="selected examples and negatives", title_justify="left")
+        for col in ("kind", "id", "status", "similarity", "question"):
+            t.add_column(col, overflow="fold")
+        for s in [*interaction.selected, *interaction.negatives]:
+            t.add_row(s.kind, s.id, s.status, f"{s.similarity:.3f}", " ".join(s.question.split())[:80])
+        console.print(t)
+    output = interaction.output_text or (interaction.attempts[-1].raw_output if interaction.attempts else "")
+    console.print(Panel(_pretty(output), title="output", title_align="left"), markup=False)
+    if interaction.error:
+        console.print(f"errors: {interaction.error}", markup=False)
+
+
+def _pretty(text: str) -> str:
+    try:
+        return json.dumps(json.loads(text), indent=2, ensure_ascii=False)
+    except (json.JSONDecodeError, TypeError):
+        return text
+
+
+def _edit(mw: Any, interaction: Any, reviewer: str) -> bool:
+    """Edit in $EDITOR until the answer validates, or the reviewer gives up. True when feedback was stored."""
+    text = _pretty(interaction.output_text or (interaction.attempts[-1].raw_output if interaction.attempts else ""))
+    while True:
+        edited = click.edit(text, extension=".json" if not mw.domains.get(interaction.domain).free_text else ".txt",
+                            require_save=False)
+        if edited is None or not edited.strip():
+            console.print("edit cancelled (nothing saved)", markup=False)
+            return False
+        try:
+            result = apply_feedback(mw, Feedback(interaction_id=interaction.id, action="edit",
+                                                 edited_output=edited.strip(), reviewer=reviewer))
+        except InvalidEditError as exc:
+            console.print("the edit fails validation:", markup=False, style="red")
+            for line in exc.errors:
+                console.print(f"  {line}", markup=False)
+            again = click.prompt("[e]dit again or [s]kip", type=click.Choice(["e", "s"]), show_choices=False)
+            if again == "s":
+                return False
+            text = edited
+            continue
+        show_result(result)
+        return True
+
+
+def review(
+    ctx: typer.Context,
+    domain: Optional[str] = typer.Option(None, "--domain", "-d"),
+    status: Optional[str] = typer.Option("validated", "--status", help="validated | answered | failed | error"),
+    tenant: Optional[str] = typer.Option(None, "--tenant", "-t"),
+    reviewer: str = typer.Option("cli", "--reviewer"),
+    limit: int = typer.Option(200, "--limit", min=1),
+    include_reviewed: bool = typer.Option(False, "--include-reviewed", help="also what this reviewer already did"),
+) -> None:
+    """Interactive review, one interaction at a time: approve (a), edit in $EDITOR (e), reject with a reason (r),
+    skip (s), quit (q)."""
+    state: CliState = ctx.obj
+    counts = {"approve": 0, "edit": 0, "reject": 0, "skip": 0}
+    with state.middleware() as mw:
+        log = FeedbackLog(mw.settings.db_path)
+        try:
+            items = mw.journal.list(domain=domain, tenant=tenant, status=status, limit=limit)
+            if not include_reviewed:
+                items = [i for i in items if all(f.reviewer != reviewer for f in log.of(i.id))]
+            if not items:
+                console.print("nothing to review", markup=False)
+                return
+            for n, interaction in enumerate(items, start=1):
+                _show(interaction, n, len(items))
+                choice = click.prompt("[a]pprove [e]dit [r]eject [s]kip [q]uit", type=CHOICES,
+                                      show_choices=False).lower()
+                if choice == "q":
+                    break
+                if choice == "s":
+                    counts["skip"] += 1
+                elif choice == "a":
+                    show_result(apply_feedback(mw, Feedback(interaction_id=interaction.id, action="approve",
+                                                            reviewer=reviewer), log=log))
+                    counts["approve"] += 1
+                elif choice == "r":
+                    reason = click.prompt("reason", value_proc=lambda v: v.strip() or _empty())
+                    show_result(apply_feedback(mw, Feedback(interaction_id=interaction.id, action="reject",
+                                                            reason=reason, reviewer=reviewer), log=log))
+                    counts["reject"] += 1
+                elif _edit(mw, interaction, reviewer):
+                    counts["edit"] += 1
+                else:
+                    counts["skip"] += 1
+        finally:
+            log.close()
+    console.print(", ".join(f"{k} {v}" for k, v in counts.items()), markup=False)
+
+
+def _empty() -> str:
+    raise click.UsageError("a rejection needs a reason")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("review")(review)

@@ -1,0 +1,64 @@
+"""``rag-middleware stats``: requests, validity, attempts, errors, approvals, latency and tokens."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.table import Table
+
+from ..stats import GROUPINGS, parse_since, plot, read_stats
+from .context import CliState, console
+
+__all__ = ["register"]
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1%}"
+
+
+def _num(value: float | None) -> str:
+    return "-" if value is None else f"{value:g}"
+
+
+def table(stats: dict, title: str) -> Table:
+    t = Table(title=title, title_justify="left")
+    for col in ("group", "requests", "valid", "first-try", "attempts", "reviewed", "approved", "rejected",
+                "p50 ms", "p95 ms", "tokens/req", "top error paths"):
+        t.add_column(col, overflow="fold")
+    rows = [("(all)", stats["overall"])] + [(g["key"], g) for g in stats.get("groups", [])]
+    for key, m in rows:
+        t.add_row(key, str(m["requests"]), _pct(m["valid_rate"]), _pct(m["first_try_valid_rate"]),
+                  _num(m["mean_attempts"]), str(m["reviewed"]), _pct(m["approval_rate"]), _pct(m["rejection_rate"]),
+                  _num(m["latency_ms"]["p50"]), _num(m["latency_ms"]["p95"]), _num(m["tokens_per_request"]),
+                  ", ".join(f"{p} ({n})" for p, n in m["top_error_paths"][:3]) or "-")
+    return t
+
+
+def stats(
+    ctx: typer.Context,
+    by: Optional[str] = typer.Option(None, "--by", help=" | ".join(GROUPINGS)),
+    since: Optional[str] = typer.Option(None, "--since", help="ISO date or time"),
+    domain: Optional[str] = typer.Option(None, "--domain"),
+    plot_file: Optional[Path] = typer.Option(None, "--plot", metavar="FILE.png|FILE.html", help="trends per day"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Numbers over the recorded interactions and their feedback (the same as GET /rag/stats)."""
+    state: CliState = ctx.obj
+    when = parse_since(since)
+    result = read_stats(state.settings().db_path, by=by, since=when, domain=domain)
+    if plot_file is not None:
+        plot(result, plot_file)
+    if as_json:
+        console.print(json.dumps(result), markup=False, soft_wrap=True)
+    else:
+        console.print(table(result, "rag-middleware stats" + (f" since {since}" if since else "")
+                            + (f" by {by}" if by else "")))
+    if plot_file is not None and not as_json:
+        console.print(f"trend plot written to {plot_file}", markup=False)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("stats")(stats)
