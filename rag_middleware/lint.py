@@ -10,7 +10,9 @@ For a template set (a directory, or a snapshot in memory):
    names no domain or a file the assembler never renders is reported;
 4. every domain renders every template against one of its own curated examples (both branches of the
    flags: with and without examples, chain of thought, a truncated answer), so a wrong attribute or a sandbox
-   refusal in a branch that only some domain takes is found too.
+   refusal in a branch that only some domain takes is found too;
+5. :func:`lint_variants`: the template set of each A/B variant a domain declares (``variants[].prompts`` in
+   domain.yaml) gets the same checks, rendered for that domain.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from .domains import Domain, DomainRegistry
 from .errors import DomainError, TemplateError
 from .templates import TEMPLATE_CONTEXT, TEMPLATE_NAMES, TemplateSnapshot, new_environment
 
-__all__ = ["Problem", "errors_only", "lint_dir", "lint_snapshot", "sample_contexts"]
+__all__ = ["Problem", "errors_only", "lint_dir", "lint_snapshot", "lint_variants", "sample_contexts"]
 
 _GLOBALS = frozenset(new_environment().globals)
 
@@ -58,7 +60,31 @@ def lint_dir(path: Path, knowledge_base: Path) -> list[Problem]:
     return lint_snapshot(snapshot, DomainRegistry(knowledge_base))
 
 
-def lint_snapshot(snapshot: TemplateSnapshot, domains: DomainRegistry | None) -> list[Problem]:
+def lint_variants(domains: DomainRegistry) -> list[Problem]:
+    """The template sets of the domains' A/B variants, each rendered for its own domain."""
+    problems: list[Problem] = []
+    for name in domains.names():
+        try:
+            domain = domains.get(name)
+        except DomainError:
+            continue  # lint_snapshot's render pass reports it
+        for variant in domain.spec.variants:
+            if variant.prompts is None:
+                continue
+            root = (domain.path / variant.prompts).resolve()
+            try:
+                snapshot = TemplateSnapshot.load(root)
+            except TemplateError as exc:
+                problems.append(Problem("error", str(exc.path or root), exc.line,
+                                        f"variant {variant.name} of {name}: {exc.one_line()}"))
+                continue
+            problems += lint_snapshot(snapshot, domains, only=[name])
+    return problems
+
+
+def lint_snapshot(snapshot: TemplateSnapshot, domains: DomainRegistry | None, *,
+                  only: list[str] | None = None) -> list[Problem]:
+    """Every check for one template set; ``only`` renders just these domains (a variant's set)."""
     problems: list[Problem] = []
     names = domains.names() if domains is not None else []
     parsed: dict[str, nodes.Template] = {}
@@ -77,13 +103,13 @@ def lint_snapshot(snapshot: TemplateSnapshot, domains: DomainRegistry | None) ->
                                     f"missing template {name}.j2: the assembler renders it for every domain"))
     problems += _check_variables(snapshot, parsed, names)
     for domain_dir in snapshot.override_domains():
-        if domains is not None and domain_dir not in names:
+        if domains is not None and only is None and domain_dir not in names:
             problems.append(Problem("warning", snapshot.path_of(domain_dir), None,
                                     f"overrides templates for {domain_dir!r}, which is not a domain "
                                     f"(domains: {', '.join(names) or 'none'})"))
     if domains is not None:  # a file with a static error is not reported again by the render pass
         broken = {p.path for p in problems if p.severity == "error"}
-        problems += [p for p in _render_domains(snapshot, domains) if p.path not in broken]
+        problems += [p for p in _render_domains(snapshot, domains, only) if p.path not in broken]
     return problems
 
 
@@ -145,7 +171,8 @@ def _internals(ast: nodes.Template, path: str) -> list[Problem]:
             attr = node.attr
         elif isinstance(node, nodes.Getitem) and isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, str):
             attr = node.arg.value
-        elif isinstance(node, nodes.Filter) and node.name == "attr" and node.args and isinstance(node.args[0], nodes.Const):
+        elif isinstance(node, nodes.Filter) and node.name == "attr" and node.args \
+                and isinstance(node.args[0], nodes.Const):
             attr = str(node.args[0].value)
         if attr is not None and attr.startswith("_") and node.lineno not in out:
             out[node.lineno] = Problem("error", path, node.lineno, f"reaches Python internals ({attr!r}); "
@@ -195,10 +222,10 @@ def sample_contexts(name: str, domain: Domain) -> list[dict[str, Any]]:
     raise KeyError(name)
 
 
-def _render_domains(snapshot: TemplateSnapshot, domains: DomainRegistry) -> list[Problem]:
+def _render_domains(snapshot: TemplateSnapshot, domains: DomainRegistry, only: list[str] | None) -> list[Problem]:
     found: dict[tuple[str, int | None, str], list[str]] = {}
     warnings: list[Problem] = []
-    for name in domains.names():
+    for name in only if only is not None else domains.names():
         try:
             domain = domains.get(name)
         except DomainError as exc:
@@ -218,11 +245,12 @@ def _render_domains(snapshot: TemplateSnapshot, domains: DomainRegistry) -> list
                 if template == "fewshot" and ctx["is_request"] and ctx["question"].strip() not in text:
                     warnings.append(Problem("warning", snapshot.path_of(snapshot.source_rel("fewshot", name)), None,
                                             f"the request turn for {name} does not contain the request"))
-    try:  # a conversation for no domain is flattened by the default completion.j2
-        snapshot.render("completion", messages=[{"role": "user", "content": "hi", "kind": "request"}],
-                        free_text=True, domain={"name": "", "description": ""})
-    except TemplateError as exc:
-        found.setdefault((exc.path or "", exc.line, str(exc)), []).append("(no domain)")
+    if only is None:  # a conversation for no domain is flattened by the default completion.j2
+        try:
+            snapshot.render("completion", messages=[{"role": "user", "content": "hi", "kind": "request"}],
+                            free_text=True, domain={"name": "", "description": ""})
+        except TemplateError as exc:
+            found.setdefault((exc.path or "", exc.line, str(exc)), []).append("(no domain)")
     errors = [Problem("error", path, line, f"rendering for {', '.join(sorted(set(names)))} with a curated example: "
                                            f"{message}") for (path, line, message), names in found.items()]
     return errors + warnings

@@ -45,7 +45,7 @@ from .errors import (
 from .journal import InteractionLog
 from .records import Attempt, Interaction, MemoryRecord, SelectedExample
 from .template_store import TemplateStore
-from .templates import TemplateSet
+from .templates import TemplateSet, one_version_per_call
 from .tokens import TokenCounter, make_token_counter
 
 __all__ = ["AskResult", "Middleware"]
@@ -111,7 +111,7 @@ def _one_template_version(method: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(method)
     def pinned(self: Middleware, *args: Any, **kwargs: Any) -> Any:
-        with self.templates.pinned():
+        with one_version_per_call():
             return method(self, *args, **kwargs)
 
     return pinned
@@ -234,7 +234,7 @@ class Middleware:
                interaction_id: str | None = None, user: str | None = None) -> Iterator[StreamChunk]:
         """Stream a free-text domain's answer live from the model, with the retrieved context injected. The
         interaction is recorded when the stream ends, is closed early (client gone) or fails."""
-        with self.templates.pinned():  # the assembly and the flat prompt from one template version
+        with one_version_per_call():  # the assembly and the flat prompt from one template version
             call = self._start(question_or_messages, domain=domain, tenant=tenant, as_of=None,
                                exclude_ids=frozenset(), learn=learn, switches=Switches(), max_attempts=1,
                                options=options, model=model, interaction_id=interaction_id, user=user)
@@ -320,7 +320,7 @@ class Middleware:
             found = self._variant_assemblers.get(root)
             if found is None:
                 base = self.assembler
-                found = Assembler(settings=self.settings, domains=self.domains, templates=TemplateSet(root),
+                found = Assembler(settings=self.settings, domains=self.domains, templates=self.templates.derive(root),
                                   embedder=self.embedder, store=self.store, flat_prompt=base.flat_prompt,
                                   token_counter=base.tokens)
                 self._variant_assemblers[root] = found

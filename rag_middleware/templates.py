@@ -7,8 +7,9 @@ of every template file (:func:`version_of`, the one definition), stamped on ever
 :class:`TemplateSet` watches a prompts directory and keeps one snapshot live: an edited file becomes the
 next snapshot (checked by stat, at most every ``check_interval`` seconds). With a ``validator`` (the
 server's lint), an edit with problems is refused and the last good snapshot stays live
-(:meth:`TemplateSet.status` says why). ``with templates.pinned():`` makes every render inside it (one
-request: assembly, repair turns, flattening) use one snapshot, so a swap never splits a request.
+(:meth:`TemplateSet.status` says why). ``with one_version_per_call():`` makes every render inside it (one
+request: assembly, repair turns, flattening) use one snapshot of each template set, so a swap never splits a
+request; ``with templates.pinned(snapshot):`` renders with a given snapshot (replaying a stored version).
 """
 
 from __future__ import annotations
@@ -32,7 +33,8 @@ from jinja2.sandbox import SandboxedEnvironment
 
 from .errors import TemplateError
 
-__all__ = ["TEMPLATE_CONTEXT", "TEMPLATE_NAMES", "TemplateSet", "TemplateSnapshot", "read_templates", "version_of"]
+__all__ = ["TEMPLATE_CONTEXT", "TEMPLATE_NAMES", "TemplateSet", "TemplateSnapshot", "one_version_per_call",
+           "read_templates", "version_of"]
 
 log = logging.getLogger("rag_middleware.templates")
 
@@ -192,6 +194,23 @@ class Rejection:
 
 Validator = Callable[[TemplateSnapshot], list[str]]
 
+# id(TemplateSet) -> the snapshot it renders with in the current call (see one_version_per_call)
+_CALL: contextvars.ContextVar[dict[int, TemplateSnapshot] | None] = contextvars.ContextVar(
+    "rag_mw_template_call", default=None)
+
+
+@contextlib.contextmanager
+def one_version_per_call() -> Iterator[None]:
+    """Inside, each template set renders with the snapshot it had at its first use (nested calls share it)."""
+    if _CALL.get() is not None:
+        yield
+        return
+    token = _CALL.set({})
+    try:
+        yield
+    finally:
+        _CALL.reset(token)
+
 
 class TemplateSet:
     """A prompts directory and its live snapshot.
@@ -331,8 +350,8 @@ class TemplateSet:
 
     @contextlib.contextmanager
     def pinned(self, snapshot: TemplateSnapshot | None = None) -> Iterator[TemplateSnapshot]:
-        """Every render inside uses one snapshot (the live one, or ``snapshot``). Nested pins without a
-        snapshot keep the outer one."""
+        """Every render of this set inside uses one snapshot (``snapshot``, or the live one). Nested pins
+        without a snapshot keep the outer one."""
         outer = self._pin.get()
         if snapshot is None and outer is not None:
             yield outer
@@ -344,8 +363,23 @@ class TemplateSet:
             self._pin.reset(token)
 
     def snapshot(self) -> TemplateSnapshot:
-        """The snapshot a render would use right now (the pinned one, else the live one)."""
-        return self._pin.get() or self.current()
+        """The snapshot a render uses now: the pinned one, else the one this call started with, else the live one."""
+        pinned = self._pin.get()
+        if pinned is not None:
+            return pinned
+        call = _CALL.get()
+        if call is None:
+            return self.current()
+        found = call.get(id(self))
+        if found is None:
+            found = call[id(self)] = self.current()
+        return found
+
+    def derive(self, root: Path) -> TemplateSet:
+        """Another prompts directory watched the same way (stored versions, validator, check interval): an A/B
+        variant's template set."""
+        return TemplateSet(root, on_version=self.on_version, validator=self.validator,
+                           check_interval=self.check_interval)
 
     # -- the API the assembler uses -------------------------------------------------------------------
 

@@ -206,3 +206,16 @@ def test_lint_of_a_snapshot_without_domains_still_checks_the_contract(project):
     snapshot = TemplateSnapshot.load(project / "prompts")
     [problem] = lint_snapshot(snapshot, None)
     assert "unknown variable 'query'" in problem.message
+
+
+def test_a_domains_ab_variant_template_set_is_linted_for_that_domain(cli, capsys):
+    variant = cli / "knowledge_base" / "shop_query" / "prompts_terse"
+    shutil.copytree(cli / "prompts", variant)
+    spec = cli / "knowledge_base" / "shop_query" / "domain.yaml"
+    spec.write_text(spec.read_text() + "variants:\n  - name: control\n  - name: terse\n    prompts: prompts_terse\n")
+    code, out, _ = run(capsys, "prompts", "lint")
+    assert code == 0 and "0 error(s), 0 warning(s)" in out
+    write(variant / "negatives.j2", "{% for n in negatives %}{{ n.wrong.size }}{% endfor %}")
+    code, out, err = run(capsys, "prompts", "lint")
+    assert code == 1 and "1 error(s)" in out
+    assert f"{variant / 'negatives.j2'}:1: error: rendering for shop_query with a curated example" in " ".join(err.split())

@@ -253,3 +253,23 @@ def test_cli_render_and_replay_take_a_label(cli, capsys):
     assert json.loads((cli / "r1" / "summary.json").read_text())["template_version"] == v2
     code, _, err = run(capsys, "replay", str(items), "--out", "r2", "--template-set", "staging")
     assert code == 2 and "neither a directory nor a stored label" in err
+
+
+def test_an_ab_variants_template_set_is_stored_and_watched_like_the_main_one(project, embedder):
+    variant = project / "knowledge_base" / "data_ops" / "prompts_terse"
+    shutil.copytree(project / "prompts", variant)
+    (variant / "fewshot.j2").write_text("TERSE {{ question }}")
+    spec = project / "knowledge_base" / "data_ops" / "domain.yaml"
+    spec.write_text(spec.read_text() + "variants:\n  - name: control\n  - name: terse\n    prompts: prompts_terse\n")
+    from rag_middleware import load_settings
+
+    settings = load_settings(data_dir=project / "data", knowledge_base=project / "knowledge_base",
+                             prompts_dir=project / "prompts")
+    llm = FakeLLM(default=json.dumps(PLAN))
+    with Middleware(settings, backend=llm, embedder=embedder, token_counter=ApproxTokenCounter()) as mw:
+        result = mw.ask("Columns: a, b\nsort by a", domain="data_ops", variant="terse")
+        assert llm.requests[-1].messages[-1]["content"].startswith("TERSE ")
+        derived = next(iter(mw._variant_assemblers.values())).templates
+        assert derived.on_version is mw.templates.on_version and derived.root == variant.resolve()
+    assert result.template_version == TemplateSnapshot.load(variant).version
+    assert result.template_version in {v.version for v in TemplateStore.from_settings(settings).versions()}

@@ -21,7 +21,7 @@ from ..config import Settings
 from ..domains import DomainRegistry
 from ..errors import ConfigError, TemplateError
 from ..journal import InteractionLog
-from ..lint import Problem, lint_snapshot
+from ..lint import Problem, lint_snapshot, lint_variants
 from ..template_store import TemplateStore, resolve_template_dir
 from ..templates import TemplateSnapshot
 from .context import CliState, console, err_console
@@ -104,7 +104,8 @@ def lint(
     strict: bool = typer.Option(False, "--strict", help="warnings fail too"),
 ) -> None:
     """Parse every template in the sandbox, check its variables against the context contract and each
-    domain's overrides, render every domain against one of its curated examples. Exit 1 on any error."""
+    domain's overrides, render every domain against one of its curated examples (without PATH: the domains'
+    A/B variant template sets too). Exit 1 on any error."""
     settings = ctx.obj.settings()
     root = path or settings.prompts_dir
     try:
@@ -112,7 +113,11 @@ def lint(
     except TemplateError as exc:
         err_console.print(f"[red]error[/red]: {escape(exc.one_line())}", soft_wrap=True)
         raise typer.Exit(1) from None
-    errors, warnings = _print_problems(lint_snapshot(snapshot, DomainRegistry(settings.knowledge_base)))
+    domains = DomainRegistry(settings.knowledge_base)
+    problems = lint_snapshot(snapshot, domains)
+    if path is None:  # the project's own prompts: the domains' A/B variant template sets too
+        problems += lint_variants(domains)
+    errors, warnings = _print_problems(problems)
     verdict = "[green]ok[/green]" if not errors and not (strict and warnings) else "[red]failed[/red]"
     console.print(f"{escape(str(root))}: version {snapshot.version}, {len(snapshot.files)} templates · "
                   f"{errors} error(s), {warnings} warning(s) · {verdict}")
@@ -344,6 +349,6 @@ def _print_trial(result: Any, label: str) -> None:
     console.print(f"against {label}: {c['regressions']} regressions, {c['improvements']} improvements, "
                   f"{c['unchanged']} unchanged")
     for r in result.regressions[:20]:
-        console.print(f"  [red]regressed[/red] {r['id']}: {escape('; '.join(r['errors_now'])[:160] or 'output differs')}",
-                      soft_wrap=True)
+        why = "; ".join(r["errors_now"])[:160] or "output differs"
+        console.print(f"  [red]regressed[/red] {r['id']}: {escape(why)}", soft_wrap=True)
     console.print(f"report: {result.report}")

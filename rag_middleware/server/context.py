@@ -56,8 +56,8 @@ class ServerContext:
         if rejected is None:
             detail = f"version {status['version']} live since {status['live_since']}"
         else:
-            detail = (f"edit {rejected['version'] or '(unreadable)'} refused, serving {status['version'] or 'nothing'}: "
-                      + "; ".join(rejected["problems"][:5]))
+            detail = (f"edit {rejected['version'] or '(unreadable)'} refused, serving "
+                      f"{status['version'] or 'nothing'}: " + "; ".join(rejected["problems"][:5]))
         return {"ok": status["ok"], "latency_ms": round((time.perf_counter() - started) * 1000, 2), "detail": detail,
                 "version": status["version"], "rejected": rejected}
 
