@@ -19,7 +19,7 @@ from rich.table import Table
 
 from ..config import Settings
 from ..domains import DomainRegistry
-from ..errors import ConfigError, TemplateError
+from ..errors import ConfigError, DomainError, TemplateError
 from ..journal import InteractionLog
 from ..lint import Problem, lint_snapshot, lint_variants
 from ..template_store import TemplateStore, resolve_template_dir
@@ -127,17 +127,19 @@ def lint(
 
 @app.command("list")
 def list_sets(ctx: typer.Context, as_json: bool = typer.Option(False, "--json")) -> None:
-    """The live template set, the stored versions (content hashes) and the labels."""
+    """The template sets (the live one, the domains' A/B variants), the stored versions and the labels."""
     settings = ctx.obj.settings()
     store = TemplateStore.from_settings(settings)
     live = TemplateSnapshot.load(settings.prompts_dir)
     versions, labels = store.versions(), store.labels()
     overrides = {d: sorted(rel.split("/", 1)[1] for rel in live.files if rel.startswith(d + "/"))
                  for d in live.override_domains()}
+    variants = _variant_sets(settings)
     if as_json:
         console.print_json(json.dumps({
             "live": {"path": str(settings.prompts_dir), "version": live.version, "files": sorted(live.files),
                      "overrides": overrides},
+            "variants": variants,
             "labels": {k: {"version": v, "updated_at": at} for k, (v, at) in labels.items()},
             "versions": [v.model_dump() for v in versions],
         }))
@@ -145,6 +147,8 @@ def list_sets(ctx: typer.Context, as_json: bool = typer.Option(False, "--json"))
     over = "; ".join(f"{d}: {', '.join(files)}" for d, files in overrides.items()) or "none"
     console.print(f"[bold]live[/bold] {escape(str(settings.prompts_dir))} · version {live.version} · "
                   f"{len(live.files)} templates · domain overrides: {escape(over)}")
+    for v in variants:
+        console.print(f"[bold]variant[/bold] {v['domain']}/{v['variant']} {escape(v['path'])} · version {v['version']}")
     table = Table(title=f"Labels ({len(labels)})", title_justify="left")
     for col in ("label", "version", "since"):
         table.add_column(col)
@@ -158,6 +162,22 @@ def list_sets(ctx: typer.Context, as_json: bool = typer.Option(False, "--json"))
         mark = " (live)" if v.version == live.version else ""
         table.add_row(v.version + mark, v.created_at, str(v.files), ", ".join(v.labels), v.source)
     console.print(table)
+
+
+def _variant_sets(settings: Settings) -> list[dict[str, str]]:
+    out = []
+    registry = DomainRegistry(settings.knowledge_base)
+    for name in registry.names():
+        try:
+            domain = registry.get(name)
+        except DomainError:
+            continue
+        for variant in domain.spec.variants:
+            if variant.prompts is not None:
+                root = (domain.path / variant.prompts).resolve()
+                out.append({"domain": name, "variant": variant.name, "path": str(root),
+                            "version": TemplateSnapshot.load(root).version})
+    return out
 
 
 @app.command("show")
