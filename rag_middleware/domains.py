@@ -11,11 +11,12 @@ Layout of a domain directory::
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import json
+import re
 import sys
 import threading
 import time
+import types
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -124,8 +125,25 @@ def _key_lines(path: Path, text: str) -> dict[str, int]:
     return lines
 
 
+def _domain_package(base: Path) -> str:
+    return f"rag_mw_domain_{re.sub(r'[^0-9A-Za-z_]', '_', base.name)}"
+
+
+def _fresh_package(base: Path) -> None:
+    """Make the domain dir a fresh package, so its files can import each other (``from .model import X``)
+    and a load after an edit executes the edited files, never a stale copy."""
+    package = _domain_package(base)
+    for name in [n for n in sys.modules if n == package or n.startswith(package + ".")]:
+        del sys.modules[name]
+    module = types.ModuleType(package)
+    module.__path__ = [str(base)]
+    module.__file__ = None
+    sys.modules[package] = module
+
+
 def _load_object(ref: str, base: Path, *, what: str, spec_path: Path, line: int | None) -> Any:
-    """Resolve 'file.py:Name' (relative to the domain dir) or 'package.module:Name'."""
+    """Resolve 'file.py:Name' (relative to the domain dir, imported as a module of the domain's package) or
+    'package.module:Name'."""
     if ":" not in ref:
         raise DomainError(f"{what} must look like 'file.py:Name' or 'package.module:Name', got {ref!r}",
                           path=str(spec_path), line=line)
@@ -133,18 +151,13 @@ def _load_object(ref: str, base: Path, *, what: str, spec_path: Path, line: int 
     try:
         if module_ref.endswith(".py"):
             file = (base / module_ref).resolve()
-            if not file.is_file():
-                raise DomainError(f"{what}: file {module_ref} not found", path=str(spec_path), line=line)
-            # executed afresh on every load, so an edited or fixed file is picked up by the next registry
-            mod_name = f"rag_mw_domain_{base.name}_{file.stem}"
-            spec = importlib.util.spec_from_file_location(mod_name, file)
-            module = importlib.util.module_from_spec(spec)
-            sys.modules[mod_name] = module  # pydantic resolves forward references through sys.modules
-            try:
-                spec.loader.exec_module(module)
-            except BaseException:
-                sys.modules.pop(mod_name, None)
-                raise
+            if not file.is_file() or file.parent != base.resolve():
+                raise DomainError(f"{what}: file {module_ref} not found in {base.name}/", path=str(spec_path),
+                                  line=line)
+            package = _domain_package(base)
+            if package not in sys.modules:
+                _fresh_package(base)
+            module = importlib.import_module(f"{package}.{file.stem}")
         else:
             module = importlib.import_module(module_ref)
         return getattr(module, attr)
@@ -187,6 +200,7 @@ def load_domain(path: Path) -> Domain:
     spec_path = path / "domain.yaml"
     if not spec_path.is_file():
         raise DomainError("missing domain.yaml", path=str(path))
+    _fresh_package(path)  # every load executes the domain's Python files afresh, once each
     text = spec_path.read_text(encoding="utf-8")
     try:
         raw = yaml.safe_load(text) or {}

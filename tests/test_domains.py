@@ -192,6 +192,23 @@ def test_fixed_output_model_loads_in_a_fresh_registry(tmp_path):
     assert loaded.validator.validate_value({"x": 1}, "").ok
 
 
+def test_a_domains_files_import_each_other_and_edits_are_picked_up(tmp_path):
+    """Hooks may live in several files of the domain dir, importing shared names with ``from .model``."""
+    domain = tmp_path / "kb" / "split"
+    domain.mkdir(parents=True)
+    (domain / "domain.yaml").write_text("description: d\noutput_model: model.py:Plan\nrepair: fixes.py:repair\n",
+                                        encoding="utf-8")
+    (domain / "model.py").write_text("from pydantic import BaseModel\nLIMIT = 3\nclass Plan(BaseModel):\n    x: int\n",
+                                     encoding="utf-8")
+    (domain / "fixes.py").write_text("from .model import LIMIT\n\ndef repair(value, context):\n"
+                                     "    return {'x': min(value['x'], LIMIT)}, ['capped']\n", encoding="utf-8")
+    outcome = DomainRegistry(tmp_path / "kb").get("split").validator.validate_text('{"x": 9}', "")
+    assert outcome.ok and outcome.value == {"x": 3} and outcome.repairs == ["capped"]
+    (domain / "model.py").write_text((domain / "model.py").read_text().replace("LIMIT = 3", "LIMIT = 5"))
+    outcome = DomainRegistry(tmp_path / "kb").get("split").validator.validate_text('{"x": 9}', "")
+    assert outcome.value == {"x": 5}
+
+
 SCHEMA = {
     "type": "object",
     "required": ["city", "days"],
