@@ -7,7 +7,6 @@ from typing import Optional
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-from rich.table import Table
 
 from ..errors import RequestError
 from ..export import ExportOptions, export_finetune
@@ -40,16 +39,16 @@ def finetune(
     with state.middleware() as mw, Progress(*columns, console=console) as progress:
         report = export_finetune(mw, opts, progress=progress)
     counts, quality = report["counts"], report["quality"]
-    t = Table(title=f"fine-tuning export → {out}", title_justify="left", show_header=False)
-    t.add_row("candidates (approved or edited)", str(counts["candidates"]))
-    t.add_row("invalid completions left out", str(counts["invalid"]))
-    t.add_row("duplicates removed (exact / near)",
-              f"{report['duplicates_removed']['exact']} / {report['duplicates_removed']['near']}")
-    t.add_row("train / holdout", f"{counts['train']} / {counts['holdout']}")
-    t.add_row("PII masked", ", ".join(f"{k} {v}" for k, v in report["pii"]["hits_by_type"].items() if v) or "none")
-    t.add_row("tokens (prompt / completion, approx.)",
-              f"{report['tokens']['prompt_total']} / {report['tokens']['completion_total']}")
-    t.add_row("quality score", f"{quality['score']}/100")
-    console.print(t)
+    lines = [
+        f"fine-tuning export in {out}: train {counts['train']}, holdout {counts['holdout']}",
+        f"candidates (approved or edited): {counts['candidates']}; invalid completions left out: {counts['invalid']}",
+        f"duplicates removed: {report['duplicates_removed']['exact']} exact, {report['duplicates_removed']['near']} near",
+        "PII masked: " + (", ".join(f"{k} {v}" for k, v in report["pii"]["hits_by_type"].items() if v) or "none"),
+        f"tokens (approx.): prompts {report['tokens']['prompt_total']}, completions "
+        f"{report['tokens']['completion_total']}",
+        f"quality score: {quality['score']}/100",
+    ]
+    for line in lines:
+        console.print(line, markup=False, soft_wrap=True)
     for d in quality["deductions"]:
-        console.print(f"  -{d['points']}: {d['reason']}", markup=False)
+        console.print(f"  -{d['points']}: {d['reason']}", markup=False, soft_wrap=True)

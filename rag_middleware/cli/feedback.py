@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from pydantic import ValidationError
 
 from ..errors import RequestError
 from ..feedback import Feedback, apply_feedback
@@ -57,8 +58,9 @@ def feedback(
     try:
         fb = Feedback(interaction_id=interaction_id, action=action, score=score, notes=notes, reviewer=reviewer,
                       edited_output=edited, reason=reject or "")
-    except ValueError as exc:
-        raise RequestError(str(exc).splitlines()[-1].removeprefix("  Value error, ")) from None
+    except ValidationError as exc:
+        err = exc.errors(include_url=False, include_input=False)[0]
+        raise RequestError(err["msg"].removeprefix("Value error, ")) from None
     state: CliState = ctx.obj
     with state.middleware() as mw:
         result = apply_feedback(mw, fb)

@@ -25,16 +25,21 @@ def _num(value: float | None) -> str:
 
 def table(stats: dict, title: str) -> Table:
     t = Table(title=title, title_justify="left")
-    for col in ("group", "requests", "valid", "first-try", "attempts", "reviewed", "approved", "rejected",
-                "p50 ms", "p95 ms", "tokens/req", "top error paths"):
+    for col in ("group", "requests", "valid", "first try", "attempts", "reviewed", "approved", "rejected",
+                "p50/p95 ms", "tokens"):
         t.add_column(col, overflow="fold")
     rows = [("(all)", stats["overall"])] + [(g["key"], g) for g in stats.get("groups", [])]
     for key, m in rows:
         t.add_row(key, str(m["requests"]), _pct(m["valid_rate"]), _pct(m["first_try_valid_rate"]),
                   _num(m["mean_attempts"]), str(m["reviewed"]), _pct(m["approval_rate"]), _pct(m["rejection_rate"]),
-                  _num(m["latency_ms"]["p50"]), _num(m["latency_ms"]["p95"]), _num(m["tokens_per_request"]),
-                  ", ".join(f"{p} ({n})" for p, n in m["top_error_paths"][:3]) or "-")
+                  f"{_num(m['latency_ms']['p50'])}/{_num(m['latency_ms']['p95'])}", _num(m["tokens_per_request"]))
     return t
+
+
+def error_lines(stats: dict) -> list[str]:
+    rows = [("(all)", stats["overall"])] + [(g["key"], g) for g in stats.get("groups", [])]
+    return [f"top validation error paths, {key}: " + ", ".join(f"{p} ({n})" for p, n in m["top_error_paths"])
+            for key, m in rows if m["top_error_paths"]]
 
 
 def stats(
@@ -56,6 +61,8 @@ def stats(
     else:
         console.print(table(result, "rag-middleware stats" + (f" since {since}" if since else "")
                             + (f" by {by}" if by else "")))
+        for line in error_lines(result):
+            console.print(line, markup=False)
     if plot_file is not None and not as_json:
         console.print(f"trend plot written to {plot_file}", markup=False)
 
