@@ -74,6 +74,7 @@ class AskResult(BaseModel):
     prompt_tokens: int = 0
     completion_tokens: int = 0
     memory_available: bool = True
+    variant: str = ""  # the A/B template-set variant ("" when the domain has none)
 
     @property
     def first_try_valid(self) -> bool:
@@ -474,7 +475,7 @@ class Middleware:
             template_version=interaction.template_version, model=interaction.model, backend=interaction.backend,
             messages=last.messages if last else assembly.messages, timings_ms=interaction.timings_ms,
             prompt_tokens=interaction.prompt_tokens, completion_tokens=interaction.completion_tokens,
-            memory_available=interaction.memory_available,
+            memory_available=interaction.memory_available, variant=interaction.variant,
         )
 
     def _tenant(self, tenant: str | None) -> str:

@@ -105,6 +105,7 @@ def test_pipeline_renders_with_the_variant_and_records_it(project, settings, fak
         control = mw.ask(Q, domain="data_ops", variant="control")
         assert MARK not in fake_llm.requests[-1].messages[0]["content"]
         assert terse.template_version != control.template_version
+        assert (terse.variant, control.variant) == ("terse", "control")
         assert mw.journal.get(terse.interaction_id).variant == "terse"
         assert mw.journal.get(control.interaction_id).variant == "control"
         with pytest.raises(RequestError, match="no variant 'nope'"):
