@@ -252,7 +252,7 @@ class TemplateSet:
                 st = p.stat()
             except FileNotFoundError:  # removed between the listing and the stat
                 continue
-            sig.append((str(p), st.st_mtime_ns, st.st_size))
+            sig.append((str(p), st.st_mtime_ns, st.st_ctime_ns, st.st_size, st.st_ino))  # ino: atomic renames
         return tuple(sig)
 
     def watch(self, *, validator: Validator | None, check_interval: float) -> None:
