@@ -47,6 +47,7 @@ class ExportOptions(BaseModel):
     out: Path
     format: Literal["chat", "prompt-completion"] = "chat"
     domain: str | None = None
+    tenant: str | None = None
     min_score: int | None = Field(None, ge=1, le=5)
     holdout: float = Field(0.1, ge=0.0, lt=1.0)
     with_examples: bool = False
@@ -90,7 +91,7 @@ def _collect(mw: Middleware, opts: ExportOptions, log: FeedbackLog) -> tuple[lis
         if interaction is None:
             skipped["interaction missing from the log"] += 1
             continue
-        if opts.domain and interaction.domain != opts.domain:
+        if (opts.domain and interaction.domain != opts.domain) or (opts.tenant and interaction.tenant != opts.tenant):
             continue
         value = fb.edited_output if fb.action == "edit" else interaction.output
         completion = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)

@@ -170,6 +170,8 @@ def test_min_score_domain_and_with_examples(mw, reviewed, tmp_path):
     rich = read_jsonl(tmp_path / "x" / "train.jsonl")
     assert all(len(r["messages"]) > len(p["messages"]) for r, p in zip(rich, plain))
     assert all(len(p["messages"]) == 3 for p in plain)
+    assert export_finetune(mw, ExportOptions(out=tmp_path / "t", tenant="other"))["counts"]["exported"] == 0
+    assert export_finetune(mw, ExportOptions(out=tmp_path / "u", tenant="default"))["counts"]["exported"] == 7
     with pytest.raises(UnknownDomainError):
         export_finetune(mw, ExportOptions(out=tmp_path / "y", domain="nope"))
 

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import FakeLLM, HashEmbedder
 
 from rag_middleware import Middleware
 from rag_middleware.feedback import FeedbackLog
@@ -100,8 +101,7 @@ def test_review_through_a_pty(project, settings, recorded):
     child.close()
     assert child.exitstatus == 0
 
-    with Middleware(settings, embedder=__import__("conftest").HashEmbedder(),
-                    backend=__import__("conftest").FakeLLM(), token_counter=ApproxTokenCounter()) as mw:
+    with Middleware(settings, embedder=HashEmbedder(), backend=FakeLLM(), token_counter=ApproxTokenCounter()) as mw:
         by_id = {r.id: r for r in mw.store.get(recorded)}
     assert (by_id[fourth].status, by_id[fourth].kind) == ("approved", "interaction")
     assert (by_id[third].status, by_id[third].source) == ("approved", "edited")

@@ -23,6 +23,7 @@ def finetune(
     out: Path = typer.Option(..., "--out", help="output directory"),
     fmt: str = typer.Option("chat", "--format", help="chat | prompt-completion"),
     domain: Optional[str] = typer.Option(None, "--domain"),
+    tenant: Optional[str] = typer.Option(None, "--tenant", help="only this tenant's interactions"),
     min_score: Optional[int] = typer.Option(None, "--min-score", min=1, max=5, help="only feedback scored this or more"),
     holdout: float = typer.Option(0.1, "--holdout", min=0.0, max=0.9, help="fraction held out, per domain"),
     with_examples: bool = typer.Option(False, "--with-examples", help="keep the few-shot turns in the prompt"),
@@ -31,7 +32,7 @@ def finetune(
     """train.jsonl + holdout.jsonl + export_report.json from reviewed interactions (PII masked)."""
     if fmt not in ("chat", "prompt-completion"):
         raise RequestError(f"--format must be chat or prompt-completion, not {fmt!r}")
-    opts = ExportOptions(out=out, format=fmt, domain=domain, min_score=min_score, holdout=holdout,
+    opts = ExportOptions(out=out, format=fmt, domain=domain, tenant=tenant, min_score=min_score, holdout=holdout,
                          with_examples=with_examples, near_dup_threshold=near_dup)
     state: CliState = ctx.obj
     columns = (TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
