@@ -103,9 +103,11 @@ def lint(
     path: Optional[Path] = typer.Argument(None, help="a prompts dir (default: the configured prompts_dir)"),
     strict: bool = typer.Option(False, "--strict", help="warnings fail too"),
 ) -> None:
-    """Parse every template in the sandbox, check its variables against the context contract and each
-    domain's overrides, render every domain against one of its curated examples (without PATH: the domains'
-    A/B variant template sets too). Exit 1 on any error."""
+    """Check every template: sandbox parse, the context contract, overrides, a render per domain.
+
+    Parses every template in the sandbox, checks its variables against the context contract and each domain's
+    overrides, renders every domain against one of its curated examples. Without PATH, the domains' A/B
+    variant template sets are linted too. Exits 1 on any error."""
     settings = ctx.obj.settings()
     root = path or settings.prompts_dir
     try:
