@@ -133,6 +133,10 @@ def test_stats_command(env, capsys):
     assert code == 2 and "--since must be an ISO date" in err
     code, _, err = run(capsys, "stats", "--by", "colour")
     assert code == 2 and "--by must be one of" in err
+    code, _, err = run(capsys, "stats", "--domain", "nope")
+    assert code == 2 and "unknown domain 'nope'" in err
+    code, out, _ = run(capsys, "stats", "--domain", "assistant", "--json")
+    assert code == 0 and json.loads(out)["overall"]["requests"] == 0
 
 
 def test_ab_report_command(env, capsys):

@@ -9,6 +9,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
+from ..domains import DomainRegistry
 from ..stats import GROUPINGS, parse_since, plot, read_stats
 from .context import CliState, console
 
@@ -52,8 +53,11 @@ def stats(
 ) -> None:
     """Numbers over the recorded interactions and their feedback (the same as GET /rag/stats)."""
     state: CliState = ctx.obj
+    settings = state.settings()
     when = parse_since(since)
-    result = read_stats(state.settings().db_path, by=by, since=when, domain=domain)
+    if domain:
+        DomainRegistry(settings.knowledge_base).get(domain)  # an unknown domain is an error, not zero rows
+    result = read_stats(settings.db_path, by=by, since=when, domain=domain)
     if plot_file is not None:
         plot(result, plot_file)
     if as_json:
