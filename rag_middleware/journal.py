@@ -11,7 +11,9 @@ from .db import connect
 from .errors import StoreError
 from .records import Interaction, iso
 
-__all__ = ["InteractionLog"]
+__all__ = ["LIVE_ONLY", "InteractionLog"]
+
+LIVE_ONLY = "json_extract(body, '$.replay_of') IS NULL"  # SQL condition: live traffic, not replays
 
 
 class InteractionLog:
@@ -40,8 +42,12 @@ class InteractionLog:
         return Interaction.model_validate_json(row[0]) if row else None
 
     def list(self, *, domain: str | None = None, tenant: str | None = None, since: datetime | None = None,
-             until: datetime | None = None, status: str | None = None, limit: int = 100) -> list[Interaction]:
+             until: datetime | None = None, status: str | None = None, limit: int = 100,
+             replays: bool = False) -> list[Interaction]:
+        """Newest first. Replays are left out unless ``replays``: they are not traffic."""
         clauses, params = [], []
+        if not replays:
+            clauses.append(LIVE_ONLY)
         for col, value in (("domain", domain), ("tenant", tenant), ("status", status)):
             if value is not None:
                 clauses.append(f"{col} = ?")

@@ -186,16 +186,18 @@ class Middleware:
             as_of: datetime | None = None, exclude_ids: frozenset[str] = frozenset(), learn: bool | None = None,
             switches: Switches = Switches(), max_attempts: int | None = None,
             options: dict[str, Any] | None = None, raise_on_invalid: bool = True, model: str | None = None,
-            interaction_id: str | None = None, user: str | None = None, variant: str | None = None) -> AskResult:
+            interaction_id: str | None = None, user: str | None = None, variant: str | None = None,
+            replay_of: str | None = None) -> AskResult:
         """Answer one request. Raises AttemptsExhaustedError (carrying every attempt) when no attempt is valid,
         unless ``raise_on_invalid`` is False, in which case the invalid result is returned.
 
         ``model`` overrides the upstream model (else the domain's, else the backend's); ``interaction_id``
         lets a caller (the server) know the record's id before the answer exists. ``user`` (or a session id)
-        keeps an A/B-tested domain's variant sticky; ``variant`` forces one."""
+        keeps an A/B-tested domain's variant sticky; ``variant`` forces one. ``replay_of`` marks the record as a
+        replay of that interaction, so it never counts as traffic or comes back as a conversation to replay."""
         call = self._start(question_or_messages, domain=domain, tenant=tenant, as_of=as_of, exclude_ids=exclude_ids,
                            learn=learn, switches=switches, max_attempts=max_attempts, options=options, model=model,
-                           interaction_id=interaction_id, user=user, variant=variant)
+                           interaction_id=interaction_id, user=user, variant=variant, replay_of=replay_of)
         interaction, ledger = call.interaction, call.ledger
         final = call.assembly
         try:
@@ -285,7 +287,8 @@ class Middleware:
     def _start(self, question_or_messages: str | list[dict[str, Any]], *, domain: str, tenant: str | None,
                as_of: datetime | None, exclude_ids: frozenset[str], learn: bool | None, switches: Switches,
                max_attempts: int | None, options: dict[str, Any] | None, model: str | None,
-               interaction_id: str | None, user: str | None = None, variant: str | None = None) -> _Call:
+               interaction_id: str | None, user: str | None = None, variant: str | None = None,
+               replay_of: str | None = None) -> _Call:
         started = time.perf_counter()
         tenant = self._tenant(tenant)
         request = parse_request(question_or_messages)
@@ -300,7 +303,7 @@ class Middleware:
             request={"input": question_or_messages, "domain": dom.name, "tenant": tenant},
             selected=assembly.selected, negatives=assembly.negatives, template_version=assembly.template_version,
             model=upstream_model, backend=self.backend.name, options=assembly.options,
-            memory_available=assembly.memory_available,
+            memory_available=assembly.memory_available, replay_of=replay_of,
         )
         if interaction_id:
             interaction.id = interaction_id

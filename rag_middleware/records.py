@@ -131,6 +131,7 @@ class Interaction(BaseModel):
     output_text: str = ""
     error: str = ""
     memory_available: bool = True
+    replay_of: str | None = None  # set on replays: the interaction replayed; None for live traffic
     timings_ms: dict[str, float] = Field(default_factory=dict)
     prompt_tokens: int = 0
     completion_tokens: int = 0

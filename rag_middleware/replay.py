@@ -131,7 +131,7 @@ def _row(item: ReplayItem, mw: Middleware, opts: ReplayOptions) -> dict[str, Any
     try:
         result = mw.ask(item.messages, domain=domain, tenant=item.tenant or opts.tenant, as_of=item.as_of,
                         exclude_ids=frozenset(item.exclude_ids), learn=opts.learn, switches=opts.switches,
-                        max_attempts=opts.max_attempts, raise_on_invalid=False)
+                        max_attempts=opts.max_attempts, raise_on_invalid=False, replay_of=item.id)
     except RagMiddlewareError as exc:
         row["errors"] = [exc.one_line()]
         row["latency_ms"] = round((time.perf_counter() - started) * 1000, 1)

@@ -66,7 +66,7 @@ class StatsRow:
 
 def load_rows(conn: sqlite3.Connection, *, domain: str | None = None, tenant: str | None = None,
               since: datetime | None = None, until: datetime | None = None) -> list[StatsRow]:
-    clauses, params = [], []
+    clauses, params = ["json_extract(i.body, '$.replay_of') IS NULL"], []  # replays are not traffic
     for col, value in (("domain", domain), ("tenant", tenant)):
         if value is not None:
             clauses.append(f"i.{col} = ?")

@@ -87,6 +87,10 @@ def test_store_replay_keeps_the_as_of_guard(rmw, tmp_path):
     assert second.interaction_id not in replayed_first["selected"]  # nothing recorded after it
     assert first.interaction_id in rows[second.interaction_id]["selected"]
     assert replayed_first["compared_with"] == "recorded" and replayed_first["match"] is True
+    replays = rmw.journal.list(replays=True, limit=10)
+    assert {r.replay_of for r in replays} == {None, first.interaction_id, second.interaction_id}
+    again, _ = load_items("store:", rmw)  # replays are recorded, but are not conversations to replay
+    assert [i.id for i in again] == [first.interaction_id, second.interaction_id]
 
 
 def test_resume_after_an_interruption(rmw, tmp_path):

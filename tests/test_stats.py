@@ -132,3 +132,15 @@ def test_stats_from_the_pipeline(mw, fake_llm):
     assert m["requests"] == 1 and m["valid_rate"] == 1.0 and m["first_try_valid_rate"] == 0.0
     assert m["mean_attempts"] == 2 and m["top_error_paths"][0][0].startswith("operations.*")
     assert m["tokens_per_request"] > 0 and m["latency_ms"]["p50"] is not None
+
+
+def test_replays_are_not_traffic(settings):
+    log = InteractionLog(settings.db_path)
+    live = record(log, day=1)
+    replay = Interaction(tenant="acme", domain="data_ops", status="failed", request={}, question="q",
+                         template_version="cccccccccccc", model="m1", backend="fake", replay_of=live)
+    log.write(replay)
+    conn = connect(settings.db_path)
+    assert [r.id for r in load_rows(conn)] == [live]
+    assert [i.id for i in log.list()] == [live]
+    assert {i.id for i in log.list(replays=True)} == {live, replay.id}
