@@ -130,17 +130,22 @@ def test_a_record_sent_twice_lands_once(project, fake):
         store.close()
 
 
-def test_a_rejected_write_raises_and_stays_queued(project, fake):
-    store = open_store(weaviate_settings(project, fake))
+def test_a_refused_write_raises_stays_queued_and_does_not_hold_back_the_rest(project, fake):
+    settings = weaviate_settings(project, fake)
+    settings.store.weaviate.outbox.batch_size = 2
+    store = open_store(settings)
     try:
         fake.reject["bad"] = "property 'answer' is not text"
-        with pytest.raises(StoreError, match="rejected 1 of 2") as err:
-            store.upsert([rec("good"), rec("bad")], np.stack([vec(0), vec(1)]))
-        assert not isinstance(err.value, StoreUnavailableError)
-        assert store.depth() == 2 and "not text" in store.status()["last_error"]
+        with pytest.raises(StoreError, match="1 queued write") as err:
+            store.upsert([rec("bad"), rec("good")], np.stack([vec(0), vec(1)]))
+        assert not isinstance(err.value, StoreUnavailableError) and "not text" in str(err.value)
+        assert store.depth() == 1 and "not text" in store.status()["last_error"]
+        with pytest.raises(StoreError, match="first bad"):  # the refused write is first in line ...
+            store.upsert([rec(f"later{i}") for i in range(3)], np.stack([vec(i) for i in range(3)]))
+        assert store.depth() == 1 and fake.count() == 4  # ... and the others still went through
         del fake.reject["bad"]
         wait_for(lambda: store.depth() == 0)
-        assert fake.count() == 2
+        assert fake.count() == 5
         with pytest.raises(StoreError, match="not a valid Weaviate tenant"):  # refused before it is queued
             store.upsert([rec("x", tenant="bad tenant")], vec(0)[None])
         assert store.depth() == 0

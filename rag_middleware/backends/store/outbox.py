@@ -102,29 +102,47 @@ class OutboxStore:
         return {"depth": int(depth), "oldest": oldest, "last_error": row[0] if row else ""}
 
     def flush(self) -> UpsertResult:
-        """Send every queued write, oldest first, in batches. Raises the remote store's error and keeps the rest.
-        The counts are of what this call delivered (a concurrent flush may have delivered some rows first)."""
+        """Send every queued write, oldest first, in batches. An outage stops the flush at once (StoreUnavailableError);
+        a write the remote store refuses stays queued with its error, the others go on, and a StoreError naming the
+        refused ones is raised at the end. Counts are of what this call delivered."""
         total = UpsertResult(inserted=0, updated=0, unchanged=0, deleted=0)
+        refused: dict[str, str] = {}
         with self._flush_lock:
+            after = 0
             while True:
                 with self._db_lock:
                     rows = self._conn.execute(
-                        "SELECT record_id, seq, op, payload, vector FROM outbox ORDER BY seq LIMIT ?",
-                        (self.settings.batch_size,),
+                        "SELECT record_id, seq, op, payload, vector FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?",
+                        (after, self.settings.batch_size),
                     ).fetchall()
                 if not rows:
-                    return total
+                    break
+                after = rows[-1][1]
                 try:
                     self._send(rows, total)
-                except StoreError as exc:
-                    with self._db_lock:
-                        self._conn.executemany(
-                            "UPDATE outbox SET attempts = attempts + 1, last_error = ? WHERE record_id = ? AND seq = ?",
-                            [(exc.one_line()[:500], r[0], r[1]) for r in rows])
+                    sent = rows
+                except StoreUnavailableError:
                     raise
+                except StoreError:  # one by one, so a refused write does not hold back the rest
+                    sent = []
+                    for row in rows:
+                        try:
+                            self._send([row], total)
+                            sent.append(row)
+                        except StoreUnavailableError:
+                            raise
+                        except StoreError as exc:
+                            refused[row[0]] = exc.one_line()[:500]
+                            with self._db_lock:
+                                self._conn.execute("UPDATE outbox SET attempts = attempts + 1, last_error = ? "
+                                                   "WHERE record_id = ? AND seq = ?", (refused[row[0]], row[0], row[1]))
                 with self._db_lock:  # a row written again meanwhile has a new seq and stays
                     self._conn.executemany("DELETE FROM outbox WHERE record_id = ? AND seq = ?",
-                                           [(r[0], r[1]) for r in rows])
+                                           [(r[0], r[1]) for r in sent])
+        if refused:
+            rid, error = next(iter(refused.items()))
+            raise StoreError(f"{len(refused)} queued write(s) refused and kept in the outbox; first {rid}: {error}")
+        return total
 
     def _send(self, rows: list[tuple], total: UpsertResult) -> None:
         upserts = [r for r in rows if r[2] == "upsert"]
