@@ -65,6 +65,14 @@ def _weaviate() -> Any:
     return weaviate
 
 
+def _same_direction(a: np.ndarray, b: np.ndarray) -> bool:
+    """Equal up to length: with cosine distance Weaviate may hand back the normalised vector."""
+    if a.shape != b.shape:
+        return False
+    na, nb = float(np.linalg.norm(a)), float(np.linalg.norm(b))
+    return bool(na and nb and np.allclose(a / na, b / nb, rtol=0, atol=1e-6))
+
+
 class WeaviateStore:
     """MemoryStore over Weaviate. Thread-safe; construct once per process (it holds one client)."""
 
@@ -333,7 +341,7 @@ class WeaviateStore:
             if old is not None:
                 props["created_at"] = to_date(old.properties["created_at"])  # created_at keeps its first value
                 old_vec = vector_of(old)
-                same = (old_vec is not None and np.array_equal(old_vec, vec)
+                same = (old_vec is not None and _same_direction(old_vec, vec)
                         and to_record(tenant, old.properties) == to_record(tenant, props))
                 if same:
                     result["unchanged"] += 1
