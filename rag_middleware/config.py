@@ -75,7 +75,7 @@ class WeaviateSettings(BaseModel):
     """How to reach Weaviate (weaviate-client v4). ``url`` is a shorthand for local/custom connections."""
 
     connection: Literal["local", "custom", "cloud", "embedded"] = "local"
-    url: str | None = Field(None, description="http(s)://host:port; overrides host/port (live tests: RAG_MW_WEAVIATE_URL)")
+    url: str | None = Field(None, description="http(s)://host:port; overrides host and port")
     host: str = "localhost"
     port: int = Field(8080, ge=1, le=65535)
     grpc_port: int = Field(50051, ge=1, le=65535)
@@ -89,7 +89,7 @@ class WeaviateSettings(BaseModel):
     binary_path: Path | None = Field(None, description="embedded: where the Weaviate binary lives")
     data_path: Path | None = Field(None, description="embedded: persistence directory; default <data_dir>/weaviate")
     collection: str = Field("RagMemory", pattern=r"^[A-Z][_0-9A-Za-z]*$")
-    replication_factor: int = Field(1, ge=1, description="copies of each shard when the collection is created (cluster)")
+    replication_factor: int = Field(1, ge=1, description="copies of each shard when the collection is created")
     skip_init_checks: bool = Field(False, description="skip the gRPC ping and PyPI version check (offline)")
     timeout_init: float = Field(2.0, gt=0, description="seconds for connecting and readiness probes")
     timeout_query: float = Field(10.0, gt=0, description="seconds for one search/read")

@@ -264,8 +264,9 @@ class FakeWeaviate(weaviate_pb2_grpc.WeaviateServicer):
         results = []
         for distance, uuid, obj in scored:
             meta = search_get_pb2.MetadataResult(id=uuid, id_as_bytes=bytes.fromhex(uuid.replace("-", "")))
-            if distance is not None:
+            if distance is not None and request.HasField("near_vector"):
                 meta.distance, meta.distance_present = distance, True
+            elif distance is not None:  # hybrid: a fused score, no distance
                 meta.score, meta.score_present = 1.0 - distance, True
             if request.metadata.vectors:
                 for name in request.metadata.vectors:

@@ -65,7 +65,8 @@ class OutboxStore:
                 seq = int(self._conn.execute("SELECT COALESCE(MAX(seq), 0) FROM outbox").fetchone()[0])
                 for offset, (rid, op, payload, blob) in enumerate(rows, start=1):
                     self._conn.execute(
-                        "INSERT INTO outbox (record_id, seq, op, payload, vector, enqueued_at) VALUES (?, ?, ?, ?, ?, ?) "
+                        "INSERT INTO outbox (record_id, seq, op, payload, vector, enqueued_at) "
+                        "VALUES (?, ?, ?, ?, ?, ?) "
                         "ON CONFLICT(record_id) DO UPDATE SET seq = excluded.seq, op = excluded.op, "
                         "payload = excluded.payload, vector = excluded.vector, enqueued_at = excluded.enqueued_at, "
                         "attempts = 0, last_error = ''",
@@ -81,10 +82,9 @@ class OutboxStore:
         with self._db_lock:
             for start in range(0, len(ids), 500):
                 chunk = list(ids[start : start + 500])
+                marks = ",".join("?" * len(chunk))
                 for rid, op, payload, blob in self._conn.execute(
-                    f"SELECT record_id, op, payload, vector FROM outbox WHERE record_id IN ({','.join('?' * len(chunk))})",
-                    chunk,
-                ):
+                        f"SELECT record_id, op, payload, vector FROM outbox WHERE record_id IN ({marks})", chunk):
                     out[rid] = (op, json.loads(payload), blob)
         return out
 

@@ -65,12 +65,15 @@ def _weaviate() -> Any:
     return weaviate
 
 
+def _cosine(a: np.ndarray, b: np.ndarray) -> float:
+    na, nb = float(np.linalg.norm(a)), float(np.linalg.norm(b))
+    return float(a @ b) / (na * nb) if a.shape == b.shape and na and nb else 0.0
+
+
 def _same_direction(a: np.ndarray, b: np.ndarray) -> bool:
     """Equal up to length: with cosine distance Weaviate may hand back the normalised vector."""
-    if a.shape != b.shape:
-        return False
     na, nb = float(np.linalg.norm(a)), float(np.linalg.norm(b))
-    return bool(na and nb and np.allclose(a / na, b / nb, rtol=0, atol=1e-6))
+    return bool(a.shape == b.shape and na and nb and np.allclose(a / na, b / nb, rtol=0, atol=1e-6))
 
 
 class WeaviateStore:
@@ -179,7 +182,8 @@ class WeaviateStore:
 
     def _probe(self) -> bool:
         try:
-            return httpx.get(f"{self.rest_url()}/v1/.well-known/ready", timeout=self.settings.timeout_init).status_code == 200
+            ready = httpx.get(f"{self.rest_url()}/v1/.well-known/ready", timeout=self.settings.timeout_init)
+            return ready.status_code == 200
         except httpx.HTTPError:
             return False
 
@@ -225,7 +229,8 @@ class WeaviateStore:
         if not finished and not self._probe():
             self._mark_down("not ready")
             raise StoreUnavailableError(f"Weaviate at {self.rest_url()} is unreachable: {what} got no answer")
-        if not finished and not done.wait(max(0.0, timeout + self.settings.timeout_init - (time.monotonic() - started))):
+        left = timeout + self.settings.timeout_init - (time.monotonic() - started)
+        if not finished and not done.wait(max(0.0, left)):
             self._mark_down("timeout")
             raise StoreUnavailableError(f"Weaviate at {self.rest_url()}: {what} timed out after {timeout:g}s")
         if "error" in box:
@@ -362,7 +367,8 @@ class WeaviateStore:
         if failed:
             first = failed[0]
             rid = (first.object_.properties or {}).get("record_id", "?")
-            message = f"{len(failed)} of {len(writes)} object(s) of tenant {tenant} not written; first: {rid}: {first.message}"
+            message = (f"{len(failed)} of {len(writes)} object(s) of tenant {tenant} not written; "
+                       f"first: {rid}: {first.message}")
             if _UNREACHABLE.search(str(first.message)):  # the batch lost its connection: worth retrying
                 raise StoreUnavailableError(f"Weaviate at {self.rest_url()} is unreachable: {message}")
             raise StoreError(f"Weaviate rejected {message}")
@@ -392,13 +398,16 @@ class WeaviateStore:
             else:
                 res = coll.query.near_vector(near_vector=query.tolist(), target_vector=VECTOR_NAME, limit=limit,
                                              filters=where, include_vector=[VECTOR_NAME],
-                                             return_properties=RETURN_PROPERTIES, return_metadata=MetadataQuery(distance=True))
+                                             return_properties=RETURN_PROPERTIES,
+                                             return_metadata=MetadataQuery(distance=True))
             hits = []
             for obj in res.objects:
                 vec = vector_of(obj)
                 distance = obj.metadata.distance if obj.metadata is not None else None
-                similarity = 1.0 - float(distance) if distance is not None else (
-                    float(vec @ query) if vec is not None and vec.shape == query.shape else 0.0)
+                if distance is not None:
+                    similarity = 1.0 - float(distance)
+                else:  # hybrid scores are fused ranks: report the cosine, as every other search does
+                    similarity = _cosine(vec, query) if vec is not None else 0.0
                 hits.append(SearchHit(record=to_record(tenant, obj.properties), similarity=similarity, vector=vec))
             return hits
 
