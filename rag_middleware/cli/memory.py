@@ -215,7 +215,8 @@ def migrate(
         target.close()
         source.close()
     if not ok:
-        console.print("[red]source and target do not match[/red] (another writer, or records removed meanwhile?)")
+        console.print("[red]source and target do not match[/red]: records written or removed meanwhile, or by "
+                      "another writer; run again with --restart to copy everything again")
         raise typer.Exit(code=1)
     console.print("source and target match")
 
