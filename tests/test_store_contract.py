@@ -106,6 +106,11 @@ def ids(hits) -> list[str]:
     return [h.record.id for h in hits]
 
 
+def test_the_backend_implements_the_protocol(store):
+    assert isinstance(store, MemoryStore)
+    assert store.count() == 0 and store.list() == [] and store.get(["nope"]) == [] and store.delete([]) == 0
+
+
 def test_search_is_best_first_with_cosine_similarities_and_vectors(filled):
     hits = filled.search(direction(1, 0), filters=scope(), limit=3)
     assert ids(hits) == ["a", "b", "c"]
