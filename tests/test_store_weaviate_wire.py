@@ -239,6 +239,15 @@ def test_unreachable_weaviate_fails_fast_with_store_unavailable(fake):
         assert time.monotonic() - started < 0.05 and not nowhere.available
     finally:
         nowhere.close()
+    # REST answers but gRPC (which queries use) does not: found out by the probe, not after the whole timeout
+    no_grpc = WeaviateStore(WeaviateSettings(url=fake.url, grpc_port=free_port(), skip_init_checks=True))
+    try:
+        started = time.monotonic()
+        with pytest.raises(StoreUnavailableError):
+            no_grpc.count()  # lists the tenants over gRPC
+        assert time.monotonic() - started < 4
+    finally:
+        no_grpc.close()
     # connected first, then Weaviate goes away: the client alone would retry gRPC for about a minute
     store = make_store(fake)
     try:

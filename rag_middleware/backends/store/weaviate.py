@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import socket
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -180,11 +181,25 @@ class WeaviateStore:
                 self._ready = True
             return self._client
 
+    def _grpc_address(self) -> tuple[str, int] | None:
+        s = self.settings
+        if s.connection == "cloud":
+            return None  # the client derives the gRPC host itself
+        if s.connection == "embedded":
+            return "127.0.0.1", s.grpc_port
+        return s.grpc_host or self._endpoint()[0], s.grpc_port
+
     def _probe(self) -> bool:
+        """Is Weaviate there? REST readiness, and the gRPC port accepts connections (queries and writes use it)."""
         try:
             ready = httpx.get(f"{self.rest_url()}/v1/.well-known/ready", timeout=self.settings.timeout_init)
-            return ready.status_code == 200
-        except httpx.HTTPError:
+            if ready.status_code != 200:
+                return False
+            grpc_address = self._grpc_address()
+            if grpc_address is not None:
+                socket.create_connection(grpc_address, timeout=self.settings.timeout_init).close()
+            return True
+        except (httpx.HTTPError, OSError):
             return False
 
     def _mark_down(self, error: str) -> None:
