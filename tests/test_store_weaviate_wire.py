@@ -69,6 +69,20 @@ def flat_filters(f: base_pb2.Filters) -> dict[tuple[str, str], object]:
     return {(f.target.property, op): value}
 
 
+def collect_filters(f: base_pb2.Filters) -> dict[tuple[str, str], object]:
+    """Like flat_filters, but repeated (property, operator) pairs gather their values in a list."""
+    if f.operator != base_pb2.Filters.OPERATOR_AND:
+        return flat_filters(f)
+    out: dict[tuple[str, str], object] = {}
+    for sub in f.filters:
+        for key, value in collect_filters(sub).items():
+            if key in out and key[1] == "NOT_EQUAL":
+                out[key] = [*out[key], value] if isinstance(out[key], list) else [out[key], value]
+            else:
+                out[key] = value
+    return out
+
+
 def test_collection_is_created_once_with_our_schema(fake, store):
     store.upsert([rec("a")], unit(0)[None])
     assert len(fake.schema_posts) == 1
@@ -145,11 +159,12 @@ def test_a_failed_object_raises_our_error_and_is_never_dropped_silently(fake, st
 
 def test_search_sends_filters_tenant_and_vector_name_and_reads_hits(fake, store):
     records = [rec("a"), rec("b", kind="example"), rec("c", status="rejected"), rec("d", created=T0 + timedelta(days=9)),
-               rec("e"), rec("other", domain="elsewhere")]
-    vectors = np.stack([np.asarray([1, x, 0, 0], dtype=np.float32) / np.hypot(1, x) for x in (0, 0.1, 0.2, 0.3, 0.4, 0)])
+               rec("e"), rec("f"), rec("other", domain="elsewhere")]
+    vectors = np.stack([np.asarray([1, x, 0, 0], dtype=np.float32) / np.hypot(1, x)
+                        for x in (0, 0.1, 0.2, 0.3, 0.4, 0.5, 0)])
     store.upsert(records, vectors)
     flt = MemoryFilter(tenant="acme", domain="d", kinds=("example", "interaction"), statuses=("validated",),
-                       created_before=T0 + timedelta(days=1), exclude_ids=frozenset({"e"}))
+                       created_before=T0 + timedelta(days=1), exclude_ids=frozenset({"e", "f"}))
     hits = store.search(unit(0), filters=flt, limit=5)
     assert [h.record.id for h in hits] == ["a", "b"]
     assert hits[0].similarity == pytest.approx(1.0) and hits[1].similarity == pytest.approx(1 / np.hypot(1, 0.1))
@@ -159,12 +174,12 @@ def test_search_sends_filters_tenant_and_vector_name_and_reads_hits(fake, store)
     assert req.collection == "RagMemory" and req.tenant == "acme" and req.limit == 5
     assert list(req.near_vector.targets.target_vectors) == ["embedding"]
     assert list(req.metadata.vectors) == ["embedding"] and req.metadata.distance
-    assert flat_filters(req.filters) == {
+    assert collect_filters(req.filters) == {
         ("domain", "EQUAL"): "d",
         ("kind", "CONTAINS_ANY"): ["example", "interaction"],
         ("status", "CONTAINS_ANY"): ["validated"],
         ("created_at", "LESS_THAN"): "2024-01-02T00:00:00.000000+00:00",
-        ("record_id", "CONTAINS_NONE"): ["e"],
+        ("record_id", "NOT_EQUAL"): ["e", "f"],  # ContainsNone would need Weaviate 1.33
     }
 
 

@@ -219,6 +219,8 @@ class FakeWeaviate(weaviate_pb2_grpc.WeaviateServicer):
                 return value not in wanted
         if op == F.OPERATOR_EQUAL:
             return value == f.value_text
+        if op == F.OPERATOR_NOT_EQUAL:
+            return value != f.value_text
         if op == F.OPERATOR_LESS_THAN:
             return value is not None and _date(value) < _date(f.value_text)
         raise NotImplementedError(f"fake Weaviate cannot evaluate {F.Operator.Name(op)} on {name}")

@@ -99,6 +99,6 @@ def to_filter(f: MemoryFilter | None) -> Any:
                          else Filter.by_property("status").is_none(True))
         if f.created_before is not None:
             parts.append(Filter.by_property("created_at").less_than(to_date(f.created_before)))
-        if f.exclude_ids:
-            parts.append(Filter.by_property("record_id").contains_none(sorted(f.exclude_ids)))
+        # not contains_none: that operator needs Weaviate 1.33, and exclusions are a handful of ids
+        parts.extend(Filter.by_property("record_id").not_equal(rid) for rid in sorted(f.exclude_ids))
     return Filter.all_of(parts) if len(parts) > 1 else (parts[0] if parts else None)
