@@ -172,10 +172,10 @@ class Assembler:
 
     def _memory(self, query: np.ndarray, *, domain: str, tenant: str, kinds: tuple[str, ...],
                 statuses: tuple[str, ...] | None, limit: int, as_of: datetime | None,
-                exclude: frozenset[str]) -> list[Candidate]:
+                exclude: frozenset[str], text: str) -> list[Candidate]:
         hits = self.store.search(query, filters=MemoryFilter(
             tenant=tenant, domain=domain, kinds=kinds, statuses=statuses, created_before=as_of, exclude_ids=exclude,
-        ), limit=limit)
+        ), limit=limit, text=text)
         return [
             Candidate(id=h.record.id, source="memory", kind=h.record.kind, status=h.record.status,
                       question=h.record.question, answer=h.record.answer, reason=h.record.reason,
@@ -216,17 +216,19 @@ class Assembler:
                 if switches.examples and params.use_examples:
                     memory_examples = self._memory(query, domain=domain.name, tenant=tenant,
                                                    kinds=("example", "interaction"), statuses=POSITIVE_STATUSES,
-                                                   limit=params.fetch_k, as_of=as_of, exclude=exclude_ids)
+                                                   limit=params.fetch_k, as_of=as_of, exclude=exclude_ids,
+                                                   text=request.question)
                 if switches.negatives and params.use_negatives:
                     memory_negatives = self._memory(query, domain=domain.name, tenant=tenant, kinds=("negative",),
                                                     statuses=None, limit=max(params.negatives_k * 4, 8),
-                                                    as_of=as_of, exclude=exclude_ids)
+                                                    as_of=as_of, exclude=exclude_ids, text=request.question)
                 self._memory_down_logged = False
             except StoreError as exc:
                 memory_available = False
-                if not self._memory_down_logged:
+                with self._lock:  # once per outage, also when several requests fail at the same moment
+                    first, self._memory_down_logged = not self._memory_down_logged, True
+                if first:
                     log.warning("memory unavailable, answering from curated examples only: %s", exc)
-                    self._memory_down_logged = True
         timings["search"] = (time.perf_counter() - t0) * 1000
 
         t0 = time.perf_counter()

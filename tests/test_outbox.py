@@ -197,3 +197,20 @@ def test_question_during_an_outage_is_answered_without_memory_and_health_is_degr
     finally:
         client.close()
         mw.close()
+
+
+def test_the_pipeline_sends_the_question_text_to_a_hybrid_search(project, fake):
+    settings = weaviate_settings(project, fake, hybrid=True, alpha=0.4)
+    llm = FakeLLM()
+    mw = Middleware(settings, backend=llm, embedder=HashEmbedder(), token_counter=ApproxTokenCounter())
+    try:
+        llm.enqueue(json.dumps(GOOD))
+        assert mw.ask(Q, domain="data_ops", tenant="acme").valid
+        wait_for(lambda: mw.store.depth() == 0)
+        llm.enqueue(json.dumps(GOOD))
+        assert mw.ask(Q + " please", domain="data_ops", tenant="acme").memory_available
+        searches = [c for c in fake.calls["Search"] if c.HasField("hybrid_search")]
+        assert searches and searches[-1].hybrid_search.query == Q + " please"
+        assert searches[-1].hybrid_search.alpha == pytest.approx(0.4)
+    finally:
+        mw.close()

@@ -34,8 +34,10 @@ class MemoryStore(Protocol):
         """Insert or replace by id. Re-upserting identical content changes nothing."""
         ...
 
-    def search(self, vector: np.ndarray, *, filters: MemoryFilter, limit: int) -> list[SearchHit]:
-        """Nearest records by cosine similarity, best first, with their vectors."""
+    def search(self, vector: np.ndarray, *, filters: MemoryFilter, limit: int,
+               text: str | None = None) -> list[SearchHit]:
+        """Nearest records by cosine similarity, best first, with their vectors. ``text`` is the query's text,
+        for backends that can mix in keyword search (Weaviate's hybrid); others ignore it."""
         ...
 
     def get(self, ids: Sequence[str]) -> list[MemoryRecord]: ...

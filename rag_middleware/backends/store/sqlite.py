@@ -284,7 +284,9 @@ class SQLiteStore:
             self._parts[key] = part
         return part
 
-    def search(self, vector: np.ndarray, *, filters: MemoryFilter, limit: int) -> list[SearchHit]:
+    def search(self, vector: np.ndarray, *, filters: MemoryFilter, limit: int,
+               text: str | None = None) -> list[SearchHit]:
+        """Exact cosine over the partition; ``text`` is ignored (no keyword index here)."""
         if filters.tenant is None or filters.domain is None:
             raise StoreError("search needs a tenant and a domain")
         if limit <= 0:
