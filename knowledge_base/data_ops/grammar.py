@@ -67,16 +67,18 @@ def key_columns(columns: list[str], request: str) -> list[str]:
     """Columns that rank rows: "by lifetime_value", "the largest number of reviews", "top score", "in week
     order". The sort key and the top_n column come from these when the request names any."""
     body = request_body(request).lower()
-    found: list[str] = []
-    for c in sorted(columns, key=len, reverse=True):
-        forms = "|".join(re.escape(f) for f in dict.fromkeys((c.lower(), c.lower().replace("_", " "))))
-        col = rf"(?:{forms})(?![a-z0-9_])"
-        cues = (rf"\b(?:by|on)\s+(?:the\s+|their\s+|its\s+|highest\s+|lowest\s+)?{col}",
-                rf"\b(?:{_RANK_WORDS})\s+(?:[a-z]+\s+){{0,3}}?{col}",
-                rf"\bin\s+(?:[a-z]+\s+)?{col}\s+order\b",
-                rf"(?<![a-z0-9_]){col}\s+(?:ascending|descending|high(?:est)?\s+to\s+low|low(?:est)?\s+to\s+high)")
-        if any(re.search(cue, body) for cue in cues) and c not in found:
-            found.append(c)
+    forms: dict[str, str] = {}
+    for c in columns:
+        for form in (c.lower(), c.lower().replace("_", " ")):
+            forms.setdefault(form, c)
+    if not forms:
+        return []
+    col = "(?P<col>" + "|".join(re.escape(f) for f in sorted(forms, key=len, reverse=True)) + ")(?![a-z0-9_])"
+    cues = (rf"\b(?:by|on)\s+(?:the\s+|their\s+|its\s+|highest\s+|lowest\s+)?{col}",
+            rf"\b(?:{_RANK_WORDS})\s+(?:[a-z]+\s+){{0,3}}?{col}",
+            rf"\bin\s+(?:[a-z]+\s+)?{col}\s+order\b",
+            rf"(?<![a-z0-9_]){col}\s+(?:ascending|descending|high(?:est)?\s+to\s+low|low(?:est)?\s+to\s+high)")
+    found = {forms[m.group("col")] for cue in cues for m in re.finditer(cue, body)}
     return [c for c in columns if c in found]
 
 

@@ -119,9 +119,10 @@ def step_rule(clause: str, request: str) -> list[str] | None:
         return ["group_by"]
     if _PERIODIC.search(clause) and _AGG_WORD.search(clause) and not _SORT_WORD.search(clause):
         return ["group_by"]  # "monthly mean of output" groups by the period
-    if not empty and any(re.match(rf"^(?:please\s+)?(?:{_REMOVE.pattern[2:-2]})\s+(?:out\s+|the\s+)?"
-                                  rf"{re.escape(c.lower())}(?:\s+(?:column|field))?(?:\s+(?:first|too|as well))?$",
-                                  lowered) for c in columns):
+    if not empty and columns and re.match(
+            rf"^(?:please\s+)?(?:{_REMOVE.pattern[2:-2]})\s+(?:out\s+|the\s+)?"
+            rf"(?:{'|'.join(re.escape(c.lower()) for c in sorted(columns, key=len, reverse=True))})"
+            rf"(?:\s+(?:column|field))?(?:\s+(?:first|too|as well))?$", lowered):
         return ["drop_column"]  # "take out nurse_count": the whole clause is a removal of one named column
     if (_COMPARISON.search(clause) or (_ONLY.search(clause) and not _HAS_VALUE.search(clause))) \
             and not _AGG_WORD.search(clause) and not _SORT_WORD.search(clause) and not _REMOVE.search(clause) \
