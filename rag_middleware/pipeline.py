@@ -176,10 +176,15 @@ class Middleware:
     @_one_template_version
     def render(self, question_or_messages: str | list[dict[str, Any]], *, domain: str, tenant: str | None = None,
                switches: Switches = Switches(), as_of: datetime | None = None,
-               exclude_ids: frozenset[str] = frozenset()) -> Assembly:
-        """Retrieval, selection and assembly without calling the model."""
-        return self.assembler.prepare(domain, question_or_messages, tenant=self._tenant(tenant), as_of=as_of,
-                                      exclude_ids=exclude_ids, switches=switches)
+               exclude_ids: frozenset[str] = frozenset(), user: str | None = None,
+               variant: str | None = None) -> Assembly:
+        """Retrieval, selection and assembly without calling the model, with the template set ``ask`` would
+        use: the A/B variant ``user`` is assigned to, or the one ``variant`` names."""
+        tenant = self._tenant(tenant)
+        dom = self.domains.get(domain)
+        chosen = assign(dom.spec.variants, domain=dom.name, tenant=tenant, key=user, forced=variant)
+        return self._assembler_for(dom, chosen).prepare(domain, question_or_messages, tenant=tenant, as_of=as_of,
+                                                        exclude_ids=exclude_ids, switches=switches)
 
     @_one_template_version
     def ask(self, question_or_messages: str | list[dict[str, Any]], *, domain: str, tenant: str | None = None,

@@ -165,3 +165,20 @@ def test_report_with_enough_data_finds_the_difference():
     terse = report["variants"][1]
     assert terse["mean_attempts"] == 1.2 and terse["approval_rate"] == 0.6
     assert terse["valid_ci95"][0] < 0.9 < terse["valid_ci95"][1]
+
+
+def test_render_shows_what_a_variant_or_a_user_would_be_sent(project, settings, fake_llm, embedder):
+    from rag_middleware import Middleware
+    from rag_middleware.tokens import ApproxTokenCounter
+
+    add_variants(project, VARIANTS)
+    with Middleware(settings, backend=fake_llm, embedder=embedder, token_counter=ApproxTokenCounter()) as mw:
+        assert MARK in mw.render(Q, domain="data_ops", variant="terse").messages[0]["content"]
+        assert MARK not in mw.render(Q, domain="data_ops", variant="control").messages[0]["content"]
+        for user in ("u1", "u2", "u3", "u4"):
+            fake_llm.enqueue(json.dumps(GOOD))
+            asked = mw.ask(Q, domain="data_ops", user=user, tenant="acme")
+            rendered = mw.render(Q, domain="data_ops", user=user, tenant="acme")
+            assert (MARK in rendered.messages[0]["content"]) == (asked.variant == "terse")
+            assert rendered.template_version == asked.template_version
+        assert not fake_llm.requests[4:]  # render never calls the model

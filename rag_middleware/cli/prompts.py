@@ -68,6 +68,8 @@ def render(
     tenant: Optional[str] = typer.Option(None, "--tenant", "-t"),
     backend: Optional[str] = typer.Option(None, "--backend", help="embedded (flat prompt) | ollama (chat messages)"),
     template_set: Optional[str] = typer.Option(None, "--template-set", help="a prompts dir, a label or a version"),
+    variant: Optional[str] = typer.Option(None, "--variant", help="render with this A/B variant's template set"),
+    user: Optional[str] = typer.Option(None, "--user", help="render with the variant this user is assigned"),
     as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
 ) -> None:
     """Retrieval, selection and assembly without calling the model; shows the time spent in each stage."""
@@ -75,7 +77,7 @@ def render(
     prompts_dir = resolve_template_dir(state.settings(), template_set) if template_set else None
     mw = state.middleware(**{"llm.backend": backend, "prompts_dir": prompts_dir})
     with mw:
-        assembly = mw.render(request.replace("\\n", "\n"), domain=domain, tenant=tenant)
+        assembly = mw.render(request.replace("\\n", "\n"), domain=domain, tenant=tenant, user=user, variant=variant)
     if as_json:
         console.print_json(json.dumps({
             "domain": assembly.domain,
