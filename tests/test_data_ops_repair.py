@@ -741,3 +741,14 @@ def test_repair_keeps_grounded_or_uncheckable_conditions(repair, request_text, q
     value = plan(op("filter_rows", [query]))
     out, _ = repair(value, "Columns: year, price, region, status\n" + request_text)
     assert ei(out)["args"] == [query]
+
+
+@pytest.mark.parametrize(("request_text", "empties"), [
+    ("Columns: customer, phone, city\nRemove customers that have no phone.", ["phone"]),
+    ("Columns: order_no, discount, total\nWhere discount is blank, put 0.", ["discount"]),
+    ("Columns: city, store_id\nReplace empty city entries with 'Unknown'.", ["city"]),
+])
+def test_columns_named_as_empty_are_the_drop_missing_subset_and_the_fill_keys(grammar, request_text, empties):
+    schema = grammar(request_text)
+    assert _branch(schema, "drop_missing")["kwargs"]["properties"]["subset"]["items"] == {"enum": empties}
+    assert list(_branch(schema, "fill_missing")["kwargs"]["properties"]["value"]["properties"]) == empties

@@ -81,6 +81,8 @@ def test_data_ops_rules_name_strong_cues(data_ops):
     ("cities above 500 price only", ["filter_rows"]),
     ("flights delayed by more than 30 minutes", ["filter_rows"]),  # 'minutes' is not 'min'
     ("the three best by price", ["top_n"]),
+    ("Keep the runners from Kenya", ["filter_rows"]),  # a selection by a named value
+    ("keep the cheapest price", None),  # no named value: left to the vote
     ("exclude orders that came from the notes channel", None),  # not a whole-clause column removal
     ("only keep rows that have a price", None),  # a presence condition, not a value filter
     ("the total price of orders above 100", None),  # filter and aggregate in one clause: left to the vote

@@ -82,6 +82,27 @@ def key_columns(columns: list[str], request: str) -> list[str]:
     return [c for c in columns if c in found]
 
 
+def empty_columns(columns: list[str], request: str) -> list[str]:
+    """Columns named as empty: "no phone", "missing email", "where discount is blank". The subset of
+    drop_missing and the keys of fill_missing come from these when the request names any."""
+    body = request_body(request).lower()
+    forms: dict[str, str] = {}
+    for c in columns:
+        for form in (c.lower(), c.lower().replace("_", " ")):
+            forms.setdefault(form, c)
+    if not forms:
+        return []
+    col = "(?P<col>" + "|".join(re.escape(f) for f in sorted(forms, key=len, reverse=True)) + ")(?![a-z0-9_])"
+    empty = r"(?:missing|blank|empty|null|nan|absent|unknown)"
+    cues = (rf"\b(?:no|missing|without|lacking|blank|empty|null)\s+(?:a\s+|an\s+|any\s+|the\s+)?{col}",
+            rf"(?<![a-z0-9_]){col}\s+(?:values?\s+|entries\s+|fields?\s+|cells?\s+)?(?:is|are|was|were)\s+"
+            rf"(?:still\s+)?{empty}",
+            rf"(?<![a-z0-9_]){col}\s+(?:values?\s+|entries\s+)?{empty}\b",
+            rf"\b{empty}\s+(?:values?\s+|entries\s+)?(?:in|of|for)\s+(?:the\s+)?{col}")
+    found = {forms[m.group("col")] for cue in cues for m in re.finditer(cue, body)}
+    return [c for c in columns if c in found]
+
+
 def query_pattern(columns: list[str]) -> str:
     """A regex for pandas query strings over these columns: comparisons joined by and/or, values quoted
     strings, numbers or lists, columns with spaces in backticks."""
@@ -118,6 +139,9 @@ def grammar_schema(context: dict[str, Any]) -> dict[str, Any]:
     groups = [c for c in group_columns(all_columns, str(context.get("request") or "")) if c in columns]
     keys = [c for c in key_columns(all_columns, str(context.get("request") or "")) if c in columns]
     key_col: dict[str, Any] = {"enum": keys} if keys else col
+    empties = [c for c in empty_columns(all_columns, str(context.get("request") or "")) if c in columns]
+    empty_cols = {"type": "array", "items": {"enum": empties}, "minItems": 1, "maxItems": len(empties)} \
+        if empties else cols
     group_col: dict[str, Any] = {"enum": groups} if groups else col
     valued = [c for c in named if c not in groups]
     agg_keys = valued or [c for c in all_columns if c not in groups] or all_columns
@@ -138,9 +162,10 @@ def grammar_schema(context: dict[str, Any]) -> dict[str, Any]:
     shapes: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
         "remove_duplicates": (empty_args, obj({"subset": cols}, required=[])),
         "remove_empty_rows": (empty_args, obj({"how": {"const": "all"}})),
-        "drop_missing": (empty_args, obj({"subset": cols})),
+        "drop_missing": (empty_args, obj({"subset": empty_cols})),
         "fill_missing": (empty_args, obj({"value": by_column({"anyOf": [short_text, {"type": "number"},
-                                                                         {"type": "boolean"}]})})),
+                                                                         {"type": "boolean"}]},
+                                                             keys=empties or None)})),
         "filter_rows": ({"type": "array", "prefixItems": [query], "items": False, "minItems": 1}, empty_kwargs),
         "group_by": ({"type": "array", "prefixItems": [group_col], "items": False, "minItems": 1},
                      obj({"agg": by_column(func, keys=agg_keys)})),

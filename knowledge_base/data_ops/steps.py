@@ -89,6 +89,9 @@ _COMPARISON = re.compile(r"\b(above|below|over|under|more than|less than|greater
                          r"older than|newer than|younger than|higher than|lower than|exceed\w*|between)\s+"
                          r"[$\u20ac\u00a3]?-?\d", re.I)
 _ONLY = re.compile(r"^(?:only|just)\b|\bonly$", re.I)
+# "keep the runners from Kenya", "show orders in 'EU'": a selection by a named value (capitalised, quoted, a number)
+_KEEP_VALUE = re.compile(r"^(?:[Pp]lease\s+)?(?:[Kk]eep|[Ss]how|[Ll]ist|[Ss]elect|[Dd]isplay|[Rr]eturn|[Ff]ind|[Gg]et)\b"
+                         r".*\b(?:from|in|at|with|where|whose|that|for)\s+(?:the\s+)?(?:[A-Z][\w-]*|'[^']+'|\"[^\"]+\"|\d)")
 _HAS_VALUE = re.compile(r"\b(have|has|having|with (?:a|an|any)|filled|present|non-?empty|not empty)\b", re.I)
 
 
@@ -124,7 +127,8 @@ def step_rule(clause: str, request: str) -> list[str] | None:
             rf"(?:{'|'.join(re.escape(c.lower()) for c in sorted(columns, key=len, reverse=True))})"
             rf"(?:\s+(?:column|field))?(?:\s+(?:first|too|as well))?$", lowered):
         return ["drop_column"]  # "take out nurse_count": the whole clause is a removal of one named column
-    if (_COMPARISON.search(clause) or (_ONLY.search(clause) and not _HAS_VALUE.search(clause))) \
+    if (_COMPARISON.search(clause) or (_ONLY.search(clause) and not _HAS_VALUE.search(clause))
+            or _KEEP_VALUE.search(clause)) \
             and not _AGG_WORD.search(clause) and not _SORT_WORD.search(clause) and not _REMOVE.search(clause) \
             and not empty:
         return ["filter_rows"]  # "schools above 500 students only", "delayed by more than 30 minutes"
