@@ -166,6 +166,7 @@ def test_question_during_an_outage_is_answered_without_memory_and_health_is_degr
         wait_for(lambda: mw.store.depth() == 0)
         health = client.get("/rag/health").json()
         assert health["status"] == "ok" and health["store"]["outbox"]["depth"] == 0
+        assert health["store"]["detail"].startswith("ready")  # one tenant-list call, not a count per tenant
 
         fake.stop()
         caplog.set_level(logging.WARNING, logger="rag_middleware")

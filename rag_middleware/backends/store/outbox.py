@@ -93,6 +93,10 @@ class OutboxStore:
         with self._db_lock:
             return int(self._conn.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
 
+    def ping(self) -> str:
+        """One cheap round trip to the remote store, for /rag/health (raises StoreError when it is down)."""
+        return self.inner.ping()
+
     def status(self) -> dict[str, Any]:
         """Depth, oldest waiting write and the last error, for /rag/health."""
         with self._db_lock:

@@ -517,6 +517,11 @@ class WeaviateStore:
 
         return self._call("list", run, timeout=self.settings.timeout_query)
 
+    def ping(self) -> str:
+        """One round trip (the tenant list), whatever the number of tenants: what /rag/health asks."""
+        return self._call("ping", lambda c: f"ready, {len(self._all_tenants(c))} tenant(s)",
+                          timeout=self.settings.timeout_query)
+
     def tenants(self) -> list[str]:
         """Every tenant that holds memory."""
         return self._call("tenants", self._all_tenants, timeout=self.settings.timeout_query)
