@@ -197,10 +197,10 @@ def apply_feedback(mw: Middleware, fb: Feedback, *, log: FeedbackLog | None = No
 
 def _write_memory(mw: Middleware, interaction: Interaction, fb: Feedback) -> MemoryRecord:
     state = memory_state(interaction, fb)
-    existing = mw.store.get([interaction.id])
+    existing = mw.store.get([interaction.id], tenant=interaction.tenant)
     if existing:
         meta = {**existing[0].meta, **state["meta"]}
-        if not mw.store.update(interaction.id, **{**state, "meta": meta}):
+        if not mw.store.update(interaction.id, tenant=interaction.tenant, **{**state, "meta": meta}):
             raise StoreError(f"memory entry {interaction.id} vanished while feedback was applied")
         return existing[0].model_copy(update={**state, "meta": meta})
     record = MemoryRecord(id=interaction.id, tenant=interaction.tenant, domain=interaction.domain,

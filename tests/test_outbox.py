@@ -215,3 +215,19 @@ def test_the_pipeline_sends_the_question_text_to_a_hybrid_search(project, fake):
         assert searches[-1].hybrid_search.alpha == pytest.approx(0.4)
     finally:
         mw.close()
+
+
+def test_a_tenant_scoped_update_queued_in_an_outage_reaches_that_tenant(project, fake):
+    store = open_store(weaviate_settings(project, fake))
+    try:
+        store.upsert([rec("a"), rec("b", tenant="globex")], np.stack([vec(0), vec(1)]))
+        wait_for(lambda: store.depth() == 0)
+        fake.stop()
+        assert store.update("a", tenant="acme", status="approved") is True  # queued with its tenant
+        assert store.depth() == 1
+        fake.start()
+        wait_for(lambda: store.depth() == 0)
+        assert store.get(["a"], tenant="acme")[0].status == "approved"
+        assert store.get(["b"], tenant="globex")[0].status == "validated"
+    finally:
+        store.close()

@@ -179,7 +179,17 @@ def test_update_changes_fields_and_says_whether_the_record_exists(filled):
     assert ids(filled.search(direction(1, 0), filters=scope(statuses=("approved",)), limit=9)) == ["b"]
     assert filled.update("zz", status="approved") is False
     with pytest.raises(StoreError):
-        filled.update("b", tenant="t2")
+        filled.update("b", domain="elsewhere")  # not an updatable field
+
+
+def test_get_and_update_can_be_scoped_to_one_tenant(filled):
+    assert [r.id for r in filled.get(["a", "y"], tenant="t1")] == ["a"]
+    assert [r.id for r in filled.get(["a", "y"], tenant="t2")] == ["y"]
+    assert filled.get(["a"], tenant="nobody") == []
+    assert filled.update("y", tenant="t1", status="approved") is False  # y lives in t2
+    assert filled.get(["y"])[0].status != "approved"
+    assert filled.update("y", tenant="t2", status="approved") is True
+    assert filled.get(["y"], tenant="t2")[0].status == "approved"
 
 
 def test_delete_count_and_list(filled):

@@ -217,8 +217,9 @@ def test_get_update_delete_count_list(filled):
     assert (got.answer, got.meta) == ("changed", {"k": 1})
     assert got.updated_at > T0 and got.created_at == T0
     assert filled.update("missing", answer="x") is False
-    with pytest.raises(StoreError, match="tenant"):
-        filled.update("a", tenant="t2")
+    with pytest.raises(StoreError, match="domain"):
+        filled.update("a", domain="elsewhere")
+    assert filled.update("a", tenant="someone-else", answer="y") is False  # tenant scopes, it is not a field
 
     assert filled.delete(["a", "b", "missing"]) == 2
     assert filled.count() == 2

@@ -234,7 +234,12 @@ def test_get_update_delete_count_and_list_across_tenants(fake, store):
     assert got.status == "approved" and got.meta == {"by": "me"} and got.updated_at > T0
     assert store.update("nope", status="approved") is False
     with pytest.raises(StoreError, match="cannot update"):
-        store.update("b", tenant="x")
+        store.update("b", domain="x")
+    searches = len(fake.calls.get("Search", []))
+    assert store.update("b", tenant="t1", status="rejected") is False  # b lives in t2: t1 alone is looked at
+    assert [r.id for r in store.get(["b", "a"], tenant="t2")] == ["b"]
+    assert store.get(["b"], tenant="no-such-tenant") == []
+    assert len(fake.calls.get("Search", [])) - searches == 2  # one fetch per scoped call, none for a missing tenant
     with pytest.raises(StoreError, match="invalid update"):
         store.update("b", status="bogus")
     assert store.delete(["a", "c", "zz"]) == 2 and store.count() == 1

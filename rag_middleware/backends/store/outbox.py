@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 __all__ = ["OutboxStore"]
 
 log = logging.getLogger(__name__)
+_TENANT = "__tenant__"  # in a queued update's payload: the tenant it is scoped to
 
 
 class OutboxStore:
@@ -156,7 +157,8 @@ class OutboxStore:
             for key, value in self.inner.upsert(records, vectors).items():
                 total[key] = total.get(key, 0) + value
         for rid, _, _, payload, _ in (r for r in rows if r[2] == "update"):
-            self.inner.update(rid, **json.loads(payload))
+            values = json.loads(payload)
+            self.inner.update(rid, tenant=values.pop(_TENANT, None), **values)
         deletes = [r[0] for r in rows if r[2] == "delete"]
         if deletes:
             total["deleted"] += self.inner.delete(deletes)
@@ -216,24 +218,26 @@ class OutboxStore:
                text: str | None = None) -> list[SearchHit]:
         return self.inner.search(vector, filters=filters, limit=limit, text=text)
 
-    def get(self, ids: Sequence[str]) -> list[MemoryRecord]:
+    def get(self, ids: Sequence[str], *, tenant: str | None = None) -> list[MemoryRecord]:
         pending = self._pending(ids)
         try:
-            found = {r.id: r for r in self.inner.get(ids)}
+            found = {r.id: r for r in self.inner.get(ids, tenant=tenant)}
         except StoreUnavailableError:
             if not ids or any(pending.get(i, ("",))[0] != "upsert" for i in ids):
                 raise
             found = {}
         for rid, (op, payload, _) in pending.items():
             if op == "upsert":
+                if tenant is not None and payload.get("tenant") != tenant:
+                    continue
                 found[rid] = MemoryRecord.model_validate(payload)
             elif op == "delete":
                 found.pop(rid, None)
             elif rid in found:
-                found[rid] = found[rid].model_copy(update=payload)
+                found[rid] = found[rid].model_copy(update={k: v for k, v in payload.items() if k != _TENANT})
         return [found[i] for i in ids if i in found]
 
-    def update(self, record_id: str, **fields: Any) -> bool:
+    def update(self, record_id: str, *, tenant: str | None = None, **fields: Any) -> bool:
         values = self.inner.update_values(fields)
         if not values:
             return False
@@ -241,15 +245,18 @@ class OutboxStore:
         if op == "delete":
             return False
         if op == "upsert":
+            if tenant is not None and payload.get("tenant") != tenant:
+                return False
             merged = MemoryRecord.model_validate({**payload, **values, "updated_at": utcnow()})
             self._enqueue([(record_id, "upsert", merged.model_dump_json(), blob)])
         elif op == "update":
             self._enqueue([(record_id, "update", json.dumps({**payload, **values}), None)])
         else:
             try:
-                return self.inner.update(record_id, **values)
+                return self.inner.update(record_id, tenant=tenant, **values)
             except StoreUnavailableError:
-                self._enqueue([(record_id, "update", json.dumps(values), None)])
+                scoped = {**values, _TENANT: tenant} if tenant is not None else values
+                self._enqueue([(record_id, "update", json.dumps(scoped), None)])
                 return True  # queued: applied when the remote store is back (a no-op if the id is unknown)
         self._try_flush()
         return True

@@ -327,19 +327,21 @@ class SQLiteStore:
                 if part.ids[r] in records
             ]
 
-    def get(self, ids: Sequence[str]) -> list[MemoryRecord]:
+    def get(self, ids: Sequence[str], *, tenant: str | None = None) -> list[MemoryRecord]:
         out: dict[str, MemoryRecord] = {}
+        scope, scope_params = (" AND tenant = ?", [tenant]) if tenant is not None else ("", [])
         with self._lock:
             for start in range(0, len(ids), 500):
                 chunk = list(ids[start : start + 500])
                 rows = self._conn.execute(
-                    f"SELECT {', '.join(_COLUMNS)} FROM memory WHERE id IN ({','.join('?' * len(chunk))})", chunk
+                    f"SELECT {', '.join(_COLUMNS)} FROM memory WHERE id IN ({','.join('?' * len(chunk))}){scope}",
+                    [*chunk, *scope_params],
                 ).fetchall()
                 for row in rows:
                     out[row[0]] = self._row_to_record(row)
         return [out[i] for i in ids if i in out]
 
-    def update(self, record_id: str, **fields: Any) -> bool:
+    def update(self, record_id: str, *, tenant: str | None = None, **fields: Any) -> bool:
         bad = set(fields) - _UPDATABLE
         if bad:
             raise StoreError(f"cannot update field(s) {', '.join(sorted(bad))}")
@@ -349,9 +351,10 @@ class SQLiteStore:
         values["updated_at"] = iso(utcnow())
         with self._lock:
             self._check_foreign_writes()
+            scope, scope_params = (" AND tenant = ?", [tenant]) if tenant is not None else ("", [])
             cur = self._conn.execute(
-                f"UPDATE memory SET {', '.join(f'{k} = ?' for k in values)} WHERE id = ?",
-                [*values.values(), record_id],
+                f"UPDATE memory SET {', '.join(f'{k} = ?' for k in values)} WHERE id = ?{scope}",
+                [*values.values(), record_id, *scope_params],
             )
             self._generation = self._read_generation()
             if cur.rowcount and ("status" in fields or "kind" in fields):

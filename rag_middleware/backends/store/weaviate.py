@@ -428,15 +428,21 @@ class WeaviateStore:
 
         return self._call("search", run, timeout=self.settings.timeout_query)
 
-    def get(self, ids: Sequence[str]) -> list[MemoryRecord]:
+    def _tenants_for(self, client: Any, tenant: str | None) -> list[str]:
+        """The one tenant asked for (if it exists), else every tenant."""
+        if tenant is None:
+            return self._all_tenants(client)
+        return [tenant] if self._tenant_exists(client, self.check_tenant(tenant)) else []
+
+    def get(self, ids: Sequence[str], *, tenant: str | None = None) -> list[MemoryRecord]:
         if not ids:
             return []
 
         def run(client: Any) -> list[MemoryRecord]:
             found: dict[str, MemoryRecord] = {}
-            for tenant in self._all_tenants(client):
-                for obj in self._fetch(client, tenant, ids, vectors=False):
-                    rec = to_record(tenant, obj.properties)
+            for name in self._tenants_for(client, tenant):
+                for obj in self._fetch(client, name, ids, vectors=False):
+                    rec = to_record(name, obj.properties)
                     found[rec.id] = rec
             return [found[i] for i in ids if i in found]
 
@@ -455,7 +461,7 @@ class WeaviateStore:
             raise StoreError(f"invalid update: {' '.join(str(exc).split())[:200]}") from None
         return {k: getattr(checked, k) for k in fields}
 
-    def update(self, record_id: str, **fields: Any) -> bool:
+    def update(self, record_id: str, *, tenant: str | None = None, **fields: Any) -> bool:
         props = self.update_values(fields)
         if not props:
             return False
@@ -464,9 +470,9 @@ class WeaviateStore:
         props["updated_at"] = to_date(utcnow())
 
         def run(client: Any) -> bool:
-            for tenant in self._all_tenants(client):
-                if self._fetch(client, tenant, [record_id], vectors=False):
-                    self._coll(client, tenant).data.update(uuid=object_uuid(record_id), properties=props)
+            for name in self._tenants_for(client, tenant):
+                if self._fetch(client, name, [record_id], vectors=False):
+                    self._coll(client, name).data.update(uuid=object_uuid(record_id), properties=props)
                     return True
             return False
 
