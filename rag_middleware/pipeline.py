@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 import logging
 import os
@@ -11,22 +10,15 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, Field
-from tenacity import (
-    Retrying,
-    retry_if_exception_type,
-    stop_after_attempt,
-    stop_after_delay,
-    wait_random_exponential,
-)
 
-from .assembly import Assembler, Assembly, Request, Switches, parse_request
-from .backends.llm import Completion, GenerateRequest, LLMBackend, StreamChunk, make_backend
+from .assembly import Assembler, Assembly, Switches, parse_request
+from .attempts import AttemptLoop, Call, InvalidAnswer
+from .backends.llm import LLMBackend, StreamChunk, make_backend
 from .backends.store import MemoryStore, open_store
 from .config import Settings, load_settings
 from .db import connect
@@ -40,7 +32,6 @@ from .errors import (
     RagMiddlewareError,
     RequestError,
     StoreError,
-    TransportError,
 )
 from .journal import InteractionLog
 from .records import Attempt, Interaction, MemoryRecord, SelectedExample
@@ -52,7 +43,6 @@ __all__ = ["AskResult", "Middleware"]
 
 log = logging.getLogger("rag_middleware.pipeline")
 TENANT_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-MAX_ECHO_CHARS = 2000  # how much of a bad answer is shown back to the model in a repair turn
 
 
 class AskResult(BaseModel):
@@ -81,31 +71,6 @@ class AskResult(BaseModel):
         return self.valid and len(self.attempts) == 1
 
 
-@dataclass
-class _Call:
-    """Everything one ask/stream call carries from attempt to attempt."""
-
-    domain: Domain
-    request: Request
-    assembly: Assembly
-    interaction: Interaction
-    switches: Switches
-    as_of: datetime | None
-    exclude_ids: frozenset[str]
-    options: dict[str, Any] | None
-    model: str
-    learn: bool
-    max_attempts: int
-    started: float
-    deadline: float
-    assembler: Assembler  # the variant's when the domain runs an A/B test of template sets
-    ledger: list[Attempt] = field(default_factory=list)
-
-
-class _InvalidAnswer(Exception):
-    """One attempt's answer failed validation (internal: drives the tenacity loop)."""
-
-
 def _one_template_version(method: Callable[..., Any]) -> Callable[..., Any]:
     """Every render of one call (assembly, repair turns, flat prompts) uses one template snapshot, so a hot
     reload between two renders never splits a request across versions."""
@@ -116,15 +81,6 @@ def _one_template_version(method: Callable[..., Any]) -> Callable[..., Any]:
             return method(self, *args, **kwargs)
 
     return pinned
-
-
-LOOP_REPEAT_PENALTY = 1.3
-_LOOP = re.compile(r"(.{3,60}?)\1{4,}", re.S)
-
-
-def _looping(text: str) -> bool:
-    """Whether the end of an answer repeats one piece over and over (a small model stuck in a loop)."""
-    return bool(_LOOP.search(text[-600:]))
 
 
 class Middleware:
@@ -141,6 +97,7 @@ class Middleware:
         self.templates = TemplateSet(self.settings.prompts_dir,
                                      on_version=TemplateStore.from_settings(self.settings).save)
         self.backend = backend or make_backend(self.settings)
+        self._attempts = AttemptLoop(self.backend, self.settings)
         inner = embedder or SentenceTransformerEmbedder(self.settings.embedding.model,
                                                         batch_size=self.settings.embedding.batch_size,
                                                         device=self.settings.embedding.device)
@@ -207,16 +164,16 @@ class Middleware:
         final = call.assembly
         try:
             if call.domain.free_text:
-                completion, attempt = self._attempt(call, call.assembly, 1)
+                completion, attempt = self._attempts.attempt(call, call.assembly, 1)
                 ledger.append(attempt)
                 interaction.status = "answered"
                 interaction.output_text = interaction.output = completion.text
             else:
-                final = self._validated(call)
+                final = self._attempts.run(call)
                 interaction.status = "validated"
                 interaction.output = ledger[-1].output
                 interaction.output_text = json.dumps(interaction.output, ensure_ascii=False)
-        except _InvalidAnswer:
+        except InvalidAnswer:
             interaction.status = "failed"
             interaction.error = "; ".join(ledger[-1].errors) if ledger else "no attempt was made"
         except RagMiddlewareError as exc:
@@ -248,7 +205,7 @@ class Middleware:
                                options=options, model=model, interaction_id=interaction_id, user=user)
             if not call.domain.free_text:
                 raise RequestError(f"domain {domain!r} validates its answers; use ask() (answers are checked first)")
-            request, attempt = self._request(call, call.assembly, 1)
+            request, attempt = self._attempts.build_request(call, call.assembly, 1)
         interaction = call.interaction
         pieces: list[str] = []
         started = time.perf_counter()
@@ -293,7 +250,7 @@ class Middleware:
                as_of: datetime | None, exclude_ids: frozenset[str], learn: bool | None, switches: Switches,
                max_attempts: int | None, options: dict[str, Any] | None, model: str | None,
                interaction_id: str | None, user: str | None = None, variant: str | None = None,
-               replay_of: str | None = None) -> _Call:
+               replay_of: str | None = None) -> Call:
         started = time.perf_counter()
         tenant = self._tenant(tenant)
         request = parse_request(question_or_messages)
@@ -314,7 +271,7 @@ class Middleware:
             interaction.id = interaction_id
         if chosen is not None:
             interaction.variant = chosen.name
-        return _Call(domain=dom, request=request, assembly=assembly, interaction=interaction, switches=switches,
+        return Call(domain=dom, request=request, assembly=assembly, interaction=interaction, switches=switches,
                      as_of=as_of, exclude_ids=exclude_ids, options=options, model=upstream_model,
                      learn=self.settings.learn if learn is None else learn,
                      max_attempts=max_attempts or self.settings.retry.max_attempts, started=started,
@@ -335,120 +292,9 @@ class Middleware:
                 self._variant_assemblers[root] = found
             return found
 
-    def _validated(self, call: _Call) -> Assembly:
-        """Validation attempts in a tenacity loop. Each retry carries the errors and escalates."""
-        current = call.assembly
-        retrying = Retrying(
-            stop=stop_after_attempt(call.max_attempts) | stop_after_delay(max(0.0, call.deadline - time.perf_counter())),
-            retry=retry_if_exception_type(_InvalidAnswer), reraise=True,
-        )
-        for tenacity_attempt in retrying:
-            with tenacity_attempt:
-                number = tenacity_attempt.retry_state.attempt_number
-                current = self._escalate(call, current, number)
-                completion, attempt = self._attempt(call, current, number)
-                if completion.done_reason == "length":
-                    attempt.error_kind = "truncated"
-                    attempt.errors = [f"(root): the answer was cut off after {completion.completion_tokens} tokens; "
-                                      "answer with a shorter, complete JSON object"]
-                else:
-                    outcome = call.domain.validator.validate_text(completion.text, call.request.question,
-                                                                  repair=call.switches.repair)
-                    attempt.repairs = outcome.repairs
-                    if outcome.ok:
-                        attempt.output = outcome.value
-                    else:
-                        attempt.error_kind = "validation"
-                        attempt.errors = outcome.errors
-                call.ledger.append(attempt)
-                if attempt.errors:
-                    raise _InvalidAnswer()
-        return current
-
-    def _escalate(self, call: _Call, current: Assembly, number: int) -> Assembly:
-        """Progressive prompting. 1: plain. 2+: the errors in a repair turn, temperature down. 3+: more
-        examples. After a truncation: a larger num_predict and one example fewer, and a repeat penalty when
-        the cut-off answer was a loop."""
-        if number == 1:
-            return current
-        truncated = call.ledger[-1].error_kind == "truncated"
-        opts = dict(call.options or {})
-        if truncated:
-            opts["num_predict"] = min(int(current.options["num_predict"]) * 2,
-                                      max(64, int(current.options["num_ctx"]) // 2))
-            if _looping(call.ledger[-1].raw_output):  # more room alone only lets a loop run longer
-                opts["repeat_penalty"] = max(float(opts.get("repeat_penalty", 1.0)), LOOP_REPEAT_PENALTY)
-        extra = 2 if number >= 3 and not truncated else 0
-        if truncated or extra:
-            current = call.assembler.prepare(call.domain.name, call.request, tenant=current.tenant, as_of=call.as_of,
-                                             exclude_ids=call.exclude_ids, switches=call.switches,
-                                             extra_examples=extra, drop_examples=1 if truncated else 0, options=opts)
-        return current
-
-    def _request(self, call: _Call, assembly: Assembly, number: int) -> tuple[GenerateRequest, Attempt]:
-        """The request for attempt ``number``: never the caller's objects, never one already sent."""
-        messages = [dict(m) for m in assembly.messages]
-        options = dict(assembly.options)
-        ledger = call.ledger
-        if number > 1 and ledger:
-            previous = ledger[-1]
-            repair = call.assembler.repair_turn(call.domain, errors=previous.errors, attempt=number,
-                                                max_attempts=call.max_attempts,
-                                                previous_output=previous.raw_output[:MAX_ECHO_CHARS],
-                                                truncated=previous.error_kind == "truncated")
-            # the repair turn replaces the previous one: the conversation never grows past one repair
-            messages += [{"role": "assistant", "content": previous.raw_output[:MAX_ECHO_CHARS], "kind": "rejected"},
-                         {"role": "user", "content": repair, "kind": "repair"}]
-            options["temperature"] = 0.0 if number == 2 else min(0.3 * (number - 2), 0.9)
-        prompt = call.assembler.flatten(call.domain, messages) if self.backend.flat_prompt else None
-        sent = {_request_key(a.messages, a.prompt, a.options) for a in ledger}
-        while _request_key(messages, prompt, options) in sent:  # never send an identical request twice
-            options["seed"] = int(options.get("seed", 0)) + 1
-            options["temperature"] = max(float(options.get("temperature", 0.0)), 0.3)
-        request = GenerateRequest(model=call.model, messages=messages, prompt=prompt, json_schema=assembly.json_schema,
-                                  options=options, keep_alive=self.settings.llm.keep_alive)
-        return request, Attempt(number=number, messages=messages, prompt=prompt, options=options)
-
-    def _attempt(self, call: _Call, assembly: Assembly, number: int) -> tuple[Completion, Attempt]:
-        request, attempt = self._request(call, assembly, number)
-        started = time.perf_counter()
-        try:
-            completion = self._call(request, call.deadline, attempt)
-        except RagMiddlewareError as exc:
-            attempt.error_kind = "timeout" if isinstance(exc, GenerationTimeoutError) else "transport"
-            attempt.errors = [exc.one_line()]
-            attempt.duration_ms = (time.perf_counter() - started) * 1000
-            call.ledger.append(attempt)
-            raise
-        attempt.raw_output = completion.text
-        attempt.done_reason = completion.done_reason
-        attempt.prompt_tokens = completion.prompt_tokens
-        attempt.completion_tokens = completion.completion_tokens
-        attempt.duration_ms = (time.perf_counter() - started) * 1000
-        return completion, attempt
-
-    def _call(self, request: GenerateRequest, deadline: float, attempt: Attempt) -> Completion:
-        """One model call; connection errors, timeouts and 5xx are retried with jittered exponential backoff."""
-        cfg = self.settings.retry
-        remaining = deadline - time.perf_counter()
-        if remaining <= 0:
-            raise GenerationTimeoutError(f"total timeout of {cfg.total_timeout:g}s reached before the call")
-        retrying = Retrying(
-            retry=retry_if_exception_type(TransportError),
-            wait=wait_random_exponential(multiplier=cfg.backoff_initial, max=cfg.backoff_max),
-            stop=stop_after_attempt(cfg.transport_attempts) | stop_after_delay(remaining),
-            reraise=True,
-        )
-        for transport_attempt in retrying:
-            with transport_attempt:
-                attempt.transport_retries = transport_attempt.retry_state.attempt_number - 1
-                request.timeout = max(0.1, min(cfg.request_timeout, deadline - time.perf_counter()))
-                return self.backend.generate(request)
-        raise AssertionError("unreachable")  # pragma: no cover
-
     # -- recording -----------------------------------------------------------------------------------
 
-    def _finish(self, call: _Call, assembly: Assembly, *, learn: bool) -> None:
+    def _finish(self, call: Call, assembly: Assembly, *, learn: bool) -> None:
         interaction, ledger = call.interaction, call.ledger
         interaction.attempts = ledger
         interaction.selected = assembly.selected
@@ -502,8 +348,3 @@ def _single_threaded_blas() -> None:
     except ImportError:  # pragma: no cover - declared dependency
         return
     threadpool_limits(1, user_api="blas")
-
-
-def _request_key(messages: list[dict[str, Any]], prompt: str | None, options: dict[str, Any]) -> str:
-    blob = json.dumps([messages, prompt, options], sort_keys=True, default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()
