@@ -18,7 +18,6 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
-from urllib.parse import urlparse
 
 import httpx
 import numpy as np
@@ -26,6 +25,7 @@ import numpy as np
 from ...errors import StoreError, StoreUnavailableError
 from ...records import MemoryFilter, MemoryRecord, SearchHit, iso, utcnow
 from .base import UpsertResult
+from .weaviate_connection import connect, grpc_address, rest_url
 from .weaviate_schema import (
     RETURN_PROPERTIES,
     TENANT_NAME,
@@ -56,14 +56,6 @@ def object_uuid(record_id: str) -> str:
     from weaviate.util import generate_uuid5
 
     return generate_uuid5(record_id)
-
-
-def _weaviate() -> Any:
-    try:
-        import weaviate
-    except ImportError as exc:  # pragma: no cover - weaviate-client is a runtime dependency
-        raise StoreError("store.backend = 'weaviate' needs weaviate-client: pip install weaviate-client") from exc
-    return weaviate
 
 
 def _cosine(a: np.ndarray, b: np.ndarray) -> float:
@@ -97,77 +89,15 @@ class WeaviateStore:
 
     # -- connection ----------------------------------------------------------------------------------
 
-    def _additional_config(self) -> Any:
-        from weaviate.classes.init import AdditionalConfig, Timeout
-
-        s = self.settings
-        return AdditionalConfig(timeout=Timeout(init=s.timeout_init, query=s.timeout_query, insert=s.timeout_insert))
-
-    def _endpoint(self) -> tuple[str, int, bool]:
-        s = self.settings
-        if s.url:
-            parsed = urlparse(s.url if "://" in s.url else f"http://{s.url}")
-            secure = parsed.scheme == "https"
-            return parsed.hostname or s.host, parsed.port or (443 if secure else s.port), secure
-        if s.connection == "custom":
-            return s.http_host or s.host, s.port, s.http_secure
-        return s.host, s.port, False
-
     def rest_url(self) -> str:
-        """Base REST URL, for readiness probes and messages."""
-        s = self.settings
-        if s.connection == "cloud":
-            url = s.cluster_url or ""
-            return (url if "://" in url else f"https://{url}").rstrip("/")
-        if s.connection == "embedded":
-            return f"http://127.0.0.1:{s.port}"
-        host, port, secure = self._endpoint()
-        return f"{'https' if secure else 'http'}://{host}:{port}"
-
-    def _connect(self) -> Any:
-        weaviate = _weaviate()
-        from weaviate.classes.init import Auth
-
-        s = self.settings
-        auth = Auth.api_key(s.api_key.get_secret_value()) if s.api_key is not None else None
-        cfg = self._additional_config()
-        if s.connection == "cloud":
-            if not s.cluster_url or auth is None:
-                raise StoreError("store.weaviate.connection = 'cloud' needs cluster_url and api_key")
-            return weaviate.connect_to_weaviate_cloud(cluster_url=s.cluster_url, auth_credentials=auth,
-                                                      additional_config=cfg, skip_init_checks=s.skip_init_checks)
-        if s.connection == "embedded":
-            from weaviate.embedded import EmbeddedOptions
-
-            data = s.data_path or ((self._data_dir / "weaviate") if self._data_dir else None)
-            options = EmbeddedOptions(
-                version=s.embedded_version, port=s.port, grpc_port=s.grpc_port, hostname="127.0.0.1",
-                binary_path=str(s.binary_path) if s.binary_path else EmbeddedOptions.binary_path,
-                persistence_data_path=str(data) if data else EmbeddedOptions.persistence_data_path,
-            )
-            client = weaviate.WeaviateClient(embedded_options=options, additional_config=cfg,
-                                             skip_init_checks=s.skip_init_checks)
-            try:
-                client.connect()
-            except BaseException:
-                client.close()
-                raise
-            return client
-        host, port, secure = self._endpoint()
-        if s.connection == "custom" or secure:
-            return weaviate.connect_to_custom(
-                http_host=host, http_port=port, http_secure=secure, grpc_host=s.grpc_host or host,
-                grpc_port=s.grpc_port, grpc_secure=s.grpc_secure or secure, additional_config=cfg,
-                auth_credentials=auth, skip_init_checks=s.skip_init_checks)
-        return weaviate.connect_to_local(host=host, port=port, grpc_port=s.grpc_port, additional_config=cfg,
-                                         auth_credentials=auth, skip_init_checks=s.skip_init_checks)
+        return rest_url(self.settings)
 
     def _live_client(self) -> Any:
         with self._lock:
             if self._closed:
                 raise StoreError("the Weaviate store is closed")
             if self._client is None:
-                self._client = self._connect()
+                self._client = connect(self.settings, self._data_dir)
                 self._ready = False
                 self._tenants.clear()
             if not self._ready:
@@ -181,23 +111,15 @@ class WeaviateStore:
                 self._ready = True
             return self._client
 
-    def _grpc_address(self) -> tuple[str, int] | None:
-        s = self.settings
-        if s.connection == "cloud":
-            return None  # the client derives the gRPC host itself
-        if s.connection == "embedded":
-            return "127.0.0.1", s.grpc_port
-        return s.grpc_host or self._endpoint()[0], s.grpc_port
-
     def _probe(self) -> bool:
         """Is Weaviate there? REST readiness, and the gRPC port accepts connections (queries and writes use it)."""
         try:
             ready = httpx.get(f"{self.rest_url()}/v1/.well-known/ready", timeout=self.settings.timeout_init)
             if ready.status_code != 200:
                 return False
-            grpc_address = self._grpc_address()
-            if grpc_address is not None:
-                socket.create_connection(grpc_address, timeout=self.settings.timeout_init).close()
+            address = grpc_address(self.settings)
+            if address is not None:
+                socket.create_connection(address, timeout=self.settings.timeout_init).close()
             return True
         except (httpx.HTTPError, OSError):
             return False
