@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import shutil
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -119,4 +120,35 @@ def mw(settings, fake_llm, embedder):
     m.close()
 
 
-__all__ = ["FakeLLM", "HashEmbedder", "TransportError"]
+@pytest.fixture
+def cli_project(project: Path, monkeypatch) -> Path:
+    """The temp project as the working directory, with no RAG_MW_* settings leaking in from the environment."""
+    monkeypatch.chdir(project)
+    for var in list(os.environ):
+        if var.startswith("RAG_MW_"):
+            monkeypatch.delenv(var)
+    return project
+
+
+def use_cli_backend(monkeypatch, make_backend: Callable[[], object]) -> None:
+    """Every Middleware the CLI builds answers with ``make_backend()``, the hash embedder and approx counts."""
+    from rag_middleware.cli.context import CliState
+
+    def middleware(self: CliState, **extra):
+        return Middleware(self.settings(**extra), backend=make_backend(), embedder=HashEmbedder(),
+                          token_counter=ApproxTokenCounter())
+
+    monkeypatch.setattr(CliState, "middleware", middleware)
+
+
+def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
+    """Run ``rag-middleware ARGV`` in-process: (exit code, stdout, stderr)."""
+    from rag_middleware.cli import main
+
+    with pytest.raises(SystemExit) as info:
+        main(list(argv))
+    out, err = capsys.readouterr()
+    return (0 if info.value.code is None else info.value.code), out, err
+
+
+__all__ = ["FakeLLM", "HashEmbedder", "TransportError", "run_cli", "use_cli_backend"]

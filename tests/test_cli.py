@@ -9,10 +9,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import FakeLLM, HashEmbedder
+from conftest import FakeLLM, HashEmbedder, run_cli as run
 from ollama_fake import free_port
 
-from rag_middleware.cli import main
 from rag_middleware.cli.context import CliState
 from rag_middleware.pipeline import Middleware
 from rag_middleware.tokens import ApproxTokenCounter
@@ -60,12 +59,6 @@ def cli_env(project, monkeypatch, llm):
     return project
 
 
-def run(capsys, *argv: str) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as info:
-        main(list(argv))
-    out, err = capsys.readouterr()
-    code = info.value.code
-    return (0 if code is None else code), out, err
 
 
 def err_line(err: str) -> str:

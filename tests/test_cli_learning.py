@@ -3,17 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 
 import pytest
-from conftest import FakeLLM, HashEmbedder
+from conftest import FakeLLM, run_cli as run, use_cli_backend
 
-from rag_middleware.cli import main
-from rag_middleware.cli.context import CliState
 from rag_middleware.feedback import FeedbackLog
-from rag_middleware.pipeline import Middleware
-from rag_middleware.tokens import ApproxTokenCounter
 
 QUESTION = "Columns: a, b\nsort by a"
 
@@ -24,26 +19,10 @@ def plan(column: str = "a", ascending: bool = True) -> dict:
 
 
 @pytest.fixture
-def env(project, monkeypatch):
-    monkeypatch.chdir(project)
-    for var in list(os.environ):
-        if var.startswith("RAG_MW_"):
-            monkeypatch.delenv(var)
+def env(cli_project, monkeypatch):
     llm = FakeLLM(default=json.dumps(plan()))
-
-    def middleware(self: CliState, **extra):
-        return Middleware(self.settings(**extra), backend=llm, embedder=HashEmbedder(),
-                          token_counter=ApproxTokenCounter())
-
-    monkeypatch.setattr(CliState, "middleware", middleware)
-    return project
-
-
-def run(capsys, *argv: str) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as info:
-        main(list(argv))
-    out, err = capsys.readouterr()
-    return (0 if info.value.code is None else info.value.code), out, err
+    use_cli_backend(monkeypatch, lambda: llm)
+    return cli_project
 
 
 def asked(capsys, question: str = QUESTION) -> str:

@@ -4,15 +4,13 @@ every domain against its own curated example; the CLI's exit codes; the contract
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, FakeLLM
+from conftest import ROOT, FakeLLM, run_cli as run
 
 from rag_middleware import Middleware, Switches
-from rag_middleware.cli import main
 from rag_middleware.domains import DomainRegistry
 from rag_middleware.errors import TemplateError
 from rag_middleware.lint import lint_dir, lint_snapshot, sample_contexts
@@ -167,19 +165,8 @@ def test_the_assembler_gives_each_template_exactly_its_documented_context(settin
 # -- the CLI -------------------------------------------------------------------------------------------
 
 @pytest.fixture
-def cli(project, monkeypatch):
-    monkeypatch.chdir(project)
-    for var in list(os.environ):
-        if var.startswith("RAG_MW_"):
-            monkeypatch.delenv(var)
-    return project
-
-
-def run(capsys, *argv: str) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as info:
-        main(list(argv))
-    out, err = capsys.readouterr()
-    return info.value.code or 0, out, err
+def cli(cli_project):
+    return cli_project
 
 
 def test_cli_lint_exit_codes(cli, capsys):

@@ -4,18 +4,15 @@ record's version stored, promote (prefixes, history, lint gate), diff across ver
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import sqlite3
 from pathlib import Path
 
 import pytest
-from conftest import FakeLLM, HashEmbedder
+from conftest import FakeLLM, run_cli, use_cli_backend
 
 from rag_middleware import Middleware
-from rag_middleware.cli import main
-from rag_middleware.cli.context import CliState
 from rag_middleware.errors import ConfigError, TemplateError
 from rag_middleware.template_store import TemplateStore, resolve_template_dir
 from rag_middleware.templates import TemplateSet, TemplateSnapshot, read_templates, version_of
@@ -152,25 +149,13 @@ def test_resolve_template_dir(settings, store, project):
 # -- the CLI -------------------------------------------------------------------------------------------
 
 @pytest.fixture
-def cli(project, monkeypatch):
-    monkeypatch.chdir(project)
-    for var in list(os.environ):
-        if var.startswith("RAG_MW_"):
-            monkeypatch.delenv(var)
-
-    def middleware(self: CliState, **extra):
-        return Middleware(self.settings(**extra), backend=FakeLLM(default=json.dumps(PLAN)), embedder=HashEmbedder(),
-                          token_counter=ApproxTokenCounter())
-
-    monkeypatch.setattr(CliState, "middleware", middleware)
-    return project
+def cli(cli_project, monkeypatch):
+    use_cli_backend(monkeypatch, lambda: FakeLLM(default=json.dumps(PLAN)))
+    return cli_project
 
 
 def run(capsys, *argv: str) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as info:
-        main(["--data-dir", "data", *argv])
-    out, err = capsys.readouterr()
-    return info.value.code or 0, out, err
+    return run_cli(capsys, "--data-dir", "data", *argv)
 
 
 def flat(text: str) -> str:

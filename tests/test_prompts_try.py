@@ -4,20 +4,16 @@ the replay engine; a draft that breaks answers is reported as regressions, with 
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 
 import pytest
-from conftest import FakeLLM, HashEmbedder
+from conftest import FakeLLM, run_cli, use_cli_backend
 
-from rag_middleware import Middleware
 from rag_middleware.backends.llm.base import Completion
-from rag_middleware.cli import main
 from rag_middleware.cli.context import CliState
 from rag_middleware.journal import InteractionLog
 from rag_middleware.template_store import TemplateStore
-from rag_middleware.tokens import ApproxTokenCounter
 
 QUESTIONS = ["Columns: a, b\nsort by a", "Columns: price, qty\nsort by price", "Columns: x, y, z\nsort by z",
              "Columns: name, city\nsort by city"]
@@ -45,25 +41,13 @@ class RepairReadingLLM(FakeLLM):
 
 
 @pytest.fixture
-def cli(project, monkeypatch):
-    monkeypatch.chdir(project)
-    for var in list(os.environ):
-        if var.startswith("RAG_MW_"):
-            monkeypatch.delenv(var)
-
-    def middleware(self: CliState, **extra):
-        return Middleware(self.settings(**extra), backend=RepairReadingLLM(), embedder=HashEmbedder(),
-                          token_counter=ApproxTokenCounter())
-
-    monkeypatch.setattr(CliState, "middleware", middleware)
-    return project
+def cli(cli_project, monkeypatch):
+    use_cli_backend(monkeypatch, RepairReadingLLM)
+    return cli_project
 
 
 def run(capsys, *argv: str) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as info:
-        main(["--data-dir", "data", *argv])
-    out, err = capsys.readouterr()
-    return info.value.code or 0, out, err
+    return run_cli(capsys, "--data-dir", "data", *argv)
 
 
 def flat(text: str) -> str:

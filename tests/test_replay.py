@@ -6,11 +6,9 @@ import json
 import os
 
 import pytest
-from conftest import FakeLLM, HashEmbedder
+from conftest import FakeLLM, run_cli as run, use_cli_backend
 
 from rag_middleware.backends.llm.base import Completion, GenerateRequest
-from rag_middleware.cli import main
-from rag_middleware.cli.context import CliState
 from rag_middleware.pipeline import Middleware
 from rag_middleware.replay import ReplayOptions, diff_values, load_items, read_results, run_replay, summarize
 from rag_middleware.tokens import ApproxTokenCounter
@@ -118,25 +116,9 @@ def test_diff_values_names_paths():
 
 
 @pytest.fixture
-def cli(project, monkeypatch):
-    monkeypatch.chdir(project)
-    for var in list(os.environ):
-        if var.startswith("RAG_MW_"):
-            monkeypatch.delenv(var)
-
-    def middleware(self: CliState, **extra):
-        return Middleware(self.settings(**extra), backend=RuleLLM(), embedder=HashEmbedder(),
-                          token_counter=ApproxTokenCounter())
-
-    monkeypatch.setattr(CliState, "middleware", middleware)
-    return project
-
-
-def run(capsys, *argv):
-    with pytest.raises(SystemExit) as info:
-        main(list(argv))
-    out, err = capsys.readouterr()
-    return info.value.code or 0, out, err
+def cli(cli_project, monkeypatch):
+    use_cli_backend(monkeypatch, RuleLLM)
+    return cli_project
 
 
 def test_cli_replay_detects_a_regression_planted_in_a_template(cli, capsys):
