@@ -63,10 +63,9 @@ _RANK_WORDS = (r"highest|largest|biggest|greatest|most|top|lowest|smallest|least
                r"shortest|oldest|newest|latest|earliest|ascending|descending")
 
 
-def key_columns(columns: list[str], request: str) -> list[str]:
-    """Columns that rank rows: "by lifetime_value", "the largest number of reviews", "top score", "in week
-    order". The sort key and the top_n column come from these when the request names any."""
-    body = request_body(request).lower()
+def _cued_columns(columns: list[str], request: str, cues: list[str]) -> list[str]:
+    """The columns that some cue names. Each cue is a regex with ``{col}`` where a column name (as written
+    or with spaces for underscores) stands; it runs on the lower-cased request body."""
     forms: dict[str, str] = {}
     for c in columns:
         for form in (c.lower(), c.lower().replace("_", " ")):
@@ -74,33 +73,35 @@ def key_columns(columns: list[str], request: str) -> list[str]:
     if not forms:
         return []
     col = "(?P<col>" + "|".join(re.escape(f) for f in sorted(forms, key=len, reverse=True)) + ")(?![a-z0-9_])"
-    cues = (rf"\b(?:by|on)\s+(?:the\s+|their\s+|its\s+|highest\s+|lowest\s+)?{col}",
-            rf"\b(?:{_RANK_WORDS})\s+(?:[a-z]+\s+){{0,3}}?{col}",
-            rf"\bin\s+(?:[a-z]+\s+)?{col}\s+order\b",
-            rf"(?<![a-z0-9_]){col}\s+(?:ascending|descending|high(?:est)?\s+to\s+low|low(?:est)?\s+to\s+high)")
-    found = {forms[m.group("col")] for cue in cues for m in re.finditer(cue, body)}
+    body = request_body(request).lower()
+    found = {forms[m.group("col")] for cue in cues for m in re.finditer(cue.replace("{col}", col), body)}
     return [c for c in columns if c in found]
+
+
+def key_columns(columns: list[str], request: str) -> list[str]:
+    """Columns that rank rows: "by lifetime_value", "the largest number of reviews", "top score", "in week
+    order". The sort key and the top_n column come from these when the request names any."""
+    return _cued_columns(columns, request, [
+        r"\b(?:by|on)\s+(?:the\s+|their\s+|its\s+|highest\s+|lowest\s+)?{col}",
+        rf"\b(?:{_RANK_WORDS})\s+(?:[a-z]+\s+){{0,3}}?{{col}}",
+        r"\bin\s+(?:[a-z]+\s+)?{col}\s+order\b",
+        r"(?<![a-z0-9_]){col}\s+(?:ascending|descending|high(?:est)?\s+to\s+low|low(?:est)?\s+to\s+high)",
+    ])
+
+
+_EMPTY_WORD = r"(?:missing|blank|empty|null|nan|absent|unknown)"
 
 
 def empty_columns(columns: list[str], request: str) -> list[str]:
     """Columns named as empty: "no phone", "missing email", "where discount is blank". The subset of
     drop_missing and the keys of fill_missing come from these when the request names any."""
-    body = request_body(request).lower()
-    forms: dict[str, str] = {}
-    for c in columns:
-        for form in (c.lower(), c.lower().replace("_", " ")):
-            forms.setdefault(form, c)
-    if not forms:
-        return []
-    col = "(?P<col>" + "|".join(re.escape(f) for f in sorted(forms, key=len, reverse=True)) + ")(?![a-z0-9_])"
-    empty = r"(?:missing|blank|empty|null|nan|absent|unknown)"
-    cues = (rf"\b(?:no|missing|without|lacking|blank|empty|null)\s+(?:a\s+|an\s+|any\s+|the\s+)?{col}",
-            rf"(?<![a-z0-9_]){col}\s+(?:values?\s+|entries\s+|fields?\s+|cells?\s+)?(?:is|are|was|were)\s+"
-            rf"(?:still\s+)?{empty}",
-            rf"(?<![a-z0-9_]){col}\s+(?:values?\s+|entries\s+)?{empty}\b",
-            rf"\b{empty}\s+(?:values?\s+|entries\s+)?(?:in|of|for)\s+(?:the\s+)?{col}")
-    found = {forms[m.group("col")] for cue in cues for m in re.finditer(cue, body)}
-    return [c for c in columns if c in found]
+    return _cued_columns(columns, request, [
+        r"\b(?:no|missing|without|lacking|blank|empty|null)\s+(?:a\s+|an\s+|any\s+|the\s+)?{col}",
+        r"(?<![a-z0-9_]){col}\s+(?:values?\s+|entries\s+|fields?\s+|cells?\s+)?(?:is|are|was|were)\s+"
+        rf"(?:still\s+)?{_EMPTY_WORD}",
+        rf"(?<![a-z0-9_]){{col}}\s+(?:values?\s+|entries\s+)?{_EMPTY_WORD}\b",
+        rf"\b{_EMPTY_WORD}\s+(?:values?\s+|entries\s+)?(?:in|of|for)\s+(?:the\s+)?{{col}}",
+    ])
 
 
 def query_pattern(columns: list[str]) -> str:
