@@ -8,11 +8,9 @@ as ``{"error": ...}``: 404 for an unknown interaction, 422 for an edit that fail
 from __future__ import annotations
 
 import functools
-import json
 from typing import Any
 
 import anyio.to_thread
-from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -23,6 +21,7 @@ from ..errors import InvalidEditError, RequestError
 from ..feedback import Feedback, apply_feedback
 from ..stats import load_rows, parse_since, read_stats
 from .context import ServerContext
+from .wire import read_json_object, validated
 
 __all__ = ["routes"]
 
@@ -37,20 +36,9 @@ async def feedback(request: Request) -> Response:
     """``{interaction_id, action, score?, edited_output?, reason?, reviewer?, notes?}``."""
     _check_admin(request)
     ctx: ServerContext = request.app.state.ctx
-    raw = await request.body()
-    try:
-        data = json.loads(raw or b"{}")
-    except json.JSONDecodeError as exc:
-        raise RequestError(f"invalid JSON body: {exc.msg}") from None
-    if not isinstance(data, dict):
-        raise RequestError("the request body must be a JSON object")
+    data, _ = await read_json_object(request)
     data = {k: v for k, v in data.items() if k not in ("created_at", "updated_at")}
-    try:
-        fb = Feedback.model_validate(data)
-    except ValidationError as exc:
-        err = exc.errors(include_url=False, include_input=False)[0]
-        where = ".".join(map(str, err["loc"]))
-        raise RequestError(f"invalid feedback: {where + ': ' if where else ''}{err['msg'].removeprefix('Value error, ')}") from None
+    fb = validated(Feedback, data, what="feedback")
     try:
         result = await anyio.to_thread.run_sync(functools.partial(apply_feedback, ctx.mw, fb))
     except InvalidEditError as exc:

@@ -6,14 +6,24 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
-from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from ..errors import RagMiddlewareError, RequestError
 from .augment import Exchange, usage_of
 from .context import ServerContext, plain_completion
-from .wire import OllamaChatRequest, OllamaGenerateRequest, Usage, ndjson, now_rfc3339, ollama_final, ollama_piece, split_text
+from .wire import (
+    OllamaChatRequest,
+    OllamaGenerateRequest,
+    Usage,
+    ndjson,
+    now_rfc3339,
+    ollama_final,
+    ollama_piece,
+    read_json_object,
+    split_text,
+    validated,
+)
 
 __all__ = ["chat", "error_response", "generate"]
 
@@ -25,20 +35,10 @@ def error_response(status: int, message: str) -> JSONResponse:
 
 
 async def read_body(request: Request, model: type) -> tuple[Any, bytes]:
-    raw = await request.body()
-    try:
-        data = json.loads(raw or b"{}")
-    except json.JSONDecodeError as exc:
-        raise RequestError(f"invalid JSON body: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
-    if not isinstance(data, dict):
-        raise RequestError("the request body must be a JSON object")
+    data, raw = await read_json_object(request)
     if "model" not in data and "name" in data:  # the legacy field name
         data["model"] = data["name"]
-    try:
-        return model.model_validate(data), raw
-    except ValidationError as exc:
-        err = exc.errors(include_url=False, include_input=False)[0]
-        raise RequestError(f"invalid request: {'.'.join(map(str, err['loc']))}: {err['msg']}") from None
+    return validated(model, data), raw
 
 
 def _load_reply(kind: str, model: str, reason: str) -> JSONResponse:

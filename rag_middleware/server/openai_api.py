@@ -8,14 +8,23 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
-from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
-from ..errors import RagMiddlewareError, RequestError
+from ..errors import RagMiddlewareError
 from .augment import Exchange, usage_of
 from .context import ServerContext, plain_completion
-from .wire import OpenAIChatRequest, Usage, openai_chunk, openai_completion, openai_error, split_text, sse
+from .wire import (
+    OpenAIChatRequest,
+    Usage,
+    openai_chunk,
+    openai_completion,
+    openai_error,
+    read_json_object,
+    split_text,
+    sse,
+    validated,
+)
 
 __all__ = ["chat_completions", "error_response", "models"]
 
@@ -44,16 +53,8 @@ def _sse_answer(model: str, text: str, usage: Usage, include_usage: bool) -> lis
 
 async def chat_completions(request: Request) -> Response:
     ctx: ServerContext = request.app.state.ctx
-    raw = await request.body()
-    try:
-        data = json.loads(raw or b"{}")
-    except json.JSONDecodeError as exc:
-        raise RequestError(f"invalid JSON body: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
-    try:
-        body = OpenAIChatRequest.model_validate(data)
-    except ValidationError as exc:
-        err = exc.errors(include_url=False, include_input=False)[0]
-        raise RequestError(f"invalid request: {'.'.join(map(str, err['loc']))}: {err['msg']}") from None
+    data, raw = await read_json_object(request)
+    body = validated(OpenAIChatRequest, data)
     messages = [{"role": m.role, "content": m.content if isinstance(m.content, str) else ""} for m in body.messages]
     route = ctx.router.resolve(model=body.model, header_domain=request.headers.get("x-rag-domain"),
                                texts=[m["content"] for m in messages if m["role"] == "user"], keep_alive=None)

@@ -6,9 +6,11 @@ import json
 import time
 import uuid
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from ..errors import RequestError
 
 __all__ = [
     "ChatMessage",
@@ -23,9 +25,36 @@ __all__ = [
     "openai_chunk",
     "openai_completion",
     "openai_error",
+    "read_json_object",
     "sse",
     "split_text",
+    "validated",
 ]
+
+M = TypeVar("M", bound=BaseModel)
+
+
+async def read_json_object(request: Any) -> tuple[dict[str, Any], bytes]:
+    """A request's body as a JSON object, with its raw bytes; a RequestError (400) names what is wrong."""
+    raw = await request.body()
+    try:
+        data = json.loads(raw or b"{}")
+    except json.JSONDecodeError as exc:
+        raise RequestError(f"invalid JSON body: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    if not isinstance(data, dict):
+        raise RequestError("the request body must be a JSON object")
+    return data, raw
+
+
+def validated(model: type[M], data: dict[str, Any], *, what: str = "request") -> M:
+    """``model`` from ``data``; a RequestError naming the first bad field otherwise."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors(include_url=False, include_input=False)[0]
+        where = ".".join(map(str, err["loc"]))
+        raise RequestError(f"invalid {what}: {where + ': ' if where else ''}"
+                           f"{err['msg'].removeprefix('Value error, ')}") from None
 
 
 class ChatMessage(BaseModel):
