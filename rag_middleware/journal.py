@@ -6,14 +6,32 @@ import sqlite3
 import threading
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from .db import connect
 from .errors import StoreError
 from .records import Interaction, iso
 
-__all__ = ["LIVE_ONLY", "InteractionLog"]
+__all__ = ["InteractionLog", "interactions_where"]
 
-LIVE_ONLY = "json_extract(body, '$.replay_of') IS NULL"  # SQL condition: live traffic, not replays
+
+def interactions_where(*, domain: str | None = None, tenant: str | None = None, since: datetime | None = None,
+                       until: datetime | None = None, status: str | None = None, replays: bool = False,
+                       alias: str = "") -> tuple[str, list[Any]]:
+    """A ``WHERE`` clause (or "") and its parameters over the interactions table (``alias`` e.g. "i.")."""
+    clauses: list[str] = [] if replays else [f"json_extract({alias}body, '$.replay_of') IS NULL"]
+    params: list[Any] = []
+    for col, value in (("domain", domain), ("tenant", tenant), ("status", status)):
+        if value is not None:
+            clauses.append(f"{alias}{col} = ?")
+            params.append(value)
+    if since is not None:
+        clauses.append(f"{alias}created_at >= ?")
+        params.append(iso(since))
+    if until is not None:
+        clauses.append(f"{alias}created_at < ?")
+        params.append(iso(until))
+    return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
 
 
 class InteractionLog:
@@ -45,20 +63,8 @@ class InteractionLog:
              until: datetime | None = None, status: str | None = None, limit: int = 100,
              replays: bool = False) -> list[Interaction]:
         """Newest first. Replays are left out unless ``replays``: they are not traffic."""
-        clauses, params = [], []
-        if not replays:
-            clauses.append(LIVE_ONLY)
-        for col, value in (("domain", domain), ("tenant", tenant), ("status", status)):
-            if value is not None:
-                clauses.append(f"{col} = ?")
-                params.append(value)
-        if since is not None:
-            clauses.append("created_at >= ?")
-            params.append(iso(since))
-        if until is not None:
-            clauses.append("created_at < ?")
-            params.append(iso(until))
-        where = (" WHERE " + " AND ".join(clauses)) if clauses else ""
+        where, params = interactions_where(domain=domain, tenant=tenant, since=since, until=until, status=status,
+                                           replays=replays)
         with self._lock:
             rows = self._conn.execute(
                 f"SELECT body FROM interactions{where} ORDER BY created_at DESC LIMIT ?", [*params, limit]

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from .db import connect
+from .journal import interactions_where
 from .errors import RequestError, StoreError
 from .records import iso
 
@@ -66,18 +67,7 @@ class StatsRow:
 
 def load_rows(conn: sqlite3.Connection, *, domain: str | None = None, tenant: str | None = None,
               since: datetime | None = None, until: datetime | None = None) -> list[StatsRow]:
-    clauses, params = ["json_extract(i.body, '$.replay_of') IS NULL"], []  # replays are not traffic
-    for col, value in (("domain", domain), ("tenant", tenant)):
-        if value is not None:
-            clauses.append(f"i.{col} = ?")
-            params.append(value)
-    if since is not None:
-        clauses.append("i.created_at >= ?")
-        params.append(iso(since))
-    if until is not None:
-        clauses.append("i.created_at < ?")
-        params.append(iso(until))
-    where = (" WHERE " + " AND ".join(clauses)) if clauses else ""
+    where, params = interactions_where(domain=domain, tenant=tenant, since=since, until=until, alias="i.")
     try:
         rows = conn.execute(
             "SELECT i.id, i.created_at, i.tenant, i.domain, i.status, i.template_version, i.model,"
