@@ -6,6 +6,7 @@ import hashlib
 import os
 import re
 import shutil
+import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -141,6 +142,17 @@ def use_cli_backend(monkeypatch, make_backend: Callable[[], object]) -> None:
     monkeypatch.setattr(CliState, "middleware", middleware)
 
 
+def wait_for(predicate: Callable[[], object], timeout: float = 20.0, interval: float = 0.02):
+    """Poll ``predicate`` until it returns something truthy, and return that; fail the test on timeout."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"condition not reached within {timeout:g}s")
+
+
 def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
     """Run ``rag-middleware ARGV`` in-process: (exit code, stdout, stderr)."""
     from rag_middleware.cli import main
@@ -151,4 +163,4 @@ def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
     return (0 if info.value.code is None else info.value.code), out, err
 
 
-__all__ = ["FakeLLM", "HashEmbedder", "TransportError", "run_cli", "use_cli_backend"]
+__all__ = ["FakeLLM", "HashEmbedder", "TransportError", "run_cli", "use_cli_backend", "wait_for"]

@@ -11,7 +11,7 @@ import time
 
 import httpx
 import pytest
-from conftest import FakeLLM
+from conftest import FakeLLM, wait_for
 from test_server import _no_proxy, start  # noqa: F401 - fixtures
 
 from rag_middleware.backends.llm.base import Completion
@@ -41,16 +41,6 @@ def chat(client: httpx.Client) -> tuple[int, str, str]:
     body = r.json()
     return r.status_code, body.get("message", {}).get("content", body.get("error", "")), \
         r.headers.get("x-rag-interaction-id", "")
-
-
-def wait_for(predicate, timeout: float = 15.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError("timed out waiting")
 
 
 class Hammer(threading.Thread):

@@ -15,7 +15,7 @@ from starlette.testclient import TestClient
 from weaviate.util import generate_uuid5
 from weaviate_fake import FakeWeaviate
 
-from conftest import FakeLLM, HashEmbedder
+from conftest import FakeLLM, HashEmbedder, wait_for
 from rag_middleware import Middleware, load_settings
 from rag_middleware.backends.store import open_store
 from rag_middleware.backends.store.outbox import OutboxStore
@@ -61,14 +61,6 @@ def vec(i: int) -> np.ndarray:
     v = np.zeros(8, dtype=np.float32)
     v[i % 8] = 1.0
     return v
-
-
-def wait_for(predicate, timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        time.sleep(0.05)
 
 
 def test_open_store_gives_the_outbox_wrapped_weaviate_store(project, fake):

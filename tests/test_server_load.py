@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 
 import httpx
 import ollama
 import openai
 import pytest
-from conftest import FakeLLM
+from conftest import FakeLLM, wait_for
 from ollama_fake import Broken, Trickle, free_port
 from test_server import (  # noqa: F401 - fixtures too
     ASK, FREE_TEXT, GOOD, PLAN, QUESTION, UPSTREAM_MODEL, VIRTUAL, _no_proxy, assert_one_final, fake, ndjson_lines, start)
@@ -33,16 +32,6 @@ def stack(start, fake):
 def dead(start):
     """Upstream and the Ollama backend both point at a port where nothing listens."""
     return start(f"http://127.0.0.1:{free_port()}")
-
-
-def wait_for(predicate, timeout: float = 20.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.02)
-    return predicate()
 
 
 # -- error rows --------------------------------------------------------------------------------------
