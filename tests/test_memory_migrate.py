@@ -4,29 +4,19 @@ its checkpoint, is idempotent, and checks counts per tenant and kind (Weaviate: 
 from __future__ import annotations
 
 import json
-import logging
 import re
 from pathlib import Path
 
 import numpy as np
 import pytest
 from weaviate.util import generate_uuid5
-from weaviate_fake import FakeWeaviate
+from weaviate_fake import FakeWeaviate, fake  # noqa: F401 - the fixture
 
 from rag_middleware.backends.store.sqlite import SQLiteStore
 from rag_middleware.cli import main
 from rag_middleware.records import MemoryRecord
 
 KINDS = ("interaction", "example", "negative")
-
-
-@pytest.fixture
-def fake(caplog):
-    caplog.set_level(logging.ERROR, logger="werkzeug")
-    caplog.set_level(logging.ERROR, logger="weaviate-client")
-    server = FakeWeaviate().start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from starlette.testclient import TestClient
 from weaviate.util import generate_uuid5
-from weaviate_fake import FakeWeaviate
+from weaviate_fake import FakeWeaviate, fake  # noqa: F401 - the fixture
 
 from conftest import FakeLLM, HashEmbedder, wait_for
 from rag_middleware import Middleware, load_settings
@@ -27,19 +27,6 @@ from rag_middleware.tokens import ApproxTokenCounter
 Q = "Columns: price, qty\nsort by price, cheapest first"
 GOOD = {"task": "sort", "chart_type": "none", "operations": [{"type": "sort", "execution_instructions": {
     "method": "pandas.DataFrame.sort_values", "args": [], "kwargs": {"by": "price", "ascending": True}}}]}
-
-
-@pytest.fixture(autouse=True)
-def _quiet(caplog):
-    caplog.set_level(logging.ERROR, logger="werkzeug")
-    caplog.set_level(logging.ERROR, logger="weaviate-client")
-
-
-@pytest.fixture
-def fake():
-    server = FakeWeaviate().start()
-    yield server
-    server.stop()
 
 
 def weaviate_settings(project: Path, fake: FakeWeaviate, **kw):

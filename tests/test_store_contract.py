@@ -7,13 +7,14 @@ is set (gRPC port from RAG_MW_WEAVIATE_GRPC_PORT, default 50051), in a collectio
 
 from __future__ import annotations
 
-import logging
 import os
 import uuid
 from datetime import datetime, timedelta, timezone
 
 import numpy as np
 import pytest
+
+from weaviate_fake import FakeWeaviate, quiet_weaviate_logs
 
 from rag_middleware import load_settings
 from rag_middleware.backends.store import MemoryStore, open_store
@@ -34,8 +35,7 @@ LIVE_URL = os.environ.get("RAG_MW_WEAVIATE_URL")
     ]),
 ])
 def store(request, tmp_path, caplog):
-    caplog.set_level(logging.ERROR, logger="werkzeug")
-    caplog.set_level(logging.ERROR, logger="weaviate-client")
+    quiet_weaviate_logs(caplog)
     kind = request.param
     if kind == "sqlite":
         s = open_store(load_settings(data_dir=tmp_path / "data"))
@@ -43,8 +43,6 @@ def store(request, tmp_path, caplog):
         s.close()
         return
     if kind == "weaviate-wire":
-        from weaviate_fake import FakeWeaviate
-
         fake = FakeWeaviate().start()
         url, grpc_port, collection = fake.url, fake.grpc_port, "RagMemory"
     else:

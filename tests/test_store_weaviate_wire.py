@@ -4,7 +4,6 @@ weaviate-client's own mock pattern). No Weaviate binary can run here."""
 
 from __future__ import annotations
 
-import logging
 import time
 from datetime import datetime, timedelta, timezone
 
@@ -12,7 +11,7 @@ import numpy as np
 import pytest
 from weaviate.proto.v1 import base_pb2, base_search_pb2
 from weaviate.util import generate_uuid5
-from weaviate_fake import FakeWeaviate, free_port
+from weaviate_fake import FakeWeaviate, free_port, fake  # noqa: F401 - the fixture
 
 from rag_middleware.backends.store.weaviate import WeaviateStore, object_uuid
 from rag_middleware.config import WeaviateSettings
@@ -20,18 +19,6 @@ from rag_middleware.errors import StoreError, StoreUnavailableError
 from rag_middleware.records import MemoryFilter, MemoryRecord
 
 T0 = datetime(2024, 1, 1, tzinfo=timezone.utc)
-
-
-@pytest.fixture(autouse=True)
-def _quiet(caplog):
-    caplog.set_level(logging.ERROR, logger="werkzeug")
-
-
-@pytest.fixture
-def fake():
-    server = FakeWeaviate().start()
-    yield server
-    server.stop()
 
 
 def make_store(fake: FakeWeaviate, **kw) -> WeaviateStore:

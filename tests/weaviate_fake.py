@@ -6,6 +6,7 @@ and it can be stopped and started again on the same ports to force an outage."""
 from __future__ import annotations
 
 import json
+import logging
 import re
 import socket
 import threading
@@ -15,6 +16,7 @@ from typing import Any
 
 import grpc
 import numpy as np
+import pytest
 from google.protobuf.json_format import MessageToDict
 from pytest_httpserver import HTTPServer
 from weaviate.proto.v1 import (
@@ -293,3 +295,18 @@ class FakeWeaviate(weaviate_pb2_grpc.WeaviateServicer):
             for uuid, _ in found:
                 del self.objects[request.tenant][uuid]
         return batch_delete_pb2.BatchDeleteReply(matches=len(found), successful=len(found))
+
+
+def quiet_weaviate_logs(caplog) -> None:
+    """werkzeug's request lines and weaviate-client's retry warnings are noise in these tests."""
+    caplog.set_level(logging.ERROR, logger="werkzeug")
+    caplog.set_level(logging.ERROR, logger="weaviate-client")
+
+
+@pytest.fixture
+def fake(caplog):
+    """A running FakeWeaviate, stopped after the test (import this fixture into a test module)."""
+    quiet_weaviate_logs(caplog)
+    server = FakeWeaviate().start()
+    yield server
+    server.stop()
