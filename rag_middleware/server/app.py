@@ -59,13 +59,8 @@ async def version(request: Request) -> Response:
 
 async def tags(request: Request) -> Response:
     ctx: ServerContext = request.app.state.ctx
-    models: list[dict[str, Any]] = []
     if ctx.upstream is not None:
-        try:
-            upstream = await ctx.upstream.get_json("/api/tags")
-            models = [m for m in upstream.get("models", []) if isinstance(m, dict)]
-        except RagMiddlewareError as exc:  # our models are still worth listing; /rag/health says what is wrong
-            log.warning(json.dumps({"event": "upstream_tags_failed", "error": exc.one_line()}))
+        models = await ctx.upstream.models("/api/tags", "models")
     else:
         models = [{"name": ctx.settings.llm.model, "model": ctx.settings.llm.model, "modified_at": now_rfc3339(), "size": 0,
                    "digest": "", "details": {"format": "gguf", "family": "gemma3", "parameter_size": "270M",

@@ -119,13 +119,8 @@ async def chat_completions(request: Request) -> Response:
 
 async def models(request: Request) -> Response:
     ctx: ServerContext = request.app.state.ctx
-    data: list[dict[str, Any]] = []
     if ctx.upstream is not None:
-        try:
-            upstream = await ctx.upstream.get_json("/v1/models")
-            data = [m for m in upstream.get("data", []) if isinstance(m, dict)]
-        except Exception:  # noqa: BLE001 - our own models are still worth listing
-            data = []
+        data = await ctx.upstream.models("/v1/models", "data")
     else:
         data = [{"id": ctx.settings.llm.model, "object": "model", "created": int(time.time()), "owned_by": "embedded"}]
     ours = [{"id": name, "object": "model", "created": int(time.time()), "owned_by": "rag-middleware"}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -10,9 +12,11 @@ import httpx
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
-from ..errors import UpstreamResponseError, UpstreamUnavailableError
+from ..errors import RagMiddlewareError, UpstreamResponseError, UpstreamUnavailableError
 
 __all__ = ["EMBEDDED", "HttpUpstream"]
+
+log = logging.getLogger("rag_middleware.server")
 
 EMBEDDED = "embedded"
 _HOP_BY_HOP = {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
@@ -114,6 +118,17 @@ class HttpUpstream:
             return response.json()
         except ValueError:
             raise UpstreamResponseError(f"upstream {self.base_url}{path} answered with invalid JSON") from None
+
+    async def models(self, path: str, key: str) -> list[dict[str, Any]]:
+        """The upstream's model list (``/api/tags`` "models", ``/v1/models`` "data"); empty, with one log line,
+        when it cannot be had: our own models are still worth listing, and /rag/health says what is wrong."""
+        try:
+            body = await self.get_json(path)
+        except RagMiddlewareError as exc:
+            log.warning(json.dumps({"event": "upstream_models_failed", "path": path, "error": exc.one_line()}))
+            return []
+        items = body.get(key, []) if isinstance(body, dict) else []
+        return [m for m in items if isinstance(m, dict)] if isinstance(items, list) else []
 
     async def health(self) -> dict[str, Any]:
         started = time.perf_counter()
