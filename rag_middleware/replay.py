@@ -22,6 +22,7 @@ from pydantic import BaseModel, Field, ValidationError
 from .assembly import Switches
 from .errors import RagMiddlewareError
 from .pipeline import Middleware
+from .report_items import diff_values
 
 __all__ = ["ReplayItem", "ReplayOptions", "diff_values", "load_items", "run_replay", "summarize"]
 
@@ -102,28 +103,15 @@ def load_items(source: str, mw: Middleware, *, domain: str | None = None, tenant
     return items, skipped
 
 
-def diff_values(expected: Any, actual: Any, path: str = "") -> list[dict[str, Any]]:
-    """Field paths where two JSON values differ, with both values."""
-    if isinstance(expected, dict) and isinstance(actual, dict):
-        out = []
-        for key in sorted(set(expected) | set(actual), key=str):
-            out += diff_values(expected.get(key), actual.get(key), f"{path}.{key}" if path else str(key))
-        return out
-    if isinstance(expected, list) and isinstance(actual, list) and len(expected) == len(actual):
-        out = []
-        for i, (e, a) in enumerate(zip(expected, actual)):
-            out += diff_values(e, a, f"{path}.{i}" if path else str(i))
-        return out
-    return [] if expected == actual else [{"path": path or "(root)", "expected": expected, "actual": actual}]
-
-
 def _row(item: ReplayItem, mw: Middleware, opts: ReplayOptions) -> dict[str, Any]:
     domain = item.domain or opts.domain
     row: dict[str, Any] = {"id": item.id, "domain": domain, "output": None, "valid": False, "attempts": 0,
                            "errors": [], "latency_ms": 0.0, "prompt_tokens": 0, "completion_tokens": 0,
                            "selected": [], "template_version": "", "match": None, "diff": [],
                            "recorded_selected": item.recorded_selected,
-                           "recorded_template_version": item.recorded_template_version}
+                           "recorded_template_version": item.recorded_template_version,
+                           "request": item.messages,
+                           "expected": item.expected if item.expected is not None else item.recorded}
     started = time.perf_counter()
     if not domain:
         row["errors"] = ["no domain: give the item a domain or pass --domain"]
@@ -139,7 +127,8 @@ def _row(item: ReplayItem, mw: Middleware, opts: ReplayOptions) -> dict[str, Any
     last = result.attempts[-1] if result.attempts else None
     row.update(
         output=result.output if result.valid else None, valid=result.valid, attempts=len(result.attempts),
-        errors=last.errors if last and not result.valid else [], latency_ms=round(result.timings_ms.get("total", 0), 1),
+        errors=last.errors if last and not result.valid else [],
+        raw_output=last.raw_output if last and not result.valid else "", latency_ms=round(result.timings_ms.get("total", 0), 1),
         prompt_tokens=result.prompt_tokens, completion_tokens=result.completion_tokens,
         selected=[s.id for s in result.selected] + [n.id for n in result.negatives],
         template_version=result.template_version, interaction_id=result.interaction_id,

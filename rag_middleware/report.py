@@ -1,5 +1,5 @@
 """Replay reports: report.md for reading and one self-contained report.html (inline SVG charts, no scripts,
-nothing fetched) for looking at."""
+nothing fetched) for looking at. Both end with the failing items (see :mod:`rag_middleware.report_items`)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ import html
 import json
 from pathlib import Path
 from typing import Any
+
+from .report_items import failing_items_html, failing_items_md, items_from_replay
 
 __all__ = ["bar_chart", "histogram", "write_reports"]
 
@@ -80,8 +82,11 @@ def _headline(summary: dict[str, Any]) -> list[list[Any]]:
     return rows
 
 
-def write_reports(out: Path, summary: dict[str, Any], rows: list[dict[str, Any]]) -> tuple[Path, Path]:
+def write_reports(out: Path, summary: dict[str, Any], rows: list[dict[str, Any]], *,
+                  baseline: list[dict[str, Any]] | None = None) -> tuple[Path, Path]:
+    """Write ``out/report.md`` and ``out/report.html``; ``baseline`` (the baseline run's rows) marks regressions."""
     base = summary.get("baseline")
+    items = items_from_replay(rows, baseline=baseline)
     heads = ["run", "items", "valid", "first-try valid", "match", "mean attempts", "p50 ms", "p95 ms"]
     md = [f"# Replay report {summary.get('label', '')}".rstrip(), "", _md_table(heads, _headline(summary)), ""]
     if summary["field_accuracy"]:
@@ -101,6 +106,7 @@ def write_reports(out: Path, summary: dict[str, Any], rows: list[dict[str, Any]]
                                     for d in r["diff"][:5]) or "; ".join(r["errors_now"][:2]),
                  ", ".join(r["selected_then"][:6]), ", ".join(r["selected_now"][:6]),
                  f"{r['template_then']} → {r['template_now']}"] for r in base["regressions"]]), ""]
+    md += [failing_items_md(items), ""]
     md_path = out / "report.md"
     md_path.write_text("\n".join(md), encoding="utf-8")
 
@@ -139,6 +145,7 @@ td,th{{border:1px solid #ccc;padding:4px 8px;font-size:13px;text-align:left;vert
 {table(heads, _headline(summary))}
 <div class="charts">{''.join(charts)}</div>
 {regress}
+{failing_items_html(items)}
 </body></html>"""
     html_path = out / "report.html"
     html_path.write_text(page, encoding="utf-8")

@@ -71,6 +71,24 @@ def test_file_replay_compares_skips_and_reports(rmw, tmp_path):
     assert summary["match_rate"] == pytest.approx(2 / 3, abs=1e-3)
     assert summary["field_accuracy"]["chart_type"] == pytest.approx(2 / 3, abs=1e-3)
     assert rmw.store.count() == 0  # memory is read-only during a replay
+    assert by_id["d"]["request"] == ITEMS[4]["messages"] and by_id["d"]["expected"]["chart_type"] == "bar"
+
+
+def test_reports_list_each_failing_item(rmw, tmp_path):
+    from rag_middleware.report import write_reports
+
+    items, skipped = load_items(str(write_items(tmp_path / "items.jsonl", ITEMS)), rmw)
+    rows = run_replay(rmw, items, tmp_path / "out", ReplayOptions())
+    md_path, html_path = write_reports(tmp_path / "out", summarize(rows, skipped=skipped), rows)
+    md, page = md_path.read_text(), html_path.read_text()
+    assert "## Failing items (2)" in md  # c (unknown domain) and d (wrong chart type); a and b passed
+    assert "| chart_type | `bar` | `none` |" in md and "[chart_type (1)](#field-chart-type)" in md
+    assert "[error (1)](#status-error)" in md and "unknown domain 'nope'" in md
+    d = page[page.index('id="fi-item-d"'):]
+    d = d[:d.index("</details>")]
+    assert '<td class="exp"><pre>bar</pre></td><td class="act"><pre>none</pre></td>' in d and "sort by a" in d
+    assert ", ".join(by for by in next(r for r in rows if r["id"] == "d")["selected"]) in d
+    assert 'id="fi-item-a"' not in page and "<script" not in page
 
 
 def test_store_replay_keeps_the_as_of_guard(rmw, tmp_path):
@@ -138,6 +156,10 @@ def test_cli_replay_detects_a_regression_planted_in_a_template(cli, capsys):
     assert regressions[0]["template_then"] != regressions[0]["template_now"]
     report = (cli / "run2" / "report.md").read_text()
     assert "2 regressions" in report and regressions[0]["template_now"] in report
+    assert "[regression (2)](#status-regression)" in report and "(baseline pass → now invalid)" in report
+    assert "Sure! Here is a plan." in report  # what the model said instead of the plan
+    page = (cli / "run2" / "report.html").read_text()
+    assert page.count('class="item st-regression') == 2
 
 
 CHROMIUM = next((p for p in ("/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome")

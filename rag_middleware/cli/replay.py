@@ -84,7 +84,7 @@ def replay(
         summary["template_version"] = mw.templates.version
         summary["source"] = source
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str), encoding="utf-8")
-    _, html_path = write_reports(out, summary, rows)
+    _, html_path = write_reports(out, summary, rows, baseline=baseline_rows)
     match = "-" if summary["match_rate"] is None else f"{summary['match_rate']:.1%}"
     console.print(f"{summary['items']} items · valid {summary['valid_rate']:.1%} · first-try "
                   f"{summary['first_try_valid_rate']:.1%} · match {match} · mean attempts {summary['mean_attempts']} "
