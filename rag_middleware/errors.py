@@ -25,6 +25,9 @@ the CLI turns them into a one-line message and an exit code, and the server into
     │   │   └── UpstreamUnavailableError   host cannot be reached (names it)
     │   └── UpstreamResponseError   upstream answered with a non-retryable error (4xx)
     ├── GenerationTimeoutError      the total time budget ran out
+    ├── OpenWebUIError              Open WebUI's API failed or answered something unexpected (feedback sync)
+    │   ├── OpenWebUIUnavailableError   Open WebUI cannot be reached (names it)
+    │   └── OpenWebUIAuthError      Open WebUI refused the token
     └── AttemptsExhaustedError      no attempt produced a valid answer; carries every attempt
 """
 
@@ -47,6 +50,9 @@ __all__ = [
     "StoreUnavailableError",
     "TemplateError",
     "InvalidEditError",
+    "OpenWebUIAuthError",
+    "OpenWebUIError",
+    "OpenWebUIUnavailableError",
     "TransportError",
     "UnknownDomainError",
     "UnknownInteractionError",
@@ -185,3 +191,25 @@ class AttemptsExhaustedError(RagMiddlewareError):
         self.attempts = attempts
         self.result = result
         super().__init__(message)
+
+
+class OpenWebUIError(RagMiddlewareError):
+    """Open WebUI's HTTP API failed, or answered with something that is not what its API returns."""
+
+    http_status = 502
+
+
+class OpenWebUIUnavailableError(OpenWebUIError):
+    def __init__(self, url: str, detail: str = "") -> None:
+        self.url = url
+        super().__init__(f"Open WebUI at {url} is unreachable" + (f": {detail}" if detail else ""))
+
+
+class OpenWebUIAuthError(OpenWebUIError):
+    exit_code = 2
+
+    def __init__(self, url: str, status_code: int) -> None:
+        self.url = url
+        self.status_code = status_code
+        super().__init__(f"Open WebUI at {url} refused the token ({status_code}): give an admin's API key or JWT "
+                         "(Settings > Account in Open WebUI)")
