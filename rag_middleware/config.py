@@ -139,6 +139,8 @@ class ServerSettings(BaseModel):
     default_domain: str | None = Field(None, description="domain for requests naming an upstream model; None = pass through")
     domain_models: dict[str, str] = Field(default_factory=dict, description="domain -> upstream model that answers it")
     admin_token: str | None = Field(None, description="bearer token required by /rag/ admin routes")
+    admin_open: bool = Field(False, description="with no admin_token: serve admin routes to every client, "
+                                                "not only to loopback ones")
     on_invalid: Literal["error", "best_candidate"] = "error"
     tenant_header: str = "X-RAG-Tenant"
     shutdown_timeout: float = Field(30.0, gt=0)

@@ -30,7 +30,8 @@ class Embedder(Protocol):
 
 
 def content_hash(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+    # surrogatepass: a lone surrogate (valid in JSON, "\ud800") still has a hash instead of raising
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def normalize(vectors: np.ndarray) -> np.ndarray:

@@ -11,6 +11,9 @@ Scripted: ``enqueue`` replies, each one of
     ``how="eof"`` ends the body cleanly but without the done:true line.
 When the queue is empty it answers ``default``. Every POST /api/chat body is recorded in ``bodies``.
 
+A load or unload (``/api/chat`` without messages, ``/api/generate`` without a prompt) gets what Ollama answers
+without touching the queue: one JSON object, ``done_reason`` "load", or "unload" with ``keep_alive: 0``.
+
 Other paths: ``route(method, path, payload)`` answers that path with fixed bytes (a dict is sent as JSON)
 without touching the queue; unrouted paths answer 404. Every request of any kind (method, path, headers,
 raw body) is recorded in ``requests``. A streamed answer whose write fails because the client went away
@@ -218,6 +221,8 @@ class FakeOllama:
                     body = json.loads(raw or b"{}")
                 except json.JSONDecodeError:
                     body = {"_raw": raw.decode("utf-8", "replace")}
+                if self._load(body):
+                    return
                 reply = fake._next(self.path, body)
                 try:
                     if isinstance(reply, Slow):
@@ -241,6 +246,19 @@ class FakeOllama:
                             self._send_json(200, fake._final(body, content, extra))
                 except (BrokenPipeError, ConnectionResetError):  # the client gave up (timeout tests)
                     fake._gone()
+
+            def _load(self, body: dict[str, Any]) -> bool:
+                if self.path not in ("/api/chat", "/api/generate") or body.get("messages") or body.get("prompt"):
+                    return False
+                with fake._lock:
+                    fake.paths.append(self.path)
+                    fake.bodies.append(body)
+                unload = body.get("keep_alive") in (0, "0", "0s")
+                content = {"message": {"role": "assistant", "content": ""}} if self.path == "/api/chat" else {
+                    "response": ""}
+                self._send_json(200, {"model": body.get("model") or fake.model, "created_at": "2025-01-01T00:00:00Z",
+                                      **content, "done_reason": "unload" if unload else "load", "done": True})
+                return True
 
             def _piece(self, body: dict[str, Any], piece: str) -> bytes:
                 line = {"model": body.get("model") or fake.model, "created_at": "2025-01-01T00:00:00Z",

@@ -21,10 +21,11 @@ def plan(ascending: bool = True, column: str = "price") -> dict:
         "method": "pandas.DataFrame.sort_values", "args": [], "kwargs": {"by": column, "ascending": ascending}}}]}
 
 
-def client_for(mw, token: str | None = None) -> TestClient:
+def client_for(mw, token: str | None = None, *, host: str = "127.0.0.1", admin_open: bool = False) -> TestClient:
+    """The app in-process, called from ``host`` (loopback by default: with no token, admin routes serve only it)."""
     settings = mw.settings.model_copy(update={"server": mw.settings.server.model_copy(
-        update={"upstream": "embedded", "admin_token": token})})
-    return TestClient(create_app(settings, middleware=mw))
+        update={"upstream": "embedded", "admin_token": token, "admin_open": admin_open})})
+    return TestClient(create_app(settings, middleware=mw), client=(host, 50000))
 
 
 @pytest.fixture

@@ -16,6 +16,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 import ollama
@@ -34,7 +35,8 @@ QUESTION = "Columns: a, b\nsort by a"
 GOOD = {"task": "sort", "chart_type": "none", "operations": [{"type": "sort", "execution_instructions": {
     "method": "pandas.DataFrame.sort_values", "args": [], "kwargs": {"by": "a", "ascending": True}}}]}
 PLAN = json.dumps(GOOD)
-VIRTUAL = ["assistant:latest", "data_ops:latest", "shop_query:latest"]
+KNOWLEDGE_BASE = Path(__file__).resolve().parents[1] / "knowledge_base"
+VIRTUAL = sorted(f"{p.parent.name}:latest" for p in KNOWLEDGE_BASE.glob("*/domain.yaml"))  # every shipped domain
 UPSTREAM_MODEL = "gemma3:270m"
 UPSTREAM_TAGS = {"models": [{"name": "llama3.2:1b", "model": "llama3.2:1b", "modified_at": "2025-01-01T00:00:00Z",
                              "size": 1234, "digest": "abc", "details": {"format": "gguf", "family": "llama"}}]}
@@ -190,7 +192,7 @@ def test_tags_and_v1_models_list_virtual_and_upstream_models(stack):
         listed = client.list()
     names = [m.model for m in listed.models]
     assert names == VIRTUAL + ["llama3.2:1b"]
-    ours = {m.model: m for m in listed.models[:3]}
+    ours = {m.model: m for m in listed.models[:len(VIRTUAL)]}
     assert ours["data_ops:latest"].details.parent_model == UPSTREAM_MODEL
     assert ours["data_ops:latest"].modified_at is not None
     with stack.openai() as client:
@@ -358,14 +360,14 @@ def test_default_domain_catches_upstream_model_names(start, fake):
     assert stack.mw.journal.list()[0].domain == "data_ops"
 
 
-@pytest.mark.parametrize("case", ["keep_alive_0", "task_prompt", "empty_upstream_model"])
-def test_loads_unloads_and_background_tasks_are_passed_through(start, fake, case):
+@pytest.mark.parametrize("case", ["task_prompt", "system_only", "empty_upstream_model"])
+def test_loads_and_background_tasks_are_passed_through(start, fake, case):
     stack = start(fake.url, fake=fake, default_domain="data_ops")
     body = {"model": "data_ops:latest", "messages": ASK, "stream": False}
-    if case == "keep_alive_0":
-        body["keep_alive"] = 0
-    elif case == "task_prompt":
+    if case == "task_prompt":
         body["messages"] = [{"role": "user", "content": "### Task:\nGenerate a title for the chat."}]
+    elif case == "system_only":
+        body["messages"] = [{"role": "system", "content": "You are terse."}]
     else:
         body = {"model": UPSTREAM_MODEL, "messages": []}
     with stack.http() as c:
@@ -374,16 +376,23 @@ def test_loads_unloads_and_background_tasks_are_passed_through(start, fake, case
     (sent,) = fake.bodies
     assert "format" not in sent
     assert sent == {**body, "model": UPSTREAM_MODEL}  # only the virtual model name is replaced
+    assert r.json()["model"] == body["model"]  # and the answer names the model asked for, as Ollama's do
     assert stack.mw.journal.count() == 0
 
 
-def test_empty_request_for_a_virtual_model_is_a_load_reply(stack):
+def test_empty_request_for_a_virtual_model_is_a_load_reply_and_an_unload_goes_upstream(stack):
     with stack.ollama() as client:
         resp = client.chat(model="data_ops:latest", messages=[], stream=False)
+        assert stack.fake.bodies == []  # a load: nothing to load upstream for a virtual model
         gen = client.generate(model="data_ops:latest", prompt="", keep_alive=0, stream=False)
+        unload = client.chat(model="data_ops:latest", messages=[], keep_alive=0)
     assert resp.done and resp.done_reason == "load" and resp.message.content == ""
-    assert gen.done and gen.done_reason in ("load", "unload") and gen.response == ""
-    assert stack.fake.bodies == [] and stack.mw.journal.count() == 0
+    # an unload frees the upstream model that answers the domain, and is answered as the virtual model
+    assert [(b["model"], b["keep_alive"]) for b in stack.fake.bodies] == [(UPSTREAM_MODEL, 0)] * 2
+    assert stack.fake.paths == ["/api/generate", "/api/chat"]
+    assert (gen.done, gen.done_reason, gen.response, gen.model) == (True, "unload", "", "data_ops:latest")
+    assert (unload.done_reason, unload.model) == ("unload", "data_ops:latest")
+    assert stack.mw.journal.count() == 0
 
 
 # -- passthrough and probes --------------------------------------------------------------------------

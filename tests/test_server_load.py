@@ -304,7 +304,7 @@ def test_embedded_upstream(start):
     with stack.ollama() as client:
         names = [m.model for m in client.list().models]
         resp = client.chat(model="data_ops:latest", messages=ASK, stream=False)
-        plain = list(client.chat(model="anything", messages=[{"role": "user", "content": "hi"}], stream=True))
+        plain = list(client.chat(model=UPSTREAM_MODEL, messages=[{"role": "user", "content": "hi"}], stream=True))
         with pytest.raises(ollama.ResponseError) as info:
             client.show("anything")  # not a model here
         shown = client.show("data_ops:latest")  # ours: described as the embedded model

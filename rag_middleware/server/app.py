@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 import contextlib
-import hmac
 import json
 import logging
 import time
-from datetime import datetime, timezone
 from collections.abc import AsyncIterator
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import anyio.to_thread
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
-from starlette.routing import Route
+from starlette.routing import Match, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .. import __version__
@@ -27,15 +26,19 @@ from .augment import Augmenter
 from .context import ServerContext
 from .routing import Router
 from .upstream import EMBEDDED, HttpUpstream
-from .wire import now_rfc3339
+from .wire import clip, now_rfc3339, read_json_object
 
 __all__ = ["create_app"]
 
 log = logging.getLogger("rag_middleware.server")
 EMBEDDED_VERSION = "0.12.0"  # what /api/version says when there is no Ollama behind us
+EMBEDDED_DETAILS = {"format": "gguf", "family": "gemma3", "parameter_size": "270M", "quantization_level": "Q4_K_M"}
+ERROR_LIMIT = 2000  # characters of an error text; what it echoes of the request is clipped before, this is a net
+ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"]
 
 
 def _error(request: Request, status: int, message: str) -> JSONResponse:
+    message = clip(message, ERROR_LIMIT)
     if request.url.path.startswith("/v1/"):
         return openai_api.error_response(status, message)
     return ollama_api.error_response(status, message)
@@ -63,12 +66,11 @@ async def tags(request: Request) -> Response:
         models = await ctx.upstream.models("/api/tags", "models")
     else:
         models = [{"name": ctx.settings.llm.model, "model": ctx.settings.llm.model, "modified_at": now_rfc3339(), "size": 0,
-                   "digest": "", "details": {"format": "gguf", "family": "gemma3", "parameter_size": "270M",
-                                             "quantization_level": "Q4_K_M"}}]
+                   "digest": "", "details": EMBEDDED_DETAILS}]
     ours = []
     for name in ctx.router.virtual_models():
         domain = name.split(":")[0]
-        stamp = datetime.fromtimestamp((ctx.mw.domains.root / domain / "domain.yaml").stat().st_mtime, timezone.utc)
+        stamp = ctx.router.modified_at(domain)
         ours.append({"name": name, "model": name, "modified_at": stamp.strftime("%Y-%m-%dT%H:%M:%S.%fZ"), "size": 0,
                      "digest": "",
                      "details": {"format": "rag-middleware", "family": "rag", "families": ["rag"],
@@ -80,20 +82,14 @@ async def tags(request: Request) -> Response:
 async def show(request: Request) -> Response:
     """/api/show for one of our models describes the upstream model that answers it (chatbots ask before use)."""
     ctx: ServerContext = request.app.state.ctx
-    raw = await request.body()
-    try:
-        data = json.loads(raw or b"{}")
-    except json.JSONDecodeError as exc:
-        return _error(request, 400, f"invalid JSON body: {exc.msg}")
-    name = str(data.get("model") or data.get("name") or "") if isinstance(data, dict) else ""
+    data, raw = await read_json_object(request)
+    name = str(data.get("model") or data.get("name") or "")
     domain = ctx.router.domain_of_model(name)
     if ctx.upstream is None:
-        if domain is None and name != ctx.settings.llm.model:
-            return _error(request, 404, f"model '{name}' not found")
+        ctx.check_embedded_model(name)
         return JSONResponse({"modelfile": "", "parameters": "", "template": "{{ .Prompt }}",
-                             "details": {"format": "gguf", "family": "gemma3", "parameter_size": "270M",
-                                         "quantization_level": "Q4_K_M"},
-                             "model_info": {}, "capabilities": ["completion"], "modified_at": now_rfc3339()})
+                             "details": EMBEDDED_DETAILS, "model_info": {}, "capabilities": ["completion"],
+                             "modified_at": now_rfc3339()})
     if domain is not None:
         data["model"] = ctx.router.upstream_model(domain)
         data.pop("name", None)
@@ -101,12 +97,33 @@ async def show(request: Request) -> Response:
     return await ctx.upstream.forward(request, raw)
 
 
+async def running(request: Request) -> Response:
+    """/api/ps: the upstream's loaded models; with the embedded upstream, the embedded model (in-process)."""
+    ctx: ServerContext = request.app.state.ctx
+    if ctx.upstream is not None:
+        return await ctx.upstream.forward(request)
+    name = ctx.settings.llm.model
+    until = (datetime.now(timezone.utc) + timedelta(days=365)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return JSONResponse({"models": [{"name": name, "model": name, "size": 0, "digest": "", "details": EMBEDDED_DETAILS,
+                                     "expires_at": until, "size_vram": 0, "context_length": ctx.settings.llm.num_ctx}]})
+
+
 async def passthrough(request: Request) -> Response:
     ctx: ServerContext = request.app.state.ctx
+    if (request.method, request.url.path) in admin.UPSTREAM_ADMIN:
+        admin.check_admin(request)  # pull, push, create, copy, delete: the upstream's admin calls
     if ctx.upstream is None:
-        return _error(request, 501, f"{request.url.path} needs an Ollama upstream; this server answers with the "
-                                    "embedded model")
+        return _error(request, 501, f"{clip(request.url.path)} needs an Ollama upstream; this server answers with "
+                                    "the embedded model")
     return await ctx.upstream.forward(request)
+
+
+async def rag_unknown(request: Request) -> Response:
+    """/rag/ is ours: a path there that is no route is 404 (405 for a route's other methods), never passed on."""
+    for route in request.app.routes:
+        if route.path.startswith("/rag/") and route.matches(request.scope)[0] == Match.PARTIAL:
+            return _error(request, 405, f"{request.method} is not allowed on {clip(request.url.path)}")
+    return _error(request, 404, f"no route {clip(request.url.path)}")
 
 
 async def health(request: Request) -> Response:
@@ -137,41 +154,6 @@ async def health(request: Request) -> Response:
     checks["templates"] = await anyio.to_thread.run_sync(ctx.templates_health)  # a refused edit shows here
     status = "ok" if all(c["ok"] for c in checks.values()) else "degraded"
     return JSONResponse({"status": status, "version": __version__, **checks})
-
-
-def _admin(request: Request) -> None:
-    token = request.app.state.ctx.settings.server.admin_token
-    if not token:
-        return
-    given = request.headers.get("authorization", "")
-    if not (given.startswith("Bearer ") and hmac.compare_digest(given[7:].encode(), token.encode())):
-        raise _Unauthorized()
-
-
-class _Unauthorized(RagMiddlewareError):
-    http_status = 401
-
-    def __init__(self) -> None:
-        super().__init__("this admin route needs 'Authorization: Bearer <admin token>'")
-
-
-async def domains(request: Request) -> Response:
-    _admin(request)
-    ctx: ServerContext = request.app.state.ctx
-    out = []
-    for domain in await anyio.to_thread.run_sync(ctx.mw.domains.load_all):
-        out.append({"name": domain.name, "model": f"{domain.name}:latest", "upstream_model": ctx.router.upstream_model(domain.name),
-                    "free_text": domain.free_text, "examples": len(domain.examples), "negatives": len(domain.negatives)})
-    return JSONResponse({"domains": out, "template_version": ctx.mw.templates.version})
-
-
-async def interaction(request: Request) -> Response:
-    _admin(request)
-    ctx: ServerContext = request.app.state.ctx
-    found = await anyio.to_thread.run_sync(ctx.mw.journal.get, request.path_params["interaction_id"])
-    if found is None:
-        return _error(request, 404, f"no interaction {request.path_params['interaction_id']}")
-    return Response(found.model_dump_json(), media_type="application/json")
 
 
 class AccessLog:
@@ -219,7 +201,8 @@ def create_app(settings: Settings, *, middleware: Middleware | None = None) -> S
         llm = {"backend": "embedded"} if embedded else {"backend": "ollama", "ollama_host": upstream_url}
         middleware = Middleware(settings.model_copy(update={"llm": settings.llm.model_copy(update=llm)}))
     upstream = None if embedded else HttpUpstream(upstream_url, timeout=settings.server.upstream_timeout,
-                                                  connect_timeout=settings.retry.connect_timeout)
+                                                  connect_timeout=settings.retry.connect_timeout,
+                                                  admin_token=settings.server.admin_token)
     router = Router(settings, middleware.domains)
     ctx = ServerContext(settings=settings, mw=middleware, router=router,
                         augmenter=Augmenter(middleware, router, on_invalid=settings.server.on_invalid),
@@ -227,8 +210,9 @@ def create_app(settings: Settings, *, middleware: Middleware | None = None) -> S
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        log.info(json.dumps({"event": "start", "upstream": ctx.upstream_label,
-                             "domains": router.virtual_models()}))
+        mode = admin.access(settings.server)
+        log.info(json.dumps({"event": "start", "upstream": ctx.upstream_label, "domains": router.virtual_models(),
+                             "admin": mode, "admin_detail": admin.ACCESS_TEXT[mode]}))
         try:
             yield
         finally:
@@ -244,13 +228,14 @@ def create_app(settings: Settings, *, middleware: Middleware | None = None) -> S
         Route("/api/chat", ollama_api.chat, methods=["POST"]),
         Route("/api/generate", ollama_api.generate, methods=["POST"]),
         Route("/api/show", show, methods=["POST"]),
+        Route("/api/ps", running, methods=["GET"]),
         Route("/v1/chat/completions", openai_api.chat_completions, methods=["POST"]),
         Route("/v1/models", openai_api.models, methods=["GET"]),
+        Route("/v1/models/{model:path}", openai_api.model, methods=["GET"]),
         Route("/rag/health", health, methods=["GET"]),
-        Route("/rag/domains", domains, methods=["GET"]),
-        Route("/rag/interactions/{interaction_id}", interaction, methods=["GET"]),
-        *admin.routes(),  # /rag/feedback, /rag/stats, /rag/ab
-        Route("/{path:path}", passthrough, methods=["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"]),
+        *admin.routes(),  # /rag/domains, /rag/interactions/{id}, /rag/feedback, /rag/stats, /rag/ab
+        Route("/rag/{path:path}", rag_unknown, methods=ALL_METHODS),
+        Route("/{path:path}", passthrough, methods=ALL_METHODS),
     ]
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={RagMiddlewareError: _on_error})
     app.state.ctx = ctx

@@ -5,28 +5,35 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.to_thread
 
 from ..backends.llm.base import StreamChunk
-from ..errors import AttemptsExhaustedError, RagMiddlewareError
+from ..errors import AttemptsExhaustedError, RagMiddlewareError, RequestError
+from ..options import ModelOptions
 from ..pipeline import AskResult, Middleware
 from ..records import new_id
 from .routing import Router
-from .wire import Usage
+from .wire import Usage, clip
 
-__all__ = ["Answer", "Augmenter", "Exchange", "client_options"]
+__all__ = ["Answer", "Augmenter", "Exchange", "client_options", "failure_headers", "refuse_images", "reply_headers"]
 
-# client sampling options honoured for free-text domains; schema'd domains keep their tuned options
-_CLIENT_OPTIONS = {"temperature", "top_p", "top_k", "min_p", "seed", "num_predict", "stop", "repeat_penalty"}
+log = logging.getLogger("rag_middleware.server")
+
+if TYPE_CHECKING:
+    from starlette.requests import Request
+
+    from .context import ServerContext
 
 
-def client_options(options: dict[str, Any] | None) -> dict[str, Any]:
-    return {k: v for k, v in (options or {}).items() if k in _CLIENT_OPTIONS and v is not None}
+def client_options(options: ModelOptions | None) -> dict[str, Any]:
+    """The client's sampling options, honoured for free-text domains (schema'd domains keep their tuned ones)."""
+    return options.sampling() if options is not None else {}
 
 
 @dataclass
@@ -35,7 +42,7 @@ class Exchange:
     tenant: str | None
     client_model: str
     messages: list[dict[str, Any]]
-    options: dict[str, Any] = field(default_factory=dict)
+    options: ModelOptions | None = None
     interaction_id: str = field(default_factory=new_id)
     user: str | None = None  # keeps an A/B-tested domain's variant sticky
 
@@ -69,6 +76,10 @@ class Augmenter:
 
     def is_free_text(self, domain: str) -> bool:
         return self.mw.domains.get(domain).free_text
+
+    async def recorded(self, interaction_id: str) -> bool:
+        """Whether the interaction was recorded (a request refused before the pipeline started was not)."""
+        return await anyio.to_thread.run_sync(self.mw.journal.get, interaction_id) is not None
 
     async def answer(self, ex: Exchange) -> Answer:
         """The validated (or free-text) answer, computed in full before anything is sent."""
@@ -117,6 +128,35 @@ class Augmenter:
                     await anyio.to_thread.run_sync(gen.close)
 
         return rest()
+
+
+def refuse_images(model: str, parts: list[str]) -> None:
+    """An augmented request answers text: images (or audio, files) would be dropped silently, so they are refused."""
+    if parts:
+        raise RequestError(f"{clip(model)} answers text only and cannot take {', '.join(sorted(set(parts)))}; "
+                           "send the request without them, or to a multimodal model")
+
+
+def reply_headers(ctx: ServerContext, request: Request, ex: Exchange, *, asked_format: bool) -> dict[str, str]:
+    """The headers of an augmented answer: the interaction's id; ``X-RAG-Format`` when the client asked for a
+    format (the domain's own schema was used, or a free-text domain ignored it); ``X-RAG-Input-Cleaned`` when
+    lone surrogates of the request were replaced (also logged, with the id of the record that holds the text)."""
+    headers = {"X-RAG-Interaction-Id": ex.interaction_id}
+    if asked_format:
+        headers["X-RAG-Format"] = "ignored: free-text domain" if ctx.augmenter.is_free_text(ex.domain) else (
+            "domain schema: the request's format was replaced by the domain's output schema")
+    replaced = getattr(request.state, "replaced_surrogates", 0)
+    if replaced:
+        headers["X-RAG-Input-Cleaned"] = f"{replaced} lone surrogate(s) replaced by U+FFFD"
+        log.warning(json.dumps({"event": "input_cleaned", "interaction_id": ex.interaction_id,
+                                "lone_surrogates": replaced}))
+    return headers
+
+
+async def failure_headers(ctx: ServerContext, ex: Exchange) -> dict[str, str]:
+    """The id of a failed exchange is only given when it names a record (a request refused before the
+    pipeline started has none)."""
+    return {"X-RAG-Interaction-Id": ex.interaction_id} if await ctx.augmenter.recorded(ex.interaction_id) else {}
 
 
 def usage_of(chunk: StreamChunk) -> Usage:

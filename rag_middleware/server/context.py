@@ -17,15 +17,28 @@ from starlette.requests import Request
 
 from ..backends.llm.base import Completion, GenerateRequest
 from ..config import Settings
-from ..errors import TemplateError
+from ..errors import RequestError, TemplateError
 from ..lint import errors_only, lint_snapshot
-from ..pipeline import Middleware
+from ..options import ModelOptions
+from ..pipeline import TENANT_RE, Middleware
 from ..templates import TemplateSnapshot
 from .augment import Augmenter, client_options
 from .routing import Router
 from .upstream import HttpUpstream
+from .wire import clip
 
-__all__ = ["TEMPLATE_CHECK_SECONDS", "ServerContext", "plain_completion"]
+__all__ = ["TEMPLATE_CHECK_SECONDS", "ModelNotFoundError", "ServerContext", "plain_completion"]
+
+
+class ModelNotFoundError(RequestError):
+    http_status = 404
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f'model "{clip(name)}" not found, try pulling it first')
+
+
+def _tagged(name: str) -> str:
+    return name if ":" in name.rsplit("/", 1)[-1] else name + ":latest"
 
 TEMPLATE_CHECK_SECONDS = 0.5
 
@@ -62,7 +75,20 @@ class ServerContext:
                 "version": status["version"], "rejected": rejected}
 
     def tenant_of(self, request: Request) -> str | None:
-        return request.headers.get(self.settings.server.tenant_header) or None
+        """The tenant header, checked here so that a bad one is refused before the pipeline (and no record)."""
+        tenant = request.headers.get(self.settings.server.tenant_header) or None
+        if tenant is not None and not TENANT_RE.match(tenant):
+            raise RequestError(f"{self.settings.server.tenant_header} {clip(tenant)!r} must match "
+                               "[A-Za-z0-9_-]{1,64}")
+        return tenant
+
+    def check_embedded_model(self, name: str) -> None:
+        """With the embedded upstream, a request that is not augmented must name the embedded model (or one of
+        ours): 400 without a model, 404 for any other, as Ollama answers."""
+        if not name:
+            raise RequestError("model is required")
+        if self.router.domain_of_model(name) is None and _tagged(name) != _tagged(self.settings.llm.model):
+            raise ModelNotFoundError(name)
 
     @staticmethod
     def user_of(request: Request, body_user: Any = None) -> str | None:
@@ -71,7 +97,8 @@ class ServerContext:
         return str(found)[:200] if found else None
 
 
-async def plain_completion(ctx: ServerContext, messages: list[dict[str, Any]], options: dict[str, Any] | None) -> Completion:
+async def plain_completion(ctx: ServerContext, messages: list[dict[str, Any]],
+                           options: ModelOptions | None) -> Completion:
     """A request for no domain, answered by the embedded model (there is no Ollama to pass it to)."""
     prompt = ctx.mw.assembler.flatten_plain(messages)
     opts = {"temperature": 0.7, "num_predict": 256, "stop": ["\nRequest:"], **client_options(options)}

@@ -10,8 +10,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from ..errors import RagMiddlewareError, RequestError
-from .augment import Exchange, usage_of
+from .augment import Exchange, failure_headers, refuse_images, reply_headers, usage_of
 from .context import ServerContext, plain_completion
+from .routing import Route
+from .upstream import Rename
 from .wire import (
     OllamaChatRequest,
     OllamaGenerateRequest,
@@ -41,16 +43,21 @@ async def read_body(request: Request, model: type) -> tuple[Any, bytes]:
     return validated(model, data), raw
 
 
-def _load_reply(kind: str, model: str, reason: str) -> JSONResponse:
-    done_reason = "unload" if "unload" in reason else "load"
+def _load_reply(kind: str, model: str, route: Route) -> JSONResponse:
     content = {"message": {"role": "assistant", "content": ""}} if kind == "chat" else {"response": ""}
     return JSONResponse({"model": model, "created_at": now_rfc3339(), **content, "done": True,
-                         "done_reason": done_reason})
+                         "done_reason": "unload" if route.unload else "load"})
 
 
 async def _pass_through(ctx: ServerContext, request: Request, kind: str, body: Any, raw: bytes,
-                        messages: list[dict[str, Any]], virtual: bool) -> Response:
+                        messages: list[dict[str, Any]], route: Route) -> Response:
+    empty = not any(m["content"].strip() for m in messages)
+    if route.virtual and empty and not (route.unload and ctx.upstream is not None):
+        return _load_reply(kind, body.model, route)  # a load: nothing to do upstream for a virtual model
     if ctx.upstream is None:  # the embedded upstream answers plain requests itself
+        ctx.check_embedded_model(body.model)
+        if empty:
+            return _load_reply(kind, body.model, route)
         completion = await plain_completion(ctx, messages, body.options)
         usage = Usage(prompt_tokens=completion.prompt_tokens, completion_tokens=completion.completion_tokens,
                       total_ns=int(completion.duration_ms * 1e6), generate_ns=int(completion.duration_ms * 1e6),
@@ -60,17 +67,23 @@ async def _pass_through(ctx: ServerContext, request: Request, kind: str, body: A
             lines.append(ndjson(ollama_final(kind, body.model, "", usage)))
             return Response(b"".join(lines), media_type=NDJSON)
         return JSONResponse(ollama_final(kind, body.model, completion.text, usage))
-    if virtual:  # upstream does not know our virtual model: name the model that answers the domain
-        data = json.loads(raw)
-        data["model"] = ctx.router.upstream_model(ctx.router.domain_of_model(body.model))
-        raw = json.dumps(data).encode()
-    return await ctx.upstream.forward(request, raw)
+    if not route.virtual:
+        return await ctx.upstream.forward(request, raw)
+    # upstream does not know our virtual model: name the model that answers the domain, and back
+    data = json.loads(raw)
+    data["model"] = ctx.router.upstream_model(ctx.router.domain_of_model(body.model))
+    data.pop("name", None)
+    return await ctx.upstream.forward(request, json.dumps(data).encode(), rename=Rename(data["model"], body.model))
 
 
-async def _augmented(ctx: ServerContext, kind: str, ex: Exchange, stream: bool) -> Response:
-    headers = {"X-RAG-Interaction-Id": ex.interaction_id}
-    if stream and ctx.augmenter.is_free_text(ex.domain):
-        chunks = await ctx.augmenter.open_stream(ex)
+async def _augmented(ctx: ServerContext, request: Request, kind: str, ex: Exchange, body: Any) -> Response:
+    headers = reply_headers(ctx, request, ex, asked_format=body.format not in (None, ""))
+    if body.stream and ctx.augmenter.is_free_text(ex.domain):
+        try:
+            chunks = await ctx.augmenter.open_stream(ex)
+        except RagMiddlewareError as exc:
+            return JSONResponse({"error": exc.one_line()}, status_code=exc.http_status,
+                                headers=await failure_headers(ctx, ex))
 
         async def live() -> AsyncIterator[bytes]:
             try:
@@ -85,11 +98,12 @@ async def _augmented(ctx: ServerContext, kind: str, ex: Exchange, stream: bool) 
         return StreamingResponse(live(), media_type=NDJSON, headers=headers)
     try:
         answer = await ctx.augmenter.answer(ex)
-    except RagMiddlewareError as exc:  # recorded under this id: tell the client which record to look at
-        return JSONResponse({"error": exc.one_line()}, status_code=exc.http_status, headers=headers)
+    except RagMiddlewareError as exc:  # recorded under this id (if it got that far): say which record to read
+        return JSONResponse({"error": exc.one_line()}, status_code=exc.http_status,
+                            headers=await failure_headers(ctx, ex))
     if not answer.valid:
         headers["X-RAG-Valid"] = "false"
-    if stream:
+    if body.stream:
         async def buffered() -> AsyncIterator[bytes]:
             for piece in split_text(answer.text):
                 yield ndjson(ollama_piece(kind, ex.client_model, piece))
@@ -108,12 +122,11 @@ async def chat(request: Request) -> Response:
                                keep_alive=body.keep_alive)
     request.state.route = route
     if route.domain is None:
-        if route.virtual and not any(m["content"].strip() for m in messages):
-            return _load_reply("chat", body.model, route.reason)
-        return await _pass_through(ctx, request, "chat", body, raw, messages, route.virtual)
+        return await _pass_through(ctx, request, "chat", body, raw, messages, route)
+    refuse_images(body.model, ["images"] * sum(bool(m.images) for m in body.messages))
     ex = Exchange(domain=route.domain, tenant=ctx.tenant_of(request), client_model=body.model, messages=messages,
-                  options=body.options or {}, user=ctx.user_of(request))
-    return await _augmented(ctx, "chat", ex, body.stream)
+                  options=body.options, user=ctx.user_of(request))
+    return await _augmented(ctx, request, "chat", ex, body)
 
 
 async def generate(request: Request) -> Response:
@@ -128,9 +141,8 @@ async def generate(request: Request) -> Response:
                                keep_alive=body.keep_alive)
     request.state.route = route
     if route.domain is None:
-        if route.virtual and not prompt.strip():
-            return _load_reply("generate", body.model, route.reason)
-        return await _pass_through(ctx, request, "generate", body, raw, messages, route.virtual)
+        return await _pass_through(ctx, request, "generate", body, raw, messages, route)
+    refuse_images(body.model, ["images"] if body.images else [])
     ex = Exchange(domain=route.domain, tenant=ctx.tenant_of(request), client_model=body.model, messages=messages,
-                  options=body.options or {}, user=ctx.user_of(request))
-    return await _augmented(ctx, "generate", ex, body.stream)
+                  options=body.options, user=ctx.user_of(request))
+    return await _augmented(ctx, request, "generate", ex, body)

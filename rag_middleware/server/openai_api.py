@@ -1,4 +1,4 @@
-"""The OpenAI side: POST /v1/chat/completions (SSE or not) and GET /v1/models."""
+"""The OpenAI side: POST /v1/chat/completions (SSE or not), GET /v1/models and GET /v1/models/{id}."""
 
 from __future__ import annotations
 
@@ -12,11 +12,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from ..errors import RagMiddlewareError
-from .augment import Exchange, usage_of
+from ..options import ModelOptions
+from .augment import Exchange, failure_headers, refuse_images, reply_headers, usage_of
 from .context import ServerContext, plain_completion
+from .upstream import Rename
 from .wire import (
     OpenAIChatRequest,
     Usage,
+    clip,
     openai_chunk,
     openai_completion,
     openai_error,
@@ -26,18 +29,21 @@ from .wire import (
     validated,
 )
 
-__all__ = ["chat_completions", "error_response", "models"]
+__all__ = ["chat_completions", "error_response", "model", "models"]
 
 
 def error_response(status: int, message: str) -> JSONResponse:
     return JSONResponse(openai_error(message, status), status_code=status)
 
 
-def _options(body: OpenAIChatRequest) -> dict[str, Any]:
-    options = {"temperature": body.temperature, "top_p": body.top_p, "seed": body.seed,
-               "num_predict": body.max_completion_tokens or body.max_tokens,
-               "stop": [body.stop] if isinstance(body.stop, str) else body.stop}
-    return {k: v for k, v in options.items() if v is not None}
+def _options(body: OpenAIChatRequest) -> ModelOptions:
+    return ModelOptions(temperature=body.temperature, top_p=body.top_p, seed=body.seed,
+                        num_predict=body.max_completion_tokens or body.max_tokens, stop=body.stop)
+
+
+def _asked_format(body: OpenAIChatRequest) -> bool:
+    kind = body.response_format.get("type") if isinstance(body.response_format, dict) else body.response_format
+    return kind not in (None, "", "text")
 
 
 def _sse_answer(model: str, text: str, usage: Usage, include_usage: bool) -> list[bytes]:
@@ -51,34 +57,45 @@ def _sse_answer(model: str, text: str, usage: Usage, include_usage: bool) -> lis
     return events
 
 
+async def _pass_through(ctx: ServerContext, request: Request, body: OpenAIChatRequest, data: dict[str, Any],
+                        raw: bytes, messages: list[dict[str, Any]], virtual: bool) -> Response:
+    if ctx.upstream is not None:
+        if not virtual:
+            return await ctx.upstream.forward(request, raw)  # the client's bytes, content arrays and all
+        data["model"] = ctx.router.upstream_model(ctx.router.domain_of_model(body.model))
+        return await ctx.upstream.forward(request, json.dumps(data).encode(), rename=Rename(data["model"], body.model))
+    ctx.check_embedded_model(body.model)
+    completion = await plain_completion(ctx, messages, _options(body))
+    usage = Usage(prompt_tokens=completion.prompt_tokens, completion_tokens=completion.completion_tokens,
+                  done_reason=completion.done_reason)
+    if body.stream:
+        include_usage = bool((body.stream_options or {}).get("include_usage"))
+        return Response(b"".join(_sse_answer(body.model, completion.text, usage, include_usage)),
+                        media_type="text/event-stream")
+    return JSONResponse(openai_completion(body.model, completion.text, usage))
+
+
 async def chat_completions(request: Request) -> Response:
     ctx: ServerContext = request.app.state.ctx
     data, raw = await read_json_object(request)
     body = validated(OpenAIChatRequest, data)
-    messages = [{"role": m.role, "content": m.content if isinstance(m.content, str) else ""} for m in body.messages]
+    messages = [{"role": m.role, "content": m.text()} for m in body.messages]
     route = ctx.router.resolve(model=body.model, header_domain=request.headers.get("x-rag-domain"),
                                texts=[m["content"] for m in messages if m["role"] == "user"], keep_alive=None)
     request.state.route = route
-    include_usage = bool((body.stream_options or {}).get("include_usage"))
     if route.domain is None:
-        if ctx.upstream is not None:
-            if route.virtual:
-                data["model"] = ctx.router.upstream_model(ctx.router.domain_of_model(body.model))
-                raw = json.dumps(data).encode()
-            return await ctx.upstream.forward(request, raw)
-        completion = await plain_completion(ctx, messages, _options(body))
-        usage = Usage(prompt_tokens=completion.prompt_tokens, completion_tokens=completion.completion_tokens,
-                      done_reason=completion.done_reason)
-        if body.stream:
-            return Response(b"".join(_sse_answer(body.model, completion.text, usage, include_usage)),
-                            media_type="text/event-stream")
-        return JSONResponse(openai_completion(body.model, completion.text, usage))
-
+        return await _pass_through(ctx, request, body, data, raw, messages, route.virtual)
+    refuse_images(body.model, [part for m in body.messages for part in m.other_parts()])
+    include_usage = bool((body.stream_options or {}).get("include_usage"))
     ex = Exchange(domain=route.domain, tenant=ctx.tenant_of(request), client_model=body.model, messages=messages,
                   options=_options(body), user=ctx.user_of(request, (body.model_extra or {}).get("user")))
-    headers = {"X-RAG-Interaction-Id": ex.interaction_id}
+    headers = reply_headers(ctx, request, ex, asked_format=_asked_format(body))
     if body.stream and ctx.augmenter.is_free_text(ex.domain):
-        chunks = await ctx.augmenter.open_stream(ex)
+        try:
+            chunks = await ctx.augmenter.open_stream(ex)
+        except RagMiddlewareError as exc:
+            return JSONResponse(openai_error(exc.one_line(), exc.http_status), status_code=exc.http_status,
+                                headers=await failure_headers(ctx, ex))
         cid = f"chatcmpl-{uuid.uuid4().hex[:24]}"
 
         async def live() -> AsyncIterator[bytes]:
@@ -101,9 +118,9 @@ async def chat_completions(request: Request) -> Response:
         return StreamingResponse(live(), media_type="text/event-stream", headers=headers)
     try:
         answer = await ctx.augmenter.answer(ex)
-    except RagMiddlewareError as exc:  # recorded under this id: tell the client which record to look at
+    except RagMiddlewareError as exc:  # recorded under this id (if it got that far): say which record to read
         return JSONResponse(openai_error(exc.one_line(), exc.http_status), status_code=exc.http_status,
-                            headers=headers)
+                            headers=await failure_headers(ctx, ex))
     if not answer.valid:
         headers["X-RAG-Valid"] = "false"
     if body.stream:
@@ -117,12 +134,29 @@ async def chat_completions(request: Request) -> Response:
     return JSONResponse(openai_completion(body.model, answer.text, answer.usage), headers=headers)
 
 
+def _virtual_entry(ctx: ServerContext, name: str) -> dict[str, Any]:
+    created = int(ctx.router.modified_at(ctx.router.domain_of_model(name)).timestamp())
+    return {"id": name, "object": "model", "created": created, "owned_by": "rag-middleware"}
+
+
 async def models(request: Request) -> Response:
     ctx: ServerContext = request.app.state.ctx
     if ctx.upstream is not None:
         data = await ctx.upstream.models("/v1/models", "data")
     else:
         data = [{"id": ctx.settings.llm.model, "object": "model", "created": int(time.time()), "owned_by": "embedded"}]
-    ours = [{"id": name, "object": "model", "created": int(time.time()), "owned_by": "rag-middleware"}
-            for name in ctx.router.virtual_models()]
+    ours = [_virtual_entry(ctx, name) for name in ctx.router.virtual_models()]
     return JSONResponse({"object": "list", "data": ours + data})
+
+
+async def model(request: Request) -> Response:
+    """One model: ours described here, any other asked of the upstream (the embedded one described here)."""
+    ctx: ServerContext = request.app.state.ctx
+    name = request.path_params["model"]
+    if ctx.router.domain_of_model(name) is not None:
+        return JSONResponse(_virtual_entry(ctx, name))
+    if ctx.upstream is not None:
+        return await ctx.upstream.forward(request)
+    if name == ctx.settings.llm.model:
+        return JSONResponse({"id": name, "object": "model", "created": int(time.time()), "owned_by": "embedded"})
+    return error_response(404, f"The model '{clip(name)}' does not exist")

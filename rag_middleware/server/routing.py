@@ -2,23 +2,26 @@
 
 A domain is advertised as the virtual model ``<domain>:latest``. The ``X-RAG-Domain`` header overrides the
 model name; a configured default domain catches requests that name an upstream model; everything else, and
-every request that must never be augmented (model loads and unloads, background ``### Task:`` prompts),
-passes through unchanged.
+every request that must never be augmented (model loads and unloads: no user text; background ``### Task:``
+prompts), passes through unchanged. ``keep_alive: 0`` with a question is still a question: it is augmented.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import datetime, timezone
 
 from ..config import Settings
 from ..domains import DomainRegistry
 from ..errors import UnknownDomainError
+from .wire import clip
 
 __all__ = ["Route", "Router"]
 
 TASK_PROMPT = re.compile(r"^\s*### Task:", re.M)
 ZERO_DURATION = re.compile(r"^0+(\.0*)?(ns|us|µs|ms|s|m|h)?$")
+UNLOAD = "keep_alive 0 (a model unload)"
 
 
 @dataclass(frozen=True)
@@ -26,6 +29,10 @@ class Route:
     domain: str | None  # None: pass through
     virtual: bool  # the client named one of our virtual models
     reason: str
+
+    @property
+    def unload(self) -> bool:
+        return self.reason == UNLOAD
 
 
 def _is_zero(keep_alive: object) -> bool:
@@ -48,6 +55,10 @@ class Router:
         name = model[: -len(":latest")] if model.endswith(":latest") else model
         return name if name and name in self.domains.names() else None
 
+    def modified_at(self, domain: str) -> datetime:
+        """When the domain's definition last changed (what the model lists show for its virtual model)."""
+        return datetime.fromtimestamp((self.domains.root / domain / "domain.yaml").stat().st_mtime, timezone.utc)
+
     def upstream_model(self, domain: str) -> str:
         configured = self.settings.server.domain_models.get(domain)
         return configured or self.domains.get(domain).spec.model or self.settings.llm.model
@@ -58,14 +69,12 @@ class Router:
         explicit = None
         if header_domain:
             if header_domain not in self.domains.names():
-                raise UnknownDomainError(header_domain, self.domains.names())
+                raise UnknownDomainError(clip(header_domain), self.domains.names())
             explicit = header_domain
         explicit = explicit or named
         virtual = named is not None
         if not any(t.strip() for t in texts):
-            return Route(None, virtual, "empty request (a model load)")
-        if _is_zero(keep_alive):
-            return Route(None, virtual, "keep_alive 0 (a model unload)")
+            return Route(None, virtual, UNLOAD if _is_zero(keep_alive) else "empty request (a model load)")
         if any(TASK_PROMPT.search(t) for t in texts):
             return Route(None, virtual, "background task prompt")
         if explicit:

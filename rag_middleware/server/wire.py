@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 import uuid
 from datetime import datetime, timezone
@@ -11,13 +12,18 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..errors import RequestError
+from ..options import ModelOptions
 
 __all__ = [
+    "ECHO_LIMIT",
     "ChatMessage",
+    "ContentPart",
     "OllamaChatRequest",
     "OllamaGenerateRequest",
     "OpenAIChatRequest",
+    "OpenAIMessage",
     "Usage",
+    "clip",
     "ndjson",
     "now_rfc3339",
     "ollama_final",
@@ -34,15 +40,45 @@ __all__ = [
 M = TypeVar("M", bound=BaseModel)
 
 
+ECHO_LIMIT = 80  # characters of the request an error text repeats
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")  # json.loads already joined the valid pairs
+
+
+def clip(value: object, limit: int = ECHO_LIMIT) -> str:
+    """``value`` as an error text may echo it: at most ``limit`` characters, the cut said."""
+    text = str(value)
+    return text if len(text) <= limit else f"{text[:limit]}… ({len(text)} characters)"
+
+
+def _clean(value: Any, count: list[int]) -> Any:
+    if isinstance(value, str):
+        cleaned, n = _LONE_SURROGATE.subn("\ufffd", value)
+        count[0] += n
+        return cleaned
+    if isinstance(value, list):
+        return [_clean(v, count) for v in value]
+    if isinstance(value, dict):
+        return {_clean(k, count): _clean(v, count) for k, v in value.items()}
+    return value
+
+
 async def read_json_object(request: Any) -> tuple[dict[str, Any], bytes]:
-    """A request's body as a JSON object, with its raw bytes; a RequestError (400) names what is wrong."""
+    """A request's body as a JSON object, with its raw bytes; a RequestError (400) names what is wrong.
+
+    Lone surrogates (``"\\ud800"``, valid JSON but no text: nothing can encode them) become U+FFFD; how many
+    were replaced is left in ``request.state.replaced_surrogates`` for the handler to say so."""
     raw = await request.body()
     try:
         data = json.loads(raw or b"{}")
     except json.JSONDecodeError as exc:
         raise RequestError(f"invalid JSON body: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    except UnicodeDecodeError as exc:
+        raise RequestError(f"invalid JSON body: not UTF-8 (byte {exc.start})") from None
     if not isinstance(data, dict):
         raise RequestError("the request body must be a JSON object")
+    count = [0]
+    data = _clean(data, count)
+    request.state.replaced_surrogates = count[0]
     return data, raw
 
 
@@ -64,6 +100,30 @@ class ChatMessage(BaseModel):
     images: list[str] | None = None
 
 
+class ContentPart(BaseModel):
+    """One part of an OpenAI message's content array: ``{"type": "text", "text": ...}``, an image, ..."""
+
+    model_config = ConfigDict(extra="allow")
+    type: str
+    text: str | None = None
+
+
+class OpenAIMessage(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    role: str
+    content: str | list[ContentPart] | None = ""
+
+    def text(self) -> str:
+        """The content as text: the text parts of an array joined by newlines."""
+        if isinstance(self.content, list):
+            return "\n".join(p.text or "" for p in self.content if p.type == "text")
+        return self.content or ""
+
+    def other_parts(self) -> list[str]:
+        """The types of the parts that are not text (images, audio, files)."""
+        return [p.type for p in self.content if p.type != "text"] if isinstance(self.content, list) else []
+
+
 class OllamaChatRequest(BaseModel):
     """POST /api/chat. Unknown fields are kept (and passed through untouched)."""
 
@@ -72,7 +132,7 @@ class OllamaChatRequest(BaseModel):
     messages: list[ChatMessage] = Field(default_factory=list)
     stream: bool = True  # Ollama streams when the field is absent
     format: Any = None
-    options: dict[str, Any] | None = None
+    options: ModelOptions | None = None
     keep_alive: Any = None
 
 
@@ -84,15 +144,16 @@ class OllamaGenerateRequest(BaseModel):
     stream: bool = True
     raw: bool | None = None
     template: str | None = None
+    images: list[str] | None = None
     format: Any = None
-    options: dict[str, Any] | None = None
+    options: ModelOptions | None = None
     keep_alive: Any = None
 
 
 class OpenAIChatRequest(BaseModel):
     model_config = ConfigDict(extra="allow")
     model: str
-    messages: list[ChatMessage]
+    messages: list[OpenAIMessage]
     stream: bool = False
     stream_options: dict[str, Any] | None = None
     temperature: float | None = None
@@ -101,6 +162,7 @@ class OpenAIChatRequest(BaseModel):
     max_completion_tokens: int | None = None
     seed: int | None = None
     stop: str | list[str] | None = None
+    response_format: Any = None
 
 
 class Usage(BaseModel):

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ...errors import BackendError, UpstreamResponseError
+from ...options import ModelOptions
 from .base import Completion, GenerateRequest, StreamChunk
 
 __all__ = ["EmbeddedBackend", "packaged_gguf_path"]
@@ -26,16 +27,8 @@ _warned: set[int] = set()
 log = logging.getLogger("rag_middleware.embedded")
 _servers_lock = threading.Lock()
 JSON_LAYOUT = {"whitespace_flexible": False, "item_separator": ", ", "key_separator": ": "}
-_OPTION_MAP = {
-    "temperature": "temperature",
-    "top_p": "top_p",
-    "top_k": "top_k",
-    "min_p": "min_p",
-    "seed": "seed",
-    "num_predict": "n_predict",
-    "repeat_penalty": "repeat_penalty",
-    "stop": "stop",
-}
+_RENAMED = {"num_predict": "n_predict"}  # the sampling options llama.cpp's server spells otherwise
+_OPTION_MAP = {name: _RENAMED.get(name, name) for name in ModelOptions.SAMPLING_KEYS}
 
 
 def packaged_gguf_path() -> Path:
