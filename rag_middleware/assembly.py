@@ -21,6 +21,7 @@ from .backends.store.base import MemoryStore
 from .config import SelectionSettings, Settings
 from .domains import Domain, DomainRegistry
 from .embedding import CachedEmbedder
+from .domains.votes import REVIEWED_STATUSES, Neighbour, field_votes, parse_answer
 from .guide import StepGuide
 from .errors import RequestError, StoreError
 from .records import POSITIVE_STATUSES, MemoryFilter, SelectedExample
@@ -46,6 +47,10 @@ class Switches:
     cot: bool | None = None
     repair: bool = True  # the domain's deterministic repair before validation
     guide: bool = True  # the domain's step guidance (labelled clauses steer the grammar)
+    ground: bool = True  # grounded fields admit only values from the request
+    derive: bool = True  # derived fields are filled by their map, never asked of the model
+    vote: bool = True  # neighbours vote on voted fields; a confident vote narrows the grammar
+    harden: bool = True  # near misses snapped, repeats dropped, lists bounded
 
 
 class Request(BaseModel):
@@ -99,6 +104,8 @@ class Assembly(BaseModel):
     memory_available: bool = True
     cot: bool = False
     steps: list[list[str]] = Field(default_factory=list)  # step guidance given to the grammar
+    votes: list[dict[str, Any]] = Field(default_factory=list)  # label votes (domains/votes.py)
+    grammar_notes: list[str] = Field(default_factory=list)  # what the declarative mechanisms did to the grammar
 
 
 class Assembler:
@@ -145,7 +152,7 @@ class Assembler:
         vectors = self.embedder.encode(texts) if texts else np.zeros((0, 1), dtype=np.float32)
         examples = [
             Candidate(id=e.id, source="curated", kind="example", status="curated", question=e.question,
-                      answer=domain.answer_text(e.answer), vector=vectors[i])
+                      answer=domain.answer_text(e.answer), vector=vectors[i], extra={"value": e.answer})
             for i, e in enumerate(domain.examples)
         ]
         off = len(domain.examples)
@@ -160,26 +167,28 @@ class Assembler:
         return examples, negatives
 
     def guide(self, domain: Domain) -> StepGuide | None:
-        if domain.spec.steps is None or domain.split is None:
+        if domain.split is None:
             return None
+        spec = domain.spec.steps or domain.declarative.spec.vote.get(domain.steps_path)
         with self._lock:
             cached = self._guides.get(domain.name)
             if cached is None or cached[0] != id(domain):
-                cached = (id(domain), StepGuide(domain.spec.steps, domain.step_bank, domain.split, self.embedder,
+                cached = (id(domain), StepGuide(spec, domain.step_bank, domain.split, self.embedder,
                                                  rule=domain.step_rule))
                 self._guides[domain.name] = cached
             return cached[1]
 
-    def _memory(self, query: np.ndarray, *, domain: str, tenant: str, kinds: tuple[str, ...],
+    def _memory(self, query: np.ndarray, *, domain: Domain, tenant: str, kinds: tuple[str, ...],
                 statuses: tuple[str, ...] | None, limit: int, as_of: datetime | None,
                 exclude: frozenset[str], text: str) -> list[Candidate]:
         hits = self.store.search(query, filters=MemoryFilter(
-            tenant=tenant, domain=domain, kinds=kinds, statuses=statuses, created_before=as_of, exclude_ids=exclude,
+            tenant=tenant, domain=domain.name, kinds=kinds, statuses=statuses, created_before=as_of, exclude_ids=exclude,
         ), limit=limit, text=text)
         return [
             Candidate(id=h.record.id, source="memory", kind=h.record.kind, status=h.record.status,
-                      question=h.record.question, answer=h.record.answer, reason=h.record.reason,
-                      wrong=h.record.wrong, vector=np.asarray(h.vector, dtype=np.float32), similarity=h.similarity)
+                      question=h.record.question, answer=domain.answer_text(h.record.answer), reason=h.record.reason,
+                      wrong=h.record.wrong, vector=np.asarray(h.vector, dtype=np.float32), similarity=h.similarity,
+                      extra={"value": parse_answer(h.record.answer)})
             for h in hits
         ]
 
@@ -214,12 +223,12 @@ class Assembler:
         if use_memory:
             try:
                 if switches.examples and params.use_examples:
-                    memory_examples = self._memory(query, domain=domain.name, tenant=tenant,
+                    memory_examples = self._memory(query, domain=domain, tenant=tenant,
                                                    kinds=("example", "interaction"), statuses=POSITIVE_STATUSES,
                                                    limit=params.fetch_k, as_of=as_of, exclude=exclude_ids,
                                                    text=request.question)
                 if switches.negatives and params.use_negatives:
-                    memory_negatives = self._memory(query, domain=domain.name, tenant=tenant, kinds=("negative",),
+                    memory_negatives = self._memory(query, domain=domain, tenant=tenant, kinds=("negative",),
                                                     statuses=None, limit=max(params.negatives_k * 4, 8),
                                                     as_of=as_of, exclude=exclude_ids, text=request.question)
                 self._memory_down_logged = False
@@ -236,9 +245,12 @@ class Assembler:
         if switches.examples and params.use_examples:
             for cand in curated_examples:
                 examples.append(Candidate(**{**cand.__dict__, "similarity": float(cand.vector @ query),
-                                             "boost": params.approved_boost}))
+                                             "boost": params.curated_boost}))
             for cand in memory_examples:
-                cand.boost = params.approved_boost if cand.status == "approved" else 0.0
+                reviewed = cand.status in REVIEWED_STATUSES
+                cand.boost = params.approved_boost if reviewed else 0.0
+                if reviewed and cand.similarity >= params.near_identical:
+                    cand.boost = 1.0  # a reviewed answer to the same question is the first example
                 examples.append(cand)
         ranked = rank_candidates(query, examples, fetch_k=params.fetch_k, lam=params.mmr_lambda,
                                  near_threshold=params.near_dup_threshold, min_similarity=params.min_similarity)
@@ -287,22 +299,40 @@ class Assembler:
         timings["render"] = (time.perf_counter() - t0) * 1000
 
         steps: list[list[str]] = []
+        t0 = time.perf_counter()
         if guide is not None:
-            t0 = time.perf_counter()
             steps = guide.steps(request.question, clause_vectors)
-            timings["guide"] = (time.perf_counter() - t0) * 1000
+        votes: list[dict[str, Any]] = []
+        if switches.vote and domain.declarative is not None and domain.declarative.spec.vote:
+            votes = field_votes(self._voters(examples, params), domain.declarative.spec.vote)
+        notes: list[str] = []
+        schema = domain.grammar_schema(request.question, steps=steps, flags=switches, votes=votes, notes=notes)
+        timings["guide"] = (time.perf_counter() - t0) * 1000
 
         return Assembly(
             domain=domain.name, tenant=tenant, question=request.question, query_vector=query,
-            messages=messages, prompt=prompt, json_schema=domain.grammar_schema(request.question, steps=steps),
-            options=opts,
+            messages=messages, prompt=prompt, json_schema=schema, options=opts,
             selected=[self._selected(c, rank, tokens) for rank, (c, tokens) in enumerate(chosen)],
             negatives=[self._selected(c, rank, 0) for rank, c in enumerate(negatives)],
             template_version=version, timings_ms=timings, prompt_tokens=total,
             budget={"num_ctx": num_ctx, "fixed": fixed, "reserved_output": reserve, "available_for_examples": available,
                     "used_by_examples": sum(t for _, t in chosen)},
-            memory_available=memory_available, cot=cot_on, steps=steps,
+            memory_available=memory_available, cot=cot_on, steps=steps, votes=votes, grammar_notes=notes,
         )
+
+    @staticmethod
+    def _voters(candidates: list[Candidate], params: SelectionSettings) -> list[Neighbour]:
+        """Curated examples and reviewed answers vote; unreviewed answers never do."""
+        out = []
+        for cand in candidates:
+            if cand.kind == "negative" or cand.extra.get("value") is None:
+                continue
+            if cand.source == "curated":
+                out.append(Neighbour(cand.id, cand.similarity, cand.extra["value"], 1.0))
+            elif cand.status in REVIEWED_STATUSES:
+                trust = params.near_identical_weight if cand.similarity >= params.near_identical else params.reviewed_weight
+                out.append(Neighbour(cand.id, cand.similarity, cand.extra["value"], trust, reviewed=True))
+        return out
 
     # -- rendering pieces ----------------------------------------------------------------------------
 

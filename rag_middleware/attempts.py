@@ -94,8 +94,9 @@ class AttemptLoop:
                     attempt.errors = [f"(root): the answer was cut off after {completion.completion_tokens} tokens; "
                                       "answer with a shorter, complete JSON object"]
                 else:
-                    outcome = call.domain.validator.validate_text(completion.text, call.request.question,
-                                                                  repair=call.switches.repair)
+                    outcome = call.domain.validator.validate_text(
+                        completion.text, call.request.question, repair=call.switches.repair,
+                        pre=call.domain.post(call.switches, call.request.question))
                     attempt.repairs = outcome.repairs
                     if outcome.ok:
                         attempt.output = outcome.value
@@ -149,7 +150,8 @@ class AttemptLoop:
             options["temperature"] = max(float(options.get("temperature", 0.0)), 0.3)
         request = GenerateRequest(model=call.model, messages=messages, prompt=prompt, json_schema=assembly.json_schema,
                                   options=options, keep_alive=self.settings.llm.keep_alive)
-        return request, Attempt(number=number, messages=messages, prompt=prompt, options=options)
+        return request, Attempt(number=number, messages=messages, prompt=prompt, options=options,
+                                votes=assembly.votes, grammar_notes=assembly.grammar_notes)
 
     def attempt(self, call: Call, assembly: Assembly, number: int) -> tuple[Completion, Attempt]:
         request, attempt = self.build_request(call, assembly, number)

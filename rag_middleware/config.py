@@ -49,6 +49,13 @@ class SelectionSettings(BaseModel):
     negatives_k: int = Field(2, ge=0, le=16)
     negatives_min_similarity: float = Field(0.3, ge=-1.0, le=1.0)
     approved_boost: float = Field(0.05, ge=0.0, le=1.0, description="added to the similarity of approved/edited answers")
+    curated_boost: float = Field(0.03, ge=0.0, le=1.0,
+                                 description="added to curated examples: above unreviewed answers, below reviewed ones")
+    near_identical: float = Field(0.92, ge=0.0, le=1.0001,
+                                  description="cosine at which a reviewed answer's question counts as the same question")
+    reviewed_weight: float = Field(3.0, ge=0.0, le=100.0, description="a reviewed answer's weight in label votes")
+    near_identical_weight: float = Field(20.0, ge=0.0, le=1000.0,
+                                         description="the vote weight of a reviewed answer to a near-identical question")
     use_memory: bool = True
     use_examples: bool = True
     use_negatives: bool = True

@@ -12,6 +12,7 @@ no step.
 from __future__ import annotations
 
 import json
+import re
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -23,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from .embedding import CachedEmbedder
 from .errors import DomainError
 
-__all__ = ["StepGuide", "StepSpec", "StepVote"]
+__all__ = ["StepGuide", "StepSpec", "StepVote", "default_split", "path_labels", "yaml_rule"]
 
 NO_STEP = "none"
 
@@ -131,6 +132,43 @@ class StepGuide:
                 continue
             out.append([label for label in vote.labels if label != NO_STEP] or [vote.labels[0]])
         return out
+
+
+_CLAUSE_BREAK = re.compile(
+    r"(?:[.;!?]+\s+|\n+|,?\s+(?:and\s+)?then\s+|,\s*and\s+(?=[a-z])|,\s*(?=(?:also|afterwards|after that|finally|next|"
+    r"plus)\b)|\s+(?:after that|afterwards|finally|and also)\s+)", re.I)
+
+
+def default_split(request: str) -> list[str]:
+    """The core's clause splitter: sentences, lines, and 'then' / ', and' / 'after that' joints."""
+    return [c.strip(" ,.;") for c in _CLAUSE_BREAK.split(request) if c and c.strip(" ,.;")]
+
+
+def yaml_rule(rules: list[Any], hook: Callable[[str, str], list[str] | None] | None = None
+              ) -> Callable[[str, str], list[str] | None] | None:
+    """A clause rule from domain.yaml ``{pattern, label}`` pairs (the first pattern found in the clause
+    decides), before an optional Python rule hook."""
+    compiled = [(re.compile(r.pattern, re.I), r.label) for r in rules]
+    if not compiled:
+        return hook
+
+    def rule(clause: str, request: str) -> list[str] | None:
+        for pattern, label in compiled:
+            if pattern.search(clause):
+                return [label]
+        return hook(clause, request) if hook is not None else None
+
+    return rule
+
+
+def path_labels(path: tuple[str, ...]) -> Callable[[Any], list[str]]:
+    """The step labels of an answer: the values at a path such as ``/operations/*/type``, in order."""
+    from .domains.paths import values_at
+
+    def labels(answer: Any) -> list[str]:
+        return [str(v) for v in values_at(answer, path)]
+
+    return labels
 
 
 def example_clauses(examples: list[Any], split: Callable[[str], list[str]],

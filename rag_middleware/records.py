@@ -104,6 +104,8 @@ class Attempt(BaseModel):
     output: Any = None  # the validated value, when this attempt passed
     errors: list[str] = Field(default_factory=list)
     repairs: list[str] = Field(default_factory=list)  # what the domain's deterministic repair changed
+    votes: list[dict[str, Any]] = Field(default_factory=list)  # label votes that shaped this attempt's grammar
+    grammar_notes: list[str] = Field(default_factory=list)  # grounding, derived fields, votes, per-clause steps
     error_kind: str = ""  # "" | validation | truncated | transport | timeout
     transport_retries: int = 0
     done_reason: str = ""

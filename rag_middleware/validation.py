@@ -123,6 +123,7 @@ class ValidationOutcome(BaseModel):
 
 
 Repair = Callable[[Any, dict[str, Any]], tuple[Any, list[str]]]
+Pre = Callable[[Any], tuple[Any, list[str]]]  # the core's declarative fixes, before a domain's own repair
 Grammar = Callable[[dict[str, Any]], dict[str, Any]]
 
 
@@ -131,7 +132,8 @@ class OutputValidator(Protocol):
 
     def grammar_schema(self, request: str, extra: dict[str, Any] | None = None) -> dict[str, Any]: ...
 
-    def validate_text(self, text: str, request: str, *, repair: bool = True) -> ValidationOutcome: ...
+    def validate_text(self, text: str, request: str, *, repair: bool = True,
+                      pre: Pre | None = None) -> ValidationOutcome: ...
 
     def validate_value(self, value: Any, request: str) -> ValidationOutcome: ...
 
@@ -146,9 +148,11 @@ class PydanticValidator:
     """
 
     def __init__(self, model: type[BaseModel], context_builder: Callable[[str], dict[str, Any]] | None = None,
-                 *, repair: Repair | None = None, grammar: Grammar | None = None) -> None:
+                 *, repair: Repair | None = None, grammar: Grammar | None = None,
+                 declared: Callable[[str], dict[str, Any]] | None = None) -> None:
         self.model = model
         self.context_builder = context_builder
+        self.declared = declared  # the contexts domain.yaml declares, seen by validators and hooks too
         self.repair = repair
         self.grammar = grammar
         self._schema: dict[str, Any] | None = None
@@ -163,7 +167,10 @@ class PydanticValidator:
         return self.grammar({**self.context(request), **(extra or {})}) if self.grammar else self.json_schema()
 
     def context(self, request: str) -> dict[str, Any]:
-        return dict(self.context_builder(request)) if self.context_builder else {}
+        ctx: dict[str, Any] = {"request": request, **(self.declared(request) if self.declared else {})}
+        if self.context_builder:
+            ctx.update(self.context_builder(request))
+        return ctx
 
     def validate_value(self, value: Any, request: str) -> ValidationOutcome:
         try:
@@ -172,14 +179,18 @@ class PydanticValidator:
             return ValidationOutcome(ok=False, errors=summarize_pydantic_errors(exc))
         return ValidationOutcome(ok=True, value=obj.model_dump(mode="json"))
 
-    def validate_text(self, text: str, request: str, *, repair: bool = True) -> ValidationOutcome:
+    def validate_text(self, text: str, request: str, *, repair: bool = True,
+                      pre: Pre | None = None) -> ValidationOutcome:
         try:
             value = extract_json(text)
         except ExtractionError as exc:
             return ValidationOutcome(ok=False, errors=[f"(root): {exc}"])
         repairs: list[str] = []
+        if pre is not None:
+            value, repairs = pre(value)
         if repair and self.repair is not None:
-            value, repairs = self.repair(value, self.context(request))
+            value, more = self.repair(value, self.context(request))
+            repairs = repairs + list(more)
         outcome = self.validate_value(value, request)
         outcome.repairs = repairs
         return outcome
@@ -230,9 +241,15 @@ class JSONSchemaValidator:
             lines.append(f"(and {len(errors) - MAX_ERRORS} more errors)")
         return ValidationOutcome(ok=False, errors=lines)
 
-    def validate_text(self, text: str, request: str, *, repair: bool = True) -> ValidationOutcome:
+    def validate_text(self, text: str, request: str, *, repair: bool = True,
+                      pre: Pre | None = None) -> ValidationOutcome:
         try:
             value = extract_json(text)
         except ExtractionError as exc:
             return ValidationOutcome(ok=False, errors=[f"(root): {exc}"])
-        return self.validate_value(value, request)
+        repairs: list[str] = []
+        if pre is not None:
+            value, repairs = pre(value)
+        outcome = self.validate_value(value, request)
+        outcome.repairs = repairs
+        return outcome

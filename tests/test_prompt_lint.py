@@ -102,7 +102,7 @@ def test_every_domain_renders_against_its_own_example(project):
     assert set(by_file) == {"data_ops/negatives.j2", "cot.j2"}
     assert "rendering for data_ops with a curated example" in by_file["data_ops/negatives.j2"].message
     assert "has no attribute 'reason'" in by_file["data_ops/negatives.j2"].message
-    assert "rendering for assistant, data_ops, shop_query" in by_file["cot.j2"].message
+    assert "rendering for assistant, claims_intake, data_ops, listing_search, shop_query" in by_file["cot.j2"].message
     assert by_file["cot.j2"].line == 2
 
 

@@ -36,7 +36,7 @@ def _root(
 
 
 def _register() -> None:
-    from . import ab, ask, demo, export, feedback, memory, prompts, replay, review, serve, stats
+    from . import ab, ask, demo, domains, export, feedback, memory, prompts, replay, review, serve, stats
 
     ask.register(app)
     demo.register(app)
@@ -49,6 +49,7 @@ def _register() -> None:
     stats.register(app)
     app.add_typer(export.app, name="export")
     app.add_typer(ab.app, name="ab")
+    app.add_typer(domains.app, name="domains")
 
 
 _register()

@@ -9,7 +9,7 @@ import typer
 
 from ..errors import AttemptsExhaustedError, GenerationTimeoutError
 from .context import CliState, console, err_console
-from .render import dumps, show_attempts, show_messages, show_selection, show_timings
+from .render import dumps, show_attempts, show_decisions, show_messages, show_selection, show_timings
 
 __all__ = ["register"]
 
@@ -20,6 +20,8 @@ def _summary(result) -> dict:
         "valid": result.valid,
         "attempts": len(result.attempts),
         "attempt_errors": [a.errors for a in result.attempts],
+        "votes": result.attempts[-1].votes if result.attempts else [],
+        "repairs": result.attempts[-1].repairs if result.attempts else [],
         "selected": [{"id": s.id, "source": s.source, "similarity": s.similarity} for s in result.selected],
         "negatives": [n.id for n in result.negatives],
         "template_version": result.template_version,
@@ -67,6 +69,8 @@ def ask(
             if first is not None:
                 show_messages(first.messages, first.prompt)
             show_attempts(result.attempts)
+            if result.attempts:
+                show_decisions(result.attempts[-1])
             show_timings(result.timings_ms)
             err_console.print(f"interaction {result.interaction_id} · template {result.template_version}")
         if isinstance(result.output, str):

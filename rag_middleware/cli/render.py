@@ -11,7 +11,7 @@ from rich.table import Table
 from ..records import Attempt, SelectedExample
 from .context import console
 
-__all__ = ["show_attempts", "show_messages", "show_selection", "show_timings"]
+__all__ = ["show_attempts", "show_decisions", "show_messages", "show_selection", "show_timings"]
 
 
 def _clip(text: str, n: int = 80) -> str:
@@ -53,6 +53,27 @@ def show_attempts(attempts: list[Attempt]) -> None:
         table.add_row(str(a.number), result, f"{a.duration_ms:.0f}", f"{a.prompt_tokens}/{a.completion_tokens}",
                       _clip(a.raw_output, 120), "\n".join(a.errors))
     console.print(table)
+
+
+def show_decisions(attempt: Attempt) -> None:
+    """Why the grammar admitted what it did: label votes (with their voters), grounding, derived fields; and
+    what the core and the domain changed in the answer."""
+    if attempt.votes:
+        table = Table(title="Label votes", title_justify="left")
+        for col in ("field", "admitted", "scores", "voters (similarity, weight)"):
+            table.add_column(col, overflow="fold")
+        for v in attempt.votes:
+            voters = ", ".join(f"{x['id']}={x['value']} ({x['similarity']:.2f}, {x['weight']:.2f}"
+                               f"{', reviewed' if x.get('reviewed') else ''})" for x in v.get("voters", [])[:5])
+            admitted = ", ".join(map(str, v.get("allowed") or [])) or f"(open: {v.get('reason', '')})"
+            scores = ", ".join(f"{k} {s:.2f}" for k, s in v.get("scores", {}).items())
+            table.add_row(v["path"], admitted, scores, voters)
+        console.print(table)
+    if attempt.grammar_notes:
+        console.print("[bold]grammar[/bold]\n  " + "\n  ".join(_clip(n, 160) for n in attempt.grammar_notes),
+                      highlight=False)
+    if attempt.repairs:
+        console.print("[bold]repairs[/bold]\n  " + "\n  ".join(attempt.repairs), highlight=False)
 
 
 def show_timings(timings: dict[str, float]) -> None:

@@ -24,10 +24,13 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from .errors import DomainError, UnknownDomainError
-from .abtest import VariantSpec, check_variants
-from .guide import StepSpec, example_clauses, read_bank
-from .validation import JSONSchemaValidator, OutputValidator, PydanticValidator
+from ..errors import DomainError, UnknownDomainError
+from ..abtest import VariantSpec, check_variants
+from ..guide import StepSpec, default_split, example_clauses, path_labels, read_bank, yaml_rule
+from ..validation import JSONSchemaValidator, OutputValidator, PydanticValidator
+from .mechanisms import Declarative, Flags
+from .paths import Path as FieldPath
+from .spec import DeclarativeSpec
 
 __all__ = ["CuratedExample", "CuratedNegative", "Domain", "DomainRegistry", "DomainSpec"]
 
@@ -55,6 +58,13 @@ class DomainSpec(BaseModel):
     rules: list[str] = Field(default_factory=list)
     steps: StepSpec | None = None  # step guidance: a bank of labelled clauses steers the grammar
     variants: list[VariantSpec] = Field(default_factory=list)  # A/B template-set variants (abtest.py)
+    # the declarative mechanisms (domains/spec.py): every domain gets them from data
+    context: dict[str, Any] = Field(default_factory=dict)
+    ground: dict[str, Any] = Field(default_factory=dict)
+    units: dict[str, Any] = Field(default_factory=dict)
+    derive: dict[str, Any] = Field(default_factory=dict)
+    vote: dict[str, Any] = Field(default_factory=dict)
+    harden: list[Any] | None = None  # None: snap_enums, dedupe_lists, drop_repeats
 
 
 class CuratedExample(BaseModel):
@@ -89,17 +99,34 @@ class Domain(BaseModel):
     step_bank: list[tuple[str, str]] = Field(default_factory=list)
     split: Any = None  # the steps splitter, when the domain has step guidance
     step_rule: Any = None  # the steps rule hook, if any
+    steps_path: Any = None  # FieldPath of the per-clause vote, e.g. ("operations", "*", "type")
+    declarative: Any = None  # Declarative
 
     @property
     def schema_json(self) -> dict[str, Any] | None:
-        return self.validator.json_schema() if self.validator is not None else None
-
-    def grammar_schema(self, request: str, *, steps: list[list[str]] | None = None) -> dict[str, Any] | None:
-        """The JSON schema sent as the grammar (Ollama ``format``) for this request, if the domain has one.
-        ``steps`` (from step guidance) reach the domain's grammar hook as ``context["steps"]``."""
+        """The schema shown to the model: without the derived fields it is never asked for."""
         if self.validator is None:
             return None
-        return self.validator.grammar_schema(request, extra={"steps": steps} if steps else None)
+        return self.declarative.display_schema(self.validator.json_schema())
+
+    def grammar_schema(self, request: str, *, steps: list[list[str]] | None = None, flags: Flags | None = None,
+                       votes: list[dict[str, Any]] | None = None,
+                       notes: list[str] | None = None) -> dict[str, Any] | None:
+        """The JSON schema sent as the grammar (Ollama ``format``) for this request, if the domain has one.
+        ``steps`` (from step guidance) reach the domain's grammar hook as ``context["steps"]``; then the
+        declarative mechanisms narrow it (``flags``: which are on; all when None). ``notes`` collects why."""
+        if self.validator is None:
+            return None
+        base = self.validator.grammar_schema(request, extra={"steps": steps} if steps else None)
+        schema, why = self.declarative.grammar(base, request, flags=flags or ALL_ON, votes=votes, steps=steps,
+                                               steps_path=self.steps_path)
+        if notes is not None:
+            notes.extend(why)
+        return schema
+
+    def post(self, flags: Flags | None, request: str) -> Callable[[Any], tuple[Any, list[str]]]:
+        """The core's fixes of a parsed answer (hardening, derived fields), for ``validate_text(pre=...)``."""
+        return lambda value: self.declarative.post(value, request, flags=flags or ALL_ON)
 
     @property
     def free_text(self) -> bool:
@@ -109,7 +136,19 @@ class Domain(BaseModel):
         """How an answer is shown to the model: compact JSON for schema'd domains, text otherwise."""
         if isinstance(answer, str) and self.free_text:
             return answer
-        return json.dumps(answer, ensure_ascii=False, separators=(", ", ": "))
+        if isinstance(answer, str):  # a stored answer (JSON text)
+            try:
+                answer = json.loads(answer)
+            except ValueError:
+                return answer
+        return json.dumps(self.declarative.for_display(answer), ensure_ascii=False, separators=(", ", ": "))
+
+
+class _AllOn:
+    ground = derive = vote = harden = True
+
+
+ALL_ON = _AllOn()
 
 
 def _key_lines(path: Path, text: str) -> dict[str, int]:
@@ -220,7 +259,7 @@ def load_domain(path: Path) -> Domain:
     if unknown:
         raise DomainError(f"options: unknown option(s) {', '.join(sorted(unknown))}", path=str(spec_path),
                           line=lines.get("options"))
-    from .config import SelectionSettings
+    from ..config import SelectionSettings
 
     try:
         SelectionSettings.model_validate(spec.selection)
@@ -232,6 +271,14 @@ def load_domain(path: Path) -> Domain:
         err = exc.errors(include_url=False)[0]
         raise DomainError(f"selection.{'.'.join(map(str, err['loc']))}: {err['msg']}", path=str(spec_path),
                           line=lines.get("selection")) from None
+
+    try:
+        decl_spec = DeclarativeSpec.from_sections(context=spec.context, ground=spec.ground, units=spec.units,
+                                                  derive=spec.derive, vote=spec.vote, harden=spec.harden)
+    except ValueError as exc:
+        section = str(exc).split(".", 1)[0].split(":", 1)[0]
+        raise DomainError(str(exc), path=str(spec_path), line=lines.get(section)) from None
+    declared = (lambda request: Declarative(decl_spec, None).context(request)) if decl_spec.context else None
 
     validator: OutputValidator | None = None
     if spec.output_model and spec.output_schema:
@@ -250,7 +297,7 @@ def load_domain(path: Path) -> Domain:
             if ref and not callable(hooks[key]):
                 raise DomainError(f"{key} {ref} is not callable", path=str(spec_path), line=lines.get(key))
         validator = PydanticValidator(model, hooks["context_builder"], repair=hooks["repair"],
-                                      grammar=hooks["grammar"])
+                                      grammar=hooks["grammar"], declared=declared)
     elif spec.repair or spec.grammar or spec.context_builder:
         raise DomainError("repair, grammar and context_builder need a pydantic output_model", path=str(spec_path),
                           line=lines.get("repair") or lines.get("grammar") or lines.get("context_builder"))
@@ -268,6 +315,10 @@ def load_domain(path: Path) -> Domain:
         except Exception as exc:  # noqa: BLE001 - jsonschema.SchemaError
             raise DomainError(f"not a valid JSON Schema: {getattr(exc, 'message', exc)}", path=str(schema_path)) from None
 
+    declarative = Declarative(decl_spec, validator.json_schema() if validator is not None else None)
+    if validator is None and (decl_spec.ground or decl_spec.derive or decl_spec.vote):
+        raise DomainError("ground, derive and vote need an output model or schema", path=str(spec_path),
+                          line=lines.get("ground") or lines.get("derive") or lines.get("vote"))
     examples = _read_jsonl(path / "examples.jsonl", CuratedExample)
     negatives = _read_jsonl(path / "negatives.jsonl", CuratedNegative)
     if validator is not None:
@@ -284,6 +335,24 @@ def load_domain(path: Path) -> Domain:
                     setattr(item, field, outcome.value)
     step_bank: list[tuple[str, str]] = []
     split = rule = None
+    steps_path: FieldPath | None = None
+    per_clause = [(p, v) for p, v in decl_spec.vote.items() if v.per_clause]
+    if per_clause and spec.steps is not None:
+        raise DomainError("give steps or a per_clause vote, not both", path=str(spec_path), line=lines.get("vote"))
+    if len(per_clause) > 1:
+        raise DomainError("at most one per_clause vote", path=str(spec_path), line=lines.get("vote"))
+    if per_clause:
+        steps_path, vspec = per_clause[0]
+        if "*" not in steps_path:
+            raise DomainError(f"vote: a per_clause path needs a * for the list, got /{'/'.join(steps_path)}",
+                              path=str(spec_path), line=lines.get("vote"))
+        line = lines.get("vote")
+        split = (_load_object(vspec.split, path, what="vote.split", spec_path=spec_path, line=line)
+                 if vspec.split else default_split)
+        hook = _load_object(vspec.rule, path, what="vote.rule", spec_path=spec_path, line=line) if vspec.rule else None
+        rule = yaml_rule(vspec.rules, hook)
+        step_bank = read_bank(path / vspec.bank) if vspec.bank else []
+        step_bank += example_clauses(examples, split, path_labels(steps_path))
     if spec.steps is not None:
         line = lines.get("steps")
         split = _load_object(spec.steps.split, path, what="steps.split", spec_path=spec_path, line=line)
@@ -295,7 +364,7 @@ def load_domain(path: Path) -> Domain:
             rule = _load_object(spec.steps.rule, path, what="steps.rule", spec_path=spec_path, line=line)
     check_variants(spec.variants, domain_dir=path, spec_path=spec_path, text=text)
     return Domain(name=path.name, path=path, spec=spec, examples=examples, negatives=negatives, validator=validator,
-                  step_bank=step_bank, split=split, step_rule=rule)
+                  step_bank=step_bank, split=split, step_rule=rule, steps_path=steps_path, declarative=declarative)
 
 
 class DomainRegistry:

@@ -1,0 +1,194 @@
+"""Facts taken from the request itself: declared contexts, numbers (as written, in words or through units),
+words and phrases, matches of a field's pattern, and which context values the request's text names.
+
+Everything here is a pure function of the request text, so it can be tested alone and costs microseconds.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Any
+
+from .spec import ContextSpec
+
+__all__ = ["build_context", "mentioned", "numbers_in", "pattern_matches", "quantities", "request_body", "words_in"]
+
+_NUMBER_WORDS = {
+    "zero": 0, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8, "nine": 9,
+    "ten": 10, "eleven": 11, "twelve": 12, "thirteen": 13, "fourteen": 14, "fifteen": 15, "sixteen": 16,
+    "seventeen": 17, "eighteen": 18, "nineteen": 19, "twenty": 20, "thirty": 30, "forty": 40, "fifty": 50,
+    "sixty": 60, "seventy": 70, "eighty": 80, "ninety": 90, "hundred": 100, "thousand": 1000,
+    "a dozen": 12, "dozen": 12, "a couple of": 2, "a couple": 2, "couple of": 2, "a pair of": 2, "half a": 0.5,
+    "a hundred": 100, "a thousand": 1000,
+}
+_WORD_ALT = "|".join(sorted((re.escape(w) for w in _NUMBER_WORDS), key=len, reverse=True))
+_DIGITS = r"\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?"
+_NOT_A_COUNT = r"(?<!\bno )(?<!\bthe )(?<!\bthis )(?<!\bthat )(?<!\bwhich )(?<!\bany)(?<!\bsome)(?<!\bevery)"
+_NUMBER = re.compile(rf"(?<![\w./])(?<!\w-)(?:(?P<d>{_DIGITS})\s*(?P<suffix>k\b|m\b|thousand\b|million\b)?|{_NOT_A_COUNT}(?P<w>{_WORD_ALT})\b)",
+                     re.I)
+
+
+def request_body(request: str, context: dict[str, ContextSpec] | None = None) -> str:
+    """The request without the lines a ``line`` context was read from (those name values, not instructions)."""
+    lines = [re.compile(spec.line, re.I) for spec in (context or {}).values() if spec.line]
+    if not lines:
+        return request
+    return "\n".join(text for text in request.splitlines() if not any(p.search(text) for p in lines))
+
+
+def _split(value: str, sep: str | None) -> list[str]:
+    parts = value.split(sep) if sep else [value]
+    return [p.strip() for p in parts if p.strip()]
+
+
+def build_context(request: str, specs: dict[str, ContextSpec]) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for name, spec in specs.items():
+        values: list[str] = []
+        if spec.line:
+            pattern = re.compile(spec.line, re.I)
+            for text in request.splitlines():
+                match = pattern.search(text)
+                if match:
+                    values = _split(_group(match), spec.split)
+                    break
+        else:
+            for match in re.finditer(spec.regex or "", request, re.I | re.M):
+                values += _split(_group(match), spec.split)
+        out[name] = list(dict.fromkeys(values))
+    return out
+
+
+def _group(match: re.Match[str]) -> str:
+    if "value" in match.re.groupindex:
+        return match.group("value") or ""
+    return (match.group(1) if match.re.groups else match.group(0)) or ""
+
+
+def _as_number(match: re.Match[str]) -> float | None:
+    if match.group("d"):
+        value = float(match.group("d").replace(",", ""))
+        suffix = (match.group("suffix") or "").lower()
+        value *= {"k": 1e3, "thousand": 1e3, "m": 1e6, "million": 1e6}.get(suffix, 1)
+        return value
+    word = (match.group("w") or "").lower()
+    return float(_NUMBER_WORDS[word]) if word in _NUMBER_WORDS else None
+
+
+def _tidy(value: float) -> int | float:
+    return int(value) if float(value).is_integer() else value
+
+
+def numbers_in(text: str) -> list[int | float]:
+    """Numbers the text states, in order, without repeats: digits ('2,300', '2.5k') and number words."""
+    found = []
+    for match in _NUMBER.finditer(text):
+        value = _as_number(match)
+        if value is not None:
+            found.append(_tidy(value))
+    return list(dict.fromkeys(found))
+
+
+def quantities(text: str, units: dict[str, float]) -> list[int | float]:
+    """Quantities in the units' terms: '3 hours' -> 3 * units['hour']; 'the last day', 'a week', 'yesterday'
+    (one of the unit) -> 1 * units[...]. Plurals and ``-ly`` forms are understood."""
+    if not units:
+        return []
+    alt = "|".join(sorted((re.escape(u) for u in units), key=len, reverse=True))
+    pattern = re.compile(
+        rf"(?:(?P<d>{_DIGITS})\s*(?P<suffix>k\b|thousand\b)?|(?P<w>{_WORD_ALT})\b)?[\s-]*(?P<unit>{alt})(?:s|es)?\b",
+        re.I)
+    found: list[int | float] = []
+    for match in pattern.finditer(text):
+        unit = match.group("unit").lower()
+        if match.group("d") or match.group("w"):
+            count = _as_number(match)
+        else:
+            before = text[max(0, match.start() - 12) : match.start()].lower()
+            if not re.search(r"\b(?:a|an|the|one|this|last|past|previous|per|single)\s*$", before):
+                continue  # a bare unit word ("daily report") is not a quantity
+            count = 1.0
+        if count is not None:
+            found.append(_tidy(count * units[unit]))
+    if "day" in units and re.search(r"\b(?:yesterday|today|since this morning)\b", text, re.I):
+        found.append(_tidy(units["day"]))
+    return list(dict.fromkeys(found))
+
+
+_QUOTED = re.compile(r"[\"“']([^\"”'\n]{1,60})[\"”']")
+_CAPITALISED = re.compile(r"\b[A-Z][\w'-]*(?:[ -](?:[A-Z][\w'-]*|de|del|la|le|am|upon|on|of))*(?:[ -][A-Z][\w'-]*)?")
+_TOKEN = re.compile(r"[A-Za-z0-9][\w.@:/-]*[A-Za-z0-9]|[A-Za-z0-9]")
+_SENTENCE_START = re.compile(r"(?:^|[.!?]\s+|\n)$")
+
+
+def words_in(text: str) -> list[str]:
+    """Words and phrases the text writes: quoted phrases, capitalised runs ('New York', not a capital that
+    only starts a sentence), then every token (identifiers such as 'svc-12' or 'api.example.com' whole)."""
+    found: list[str] = [m.group(1).strip() for m in _QUOTED.finditer(text)]
+    for match in _CAPITALISED.finditer(text):
+        phrase = match.group(0).strip(" -")
+        if " " in phrase or not _SENTENCE_START.search(text[: match.start()]):
+            found.append(phrase)
+    found += [m.group(0) for m in _TOKEN.finditer(text)]
+    return [w for w in dict.fromkeys(found) if w]
+
+
+def pattern_matches(pattern: str, text: str) -> list[str]:
+    """Substrings of the text that match a JSON Schema ``pattern`` (anchors dropped, whole tokens only)."""
+    core = pattern
+    if core.startswith("^"):
+        core = core[1:]
+    if core.endswith("$") and not core.endswith("\\$"):
+        core = core[:-1]
+    try:
+        regex = re.compile(rf"(?<![\w-])(?:{core})(?![\w-])")
+    except re.error:
+        return []
+    full = re.compile(pattern)
+    return list(dict.fromkeys(m.group(0) for m in regex.finditer(text) if full.search(m.group(0))))
+
+
+def _abbreviates(name: str, word: str) -> bool:
+    common = len(os.path.commonprefix([name, word]))
+    if common >= 4 or common == len(name):
+        return True
+    if name[0] != word[0]:
+        return False
+    rest = iter(word)
+    return all(ch in rest for ch in name)  # the name's letters, in order, within the word
+
+
+def mentioned(values: list[str], body: str) -> list[str]:
+    """The values the text names: as written, with spaces for underscores ('interest rate'), or as a word
+    they abbreviate or that abbreviates them ('dept' for department, 'qty' for quantity)."""
+    low_body = body.lower()
+    words = set(re.findall(r"[a-z0-9]{3,}", low_body))
+    named = []
+    for value in values:
+        low = value.lower().strip()
+        forms = {low, low.replace("_", " ")}
+        if any(f and re.search(rf"(?<![a-z0-9_]){re.escape(f)}(?![a-z0-9_])", low_body) for f in forms):
+            named.append(value)
+        elif len(low) >= 3 and re.fullmatch(r"[a-z0-9]+", low) and any(_abbreviates(low, w) for w in words):
+            named.append(value)
+    return named
+
+
+def candidates(source: str, *, request: str, body: str, context: dict[str, list[str]],
+               units: dict[str, float] | None, pattern: str | None, only_mentioned: bool) -> list[Any] | None:
+    """The values a grounded field may take for this request (None: this source cannot ground the field)."""
+    if source == "numbers":
+        if units:
+            found = quantities(body, units)
+            if found:
+                return found
+        return numbers_in(body)
+    if source == "words":
+        return words_in(body)
+    if source == "request":
+        return pattern_matches(pattern, request) if pattern else None
+    values = list(context.get(source, []))
+    if only_mentioned:
+        return mentioned(values, body) or values
+    return values

@@ -1,0 +1,391 @@
+"""The declarative mechanisms at work: the grammar narrowed per request, and the answer made consistent.
+
+``Declarative.grammar`` takes the schema that would go to the decoder and narrows it for one request:
+grounded fields admit only values from the request (or its context), derived fields disappear (the model is
+never asked for them), and confident votes restrict their fields. ``Declarative.post`` runs on the parsed
+answer before validation: hardening (near misses snapped, repeats and duplicates dropped, lists bounded),
+then derived fields filled. Each change is reported as one line for the attempt's ``repairs``.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import json
+from typing import Any, Protocol
+
+from . import grounding
+from .paths import MISSING, Path, inline_refs, parent_objects, schema_nodes, set_at, values_at
+from .spec import DeclarativeSpec
+
+__all__ = ["Declarative", "Flags", "restrict", "show_path"]
+
+
+class Flags(Protocol):
+    """Which mechanisms are on (assembly.Switches has these)."""
+
+    ground: bool
+    derive: bool
+    vote: bool
+    harden: bool
+
+
+def show_path(path: Path) -> str:
+    return "/" + "/".join(path)
+
+
+def _nullable(node: dict[str, Any]) -> bool:
+    t = node.get("type")
+    if t == "null" or (isinstance(t, list) and "null" in t):
+        return True
+    if None in (node.get("enum") or []) or ("const" in node and node["const"] is None):
+        return True
+    return any(isinstance(b, dict) and _nullable(b) for k in ("anyOf", "oneOf") for b in node.get(k, []) or [])
+
+
+def _pattern(node: dict[str, Any]) -> str | None:
+    if isinstance(node.get("pattern"), str):
+        return node["pattern"]
+    for key in ("anyOf", "oneOf"):
+        for branch in node.get(key, []) or []:
+            if isinstance(branch, dict) and isinstance(branch.get("pattern"), str):
+                return branch["pattern"]
+    return None
+
+
+def _types(node: dict[str, Any]) -> set[str]:
+    t = node.get("type")
+    out = set(t) if isinstance(t, list) else {t} if isinstance(t, str) else set()
+    for key in ("anyOf", "oneOf"):
+        for branch in node.get(key, []) or []:
+            if isinstance(branch, dict):
+                out |= _types(branch)
+    return out
+
+
+def _replace(node: dict[str, Any], new: dict[str, Any]) -> None:
+    keep = {k: node[k] for k in ("description", "title") if k in node}
+    node.clear()
+    node.update({**new, **keep})
+
+
+def restrict(node: dict[str, Any], allowed: list[Any]) -> dict[str, Any] | None:
+    """A copy of ``node`` that admits only ``allowed`` values (None: it admits none of them)."""
+    for key in ("anyOf", "oneOf"):
+        if isinstance(node.get(key), list):
+            branches = [b for b in (restrict(x, allowed) for x in node[key] if isinstance(x, dict)) if b is not None]
+            if not branches:
+                return None
+            return {**{k: v for k, v in node.items() if k != key}, key: branches} if len(branches) > 1 else branches[0]
+    if "const" in node:
+        return dict(node) if node["const"] in allowed else None
+    if "enum" in node:
+        kept = [v for v in node["enum"] if v in allowed]
+        return {**node, "enum": kept} if kept else None
+    if node.get("type") == "object" or "properties" in node:
+        return None  # an object is not a label
+    return {"enum": list(allowed)}
+
+
+class Declarative:
+    """One domain's declarative mechanisms. ``schema``: the domain's full output schema (for enums and
+    patterns); ``None`` for a free-text domain."""
+
+    def __init__(self, spec: DeclarativeSpec, schema: dict[str, Any] | None) -> None:
+        self.spec = spec
+        self.schema = inline_refs(schema) if schema else {}
+        self.patterns: dict[Path, str] = {}  # pattern-bound strings, grounded in the request by default
+        self._pattern_paths(self.schema, ())
+        for path in self.spec.ground:
+            self.patterns.pop(path, None)
+        self._enums: dict[Path, list[Any]] = {}
+
+    def _pattern_paths(self, node: Any, path: Path) -> None:
+        if not isinstance(node, dict):
+            return
+        pattern = _pattern(node)
+        if pattern is not None and "string" in _types(node):
+            self.patterns.setdefault(path, pattern)
+        for key in ("anyOf", "oneOf", "allOf"):
+            for branch in node.get(key, []) or []:
+                self._pattern_paths(branch, path)
+        for name, child in (node.get("properties") or {}).items():
+            self._pattern_paths(child, path + (name,))
+        for key in ("items", "additionalProperties"):
+            self._pattern_paths(node.get(key), path + ("*",))
+        for child in node.get("prefixItems", []) or []:
+            self._pattern_paths(child, path + ("*",))
+
+    @property
+    def active(self) -> bool:
+        s = self.spec
+        return bool(s.ground or s.derive or s.vote or self.patterns or s.harden.max_items)
+
+    # -- context --------------------------------------------------------------------------------------
+
+    def context(self, request: str) -> dict[str, list[str]]:
+        return grounding.build_context(request, self.spec.context)
+
+    # -- the grammar ----------------------------------------------------------------------------------
+
+    def grammar(self, base: dict[str, Any], request: str, *, flags: Flags, votes: list[dict[str, Any]] | None = None,
+                steps: list[list[str]] | None = None, steps_path: Path | None = None) -> tuple[dict[str, Any], list[str]]:
+        """The narrowed grammar and one note per decision (for ``--explain``)."""
+        notes: list[str] = []
+        if not (self.active or steps):
+            return base, notes
+        schema = inline_refs(base)
+        if flags.derive:
+            for path in self.spec.derive:
+                for parent in parent_objects(schema, path):
+                    parent["properties"].pop(path[-1], None)
+                    if isinstance(parent.get("required"), list) and path[-1] in parent["required"]:
+                        parent["required"] = [r for r in parent["required"] if r != path[-1]]
+                notes.append(f"{show_path(path)}: derived after generation, not asked")
+        if flags.ground:
+            self._ground(schema, request, notes)
+        if flags.vote:
+            for vote in votes or []:
+                if not vote.get("allowed"):
+                    continue
+                path = tuple(vote["path"].strip("/").split("/"))
+                nodes = schema_nodes(schema, path)
+                narrowed = [(n, restrict(n, vote["allowed"])) for n in nodes]
+                if nodes and all(new is not None for _, new in narrowed):
+                    for node, new in narrowed:
+                        _replace(node, new)  # type: ignore[arg-type]
+                    notes.append(f"{vote['path']}: vote admits {vote['allowed']}")
+        if steps and steps_path:
+            self._per_position(schema, steps_path, steps, notes)
+        if self.spec.harden.max_items:
+            for node in _arrays(schema):
+                node["maxItems"] = min(node.get("maxItems", self.spec.harden.max_items), self.spec.harden.max_items)
+        return schema, notes
+
+    def _ground(self, schema: dict[str, Any], request: str, notes: list[str]) -> None:
+        body = grounding.request_body(request, self.spec.context)
+        ctx = self.context(request)
+        targets = [(p, g.source, g.mentioned) for p, g in self.spec.ground.items()]
+        targets += [(p, "request", False) for p in self.patterns]
+        for path, source, only_mentioned in targets:
+            for node in schema_nodes(schema, path):
+                nullable = _nullable(node)
+                values = grounding.candidates(source, request=request, body=body, context=ctx,
+                                              units=self.spec.units.get(path), pattern=_pattern(node),
+                                              only_mentioned=only_mentioned)
+                if values is None:
+                    continue
+                types = _types(node)
+                if "integer" in types and "number" not in types and source == "numbers":
+                    values = [v for v in values if isinstance(v, int)]
+                if "enum" in node:
+                    values = [v for v in values if v in node["enum"]]
+                if not values and not nullable:
+                    notes.append(f"{show_path(path)}: nothing in the request to ground it; left open")
+                    continue
+                _replace(node, {"enum": [*values, *([None] if nullable else [])]})
+                notes.append(f"{show_path(path)}: grounded in {source}: {values[:12]}")
+
+    @staticmethod
+    def _per_position(schema: dict[str, Any], path: Path, steps: list[list[str]], notes: list[str]) -> None:
+        """Position i of the list at ``path[:star]`` admits only the labels voted for clause i."""
+        star = path.index("*")
+        inner = path[star + 1 :]
+        for array in schema_nodes(schema, path[:star]):
+            prefix = array.get("prefixItems")
+            if isinstance(prefix, list) and len(prefix) == len(steps):
+                items = prefix
+            elif isinstance(array.get("items"), dict):
+                items = [copy.deepcopy(array["items"]) for _ in steps]
+            else:
+                continue
+            out = []
+            for item, allowed in zip(items, steps):
+                narrowed = copy.deepcopy(item)
+                nodes = schema_nodes(narrowed, inner) if inner else [narrowed]
+                if inner == () or not nodes:
+                    new = restrict(narrowed, allowed)
+                    if new is None:
+                        return
+                    out.append(new)
+                    continue
+                if any(restrict(n, allowed) is None for n in nodes) and not _branch_filter(narrowed, inner, allowed):
+                    return
+                out.append(narrowed)
+            array.update({"prefixItems": out, "items": False, "minItems": len(out), "maxItems": len(out)})
+            notes.append(f"{show_path(path)}: one position per clause, {steps}")
+
+    # -- the answer -----------------------------------------------------------------------------------
+
+    def post(self, value: Any, request: str, *, flags: Flags) -> tuple[Any, list[str]]:
+        repairs: list[str] = []
+        if not isinstance(value, (dict, list)):
+            return value, repairs
+        value = copy.deepcopy(value)
+        if flags.harden:
+            h = self.spec.harden
+            if h.drop_repeats or h.dedupe_lists or h.max_items:
+                value = _lists(value, (), h.drop_repeats, h.dedupe_lists, h.max_items, repairs)
+            if h.snap_enums:
+                self._snap(value, request, repairs, ground=flags.ground)
+        if flags.derive:
+            for path, spec in self.spec.derive.items():
+                self._derive(value, path, spec, repairs)
+        return value, repairs
+
+    def _enum_at(self, path: Path) -> list[Any]:
+        if path not in self._enums:
+            found: list[Any] = []
+            for node in schema_nodes(self.schema, path):
+                for branch in [node, *[b for k in ("anyOf", "oneOf") for b in node.get(k, []) or []]]:
+                    if isinstance(branch, dict):
+                        found += [v for v in branch.get("enum", []) if isinstance(v, str)]
+                        if isinstance(branch.get("const"), str):
+                            found.append(branch["const"])
+            self._enums[path] = list(dict.fromkeys(found))
+        return self._enums[path]
+
+    def _snap(self, value: Any, request: str, repairs: list[str], *, ground: bool) -> None:
+        ctx = self.context(request) if ground else {}
+        for concrete, generic, current in _strings(value, (), ()):
+            allowed = self._enum_at(generic)
+            spec = self.spec.ground.get(generic)
+            if ground and spec is not None and spec.source in ctx:
+                allowed = allowed or ctx[spec.source]
+            if not allowed or current in allowed:
+                continue
+            lower = {a.lower(): a for a in allowed}
+            best = lower.get(current.lower().strip()) or next(iter(difflib.get_close_matches(current, allowed, 1, 0.75)),
+                                                               None)
+            if best is not None:
+                set_at(value, concrete, lambda _old, b=best: b)
+                repairs.append(f"{show_path(concrete)}: {current!r} -> {best!r} (nearest allowed value)")
+
+    @staticmethod
+    def _derive(value: Any, path: Path, spec: Any, repairs: list[str]) -> None:
+        source = tuple(spec.source.strip("/").split("/"))
+        parent_path = path[:-1]
+        shared = parent_path if source[: len(parent_path)] == parent_path else ()
+        for parent, where in _with_paths(value, parent_path):
+            if not isinstance(parent, dict):
+                continue
+            sources = values_at(parent if shared else value, source[len(shared) :])
+            found, derived = spec.derive(sources)
+            if not found:
+                continue
+            old = parent.get(path[-1], MISSING)
+            if old is MISSING or old != derived:
+                parent[path[-1]] = derived
+                shown = "missing" if old is MISSING else json.dumps(old)
+                repairs.append(f"{show_path(where + (path[-1],))}: {shown} -> {json.dumps(derived)} "
+                               f"(derived from {spec.source})")
+
+    # -- what the model is shown ----------------------------------------------------------------------
+
+    def for_display(self, answer: Any) -> Any:
+        """An answer without its derived fields: the model is never asked for them, so never shown them."""
+        if not self.spec.derive or not isinstance(answer, (dict, list)):
+            return answer
+        shown = copy.deepcopy(answer)
+        for path in self.spec.derive:
+            set_at(shown, path, lambda _old: MISSING)
+        return shown
+
+    def display_schema(self, schema: dict[str, Any] | None) -> dict[str, Any] | None:
+        if schema is None or not self.spec.derive:
+            return schema
+        shown = inline_refs(schema)
+        for path in self.spec.derive:
+            for parent in parent_objects(shown, path):
+                parent["properties"].pop(path[-1], None)
+                if isinstance(parent.get("required"), list):
+                    parent["required"] = [r for r in parent["required"] if r != path[-1]]
+        return shown
+
+
+def _branch_filter(node: dict[str, Any], inner: Path, allowed: list[str]) -> bool:
+    """Keep only the anyOf/oneOf branches of ``node`` whose value at ``inner`` can be an allowed label, and
+    narrow that value in each kept branch. False when no branch can."""
+    for key in ("anyOf", "oneOf"):
+        if isinstance(node.get(key), list):
+            kept = [b for b in node[key] if isinstance(b, dict) and _branch_filter(b, inner, allowed)]
+            if not kept:
+                return False
+            node[key] = kept
+            return True
+    targets = schema_nodes(node, inner)
+    if not targets:
+        return False
+    news = [restrict(t, allowed) for t in targets]
+    if any(n is None for n in news):
+        return False
+    for target, new in zip(targets, news):
+        _replace(target, new)  # type: ignore[arg-type]
+    return True
+
+
+def _arrays(node: Any) -> list[dict[str, Any]]:
+    out = []
+    if isinstance(node, dict):
+        if node.get("type") == "array" or "items" in node or "prefixItems" in node:
+            out.append(node)
+        for v in node.values():
+            out += _arrays(v)
+    elif isinstance(node, list):
+        for v in node:
+            out += _arrays(v)
+    return out
+
+
+def _lists(value: Any, where: Path, repeats: bool, dedupe: bool, cap: int | None, repairs: list[str]) -> Any:
+    if isinstance(value, dict):
+        return {k: _lists(v, where + (str(k),), repeats, dedupe, cap, repairs) for k, v in value.items()}
+    if not isinstance(value, list):
+        return value
+    items = [_lists(v, where + (str(i),), repeats, dedupe, cap, repairs) for i, v in enumerate(value)]
+    out: list[Any] = []
+    keys: list[str] = []
+    for item in items:
+        key = json.dumps(item, sort_keys=True)
+        if repeats and keys and keys[-1] == key:
+            repairs.append(f"{show_path(where)}: a repeated item dropped")
+            continue
+        if dedupe and key in keys and not isinstance(item, (dict, list)):
+            repairs.append(f"{show_path(where)}: duplicate {item!r} dropped")
+            continue
+        out.append(item)
+        keys.append(key)
+    if cap and len(out) > cap:
+        repairs.append(f"{show_path(where)}: {len(out)} items cut to {cap}")
+        out = out[:cap]
+    return out
+
+
+def _strings(value: Any, concrete: Path, generic: Path) -> list[tuple[Path, Path, str]]:
+    """(concrete path, wildcard path, text) of every string in the answer."""
+    if isinstance(value, str):
+        return [(concrete, generic, value)] if concrete else []
+    out = []
+    if isinstance(value, dict):
+        for k, v in value.items():
+            out += _strings(v, concrete + (str(k),), generic + (str(k),))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            out += _strings(v, concrete + (str(i),), generic + ("*",))
+    return out
+
+
+def _with_paths(value: Any, path: Path, where: Path = ()) -> list[tuple[Any, Path]]:
+    if not path:
+        return [(value, where)]
+    part, rest = path[0], path[1:]
+    out: list[tuple[Any, Path]] = []
+    if part == "*":
+        pairs = list(enumerate(value)) if isinstance(value, list) else list(value.items()) if isinstance(value, dict) else []
+    elif isinstance(value, dict) and part in value:
+        pairs = [(part, value[part])]
+    else:
+        pairs = []
+    for key, child in pairs:
+        out += _with_paths(child, rest, where + (str(key),))
+    return out
