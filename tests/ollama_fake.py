@@ -201,6 +201,10 @@ class FakeOllama:
                     self.send_header("Content-Length", "0")
                     self.end_headers()
 
+            def do_DELETE(self) -> None:  # noqa: N802 - http.server API
+                if not self._routed("DELETE", self._read_body()):
+                    self._send_json(404, {"error": f"unknown path {self.path}"})
+
             def _read_body(self) -> bytes:
                 if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():  # a streamed request body
                     out = b""
