@@ -223,8 +223,10 @@ class Assembler:
         if use_memory:
             try:
                 if switches.examples and params.use_examples:
+                    # unreviewed answers are kept, but teach nothing unless learn = "all" (no self-poisoning)
+                    statuses = POSITIVE_STATUSES if self.settings.learn == "all" else REVIEWED_STATUSES
                     memory_examples = self._memory(query, domain=domain, tenant=tenant,
-                                                   kinds=("example", "interaction"), statuses=POSITIVE_STATUSES,
+                                                   kinds=("example", "interaction"), statuses=statuses,
                                                    limit=params.fetch_k, as_of=as_of, exclude=exclude_ids,
                                                    text=request.question)
                 if switches.negatives and params.use_negatives:
@@ -332,6 +334,8 @@ class Assembler:
             elif cand.status in REVIEWED_STATUSES:
                 trust = params.near_identical_weight if cand.similarity >= params.near_identical else params.reviewed_weight
                 out.append(Neighbour(cand.id, cand.similarity, cand.extra["value"], trust, reviewed=True))
+            else:  # unreviewed, only here when learn = "all"
+                out.append(Neighbour(cand.id, cand.similarity, cand.extra["value"], 0.5))
         return out
 
     # -- rendering pieces ----------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, SecretStr, ValidationError
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -166,7 +166,19 @@ class Settings(BaseSettings):
     knowledge_base: Path = Path("knowledge_base")
     prompts_dir: Path = Path("prompts")
     default_tenant: str = "default"
-    learn: bool = Field(True, description="validated answers enter memory")
+    learn: Literal["reviewed", "all", "off"] = Field(
+        "reviewed", description="validated answers are kept in memory; reviewed: only approved or edited ones are "
+                                "examples and vote (default); all: unreviewed ones too; off: nothing is kept")
+
+    @field_validator("learn", mode="before")
+    @classmethod
+    def _learn_bool(cls, value: Any) -> Any:
+        """``learn = true`` (the old setting) keeps answers and uses the reviewed ones; false keeps none."""
+        if isinstance(value, bool):
+            return "reviewed" if value else "off"
+        if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
+            return "reviewed" if value.lower() in ("true", "1", "yes") else "off"
+        return value
     llm: LLMSettings = LLMSettings()
     embedding: EmbeddingSettings = EmbeddingSettings()
     store: StoreSettings = StoreSettings()

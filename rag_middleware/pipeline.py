@@ -273,7 +273,7 @@ class Middleware:
             interaction.variant = chosen.name
         return Call(domain=dom, request=request, assembly=assembly, interaction=interaction, switches=switches,
                      as_of=as_of, exclude_ids=exclude_ids, options=options, model=upstream_model,
-                     learn=self.settings.learn if learn is None else learn,
+                     learn=self.settings.learn != "off" if learn is None else learn,
                      max_attempts=max_attempts or self.settings.retry.max_attempts, started=started,
                      deadline=started + self.settings.retry.total_timeout, assembler=assembler)
 

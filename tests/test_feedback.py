@@ -43,6 +43,7 @@ def test_similarities_behind_the_ranking_test():
 
 
 def test_approve_makes_the_entry_approved_and_rank_ahead_of_validated(mw, fake_llm):
+    mw.settings.learn = "all"  # unreviewed answers are examples too, so the two can be compared
     first_a = ask(mw, fake_llm, A, plan())
     first_b = ask(mw, fake_llm, B, plan(ascending=False))
     before = probe(mw, fake_llm)

@@ -145,7 +145,21 @@ def test_caller_messages_are_not_mutated(mw, fake_llm):
     assert "Be exact." in fake_llm.requests[0].messages[0]["content"]
 
 
+def test_unreviewed_answers_are_kept_but_teach_nothing_by_default(mw, fake_llm):
+    assert mw.settings.learn == "reviewed"
+    fake_llm.enqueue(json.dumps(GOOD))
+    first = mw.ask(Q, domain="data_ops", tenant="acme")
+    assert mw.store.get([first.interaction_id], tenant="acme")[0].status == "validated"  # kept, reviewable later
+    nxt = mw.render(Q, domain="data_ops", tenant="acme")
+    assert first.interaction_id not in [s.id for s in nxt.selected]
+    assert all(not v.get("reviewed") for vote in nxt.votes for v in vote["voters"])
+    mw.store.update(first.interaction_id, tenant="acme", status="approved")
+    reviewed = mw.render(Q, domain="data_ops", tenant="acme")
+    assert reviewed.selected[0].id == first.interaction_id  # a reviewed answer to the same question comes first
+
+
 def test_learned_answer_is_retrieved_next_time_for_same_tenant_only(mw, fake_llm):
+    mw.settings.learn = "all"  # unreviewed answers count as examples only when asked for
     fake_llm.enqueue(json.dumps(GOOD))
     first = mw.ask(Q, domain="data_ops", tenant="acme")
     nxt = mw.render(Q, domain="data_ops", tenant="acme")

@@ -92,6 +92,7 @@ def test_reports_list_each_failing_item(rmw, tmp_path):
 
 
 def test_store_replay_keeps_the_as_of_guard(rmw, tmp_path):
+    rmw.settings.learn = "all"  # unreviewed answers count as examples
     first = rmw.ask("Columns: a, b\nsort by a", domain="data_ops")  # learn on: enters memory
     second = rmw.ask("Columns: a, b\nsort by a please", domain="data_ops")
     assert first.interaction_id in [s.id for s in second.selected]  # live, the later one sees the earlier

@@ -41,6 +41,7 @@ def read_import_file(path: Path, *, known_domains: list[str], validators: dict[s
                 raise ImportFileError("each line must be a JSON object", path=str(path), line=lineno)
             data.setdefault("tenant", default_tenant)
             data.setdefault("source", "import")
+            data.setdefault("status", "approved")  # a deliberate import is reviewed data; say "validated" to opt out
             domain = data.get("domain")
             if domain not in known_domains:
                 raise ImportFileError(str(UnknownDomainError(str(domain), known_domains)), path=str(path), line=lineno)

@@ -122,15 +122,20 @@ _TOKEN = re.compile(r"[A-Za-z0-9][\w.@:/-]*[A-Za-z0-9]|[A-Za-z0-9]")
 _SENTENCE_START = re.compile(r"(?:^|[.!?]\s+|\n)$")
 
 
-def words_in(text: str) -> list[str]:
+def words_in(text: str, *, max_words: int = 3) -> list[str]:
     """Words and phrases the text writes: quoted phrases, capitalised runs ('New York', not a capital that
-    only starts a sentence), then every token (identifiers such as 'svc-12' or 'api.example.com' whole)."""
+    only starts a sentence), every token (identifiers such as 'svc-12' or 'api.example.com' whole), runs of
+    up to ``max_words`` tokens within a clause, each also in lower case."""
     found: list[str] = [m.group(1).strip() for m in _QUOTED.finditer(text)]
     for match in _CAPITALISED.finditer(text):
         phrase = match.group(0).strip(" -")
         if " " in phrase or not _SENTENCE_START.search(text[: match.start()]):
             found.append(phrase)
-    found += [m.group(0) for m in _TOKEN.finditer(text)]
+    for clause in re.split(r"[,.;:!?()\n]+", text):
+        tokens = [m.group(0) for m in _TOKEN.finditer(clause)]
+        for size in range(1, max_words + 1):
+            found += [" ".join(tokens[i : i + size]) for i in range(len(tokens) - size + 1)]
+    found += [w.lower() for w in found]
     return [w for w in dict.fromkeys(found) if w]
 
 

@@ -28,8 +28,9 @@ from ..errors import DomainError, UnknownDomainError
 from ..abtest import VariantSpec, check_variants
 from ..guide import StepSpec, default_split, example_clauses, path_labels, read_bank, yaml_rule
 from ..validation import JSONSchemaValidator, OutputValidator, PydanticValidator
+from .infer import infer
 from .mechanisms import Declarative, Flags
-from .paths import Path as FieldPath
+from .paths import Path as FieldPath, inline_refs
 from .spec import DeclarativeSpec
 
 __all__ = ["CuratedExample", "CuratedNegative", "Domain", "DomainRegistry", "DomainSpec"]
@@ -65,6 +66,7 @@ class DomainSpec(BaseModel):
     derive: dict[str, Any] = Field(default_factory=dict)
     vote: dict[str, Any] = Field(default_factory=dict)
     harden: list[Any] | None = None  # None: snap_enums, dedupe_lists, drop_repeats
+    infer: bool = True  # read derived maps, groundings and votes off the examples (domains/infer.py)
 
 
 class CuratedExample(BaseModel):
@@ -101,6 +103,7 @@ class Domain(BaseModel):
     step_rule: Any = None  # the steps rule hook, if any
     steps_path: Any = None  # FieldPath of the per-clause vote, e.g. ("operations", "*", "type")
     declarative: Any = None  # Declarative
+    inferred: list[str] = Field(default_factory=list)  # what infer.py read off the examples
 
     @property
     def schema_json(self) -> dict[str, Any] | None:
@@ -315,7 +318,6 @@ def load_domain(path: Path) -> Domain:
         except Exception as exc:  # noqa: BLE001 - jsonschema.SchemaError
             raise DomainError(f"not a valid JSON Schema: {getattr(exc, 'message', exc)}", path=str(schema_path)) from None
 
-    declarative = Declarative(decl_spec, validator.json_schema() if validator is not None else None)
     if validator is None and (decl_spec.ground or decl_spec.derive or decl_spec.vote):
         raise DomainError("ground, derive and vote need an output model or schema", path=str(spec_path),
                           line=lines.get("ground") or lines.get("derive") or lines.get("vote"))
@@ -333,6 +335,10 @@ def load_domain(path: Path) -> Domain:
                         raise DomainError(f"{item.id}: {field} fails the output model: {outcome.errors[0]}",
                                           path=str(file), line=item.__dict__.get("_line"))
                     setattr(item, field, outcome.value)
+    inferred: list[str] = []
+    if spec.infer and validator is not None:
+        inferred = infer(decl_spec, inline_refs(validator.json_schema()), [(e.question, e.answer) for e in examples])
+    declarative = Declarative(decl_spec, validator.json_schema() if validator is not None else None)
     step_bank: list[tuple[str, str]] = []
     split = rule = None
     steps_path: FieldPath | None = None
@@ -364,7 +370,8 @@ def load_domain(path: Path) -> Domain:
             rule = _load_object(spec.steps.rule, path, what="steps.rule", spec_path=spec_path, line=line)
     check_variants(spec.variants, domain_dir=path, spec_path=spec_path, text=text)
     return Domain(name=path.name, path=path, spec=spec, examples=examples, negatives=negatives, validator=validator,
-                  step_bank=step_bank, split=split, step_rule=rule, steps_path=steps_path, declarative=declarative)
+                  step_bank=step_bank, split=split, step_rule=rule, steps_path=steps_path, declarative=declarative,
+                  inferred=inferred)
 
 
 class DomainRegistry:

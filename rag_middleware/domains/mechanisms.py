@@ -160,7 +160,7 @@ class Declarative:
         if self.spec.harden.max_items:
             for node in _arrays(schema):
                 node["maxItems"] = min(node.get("maxItems", self.spec.harden.max_items), self.spec.harden.max_items)
-        return schema, notes
+        return schema, list(dict.fromkeys(notes))
 
     def _ground(self, schema: dict[str, Any], request: str, notes: list[str]) -> None:
         body = grounding.request_body(request, self.spec.context)
@@ -183,7 +183,7 @@ class Declarative:
                 if not values and not nullable:
                     notes.append(f"{show_path(path)}: nothing in the request to ground it; left open")
                     continue
-                _replace(node, {"enum": [*values, *([None] if nullable else [])]})
+                _ground_node(node, values, nullable, numeric=source == "numbers")
                 notes.append(f"{show_path(path)}: grounded in {source}: {values[:12]}")
 
     @staticmethod
@@ -301,6 +301,27 @@ class Declarative:
                 if isinstance(parent.get("required"), list):
                     parent["required"] = [r for r in parent["required"] if r != path[-1]]
         return shown
+
+
+def _ground_node(node: dict[str, Any], values: list[Any], nullable: bool, *, numeric: bool) -> None:
+    """Admit only ``values`` where the node takes a scalar of their kind; object and array branches of a union
+    (a comparison such as ``{"$gt": 5}``) stay as they are."""
+    kind = {"integer", "number"} if numeric else {"string"}
+    for key in ("anyOf", "oneOf"):
+        branches = node.get(key)
+        if isinstance(branches, list):
+            kept: list[dict[str, Any]] = []
+            for b in branches:
+                if not isinstance(b, dict):
+                    continue
+                types = _types(b) if ("type" in b or "enum" in b) else set()
+                if not types & (kind | {"null"}):
+                    kept.append(b)  # an object, an array, a boolean: not what grounding is about
+                elif types - kind - {"null"} and "enum" not in b:
+                    kept.append({"type": sorted(types - kind - {"null"})})  # other scalar kinds stay open
+            node[key] = [{"enum": [*values, *([None] if nullable else [])]}, *kept]
+            return
+    _replace(node, {"enum": [*values, *([None] if nullable else [])]})
 
 
 def _branch_filter(node: dict[str, Any], inner: Path, allowed: list[str]) -> bool:

@@ -1,0 +1,159 @@
+"""Mechanisms read off the curated examples, for a domain that declares none (``infer: false`` turns it off).
+
+What a domain author would declare, the examples often already show:
+
+- a field that is a fixed function of an enum field in every example (``team`` of ``category``), with every
+  value of that enum covered, is **derived** by that map;
+- a number field whose values are written in the questions (as digits, words, or through time units the
+  field's name or description gives: ``window_minutes``, "in days") is **grounded** in the request's numbers;
+- a free string field whose values are copied from the questions is **grounded** in the request's words;
+- every other top-level enum or boolean field is **voted** on by the nearest examples (a confident vote
+  narrows the grammar; an unsure one changes nothing).
+
+Declared sections always win; each inference is listed (``domains check`` and the load notes show them).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from . import grounding
+from .paths import Path, values_at
+from .spec import DeclarativeSpec, DeriveSpec, GroundSpec, VoteSpec
+
+__all__ = ["infer", "time_units"]
+
+_MINUTES = {"second": 1 / 60, "minute": 1, "hour": 60, "day": 1440, "week": 10080, "month": 43200, "year": 525600}
+_UNIT_IN_NAME = re.compile(r"(?:^|_|\b)(sec(?:ond)?|min(?:ute)?|h(?:ou)?r|day|week|month|year)s?(?:$|_|\b)", re.I)
+_ALIASES = {"sec": "second", "min": "minute", "hr": "hour", "hour": "hour"}
+MIN_SEEN = 3  # values needed before a grounding is inferred
+MIN_SHARE = 0.9  # of the seen values that must come from the question
+
+
+def time_units(name: str, description: str = "") -> dict[str, float] | None:
+    """Unit words -> factor, in the unit the field's name (or its description: "in minutes") gives."""
+    match = _UNIT_IN_NAME.search(name) or re.search(r"\bin (seconds|minutes|hours|days|weeks|months|years)\b",
+                                                    description, re.I)
+    if not match:
+        return None
+    unit = match.group(1).lower().rstrip("s")
+    unit = _ALIASES.get(unit, unit)
+    base = _MINUTES.get(unit)
+    if base is None:
+        return None
+    table = {u: f / base for u, f in _MINUTES.items() if f / base >= 1 or u == unit}
+    table.update({"min": table.get("minute", 0), "hr": table.get("hour", 0), "sec": table.get("second", 0)})
+    return {u: f for u, f in table.items() if f}
+
+
+def _leaves(node: dict[str, Any], path: Path, out: list[tuple[Path, dict[str, Any]]]) -> None:
+    """(path, schema) of every scalar field, through objects, arrays and unions."""
+    branches = [node, *[b for k in ("anyOf", "oneOf") for b in node.get(k, []) or [] if isinstance(b, dict)]]
+    scalar = False
+    for b in branches:
+        for name, child in (b.get("properties") or {}).items():
+            if isinstance(child, dict):
+                _leaves(child, path + (name,), out)
+        if isinstance(b.get("items"), dict):
+            _leaves(b["items"], path + ("*",), out)
+        t = b.get("type")
+        types = set(t) if isinstance(t, list) else {t}
+        if types & {"string", "integer", "number", "boolean"} or "enum" in b or "const" in b:
+            scalar = True
+    if scalar and path and all(p != path for p, _ in out):
+        out.append((path, node))
+
+
+def _types(node: dict[str, Any]) -> set[str]:
+    out: set[str] = set()
+    for b in [node, *[b for k in ("anyOf", "oneOf") for b in node.get(k, []) or [] if isinstance(b, dict)]]:
+        t = b.get("type")
+        out |= set(t) if isinstance(t, list) else {t} if isinstance(t, str) else set()
+        if "enum" in b:
+            out |= {"enum"}
+            out |= {type(v).__name__ for v in b["enum"]}
+    return out
+
+
+def _enum(node: dict[str, Any]) -> list[Any]:
+    values: list[Any] = []
+    for b in [node, *[b for k in ("anyOf", "oneOf") for b in node.get(k, []) or [] if isinstance(b, dict)]]:
+        values += [v for v in b.get("enum", []) if v not in values]
+    return values
+
+
+def infer(spec: DeclarativeSpec, schema: dict[str, Any], examples: list[tuple[str, Any]]) -> list[str]:
+    """Add what the examples show to ``spec`` (in place) and say what was added."""
+    notes: list[str] = []
+    if not schema or not examples:
+        return notes
+    leaves: list[tuple[Path, dict[str, Any]]] = []
+    _leaves(schema, (), leaves)
+    declared = set(spec.ground) | set(spec.derive) | set(spec.vote) | set(spec.units)
+    top = [(p, n) for p, n in leaves if len(p) == 1 and p not in declared]
+    _derive(spec, top, examples, notes)
+    for path, node in leaves:
+        if path in declared or path in spec.derive:
+            continue
+        types = _types(node)
+        if "enum" in types or "pattern" in node or "boolean" in types and not (types & {"string", "integer", "number"}):
+            continue
+        seen: list[tuple[str, Any]] = [(q, v) for q, a in examples for v in values_at(a, path) if v is not None]
+        if len(seen) < MIN_SEEN:
+            continue
+        if types & {"integer", "number"} and not types & {"string"}:
+            units = time_units(path[-1], str(node.get("description", "")))
+            hits = sum(v in grounding.numbers_in(q) or (bool(units) and v in grounding.quantities(q, units or {}))
+                       for q, v in seen if isinstance(v, (int, float)))
+            if hits >= MIN_SHARE * len(seen):
+                spec.ground[path] = GroundSpec(source="numbers")
+                if units and any(v in grounding.quantities(q, units) for q, v in seen):
+                    spec.units[path] = units
+                notes.append(f"/{'/'.join(path)}: grounded in the request's numbers"
+                             + (" (time units)" if path in spec.units else ""))
+        elif "string" in types:
+            hits = sum(isinstance(v, str) and v.lower() in q.lower() for q, v in seen)
+            if hits >= MIN_SHARE * len(seen):
+                spec.ground[path] = GroundSpec(source="words")
+                notes.append(f"/{'/'.join(path)}: grounded in the request's words")
+    for path, node in top:
+        if path in spec.derive or path in spec.ground:
+            continue
+        values = _enum(node)
+        types = _types(node)
+        if (len(values) >= 2 and all(isinstance(v, str) for v in values if v is not None)) or \
+                types <= {"boolean", "null"} and "boolean" in types:
+            spec.vote[path] = VoteSpec(k=7, margin=0.7)
+            notes.append(f"/{'/'.join(path)}: voted by the nearest examples")
+    return notes
+
+
+def _derive(spec: DeclarativeSpec, top: list[tuple[Path, dict[str, Any]]], examples: list[tuple[str, Any]],
+            notes: list[str]) -> None:
+    enums = {p: _enum(n) for p, n in top if len(_enum(n)) >= 3 and all(isinstance(v, str) for v in _enum(n))}
+    for target, node in top:
+        if "boolean" in _types(node) or _types(node) & {"integer", "number"}:
+            continue
+        for source, values in enums.items():
+            if source == target or source in spec.derive:
+                continue
+            mapping: dict[str, Any] = {}
+            counts: dict[str, int] = {}
+            consistent = True
+            for _, answer in examples:
+                if not isinstance(answer, dict) or source[0] not in answer or target[0] not in answer:
+                    consistent = False
+                    break
+                key, value = answer[source[0]], answer[target[0]]
+                if not isinstance(key, str) or mapping.setdefault(key, value) != value:
+                    consistent = False
+                    break
+                counts[key] = counts.get(key, 0) + 1
+            if not consistent or set(mapping) != set(values) or min(counts.values()) < 2:
+                continue
+            if len(set(map(str, mapping.values()))) < 2 or all(k == v for k, v in mapping.items()):
+                continue
+            spec.derive[target] = DeriveSpec.model_validate({"from": "/" + source[0], "map": mapping})
+            notes.append(f"/{target[0]}: derived from /{source[0]} (the examples follow one map)")
+            break
