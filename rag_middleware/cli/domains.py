@@ -11,6 +11,7 @@ from typing import Optional
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
+from rich.text import Text
 
 from ..errors import ConfigError
 from .context import CliState, console, err_console
@@ -85,3 +86,66 @@ def eval_cmd(
                       *[f"{s['per_field'].get(f, 0.0):.2f}" for f in fields])
     console.print(table)
     console.print(f"report: {out / 'report.md'} · chart: {out / 'chart.png'} · rows: {out / 'results.json'}")
+
+
+@app.command("new")
+def new_cmd(
+    ctx: typer.Context,
+    name: str = typer.Argument(..., help="the new domain's name (lowercase letters, digits, underscores)"),
+    schema: Optional[Path] = typer.Option(None, "--schema", help="a JSON Schema file, copied as output.schema.json"),
+    model: Optional[str] = typer.Option(None, "--model", help="a pydantic model: package.module:Class or file.py:Class"),
+) -> None:
+    """Scaffold knowledge_base/NAME/: domain.yaml (every declarative section as a comment), the schema or
+    model, empty examples.jsonl and negatives.jsonl. Without --schema or --model, a starter schema."""
+    from ..domains.authoring import scaffold
+
+    state: CliState = ctx.obj
+    made = scaffold(state.settings().knowledge_base, name, schema=schema, model=model)
+    console.print(f"created {made.path}/: {', '.join(made.files)}", markup=False)
+    console.print("next steps:")
+    for n, step in enumerate(made.next_steps, 1):
+        console.print(f"  {n}. {step}", markup=False)
+
+
+def _near(where: str) -> str:
+    """A path relative to the working directory when it is under it."""
+    try:
+        return str(Path(where).resolve().relative_to(Path.cwd().resolve())) if where else where
+    except ValueError:
+        return where
+
+
+@app.command("check")
+def check_cmd(
+    ctx: typer.Context,
+    name: str = typer.Argument(..., help="the domain"),
+    as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
+    threshold: float = typer.Option(0.9, "--threshold", min=0.0, max=1.0,
+                                    help="cosine from which two questions count as near duplicates"),
+    no_embed: bool = typer.Option(False, "--no-embed", help="skip the near-duplicate check (no embedding model)"),
+) -> None:
+    """Find invalid examples (every one, with file and line), enum values no example covers, near-duplicate
+    questions with different answers, derived fields that disagree with their map. Exit 1 on any problem."""
+    import json
+
+    from ..domains.authoring import check_domain
+
+    state: CliState = ctx.obj
+    report = check_domain(state.settings().knowledge_base / name, threshold=threshold, near_duplicates=not no_embed)
+    if as_json:
+        print(json.dumps(report.to_json(), ensure_ascii=False, indent=1))
+    else:
+        table = Table(title=f"{name}: {report.examples} examples, {report.negatives} negatives, "
+                            f"{len(report.problems)} problem(s)", title_justify="left")
+        for col in ("kind", "where", "id", "problem"):
+            table.add_column(col, overflow="fold")
+        for p in report.problems:
+            table.add_row(Text(p.kind), Text(_near(p.where)), Text(p.id), Text(p.message))
+        if report.problems:
+            console.print(table)
+        else:
+            console.print(f"{name}: {report.examples} examples, {report.negatives} negatives, no problems")
+        for note in report.notes:
+            console.print(f"note: {note}", markup=False)
+    if not report.ok:
+        raise typer.Exit(1)
