@@ -92,7 +92,7 @@ class Middleware:
         self.settings = settings or load_settings()
         self._check_data_dir()
         _single_threaded_blas()
-        self.domains = DomainRegistry(self.settings.knowledge_base)
+        self.domains = DomainRegistry(self.settings.knowledge_base, overrides=self.settings.data_dir / "overrides")
         # every version that goes live is stored, so each record's template_version names a stored snapshot
         self.templates = TemplateSet(self.settings.prompts_dir,
                                      on_version=TemplateStore.from_settings(self.settings).save)

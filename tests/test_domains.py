@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from rag_middleware.assembly import Switches
 from rag_middleware.domains import DomainRegistry
 from rag_middleware.errors import DomainError, UnknownDomainError
 from rag_middleware.validation import JSONSchemaValidator, PydanticValidator
@@ -56,8 +57,13 @@ def test_shipped_domains_load(project):
 
     shop = registry.get("shop_query")
     assert isinstance(shop.validator, JSONSchemaValidator) and not shop.free_text
-    # a JSON Schema domain has no per-request grammar
-    assert shop.grammar_schema("How many orders?") == shop.schema_json
+    # with the mechanisms off the grammar is the schema; on, the filter values the examples copy from their
+    # questions are grounded in the request's words (inferred, shop_query declares nothing)
+    off = Switches(ground=False, derive=False, vote=False, harden=False)
+    assert shop.grammar_schema("How many orders?", flags=off) == shop.schema_json
+    notes: list[str] = []
+    shop.grammar_schema("How many electronics products are left?", notes=notes)
+    assert any(n.startswith("/filter/category: grounded in words: ") and "'electronics'" in n for n in notes)
 
 
 def test_unknown_domain_lists_known_ones(project):

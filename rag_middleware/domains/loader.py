@@ -29,6 +29,7 @@ from ..abtest import VariantSpec, check_variants
 from ..guide import StepSpec, default_split, example_clauses, path_labels, read_bank, yaml_rule
 from ..validation import JSONSchemaValidator, OutputValidator, PydanticValidator
 from .infer import infer
+from .overrides import OverrideStore
 from .mechanisms import Declarative, Flags
 from .paths import Path as FieldPath, inline_refs
 from .spec import DeclarativeSpec
@@ -238,7 +239,8 @@ def _read_jsonl(path: Path, model: type[BaseModel]) -> list[Any]:
     return items
 
 
-def load_domain(path: Path) -> Domain:
+def load_domain(path: Path, *, override: dict[str, Any] | None = None) -> Domain:
+    """Load ``path``; ``override`` (overrides.py, from the data dir) is merged over domain.yaml."""
     spec_path = path / "domain.yaml"
     if not spec_path.is_file():
         raise DomainError("missing domain.yaml", path=str(path))
@@ -251,6 +253,12 @@ def load_domain(path: Path) -> Domain:
         raise DomainError(f"YAML syntax error: {getattr(exc, 'problem', exc)}", path=str(spec_path),
                           line=mark.line + 1 if mark else None) from None
     lines = _key_lines(spec_path, text)
+    extra_negatives = list((override or {}).get("negatives") or [])
+    if override:
+        from .overrides import merge_override
+
+        patch = {k: v for k, v in override.items() if k in ("selection", "vote", "derive", "ground", "units", "rules")}
+        raw = merge_override(raw, patch) if isinstance(raw, dict) else raw
     try:
         spec = DomainSpec.model_validate(raw)
     except ValidationError as exc:
@@ -323,6 +331,12 @@ def load_domain(path: Path) -> Domain:
                           line=lines.get("ground") or lines.get("derive") or lines.get("vote"))
     examples = _read_jsonl(path / "examples.jsonl", CuratedExample)
     negatives = _read_jsonl(path / "negatives.jsonl", CuratedNegative)
+    for item in extra_negatives:  # learned from reviewers' edits (an applied suggestion)
+        try:
+            negatives.append(CuratedNegative.model_validate(item))
+        except ValidationError as exc:
+            raise DomainError(f"override negative: {exc.errors(include_url=False)[0]['msg']}",
+                              path=str(spec_path)) from None
     if validator is not None:
         for file, items, fields in (
             (path / "examples.jsonl", examples, ("answer",)),
@@ -377,9 +391,10 @@ def load_domain(path: Path) -> Domain:
 class DomainRegistry:
     """All domains under a knowledge base directory, loaded on first use and cached."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, overrides: Path | None = None) -> None:
         self.root = Path(root)
-        self._cache: dict[str, Domain] = {}
+        self.overrides = OverrideStore(overrides) if overrides is not None else None
+        self._cache: dict[str, tuple[str | None, Domain]] = {}
         self._lock = threading.Lock()
         self._names: tuple[float, list[str]] | None = None
 
@@ -396,14 +411,16 @@ class DomainRegistry:
 
     def get(self, name: str) -> Domain:
         with self._lock:
-            if name in self._cache:
-                return self._cache[name]
+            live = self.overrides.live_name(name) if self.overrides is not None and name else None
+            if name in self._cache and self._cache[name][0] == live:
+                return self._cache[name][1]
             if name and name not in self.names():
                 self._names = None  # a domain created within the last second: look again before refusing
             if not name or name not in self.names():
                 raise UnknownDomainError(name, self.names())
-            domain = load_domain(self.root / name)
-            self._cache[name] = domain
+            override = self.overrides.live(name) if self.overrides is not None and live else None
+            domain = load_domain(self.root / name, override=override)
+            self._cache[name] = (live, domain)
             return domain
 
     def load_all(self) -> list[Domain]:

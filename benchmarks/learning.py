@@ -1,0 +1,178 @@
+"""Does the learning loop learn? The A/B-halves lift and the learn-on drift, for any domain set.
+
+1. **Lift.** The set is split in two halves by a hash of each id. Half B is answered twice with the full
+   pipeline and the memory on: once over an empty memory, once after half A's expected answers were imported
+   as approved (reviewed) memory. lift = field accuracy(B | A reviewed) - field accuracy(B | empty).
+2. **Drift.** The whole set is answered in order with learning on and nobody reviewing, once with the default
+   ``learn = "reviewed"`` and once with ``learn = "all"`` (the opt-in), and compared with learning off:
+   drift = accuracy(learn on) - accuracy(learn off). Unreviewed answers must never drag accuracy down.
+
+Every run uses a fresh data dir and the embedded defaults (Gemma 3 270M, MiniLM). Writes
+``benchmarks/out/learning-<domain>-<stamp>.json`` (summaries, per field before/after, every row) and a chart
+``.png`` beside it, and prints the tables.
+
+Usage::
+
+    python benchmarks/learning.py --domain claims_intake --set benchmarks/data/claims_intake_dev.jsonl
+    python benchmarks/learning.py --domain data_ops --set benchmarks/data/data_ops_dev.jsonl --skip-drift
+
+Targets (issue 13): lift >= +0.10 on a data-only domain (data_ops: >= +0.03, never lower); half B after review
+>= 0.92 on a data-only domain; drift >= 0.00.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from rich.console import Console  # noqa: E402
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn  # noqa: E402
+from rich.table import Table  # noqa: E402
+
+from rag_middleware import Middleware, load_settings  # noqa: E402
+from rag_middleware.evaluation import MODES, load_set, question_of, run_item, summarize  # noqa: E402
+from rag_middleware.records import MemoryRecord  # noqa: E402
+
+console = Console(width=None if sys.stdout.isatty() else 160)
+TENANT = "bench"
+
+
+def halves(items: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    a, b = [], []
+    for item in items:
+        (a if int(hashlib.sha256(item["id"].encode()).hexdigest(), 16) % 2 == 0 else b).append(item)
+    return a, b
+
+
+def middleware(tmp: Path, *, learn: str) -> Middleware:
+    return Middleware(load_settings(None, data_dir=tmp, learn=learn))
+
+
+def import_reviewed(mw: Middleware, items: list[dict[str, Any]]) -> None:
+    """Half A's expected answers as approved memory, as `memory import` would store them."""
+    questions = [question_of(i) for i in items]
+    vectors = mw.embedder.encode(questions)
+    records = [MemoryRecord(id=f"reviewed-{i['id']}", tenant=TENANT, domain=i["domain"], kind="interaction",
+                            status="approved", source="import", question=q,
+                            answer=json.dumps(i["expected"], ensure_ascii=False, separators=(", ", ": ")))
+               for i, q in zip(items, questions)]
+    mw.store.upsert(records, vectors)
+
+
+def run(label: str, items: list[dict[str, Any]], *, learn: str, mode: str, progress: Progress,
+        prepare: Any = None) -> list[dict[str, Any]]:
+    task = progress.add_task(label, total=len(items))
+    with tempfile.TemporaryDirectory(prefix="rag-mw-learning-") as tmp:
+        with middleware(Path(tmp), learn=learn) as mw:
+            if prepare is not None:
+                prepare(mw)
+            rows = []
+            for item in items:
+                rows.append(run_item(mw, item, MODES[mode], learn=learn != "off", tenant=TENANT))
+                progress.advance(task)
+    return rows
+
+
+def commit() -> str:
+    try:
+        return subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+def chart(path: Path, summaries: dict[str, dict[str, Any]], title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [n for n, s in summaries.items() if s.get("n")]
+    fields = sorted({f for n in names for f in summaries[n]["per_field"]})
+    groups = ["field acc", "exact", *fields]
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.0 * len(groups) + 2), 4.0))
+    width = 0.8 / max(1, len(names))
+    for i, name in enumerate(names):
+        s = summaries[name]
+        ax.bar([g + i * width for g in range(len(groups))],
+               [s["field_accuracy"], s["exact"], *[s["per_field"].get(f, 0) for f in fields]], width, label=name)
+    ax.set_xticks([g + width * (len(names) - 1) / 2 for g in range(len(groups))], groups, rotation=30, ha="right")
+    ax.set_ylim(0, 1.05)
+    ax.set_title(title)
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--domain", required=True)
+    parser.add_argument("--set", required=True, type=Path)
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "out")
+    parser.add_argument("--skip-lift", action="store_true")
+    parser.add_argument("--skip-drift", action="store_true")
+    parser.add_argument("--limit", type=int, default=0)
+    args = parser.parse_args()
+
+    items = [i for i in load_set(args.set, domain=args.domain) if i["domain"] == args.domain][: args.limit or None]
+    half_a, half_b = halves(items)
+    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    rows: dict[str, list[dict[str, Any]]] = {}
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=console) as progress:
+        if not args.skip_lift:
+            rows["B, empty memory"] = run("B, empty memory", half_b, learn="off", mode="full-memory",
+                                          progress=progress)
+            rows["B, A reviewed"] = run("B, A reviewed", half_b, learn="off", mode="full-memory", progress=progress,
+                                        prepare=lambda mw: import_reviewed(mw, half_a))
+        if not args.skip_drift:
+            rows["all, learn off"] = run("all, learn off", items, learn="off", mode="full-memory", progress=progress)
+            rows["all, learn reviewed"] = run("all, learn reviewed", items, learn="reviewed", mode="full-memory",
+                                              progress=progress)
+            rows["all, learn all"] = run("all, learn all", items, learn="all", mode="full-memory", progress=progress)
+    summaries = {name: summarize(r) for name, r in rows.items()}
+    result: dict[str, Any] = {"domain": args.domain, "set": str(args.set), "date": stamp, "commit": commit(),
+                              "half_a": len(half_a), "half_b": len(half_b), "summaries": summaries}
+    if "B, A reviewed" in summaries:
+        result["lift"] = round(summaries["B, A reviewed"]["field_accuracy"] - summaries["B, empty memory"]["field_accuracy"], 4)
+    if "all, learn off" in summaries:
+        off = summaries["all, learn off"]["field_accuracy"]
+        result["drift_reviewed"] = round(summaries["all, learn reviewed"]["field_accuracy"] - off, 4)
+        result["drift_all"] = round(summaries["all, learn all"]["field_accuracy"] - off, 4)
+
+    table = Table(title=f"learning · {args.domain} · {args.set.name} · {stamp} · {result['commit']}")
+    fields = sorted({f for s in summaries.values() for f in s.get("per_field", {})})
+    for col in ("run", "n", "valid", "field acc", "exact", *fields):
+        table.add_column(col, justify="left" if col == "run" else "right")
+    for name, s in summaries.items():
+        table.add_row(name, str(s["n"]), f"{s['valid_rate']:.3f}", f"{s['field_accuracy']:.3f}", f"{s['exact']:.3f}",
+                      *[f"{s['per_field'].get(f, 0):.2f}" for f in fields])
+    console.print(table)
+    for key in ("lift", "drift_reviewed", "drift_all"):
+        if key in result:
+            console.print(f"{key}: {result[key]:+.3f}")
+    args.out.mkdir(parents=True, exist_ok=True)
+    base = args.out / f"learning-{args.domain}-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}"
+    base.with_suffix(".json").write_text(json.dumps({**result, "rows": rows}, indent=1, default=str), encoding="utf-8")
+    chart(base.with_suffix(".png"), summaries, f"learning loop · {args.domain}")
+    console.print(f"wrote {base.with_suffix('.json')} and {base.with_suffix('.png')}")
+
+
+if __name__ == "__main__":
+    main()
