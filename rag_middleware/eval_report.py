@@ -62,6 +62,13 @@ def markdown_report(*, domain: str, set_name: str, stamp: str, summaries: dict[s
     for field in enums:
         if any(field in r["fields"] for r in rows[last]):
             parts += [confusion_markdown(rows[last], field), ""]
+    buckets = summaries.get(last, {}).get("by_confidence") or []
+    if buckets:
+        parts += [f"## Accuracy by confidence ({last})", "", "| bucket | n | confidence | field acc | exact |",
+                  "|---|---|---|---|---|"]
+        parts += [f"| {b['bucket']} | {b['n']} | {b['min']:.2f}-{b['max']:.2f} | {b['field_accuracy']:.3f} | "
+                  f"{b['exact']:.3f} |" for b in buckets]
+        parts.append("")
     parts += [f"## Failing items ({last})", "", failing_markdown(rows[last])]
     return "\n".join(parts) + "\n"
 

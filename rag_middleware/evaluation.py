@@ -120,7 +120,8 @@ def run_item(mw: Any, item: dict[str, Any], mode: Mode, *, learn: bool = False,
                    selected=[{"id": s.id, "source": s.source, "status": s.status, "similarity": s.similarity}
                              for s in result.selected],
                    votes=last.votes if last else [], repairs=last.repairs if last else [],
-                   interaction_id=result.interaction_id,
+                   interaction_id=result.interaction_id, confidence=result.confidence,
+                   reviewed_sources=result.reviewed_sources,
                    raw_output=last.raw_output if last and not result.valid else "",
                    errors=last.errors if last else [])
     row["latency_ms"] = round((time.perf_counter() - started) * 1000, 1)
@@ -145,7 +146,24 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "mean_attempts": round(sum(r["attempts"] for r in rows) / n, 3),
         "p50_ms": lat[n // 2],
         "per_field": {f: round(sum(r["fields"].get(f, False) for r in rows) / n, 4) for f in fields},
+        "by_confidence": by_confidence(rows),
     }
+
+
+def by_confidence(rows: list[dict[str, Any]], *, buckets: int = 4) -> list[dict[str, Any]]:
+    """Field accuracy per confidence bucket (equal-count buckets, lowest first): a meaningful confidence rises."""
+    scored = sorted((r for r in rows if r.get("confidence") is not None), key=lambda r: r["confidence"])
+    if len(scored) < buckets:
+        return []
+    out = []
+    for b in range(buckets):
+        part = scored[b * len(scored) // buckets : (b + 1) * len(scored) // buckets]
+        if part:
+            out.append({"bucket": b + 1, "n": len(part), "min": part[0]["confidence"], "max": part[-1]["confidence"],
+                        "field_accuracy": round(sum(sum(r["fields"].values()) / max(1, len(r["fields"]))
+                                                    for r in part) / len(part), 4),
+                        "exact": round(sum(r["exact"] for r in part) / len(part), 4)})
+    return out
 
 
 def enum_fields(schema: dict[str, Any] | None) -> dict[str, list[Any]]:

@@ -33,6 +33,8 @@ from .errors import (
     RequestError,
     StoreError,
 )
+from .confidence import confidence
+from .domains.votes import REVIEWED_STATUSES
 from .journal import InteractionLog
 from .records import Attempt, Interaction, MemoryRecord, SelectedExample
 from .template_store import TemplateStore
@@ -65,6 +67,8 @@ class AskResult(BaseModel):
     completion_tokens: int = 0
     memory_available: bool = True
     variant: str = ""  # the A/B template-set variant ("" when the domain has none)
+    confidence: float | None = None  # confidence.py (None for free text)
+    reviewed_sources: list[str] = Field(default_factory=list)  # reviewed answers that shaped this one
 
     @property
     def first_try_valid(self) -> bool:
@@ -304,6 +308,14 @@ class Middleware:
         timings["generate"] = sum(a.duration_ms for a in ledger)
         timings["total"] = (time.perf_counter() - call.started) * 1000
         interaction.timings_ms = {k: round(v, 2) for k, v in timings.items()}
+        votes = ledger[-1].votes if ledger else []
+        interaction.reviewed_sources = list(dict.fromkeys(
+            [s.id for s in assembly.selected if s.status in REVIEWED_STATUSES]
+            + [v["id"] for vote in votes for v in vote.get("voters", []) if v.get("reviewed")]))
+        if not call.domain.free_text:
+            conf = confidence(valid=interaction.status == "validated", output=interaction.output,
+                              attempts=len(ledger), votes=votes, similarities=[s.similarity for s in assembly.selected])
+            interaction.confidence, interaction.confidence_parts = conf["score"], conf
         if learn and interaction.status in ("validated", "answered") and assembly.query_vector is not None:
             record = MemoryRecord(
                 id=interaction.id, tenant=interaction.tenant, domain=interaction.domain, kind="interaction",
@@ -330,6 +342,7 @@ class Middleware:
             messages=last.messages if last else assembly.messages, timings_ms=interaction.timings_ms,
             prompt_tokens=interaction.prompt_tokens, completion_tokens=interaction.completion_tokens,
             memory_available=interaction.memory_available, variant=interaction.variant,
+            confidence=interaction.confidence, reviewed_sources=interaction.reviewed_sources,
         )
 
     def _tenant(self, tenant: str | None) -> str:

@@ -138,3 +138,6 @@ class Interaction(BaseModel):
     prompt_tokens: int = 0
     completion_tokens: int = 0
     variant: str = ""  # the A/B template-set variant that rendered the prompt ("" = the domain has none)
+    confidence: float | None = None  # confidence.py: how sure the answer is, in [0, 1] (None: free text)
+    confidence_parts: dict[str, float] = Field(default_factory=dict)
+    reviewed_sources: list[str] = Field(default_factory=list)  # reviewed answers that shaped it (examples, voters)

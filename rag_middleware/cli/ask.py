@@ -25,6 +25,8 @@ def _summary(result) -> dict:
         "selected": [{"id": s.id, "source": s.source, "similarity": s.similarity} for s in result.selected],
         "negatives": [n.id for n in result.negatives],
         "template_version": result.template_version,
+        "confidence": result.confidence,
+        "reviewed_sources": result.reviewed_sources,
         "interaction_id": result.interaction_id,
         "timings_ms": result.timings_ms,
         "prompt_tokens": result.prompt_tokens,
@@ -72,7 +74,9 @@ def ask(
             if result.attempts:
                 show_decisions(result.attempts[-1])
             show_timings(result.timings_ms)
-            err_console.print(f"interaction {result.interaction_id} · template {result.template_version}")
+            conf = "" if result.confidence is None else f" · confidence {result.confidence:.2f}"
+            shaped = f" · reviewed answers used: {', '.join(result.reviewed_sources)}" if result.reviewed_sources else ""
+            err_console.print(f"interaction {result.interaction_id} · template {result.template_version}{conf}{shaped}")
         if isinstance(result.output, str):
             console.print(result.output, markup=False)
         else:
