@@ -28,7 +28,6 @@ from .spec import DeclarativeSpec
 __all__ = ["CheckReport", "Problem", "Scaffold", "check_domain", "make_embedder", "scaffold", "schema_fields"]
 
 NAME = re.compile(r"^[a-z][a-z0-9_]{0,47}$")
-NEAR_DUPLICATE = 0.9
 
 STARTER_SCHEMA: dict[str, Any] = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
@@ -174,12 +173,22 @@ def _model_ref(model: str) -> tuple[str, str | None]:
     if ":" not in model:
         raise DomainError(f"--model must look like 'package.module:Class' or 'file.py:Class', got {model!r}")
     module, cls = model.rsplit(":", 1)
-    if module.endswith(".py"):
-        source = Path(module)
-        if not source.is_file():
-            raise DomainError(f"--model: file {module} not found")
-        return f"{source.name}:{cls}", str(source)
-    return model, None
+    if module.endswith(".py") and not Path(module).is_file():
+        raise DomainError(f"--model: file {module} not found")
+    return (f"{Path(module).name}:{cls}", module) if module.endswith(".py") else (model, None)
+
+
+def _check_schema(schema: Path) -> None:
+    from ..validation import JSONSchemaValidator
+
+    try:
+        JSONSchemaValidator(json.loads(Path(schema).read_text(encoding="utf-8")))
+    except OSError as exc:
+        raise DomainError(f"cannot read --schema: {exc.strerror or exc}", path=str(schema)) from None
+    except json.JSONDecodeError as exc:
+        raise DomainError(f"invalid JSON: {exc.msg}", path=str(schema), line=exc.lineno) from None
+    except Exception as exc:  # noqa: BLE001 - jsonschema.SchemaError
+        raise DomainError(f"not a valid JSON Schema: {getattr(exc, 'message', exc)}", path=str(schema)) from None
 
 
 def scaffold(root: Path, name: str, *, schema: Path | None = None, model: str | None = None) -> Scaffold:
@@ -193,46 +202,30 @@ def scaffold(root: Path, name: str, *, schema: Path | None = None, model: str | 
     target = Path(root) / name
     if target.exists():
         raise DomainError(f"domain {name!r} already exists", path=str(target))
-    files = ["domain.yaml", "examples.jsonl", "negatives.jsonl"]
-    schema_dict: dict[str, Any] | None = None
-    copy_from: str | None = None
-    if model is not None:
-        ref, copy_from = _model_ref(model)
-        output_line = f"output_model: {ref}"
-        files += [Path(copy_from).name] if copy_from else []
-    else:
-        if schema is not None:
-            try:
-                schema_dict = json.loads(Path(schema).read_text(encoding="utf-8"))
-            except OSError as exc:
-                raise DomainError(f"cannot read --schema: {exc.strerror or exc}", path=str(schema)) from None
-            except json.JSONDecodeError as exc:
-                raise DomainError(f"invalid JSON: {exc.msg}", path=str(schema), line=exc.lineno) from None
-            from ..validation import JSONSchemaValidator
-
-            try:
-                JSONSchemaValidator(schema_dict)  # type: ignore[arg-type]
-            except Exception as exc:  # noqa: BLE001 - jsonschema.SchemaError
-                raise DomainError(f"not a valid JSON Schema: {getattr(exc, 'message', exc)}", path=str(schema)) from None
-        output_line = "output_schema: output.schema.json"
-        files.append("output.schema.json")
+    ref, copy_from = _model_ref(model) if model is not None else (None, None)
+    if schema is not None:
+        _check_schema(schema)
+    output_line = f"output_model: {ref}" if ref else "output_schema: output.schema.json"
+    files = ["domain.yaml", "examples.jsonl", "negatives.jsonl", Path(copy_from).name if copy_from
+             else "" if ref else "output.schema.json"]
     target.mkdir(parents=True)
     try:
         if copy_from:
             shutil.copyfile(copy_from, target / Path(copy_from).name)
-        if model is None:
-            if schema is not None:
-                shutil.copyfile(schema, target / "output.schema.json")
-            else:
-                schema_dict = STARTER_SCHEMA
-                (target / "output.schema.json").write_text(json.dumps(STARTER_SCHEMA, indent=2) + "\n", encoding="utf-8")
-        (target / "examples.jsonl").write_text("", encoding="utf-8")
-        (target / "negatives.jsonl").write_text("", encoding="utf-8")
-        (target / "domain.yaml").write_text(_yaml_template(name, output_line, schema_fields(schema_dict)),
-                                            encoding="utf-8")
+        elif schema is not None:
+            shutil.copyfile(schema, target / "output.schema.json")
+        elif not ref:
+            (target / "output.schema.json").write_text(json.dumps(STARTER_SCHEMA, indent=2) + "\n", encoding="utf-8")
+        for file in ("examples.jsonl", "negatives.jsonl"):
+            (target / file).write_text("", encoding="utf-8")
+        (target / "domain.yaml").write_text(_yaml_template(name, output_line, {}), encoding="utf-8")
         domain = load_domain(target)
-    except BaseException:
+        fields = schema_fields(domain.validator.json_schema()) if domain.validator else {}
+        (target / "domain.yaml").write_text(_yaml_template(name, output_line, fields), encoding="utf-8")
+    except BaseException as exc:
         shutil.rmtree(target, ignore_errors=True)
+        if isinstance(exc, DomainError):
+            raise DomainError(f"{name} not created, it would not load: {exc.one_line()}") from None
         raise
     shape = skeleton(inline_refs(domain.validator.json_schema())) if domain.validator else "the answer"
     line = json.dumps({"id": "first-example", "question": "a real request, as users write it", "answer": shape},
@@ -247,7 +240,7 @@ def scaffold(root: Path, name: str, *, schema: Path | None = None, model: str | 
         f"rag-middleware domains eval {name} SET.jsonl",
         "read docs/domains.md for grounding, derived fields, votes and hardening",
     ]
-    return Scaffold(path=target, files=files, example_line=line, next_steps=steps)
+    return Scaffold(path=target, files=[f for f in files if f], example_line=line, next_steps=steps)
 
 
 # -- domains check ----------------------------------------------------------------------------------------
@@ -377,7 +370,6 @@ def _uncovered(examples: list[_Item], fields: dict[FieldPath, SchemaField], decl
 
 def _near_duplicates(items: list[_Item], embedder: Any, threshold: float) -> list[Problem]:
     from ..embedding import normalize
-    from ..evaluation import canonical
 
     if len(items) < 2:
         return []
@@ -399,6 +391,13 @@ def _near_duplicates(items: list[_Item], embedder: Any, threshold: float) -> lis
                                                  f"same (cosine {float(sims[a, b]):.3f}) but answer differently: {diff}",
                                x.file, x.line, x.id))
     return out
+
+
+def canonical(value: Any) -> Any:
+    """Equal answers compare equal: objects by key, lists as multisets (as ``domains eval`` scores them)."""
+    if isinstance(value, dict):
+        return tuple(sorted((str(k), canonical(v)) for k, v in value.items()))
+    return ("[]", tuple(sorted(map(canonical, value), key=repr))) if isinstance(value, list) else value
 
 
 def _concrete(value: Any, path: FieldPath, where: FieldPath = ()) -> list[tuple[Any, FieldPath]]:
@@ -450,7 +449,7 @@ def _derived(items: list[_Item], fields: dict[FieldPath, SchemaField], decl: Dec
     return out
 
 
-def check_domain(path: Path, *, embedder: Any = None, threshold: float = NEAR_DUPLICATE,
+def check_domain(path: Path, *, embedder: Any = None, threshold: float = 0.9,
                  near_duplicates: bool = True) -> CheckReport:
     """Every problem of the domain at ``path``. ``embedder``: for near duplicates (default: MiniLM)."""
     path = Path(path)
@@ -463,6 +462,7 @@ def check_domain(path: Path, *, embedder: Any = None, threshold: float = NEAR_DU
     try:
         domain = load_domain(path)
         validator, decl = domain.validator, domain.declarative.spec
+        report.notes += [f"inferred from the examples: {x}" for x in getattr(domain, "inferred", [])]
     except DomainError as exc:
         if not (exc.path or "").endswith(("examples.jsonl", "negatives.jsonl")):
             report.problems.append(_problem(exc))
