@@ -132,11 +132,13 @@ def infer(spec: DeclarativeSpec, schema: dict[str, Any], examples: list[tuple[st
 def _derive(spec: DeclarativeSpec, top: list[tuple[Path, dict[str, Any]]], examples: list[tuple[str, Any]],
             notes: list[str]) -> None:
     enums = {p: _enum(n) for p, n in top if len(_enum(n)) >= 3 and all(isinstance(v, str) for v in _enum(n))}
+    order = [p for p, _ in top]
     for target, node in top:
         if "boolean" in _types(node) or _types(node) & {"integer", "number"}:
             continue
         for source, values in enums.items():
-            if source == target or source in spec.derive:
+            # a later field follows from an earlier one (of a one-to-one pair, the later is derived)
+            if order.index(source) >= order.index(target) or source in spec.derive:
                 continue
             mapping: dict[str, Any] = {}
             counts: dict[str, int] = {}
