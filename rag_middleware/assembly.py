@@ -246,6 +246,8 @@ class Assembler:
         examples: list[Candidate] = []
         if switches.examples and params.use_examples:
             for cand in curated_examples:
+                if cand.id in exclude_ids:
+                    continue  # cross-validation (tune) holds some curated examples out
                 examples.append(Candidate(**{**cand.__dict__, "similarity": float(cand.vector @ query),
                                              "boost": params.curated_boost}))
             for cand in memory_examples:
@@ -258,7 +260,8 @@ class Assembler:
                                  near_threshold=params.near_dup_threshold, min_similarity=params.min_similarity)
         negatives: list[Candidate] = []
         if switches.negatives and params.use_negatives and params.negatives_k:
-            pool = [Candidate(**{**c.__dict__, "similarity": float(c.vector @ query)}) for c in curated_negatives]
+            pool = [Candidate(**{**c.__dict__, "similarity": float(c.vector @ query)}) for c in curated_negatives
+                    if c.id not in exclude_ids]
             pool += memory_negatives
             negatives = select_negatives(pool, k=params.negatives_k, min_similarity=params.negatives_min_similarity)
         timings["select"] = (time.perf_counter() - t0) * 1000
