@@ -21,6 +21,7 @@ from .backends.store.base import MemoryStore
 from .config import SelectionSettings, Settings
 from .domains import Domain, DomainRegistry
 from .embedding import CachedEmbedder
+from .domains.grounding import request_body
 from .domains.votes import REVIEWED_STATUSES, Neighbour, field_votes, parse_answer
 from .guide import StepGuide
 from .errors import RequestError, StoreError
@@ -309,7 +310,9 @@ class Assembler:
             steps = guide.steps(request.question, clause_vectors)
         votes: list[dict[str, Any]] = []
         if switches.vote and domain.declarative is not None and domain.declarative.spec.vote:
-            votes = field_votes(self._voters(examples, params), domain.declarative.spec.vote)
+            body = request_body(request.question, domain.declarative.spec.context)
+            votes = field_votes(self._voters(examples, params), domain.declarative.spec.vote, cues=domain.cues,
+                                question=body)
         notes: list[str] = []
         schema = domain.grammar_schema(request.question, steps=steps, flags=switches, votes=votes, notes=notes)
         timings["guide"] = (time.perf_counter() - t0) * 1000

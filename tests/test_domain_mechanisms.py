@@ -159,8 +159,6 @@ def test_words_in_finds_phrases_quotes_and_identifiers():
     assert found.index("New York") < found.index("Show")  # phrases first, then tokens
 
 
-@pytest.mark.xfail(strict=True, reason="grounding.words_in splits clauses on '.' and ':' before tokenising, so "
-                   "a dotted identifier such as 'api.example.com' (whole, per its docstring) is never a word")
 def test_words_in_keeps_a_dotted_identifier_whole():
     assert "api.example.com" in words_in("errors from api.example.com today")
 
@@ -188,11 +186,11 @@ def test_mentioned_by_name_spaces_and_abbreviation():
     assert mentioned(values, "nothing relevant") == []
 
 
-@pytest.mark.xfail(strict=True, reason="grounding.mentioned only checks that the value abbreviates a word of the "
-                   "text, never that a word abbreviates the value: 'dept' does not name the column 'department', "
-                   "though the docstring says it does")
-def test_mentioned_when_the_text_abbreviates_the_value():
-    assert mentioned(["department", "salary"], "average salary by dept") == ["department", "salary"]
+def test_mentioned_never_takes_a_word_of_the_text_for_an_abbreviation():
+    # 'dept' in the text does not name 'department' (else 'are' would name 'area'); a value 'dept' is named
+    assert mentioned(["department", "salary"], "average salary by dept") == ["salary"]
+    assert mentioned(["area", "price"], "which are the cheapest") == []
+    assert mentioned(["dept", "salary"], "average salary by department") == ["dept", "salary"]
 
 
 # -- the grammar and the answer ---------------------------------------------------------------------------
@@ -418,8 +416,6 @@ def test_a_bad_declarative_section_names_domain_yaml_and_its_line(tmp_path, sect
     assert re.search(rf"domain\.yaml:{info.value.line}: {message}", str(info.value)), str(info.value)
 
 
-@pytest.mark.xfail(strict=True, reason="spec.HardenSpec.parse's message does not start with 'harden', so the "
-                   "loader (which takes the section from the message's first word) finds no line for it")
 def test_a_bad_hardening_names_its_line(tmp_path):
     path = _domain(tmp_path, "harden: [snap, {max_items: 0}]\n")
     with pytest.raises(DomainError, match=r"unknown hardening 'snap'") as info:

@@ -131,7 +131,7 @@ def words_in(text: str, *, max_words: int = 3) -> list[str]:
         phrase = match.group(0).strip(" -")
         if " " in phrase or not _SENTENCE_START.search(text[: match.start()]):
             found.append(phrase)
-    for clause in re.split(r"[,.;:!?()\n]+", text):
+    for clause in re.split(r"[,;!?()\n]+|[.:](?=\s|$)", text):
         tokens = [m.group(0) for m in _TOKEN.finditer(clause)]
         for size in range(1, max_words + 1):
             found += [" ".join(tokens[i : i + size]) for i in range(len(tokens) - size + 1)]
@@ -166,7 +166,8 @@ def _abbreviates(name: str, word: str) -> bool:
 
 def mentioned(values: list[str], body: str) -> list[str]:
     """The values the text names: as written, with spaces for underscores ('interest rate'), or as a word
-    they abbreviate or that abbreviates them ('dept' for department, 'qty' for quantity)."""
+    they abbreviate (a value 'dept' is named by 'department', 'qty' by 'quantity'). A word of the text is
+    never taken as an abbreviation of a value ('are' would name 'area')."""
     low_body = body.lower()
     words = set(re.findall(r"[a-z0-9]{3,}", low_body))
     named = []

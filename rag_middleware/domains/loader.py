@@ -30,6 +30,7 @@ from ..guide import StepSpec, default_split, example_clauses, path_labels, read_
 from ..validation import JSONSchemaValidator, OutputValidator, PydanticValidator
 from .infer import infer
 from .overrides import OverrideStore
+from .votes import mine_cues
 from .mechanisms import Declarative, Flags
 from .paths import Path as FieldPath, inline_refs
 from .spec import DeclarativeSpec
@@ -105,6 +106,7 @@ class Domain(BaseModel):
     steps_path: Any = None  # FieldPath of the per-clause vote, e.g. ("operations", "*", "type")
     declarative: Any = None  # Declarative
     inferred: list[str] = Field(default_factory=list)  # what infer.py read off the examples
+    cues: dict[Any, Any] = Field(default_factory=dict)  # votes.mine_cues: words of the examples that go with a value
 
     @property
     def schema_json(self) -> dict[str, Any] | None:
@@ -353,6 +355,8 @@ def load_domain(path: Path, *, override: dict[str, Any] | None = None) -> Domain
     if spec.infer and validator is not None:
         inferred = infer(decl_spec, inline_refs(validator.json_schema()), [(e.question, e.answer) for e in examples])
     declarative = Declarative(decl_spec, validator.json_schema() if validator is not None else None)
+    cues = mine_cues([(e.question, e.answer) for e in examples],
+                     [p for p, v in decl_spec.vote.items() if not v.per_clause]) if decl_spec.vote else {}
     step_bank: list[tuple[str, str]] = []
     split = rule = None
     steps_path: FieldPath | None = None
@@ -385,7 +389,7 @@ def load_domain(path: Path, *, override: dict[str, Any] | None = None) -> Domain
     check_variants(spec.variants, domain_dir=path, spec_path=spec_path, text=text)
     return Domain(name=path.name, path=path, spec=spec, examples=examples, negatives=negatives, validator=validator,
                   step_bank=step_bank, split=split, step_rule=rule, steps_path=steps_path, declarative=declarative,
-                  inferred=inferred)
+                  inferred=inferred, cues=cues)
 
 
 class DomainRegistry:

@@ -155,8 +155,8 @@ class HardenSpec(BaseModel):
                     and item["max_items"] >= 1:
                 out["max_items"] = item["max_items"]
             else:
-                raise ValueError(f"unknown hardening {item!r}: use snap_enums, dedupe_lists, drop_repeats or "
-                                 "{max_items: N}")
+                raise ValueError(f"harden: unknown hardening {item!r}: use snap_enums, dedupe_lists, drop_repeats "
+                                 "or {max_items: N}")
         return cls(**out)
 
 

@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import json
 import math
+import re
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
 from .paths import Path, values_at
 from .spec import VoteSpec
 
-__all__ = ["Neighbour", "field_votes", "REVIEWED_STATUSES"]
+__all__ = ["Neighbour", "field_votes", "mine_cues", "REVIEWED_STATUSES"]
 
 REVIEWED_STATUSES = ("approved",)  # approved and edited answers (an edit is stored approved)
 
@@ -46,9 +48,62 @@ def parse_answer(text: str) -> Any:
         return None
 
 
-def field_votes(neighbours: list[Neighbour], specs: dict[Path, VoteSpec]) -> list[dict[str, Any]]:
-    """One vote record per (non per-clause) voted path."""
+_WORD = re.compile(r"[a-z][a-z'-]{2,}")
+CUE_MIN = 2  # examples a word must appear in before it can be a cue
+CUE_PURITY = 0.9  # share of those examples that must carry one value
+CUE_MAX_SHARE = 0.3  # a word in more of the examples than this says nothing
+
+
+_STOP = frozenset("""a an the and or but if then than so to of in on at by for with from into onto over under about
+as is are was were be been being am do does did done have has had having it its it's this that these those
+there here i me my mine we us our you your he him his she her they them their what which who whom whose when
+where why how all any both each few more most other some such no nor not only own same too very can will
+just should would could may might must shall also please hi hello thanks thank regards dear yes get got one
+""".split())
+
+
+def _terms(text: str) -> set[str]:
+    words = _WORD.findall(text.lower())
+    singles = {w for w in words if w not in _STOP}
+    pairs = {f"{a} {b}" for a, b in zip(words, words[1:]) if not (a in _STOP and b in _STOP)}
+    return singles | pairs
+
+
+def mine_cues(examples: list[tuple[str, Any]], paths: list[Path]) -> dict[Path, dict[str, tuple[str, float]]]:
+    """Words and word pairs of the example questions that go with one value of a voted field:
+    ``{path: {term: (value label, strength)}}``. A term is a cue when at least CUE_MIN examples hold it, at
+    least CUE_PURITY of them carry the same value, and it is not a word most examples share."""
+    out: dict[Path, dict[str, tuple[str, float]]] = {}
+    n = len(examples)
+    if n < 4:
+        return out
+    term_sets = [_terms(q) for q, _ in examples]
+    seen = Counter(t for terms in term_sets for t in terms)
+    for path in paths:
+        by_term: dict[str, Counter[str]] = {}
+        for terms, (_, answer) in zip(term_sets, examples):
+            found = [v for v in values_at(answer, path) if _label(v) is not None]
+            if len(found) != 1:
+                continue
+            for t in terms:
+                by_term.setdefault(t, Counter())[_label(found[0])] += 1  # type: ignore[index]
+        cues = {}
+        for term, counts in by_term.items():
+            total = sum(counts.values())
+            label, top = counts.most_common(1)[0]
+            if total >= CUE_MIN and top / total >= CUE_PURITY and seen[term] <= CUE_MAX_SHARE * n:
+                cues[term] = (label, round((top - 1) / (total + 1), 3))  # 2 of 2: 0.33, 7 of 7: 0.75
+        out[path] = cues
+    return out
+
+
+def field_votes(neighbours: list[Neighbour], specs: dict[Path, VoteSpec], *,
+                cues: dict[Path, dict[str, tuple[str, float]]] | None = None,
+                question: str = "") -> list[dict[str, Any]]:
+    """One vote record per (non per-clause) voted path. Neighbours vote by similarity; the request's cue
+    words (mined from the examples) add their strength to the value they go with."""
     out: list[dict[str, Any]] = []
+    terms = _terms(question) if cues else set()
     ranked = sorted(neighbours, key=lambda n: -n.similarity)
     for path, spec in specs.items():
         if spec.per_clause:
@@ -66,12 +121,18 @@ def field_votes(neighbours: list[Neighbour], specs: dict[Path, VoteSpec]) -> lis
             if len(voters) >= spec.k:
                 break
         record: dict[str, Any] = {"path": shown, "allowed": [], "scores": {}, "voters": [], "confident": False}
-        if not voters:
+        found_cues = [(t, *cues[path][t]) for t in sorted(terms) if t in (cues or {}).get(path, {})]
+        if found_cues:
+            record["cues"] = [{"term": t, "value": label, "weight": w} for t, label, w in found_cues]
+        if not voters and not found_cues:
             record["reason"] = "no neighbour close enough"
             out.append(record)
             continue
-        best = voters[0][0].similarity
+        best = voters[0][0].similarity if voters else 0.0
         scores: dict[str, float] = {}
+        for term, label, weight in found_cues:
+            scores[label] = scores.get(label, 0.0) + weight
+            originals.setdefault(label, _unlabel(label, specs[path]))
         for n, label in voters:
             weight = math.exp((n.similarity - best) / spec.temperature) * n.trust
             scores[label] = scores.get(label, 0.0) + weight
@@ -94,6 +155,13 @@ def field_votes(neighbours: list[Neighbour], specs: dict[Path, VoteSpec]) -> lis
             record["reason"] = f"no {spec.max_labels} values hold {spec.margin:.0%} of the vote"
         out.append(record)
     return out
+
+
+def _unlabel(label: str, spec: VoteSpec) -> Any:
+    """A cue's label back to its value (labels of non-strings are JSON)."""
+    if label in ("true", "false", "null"):
+        return json.loads(label)
+    return label
 
 
 def margin_of(record: dict[str, Any]) -> float:
