@@ -312,7 +312,7 @@ class Assembler:
         if switches.vote and domain.declarative is not None and domain.declarative.spec.vote:
             body = request_body(request.question, domain.declarative.spec.context)
             votes = field_votes(self._voters(examples, params), domain.declarative.spec.vote, cues=domain.cues,
-                                question=body)
+                                question=body, context=domain.declarative.context(request.question))
         notes: list[str] = []
         schema = domain.grammar_schema(request.question, steps=steps, flags=switches, votes=votes, notes=notes)
         timings["guide"] = (time.perf_counter() - t0) * 1000

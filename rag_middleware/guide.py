@@ -144,18 +144,21 @@ def default_split(request: str) -> list[str]:
     return [c.strip(" ,.;") for c in _CLAUSE_BREAK.split(request) if c and c.strip(" ,.;")]
 
 
-def yaml_rule(rules: list[Any], hook: Callable[[str, str], list[str] | None] | None = None
+def yaml_rule(rules: list[Any], hook: Callable[[str, str], list[str] | None] | None = None, *,
+              context_of: Callable[[str], dict[str, list[str]]] | None = None
               ) -> Callable[[str, str], list[str] | None] | None:
     """A clause rule from domain.yaml ``{pattern, label}`` pairs (the first pattern found in the clause
-    decides), before an optional Python rule hook."""
-    compiled = [(re.compile(r.pattern, re.I), r.label) for r in rules]
-    if not compiled:
+    decides; ``{name}`` in a pattern stands for the values of a declared context), before an optional
+    Python rule hook."""
+    if not rules:
         return hook
+    from .domains.votes import expand
 
     def rule(clause: str, request: str) -> list[str] | None:
-        for pattern, label in compiled:
-            if pattern.search(clause):
-                return [label]
+        context = context_of(request) if context_of is not None else {}
+        for spec in rules:
+            if re.search(expand(spec.pattern, context), clause, re.I):
+                return [spec.label]
         return hook(clause, request) if hook is not None else None
 
     return rule

@@ -44,9 +44,16 @@ def _split(value: str, sep: str | None) -> list[str]:
 
 def build_context(request: str, specs: dict[str, ContextSpec]) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
+    body: str | None = None
     for name, spec in specs.items():
         values: list[str] = []
-        if spec.line:
+        if spec.source is not None:
+            body = request_body(request, specs) if body is None else body
+            base = out.get(spec.source, [])
+            values = mentioned(base, body) if spec.mentioned else list(base)
+            if spec.cues:
+                values = cued(values, body, spec.cues)
+        elif spec.line:
             pattern = re.compile(spec.line, re.I)
             for text in request.splitlines():
                 match = pattern.search(text)
@@ -58,6 +65,21 @@ def build_context(request: str, specs: dict[str, ContextSpec]) -> dict[str, list
                 values += _split(_group(match), spec.split)
         out[name] = list(dict.fromkeys(values))
     return out
+
+
+def cued(values: list[str], body: str, cues: list[str]) -> list[str]:
+    """The values some cue names. A cue is a regex where ``{value}`` stands for a value (as written or with
+    spaces for underscores); it runs on the lower-cased text."""
+    forms: dict[str, str] = {}
+    for v in values:
+        for form in (v.lower(), v.lower().replace("_", " ")):
+            forms.setdefault(form, v)
+    if not forms:
+        return []
+    alt = "(?P<value>" + "|".join(re.escape(f) for f in sorted(forms, key=len, reverse=True)) + ")(?![a-z0-9_])"
+    low = body.lower()
+    found = {forms[m.group("value")] for cue in cues for m in re.finditer(cue.replace("{value}", alt), low)}
+    return [v for v in values if v in found]
 
 
 def _group(match: re.Match[str]) -> str:

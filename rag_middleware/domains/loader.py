@@ -374,7 +374,7 @@ def load_domain(path: Path, *, override: dict[str, Any] | None = None) -> Domain
         split = (_load_object(vspec.split, path, what="vote.split", spec_path=spec_path, line=line)
                  if vspec.split else default_split)
         hook = _load_object(vspec.rule, path, what="vote.rule", spec_path=spec_path, line=line) if vspec.rule else None
-        rule = yaml_rule(vspec.rules, hook)
+        rule = yaml_rule(vspec.rules, hook, context_of=declarative.context)
         step_bank = read_bank(path / vspec.bank) if vspec.bank else []
         step_bank += example_clauses(examples, split, path_labels(steps_path))
     if spec.steps is not None:

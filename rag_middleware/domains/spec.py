@@ -48,19 +48,37 @@ def _regex(value: str | None) -> str | None:
 
 class ContextSpec(BaseModel):
     """A list of strings from the request: the first line matching ``line`` (its ``value`` group, else group
-    1, else the whole match), or every match of ``regex``; then split on ``split`` and stripped."""
+    1, else the whole match), or every match of ``regex``; then split on ``split`` and stripped. Or a subset
+    of another context (``from``): the values the request's text names (``mentioned``), or those a cue
+    names (``cues``: regexes where ``{value}`` stands for a value, run on the lower-cased request)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
     line: str | None = None
     regex: str | None = None
     split: str | None = None
+    source: str | None = Field(None, alias="from")
+    mentioned: bool = False
+    cues: list[str] = Field(default_factory=list)
 
     _check = field_validator("line", "regex")(classmethod(lambda cls, v: _regex(v)))
 
+    @field_validator("cues")
+    @classmethod
+    def _cues(cls, value: list[str]) -> list[str]:
+        for cue in value:
+            if "{value}" not in cue:
+                raise ValueError(f"a cue needs {{value}} where a value stands: {cue!r}")
+            _regex(cue.replace("{value}", "(?P<value>x)"))
+        return value
+
     @model_validator(mode="after")
     def _one(self) -> ContextSpec:
-        if (self.line is None) == (self.regex is None):
-            raise ValueError("give line or regex")
+        if sum(x is not None for x in (self.line, self.regex, self.source)) != 1:
+            raise ValueError("give one of line, regex or from")
+        if self.source is None and (self.mentioned or self.cues):
+            raise ValueError("mentioned and cues pick from another context: give from")
+        if self.source is not None and not (self.mentioned or self.cues):
+            raise ValueError("a context from another one needs mentioned or cues")
         return self
 
 
@@ -180,6 +198,9 @@ class DeclarativeSpec(BaseModel):
             if name in BUILTIN_SOURCES:
                 raise ValueError(f"context.{name}: {name} is built in; choose another name")
             out.context[name] = _parse(ContextSpec, raw, f"context.{name}")
+            if out.context[name].source is not None and out.context[name].source not in out.context:
+                raise ValueError(f"context.{name}: from {out.context[name].source!r} names no context declared "
+                                 "before it")
         for key, raw in ground.items():
             spec = _parse(GroundSpec, {"from": raw} if isinstance(raw, str) else raw, f"ground.{key}")
             if spec.source not in BUILTIN_SOURCES and spec.source not in out.context:

@@ -99,9 +99,10 @@ def mine_cues(examples: list[tuple[str, Any]], paths: list[Path]) -> dict[Path, 
 
 def field_votes(neighbours: list[Neighbour], specs: dict[Path, VoteSpec], *,
                 cues: dict[Path, dict[str, tuple[str, float]]] | None = None,
-                question: str = "") -> list[dict[str, Any]]:
-    """One vote record per (non per-clause) voted path. Neighbours vote by similarity; the request's cue
-    words (mined from the examples) add their strength to the value they go with."""
+                question: str = "", context: dict[str, list[str]] | None = None) -> list[dict[str, Any]]:
+    """One vote record per (non per-clause) voted path. A declared rule that matches the request decides
+    outright; otherwise neighbours vote by similarity, and the request's cue words (mined from the examples)
+    add their strength to the value they go with."""
     out: list[dict[str, Any]] = []
     terms = _terms(question) if cues else set()
     ranked = sorted(neighbours, key=lambda n: -n.similarity)
@@ -109,6 +110,11 @@ def field_votes(neighbours: list[Neighbour], specs: dict[Path, VoteSpec], *,
         if spec.per_clause:
             continue
         shown = "/" + "/".join(path)
+        ruled = decide_by_rule(spec, question, context or {})
+        if ruled is not None:
+            out.append({"path": shown, "allowed": [ruled[1]], "scores": {str(ruled[1]): 1.0}, "voters": [],
+                        "confident": True, "rule": ruled[0]})
+            continue
         voters = []
         originals: dict[str, Any] = {}
         for n in ranked:
@@ -155,6 +161,30 @@ def field_votes(neighbours: list[Neighbour], specs: dict[Path, VoteSpec], *,
             record["reason"] = f"no {spec.max_labels} values hold {spec.margin:.0%} of the vote"
         out.append(record)
     return out
+
+
+def expand(pattern: str, context: dict[str, list[str]]) -> str:
+    """``{name}`` in a rule stands for any value of that context (escaped, longest first, underscores or
+    spaces); a name with no values matches nothing."""
+    def alternation(match: re.Match[str]) -> str:
+        values = context.get(match.group(1))
+        if values is None:
+            return match.group(0)
+        forms = {f for v in values for f in (v.lower(), v.lower().replace("_", " ")) if f}
+        return "(?:" + "|".join(re.escape(f) for f in sorted(forms, key=len, reverse=True)) + ")" if forms else "(?!)"
+
+    return re.sub(r"\{([A-Za-z_][A-Za-z0-9_]*)\}", alternation, pattern)
+
+
+def decide_by_rule(spec: VoteSpec, text: str, context: dict[str, list[str]]) -> tuple[str, Any] | None:
+    """(pattern, label) of the first rule whose pattern is found in the text (case-insensitive)."""
+    for rule in spec.rules:
+        if re.search(expand(rule.pattern, context), text, re.I):
+            label: Any = rule.label
+            if label in ("true", "false", "null"):
+                label = json.loads(label)
+            return rule.pattern, label
+    return None
 
 
 def _unlabel(label: str, spec: VoteSpec) -> Any:
