@@ -1,7 +1,8 @@
 """Export reviewed interactions as a fine-tuning set.
 
 Only interactions whose newest feedback approves or edits them are exported (an edit exports the corrected
-answer). Every string is PII-masked before anything is written (:mod:`rag_middleware.pii`); exact duplicates
+answer); ``min_confidence`` also leaves out those the model answered with less confidence (or none recorded:
+free text), counted among the report's skipped reasons. Every string is PII-masked before anything is written (:mod:`rag_middleware.pii`); exact duplicates
 (normalised prompt and completion) and near duplicates (embedding cosine of question and completion above a
 threshold) are removed; a holdout split, stratified by domain, is written beside the training set:
 
@@ -49,6 +50,7 @@ class ExportOptions(BaseModel):
     domain: str | None = None
     tenant: str | None = None
     min_score: int | None = Field(None, ge=1, le=5)
+    min_confidence: float | None = Field(None, ge=0.0, le=1.0)
     holdout: float = Field(0.1, ge=0.0, lt=1.0)
     with_examples: bool = False
     near_dup_threshold: float = Field(0.95, gt=0.0, le=1.0)
@@ -93,6 +95,13 @@ def _collect(mw: Middleware, opts: ExportOptions, log: FeedbackLog) -> tuple[lis
             continue
         if (opts.domain and interaction.domain != opts.domain) or (opts.tenant and interaction.tenant != opts.tenant):
             continue
+        if opts.min_confidence is not None:
+            if interaction.confidence is None:
+                skipped["no confidence recorded (free text or older records)"] += 1
+                continue
+            if interaction.confidence < opts.min_confidence:
+                skipped[f"confidence below {opts.min_confidence:g}"] += 1
+                continue
         value = fb.edited_output if fb.action == "edit" else interaction.output
         completion = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
         items.append(_Item(

@@ -2,7 +2,8 @@
 
 :func:`load_rows` reads one light row per interaction straight from SQLite (JSON1 picks the few fields it
 needs out of each record, so attempts' messages are never parsed); :func:`compute` aggregates them overall,
-per group (domain, template, model, day or variant) and per day for trends. ``rag-middleware stats`` and
+per group (domain, template, model, day or variant) and per day for trends, with the mean confidence of the
+valid answers, the failed queries and the least confident answered ones. ``rag-middleware stats`` and
 ``GET /rag/stats`` both show what :func:`compute` returns; :func:`plot` draws the trend as a PNG
 (matplotlib) or a self-contained HTML page (the replay report's SVG charts).
 """
@@ -29,6 +30,8 @@ __all__ = ["GROUPINGS", "StatsRow", "compute", "load_rows", "percentile", "plot"
 
 GROUPINGS = ("domain", "template", "model", "day", "variant")
 TOP_ERRORS = 5
+LIST_SIZE = 10  # failed and low-confidence queries listed
+QUESTION_CLIP = 100
 _INDEX = re.compile(r"(?<=\.)\d+(?=\.|$)|^\d+(?=\.)")
 
 
@@ -47,6 +50,8 @@ class StatsRow:
     tokens: int
     errors: tuple[str, ...] = ()  # every attempt's validation error lines
     feedback: str | None = None  # the newest feedback action: approve | edit | reject
+    confidence: float | None = None  # confidence.py (None: free text, or recorded before confidence existed)
+    question: str = ""
 
     @property
     def valid(self) -> bool:
@@ -73,7 +78,8 @@ def load_rows(conn: sqlite3.Connection, *, domain: str | None = None, tenant: st
             "SELECT i.id, i.created_at, i.tenant, i.domain, i.status, i.template_version, i.model,"
             " coalesce(json_extract(i.body, '$.variant'), ''), json_array_length(i.body, '$.attempts'),"
             " json_extract(i.body, '$.timings_ms.total'),"
-            " coalesce(json_extract(i.body, '$.prompt_tokens'), 0) + coalesce(json_extract(i.body, '$.completion_tokens'), 0)"
+            " coalesce(json_extract(i.body, '$.prompt_tokens'), 0) + coalesce(json_extract(i.body, '$.completion_tokens'), 0),"
+            " json_extract(i.body, '$.confidence'), i.question"
             f" FROM interactions i{where} ORDER BY i.created_at", params).fetchall()
         errors: dict[str, list[str]] = {}
         for rid, line in conn.execute(
@@ -87,7 +93,8 @@ def load_rows(conn: sqlite3.Connection, *, domain: str | None = None, tenant: st
         raise StoreError(f"cannot read interactions for stats: {exc}") from None
     return [StatsRow(id=r[0], created_at=r[1], tenant=r[2], domain=r[3], status=r[4], template=r[5], model=r[6],
                      variant=r[7] or "", attempts=int(r[8] or 0), latency_ms=r[9], tokens=int(r[10] or 0),
-                     errors=tuple(errors.get(r[0], ())), feedback=feedback.get(r[0])) for r in rows]
+                     errors=tuple(errors.get(r[0], ())), feedback=feedback.get(r[0]),
+                     confidence=None if r[11] is None else float(r[11]), question=r[12] or "") for r in rows]
 
 
 def percentile(values: Sequence[float], q: float) -> float | None:
@@ -119,6 +126,7 @@ def metrics(rows: Sequence[StatsRow]) -> dict[str, Any]:
     rejected = sum(1 for r in reviewed if r.feedback == "reject")
     paths = Counter(error_path(line) for r in rows for line in r.errors)
     p50, p95 = percentile(latencies, 50), percentile(latencies, 95)
+    confident = [r.confidence for r in rows if r.valid and r.confidence is not None]
     return {
         "requests": n,
         "valid_rate": _rate(sum(r.valid for r in rows), n),
@@ -130,10 +138,30 @@ def metrics(rows: Sequence[StatsRow]) -> dict[str, Any]:
         "rejection_rate": _rate(rejected, len(reviewed)),
         "latency_ms": {"p50": None if p50 is None else round(p50, 1), "p95": None if p95 is None else round(p95, 1)},
         "tokens_per_request": round(sum(r.tokens for r in rows) / n, 1) if n else None,
+        "mean_confidence": round(sum(confident) / len(confident), 4) if confident else None,  # of valid answers
     }
 
 
-def compute(rows: Sequence[StatsRow], *, by: str | None = None, since: datetime | None = None) -> dict[str, Any]:
+def clip(text: str, width: int = QUESTION_CLIP) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= width else flat[: width - 1] + "…"
+
+
+def query_lists(rows: Sequence[StatsRow], *, size: int = LIST_SIZE) -> dict[str, list[dict[str, Any]]]:
+    """The newest failed queries, and the answered ones with the lowest confidence (lowest first)."""
+    failed = [r for r in rows if not r.valid][::-1][:size]
+    answered = sorted((r for r in rows if r.valid and r.confidence is not None),
+                      key=lambda r: (r.confidence, r.created_at))[:size]
+    return {
+        "failed": [{"id": r.id, "domain": r.domain, "status": r.status, "created_at": r.created_at,
+                    "attempts": r.attempts, "question": clip(r.question)} for r in failed],
+        "low_confidence": [{"id": r.id, "domain": r.domain, "confidence": r.confidence, "created_at": r.created_at,
+                            "feedback": r.feedback, "question": clip(r.question)} for r in answered],
+    }
+
+
+def compute(rows: Sequence[StatsRow], *, by: str | None = None, since: datetime | None = None,
+            list_size: int = LIST_SIZE) -> dict[str, Any]:
     if by is not None and by not in GROUPINGS:
         raise RequestError(f"--by must be one of {', '.join(GROUPINGS)}, not {by!r}")
     out: dict[str, Any] = {"since": iso(since) if since else None, "by": by, "overall": metrics(rows)}
@@ -147,15 +175,16 @@ def compute(rows: Sequence[StatsRow], *, by: str | None = None, since: datetime 
         days.setdefault(row.day, []).append(row)
     out["trend"] = [{"day": day, **{k: v for k, v in metrics(members).items() if k != "top_error_paths"}}
                     for day, members in sorted(days.items())]
+    out.update(query_lists(rows, size=list_size))
     return out
 
 
 def read_stats(db_path: Path, *, by: str | None = None, since: datetime | None = None,
-               domain: str | None = None) -> dict[str, Any]:
+               domain: str | None = None, list_size: int = LIST_SIZE) -> dict[str, Any]:
     """Open the database, compute, close. What the CLI and the server call."""
     conn = connect(db_path)
     try:
-        return compute(load_rows(conn, since=since, domain=domain), by=by, since=since)
+        return compute(load_rows(conn, since=since, domain=domain), by=by, since=since, list_size=list_size)
     finally:
         conn.close()
 

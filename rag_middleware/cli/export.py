@@ -25,6 +25,8 @@ def finetune(
     domain: Optional[str] = typer.Option(None, "--domain"),
     tenant: Optional[str] = typer.Option(None, "--tenant", help="only this tenant's interactions"),
     min_score: Optional[int] = typer.Option(None, "--min-score", min=1, max=5, help="only feedback scored this or more"),
+    min_confidence: Optional[float] = typer.Option(None, "--min-confidence", min=0.0, max=1.0,
+                                                   help="only answers the model gave with this confidence or more"),
     holdout: float = typer.Option(0.1, "--holdout", min=0.0, max=0.9, help="fraction held out, per domain"),
     with_examples: bool = typer.Option(False, "--with-examples", help="keep the few-shot turns in the prompt"),
     near_dup: float = typer.Option(0.95, "--near-dup-threshold", min=0.5, max=1.0),
@@ -32,7 +34,8 @@ def finetune(
     """train.jsonl + holdout.jsonl + export_report.json from reviewed interactions (PII masked)."""
     if fmt not in ("chat", "prompt-completion"):
         raise RequestError(f"--format must be chat or prompt-completion, not {fmt!r}")
-    opts = ExportOptions(out=out, format=fmt, domain=domain, tenant=tenant, min_score=min_score, holdout=holdout,
+    opts = ExportOptions(out=out, format=fmt, domain=domain, tenant=tenant, min_score=min_score,
+                         min_confidence=min_confidence, holdout=holdout,
                          with_examples=with_examples, near_dup_threshold=near_dup)
     state: CliState = ctx.obj
     columns = (TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -43,6 +46,7 @@ def finetune(
     lines = [
         f"fine-tuning export in {out}: train {counts['train']}, holdout {counts['holdout']}",
         f"candidates (approved or edited): {counts['candidates']}; invalid completions left out: {counts['invalid']}",
+        "skipped: " + (", ".join(f"{reason} {n}" for reason, n in counts["skipped"].items()) or "none"),
         f"duplicates removed: {report['duplicates_removed']['exact']} exact, {report['duplicates_removed']['near']} near",
         "PII masked: " + (", ".join(f"{k} {v}" for k, v in report["pii"]["hits_by_type"].items() if v) or "none"),
         f"tokens (approx.): prompts {report['tokens']['prompt_total']}, completions "

@@ -1,7 +1,8 @@
 """``rag-middleware review``: go through recorded interactions and approve, edit or reject them.
 
 For each interaction it shows the request, the examples and negatives that were selected, and the output,
-then reads one choice: ``a`` approve, ``e`` edit in $EDITOR (validated against the domain's model; an invalid
+then reads one choice (``--order confidence`` goes through the least confident answers first; the default is
+the newest first): ``a`` approve, ``e`` edit in $EDITOR (validated against the domain's model; an invalid
 edit is shown with its errors and can be edited again), ``r`` reject with a reason, ``s`` skip, ``q`` quit.
 """
 
@@ -15,21 +16,28 @@ import typer
 from rich.panel import Panel
 from rich.table import Table
 
-from ..errors import InvalidEditError
+from ..db import connect
+from ..errors import InvalidEditError, RequestError
 from ..feedback import Feedback, FeedbackLog, apply_feedback
+from ..stats import load_rows
 from .context import CliState, console
 from .feedback import show_result
 
 __all__ = ["register"]
 
 CHOICES = click.Choice(["a", "e", "r", "s", "q"], case_sensitive=False)
+ORDERS = ("newest", "confidence")
 
 
 def _show(interaction: Any, position: int, total: int) -> None:
     head = (f"[{position}/{total}] {interaction.id}  domain {interaction.domain}  tenant {interaction.tenant}  "
             f"{interaction.status}  {interaction.created_at:%Y-%m-%d %H:%M}  attempts {len(interaction.attempts)}"
-            + (f"  variant {interaction.variant}" if interaction.variant else ""))
+            + (f"  variant {interaction.variant}" if interaction.variant else "")
+            + (f"  confidence {interaction.confidence:.2f}" if interaction.confidence is not None else ""))
     console.print(head, markup=False, style="bold")
+    if interaction.confidence_parts:
+        console.print("confidence parts: " + ", ".join(f"{k} {v:.2f}" for k, v in interaction.confidence_parts.items()
+                                                     if k != "score"), markup=False)
     console.print(Panel(interaction.question, title="request", title_align="left"), markup=False)
     if interaction.selected or interaction.negatives:
         t = Table(title="selected examples and negatives", title_justify="left")
@@ -76,6 +84,27 @@ def _edit(mw: Any, interaction: Any, reviewer: str) -> bool:
         return True
 
 
+def least_confident(mw: Any, *, domain: str | None, tenant: str | None, status: str | None, limit: int,
+                    skip: Any) -> list[Any]:
+    """Up to ``limit`` interactions, lowest confidence first (newest first among equals), over the whole log
+    (not just the newest ``limit``); those without a confidence (free text) come last. ``skip(id)`` leaves
+    an interaction out before the limit is applied."""
+    conn = connect(mw.settings.db_path)
+    try:
+        rows = load_rows(conn, domain=domain, tenant=tenant)
+    finally:
+        conn.close()
+    rows = [r for r in rows if (status is None or r.status == status) and not skip(r.id)]
+    rows.sort(key=lambda r: r.created_at, reverse=True)
+    rows.sort(key=lambda r: (r.confidence is None, r.confidence or 0.0))
+    out = []
+    for row in rows[:limit]:
+        interaction = mw.journal.get(row.id)
+        if interaction is not None:
+            out.append(interaction)
+    return out
+
+
 def review(
     ctx: typer.Context,
     domain: Optional[str] = typer.Option(None, "--domain", "-d"),
@@ -84,17 +113,25 @@ def review(
     reviewer: str = typer.Option("cli", "--reviewer"),
     limit: int = typer.Option(200, "--limit", min=1),
     include_reviewed: bool = typer.Option(False, "--include-reviewed", help="also what this reviewer already did"),
+    order: str = typer.Option("newest", "--order", help="newest | confidence (the least confident first)"),
 ) -> None:
     """Interactive review, one interaction at a time: approve (a), edit in $EDITOR (e), reject with a reason (r),
     skip (s), quit (q)."""
     state: CliState = ctx.obj
+    if order not in ORDERS:
+        raise RequestError(f"--order must be one of {', '.join(ORDERS)}, not {order!r}")
     counts = {"approve": 0, "edit": 0, "reject": 0, "skip": 0}
     with state.middleware() as mw:
         log = FeedbackLog(mw.settings.db_path)
         try:
-            items = mw.journal.list(domain=domain, tenant=tenant, status=status, limit=limit)
-            if not include_reviewed:
-                items = [i for i in items if all(f.reviewer != reviewer for f in log.of(i.id))]
+            def done(iid: str) -> bool:
+                return not include_reviewed and any(f.reviewer == reviewer for f in log.of(iid))
+
+            if order == "confidence":
+                items = least_confident(mw, domain=domain, tenant=tenant, status=status, limit=limit, skip=done)
+            else:
+                items = [i for i in mw.journal.list(domain=domain, tenant=tenant, status=status, limit=limit)
+                         if not done(i.id)]
             if not items:
                 console.print("nothing to review", markup=False)
                 return
