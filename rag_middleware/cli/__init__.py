@@ -36,7 +36,7 @@ def _root(
 
 
 def _register() -> None:
-    from . import ab, ask, demo, domains, export, feedback, memory, prompts, replay, review, serve, stats
+    from . import ab, ask, demo, domains, export, feedback, memory, prompts, replay, review, serve, stats, tune
 
     ask.register(app)
     demo.register(app)
@@ -50,6 +50,7 @@ def _register() -> None:
     app.add_typer(export.app, name="export")
     app.add_typer(ab.app, name="ab")
     app.add_typer(domains.app, name="domains")
+    tune.register(app)
 
 
 _register()
