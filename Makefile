@@ -37,3 +37,18 @@ bench: $(STAMP)
 
 clean-data:
 	rm -rf .rag-mw
+
+# opt-in, before a release: Open WebUI (its own venv, about 3 GB, installed once) in front of
+# `serve --upstream embedded`, driven through its API, a rating synced back, a screenshot (docs/open-webui.md)
+OWUI_VENV ?= .venv-owui
+OWUI_STAMP := $(OWUI_VENV)/.installed-stamp
+
+$(OWUI_STAMP):
+	test -x $(OWUI_VENV)/bin/python || python3 -m venv $(OWUI_VENV)
+	$(OWUI_VENV)/bin/pip install -q torch==2.13.0
+	$(OWUI_VENV)/bin/pip install -q open-webui==0.12.4
+	touch $@
+
+.PHONY: test-openwebui
+test-openwebui: $(STAMP) chromium $(OWUI_STAMP)
+	RAG_MW_OPENWEBUI=1 $(PY) -m pytest tests/openwebui -m openwebui -p no:cacheprovider
