@@ -89,6 +89,9 @@ def test_upstream_admin_calls_need_the_token(guarded):
             with pytest.raises(ollama.ResponseError) as info:
                 do()
             assert info.value.status_code == 401 and "admin token" in info.value.error
+    with guarded.http() as c:  # nor by another spelling of the path
+        assert c.post("/api/pull/", json={"model": "x"}).status_code == 401
+        assert c.request("DELETE", "/api/delete/", json={"model": "x"}).status_code == 401
     assert guarded.fake.requests == []
     with guarded.ollama(headers={"Authorization": f"Bearer {TOKEN}"}) as client:
         for do in [lambda: client.delete("llama3.2:1b"), lambda: client.pull("llama3.2:1b", stream=False),

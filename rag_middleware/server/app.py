@@ -110,7 +110,7 @@ async def running(request: Request) -> Response:
 
 async def passthrough(request: Request) -> Response:
     ctx: ServerContext = request.app.state.ctx
-    if (request.method, request.url.path) in admin.UPSTREAM_ADMIN:
+    if (request.method, "/" + request.url.path.strip("/")) in admin.UPSTREAM_ADMIN:
         admin.check_admin(request)  # pull, push, create, copy, delete: the upstream's admin calls
     if ctx.upstream is None:
         return _error(request, 501, f"{clip(request.url.path)} needs an Ollama upstream; this server answers with "
