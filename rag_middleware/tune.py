@@ -24,7 +24,7 @@ import math
 import random
 import tempfile
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -389,7 +389,7 @@ def run_tune(mw: Any, *, domain: str, options: TuneOptions,
     if dom.free_text:
         raise ConfigError(f"domain {domain!r} has no output schema: tune scores fields of JSON answers")
     tenant = options.tenant or mw.settings.default_tenant
-    options = TuneOptions(**{**options.__dict__, "tenant": tenant})
+    options = replace(options, tenant=tenant)
     curated, reviewed = collect_items(mw, domain=dom, tenant=tenant)
     on_reviewed = len(reviewed) >= options.min_reviewed
     search_items = (curated if on_reviewed else [*reviewed, *curated])[: options.items]
@@ -457,8 +457,8 @@ def run_tune(mw: Any, *, domain: str, options: TuneOptions,
                      "override cannot switch CoT: set cot.enabled in domain.yaml to use it")
     if search.stopped == "budget":
         notes.append(f"the budget of {options.budget} model calls ended the search; a larger --budget tries more")
-    return {"domain": dom.name, "tenant": tenant, "notes": notes, "options": options.__dict__, "start": start, "winner": winner,
-            "best_any": best_any, "winner_label": describe(winner, start),
+    return {"domain": dom.name, "tenant": tenant, "notes": notes, "options": asdict(options), "start": start,
+            "winner": winner, "best_any": best_any, "winner_label": describe(winner, start),
             "patch": override_patch(winner, vote_paths=vote_paths, only_changed_from=start),
             "items": {"search": len(search_items), "decision": len(decision_items), "curated": len(curated),
                       "reviewed": len(reviewed)},
