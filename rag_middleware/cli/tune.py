@@ -72,17 +72,21 @@ def write_chart(path: Path, result: dict[str, Any]) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
 
     trials = result["trials"]
     fig, ax = plt.subplots(figsize=(max(6.0, 0.55 * len(trials) + 3), 4.2))
     xs = list(range(len(trials)))
     colours = ["tab:green" if t["winner"] else "tab:gray" if t["current"] else "tab:blue" for t in trials]
-    ax.bar(xs, [t["accuracy"] for t in trials], color=colours, label="field accuracy")
-    ax.plot(xs, [t["exact"] for t in trials], "o-", color="tab:orange", label="exact")
+    ax.bar(xs, [t["accuracy"] for t in trials], color=colours)
+    (line,) = ax.plot(xs, [t["exact"] for t in trials], "o-", color="tab:orange")
     ax.set_xticks(xs, [t["label"] for t in trials], rotation=35, ha="right", fontsize=8)
     ax.set_ylim(0, 1.05)
-    ax.set_title(f"tune {result['domain']}: each setting's cross-validated score (green: winner)")
-    ax.legend(loc="lower right", fontsize=8)
+    ax.set_ylabel("cross-validated score")
+    ax.set_title(f"tune {result['domain']}: every setting tried", fontsize=10)
+    ax.legend([Patch(color="tab:gray"), Patch(color="tab:blue"), Patch(color="tab:green"), line],
+              ["field accuracy: current", "field accuracy: tried", "field accuracy: winner", "exact"],
+              loc="lower right", fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
