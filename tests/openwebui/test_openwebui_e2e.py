@@ -21,6 +21,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+if os.environ.get("RAG_MW_OPENWEBUI") != "1":  # two servers and a 3 GB install: not for make test
+    pytest.skip("end to end through Open WebUI: run make test-openwebui", allow_module_level=True)
+
 pytestmark = pytest.mark.openwebui
 
 ROOT = Path(__file__).resolve().parents[2]
