@@ -54,7 +54,7 @@ def report_markdown(result: dict[str, Any], lines: list[str], stamp: str) -> str
            f"{result['items']['reviewed']} reviewed available), {len(result['folds'])} folds by id hash; "
            f"{result['calls']} model calls of a budget of {result['options']['budget']}; "
            f"search stopped: {result['stopped']}.", "",
-           "Current: `" + json.dumps(result["start"]) + "`", "",
+           "Current: `" + json.dumps(result["start"]) + "` (a null vote knob: each voted path keeps its own)", "",
            "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for t in result["trials"]:
         mark = " ".join(m for m, on in (("current", t["current"]), ("winner", t["winner"])) if on)
@@ -64,6 +64,10 @@ def report_markdown(result: dict[str, Any], lines: list[str], stamp: str) -> str
             "Override patch: `" + json.dumps(result["patch"]) + "`", "",
             "Each item is answered with its fold held out (curated examples, negatives and memory records). "
             "Decoding is deterministic, so a setting's answers are computed once and reused by the paired test."]
+    if result["decision"].get("test") and not result["items"]["decision"]:
+        out += ["", "Without enough reviewed answers the paired test reuses the answers the winner was chosen on: "
+                "it guards against promoting a worse setting, but the winner's score is optimistic. Review answers "
+                "(8 or more) for a fresh decision set."]
     return "\n".join(out) + "\n"
 
 
