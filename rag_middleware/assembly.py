@@ -153,7 +153,8 @@ class Assembler:
         vectors = self.embedder.encode(texts) if texts else np.zeros((0, 1), dtype=np.float32)
         examples = [
             Candidate(id=e.id, source="curated", kind="example", status="curated", question=e.question,
-                      answer=domain.answer_text(e.answer), vector=vectors[i], extra={"value": e.answer})
+                      answer=domain.answer_text(e.answer), vector=vectors[i],
+                      extra={"value": e.answer, "full": domain.answer_text(e.answer, hide_derived=False)})
             for i, e in enumerate(domain.examples)
         ]
         off = len(domain.examples)
@@ -189,7 +190,8 @@ class Assembler:
             Candidate(id=h.record.id, source="memory", kind=h.record.kind, status=h.record.status,
                       question=h.record.question, answer=domain.answer_text(h.record.answer), reason=h.record.reason,
                       wrong=h.record.wrong, vector=np.asarray(h.vector, dtype=np.float32), similarity=h.similarity,
-                      extra={"value": parse_answer(h.record.answer)})
+                      extra={"value": parse_answer(h.record.answer),
+                             "full": domain.answer_text(h.record.answer, hide_derived=False)})
             for h in hits
         ]
 
@@ -257,6 +259,10 @@ class Assembler:
                 if reviewed and cand.similarity >= params.near_identical:
                     cand.boost = 1.0  # a reviewed answer to the same question is the first example
                 examples.append(cand)
+        if not switches.derive:  # derived fields off: the model writes them, so it is shown them
+            for cand in examples:
+                if "full" in cand.extra:
+                    cand.answer = cand.extra["full"]
         ranked = rank_candidates(query, examples, fetch_k=params.fetch_k, lam=params.mmr_lambda,
                                  near_threshold=params.near_dup_threshold, min_similarity=params.min_similarity)
         negatives: list[Candidate] = []
@@ -274,7 +280,8 @@ class Assembler:
         num_ctx = int(opts["num_ctx"])
         reserve = int(opts["num_predict"])
         while True:
-            system = self._system(domain, request, negatives, cot_on, has_examples=bool(ranked))
+            system = self._system(domain, request, negatives, cot_on, has_examples=bool(ranked),
+                                  hide_derived=switches.derive)
             fixed = (self.tokens.count(system) + self.tokens.count(request_turn) + 2 * MESSAGE_OVERHEAD
                      + sum(self.tokens.count(m["content"]) + MESSAGE_OVERHEAD for m in request.history))
             available = num_ctx - fixed - reserve
@@ -351,7 +358,7 @@ class Assembler:
         return {"domain": {"name": domain.name, "description": domain.spec.description.strip()}}
 
     def _system(self, domain: Domain, request: Request, negatives: list[Candidate], cot_on: bool,
-                *, has_examples: bool) -> str:
+                *, has_examples: bool, hide_derived: bool = True) -> str:
         ctx = self._domain_ctx(domain)
         cot = self.templates.render("cot", for_domain=domain.name, steps=domain.spec.cot.steps, **ctx) if cot_on else ""
         neg = ""
@@ -360,7 +367,8 @@ class Assembler:
                 {"question": n.question, "wrong": n.wrong, "why": n.reason, "right": n.answer} for n in negatives
             ], **ctx)
         system = self.templates.render(
-            "system", for_domain=domain.name, schema=domain.schema_json, rules=domain.spec.rules, cot=cot,
+            "system", for_domain=domain.name, schema=domain.shown_schema(hide_derived=hide_derived),
+            rules=domain.spec.rules, cot=cot,
             negatives=neg, has_examples=has_examples, free_text=domain.free_text, **ctx,
         )
         return f"{system}\n\n{request.system}".strip() if request.system else system

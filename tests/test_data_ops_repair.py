@@ -10,6 +10,7 @@ import pytest
 import xllamacpp
 from jsonschema import Draft202012Validator
 
+from rag_middleware.assembly import Switches
 from rag_middleware.domains import DomainRegistry
 
 METHODS = {
@@ -79,21 +80,24 @@ def domain(project):
 
 @pytest.fixture
 def repair(domain):
-    """repair(value, request) -> (value, changes), with the context the validator builds for the request.
-    Also checks that the input is never modified in place."""
+    """repair(value, request) -> (value, changes) as validation runs it: the core's declared fixes
+    (domain.yaml: chart_type rules, task derived, hardening), then the domain's repair hook with the context
+    the validator builds for the request. Also checks that the input is never modified in place."""
 
     def run(value, request: str = REQUEST):
         before = copy.deepcopy(value)
-        out = domain.validator.repair(value, domain.validator.context(request))
-        assert value == before, "repair_plan modified its input"
-        return out
+        settled, core = domain.post(None, request)(value)
+        out, changes = domain.validator.repair(settled, domain.validator.context(request))
+        assert value == before, "repair modified its input"
+        return out, core + changes
 
     return run
 
 
 @pytest.fixture
 def grammar(domain):
-    return domain.grammar_schema
+    """The hook's grammar with task still in it (derive off), so whole plans can be checked against it."""
+    return lambda request, **kw: domain.grammar_schema(request, flags=Switches(derive=False), **kw)
 
 
 # -- a valid plan is a fixed point ---------------------------------------------------------------------------
@@ -388,7 +392,7 @@ def test_task_is_derived_from_the_operations(domain, repair, kinds, task):
     value = plan(*(op(k, *VALID_OPS[k]) for k in kinds), task=wrong)
     out, changes = repair(value)
     assert out == {**value, "task": task}
-    assert changes == [f"task -> {task}"]
+    assert changes == [f'/task: "{wrong}" -> "{task}" (derived from /operations/*/type)']
     assert domain.validator.validate_value(out, REQUEST).ok
 
 
@@ -406,7 +410,7 @@ def test_chart_type_is_derived_from_the_request(domain, repair, text, chart):
     value = plan(op("sort", *VALID_OPS["sort"]), chart="scatter")
     out, changes = repair(value, request)
     assert out == {**value, "chart_type": chart}
-    assert changes == [f"chart_type -> {chart}"]
+    assert len(changes) == 1 and changes[0].startswith(f'/chart_type: "scatter" -> "{chart}" (rule ')
     assert domain.validator.validate_value(out, request).ok
 
 
@@ -418,7 +422,7 @@ def test_without_a_request_chart_type_is_not_touched(domain, repair):
 # -- what repair must not do -------------------------------------------------------------------------------
 
 
-def test_unknown_operation_types_are_untouched_and_block_task_derivation(domain, repair):
+def test_unknown_operation_types_are_untouched(domain, repair):
     teleport = {"type": "teleport", "execution_instructions": {"method": "x", "args": ["Order Total"],
                                                                "kwargs": {"by": "Order Total"}}}
     value = plan(teleport, op("sort", [], {"by": "Order Total", "ascending": True}), task="clean")
@@ -426,7 +430,7 @@ def test_unknown_operation_types_are_untouched_and_block_task_derivation(domain,
     assert len(out["operations"]) == 2
     assert out["operations"][0] == teleport
     assert ei(out, 1)["kwargs"]["by"] == "order_total"  # the known operation is still repaired
-    assert out["task"] == "clean" and not any(c.startswith("task") for c in changes)
+    assert out["task"] == "sort"  # derived from the known types; the unknown one fails validation below
     outcome = domain.validator.validate_value(out, REQUEST)
     assert not outcome.ok and any(e.startswith("operations.0.type: must be one of") for e in outcome.errors)
 
@@ -446,15 +450,16 @@ def test_malformed_operations_are_untouched(repair, bad_op):
     "value",
     [None, "a plan", [1, 2], {}, {"task": "sort"}, {"task": "sort", "operations": "sort"}],
 )
-def test_what_is_not_a_plan_comes_back_as_it_was(repair, value):
-    assert repair(value) == (value, [])
+def test_what_is_not_a_plan_comes_back_as_it_was(domain, value):
+    """The repair hook leaves what is not a plan alone (the core still fills the declared fields of an object)."""
+    assert domain.validator.repair(value, domain.validator.context(REQUEST)) == (value, [])
 
 
 def test_no_operation_is_invented(domain, repair):
     value = {"task": "sort", "chart_type": "bar", "operations": []}
     out, changes = repair(value)
-    assert out["operations"] == [] and out["task"] == "sort"
-    assert changes == ["chart_type -> none"]
+    assert out["operations"] == [] and out["task"] == "clean"  # the precedence's default
+    assert [c.split(":")[0] for c in changes] == ["/chart_type", "/task"]
     assert not domain.validator.validate_value(out, REQUEST).ok
 
 
@@ -478,7 +483,8 @@ def test_a_repairable_answer_validates_after_repair(domain):
     strict = domain.validator.validate_text(json.dumps(messy), request, repair=False)
     assert strict.errors == raw.errors and strict.repairs == []
 
-    outcome = domain.validator.validate_text(f"Here you go:\n```json\n{json.dumps(messy)}\n```", request)
+    outcome = domain.validator.validate_text(f"Here you go:\n```json\n{json.dumps(messy)}\n```", request,
+                                             pre=domain.post(None, request))
     assert outcome.ok, outcome.errors
     assert outcome.value == {
         "task": "group_by",
@@ -490,15 +496,15 @@ def test_a_repairable_answer_validates_after_repair(domain):
                                                         "kwargs": {"by": "order_total", "ascending": False}}},
         ],
     }
-    assert outcome.repairs == [
+    assert [r.split(" (")[0] for r in outcome.repairs[:2]] == ['/chart_type: "none" -> "bar"',
+                                                               '/task: "sort" -> "group_by"']
+    assert outcome.repairs[2:] == [
         "operations.0.execution_instructions.method -> pandas.DataFrame.groupby",
         "operations.0.execution_instructions: column names matched to the Columns line",
         "operations.1.execution_instructions.method -> pandas.DataFrame.sort_values",
         "operations.1.execution_instructions.args -> []",
         "operations.1.execution_instructions: column names matched to the Columns line",
         "operations.1: ascending inferred from the request",
-        "task -> group_by",
-        "chart_type -> bar",
     ]
 
 
@@ -644,6 +650,7 @@ def _not_admitted(domain, items) -> dict[str, list[str]]:
     out = {}
     for item_id, question, answer in items:
         v = Draft202012Validator(domain.grammar_schema(question))
+        answer = domain.declarative.for_display(answer)  # what the model is asked for: no derived task
         if not v.is_valid(answer):
             out[item_id] = [f"{'.'.join(map(str, e.absolute_path))}: {e.message[:120]}" for e in v.iter_errors(answer)]
     return out

@@ -100,8 +100,8 @@ def test_bad_curated_answer_names_file_and_line(project):
     message = str(info.value)
     assert f"examples.jsonl:{target}:" in message
     assert data["id"] in message
-    assert "answer fails the output model" in message
-    assert message.endswith(f"answer fails the output model: task: must be {right_task} for these operations")
+    assert message.endswith(f'answer disagrees with domain.yaml: /task: "filter" -> "{right_task}" '
+                            "(derived from /operations/*/type)")
 
 
 def test_bad_negative_right_answer_names_file_and_line(project):
@@ -111,8 +111,8 @@ def test_bad_negative_right_answer_names_file_and_line(project):
     data["right"]["chart_type"] = "pie"
     lines[1] = json.dumps(data)
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    with pytest.raises(DomainError, match=r"negatives\.jsonl:2: .*right fails the output model: "
-                                          r"chart_type: must be (none|bar|line|histogram|scatter) for this request$"):
+    with pytest.raises(DomainError, match=r"negatives\.jsonl:2: .*right disagrees with domain\.yaml: "
+                                          r'/chart_type: "pie" -> "(none|bar|line|histogram|scatter)" \(rule '):
         load(project, "data_ops")
 
 
@@ -287,15 +287,19 @@ def test_data_ops_wires_repair_and_grammar_hooks(project):
     by = [o for o in unnamed if o["properties"]["type"] == {"const": "sort"}][0]
     assert by["properties"]["execution_instructions"]["properties"]["kwargs"]["properties"]["by"] == {
         "enum": ["price", "qty"]}
-    # the hooks are the domain's: validate_text repairs, validate_value and repair=False do not
+    # the hooks are the domain's: validate_text repairs, validate_value and repair=False do not; the declared
+    # mechanisms (task derived from the operations) run before the hook when validation passes them as pre
     text = json.dumps({"task": "clean", "chart_type": "none", "operations": [{
         "type": "sort", "execution_instructions": {
-            "method": "pandas.DataFrame.sort_values", "args": [], "kwargs": {"by": "price", "ascending": True}}}]})
+            "method": "pandas.DataFrame.sort_values", "args": ["price"], "kwargs": {"by": "price", "ascending": True}}}]})
     request = "Columns: price, qty\nSort by price."
-    repaired = data_ops.validator.validate_text(text, request)
-    assert repaired.ok and repaired.repairs == ["task -> sort"] and repaired.value["task"] == "sort"
+    repaired = data_ops.validator.validate_text(text, request, pre=data_ops.post(None, request))
+    assert repaired.ok and repaired.value["task"] == "sort"
+    assert repaired.repairs == ['/task: "clean" -> "sort" (derived from /operations/*/type)',
+                                "operations.0.execution_instructions.args -> []"]
     strict = data_ops.validator.validate_text(text, request, repair=False)
-    assert not strict.ok and strict.errors == ["task: must be sort for these operations"] and strict.repairs == []
+    assert not strict.ok and strict.errors == ["operations.0.execution_instructions.args: must be []"]
+    assert strict.repairs == []
     assert data_ops.validator.validate_value(json.loads(text), request).errors == strict.errors
 
 

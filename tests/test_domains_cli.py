@@ -373,9 +373,6 @@ def test_eval_refuses_an_unknown_mode(cli_project, capsys, monkeypatch):
     assert code == 2 and "turbo" in err
 
 
-@pytest.mark.xfail(strict=True, reason="Domain.answer_text and Domain.schema_json hide derived fields whatever the "
-                   "switches: with derive off (the 'examples' eval mode, ablations) the grammar still requires "
-                   "department but no example answer and no schema in the prompt shows it, so the model guesses it")
 def test_with_derive_off_the_examples_show_the_field_the_grammar_asks_for(cli_project, capsys, monkeypatch):
     llm = FakeLLM(default=json.dumps(CLAIM))
     use_cli_backend(monkeypatch, lambda: llm)

@@ -3,105 +3,16 @@ method of each operation type and, with step guidance, the step types voted for 
 
 from __future__ import annotations
 
-import os
 import re
 from typing import Any
 
-from .model import AGG_FUNCS, METHODS, Chart, Task, request_body
+from .model import AGG_FUNCS, METHODS, Chart, Task
 
 
-# -- decoding grammar -------------------------------------------------------------------------------------
-
-def mentioned_columns(columns: list[str], request: str) -> list[str]:
-    """Columns the request body names, as written or with spaces for underscores ('interest rate')."""
-    body = request_body(request).lower()
-    words = set(re.findall(r"[a-z0-9]{3,}", body))
-    named = []
-    for c in columns:
-        low = c.lower().strip()
-        forms = {low, low.replace("_", " ")}
-        if any(f and re.search(rf"(?<![a-z0-9_]){re.escape(f)}(?![a-z0-9_])", body) for f in forms):
-            named.append(c)
-        elif len(low) >= 3 and re.fullmatch(r"[a-z0-9]+", low) and any(_abbreviates(low, w) for w in words):
-            named.append(c)  # 'dept' for department, 'qty' for quantity, 'plays' for played
-    return named
-
-
-def _abbreviates(column: str, word: str) -> bool:
-    common = len(os.path.commonprefix([column, word]))
-    if common >= 4 or common == len(column):
-        return True
-    if column[0] != word[0]:
-        return False
-    rest = iter(word)
-    return all(ch in rest for ch in column)  # the column's letters, in order, within the word
-
+# The request's columns come from domain.yaml's contexts: ``columns`` (the Columns line), ``named`` (those the
+# request names), ``group_columns``, ``key_columns`` and ``empty_columns`` (those a cue names).
 
 ID_LIKE = re.compile(r"(^id$|_id$|^id_|Id$|_no$|_code$|_number$)", re.I)
-_GROUP_CUE = re.compile(r"\b(?:per|by|each|every|for each|for every|broken down by|grouped by|at each|in each)\s+"
-                        r"(?:the\s+|a\s+|an\s+)?([A-Za-z0-9_ ]{2,40})", re.I)
-
-
-def group_columns(columns: list[str], request: str) -> list[str]:
-    """Columns named right after a grouping cue ("per region", "by property_type", "each station")."""
-    found = []
-    body = request_body(request)
-    for match in _GROUP_CUE.finditer(body):
-        before = body[max(0, match.start() - 30) : match.start()]
-        if match.group(0).lower().startswith("by") and re.search(r"\b(sort|sorted|order|rank|arrange)\w*\b[^,;.]*$",
-                                                                  before, re.I):
-            continue  # "sort stores by sales" names a sort key, not a group
-        following = match.group(1).lower()
-        for c in columns:
-            forms = (c.lower(), c.lower().replace("_", " "))
-            if any(following == f or following.startswith(f + " ") for f in forms) and c not in found:
-                found.append(c)
-    return found
-
-
-_RANK_WORDS = (r"highest|largest|biggest|greatest|most|top|lowest|smallest|least|fewest|best|worst|longest|"
-               r"shortest|oldest|newest|latest|earliest|ascending|descending")
-
-
-def _cued_columns(columns: list[str], request: str, cues: list[str]) -> list[str]:
-    """The columns that some cue names. Each cue is a regex with ``{col}`` where a column name (as written
-    or with spaces for underscores) stands; it runs on the lower-cased request body."""
-    forms: dict[str, str] = {}
-    for c in columns:
-        for form in (c.lower(), c.lower().replace("_", " ")):
-            forms.setdefault(form, c)
-    if not forms:
-        return []
-    col = "(?P<col>" + "|".join(re.escape(f) for f in sorted(forms, key=len, reverse=True)) + ")(?![a-z0-9_])"
-    body = request_body(request).lower()
-    found = {forms[m.group("col")] for cue in cues for m in re.finditer(cue.replace("{col}", col), body)}
-    return [c for c in columns if c in found]
-
-
-def key_columns(columns: list[str], request: str) -> list[str]:
-    """Columns that rank rows: "by lifetime_value", "the largest number of reviews", "top score", "in week
-    order". The sort key and the top_n column come from these when the request names any."""
-    return _cued_columns(columns, request, [
-        r"\b(?:by|on)\s+(?:the\s+|their\s+|its\s+|highest\s+|lowest\s+)?{col}",
-        rf"\b(?:{_RANK_WORDS})\s+(?:[a-z]+\s+){{0,3}}?{{col}}",
-        r"\bin\s+(?:[a-z]+\s+)?{col}\s+order\b",
-        r"(?<![a-z0-9_]){col}\s+(?:ascending|descending|high(?:est)?\s+to\s+low|low(?:est)?\s+to\s+high)",
-    ])
-
-
-_EMPTY_WORD = r"(?:missing|blank|empty|null|nan|absent|unknown)"
-
-
-def empty_columns(columns: list[str], request: str) -> list[str]:
-    """Columns named as empty: "no phone", "missing email", "where discount is blank". The subset of
-    drop_missing and the keys of fill_missing come from these when the request names any."""
-    return _cued_columns(columns, request, [
-        r"\b(?:no|missing|without|lacking|blank|empty|null)\s+(?:a\s+|an\s+|any\s+|the\s+)?{col}",
-        r"(?<![a-z0-9_]){col}\s+(?:values?\s+|entries\s+|fields?\s+|cells?\s+)?(?:is|are|was|were)\s+"
-        rf"(?:still\s+)?{_EMPTY_WORD}",
-        rf"(?<![a-z0-9_]){{col}}\s+(?:values?\s+|entries\s+)?{_EMPTY_WORD}\b",
-        rf"\b{_EMPTY_WORD}\s+(?:values?\s+|entries\s+)?(?:in|of|for)\s+(?:the\s+)?{{col}}",
-    ])
 
 
 def query_pattern(columns: list[str]) -> str:
@@ -120,7 +31,7 @@ def grammar_schema(context: dict[str, Any]) -> dict[str, Any]:
     operation type, and the argument shapes of the vocabulary. Semantics are still checked by ActionPlan."""
     all_columns = list(context.get("columns") or [])
     # the columns the request names: a small model otherwise reaches for the first column it sees
-    named = mentioned_columns(all_columns, str(context.get("request") or ""))
+    named = list(context.get("named") or [])
     columns = named or all_columns
     col: dict[str, Any] = {"enum": columns} if columns else {"type": "string"}
     # at most one entry per column: a small model otherwise repeats one name until num_predict runs out
@@ -137,10 +48,10 @@ def grammar_schema(context: dict[str, Any]) -> dict[str, Any]:
 
     # the column after "per", "by", "each" is the group; the other named columns are what is aggregated; an
     # aggregated column may go unnamed ("count tickets per status" counts some column): then any but the group
-    groups = [c for c in group_columns(all_columns, str(context.get("request") or "")) if c in columns]
-    keys = [c for c in key_columns(all_columns, str(context.get("request") or "")) if c in columns]
+    groups = [c for c in context.get("group_columns") or [] if c in columns]
+    keys = [c for c in context.get("key_columns") or [] if c in columns]
     key_col: dict[str, Any] = {"enum": keys} if keys else col
-    empties = [c for c in empty_columns(all_columns, str(context.get("request") or "")) if c in columns]
+    empties = [c for c in context.get("empty_columns") or [] if c in columns]
     empty_cols = {"type": "array", "items": {"enum": empties}, "minItems": 1, "maxItems": len(empties)} \
         if empties else cols
     group_col: dict[str, Any] = {"enum": groups} if groups else col

@@ -1,12 +1,12 @@
 """The data_ops output model: a request about a table becomes a JSON action plan.
 
-Validators receive a context with the request's columns (``build_context``) and the request text, so they
-can check that every column named is real, that ``task`` follows from the operations and that
-``chart_type`` follows from the request. Beside this file: ``repair.py`` fixes what these rules determine
-before validation, ``grammar.py`` gives llama.cpp / Ollama a schema that only admits the request's own
-columns and the canonical method of each operation type, and ``steps.py`` splits a request into the
-clauses that step guidance labels. They import from here as ``from .model import ...``: the middleware
-loads a domain's files as one package.
+Validators receive the contexts domain.yaml declares (``columns``: the Columns line) and the request, so
+they can check that every column named is real and that each operation's arguments fit its type. What
+domain.yaml declares needs no code here: ``task`` is derived from the operations, ``chart_type`` follows
+rules on the request, and each clause's operation type is voted. Beside this file: ``repair.py`` fixes
+what the operation types determine, ``grammar.py`` gives the decoder each operation's argument shapes over
+the request's columns, and ``steps.py`` splits a request into clauses and names the steps lexical cues
+decide.
 """
 
 from __future__ import annotations
@@ -40,53 +40,7 @@ METHODS: dict[str, str] = {
     "describe": "pandas.DataFrame.describe",
 }
 AGG_FUNCS = {"sum", "mean", "median", "min", "max", "count"}
-CHART_WORDS = re.compile(r"\b(chart|plot|graph|visual\w*|dashboard|histogram|pie|scatter)\b", re.I)
-NAMED_CHART = re.compile(r"\b(bar|line|pie|scatter|histogram)[\s-]*(?:chart|plot|graph|diagram|visual)s?\b", re.I)
-STANDALONE_CHART = re.compile(r"\b(histogram|pie|scatter)s?\b", re.I)
 _QUERY_WORDS = {"and", "or", "not", "in", "is", "true", "false", "none", "null", "nan"}
-
-
-def build_context(request: str) -> dict[str, Any]:
-    """The facts validators may use: the columns on the first ``Columns:`` line, and the request text."""
-    columns: list[str] = []
-    for line in request.splitlines():
-        if line.lower().startswith("columns:"):
-            columns = [c.strip() for c in line.split(":", 1)[1].split(",") if c.strip()]
-            break
-    return {"columns": columns, "request": request}
-
-
-def expected_task(types: list[str]) -> str:
-    present = set(types)
-    if "group_by" in present:
-        return "group_by"
-    if "aggregate" in present:
-        return "formula"
-    if present & {"sort", "top_n"}:
-        return "sort"
-    if "filter_rows" in present:
-        return "filter"
-    if "describe" in present:
-        return "summarize"
-    if present & {"rename_column", "drop_column", "convert_type"}:
-        return "transform"
-    return "clean"
-
-
-def expected_chart(request: str) -> str | None:
-    """The chart type a request implies, or None when it does not ask for one.
-
-    A type named next to a chart word ("line chart", "scatter plot") wins; then a type that is a chart by
-    itself ("histogram", "pie"); otherwise an unnamed chart or a dashboard gives bar. "line items" is not a
-    line chart."""
-    text = request.split("\n", 1)[1] if request.lower().startswith("columns:") and "\n" in request else request
-    if not CHART_WORDS.search(text):
-        return None
-    named = NAMED_CHART.search(text)
-    if named:
-        return named.group(1).lower()
-    alone = STANDALONE_CHART.search(text)
-    return alone.group(1).lower() if alone else "bar"
 
 
 class ExecutionInstructions(BaseModel):
@@ -225,25 +179,12 @@ class ActionPlan(BaseModel):
         for i, op in enumerate(self.operations):
             for where, message in op.shape_problems():
                 problems.append(f"operations.{i}.execution_instructions.{where}: {message}")
-        want = expected_task([op.type for op in self.operations])
-        if self.task != want:
-            problems.append(f"task: must be {want} for these operations")
         columns = ctx.get("columns") or []
         if columns:
             for i, op in enumerate(self.operations):
                 unknown = [c for c in op.columns() if c not in columns]
                 if unknown:
                     problems.append(f"operations.{i}: unknown column {', '.join(unknown)}; use one of {', '.join(columns)}")
-        request = ctx.get("request")
-        if request:
-            chart = expected_chart(request) or "none"
-            if self.chart_type != chart:
-                problems.append(f"chart_type: must be {chart} for this request")
         if problems:
             raise ValueError("\n".join(problems))
         return self
-
-
-def request_body(request: str) -> str:
-    """The request without its Columns line (column names must not read as instructions)."""
-    return "\n".join(line for line in request.splitlines() if not line.lower().startswith("columns:"))

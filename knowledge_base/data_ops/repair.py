@@ -6,10 +6,16 @@ import json
 import re
 from typing import Any
 
-from .model import METHODS, query_columns, expected_chart, expected_task, request_body
+from .model import METHODS, query_columns
 
 
 # -- deterministic repair ---------------------------------------------------------------------------------
+# task (derived from the operations) and chart_type (rules on the request) are declared in domain.yaml.
+
+
+def request_body(request: str) -> str:
+    """The request without its Columns line (column names must not read as instructions)."""
+    return "\n".join(line for line in request.splitlines() if not line.lower().startswith("columns:"))
 
 ASC_WORDS = re.compile(r"\b(ascending|increasing|lowest to highest|smallest to largest|least to most|"
                        r"oldest to newest|earliest to latest|cheapest to|a to z|low to high|"
@@ -174,9 +180,9 @@ def _repair_op(i: int, op: dict[str, Any], fix, request: str, changes: list[str]
 
 
 def repair_plan(value: Any, context: dict[str, Any]) -> tuple[Any, list[str]]:
-    """Fix what the rules determine: methods, argument-free shapes, near-miss column names, argument order
-    of top_n, a missing sort direction, task (from the operations) and chart_type (from the request).
-    Returns (value, changes); the input is never modified."""
+    """Fix what the operation types determine: methods, argument-free shapes, near-miss column names, the
+    argument order of top_n, a missing sort direction, conditions the request never states. Returns
+    (value, changes); the input is never modified."""
     if not isinstance(value, dict) or not isinstance(value.get("operations"), list):
         return value, []
     columns = list(context.get("columns") or [])
@@ -196,16 +202,4 @@ def repair_plan(value: Any, context: dict[str, Any]) -> tuple[Any, list[str]]:
         else:
             unique.append(op)
     ops = unique
-    plan = {**value, "operations": ops}
-    types = [op.get("type") for op in ops if isinstance(op, dict)]
-    if types and len(types) == len(ops) and all(t in METHODS for t in types):
-        task = expected_task(types)
-        if plan.get("task") != task:
-            changes.append(f"task -> {task}")
-            plan["task"] = task
-    if request:
-        chart = expected_chart(request) or "none"
-        if plan.get("chart_type") != chart:
-            changes.append(f"chart_type -> {chart}")
-            plan["chart_type"] = chart
-    return plan, changes
+    return {**value, "operations": ops}, changes

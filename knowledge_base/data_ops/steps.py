@@ -7,7 +7,7 @@ from typing import Any
 
 from rag_middleware.guide import NO_STEP
 
-from .model import build_context, request_body
+from .repair import request_body
 
 
 # -- step guidance ----------------------------------------------------------------------------------------
@@ -56,10 +56,6 @@ def split_steps(request: str) -> list[str]:
     return out
 
 
-def step_labels(answer: dict[str, Any]) -> list[str]:
-    return [op["type"] for op in answer.get("operations", [])]
-
-
 _EMPTY = re.compile(r"\b(missing|blank|empty|null|nan|no value|without|lacking|no)\b", re.I)
 _WHOLE_ROW = re.compile(r"\b(completely|entirely|fully|whatsoever|every (single )?(field|cell|value|column)|"
                         r"all (the )?(values|cells|fields|columns)|nothing (at all|in (it|them)))\b", re.I)
@@ -97,7 +93,8 @@ _HAS_VALUE = re.compile(r"\b(have|has|having|with (?:a|an|any)|filled|present|no
 
 def step_rule(clause: str, request: str) -> list[str] | None:
     """Lexical cues strong enough to name a step outright; None leaves the clause to the similarity vote."""
-    columns = build_context(request)["columns"]
+    line = next((x for x in request.splitlines() if x.lower().startswith("columns:")), "columns:")
+    columns = [c.strip() for c in line.split(":", 1)[1].split(",") if c.strip()]
     lowered = clause.lower()
     names_column = any(re.search(rf"\b{re.escape(c.lower())}\b", lowered) for c in columns)
     if _WHICH_COLUMN.match(clause) and names_column:

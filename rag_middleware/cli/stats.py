@@ -29,7 +29,9 @@ def _num(value: float | None) -> str:
 
 def table(stats: dict, title: str) -> Table:
     t = Table(title=title, title_justify="left")
-    for col in ("group", "requests", "valid", "first try", "attempts", "reviewed", "approved", "rejected",
+    keys = ["(all)"] + [g["key"] for g in stats.get("groups", [])]
+    t.add_column("group", overflow="fold", min_width=min(24, max(map(len, keys))))
+    for col in ("requests", "valid", "first try", "attempts", "reviewed", "approved", "rejected",
                 "p50/p95 ms", "tokens", "confidence"):
         t.add_column(col, overflow="fold")
     rows = [("(all)", stats["overall"])] + [(g["key"], g) for g in stats.get("groups", [])]

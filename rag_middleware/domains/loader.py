@@ -111,9 +111,13 @@ class Domain(BaseModel):
     @property
     def schema_json(self) -> dict[str, Any] | None:
         """The schema shown to the model: without the derived fields it is never asked for."""
+        return self.shown_schema(hide_derived=True)
+
+    def shown_schema(self, *, hide_derived: bool) -> dict[str, Any] | None:
         if self.validator is None:
             return None
-        return self.declarative.display_schema(self.validator.json_schema())
+        schema = self.validator.json_schema()
+        return self.declarative.display_schema(schema) if hide_derived else schema
 
     def grammar_schema(self, request: str, *, steps: list[list[str]] | None = None, flags: Flags | None = None,
                        votes: list[dict[str, Any]] | None = None,
@@ -138,7 +142,7 @@ class Domain(BaseModel):
     def free_text(self) -> bool:
         return self.validator is None
 
-    def answer_text(self, answer: Any) -> str:
+    def answer_text(self, answer: Any, *, hide_derived: bool = True) -> str:
         """How an answer is shown to the model: compact JSON for schema'd domains, text otherwise."""
         if isinstance(answer, str) and self.free_text:
             return answer
@@ -147,7 +151,8 @@ class Domain(BaseModel):
                 answer = json.loads(answer)
             except ValueError:
                 return answer
-        return json.dumps(self.declarative.for_display(answer), ensure_ascii=False, separators=(", ", ": "))
+        shown = self.declarative.for_display(answer) if hide_derived else answer
+        return json.dumps(shown, ensure_ascii=False, separators=(", ", ": "))
 
 
 class _AllOn:
@@ -355,6 +360,7 @@ def load_domain(path: Path, *, override: dict[str, Any] | None = None) -> Domain
     if spec.infer and validator is not None:
         inferred = infer(decl_spec, inline_refs(validator.json_schema()), [(e.question, e.answer) for e in examples])
     declarative = Declarative(decl_spec, validator.json_schema() if validator is not None else None)
+    _check_declared(declarative, path, examples, negatives)
     cues = mine_cues([(e.question, e.answer) for e in examples],
                      [p for p, v in decl_spec.vote.items() if not v.per_clause]) if decl_spec.vote else {}
     step_bank: list[tuple[str, str]] = []
@@ -390,6 +396,26 @@ def load_domain(path: Path, *, override: dict[str, Any] | None = None) -> Domain
     return Domain(name=path.name, path=path, spec=spec, examples=examples, negatives=negatives, validator=validator,
                   step_bank=step_bank, split=split, step_rule=rule, steps_path=steps_path, declarative=declarative,
                   inferred=inferred, cues=cues)
+
+
+class _Settled:
+    ground = harden = False
+    derive = vote = True
+
+
+def _check_declared(declarative: Declarative, path: Path, examples: list[CuratedExample],
+                    negatives: list[CuratedNegative]) -> None:
+    """A curated answer that disagrees with a derived field or a vote rule of domain.yaml is an error in the
+    data: it would teach the model the opposite of what the core then enforces."""
+    if not (declarative.spec.derive or any(v.rules for v in declarative.spec.vote.values())):
+        return
+    for file, items, field in ((path / "examples.jsonl", examples, "answer"), (path / "negatives.jsonl", negatives,
+                                                                               "right")):
+        for item in items:
+            _, changes = declarative.post(getattr(item, field), item.question, flags=_Settled())
+            if changes:
+                raise DomainError(f"{item.id}: {field} disagrees with domain.yaml: {changes[0]}", path=str(file),
+                                  line=item.__dict__.get("_line"))
 
 
 class DomainRegistry:

@@ -228,10 +228,32 @@ class Declarative:
                 value = _lists(value, (), h.drop_repeats, h.dedupe_lists, h.max_items, repairs)
             if h.snap_enums:
                 self._snap(value, request, repairs, ground=flags.ground)
+        if flags.vote:
+            self._ruled(value, request, repairs)
         if flags.derive:
             for path, spec in self.spec.derive.items():
                 self._derive(value, path, spec, repairs)
         return value, repairs
+
+    def _ruled(self, value: Any, request: str, repairs: list[str]) -> None:
+        """A declared vote rule that matches the request decides the value outright, also when a backend
+        ignored the grammar."""
+        from .votes import decide_by_rule
+
+        ruled = [(p, s) for p, s in self.spec.vote.items() if s.rules and not s.per_clause]
+        if not ruled or not isinstance(value, dict):
+            return
+        body = grounding.request_body(request, self.spec.context)
+        context = self.context(request)
+        for path, spec in ruled:
+            decided = decide_by_rule(spec, body, context)
+            if decided is None or len(path) != 1:
+                continue
+            if value.get(path[0], MISSING) != decided[1]:
+                old = value.get(path[0], MISSING)
+                value[path[0]] = decided[1]
+                repairs.append(f"{show_path(path)}: {'missing' if old is MISSING else json.dumps(old)} -> "
+                               f"{json.dumps(decided[1])} (rule {decided[0]!r})")
 
     def _enum_at(self, path: Path) -> list[Any]:
         if path not in self._enums:
