@@ -212,7 +212,7 @@ def decide(*, current: Sequence[dict[str, Any]], new: Sequence[dict[str, Any]], 
     else:
         reason = f"promoted: not significantly worse (p = {p:.4f}) and field accuracy {acc_new:.3f} >= {acc_cur:.3f}"
     return {"test": name, "alpha": alpha, "n": len(current), "p_value": round(p, 6), "worse": worse,
-            "better": better, "current_accuracy": round(acc_cur, 4), "new_accuracy": round(acc_new, 4),
+            "better": better, "current_accuracy": acc_cur, "new_accuracy": acc_new,
             "significantly_worse": significantly_worse, "promote": promote, "reason": reason}
 
 
@@ -378,8 +378,8 @@ class Replayer:
 
 def _summary(rows: list[dict[str, Any]]) -> dict[str, float]:
     n = max(1, len(rows))
-    return {"accuracy": round(sum(r["accuracy"] for r in rows) / n, 4),
-            "exact": round(sum(r["exact"] for r in rows) / n, 4), "valid": round(sum(r["valid"] for r in rows) / n, 4)}
+    return {"accuracy": sum(r["accuracy"] for r in rows) / n, "exact": sum(r["exact"] for r in rows) / n,
+            "valid": sum(r["valid"] for r in rows) / n}
 
 
 def run_tune(mw: Any, *, domain: str, options: TuneOptions,
@@ -455,6 +455,9 @@ def run_tune(mw: Any, *, domain: str, options: TuneOptions,
             max((t.score for t in scored), default=0) + EPS):
         notes.append(f"CoT {'on' if best_any['cot'] else 'off'} scored best ({describe(best_any, start)}), but an "
                      "override cannot switch CoT: set cot.enabled in domain.yaml to use it")
+    if decision.get("test", "").startswith("exact McNemar") and decision["worse"] + decision["better"] < 5:
+        notes.append(f"only {decision['worse'] + decision['better']} item(s) changed exact match, too few for the "
+                     "McNemar test to ever refuse (it needs 5 against); --test bootstrap compares field accuracy")
     if search.stopped == "budget":
         notes.append(f"the budget of {options.budget} model calls ended the search; a larger --budget tries more")
     return {"domain": dom.name, "tenant": tenant, "notes": notes, "options": asdict(options), "start": start,
