@@ -11,13 +11,15 @@ Each pattern seen at least ``min_count`` times gets a suggestion that :func:`app
 version in the data dir (domains/overrides.py; the repo's domain.yaml is never touched):
 
 - ``derive``: a field whose edited value is always a function of another field's (``/department`` from
-  ``/claim_type``), in every edit and every curated example (their values may differ: that is the
-  correction), gets a derive map, merged over the map it may already have;
+  ``/claim_type``), in every edit and every curated example (which must agree with the edits: the loader
+  refuses curated answers that contradict a derive map), gets a derive map: the examples' map, the edits'
+  entries, merged over the map it may already have;
 - ``negative``: the (oldest) answer with the wrong value, its correction, and
   ``why = "reviewers changed /field from a to b"``;
 - ``rule``: a line for the domain's rules.
 
-Suggestion ids are a hash of the domain, kind and patch, so they stay the same while the edits that made them
+Applying first loads the domain with the patch, and refuses (saying why) what would not load, such as a
+negative whose corrected answer contradicts a derived field. Suggestion ids are a hash of the domain, kind and patch, so they stay the same while the edits that made them
 do; a suggestion already in the live override is marked ``applied``.
 """
 
@@ -31,7 +33,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import RequestError, UnknownDomainError
+from .domains.loader import load_domain
+from .domains.overrides import merge_override
+from .domains.paths import parse_path
+from .errors import ConfigError, DomainError, RequestError, UnknownDomainError
 from .feedback import FeedbackLog
 from .journal import InteractionLog
 
@@ -172,18 +177,20 @@ def _derive(domain: Any, edits: list[Edit], fields: list[dict[str, Any]], *, min
         curated = [x.answer for x in domain.examples]
         for source in _sources(changed, target):
             mapping = _mapping([e.after for e in changed], source, target)
-            if (mapping is None or len(mapping) >= len(changed) or _mapping([e.after for e in edits], source, target)
-                    is None or _mapping(curated, source, target) is None):
-                continue  # not a function of the source (in every edit and curated example), or no value seen twice
+            if mapping is None or len(mapping) >= len(changed) or _mapping([e.after for e in edits], source, target) is None:
+                continue  # not a function of the source in every edit, or no value of it seen twice
+            from_examples = _mapping(curated, source, target)
+            if from_examples is None or any(from_examples.get(k, v) != v for k, v in mapping.items()):
+                continue  # the curated examples say otherwise (the domain would refuse to load)
             src = _pointer(source, general=False)
             rank = (existing.get("from") != src, len(mapping), src)
             if best is None or rank < best[0]:
-                best = (rank, src, mapping)
+                best = (rank, src, mapping, from_examples)
         if best is None:
             continue
-        _rank, src, mapping = best
+        _rank, src, mapping, from_examples = best
         base = dict(existing.get("map") or {}) if existing.get("from") == src else {}
-        spec: dict[str, Any] = {"from": src, "map": {**base, **mapping}}
+        spec: dict[str, Any] = {"from": src, "map": {**base, **from_examples, **mapping}}
         if existing.get("precedence") is not None:
             spec["precedence"] = None
         shown = ", ".join(f"{k} -> {label(v)}" for k, v in sorted(mapping.items()))
@@ -308,10 +315,10 @@ def _applied(domain: Any, s: dict[str, Any]) -> bool:
         return all(r in domain.spec.rules for r in patch["rules"])
     if s["kind"] == "negative":
         return {n["id"] for n in patch["negatives"]} <= {n.id for n in domain.negatives}
-    for path, spec in patch["derive"].items():
-        live = (domain.spec.derive or {}).get(path) or {}
-        if live.get("from") != spec["from"] or any((live.get("map") or {}).get(k, ABSENT) != v
-                                                   for k, v in spec["map"].items()):
+    for path, spec in patch["derive"].items():  # declared, applied or inferred from the examples
+        live = domain.declarative.spec.derive.get(parse_path(path)) if domain.declarative is not None else None
+        if live is None or live.source != spec["from"] or any((live.map or {}).get(k, ABSENT) != v
+                                                              for k, v in spec["map"].items()):
             return False
     return True
 
@@ -361,5 +368,10 @@ def apply(db_path: Path, *, domains: DomainRegistry, overrides: OverrideStore, s
         known = ", ".join(f"{s['n']}={s['id']}" for s in found) or "none (no edit pattern seen often enough)"
         raise RequestError(f"no suggestion {selector!r}; suggestions: {known}")
     s = chosen[0]
+    try:  # what the loader would make of it: a curated answer the patch contradicts makes the domain unloadable
+        load_domain(domains.root / s["domain"], override=merge_override(overrides.live(s["domain"]), s["patch"]))
+    except (DomainError, ConfigError) as exc:
+        raise RequestError(f"suggestion {s['id']} was not applied: {s['domain']} would not load with it "
+                           f"({exc.one_line()})") from None
     version = overrides.write(s["domain"], s["patch"], reason=f"stats --edits suggestion {s['id']}: {s['title']}")
     return {"version": version, "suggestion": s}

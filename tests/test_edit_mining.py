@@ -8,6 +8,7 @@ import json
 from datetime import datetime, timedelta, timezone
 
 import pytest
+import yaml
 from conftest import run_cli
 
 from rag_middleware import edits
@@ -41,16 +42,23 @@ def planted(mw, domain: str, question: str, before, after, *, minute: int, revie
     return inter.id
 
 
+PETS = ["My dog broke a leg at the park, the vet bill is large", "Our cat swallowed a toy and needed surgery",
+        "The vet treated my horse for colic"]
+
+
 @pytest.fixture
-def claims(mw) -> dict[str, str]:
-    """Reviewers route pet claims to property_claims (3 times), raise two auto claims' severity, and
-    approve (not edit) one more."""
+def claims(project, mw) -> dict[str, str]:
+    """claims_intake without its derive map (nor inference): reviewers route pet claims from legal to
+    medical_claims (3 times), as the curated examples do, and raise two auto claims' severity."""
+    spec_file = project / "knowledge_base" / "claims_intake" / "domain.yaml"
+    spec = yaml.safe_load(spec_file.read_text(encoding="utf-8"))
+    spec.pop("derive")
+    spec["infer"] = False
+    spec_file.write_text(yaml.safe_dump(spec, sort_keys=False), encoding="utf-8")
     ids = {}
-    for i, q in enumerate(["My dog broke a leg at the park, the vet bill is large",
-                           "Our cat swallowed a toy and needed surgery",
-                           "The vet treated my horse for colic"]):
-        ids[f"pet{i}"] = planted(mw, "claims_intake", q, claim("pet", "medical_claims"),
-                                 claim("pet", "property_claims"), minute=i)
+    for i, q in enumerate(PETS):
+        ids[f"pet{i}"] = planted(mw, "claims_intake", q, claim("pet", "legal"), claim("pet", "medical_claims"),
+                                 minute=i)
     for i, q in enumerate(["Someone rear-ended my car on the motorway, it is a write-off",
                            "My car rolled over on ice and the roof is crushed"]):
         ids[f"auto{i}"] = planted(mw, "claims_intake", q, claim("auto", "motor_claims", "low"),
@@ -80,7 +88,7 @@ def test_fields_and_transitions_are_counted(mw, claims):
     fields = {f["path"]: f for f in dom["fields"]}
     assert set(fields) == {"/department", "/severity"}
     assert fields["/department"]["edits"] == 3
-    assert fields["/department"]["changes"] == [{"from": "medical_claims", "to": "property_claims", "count": 3}]
+    assert fields["/department"]["changes"] == [{"from": "legal", "to": "medical_claims", "count": 3}]
     assert fields["/severity"]["changes"] == [{"from": "low", "to": "high", "count": 2}]
 
 
@@ -90,8 +98,10 @@ def test_suggestions_derive_negative_rule(mw, claims):
     assert kinds == [("derive", 3), ("negative", 2), ("rule", 2)]  # the derived field gets no negative or rule
     derive = s[0]
     spec = derive["patch"]["derive"]["/department"]
-    assert spec["from"] == "/claim_type"  # the domain's own source wins over a coincidence (all were low/email)
-    assert spec["map"]["pet"] == "property_claims" and spec["map"]["auto"] == "motor_claims"  # merged over yaml
+    assert spec["from"] == "/claim_type"  # not /severity or /channel: the curated examples contradict those
+    # the edits' entry, completed from the curated examples
+    assert spec["map"] == {"pet": "medical_claims", "auto": "motor_claims", "home": "property_claims",
+                           "travel": "travel_desk", "health": "medical_claims", "liability": "legal"}
     negative = s[1]["patch"]["negatives"][0]
     assert negative["why"] == "reviewers changed /severity from low to high"
     assert negative["id"] == f"edit-{claims['auto0'][:12]}"  # the oldest such edit
@@ -102,29 +112,45 @@ def test_suggestions_derive_negative_rule(mw, claims):
 
 
 def test_no_derive_when_the_edits_disagree(mw, claims):
-    planted(mw, "claims_intake", "The vet saw my rabbit", claim("pet", "medical_claims"),
-            claim("pet", "legal"), minute=20)  # pet -> two departments: not a function of claim_type
+    planted(mw, "claims_intake", "The vet saw my rabbit", claim("pet", "legal"),
+            claim("pet", "property_claims"), minute=20)  # pet -> two departments: not a function of claim_type
     s = edits.mine(mw.settings.db_path, domains=mw.domains)["suggestions"]
     assert "derive" not in {x["kind"] for x in s}
     why = {x["patch"]["negatives"][0]["why"] for x in s if x["kind"] == "negative"}
-    assert why == {"reviewers changed /department from medical_claims to property_claims",
+    assert why == {"reviewers changed /department from legal to medical_claims",
                    "reviewers changed /severity from low to high"}
+
+
+def test_a_suggestion_that_would_break_the_domain_is_refused(mw):
+    """With domain.yaml's derive map (pet -> medical_claims, as the curated examples say), edits to
+    property_claims give no derive map, and their negative (whose right answer contradicts the map, which the
+    loader refuses) is not applied."""
+    for i, q in enumerate(PETS[:2]):
+        planted(mw, "claims_intake", q, claim("pet", "medical_claims"), claim("pet", "property_claims"), minute=i)
+    s = edits.mine(mw.settings.db_path, domains=mw.domains)["suggestions"]
+    assert [x["kind"] for x in s] == ["negative", "rule"]
+    with pytest.raises(RequestError, match="would not load with it.*disagrees with domain.yaml"):
+        edits.apply(mw.settings.db_path, domains=mw.domains, overrides=mw.domains.overrides, selector="1")
+    assert mw.domains.overrides.versions("claims_intake") == []
+    edits.apply(mw.settings.db_path, domains=mw.domains, overrides=mw.domains.overrides, selector="2")  # the rule
+    assert len(mw.domains.overrides.versions("claims_intake")) == 1
 
 
 def test_applying_a_derive_map_goes_live(mw, fake_llm, claims):
     overrides = mw.domains.overrides
+    assert ("department",) not in mw.domains.get("claims_intake").declarative.spec.derive
     done = edits.apply(mw.settings.db_path, domains=mw.domains, overrides=overrides, selector="1")
     assert done["suggestion"]["kind"] == "derive" and done["version"].startswith("1-")
     assert [v["version"] for v in overrides.versions("claims_intake")] == [done["version"]]
     assert overrides.live_name("claims_intake") == done["version"]
     dom = mw.domains.get("claims_intake")
     derive = dom.declarative.spec.derive[("department",)]
-    assert derive.map["pet"] == "property_claims" and derive.map["home"] == "property_claims"
+    assert derive.source == "/claim_type" and derive.map["pet"] == "medical_claims"
     assert derive.map["auto"] == "motor_claims"
-    # the next answer gets the learned department without the model being asked for it
-    fake_llm.enqueue(json.dumps({k: v for k, v in claim("pet", "medical_claims").items() if k != "department"}))
+    # the next answer gets the learned department, whatever the model says
+    fake_llm.enqueue(json.dumps(claim("pet", "legal")))
     result = mw.ask("My parrot hurt its wing and saw the vet", domain="claims_intake")
-    assert result.output["department"] == "property_claims"
+    assert result.output["department"] == "medical_claims"
     again = edits.mine(mw.settings.db_path, domains=mw.domains)["suggestions"]
     assert [x["applied"] for x in again if x["kind"] == "derive"] == [True]
     assert again[-1]["kind"] == "derive"  # applied ones go last
@@ -159,8 +185,8 @@ def test_cli_report_and_errors(cli_project, mw, claims, capsys, monkeypatch):
     code, out, err = run_cli(capsys, *data, "stats", "--edits", "--domain", "claims_intake")
     assert code == 0, err
     assert "claims_intake: fields changed by 5 edits" in out
-    assert "medical_claims -> property_claims (3)" in out and "low -> high (2)" in out
-    assert "derive /department from /claim_type: pet -> property_claims" in out
+    assert "legal -> medical_claims (3)" in out and "low -> high (2)" in out
+    assert "derive /department from /claim_type: pet -> medical_claims" in out
     assert "stats --edits --apply" in out
     code, out, err = run_cli(capsys, *data, "stats", "--edits", "--json", "--min-count", "3")
     assert [x["kind"] for x in json.loads(out)["suggestions"]] == ["derive"]
