@@ -52,6 +52,7 @@ class Switches:
     derive: bool = True  # derived fields are filled by their map, never asked of the model
     vote: bool = True  # neighbours vote on voted fields; a confident vote narrows the grammar
     harden: bool = True  # near misses snapped, repeats dropped, lists bounded
+    hooks: bool = True  # the domain's Python hooks (grammar, repair, clause split/rule); off: data only
 
 
 class Request(BaseModel):
@@ -168,16 +169,21 @@ class Assembler:
             self._curated[domain.name] = (key, examples, negatives)
         return examples, negatives
 
-    def guide(self, domain: Domain) -> StepGuide | None:
+    def guide(self, domain: Domain, *, hooks: bool = True) -> StepGuide | None:
+        """The per-clause vote; ``hooks=False``: the core splitter and the YAML rules only."""
         if domain.split is None:
             return None
+        if not hooks and domain.plain_steps is None:
+            return None  # a legacy ``steps:`` section is all Python
         spec = domain.spec.steps or domain.declarative.spec.vote.get(domain.steps_path)
+        key = domain.name if hooks else domain.name + "\0plain"
         with self._lock:
-            cached = self._guides.get(domain.name)
+            cached = self._guides.get(key)
             if cached is None or cached[0] != id(domain):
-                cached = (id(domain), StepGuide(spec, domain.step_bank, domain.split, self.embedder,
-                                                 rule=domain.step_rule))
-                self._guides[domain.name] = cached
+                split, rule, bank = ((domain.split, domain.step_rule, domain.step_bank) if hooks
+                                     else domain.plain_steps)
+                cached = (id(domain), StepGuide(spec, bank, split, self.embedder, rule=rule))
+                self._guides[key] = cached
             return cached[1]
 
     def _memory(self, query: np.ndarray, *, domain: Domain, tenant: str, kinds: tuple[str, ...],
@@ -211,7 +217,7 @@ class Assembler:
         version = self.templates.version
 
         t0 = time.perf_counter()
-        guide = self.guide(domain) if switches.guide else None
+        guide = self.guide(domain, hooks=switches.hooks) if switches.guide else None
         pending = guide.pending(request.question) if guide is not None else []
         encoded = self.embedder.encode([request.question, *pending])  # one model pass: request and its clauses
         query, clause_vectors = encoded[0], dict(zip(pending, encoded[1:]))

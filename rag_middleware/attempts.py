@@ -95,7 +95,7 @@ class AttemptLoop:
                                       "answer with a shorter, complete JSON object"]
                 else:
                     outcome = call.domain.validator.validate_text(
-                        completion.text, call.request.question, repair=call.switches.repair,
+                        completion.text, call.request.question, repair=call.switches.repair and call.switches.hooks,
                         pre=call.domain.post(call.switches, call.request.question))
                     attempt.repairs = outcome.repairs
                     if outcome.ok:

@@ -154,8 +154,10 @@ def test_the_canonical_method_is_set_per_type(repair, kind, wrong):
     else:
         ei(value)["method"] = wrong
     out, changes = repair(value)
-    assert ei(out)["method"] == METHODS[kind]
-    assert changes == [f"operations.0.execution_instructions.method -> {METHODS[kind]}"]
+    assert ei(out)["method"] == METHODS[kind]  # derived from the type by domain.yaml's map
+    was = "missing" if wrong is None else json.dumps(wrong)
+    assert changes == [f'/operations/0/execution_instructions/method: {was} -> "{METHODS[kind]}" '
+                       "(derived from /operations/*/type)"]
     assert ei(out)["args"] == VALID_OPS[kind][0] and ei(out)["kwargs"] == VALID_OPS[kind][1]
 
 
@@ -163,7 +165,8 @@ def test_the_method_change_names_the_operation_index(repair):
     value = plan(op("filter_rows", ["region == 'north'"]), op("sort", [], {"by": "region", "ascending": True},
                                                                method="pandas.DataFrame.sort_index"))
     out, changes = repair(value)
-    assert changes == ["operations.1.execution_instructions.method -> pandas.DataFrame.sort_values"]
+    assert changes == ['/operations/1/execution_instructions/method: "pandas.DataFrame.sort_index" -> '
+                       '"pandas.DataFrame.sort_values" (derived from /operations/*/type)']
     assert ei(out, 1)["method"] == "pandas.DataFrame.sort_values"
 
 
@@ -496,12 +499,13 @@ def test_a_repairable_answer_validates_after_repair(domain):
                                                         "kwargs": {"by": "order_total", "ascending": False}}},
         ],
     }
-    assert [r.split(" (")[0] for r in outcome.repairs[:2]] == ['/chart_type: "none" -> "bar"',
-                                                               '/task: "sort" -> "group_by"']
-    assert outcome.repairs[2:] == [
-        "operations.0.execution_instructions.method -> pandas.DataFrame.groupby",
+    assert [r.split(" (")[0] for r in outcome.repairs[:4]] == [
+        '/chart_type: "none" -> "bar"',
+        '/operations/0/execution_instructions/method: "groupby" -> "pandas.DataFrame.groupby"',
+        '/operations/1/execution_instructions/method: "sort" -> "pandas.DataFrame.sort_values"',
+        '/task: "sort" -> "group_by"']
+    assert outcome.repairs[4:] == [
         "operations.0.execution_instructions: column names matched to the Columns line",
-        "operations.1.execution_instructions.method -> pandas.DataFrame.sort_values",
         "operations.1.execution_instructions.args -> []",
         "operations.1.execution_instructions: column names matched to the Columns line",
         "operations.1: ascending inferred from the request",

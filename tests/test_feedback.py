@@ -75,10 +75,11 @@ def test_edit_stores_the_corrected_answer_as_gold(mw, fake_llm):
 
     nxt = probe(mw, fake_llm)
     hit = selected(nxt, first.interaction_id)
-    assert hit is not None and hit.status == "approved" and json.loads(hit.answer) == corrected
+    shown = mw.domains.get("data_ops").declarative.for_display(corrected)  # derived method/task are never shown
+    assert hit is not None and hit.status == "approved" and json.loads(hit.answer) == shown
     # the model saw the corrected answer as an example turn
     sent = fake_llm.requests[-1].messages
-    assert any(m["role"] == "assistant" and m.get("kind") == "example" and json.loads(m["content"]) == corrected
+    assert any(m["role"] == "assistant" and m.get("kind") == "example" and json.loads(m["content"]) == shown
                for m in sent)
 
 

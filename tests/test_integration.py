@@ -90,7 +90,8 @@ def test_ask_end_to_end_on_embedded_defaults(project, embedded):
         assert result.selected and result.selected[0].source == "curated"
         assert result.attempts[0].prompt and result.attempts[0].prompt_tokens > 0
         assert mw.journal.get(result.interaction_id).status == "validated"
-        # the validated answer is memory now: a paraphrase retrieves it
+        # the validated answer is memory now, kept for review; once approved, a paraphrase retrieves it
+        mw.store.update(result.interaction_id, status="approved")
         again = mw.render("Columns: sku, warehouse, qty\nOrder the rows by qty, biggest first.", domain="data_ops")
         assert result.interaction_id in [s.id for s in again.selected]
         # the embedding of the first question was cached, not recomputed

@@ -134,7 +134,7 @@ def test_a_refused_write_raises_stays_queued_and_does_not_hold_back_the_rest(pro
 
 def test_question_during_an_outage_is_answered_without_memory_and_health_is_degraded(project, fake, caplog):
     settings = weaviate_settings(project, fake).model_copy(update={"server": load_settings(
-        server={"upstream": "embedded"}).server})
+        server={"upstream": "embedded"}).server, "learn": "all"})  # the unreviewed answer is an example too
     llm = FakeLLM()
     mw = Middleware(settings, backend=llm, embedder=HashEmbedder(), token_counter=ApproxTokenCounter())
     client = TestClient(create_app(settings, middleware=mw))

@@ -26,8 +26,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..errors import DomainError, UnknownDomainError
 from ..abtest import VariantSpec, check_variants
+from ..options import ModelOptions
 from ..guide import StepSpec, default_split, example_clauses, path_labels, read_bank, yaml_rule
 from ..validation import JSONSchemaValidator, OutputValidator, PydanticValidator
+from .grounding import request_body
 from .infer import infer
 from .overrides import OverrideStore
 from .votes import mine_cues
@@ -88,7 +90,6 @@ class CuratedNegative(BaseModel):
     right: Any
 
 
-_OPTION_KEYS = {"temperature", "top_p", "top_k", "min_p", "seed", "num_predict", "repeat_penalty", "stop", "num_ctx"}
 
 
 class Domain(BaseModel):
@@ -107,6 +108,7 @@ class Domain(BaseModel):
     declarative: Any = None  # Declarative
     inferred: list[str] = Field(default_factory=list)  # what infer.py read off the examples
     cues: dict[Any, Any] = Field(default_factory=dict)  # votes.mine_cues: words of the examples that go with a value
+    plain_steps: Any = None  # (split, rule, bank) of the per-clause vote with the Python hooks off
 
     @property
     def schema_json(self) -> dict[str, Any] | None:
@@ -127,7 +129,9 @@ class Domain(BaseModel):
         declarative mechanisms narrow it (``flags``: which are on; all when None). ``notes`` collects why."""
         if self.validator is None:
             return None
-        base = self.validator.grammar_schema(request, extra={"steps": steps} if steps else None)
+        hooks = getattr(flags, "hooks", True)
+        base = (self.validator.grammar_schema(request, extra={"steps": steps} if steps else None) if hooks
+                else self.validator.json_schema())
         schema, why = self.declarative.grammar(base, request, flags=flags or ALL_ON, votes=votes, steps=steps,
                                                steps_path=self.steps_path)
         if notes is not None:
@@ -273,7 +277,7 @@ def load_domain(path: Path, *, override: dict[str, Any] | None = None) -> Domain
         key = str(err["loc"][0]) if err["loc"] else ""
         loc = ".".join(str(p) for p in err["loc"])
         raise DomainError(f"{loc}: {err['msg']}", path=str(spec_path), line=lines.get(key)) from None
-    unknown = set(spec.options) - _OPTION_KEYS
+    unknown = set(spec.options) - ModelOptions.DOMAIN_KEYS
     if unknown:
         raise DomainError(f"options: unknown option(s) {', '.join(sorted(unknown))}", path=str(spec_path),
                           line=lines.get("options"))
@@ -365,6 +369,7 @@ def load_domain(path: Path, *, override: dict[str, Any] | None = None) -> Domain
                      [p for p, v in decl_spec.vote.items() if not v.per_clause]) if decl_spec.vote else {}
     step_bank: list[tuple[str, str]] = []
     split = rule = None
+    plain: tuple[Any, Any, list[tuple[str, str]]] | None = None  # the per-clause vote without Python hooks
     steps_path: FieldPath | None = None
     per_clause = [(p, v) for p, v in decl_spec.vote.items() if v.per_clause]
     if per_clause and spec.steps is not None:
@@ -382,7 +387,14 @@ def load_domain(path: Path, *, override: dict[str, Any] | None = None) -> Domain
         hook = _load_object(vspec.rule, path, what="vote.rule", spec_path=spec_path, line=line) if vspec.rule else None
         rule = yaml_rule(vspec.rules, hook, context_of=declarative.context)
         step_bank = read_bank(path / vspec.bank) if vspec.bank else []
+        def core_split(request: str, _context: Any = decl_spec.context) -> list[str]:
+            return default_split(request_body(request, _context))
+
+        plain_bank = step_bank + example_clauses(examples, core_split, path_labels(steps_path))
         step_bank += example_clauses(examples, split, path_labels(steps_path))
+        plain = (core_split, yaml_rule(vspec.rules, None, context_of=declarative.context), plain_bank)
+        if split is default_split:
+            split = core_split
     if spec.steps is not None:
         line = lines.get("steps")
         split = _load_object(spec.steps.split, path, what="steps.split", spec_path=spec_path, line=line)
@@ -395,7 +407,7 @@ def load_domain(path: Path, *, override: dict[str, Any] | None = None) -> Domain
     check_variants(spec.variants, domain_dir=path, spec_path=spec_path, text=text)
     return Domain(name=path.name, path=path, spec=spec, examples=examples, negatives=negatives, validator=validator,
                   step_bank=step_bank, split=split, step_rule=rule, steps_path=steps_path, declarative=declarative,
-                  inferred=inferred, cues=cues)
+                  inferred=inferred, cues=cues, plain_steps=plain)
 
 
 class _Settled:

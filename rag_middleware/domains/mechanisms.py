@@ -285,22 +285,28 @@ class Declarative:
 
     @staticmethod
     def _derive(value: Any, path: Path, spec: Any, repairs: list[str]) -> None:
+        """Fill ``path`` from ``spec.source``. Where both run through the same list (``/items/*/team`` from
+        ``/items/*/category``), each item is derived from its own source value."""
         source = tuple(spec.source.strip("/").split("/"))
         parent_path = path[:-1]
-        shared = parent_path if source[: len(parent_path)] == parent_path else ()
-        for parent, where in _with_paths(value, parent_path):
-            if not isinstance(parent, dict):
-                continue
-            sources = values_at(parent if shared else value, source[len(shared) :])
+        common = 0
+        while common < min(len(source), len(parent_path)) and source[common] == parent_path[common]:
+            common += 1
+        scope = parent_path[:common] if "*" in parent_path[:common] else ()
+        for item, item_where in _with_paths(value, scope):
+            sources = values_at(item, source[len(scope):])
             found, derived = spec.derive(sources)
             if not found:
                 continue
-            old = parent.get(path[-1], MISSING)
-            if old is MISSING or old != derived:
-                parent[path[-1]] = derived
-                shown = "missing" if old is MISSING else json.dumps(old)
-                repairs.append(f"{show_path(where + (path[-1],))}: {shown} -> {json.dumps(derived)} "
-                               f"(derived from {spec.source})")
+            for parent, where in _with_paths(item, parent_path[len(scope):], item_where):
+                if not isinstance(parent, dict):
+                    continue
+                old = parent.get(path[-1], MISSING)
+                if old is MISSING or old != derived:
+                    parent[path[-1]] = derived
+                    shown = "missing" if old is MISSING else json.dumps(old)
+                    repairs.append(f"{show_path(where + (path[-1],))}: {shown} -> {json.dumps(derived)} "
+                                   f"(derived from {spec.source})")
 
     # -- what the model is shown ----------------------------------------------------------------------
 

@@ -103,7 +103,8 @@ def inline_refs(schema: dict[str, Any]) -> dict[str, Any]:
         return {k: walk(v, seen) if k not in ("$defs", "definitions") else v for k, v in node.items()}
 
     out = walk(root, frozenset())
-    if any(isinstance(n, dict) and "$ref" in n for n in _all_nodes(out)):
+    rest = {k: v for k, v in out.items() if k not in ("$defs", "definitions")}
+    if any(isinstance(n, dict) and "$ref" in n for n in _all_nodes(rest)):
         return out  # a recursive schema keeps its definitions
     out.pop("$defs", None)
     out.pop("definitions", None)
