@@ -22,7 +22,7 @@ from .config import SelectionSettings, Settings
 from .domains import Domain, DomainRegistry
 from .embedding import CachedEmbedder
 from .domains.grounding import request_body
-from .domains.votes import REVIEWED_STATUSES, Neighbour, field_votes, parse_answer
+from .domains.votes import REVIEWED_STATUSES, Neighbour, field_votes, gate, parse_answer, reliability
 from .guide import StepGuide
 from .errors import RequestError, StoreError
 from .records import POSITIVE_STATUSES, MemoryFilter, SelectedExample
@@ -123,6 +123,7 @@ class Assembler:
         self.tokens = token_counter
         self._curated: dict[str, tuple[tuple[int, int, int], list[Candidate], list[Candidate]]] = {}
         self._guides: dict[str, tuple[int, StepGuide]] = {}
+        self._judged: dict[str, dict[str, Any]] = {}
         self._lock = threading.Lock()
         self._memory_down_logged = False
 
@@ -165,9 +166,21 @@ class Assembler:
                       vector=vectors[off + i])
             for i, n in enumerate(domain.negatives)
         ]
+        judged: dict[str, Any] = {}
+        if domain.declarative is not None and domain.declarative.spec.vote and examples:
+            context = domain.declarative.spec.context
+            judged = reliability([(e.id, e.question, e.answer) for e in domain.examples],
+                                 vectors[: len(domain.examples)], domain.declarative.spec.vote,
+                                 body=lambda q: request_body(q, context))
         with self._lock:
             self._curated[domain.name] = (key, examples, negatives)
+            self._judged[domain.name] = judged
         return examples, negatives
+
+    def vote_reliability(self, domain: Domain) -> dict[str, Any]:
+        """Leave-one-out precision of each voted field on the curated examples (domains/votes.py)."""
+        self.curated(domain)
+        return dict(self._judged.get(domain.name, {}))
 
     def guide(self, domain: Domain, *, hooks: bool = True) -> StepGuide | None:
         """The per-clause vote; ``hooks=False``: the core splitter and the YAML rules only."""
@@ -326,6 +339,7 @@ class Assembler:
             body = request_body(request.question, domain.declarative.spec.context)
             votes = field_votes(self._voters(examples, params), domain.declarative.spec.vote, cues=domain.cues,
                                 question=body, context=domain.declarative.context(request.question))
+            votes = gate(votes, self._judged.get(domain.name, {}))
         notes: list[str] = []
         schema = domain.grammar_schema(request.question, steps=steps, flags=switches, votes=votes, notes=notes)
         timings["guide"] = (time.perf_counter() - t0) * 1000
@@ -352,7 +366,8 @@ class Assembler:
                 out.append(Neighbour(cand.id, cand.similarity, cand.extra["value"], 1.0))
             elif cand.status in REVIEWED_STATUSES:
                 trust = params.near_identical_weight if cand.similarity >= params.near_identical else params.reviewed_weight
-                out.append(Neighbour(cand.id, cand.similarity, cand.extra["value"], trust, reviewed=True))
+                out.append(Neighbour(cand.id, cand.similarity, cand.extra["value"], trust, reviewed=True,
+                                     near_identical=cand.similarity >= params.near_identical))
             else:  # unreviewed, only here when learn = "all"
                 out.append(Neighbour(cand.id, cand.similarity, cand.extra["value"], 0.5))
         return out

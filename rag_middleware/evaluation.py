@@ -47,6 +47,9 @@ MODES: dict[str, Mode] = {m.name: m for m in (
     Mode("examples", Switches(examples=True, negatives=True, **_OFF), 1, "examples + negatives, 1 attempt"),
     Mode("full", Switches(memory=False), 3, "domain defaults and every mechanism, 3 attempts"),
     Mode("full-memory", Switches(), 3, "full, with the memory store (reviewed answers)"),
+    Mode("no-vote", Switches(memory=False, vote=False), 3, "full without label votes (ablation)"),
+    Mode("no-ground", Switches(memory=False, ground=False), 3, "full without grounding (ablation)"),
+    Mode("no-derive", Switches(memory=False, derive=False), 3, "full without derived fields (ablation)"),
     Mode("declarative", Switches(memory=False, hooks=False), 3,
          "full with the domain's Python hooks off: what domain.yaml declares, and nothing else"),
 )}

@@ -31,6 +31,7 @@ class Neighbour:
     answer: Any  # parsed answer
     trust: float  # 1 for curated, more for reviewed
     reviewed: bool = False
+    near_identical: bool = False  # a reviewed answer to (nearly) the same question
 
 
 def _label(value: Any) -> str | None:
@@ -69,32 +70,53 @@ def _terms(text: str) -> set[str]:
     return singles | pairs
 
 
+def _cue_counts(examples: list[tuple[str, Any]], paths: list[Path]) -> tuple[list[set[str]], Counter[str],
+                                                                                dict[Path, dict[str, Counter[str]]],
+                                                                                list[dict[Path, str]]]:
+    term_sets = [_terms(q) for q, _ in examples]
+    seen = Counter(t for terms in term_sets for t in terms)
+    labels: list[dict[Path, str]] = []
+    by_path: dict[Path, dict[str, Counter[str]]] = {p: {} for p in paths}
+    for terms, (_, answer) in zip(term_sets, examples):
+        mine: dict[Path, str] = {}
+        for path in paths:
+            found = [v for v in values_at(answer, path) if _label(v) is not None]
+            if len(found) != 1:
+                continue
+            mine[path] = _label(found[0])  # type: ignore[assignment]
+            for t in terms:
+                by_path[path].setdefault(t, Counter())[mine[path]] += 1
+        labels.append(mine)
+    return term_sets, seen, by_path, labels
+
+
+def _select_cues(by_term: dict[str, Counter[str]], seen: Counter[str], n: int,
+                 minus: tuple[set[str], str | None] | None = None) -> dict[str, tuple[str, float]]:
+    cues = {}
+    gone_terms, gone_label = minus if minus is not None else (set(), None)
+    for term, counts in by_term.items():
+        if term in gone_terms and gone_label is not None:
+            counts = counts.copy()
+            counts[gone_label] -= 1
+            counts = +counts
+            if not counts:
+                continue
+        total = sum(counts.values())
+        label, top = counts.most_common(1)[0]
+        occurrences = seen[term] - (1 if term in gone_terms else 0)
+        if total >= CUE_MIN and top / total >= CUE_PURITY and occurrences <= CUE_MAX_SHARE * n:
+            cues[term] = (label, round((top - 1) / (total + 1), 3))  # 2 of 2: 0.33, 7 of 7: 0.75
+    return cues
+
+
 def mine_cues(examples: list[tuple[str, Any]], paths: list[Path]) -> dict[Path, dict[str, tuple[str, float]]]:
     """Words and word pairs of the example questions that go with one value of a voted field:
     ``{path: {term: (value label, strength)}}``. A term is a cue when at least CUE_MIN examples hold it, at
     least CUE_PURITY of them carry the same value, and it is not a word most examples share."""
-    out: dict[Path, dict[str, tuple[str, float]]] = {}
-    n = len(examples)
-    if n < 4:
-        return out
-    term_sets = [_terms(q) for q, _ in examples]
-    seen = Counter(t for terms in term_sets for t in terms)
-    for path in paths:
-        by_term: dict[str, Counter[str]] = {}
-        for terms, (_, answer) in zip(term_sets, examples):
-            found = [v for v in values_at(answer, path) if _label(v) is not None]
-            if len(found) != 1:
-                continue
-            for t in terms:
-                by_term.setdefault(t, Counter())[_label(found[0])] += 1  # type: ignore[index]
-        cues = {}
-        for term, counts in by_term.items():
-            total = sum(counts.values())
-            label, top = counts.most_common(1)[0]
-            if total >= CUE_MIN and top / total >= CUE_PURITY and seen[term] <= CUE_MAX_SHARE * n:
-                cues[term] = (label, round((top - 1) / (total + 1), 3))  # 2 of 2: 0.33, 7 of 7: 0.75
-        out[path] = cues
-    return out
+    if len(examples) < 4:
+        return {}
+    _, seen, by_path, _ = _cue_counts(examples, paths)
+    return {path: _select_cues(by_path[path], seen, len(examples)) for path in paths}
 
 
 def field_votes(neighbours: list[Neighbour], specs: dict[Path, VoteSpec], *,
@@ -143,7 +165,8 @@ def field_votes(neighbours: list[Neighbour], specs: dict[Path, VoteSpec], *,
             weight = math.exp((n.similarity - best) / spec.temperature) * n.trust
             scores[label] = scores.get(label, 0.0) + weight
             record["voters"].append({"id": n.id, "value": label, "similarity": round(n.similarity, 4),
-                                     "weight": round(weight, 4), "reviewed": n.reviewed})
+                                     "weight": round(weight, 4), "reviewed": n.reviewed,
+                                     "near_identical": n.near_identical})
         total = sum(scores.values())
         ordered = sorted(scores.items(), key=lambda kv: -kv[1])
         record["scores"] = {k: round(v / total, 4) for k, v in ordered}
@@ -200,3 +223,54 @@ def margin_of(record: dict[str, Any]) -> float:
     if not scores:
         return 0.0
     return scores[0] - (scores[1] if len(scores) > 1 else 0.0)
+
+
+RELIABLE = 0.85  # leave-one-out precision a field's confident votes need before they may narrow the grammar
+
+
+def reliability(examples: list[tuple[str, str, Any]], vectors: Any, specs: dict[Path, VoteSpec], *,
+                body: Any = None) -> dict[str, dict[str, Any]]:
+    """How often each field's vote is right, judged on the curated examples themselves: every example is
+    voted on by the others (leave-one-out, cue words mined without it). ``{path: {narrowed, right,
+    precision, reliable}}``; a field whose narrowed votes are right less than RELIABLE of the time is left
+    to the model (its vote still feeds the confidence). Rules decide outright and are not judged here."""
+    out: dict[str, dict[str, Any]] = {}
+    paths = {p: s for p, s in specs.items() if not s.per_clause}
+    if not paths or len(examples) < 5:
+        return out
+    sims = vectors @ vectors.T
+    stats = {p: [0, 0] for p in paths}
+    term_sets, seen, by_path, labels = _cue_counts([(q, a) for _, q, a in examples], list(paths))
+    for i, (_, question, answer) in enumerate(examples):
+        others = [j for j in range(len(examples)) if j != i]
+        neighbours = [Neighbour(examples[j][0], float(sims[i, j]), examples[j][2], 1.0) for j in others]
+        cues = {p: _select_cues(by_path[p], seen, len(examples) - 1, (term_sets[i], labels[i].get(p)))
+                for p in paths}
+        text = body(question) if body is not None else question
+        for record in field_votes(neighbours, paths, cues=cues, question=text):
+            if not record.get("allowed") or record.get("rule"):
+                continue
+            path = tuple(record["path"].strip("/").split("/"))
+            truth = values_at(answer, path)
+            stats[path][0] += 1
+            stats[path][1] += bool(truth) and truth[0] in record["allowed"]
+    for path, (narrowed, right) in stats.items():
+        precision = right / narrowed if narrowed else 0.0
+        out["/" + "/".join(path)] = {"narrowed": narrowed, "right": right, "precision": round(precision, 3),
+                                     "reliable": narrowed >= 3 and precision >= RELIABLE}
+    return out
+
+
+def gate(votes: list[dict[str, Any]], judged: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """Votes of fields that proved unreliable on the examples narrow nothing, unless a reviewed answer to a
+    near-identical question voted (the learning loop speaks for itself)."""
+    out = []
+    for vote in votes:
+        info = judged.get(vote["path"])
+        strong = any(v.get("reviewed") and v.get("near_identical") for v in vote.get("voters", []))
+        if vote.get("allowed") and not vote.get("rule") and info is not None and not info["reliable"] and not strong:
+            vote = {**vote, "allowed": [], "confident": False,
+                    "reason": f"votes on this field were right {info['right']} of {info['narrowed']} times on the "
+                              "examples (leave-one-out): left to the model"}
+        out.append(vote)
+    return out
