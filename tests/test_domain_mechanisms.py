@@ -348,7 +348,7 @@ def test_a_reviewed_near_identical_neighbour_outweighs_several_curated_ones():
     assert record["allowed"] == ["bug"] and record["confident"]
     assert record["scores"]["bug"] > 0.8
     assert record["voters"][0] == {"id": "reviewed", "value": "bug", "similarity": 0.95, "weight": 20.0,
-                                   "reviewed": True}
+                                   "reviewed": True, "near_identical": False}
     # the same neighbour as a curated example (trust 1) is outvoted
     curated = [Neighbour("reviewed", 0.95, {"c": "bug"}, trust=1.0), *neighbours[1:]]
     [record] = field_votes(curated, {("c",): VoteSpec(k=7, margin=0.6)})

@@ -117,3 +117,32 @@ def test_confidence_rises_with_agreement_and_falls_with_attempts():
     assert agreed["score"] > against["score"] and agreed["score"] > retried["score"]
     assert agreed["score"] > strange["score"]
     assert confidence(valid=False, output=None, attempts=3, votes=votes, similarities=[0.9])["score"] == 0.0
+
+
+def test_votes_that_prove_unreliable_on_the_examples_narrow_nothing():
+    import numpy as np
+
+    from rag_middleware.domains.spec import VoteSpec
+    from rag_middleware.domains.votes import gate, reliability
+
+    rng = np.random.default_rng(0)
+    topics = np.eye(3, 16, dtype=np.float32)
+    examples, vectors = [], []
+    for i in range(18):
+        topic = i % 3
+        v = topics[topic] + 0.05 * rng.standard_normal(16).astype(np.float32)
+        vectors.append(v / np.linalg.norm(v))
+        # 'kind' follows the topic (neighbours know it); 'mood' is a coin toss (neighbours cannot know it)
+        examples.append((f"e{i}", f"question {i}", {"kind": ["a", "b", "c"][topic], "mood": ["x", "y"][(i // 3) % 2]}))
+    specs = {("kind",): VoteSpec(k=5, margin=0.6), ("mood",): VoteSpec(k=5, margin=0.6)}
+    judged = reliability(examples, np.stack(vectors), specs)
+    assert judged["/kind"]["reliable"] and judged["/kind"]["precision"] == 1.0
+    assert not judged["/mood"]["reliable"]
+    votes = [{"path": "/mood", "allowed": ["x"], "confident": True, "voters": []},
+             {"path": "/kind", "allowed": ["a"], "confident": True, "voters": []}]
+    gated = gate(votes, judged)
+    assert gated[0]["allowed"] == [] and "left to the model" in gated[0]["reason"]
+    assert gated[1]["allowed"] == ["a"]
+    # a reviewed answer to the same question speaks for itself
+    strong = [{**votes[0], "voters": [{"id": "r", "reviewed": True, "near_identical": True}]}]
+    assert gate(strong, judged)[0]["allowed"] == ["x"]

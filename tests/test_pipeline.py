@@ -82,14 +82,20 @@ def test_raise_on_invalid_false_returns_the_invalid_result(mw, fake_llm):
     assert any("unknown column cost" in e for e in result.attempts[-1].errors)
 
 
-def test_deterministic_repair_fixes_rule_fields_and_is_recorded(mw, fake_llm):
+def test_declared_derived_fields_are_filled_and_recorded(mw, fake_llm):
+    """task is derived from the operations (domain.yaml): the core fills it, with or without the domain's
+    Python repair hook, and the grammar never asks for it."""
     fake_llm.enqueue(json.dumps(WRONG_TASK))
     result = mw.ask(Q, domain="data_ops")
     assert result.valid and result.first_try_valid and result.output["task"] == "sort"
-    assert result.attempts[0].repairs == ["task -> sort"]
-    fake_llm.enqueue(json.dumps(WRONG_TASK), json.dumps(GOOD))
-    strict = mw.ask(Q, domain="data_ops", switches=Switches(repair=False))
-    assert len(strict.attempts) == 2 and "task: must be sort for these operations" in strict.attempts[0].errors
+    assert result.attempts[0].repairs == [f'/task: "{WRONG_TASK["task"]}" -> "sort" (derived from /operations/*/type)']
+    assert "task" not in fake_llm.requests[-1].json_schema["properties"]
+    fake_llm.enqueue(json.dumps(WRONG_TASK))
+    no_hook = mw.ask(Q, domain="data_ops", switches=Switches(repair=False))
+    assert no_hook.first_try_valid and no_hook.output["task"] == "sort"
+    fake_llm.enqueue(json.dumps(GOOD))
+    mw.ask(Q, domain="data_ops", switches=Switches(derive=False))  # off: the model is asked for it
+    assert "task" in fake_llm.requests[-1].json_schema["properties"]
 
 
 def test_identical_request_is_never_resent(mw, fake_llm):
