@@ -132,7 +132,8 @@ def _row(item: ReplayItem, mw: Middleware, opts: ReplayOptions) -> dict[str, Any
         prompt_tokens=result.prompt_tokens, completion_tokens=result.completion_tokens,
         selected=[s.id for s in result.selected] + [n.id for n in result.negatives],
         template_version=result.template_version, interaction_id=result.interaction_id,
-        first_try_valid=result.first_try_valid,
+        first_try_valid=result.first_try_valid, confidence=result.confidence,
+        votes=last.votes if last else [], repairs=last.repairs if last else [],
     )
     reference = item.expected if item.expected is not None else item.recorded
     if reference is not None:

@@ -58,6 +58,7 @@ class ItemResult(BaseModel):
     status: Status
     baseline_status: Status | None = None
     errors: list[str] = Field(default_factory=list)
+    why: list[str] = Field(default_factory=list)  # label votes and repairs: why a value was chosen
     raw_answer: str = ""
 
     @property
@@ -116,9 +117,25 @@ def items_from_replay(rows: list[dict[str, Any]], *, baseline: list[dict[str, An
             fields=row.get("fields") or {}, selected=row.get("selected") or [], status=_status_of(row),
             selected_then=None if before is None else before.get("selected") or [],
             baseline_status=None if before is None else _status_of(before), errors=row.get("errors") or [],
-            raw_answer=row.get("raw_output") or "",
+            raw_answer=row.get("raw_output") or "", why=explain(row),
         ))
     return out
+
+
+def explain(row: dict[str, Any]) -> list[str]:
+    """One line per label vote (what it admitted, the scores, a rule or why it stayed open) and per repair."""
+    lines = []
+    for vote in row.get("votes") or []:
+        scores = ", ".join(f"{k} {v:.2f}" for k, v in list((vote.get("scores") or {}).items())[:4])
+        if vote.get("rule"):
+            decided = f"rule {vote['rule']!r}"
+        elif vote.get("allowed"):
+            decided = f"admitted {', '.join(map(str, vote['allowed']))}"
+        else:
+            decided = f"left open ({vote.get('reason', 'no confident vote')})"
+        lines.append(f"vote {vote['path']}: {decided}" + (f"; scores {scores}" if scores and not vote.get("rule") else ""))
+    lines += [f"repair {r}" for r in row.get("repairs") or []]
+    return lines
 
 
 def failing_items(items: list[ItemResult | dict[str, Any]]) -> list[ItemResult]:
@@ -233,6 +250,8 @@ def _item_html(item: ItemResult, *, prefix: str, field_ids: dict[str, str], open
         parts.append(f"<h4>Answer given (not valid)</h4><pre>{esc(_text(item.raw_answer))}</pre>")
     if item.errors:
         parts.append("<h4>Errors</h4><ul>" + "".join(f"<li>{esc(e)}</li>" for e in item.errors[:10]) + "</ul>")
+    if item.why:
+        parts.append("<h4>Why</h4><ul>" + "".join(f"<li>{esc(w)}</li>" for w in item.why[:12]) + "</ul>")
     parts.append(f"<p>Selected examples: {esc(', '.join(item.selected)) or '(none)'}"
                  + (f"<br>Selected in the baseline: {esc(', '.join(item.selected_then)) or '(none)'}"
                     if item.selected_then is not None else "") + "</p>")
@@ -287,6 +306,8 @@ def failing_items_md(items: list[ItemResult | dict[str, Any]], *, title: str = "
             out += [f"Answer given (not valid): {_cell(item.raw_answer)}", ""]
         if item.errors:
             out += ["Errors:", ""] + [f"- {e}" for e in item.errors[:10]] + [""]
+        if item.why:
+            out += ["Why:", ""] + [f"- {w}" for w in item.why[:12]] + [""]
         out.append(f"Selected examples: {', '.join(item.selected) or '(none)'}")
         if item.selected_then is not None:
             out.append(f"  \nSelected in the baseline: {', '.join(item.selected_then) or '(none)'}")

@@ -126,3 +126,20 @@ def test_items_from_replay_rows_mark_baseline_status():
     assert got["a"].status == "fail" and got["a"].baseline_status == "pass" and got["a"].regression
     assert got["a"].selected_then == ["f"] and got["a"].actual == {"t": 2}
     assert got["b"].status == "error" and got["b"].baseline_status is None and not got["b"].regression
+
+
+def test_a_failing_item_says_why_its_values_were_chosen():
+    from rag_middleware.report_items import failing_items_md, items_from_replay
+
+    row = {"id": "q1", "request": "refund for ORD-1", "expected": {"category": "billing"},
+           "output": {"category": "bug"}, "valid": True, "match": False, "fields": {"category": False},
+           "votes": [{"path": "/category", "allowed": [], "scores": {"bug": 0.55, "billing": 0.45},
+                      "reason": "votes on this field were right 5 of 9 times"},
+                     {"path": "/chart", "allowed": ["none"], "rule": "^", "scores": {"none": 1.0}}],
+           "repairs": ['/team: missing -> "engineering" (derived from /category)']}
+    [item] = items_from_replay([row])
+    assert item.why == ["vote /category: left open (votes on this field were right 5 of 9 times); "
+                        "scores bug 0.55, billing 0.45", "vote /chart: rule '^'",
+                        'repair /team: missing -> "engineering" (derived from /category)']
+    md = failing_items_md([item], title="t")
+    assert "- vote /category: left open" in md and "- repair /team" in md
