@@ -1,5 +1,6 @@
 """What ``domains eval`` writes: one table per run (modes side by side), a confusion table per enum field,
-per-field bars as a chart, the failing items, and every row as JSON."""
+per-field bars as a chart, the failing items (report.md, and report.html filterable by field and status with
+no script), and every row as JSON."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from .evaluation import confusion, summarize
+from .report_items import ItemResult, explain, failing_items_html, failing_items_md
 
 __all__ = ["markdown_report", "write_chart", "write_eval"]
 
@@ -39,22 +41,6 @@ def confusion_markdown(rows: list[dict[str, Any]], field: str) -> str:
     return "\n".join(lines)
 
 
-def failing_markdown(rows: list[dict[str, Any]], *, limit: int = 40) -> str:
-    bad = [r for r in rows if not r["exact"]]
-    out = [f"{len(bad)} of {len(rows)} items not exact" + (f"; the first {limit}" if len(bad) > limit else "")]
-    for r in bad[:limit]:
-        wrong = [f for f, ok in r["fields"].items() if not ok]
-        out.append(f"\n- `{r['id']}` ({'valid' if r['valid'] else 'invalid'}): {r['question'][:200]!r}")
-        for f in wrong:
-            want = r["expected"].get(f) if isinstance(r["expected"], dict) else r["expected"]
-            got = r["output"].get(f) if isinstance(r["output"], dict) else r["output"]
-            out.append(f"  - {f}: expected `{json.dumps(want)}`, got `{json.dumps(got)}`")
-        if r.get("votes"):
-            out.append("  - votes: " + "; ".join(f"{v['path']} {v.get('allowed') or 'open'} {v.get('scores')}"
-                                                 for v in r["votes"]))
-    return "\n".join(out)
-
-
 def markdown_report(*, domain: str, set_name: str, stamp: str, summaries: dict[str, dict[str, Any]],
                     rows: dict[str, list[dict[str, Any]]], enums: dict[str, list[Any]]) -> str:
     parts = [f"# {domain} on {set_name}", "", stamp, "", summary_markdown(summaries), ""]
@@ -69,8 +55,20 @@ def markdown_report(*, domain: str, set_name: str, stamp: str, summaries: dict[s
         parts += [f"| {b['bucket']} | {b['n']} | {b['min']:.2f}-{b['max']:.2f} | {b['field_accuracy']:.3f} | "
                   f"{b['exact']:.3f} |" for b in buckets]
         parts.append("")
-    parts += [f"## Failing items ({last})", "", failing_markdown(rows[last])]
+    parts.append(failing_items_md(eval_items(rows[last]), title=f"Failing items ({last})"))
     return "\n".join(parts) + "\n"
+
+
+def eval_items(rows: list[dict[str, Any]]) -> list[ItemResult]:
+    """Eval rows as the report's item results (status, side-by-side fields, selected examples, why)."""
+    out = []
+    for r in rows:
+        status = "error" if r.get("exception") else "invalid" if not r["valid"] else "pass" if r["exact"] else "fail"
+        out.append(ItemResult(id=str(r["id"]), request=r["question"], expected=r["expected"], actual=r["output"],
+                              fields=r["fields"], selected=[s["id"] for s in r.get("selected") or []],
+                              status=status, errors=r.get("errors") or ([r["exception"]] if r.get("exception") else []),
+                              raw_answer=r.get("raw_output") or "", why=explain(r)))
+    return out
 
 
 def write_chart(path: Path, summaries: dict[str, dict[str, Any]], *, title: str) -> Path | None:
@@ -111,4 +109,8 @@ def write_eval(out: Path, *, domain: str, set_name: str, stamp: str, rows: dict[
     (out / "report.md").write_text(markdown_report(domain=domain, set_name=set_name, stamp=stamp,
                                                    summaries=summaries, rows=rows, enums=enums), encoding="utf-8")
     write_chart(out / "chart.png", summaries, title=f"{domain} · {set_name}")
+    last = list(rows)[-1]
+    page = failing_items_html(eval_items(rows[last]), title=f"{domain} · {set_name} · failing items ({last})")
+    (out / "report.html").write_text(f"<!doctype html><meta charset='utf-8'><title>{domain} eval</title>{page}",
+                                     encoding="utf-8")
     return summaries

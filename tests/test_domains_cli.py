@@ -355,7 +355,9 @@ def test_eval_end_to_end_with_a_scripted_model(cli_project, capsys, monkeypatch,
     assert report.startswith("# claims_intake on set.jsonl")
     assert "| mode | n | valid | field acc | exact |" in report
     assert "**claim_type** (rows: expected, columns: answered)" in report
-    assert "`leak` (valid)" in report
+    assert "- [leak](#item-leak) (fail)" in report  # the failing item, indexed by wrong field
+    page = (out_dir / "report.html").read_text()
+    assert 'id="fi-item-leak"' in page and "<script" not in page
 
     header = next(line for line in out.splitlines() if "field acc" in line)
     for column in ("mode", "valid", "field acc", "exact", "department"):
