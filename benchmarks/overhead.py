@@ -1,7 +1,7 @@
 """Per-request overhead of the middleware before the model is called: embed, search, select, render.
 
 For each memory size (default 1k, 10k, 100k records) this builds a fresh data dir, fills the memory store of
-tenant ``bench`` / domain ``data_ops`` with validated interactions, then times ``Middleware.render`` (no model
+tenant ``bench`` / domain ``data_ops`` with approved (reviewed) interactions, then times ``Middleware.render`` (no model
 call) on fresh, never-seen data_ops requests and reports p50/p95 per stage (``Assembly.timings_ms``) and of
 the wall time of the whole ``render`` call.
 
@@ -435,7 +435,7 @@ def load_memory(mw: Middleware, pool: list[Request], size: int, anchors: dict[in
             if not outcome.ok:  # a bug in the generator, never expected
                 raise SystemExit(f"generated answer is not a valid ActionPlan: {req.question!r}: {outcome.errors}")
             records.append(MemoryRecord(
-                id=f"bench-{i:07d}", tenant=TENANT, domain=DOMAIN, kind="interaction", status="validated",
+                id=f"bench-{i:07d}", tenant=TENANT, domain=DOMAIN, kind="interaction", status="approved",
                 source="interaction", question=req.question,
                 answer=json.dumps(req.answer, ensure_ascii=False, separators=(", ", ": ")),
                 created_at=base + timedelta(seconds=int(rng.integers(0, 365 * 86400))),
