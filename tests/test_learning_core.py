@@ -146,3 +146,24 @@ def test_votes_that_prove_unreliable_on_the_examples_narrow_nothing():
     # a reviewed answer to the same question speaks for itself
     strong = [{**votes[0], "voters": [{"id": "r", "reviewed": True, "near_identical": True}]}]
     assert gate(strong, judged)[0]["allowed"] == ["x"]
+
+
+def test_a_request_number_is_one_items_value_and_a_unit_field_takes_quantities_only(tmp_path):
+    d = tmp_path / "homes"
+    d.mkdir()
+    schema = {"type": "object", "additionalProperties": False, "required": ["filters", "days"], "properties": {
+        "filters": {"type": "array", "items": {"type": "object", "additionalProperties": False,
+                                               "required": ["field", "value"],
+                                               "properties": {"field": {"enum": ["rooms", "price", "floor"]},
+                                                              "value": {"type": "integer"}}}},
+        "days": {"type": ["integer", "null"]}}}
+    (d / "schema.json").write_text(json.dumps(schema))
+    (d / "domain.yaml").write_text("description: d\noutput_schema: schema.json\ninfer: false\n"
+                                   "ground:\n  /filters/*/value: numbers\nunits:\n  /days: {day: 1, week: 7}\n")
+    domain = load_domain(d)
+    value, repairs = domain.post(None, "flats on floor 5")({"filters": [
+        {"field": "floor", "value": 5}, {"field": "price", "value": 5}], "days": None})
+    assert value["filters"] == [{"field": "floor", "value": 5}] and "reuses the number 5" in repairs[0]
+    grammar = domain.grammar_schema("3 rooms, listed in the last 2 weeks")
+    assert grammar["properties"]["days"]["enum"] == [14, None]
+    assert domain.grammar_schema("3 rooms")["properties"]["days"]["enum"] == [None]  # 3 is not a duration

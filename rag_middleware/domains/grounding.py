@@ -207,10 +207,8 @@ def candidates(source: str, *, request: str, body: str, context: dict[str, list[
                units: dict[str, float] | None, pattern: str | None, only_mentioned: bool) -> list[Any] | None:
     """The values a grounded field may take for this request (None: this source cannot ground the field)."""
     if source == "numbers":
-        if units:
-            found = quantities(body, units)
-            if found:
-                return found
+        if units:  # a quantity in the field's unit, or nothing: a bare number elsewhere is not a duration
+            return quantities(body, units)
         return numbers_in(body)
     if source == "words":
         return words_in(body)

@@ -228,6 +228,8 @@ class Declarative:
                 value = _lists(value, (), h.drop_repeats, h.dedupe_lists, h.max_items, repairs)
             if h.snap_enums:
                 self._snap(value, request, repairs, ground=flags.ground)
+            if h.drop_repeats and flags.ground:
+                self._one_use(value, repairs)
         if flags.vote:
             self._ruled(value, request, repairs)
         if flags.derive:
@@ -254,6 +256,31 @@ class Declarative:
                 value[path[0]] = decided[1]
                 repairs.append(f"{show_path(path)}: {'missing' if old is MISSING else json.dumps(old)} -> "
                                f"{json.dumps(decided[1])} (rule {decided[0]!r})")
+
+    def _one_use(self, value: Any, repairs: list[str]) -> None:
+        """A number the request states once is one item's value: of two list items that carry the same
+        grounded number at the same place, the later one is a small model repeating itself and is dropped."""
+        for path, spec in self.spec.ground.items():
+            if spec.source != "numbers" or "*" not in path:
+                continue
+            star = path.index("*")
+            inner = path[star + 1 :]
+            for array, where in _with_paths(value, path[:star]):
+                if not isinstance(array, list) or not inner:
+                    continue
+                seen: set[str] = set()
+                kept = []
+                for i, item in enumerate(array):
+                    found = values_at(item, inner)
+                    key = json.dumps(found[0]) if len(found) == 1 and isinstance(found[0], (int, float)) else None
+                    if key is not None and key in seen:
+                        repairs.append(f"{show_path(where + (str(i),))}: dropped, it reuses the number {key} "
+                                       "an earlier item took")
+                        continue
+                    if key is not None:
+                        seen.add(key)
+                    kept.append(item)
+                array[:] = kept
 
     def _enum_at(self, path: Path) -> list[Any]:
         if path not in self._enums:
