@@ -26,8 +26,12 @@ class Completion(BaseModel):
     done_reason: Literal["stop", "length", "error"] | str = "stop"
     prompt_tokens: int = 0
     completion_tokens: int = 0
-    duration_ms: float = 0.0
+    duration_ms: float = 0.0  # the call's wall time (queueing included)
     model: str = ""
+    # the backend's own timings, when it gives them: prompt evaluation and generation, loading the model
+    prompt_ms: float | None = None
+    eval_ms: float | None = None
+    load_ms: float = 0.0
 
 
 class StreamChunk(BaseModel):

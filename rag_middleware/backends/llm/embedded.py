@@ -65,7 +65,12 @@ class EmbeddedBackend:
         return self._path
 
     def _server(self):
+        return self._loaded()[0]
+
+    def _loaded(self) -> tuple[Any, float]:
+        """The llama.cpp server, and the milliseconds it took to load the model in this call (0 if loaded)."""
         key = (str(self.gguf_path), self.num_ctx, self.threads)
+        started = time.perf_counter()
         with _servers_lock:
             server = _servers.get(key)
             if server is None:
@@ -86,7 +91,8 @@ class EmbeddedBackend:
                 except Exception as exc:  # noqa: BLE001 - native load failure
                     raise BackendError(f"cannot load embedded model {key[0]}: {exc}") from None
                 _servers[key] = server
-            return server
+                return server, (time.perf_counter() - started) * 1000
+            return server, 0.0
 
     def _payload(self, request: GenerateRequest, *, stream: bool) -> dict[str, Any]:
         if request.prompt is None:
@@ -109,9 +115,17 @@ class EmbeddedBackend:
             code = err.get("code", 500) if isinstance(err, dict) else 500
             raise UpstreamResponseError(f"embedded model error: {message}", status_code=int(code))
 
+    @staticmethod
+    def _timings(result: dict[str, Any]) -> dict[str, float]:
+        """llama.cpp's own timings: prompt evaluation and generation, without the time queued."""
+        timings = result.get("timings") if isinstance(result, dict) else None
+        if not isinstance(timings, dict) or "prompt_ms" not in timings or "predicted_ms" not in timings:
+            return {}
+        return {"prompt_ms": float(timings["prompt_ms"]), "eval_ms": float(timings["predicted_ms"])}
+
     def generate(self, request: GenerateRequest) -> Completion:
-        server = self._server()
         start = time.perf_counter()
+        server, load_ms = self._loaded()
         try:
             result = server.handle_completions(self._payload(request, stream=False))
         except Exception as exc:  # noqa: BLE001 - native errors
@@ -132,14 +146,14 @@ class EmbeddedBackend:
             prompt_tokens=int(usage.get("prompt_tokens", 0)),
             completion_tokens=int(usage.get("completion_tokens", 0)),
             duration_ms=(time.perf_counter() - start) * 1000,
-            model=self.model,
+            model=self.model, load_ms=load_ms, **self._timings(result),
         )
 
     def stream(self, request: GenerateRequest) -> Iterator[StreamChunk]:
         """Chunks as llama.cpp produces them (generation runs in a worker thread)."""
-        server = self._server()
-        chunks: queue.Queue = queue.Queue()
         start = time.perf_counter()
+        server, load_ms = self._loaded()
+        chunks: queue.Queue = queue.Queue()
 
         def run() -> None:
             try:
@@ -152,6 +166,7 @@ class EmbeddedBackend:
         text: list[str] = []
         finish = "stop"
         usage: dict[str, Any] = {}
+        timings: dict[str, float] = {}
         while True:
             item = chunks.get()
             if item is None:
@@ -162,13 +177,14 @@ class EmbeddedBackend:
             if choice.get("finish_reason"):
                 finish = "length" if choice["finish_reason"] == "length" else "stop"
             usage = item.get("usage") or usage
+            timings = self._timings(item) or timings
             if piece:
                 text.append(piece)
                 yield StreamChunk(text=piece)
         yield StreamChunk(done=True, completion=Completion(
             text="".join(text), done_reason=finish,
             prompt_tokens=int(usage.get("prompt_tokens", 0)), completion_tokens=int(usage.get("completion_tokens", 0)),
-            duration_ms=(time.perf_counter() - start) * 1000, model=self.model,
+            duration_ms=(time.perf_counter() - start) * 1000, model=self.model, load_ms=load_ms, **timings,
         ))
 
     def close(self) -> None:

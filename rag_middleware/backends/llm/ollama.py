@@ -75,7 +75,11 @@ class OllamaBackend:
     @staticmethod
     def _completion(resp: Any, start: float) -> Completion:
         done_reason = getattr(resp, "done_reason", None) or "stop"
-        return Completion(
+        prompt_ns, eval_ns = getattr(resp, "prompt_eval_duration", None), getattr(resp, "eval_duration", None)
+        timings = {} if prompt_ns is None or eval_ns is None else {  # Ollama's own figures, when it gives them
+            "prompt_ms": prompt_ns / 1e6, "eval_ms": eval_ns / 1e6,
+            "load_ms": (getattr(resp, "load_duration", None) or 0) / 1e6}
+        return Completion(**timings,
             text=resp.message.content or "",
             done_reason="length" if done_reason == "length" else done_reason,
             prompt_tokens=int(getattr(resp, "prompt_eval_count", 0) or 0),
