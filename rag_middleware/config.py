@@ -137,6 +137,27 @@ class RetrySettings(BaseModel):
     connect_timeout: float = Field(5.0, gt=0)
 
 
+# Open WebUI 0.12's prompt shapes (open_webui/config.py): its RAG template ends with the context, the question
+# follows it (older templates: <user_query>, "Query:"); its task prompts begin "### Task:" or name their job
+OPENWEBUI_CONTEXT_PATTERNS = (
+    r"(?s)\A\s*### Task:.*?<context>\n?(?P<context>.*)</context>.*<user_query>\s*(?P<question>.*?)\s*</user_query>\s*\Z",
+    r"(?s)\A\s*### Task:.*?<context>\n?(?P<context>.*)</context>\s*(?:Query|Question):\s*(?P<question>.*\S)\s*\Z",
+    r"(?s)\A\s*### Task:.*?<context>\n?(?P<context>.*)</context>\s*(?P<question>.*\S)\s*\Z",
+    r"(?s)### Task:.*?<context>\n?(?P<context>.*)</context>\s*\Z",
+)
+OPENWEBUI_TASK_PATTERNS = {
+    "title": r'(?s)\A\s*### Task:.*"title"\s*:',
+    "tags": r'(?s)\A\s*### Task:.*"tags"\s*:',
+    "follow_ups": r'(?s)\A\s*### Task:.*"follow_ups"\s*:',
+    "queries": r'(?s)\A\s*### Task:.*"queries"\s*:',
+    "autocomplete": r"(?s)\A\s*### Task:.*You are an autocompletion system",
+    "emoji": r"\A\s*Your task is to reflect the speaker's likely facial expression",
+    "merge_responses": r"\A\s*You have been provided with a set of responses from various models",
+    "tool_calls": r'(?s)\A\s*Available Tools:.*"tool_calls"',
+    "task": r"\A\s*### Task:",
+}
+
+
 class ServerSettings(BaseModel):
     """The drop-in Ollama-compatible server."""
 
@@ -152,6 +173,18 @@ class ServerSettings(BaseModel):
     tenant_header: str = "X-RAG-Tenant"
     shutdown_timeout: float = Field(30.0, gt=0)
     upstream_timeout: float = Field(300.0, gt=0)
+    context_patterns: list[str] = Field(
+        default_factory=lambda: list(OPENWEBUI_CONTEXT_PATTERNS),
+        description="regexes for a message that carries retrieved context (named groups 'context' and, in a user "
+                    "message, 'question'): the request is a domain request on the question, the context given "
+                    "to the templates; tried in order on the last user message, then on the system message")
+    task_patterns: dict[str, str] = Field(
+        default_factory=lambda: dict(OPENWEBUI_TASK_PATTERNS),
+        description="name -> regex for background task prompts (searched in the last user message and the system "
+                    "message): passed through, never augmented or stored; tried in order, the first match names it")
+    background_num_predict: int = Field(128, ge=-1, description="num_predict cap for background tasks (-1: none)")
+    background_stub: bool = Field(False, description="with the embedded upstream, answer title and tags tasks "
+                                                     "without the model: the question's first words, no tags")
 
 
 class Settings(BaseSettings):

@@ -20,10 +20,12 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from .. import __version__
 from ..config import Settings
 from ..errors import RagMiddlewareError
+from ..backends.llm import make_backend
 from ..pipeline import Middleware
 from . import admin, ollama_api, openai_api
 from .augment import Augmenter
 from .context import ServerContext
+from .gate import GatedBackend, PriorityGate
 from .routing import Router
 from .upstream import EMBEDDED, HttpUpstream
 from .wire import clip, now_rfc3339, read_json_object
@@ -133,6 +135,8 @@ async def health(request: Request) -> Response:
         checks["upstream"] = await ctx.upstream.health()
     else:
         checks["upstream"] = {"ok": True, "url": EMBEDDED, "latency_ms": 0.0, "detail": "in-process model"}
+        if ctx.gate is not None:
+            checks["upstream"]["queue"] = ctx.gate.status()  # user calls waiting or running, a background one
 
     def timed(fn) -> dict[str, Any]:
         started = time.perf_counter()
@@ -157,7 +161,8 @@ async def health(request: Request) -> Response:
 
 
 class AccessLog:
-    """One structured log line per request: method, path, status, duration, route, interaction id.
+    """One structured log line per request: method, path, status, duration, route (why, the domain, the
+    background task's name), interaction id.
     Headers (auth) and bodies (images, prompts) are never logged."""
 
     def __init__(self, app: ASGIApp) -> None:
@@ -189,6 +194,7 @@ class AccessLog:
                     "event": "request", "method": scope["method"], "path": scope["path"], "status": status,
                     "ms": round((time.perf_counter() - started) * 1000, 2),
                     "domain": getattr(route, "domain", None), "route": getattr(route, "reason", None),
+                    "task": getattr(route, "task", None),
                     "interaction_id": interaction_id or None,
                 }))
 
@@ -199,14 +205,18 @@ def create_app(settings: Settings, *, middleware: Middleware | None = None) -> S
     embedded = upstream_url == EMBEDDED
     if middleware is None:
         llm = {"backend": "embedded"} if embedded else {"backend": "ollama", "ollama_host": upstream_url}
-        middleware = Middleware(settings.model_copy(update={"llm": settings.llm.model_copy(update=llm)}))
+        mw_settings = settings.model_copy(update={"llm": settings.llm.model_copy(update=llm)})
+        # every model call through the gate (the embedded model: user requests first) and timed
+        backend = GatedBackend(make_backend(mw_settings), PriorityGate() if embedded else None)
+        middleware = Middleware(mw_settings, backend=backend)
     upstream = None if embedded else HttpUpstream(upstream_url, timeout=settings.server.upstream_timeout,
                                                   connect_timeout=settings.retry.connect_timeout,
                                                   admin_token=settings.server.admin_token)
     router = Router(settings, middleware.domains)
     ctx = ServerContext(settings=settings, mw=middleware, router=router,
                         augmenter=Augmenter(middleware, router, on_invalid=settings.server.on_invalid),
-                        upstream=upstream, upstream_label=EMBEDDED if embedded else upstream.base_url)
+                        upstream=upstream, upstream_label=EMBEDDED if embedded else upstream.base_url,
+                        gate=getattr(middleware.backend, "gate", None))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -18,10 +18,16 @@ from ..errors import AttemptsExhaustedError, RagMiddlewareError, RequestError
 from ..options import ModelOptions
 from ..pipeline import AskResult, Middleware
 from ..records import new_id
+from .gate import Meter, metered
 from .routing import Router
 from .wire import Usage, clip
 
-__all__ = ["Answer", "Augmenter", "Exchange", "client_options", "failure_headers", "refuse_images", "reply_headers"]
+__all__ = ["OPENWEBUI_IDS", "Answer", "Augmenter", "Exchange", "client_options", "failure_headers", "measured_usage",
+           "openwebui_ids", "pull_stream", "refuse_images", "reply_headers", "usage_of"]
+
+# the request headers Open WebUI sends with ENABLE_FORWARD_USER_INFO_HEADERS=true -> our keys
+OPENWEBUI_IDS = {"x-openwebui-chat-id": "chat_id", "x-openwebui-message-id": "message_id",
+                 "x-openwebui-user-id": "user_id"}
 
 log = logging.getLogger("rag_middleware.server")
 
@@ -45,6 +51,8 @@ class Exchange:
     options: ModelOptions | None = None
     interaction_id: str = field(default_factory=new_id)
     user: str | None = None  # keeps an A/B-tested domain's variant sticky
+    meter: Meter = field(default_factory=Meter)  # the request's model timings (started when it arrived)
+    chat_ids: dict[str, str] = field(default_factory=dict)  # the chatbot's ids for this message (OPENWEBUI_IDS)
 
 
 @dataclass
@@ -56,12 +64,60 @@ class Answer:
     errors: list[str] = field(default_factory=list)
 
 
-def _usage(result: AskResult) -> Usage:
+def measured_usage(meter: Meter, *, prompt_tokens: int, completion_tokens: int, done_reason: str = "stop",
+                   interaction_id: str | None = None) -> Usage:
+    """The usage of an answer: the tokens, and the durations the request's model calls reported."""
+    d = meter.durations()
+    return Usage(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens, total_ns=d["total_duration"],
+                 load_ns=d["load_duration"], prompt_ns=d["prompt_eval_duration"], eval_ns=d["eval_duration"],
+                 done_reason=done_reason or "stop", interaction_id=interaction_id)
+
+
+def _usage(result: AskResult, meter: Meter) -> Usage:
     last = result.attempts[-1] if result.attempts else None
-    return Usage(prompt_tokens=result.prompt_tokens, completion_tokens=result.completion_tokens,
-                 total_ns=int(result.timings_ms.get("total", 0) * 1e6),
-                 generate_ns=int(result.timings_ms.get("generate", 0) * 1e6),
-                 done_reason=(last.done_reason if last and last.done_reason else "stop"))
+    return measured_usage(meter, prompt_tokens=result.prompt_tokens, completion_tokens=result.completion_tokens,
+                          done_reason=last.done_reason if last and last.done_reason else "stop",
+                          interaction_id=result.interaction_id)
+
+
+def openwebui_ids(headers: Any) -> dict[str, str]:
+    """Open WebUI's ids of the chat and message (and user) a request answers, from the headers it sends with
+    ``ENABLE_FORWARD_USER_INFO_HEADERS=true``; recorded in the interaction's ``request["openwebui"]``."""
+    return {key: headers[name][:200] for name, key in OPENWEBUI_IDS.items() if headers.get(name)}
+
+
+async def pull_stream(gen: Iterator[StreamChunk], meter: Meter) -> AsyncIterator[StreamChunk]:
+    """A blocking chunk iterator as an async one, each chunk pulled in a worker thread under ``meter``; the
+    first is fetched before this returns (a failure before the first byte still gets its real status). The
+    iterator is closed at the end, also when the client went away."""
+    sentinel = object()
+
+    async def pull() -> Any:
+        with metered(meter):
+            return await anyio.to_thread.run_sync(next, gen, sentinel)
+
+    async def close() -> None:
+        close_gen = getattr(gen, "close", None)
+        if close_gen is not None:
+            with anyio.CancelScope(shield=True):  # the client may be gone: still end upstream (and record)
+                await anyio.to_thread.run_sync(close_gen)
+
+    try:
+        first = await pull()
+    except BaseException:
+        await close()
+        raise
+
+    async def rest() -> AsyncIterator[StreamChunk]:
+        item = first
+        try:
+            while item is not sentinel:
+                yield item
+                item = await pull()
+        finally:
+            await close()
+
+    return rest()
 
 
 class InvalidAnswerError(RagMiddlewareError):
@@ -89,45 +145,49 @@ class Augmenter:
             model=self.router.upstream_model(ex.domain), interaction_id=ex.interaction_id, user=ex.user,
             options=client_options(ex.options) if dom.free_text else None,
         )
-        result = await anyio.to_thread.run_sync(call)
+        with metered(ex.meter):
+            result = await anyio.to_thread.run_sync(call)
+        await self.note_ids(ex)
         if not result.valid:
             errors = result.attempts[-1].errors if result.attempts else []
             if self.on_invalid != "best_candidate":
                 raise InvalidAnswerError(
                     f"no valid answer after {len(result.attempts)} attempt(s); failing fields: {'; '.join(errors)}")
-            return Answer(text=result.text, usage=_usage(result), interaction_id=result.interaction_id, valid=False,
-                          errors=errors)
+            return Answer(text=result.text, usage=_usage(result, ex.meter), interaction_id=result.interaction_id,
+                          valid=False, errors=errors)
         text = result.output if isinstance(result.output, str) else json.dumps(result.output, ensure_ascii=False)
-        return Answer(text=text, usage=_usage(result), interaction_id=result.interaction_id, valid=True)
+        return Answer(text=text, usage=_usage(result, ex.meter), interaction_id=result.interaction_id, valid=True)
+
+    async def note_ids(self, ex: Exchange) -> None:
+        """Add the chatbot's ids to the recorded interaction (written again: the journal replaces by id)."""
+        if not ex.chat_ids:
+            return
+
+        def note() -> None:
+            interaction = self.mw.journal.get(ex.interaction_id)
+            if interaction is not None:
+                interaction.request["openwebui"] = dict(ex.chat_ids)
+                self.mw.journal.write(interaction)
+
+        with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(note)
 
     async def open_stream(self, ex: Exchange) -> AsyncIterator[StreamChunk]:
         """A free-text answer streamed live. The first chunk is fetched before this returns, so a failure
         before the first byte can still get its real status."""
         gen = self.mw.stream(ex.messages, domain=ex.domain, tenant=ex.tenant, model=self.router.upstream_model(ex.domain),
                              interaction_id=ex.interaction_id, options=client_options(ex.options), user=ex.user)
-        sentinel = object()
+        chunks = await pull_stream(gen, ex.meter)
 
-        async def pull() -> Any:
-            return await anyio.to_thread.run_sync(next, gen, sentinel)
-
-        try:
-            first = await pull()
-        except BaseException:
-            with anyio.CancelScope(shield=True):
-                await anyio.to_thread.run_sync(gen.close)
-            raise
-
-        async def rest() -> AsyncIterator[StreamChunk]:
-            item = first
+        async def noted() -> AsyncIterator[StreamChunk]:
             try:
-                while item is not sentinel:
-                    yield item
-                    item = await pull()
+                async for chunk in chunks:
+                    yield chunk
             finally:
-                with anyio.CancelScope(shield=True):  # the client may be gone: still end upstream and record
-                    await anyio.to_thread.run_sync(gen.close)
+                await chunks.aclose()  # the stream is recorded when it closes
+                await self.note_ids(ex)
 
-        return rest()
+        return noted()
 
 
 def refuse_images(model: str, parts: list[str]) -> None:
@@ -159,9 +219,10 @@ async def failure_headers(ctx: ServerContext, ex: Exchange) -> dict[str, str]:
     return {"X-RAG-Interaction-Id": ex.interaction_id} if await ctx.augmenter.recorded(ex.interaction_id) else {}
 
 
-def usage_of(chunk: StreamChunk) -> Usage:
+def usage_of(chunk: StreamChunk, meter: Meter, interaction_id: str | None = None) -> Usage:
+    """The usage of a streamed answer, from its final chunk."""
     c = chunk.completion
     if c is None:
-        return Usage()
-    return Usage(prompt_tokens=c.prompt_tokens, completion_tokens=c.completion_tokens,
-                 total_ns=int(c.duration_ms * 1e6), generate_ns=int(c.duration_ms * 1e6), done_reason=c.done_reason)
+        return measured_usage(meter, prompt_tokens=0, completion_tokens=0, interaction_id=interaction_id)
+    return measured_usage(meter, prompt_tokens=c.prompt_tokens, completion_tokens=c.completion_tokens,
+                          done_reason=c.done_reason, interaction_id=interaction_id)

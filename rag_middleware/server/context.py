@@ -8,26 +8,31 @@ errors is refused (the last good version stays live) and shows in ``/rag/health`
 from __future__ import annotations
 
 import functools
+import json
+import re
 import time
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 import anyio.to_thread
 from starlette.requests import Request
 
-from ..backends.llm.base import Completion, GenerateRequest
+from ..backends.llm.base import Completion, GenerateRequest, StreamChunk
 from ..config import Settings
 from ..errors import RequestError, TemplateError
 from ..lint import errors_only, lint_snapshot
 from ..options import ModelOptions
 from ..pipeline import TENANT_RE, Middleware
 from ..templates import TemplateSnapshot
-from .augment import Augmenter, client_options
-from .routing import Router
+from .augment import Augmenter, client_options, pull_stream
+from .gate import Meter, PriorityGate, metered
+from .routing import Route, Router
 from .upstream import HttpUpstream
 from .wire import clip
 
-__all__ = ["TEMPLATE_CHECK_SECONDS", "ModelNotFoundError", "ServerContext", "plain_completion"]
+__all__ = ["TEMPLATE_CHECK_SECONDS", "ModelNotFoundError", "ServerContext", "plain_completion", "plain_options",
+           "plain_stream", "task_stub"]
 
 
 class ModelNotFoundError(RequestError):
@@ -51,6 +56,7 @@ class ServerContext:
     augmenter: Augmenter
     upstream: HttpUpstream | None  # None: the embedded model is the upstream
     upstream_label: str
+    gate: PriorityGate | None = field(default=None)  # the embedded model's queue, user requests first
 
     def __post_init__(self) -> None:
         self.mw.templates.watch(validator=self.lint_templates, check_interval=TEMPLATE_CHECK_SECONDS)
@@ -97,10 +103,59 @@ class ServerContext:
         return str(found)[:200] if found else None
 
 
-async def plain_completion(ctx: ServerContext, messages: list[dict[str, Any]],
-                           options: ModelOptions | None) -> Completion:
-    """A request for no domain, answered by the embedded model (there is no Ollama to pass it to)."""
+HISTORY_USER = re.compile(r"<chat_history>\s*USER:\s*(?P<text>.*?)(?:\n[A-Z]+:|</chat_history>)", re.S)
+TITLE_WORDS = 5
+
+
+def plain_options(ctx: ServerContext, options: ModelOptions | None, route: Route) -> dict[str, Any]:
+    """Ollama's defaults for a plain request (no num_predict cap: -1 runs to the end of the context), the
+    client's options on top; a background task's num_predict capped by ``server.background_num_predict``."""
+    opts: dict[str, Any] = {"temperature": 0.8, "num_predict": -1, "stop": ["\nRequest:"], **client_options(options)}
+    cap = ctx.settings.server.background_num_predict
+    if route.background and cap >= 0:
+        asked = opts.get("num_predict")
+        opts["num_predict"] = cap if asked is None or asked < 0 else min(int(asked), cap)
+    return opts
+
+
+def task_stub(ctx: ServerContext, route: Route, messages: list[dict[str, Any]]) -> str | None:
+    """A title or tags task answered without the model (``server.background_stub``, embedded upstream only),
+    in the JSON Open WebUI parses: the first words of the chat's first user message, no tags."""
+    if not (ctx.settings.server.background_stub and ctx.upstream is None and route.task in ("title", "tags")):
+        return None
+    if route.task == "tags":
+        return json.dumps({"tags": []})
+    last = next((m["content"] for m in reversed(messages) if m["role"] == "user"), "")
+    found = HISTORY_USER.search(last)
+    words = (found["text"] if found else "").split()
+    return json.dumps({"title": " ".join(words[:TITLE_WORDS]) or "New chat"}, ensure_ascii=False)
+
+
+def _plain_request(ctx: ServerContext, messages: list[dict[str, Any]], options: ModelOptions | None,
+                   route: Route) -> GenerateRequest:
     prompt = ctx.mw.assembler.flatten_plain(messages)
-    opts = {"temperature": 0.7, "num_predict": 256, "stop": ["\nRequest:"], **client_options(options)}
-    request = GenerateRequest(model=ctx.settings.llm.model, messages=messages, prompt=prompt, options=opts)
-    return await anyio.to_thread.run_sync(functools.partial(ctx.mw.backend.generate, request))
+    return GenerateRequest(model=ctx.settings.llm.model, messages=messages, prompt=prompt,
+                           options=plain_options(ctx, options, route))
+
+
+async def plain_completion(ctx: ServerContext, messages: list[dict[str, Any]], options: ModelOptions | None,
+                           route: Route, meter: Meter) -> Completion:
+    """A request for no domain, answered by the embedded model (there is no Ollama to pass it to)."""
+    stub = task_stub(ctx, route, messages)
+    if stub is not None:
+        return Completion(text=stub, model=ctx.settings.llm.model, prompt_ms=0.0, eval_ms=0.0)
+    request = _plain_request(ctx, messages, options, route)
+    with metered(meter):
+        return await anyio.to_thread.run_sync(functools.partial(ctx.mw.backend.generate, request))
+
+
+async def plain_stream(ctx: ServerContext, messages: list[dict[str, Any]], options: ModelOptions | None,
+                       route: Route, meter: Meter) -> AsyncIterator[StreamChunk]:
+    """The same, streamed live as the model produces it; the first chunk is fetched before this returns."""
+    stub = task_stub(ctx, route, messages)
+    if stub is not None:
+        done = Completion(text=stub, model=ctx.settings.llm.model, prompt_ms=0.0, eval_ms=0.0)
+        chunks: Iterator[StreamChunk] = iter([StreamChunk(text=stub), StreamChunk(done=True, completion=done)])
+    else:
+        chunks = ctx.mw.backend.stream(_plain_request(ctx, messages, options, route))
+    return await pull_stream(chunks, meter)

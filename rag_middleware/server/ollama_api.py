@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -10,14 +11,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from ..errors import RagMiddlewareError, RequestError
-from .augment import Exchange, failure_headers, refuse_images, reply_headers, usage_of
-from .context import ServerContext, plain_completion
-from .routing import Route
+from .augment import Exchange, failure_headers, measured_usage, openwebui_ids, refuse_images, reply_headers, usage_of
+from .context import ServerContext, plain_completion, plain_stream
+from .gate import Meter
+from .routing import Route, system_text
 from .upstream import Rename
 from .wire import (
     OllamaChatRequest,
     OllamaGenerateRequest,
-    Usage,
     ndjson,
     now_rfc3339,
     ollama_final,
@@ -50,7 +51,7 @@ def _load_reply(kind: str, model: str, route: Route) -> JSONResponse:
 
 
 async def _pass_through(ctx: ServerContext, request: Request, kind: str, body: Any, raw: bytes,
-                        messages: list[dict[str, Any]], route: Route) -> Response:
+                        messages: list[dict[str, Any]], route: Route, started: float) -> Response:
     empty = not any(m["content"].strip() for m in messages)
     if route.virtual and empty and not (route.unload and ctx.upstream is not None):
         return _load_reply(kind, body.model, route)  # a load: nothing to do upstream for a virtual model
@@ -58,14 +59,24 @@ async def _pass_through(ctx: ServerContext, request: Request, kind: str, body: A
         ctx.check_embedded_model(body.model)
         if empty:
             return _load_reply(kind, body.model, route)
-        completion = await plain_completion(ctx, messages, body.options)
-        usage = Usage(prompt_tokens=completion.prompt_tokens, completion_tokens=completion.completion_tokens,
-                      total_ns=int(completion.duration_ms * 1e6), generate_ns=int(completion.duration_ms * 1e6),
-                      done_reason=completion.done_reason)
+        meter = Meter(background=route.background, started=started)
         if body.stream:
-            lines = [ndjson(ollama_piece(kind, body.model, p)) for p in split_text(completion.text)]
-            lines.append(ndjson(ollama_final(kind, body.model, "", usage)))
-            return Response(b"".join(lines), media_type=NDJSON)
+            chunks = await plain_stream(ctx, messages, body.options, route, meter)
+
+            async def live() -> AsyncIterator[bytes]:
+                try:
+                    async for chunk in chunks:
+                        if chunk.done:
+                            yield ndjson(ollama_final(kind, body.model, "", usage_of(chunk, meter)))
+                        elif chunk.text:
+                            yield ndjson(ollama_piece(kind, body.model, chunk.text))
+                except RagMiddlewareError as exc:
+                    yield ndjson({"error": exc.one_line()})
+
+            return StreamingResponse(live(), media_type=NDJSON)
+        completion = await plain_completion(ctx, messages, body.options, route, meter)
+        usage = measured_usage(meter, prompt_tokens=completion.prompt_tokens,
+                               completion_tokens=completion.completion_tokens, done_reason=completion.done_reason)
         return JSONResponse(ollama_final(kind, body.model, completion.text, usage))
     if not route.virtual:
         return await ctx.upstream.forward(request, raw)
@@ -89,7 +100,8 @@ async def _augmented(ctx: ServerContext, request: Request, kind: str, ex: Exchan
             try:
                 async for chunk in chunks:
                     if chunk.done:
-                        yield ndjson(ollama_final(kind, ex.client_model, "", usage_of(chunk)))
+                        yield ndjson(ollama_final(kind, ex.client_model, "", usage_of(chunk, ex.meter,
+                                                                                      ex.interaction_id)))
                     elif chunk.text:
                         yield ndjson(ollama_piece(kind, ex.client_model, chunk.text))
             except RagMiddlewareError as exc:
@@ -114,22 +126,25 @@ async def _augmented(ctx: ServerContext, request: Request, kind: str, ex: Exchan
 
 
 async def chat(request: Request) -> Response:
+    started = time.perf_counter()
     ctx: ServerContext = request.app.state.ctx
     body, raw = await read_body(request, OllamaChatRequest)
     messages = [{"role": m.role, "content": m.content or ""} for m in body.messages]
     route = ctx.router.resolve(model=body.model, header_domain=request.headers.get("x-rag-domain"),
                                texts=[m["content"] for m in messages if m["role"] == "user"],
-                               keep_alive=body.keep_alive)
+                               keep_alive=body.keep_alive, system=system_text(messages))
     request.state.route = route
     if route.domain is None:
-        return await _pass_through(ctx, request, "chat", body, raw, messages, route)
+        return await _pass_through(ctx, request, "chat", body, raw, messages, route, started)
     refuse_images(body.model, ["images"] * sum(bool(m.images) for m in body.messages))
-    ex = Exchange(domain=route.domain, tenant=ctx.tenant_of(request), client_model=body.model, messages=messages,
-                  options=body.options, user=ctx.user_of(request))
+    ex = Exchange(domain=route.domain, tenant=ctx.tenant_of(request), client_model=body.model,
+                  messages=route.messages(messages), options=body.options, user=ctx.user_of(request),
+                  meter=Meter(started=started), chat_ids=openwebui_ids(request.headers))
     return await _augmented(ctx, request, "chat", ex, body)
 
 
 async def generate(request: Request) -> Response:
+    started = time.perf_counter()
     ctx: ServerContext = request.app.state.ctx
     body, raw = await read_body(request, OllamaGenerateRequest)
     if body.raw and (body.system or body.template):
@@ -138,11 +153,12 @@ async def generate(request: Request) -> Response:
     messages = ([{"role": "system", "content": body.system}] if body.system else []) + [
         {"role": "user", "content": prompt}]
     route = ctx.router.resolve(model=body.model, header_domain=request.headers.get("x-rag-domain"), texts=[prompt],
-                               keep_alive=body.keep_alive)
+                               keep_alive=body.keep_alive, system=body.system or "")
     request.state.route = route
     if route.domain is None:
-        return await _pass_through(ctx, request, "generate", body, raw, messages, route)
+        return await _pass_through(ctx, request, "generate", body, raw, messages, route, started)
     refuse_images(body.model, ["images"] if body.images else [])
-    ex = Exchange(domain=route.domain, tenant=ctx.tenant_of(request), client_model=body.model, messages=messages,
-                  options=body.options, user=ctx.user_of(request))
+    ex = Exchange(domain=route.domain, tenant=ctx.tenant_of(request), client_model=body.model,
+                  messages=route.messages(messages), options=body.options, user=ctx.user_of(request),
+                  meter=Meter(started=started), chat_ids=openwebui_ids(request.headers))
     return await _augmented(ctx, request, "generate", ex, body)

@@ -13,8 +13,11 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from ..errors import RagMiddlewareError
 from ..options import ModelOptions
-from .augment import Exchange, failure_headers, refuse_images, reply_headers, usage_of
-from .context import ServerContext, plain_completion
+from ..backends.llm.base import StreamChunk
+from .augment import Exchange, failure_headers, measured_usage, openwebui_ids, refuse_images, reply_headers, usage_of
+from .context import ServerContext, plain_completion, plain_stream
+from .gate import Meter
+from .routing import Route, system_text
 from .upstream import Rename
 from .wire import (
     OpenAIChatRequest,
@@ -58,37 +61,62 @@ def _sse_answer(model: str, text: str, usage: Usage, include_usage: bool) -> lis
 
 
 async def _pass_through(ctx: ServerContext, request: Request, body: OpenAIChatRequest, data: dict[str, Any],
-                        raw: bytes, messages: list[dict[str, Any]], virtual: bool) -> Response:
+                        raw: bytes, messages: list[dict[str, Any]], route: Route, started: float) -> Response:
     if ctx.upstream is not None:
-        if not virtual:
+        if not route.virtual:
             return await ctx.upstream.forward(request, raw)  # the client's bytes, content arrays and all
         data["model"] = ctx.router.upstream_model(ctx.router.domain_of_model(body.model))
         return await ctx.upstream.forward(request, json.dumps(data).encode(), rename=Rename(data["model"], body.model))
     ctx.check_embedded_model(body.model)
-    completion = await plain_completion(ctx, messages, _options(body))
-    usage = Usage(prompt_tokens=completion.prompt_tokens, completion_tokens=completion.completion_tokens,
-                  done_reason=completion.done_reason)
+    meter = Meter(background=route.background, started=started)
     if body.stream:
+        chunks = await plain_stream(ctx, messages, _options(body), route, meter)
         include_usage = bool((body.stream_options or {}).get("include_usage"))
-        return Response(b"".join(_sse_answer(body.model, completion.text, usage, include_usage)),
-                        media_type="text/event-stream")
+        return StreamingResponse(_live(body.model, chunks, meter, include_usage, None), media_type="text/event-stream")
+    completion = await plain_completion(ctx, messages, _options(body), route, meter)
+    usage = measured_usage(meter, prompt_tokens=completion.prompt_tokens, completion_tokens=completion.completion_tokens,
+                           done_reason=completion.done_reason)
     return JSONResponse(openai_completion(body.model, completion.text, usage))
 
 
+async def _live(model: str, chunks: AsyncIterator[StreamChunk], meter: Meter, include_usage: bool,
+                interaction_id: str | None) -> AsyncIterator[bytes]:
+    """SSE events of an answer streamed live as the model produces it."""
+    cid = f"chatcmpl-{uuid.uuid4().hex[:24]}"
+    yield sse(openai_chunk(cid, model, delta={"role": "assistant", "content": ""}))
+    try:
+        async for chunk in chunks:
+            if chunk.done:
+                usage = usage_of(chunk, meter, interaction_id)
+                yield sse(openai_chunk(cid, model, finish_reason="length" if usage.done_reason == "length" else "stop"))
+                if include_usage:
+                    yield sse(openai_chunk(cid, model, usage=usage))
+            elif chunk.text:
+                yield sse(openai_chunk(cid, model, delta={"content": chunk.text}))
+    except RagMiddlewareError as exc:
+        yield sse(openai_error(exc.one_line(), exc.http_status))
+        return
+    yield sse("[DONE]")
+
+
 async def chat_completions(request: Request) -> Response:
+    started = time.perf_counter()
     ctx: ServerContext = request.app.state.ctx
     data, raw = await read_json_object(request)
     body = validated(OpenAIChatRequest, data)
     messages = [{"role": m.role, "content": m.text()} for m in body.messages]
     route = ctx.router.resolve(model=body.model, header_domain=request.headers.get("x-rag-domain"),
-                               texts=[m["content"] for m in messages if m["role"] == "user"], keep_alive=None)
+                               texts=[m["content"] for m in messages if m["role"] == "user"], keep_alive=None,
+                               system=system_text(messages))
     request.state.route = route
     if route.domain is None:
-        return await _pass_through(ctx, request, body, data, raw, messages, route.virtual)
+        return await _pass_through(ctx, request, body, data, raw, messages, route, started)
     refuse_images(body.model, [part for m in body.messages for part in m.other_parts()])
     include_usage = bool((body.stream_options or {}).get("include_usage"))
-    ex = Exchange(domain=route.domain, tenant=ctx.tenant_of(request), client_model=body.model, messages=messages,
-                  options=_options(body), user=ctx.user_of(request, (body.model_extra or {}).get("user")))
+    ex = Exchange(domain=route.domain, tenant=ctx.tenant_of(request), client_model=body.model,
+                  messages=route.messages(messages), options=_options(body),
+                  user=ctx.user_of(request, (body.model_extra or {}).get("user")), meter=Meter(started=started),
+                  chat_ids=openwebui_ids(request.headers))
     headers = reply_headers(ctx, request, ex, asked_format=_asked_format(body))
     if body.stream and ctx.augmenter.is_free_text(ex.domain):
         try:
@@ -96,26 +124,8 @@ async def chat_completions(request: Request) -> Response:
         except RagMiddlewareError as exc:
             return JSONResponse(openai_error(exc.one_line(), exc.http_status), status_code=exc.http_status,
                                 headers=await failure_headers(ctx, ex))
-        cid = f"chatcmpl-{uuid.uuid4().hex[:24]}"
-
-        async def live() -> AsyncIterator[bytes]:
-            yield sse(openai_chunk(cid, body.model, delta={"role": "assistant", "content": ""}))
-            try:
-                async for chunk in chunks:
-                    if chunk.done:
-                        usage = usage_of(chunk)
-                        yield sse(openai_chunk(cid, body.model,
-                                               finish_reason="length" if usage.done_reason == "length" else "stop"))
-                        if include_usage:
-                            yield sse(openai_chunk(cid, body.model, usage=usage))
-                    elif chunk.text:
-                        yield sse(openai_chunk(cid, body.model, delta={"content": chunk.text}))
-            except RagMiddlewareError as exc:
-                yield sse(openai_error(exc.one_line(), exc.http_status))
-                return
-            yield sse("[DONE]")
-
-        return StreamingResponse(live(), media_type="text/event-stream", headers=headers)
+        return StreamingResponse(_live(body.model, chunks, ex.meter, include_usage, ex.interaction_id),
+                                 media_type="text/event-stream", headers=headers)
     try:
         answer = await ctx.augmenter.answer(ex)
     except RagMiddlewareError as exc:  # recorded under this id (if it got that far): say which record to read

@@ -166,11 +166,24 @@ class OpenAIChatRequest(BaseModel):
 
 
 class Usage(BaseModel):
+    """Token counts and Ollama's durations (integer nanoseconds) of one answer: the model's own timings
+    for prompt evaluation and generation, queueing excluded; total is the request's wall time."""
+
     prompt_tokens: int = 0
     completion_tokens: int = 0
     total_ns: int = 0
-    generate_ns: int = 0
+    load_ns: int = 0
+    prompt_ns: int = 0
+    eval_ns: int = 0
     done_reason: str = "stop"
+    interaction_id: str | None = None  # an augmented answer's record, also in the OpenAI usage object
+
+    def openai(self) -> dict[str, Any]:
+        usage: dict[str, Any] = {"prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
+                                 "total_tokens": self.prompt_tokens + self.completion_tokens}
+        if self.interaction_id:
+            usage["rag_interaction_id"] = self.interaction_id  # Open WebUI keeps usage with the message
+        return usage
 
 
 def now_rfc3339() -> str:
@@ -201,13 +214,17 @@ def ollama_piece(kind: str, model: str, text: str) -> dict[str, Any]:
 
 def ollama_final(kind: str, model: str, text: str, usage: Usage) -> dict[str, Any]:
     """The one done:true object: done_reason and the summed metrics (integer nanoseconds)."""
-    prompt_ns = max(0, usage.total_ns - usage.generate_ns)
-    return {
+    final = {
         "model": model, "created_at": now_rfc3339(), **_content(kind, text), "done": True,
-        "done_reason": usage.done_reason, "total_duration": usage.total_ns, "load_duration": 0,
-        "prompt_eval_count": usage.prompt_tokens, "prompt_eval_duration": prompt_ns,
-        "eval_count": usage.completion_tokens, "eval_duration": usage.generate_ns,
+        "done_reason": usage.done_reason,
+        "total_duration": max(usage.total_ns, usage.load_ns + usage.prompt_ns + usage.eval_ns),
+        "load_duration": usage.load_ns, "prompt_eval_count": usage.prompt_tokens,
+        "prompt_eval_duration": usage.prompt_ns, "eval_count": usage.completion_tokens,
+        "eval_duration": usage.eval_ns,
     }
+    if usage.interaction_id:
+        final["rag_interaction_id"] = usage.interaction_id
+    return final
 
 
 def _finish_reason(done_reason: str) -> str:
@@ -220,8 +237,7 @@ def openai_completion(model: str, text: str, usage: Usage, completion_id: str | 
         "created": int(time.time()), "model": model,
         "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
                      "finish_reason": _finish_reason(usage.done_reason)}],
-        "usage": {"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens,
-                  "total_tokens": usage.prompt_tokens + usage.completion_tokens},
+        "usage": usage.openai(),
     }
 
 
@@ -230,8 +246,7 @@ def openai_chunk(completion_id: str, model: str, *, delta: dict[str, Any] | None
     chunk: dict[str, Any] = {"id": completion_id, "object": "chat.completion.chunk", "created": int(time.time()),
                              "model": model, "choices": []}
     if usage is not None:
-        chunk["usage"] = {"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens,
-                          "total_tokens": usage.prompt_tokens + usage.completion_tokens}
+        chunk["usage"] = usage.openai()
     else:
         chunk["choices"] = [{"index": 0, "delta": delta or {}, "finish_reason": finish_reason}]
     return chunk
