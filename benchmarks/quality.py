@@ -109,6 +109,8 @@ MODES: dict[str, Mode] = {m.name: m for m in (
          "+ step guidance (labelled clauses steer the grammar), 1 attempt"),
     Mode("full", Switches(memory=False, examples=True, negatives=True, cot=None, repair=True, guide=True), 3,
          "domain defaults, repair, step guidance, 3 attempts"),
+    Mode("declarative", Switches(memory=False, hooks=False), 3,
+         "full with the domain's Python hooks off: only what domain.yaml declares, 3 attempts"),
 )}
 
 
