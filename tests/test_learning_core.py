@@ -167,3 +167,12 @@ def test_a_request_number_is_one_items_value_and_a_unit_field_takes_quantities_o
     grammar = domain.grammar_schema("3 rooms, listed in the last 2 weeks")
     assert grammar["properties"]["days"]["enum"] == [14, None]
     assert domain.grammar_schema("3 rooms")["properties"]["days"]["enum"] == [None]  # 3 is not a duration
+
+
+def test_an_override_can_turn_chain_of_thought_on(tmp_path):
+    kb = tmp_path / "kb"
+    make_domain(kb)
+    registry = DomainRegistry(kb, overrides=tmp_path / "overrides")
+    assert not registry.get("tickets").spec.cot.enabled
+    OverrideStore(tmp_path / "overrides").write("tickets", {"cot": {"enabled": True}}, reason="tune: cot wins")
+    assert registry.get("tickets").spec.cot.enabled

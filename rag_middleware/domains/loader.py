@@ -268,7 +268,8 @@ def load_domain(path: Path, *, override: dict[str, Any] | None = None) -> Domain
     if override:
         from .overrides import merge_override
 
-        patch = {k: v for k, v in override.items() if k in ("selection", "vote", "derive", "ground", "units", "rules")}
+        patch = {k: v for k, v in override.items()
+                 if k in ("selection", "vote", "derive", "ground", "units", "rules", "cot")}
         raw = merge_override(raw, patch) if isinstance(raw, dict) else raw
     try:
         spec = DomainSpec.model_validate(raw)

@@ -3,7 +3,7 @@ suggestion (``stats --edits``) added. Versioned like templates: each version is 
 its number and content hash, ``<data_dir>/overrides/<domain>/<n>-<hash>.yaml``, and ``live`` names the one in
 use. The loader merges the live version over ``domain.yaml``:
 
-- ``selection``, ``vote``, ``derive``, ``ground``, ``units``: merged key by key (the override wins);
+- ``selection``, ``vote``, ``derive``, ``ground``, ``units``, ``cot``: merged key by key (the override wins);
 - ``rules``: appended;
 - ``negatives``: extra negative examples (``{id, question, wrong, why, right}``), after the curated ones.
 
@@ -26,7 +26,7 @@ from ..errors import ConfigError
 
 __all__ = ["OverrideStore", "merge_override"]
 
-MERGED = ("selection", "vote", "derive", "ground", "units")
+MERGED = ("selection", "vote", "derive", "ground", "units", "cot")
 ALLOWED = {*MERGED, "rules", "negatives", "reason", "created_at", "based_on"}
 
 
