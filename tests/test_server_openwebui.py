@@ -343,16 +343,21 @@ def test_passthrough_streams_live_with_ollamas_defaults(embedded, path):
 
 
 class _FakeServer:
-    def __init__(self, stream_items=None):
-        self.stream_items = stream_items or []
+    """xllamacpp's Server: a streaming callback that returns True stops the generation."""
+
+    def __init__(self) -> None:
+        self.stopped = threading.Event()
 
     def handle_completions(self, payload, callback=None):
         timings = {"prompt_n": 7, "prompt_ms": 12.5, "predicted_n": 3, "predicted_ms": 30.0}
         usage = {"prompt_tokens": 7, "completion_tokens": 3}
         if callback is None:
             return {"choices": [{"text": "abc", "finish_reason": "stop"}], "usage": usage, "timings": timings}
-        for piece in ("a", "b", "c"):
-            callback({"choices": [{"text": piece, "finish_reason": None}]})
+        for piece in ("a", "b", "c", *"d" * 50):
+            if callback({"choices": [{"text": piece, "finish_reason": None}]}):
+                self.stopped.set()
+                return None
+            time.sleep(0.01)
         callback({"choices": [{"text": "", "finish_reason": "stop"}], "usage": usage, "timings": timings})
         return None
 
@@ -363,8 +368,17 @@ def test_embedded_backend_reports_llama_cpp_timings(monkeypatch):
     done = backend.generate(GenerateRequest(model="m", messages=[], prompt="p"))
     assert (done.prompt_ms, done.eval_ms, done.load_ms, done.completion_tokens) == (12.5, 30.0, 3.0, 3)
     chunks = list(backend.stream(GenerateRequest(model="m", messages=[], prompt="p")))
-    assert [c.text for c in chunks[:-1]] == ["a", "b", "c"]
+    assert "".join(c.text for c in chunks[:-1]) == "abc" + "d" * 50
     final = chunks[-1].completion
     assert (final.prompt_ms, final.eval_ms, final.prompt_tokens) == (12.5, 30.0, 7)
     payload = backend._payload(GenerateRequest(model="m", messages=[], prompt="p"), stream=False)
     assert "n_predict" not in payload  # llama.cpp's own default: unbounded, up to the context
+
+
+def test_embedded_stream_closed_early_stops_the_generation(monkeypatch):
+    backend, server = EmbeddedBackend(model_path=None), _FakeServer()
+    monkeypatch.setattr(backend, "_loaded", lambda: (server, 0.0))
+    stream = backend.stream(GenerateRequest(model="m", messages=[], prompt="p"))
+    assert next(stream).text == "a"
+    stream.close()  # the client went away
+    assert server.stopped.wait(2)

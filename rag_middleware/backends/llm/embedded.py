@@ -150,14 +150,20 @@ class EmbeddedBackend:
         )
 
     def stream(self, request: GenerateRequest) -> Iterator[StreamChunk]:
-        """Chunks as llama.cpp produces them (generation runs in a worker thread)."""
+        """Chunks as llama.cpp produces them (generation runs in a worker thread). Closing the iterator early
+        (the client went away) stops the generation: the callback's True return ends it in llama.cpp."""
         start = time.perf_counter()
         server, load_ms = self._loaded()
         chunks: queue.Queue = queue.Queue()
+        stop = threading.Event()
+
+        def put(item: Any) -> bool:
+            chunks.put(item)
+            return stop.is_set()
 
         def run() -> None:
             try:
-                server.handle_completions(self._payload(request, stream=True), chunks.put)
+                server.handle_completions(self._payload(request, stream=True), put)
             except Exception as exc:  # noqa: BLE001
                 chunks.put({"error": {"message": str(exc)}})
             chunks.put(None)
@@ -167,20 +173,23 @@ class EmbeddedBackend:
         finish = "stop"
         usage: dict[str, Any] = {}
         timings: dict[str, float] = {}
-        while True:
-            item = chunks.get()
-            if item is None:
-                break
-            self._check_error(item)
-            choice = (item.get("choices") or [{}])[0]
-            piece = choice.get("text") or ""
-            if choice.get("finish_reason"):
-                finish = "length" if choice["finish_reason"] == "length" else "stop"
-            usage = item.get("usage") or usage
-            timings = self._timings(item) or timings
-            if piece:
-                text.append(piece)
-                yield StreamChunk(text=piece)
+        try:
+            while True:
+                item = chunks.get()
+                if item is None:
+                    break
+                self._check_error(item)
+                choice = (item.get("choices") or [{}])[0]
+                piece = choice.get("text") or ""
+                if choice.get("finish_reason"):
+                    finish = "length" if choice["finish_reason"] == "length" else "stop"
+                usage = item.get("usage") or usage
+                timings = self._timings(item) or timings
+                if piece:
+                    text.append(piece)
+                    yield StreamChunk(text=piece)
+        finally:
+            stop.set()  # a no-op when llama.cpp has finished; otherwise its next callback ends the generation
         yield StreamChunk(done=True, completion=Completion(
             text="".join(text), done_reason=finish,
             prompt_tokens=int(usage.get("prompt_tokens", 0)), completion_tokens=int(usage.get("completion_tokens", 0)),
