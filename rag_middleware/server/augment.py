@@ -145,9 +145,11 @@ class Augmenter:
             model=self.router.upstream_model(ex.domain), interaction_id=ex.interaction_id, user=ex.user,
             options=client_options(ex.options) if dom.free_text else None,
         )
-        with metered(ex.meter):
-            result = await anyio.to_thread.run_sync(call)
-        await self.note_ids(ex)
+        try:
+            with metered(ex.meter):
+                result = await anyio.to_thread.run_sync(call)
+        finally:
+            await self.note_ids(ex)  # failed answers too: they are what a thumbs down points at
         if not result.valid:
             errors = result.attempts[-1].errors if result.attempts else []
             if self.on_invalid != "best_candidate":
@@ -170,7 +172,11 @@ class Augmenter:
                 self.mw.journal.write(interaction)
 
         with anyio.CancelScope(shield=True):
-            await anyio.to_thread.run_sync(note)
+            try:
+                await anyio.to_thread.run_sync(note)
+            except RagMiddlewareError as exc:  # the answer stands; only the ids are missing from its record
+                log.warning(json.dumps({"event": "chat_ids_not_recorded", "interaction_id": ex.interaction_id,
+                                        "error": exc.one_line()}))
 
     async def open_stream(self, ex: Exchange) -> AsyncIterator[StreamChunk]:
         """A free-text answer streamed live. The first chunk is fetched before this returns, so a failure
