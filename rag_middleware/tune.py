@@ -235,11 +235,12 @@ def current_config(domain: Any, params: Any) -> tuple[dict[str, Any], dict[str, 
 
 def override_patch(config: dict[str, Any], *, vote_paths: Sequence[str],
                    only_changed_from: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The override that applies ``config`` (``only_changed_from``: just what differs from that setting).
-    CoT is not part of it: it is a switch of the replay (overrides have no ``cot`` section)."""
+    """The override that applies ``config`` (``only_changed_from``: just what differs from that setting)."""
     base = only_changed_from or {}
-    keep = [k for k in config if k != "cot" and (only_changed_from is None or config[k] != base.get(k))]
+    keep = [k for k in config if only_changed_from is None or config[k] != base.get(k)]
     patch: dict[str, Any] = {}
+    if "cot" in keep:
+        patch["cot"] = {"enabled": bool(config["cot"])}
     selection = {k: config[k] for k in SELECTION_KEYS if k in keep}
     if selection:
         patch["selection"] = selection
@@ -419,8 +420,7 @@ def run_tune(mw: Any, *, domain: str, options: TuneOptions,
 
         search = coordinate_search(start=start, space=space, evaluate=evaluate, anchors=anchors,
                                    rounds=options.rounds)
-        # overrides cannot carry CoT, so the setting that can go live keeps the domain's own CoT
-        scored = [t for t in search.trials if t.score is not None and t.config["cot"] == start["cot"]]
+        scored = [t for t in search.trials if t.score is not None]
         winner = max(scored, key=lambda t: t.score).config if scored else dict(start)  # first best: start wins ties
         best_any = search.best
         decision: dict[str, Any]
@@ -451,10 +451,6 @@ def run_tune(mw: Any, *, domain: str, options: TuneOptions,
                        "current": _key(t.config) == _key(start), "winner": _key(t.config) == _key(winner),
                        "rows": rows})
     notes = []
-    if best_any["cot"] != start["cot"] and max((t.score for t in search.trials), default=0) > (
-            max((t.score for t in scored), default=0) + EPS):
-        notes.append(f"CoT {'on' if best_any['cot'] else 'off'} scored best ({describe(best_any, start)}), but an "
-                     "override cannot switch CoT: set cot.enabled in domain.yaml to use it")
     if decision.get("test", "").startswith("exact McNemar") and decision["worse"] + decision["better"] < 5:
         notes.append(f"only {decision['worse'] + decision['better']} item(s) changed exact match, too few for the "
                      "McNemar test to ever refuse (it needs 5 against); --test bootstrap compares field accuracy")

@@ -116,14 +116,16 @@ def test_a_per_path_start_uses_its_anchor():
     assert result.best == {"margin": 0.8}
 
 
-def test_the_override_holds_only_what_changed_and_never_cot():
+def test_the_override_holds_only_what_changed_cot_included():
     start = {"k": 6, "fetch_k": 20, "mmr_lambda": 0.7, "negatives_k": 2, "cot": False, "vote_margin": None,
              "vote_min_similarity": 0.3}
     winner = {**start, "k": 4, "cot": True, "vote_margin": 0.8}
     patch = override_patch(winner, vote_paths=["/a", "/b"], only_changed_from=start)
-    assert patch == {"selection": {"k": 4}, "vote": {"/a": {"margin": 0.8}, "/b": {"margin": 0.8}}}
+    assert patch == {"selection": {"k": 4}, "vote": {"/a": {"margin": 0.8}, "/b": {"margin": 0.8}},
+                     "cot": {"enabled": True}}
     full = override_patch(start, vote_paths=["/a"])
-    assert full == {"selection": {"k": 6, "fetch_k": 20, "mmr_lambda": 0.7, "negatives_k": 2},
+    assert full == {"cot": {"enabled": False},
+                    "selection": {"k": 6, "fetch_k": 20, "mmr_lambda": 0.7, "negatives_k": 2},
                     "vote": {"/a": {"min_similarity": 0.3}}}
 
 
