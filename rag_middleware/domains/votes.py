@@ -225,7 +225,7 @@ def margin_of(record: dict[str, Any]) -> float:
     return scores[0] - (scores[1] if len(scores) > 1 else 0.0)
 
 
-RELIABLE = 0.85  # leave-one-out precision a field's confident votes need before they may narrow the grammar
+RELIABLE = 0.7  # leave-one-out precision a field's confident votes need before they may narrow the grammar
 
 
 def reliability(examples: list[tuple[str, str, Any]], vectors: Any, specs: dict[Path, VoteSpec], *,
