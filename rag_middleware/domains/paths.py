@@ -137,6 +137,10 @@ def _schema_children(node: dict[str, Any], part: str) -> Iterator[dict[str, Any]
                 for item in branch.get(key, []) or []:
                     if isinstance(item, dict):
                         yield item
+            if branch.get("type") == "object" or "additionalProperties" in branch:
+                for item in (branch.get("properties") or {}).values():  # every value of an object
+                    if isinstance(item, dict):
+                        yield item
             for key in ("items", "additionalProperties"):
                 if isinstance(branch.get(key), dict):
                     yield branch[key]
