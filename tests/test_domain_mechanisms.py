@@ -219,7 +219,7 @@ def declarative(**sections) -> Declarative:
 def test_a_pattern_string_admits_only_the_requests_matches_or_null():
     d = declarative()
     grammar, notes = d.grammar(SCHEMA, "Order ORD-12345 (not ORD-999) was charged twice", flags=On())
-    assert grammar["properties"]["order_id"] == {"enum": ["ORD-12345", None]}
+    assert grammar["properties"]["order_id"] == {"enum": ["ORD-12345"]}  # written in its pattern: that is the value
     assert any(n.startswith("/order_id: grounded in request") for n in notes)
     grammar, _ = d.grammar(SCHEMA, "I was charged twice", flags=On())
     assert grammar["properties"]["order_id"] == {"enum": [None]}  # nothing to copy: only null
@@ -430,7 +430,7 @@ def test_a_valid_declarative_domain_loads_and_its_mechanisms_are_on(tmp_path):
     notes: list[str] = []
     grammar = domain.grammar_schema("Order ORD-12345, price 300", notes=notes)
     assert "team" not in grammar["properties"]
-    assert grammar["properties"]["order_id"] == {"enum": ["ORD-12345", None]}
+    assert grammar["properties"]["order_id"] == {"enum": ["ORD-12345"]}
     assert "team" not in domain.schema_json["properties"]
     value, repairs = domain.post(None, "x")({"category": "billing"})
     assert value["team"] == "payments" and repairs

@@ -183,7 +183,9 @@ class Declarative:
                 if not values and not nullable:
                     notes.append(f"{show_path(path)}: nothing in the request to ground it; left open")
                     continue
-                _ground_node(node, values, nullable, numeric=source == "numbers")
+                # a code the request writes in the field's own pattern is that field's value: no null then
+                _ground_node(node, values, nullable and not (source == "request" and values),
+                             numeric=source == "numbers")
                 notes.append(f"{show_path(path)}: grounded in {source}: {values[:12]}")
 
     @staticmethod
