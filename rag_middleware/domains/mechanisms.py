@@ -99,6 +99,7 @@ class Declarative:
         for path in self.spec.ground:
             self.patterns.pop(path, None)
         self._enums: dict[Path, list[Any]] = {}
+        self.numbers = any(_types(n) & {"integer", "number"} for n in _numeric_nodes(self.schema))
 
     def _pattern_paths(self, node: Any, path: Path) -> None:
         if not isinstance(node, dict):
@@ -119,7 +120,7 @@ class Declarative:
     @property
     def active(self) -> bool:
         s = self.spec
-        return bool(s.ground or s.derive or s.vote or self.patterns or s.harden.max_items)
+        return bool(s.ground or s.derive or s.vote or self.patterns or s.harden.max_items or self.numbers)
 
     # -- context --------------------------------------------------------------------------------------
 
@@ -157,6 +158,11 @@ class Declarative:
                     notes.append(f"{vote['path']}: vote admits {vote['allowed']}")
         if steps and steps_path:
             self._per_position(schema, steps_path, steps, notes)
+        if getattr(flags, "harden", True):
+            for node in _numeric_nodes(schema):  # a small model otherwise runs on in digits to num_predict
+                if "enum" not in node and "const" not in node:
+                    node.setdefault("maximum", NUMBER_BOUND)
+                    node.setdefault("minimum", -NUMBER_BOUND)
         if self.spec.harden.max_items:
             for node in _arrays(schema):
                 node["maxItems"] = min(node.get("maxItems", self.spec.harden.max_items), self.spec.harden.max_items)
@@ -400,6 +406,25 @@ def _branch_filter(node: dict[str, Any], inner: Path, allowed: list[str]) -> boo
     for target, new in zip(targets, news):
         _replace(target, new)  # type: ignore[arg-type]
     return True
+
+
+NUMBER_BOUND = 10**12 - 1  # numbers the grammar admits: at most 12 digits
+
+
+def _numeric_nodes(node: Any) -> list[dict[str, Any]]:
+    """Every schema node (or union branch) whose own type is integer or number."""
+    out = []
+    if isinstance(node, dict):
+        t = node.get("type")
+        if t in ("integer", "number") or (isinstance(t, list) and {"integer", "number"} & set(t)
+                                          and not {"string", "object", "array", "boolean"} & set(t)):
+            out.append(node)
+        for v in node.values():
+            out += _numeric_nodes(v)
+    elif isinstance(node, list):
+        for v in node:
+            out += _numeric_nodes(v)
+    return out
 
 
 def _arrays(node: Any) -> list[dict[str, Any]]:
