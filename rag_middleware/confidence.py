@@ -14,22 +14,14 @@ confidence = attempts x mean(agreement, familiarity[, token probability]). Recor
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from .domains.paths import values_at
+from .domains.votes import label_of as _label
 
 __all__ = ["confidence"]
 
 ATTEMPT_FACTOR = {1: 1.0, 2: 0.7, 3: 0.5}
-
-
-def _label(value: Any) -> str | None:
-    if isinstance(value, str):
-        return value
-    if value is None or isinstance(value, (bool, int, float)):
-        return json.dumps(value)
-    return None
 
 
 def agreement(output: Any, votes: list[dict[str, Any]]) -> float | None:

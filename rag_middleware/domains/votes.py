@@ -34,7 +34,8 @@ class Neighbour:
     near_identical: bool = False  # a reviewed answer to (nearly) the same question
 
 
-def _label(value: Any) -> str | None:
+def label_of(value: Any) -> str | None:
+    """How a value is counted in a vote: strings as they are, other scalars as JSON, containers not at all."""
     if isinstance(value, str):
         return value
     if isinstance(value, bool) or value is None or isinstance(value, (int, float)):
@@ -80,10 +81,10 @@ def _cue_counts(examples: list[tuple[str, Any]], paths: list[Path]) -> tuple[lis
     for terms, (_, answer) in zip(term_sets, examples):
         mine: dict[Path, str] = {}
         for path in paths:
-            found = [v for v in values_at(answer, path) if _label(v) is not None]
+            found = [v for v in values_at(answer, path) if label_of(v) is not None]
             if len(found) != 1:
                 continue
-            mine[path] = _label(found[0])  # type: ignore[assignment]
+            mine[path] = label_of(found[0])  # type: ignore[assignment]
             for t in terms:
                 by_path[path].setdefault(t, Counter())[mine[path]] += 1
         labels.append(mine)
@@ -142,10 +143,10 @@ def field_votes(neighbours: list[Neighbour], specs: dict[Path, VoteSpec], *,
         for n in ranked:
             if n.similarity < spec.min_similarity:
                 break
-            found = [v for v in values_at(n.answer, path) if _label(v) is not None] if n.answer is not None else []
+            found = [v for v in values_at(n.answer, path) if label_of(v) is not None] if n.answer is not None else []
             if len(found) == 1:
-                originals[_label(found[0])] = found[0]  # type: ignore[index]
-                voters.append((n, _label(found[0])))
+                originals[label_of(found[0])] = found[0]  # type: ignore[index]
+                voters.append((n, label_of(found[0])))
             if len(voters) >= spec.k:
                 break
         record: dict[str, Any] = {"path": shown, "allowed": [], "scores": {}, "voters": [], "confident": False}
