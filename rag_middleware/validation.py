@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 
 import json
+import logging
 import re
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -21,6 +22,7 @@ __all__ = [
     "summarize_pydantic_errors",
 ]
 
+log = logging.getLogger("rag_middleware.validation")
 _THINK = re.compile(r"<think>.*?(</think>|$)", re.DOTALL | re.IGNORECASE)
 _FENCE = re.compile(r"```(?:json|JSON)?[ \t]*\n?(.*?)```", re.DOTALL)
 MAX_ERRORS = 8
@@ -177,6 +179,11 @@ class PydanticValidator:
             obj = self.model.model_validate(value, context=self.context(request))
         except ValidationError as exc:
             return ValidationOutcome(ok=False, errors=summarize_pydantic_errors(exc))
+        except Exception as exc:  # noqa: BLE001 - a domain's validator that crashes on an odd answer
+            log.warning("the %s validator raised %s on an answer; counted as invalid", self.model.__name__,
+                        type(exc).__name__, exc_info=True)
+            return ValidationOutcome(ok=False, errors=[f"(root): the answer does not fit the output model "
+                                                       f"({type(exc).__name__}: {_short(str(exc))})"])
         return ValidationOutcome(ok=True, value=obj.model_dump(mode="json"))
 
     def validate_text(self, text: str, request: str, *, repair: bool = True,

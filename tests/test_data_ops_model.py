@@ -275,3 +275,12 @@ def test_structure_errors(validate):
     outcome = validate(plan("sort", {"type": "sort", "execution_instructions": {"method": "x", "extra": 1}}),
                        ask("Sort."))
     assert not outcome.ok and any(e.startswith("operations.0.execution_instructions.extra: ") for e in outcome.errors)
+
+
+def test_an_answer_of_the_wrong_shape_is_invalid_never_a_crash(validate):
+    """With the grammar hook off the model can write anything: a dict where a function name belongs."""
+    odd = plan("group_by", op("group_by", args=["region"], kwargs={"agg": {"revenue": {"sum": 1}}}))
+    outcome = validate(odd, ask("Sum revenue per region."))
+    assert not outcome.ok
+    assert any(e.startswith("operations.0.execution_instructions.kwargs.agg: functions must be one of")
+               for e in outcome.errors)

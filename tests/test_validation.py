@@ -257,3 +257,21 @@ def test_jsonschema_validator_rejects_an_invalid_schema():
 
     with pytest.raises(SchemaError):
         JSONSchemaValidator({"type": "not-a-type"})
+
+
+def test_a_validator_that_crashes_makes_the_answer_invalid_not_the_request(caplog):
+    from pydantic import BaseModel, model_validator
+
+    from rag_middleware.validation import PydanticValidator
+
+    class Fragile(BaseModel):
+        tags: dict
+
+        @model_validator(mode="after")
+        def _check(self):
+            set(self.tags.values())  # TypeError on an unhashable value
+            return self
+
+    outcome = PydanticValidator(Fragile).validate_value({"tags": {"a": {"b": 1}}}, "q")
+    assert not outcome.ok and outcome.errors[0].startswith("(root): the answer does not fit the output model (TypeError")
+    assert "Fragile validator raised TypeError" in caplog.text

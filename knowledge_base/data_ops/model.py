@@ -129,7 +129,7 @@ class Operation(BaseModel):
                     out.append(("args", "must be [the column to group by]"))
                 if not isinstance(agg, dict) or not agg:
                     out.append(("kwargs", 'must be {"agg": {column: function}}'))
-                elif any(f not in AGG_FUNCS for f in agg.values()):
+                elif any(not isinstance(f, str) or f not in AGG_FUNCS for f in agg.values()):
                     out.append(("kwargs.agg", f"functions must be one of {', '.join(sorted(AGG_FUNCS))}"))
             case "sort":
                 if "by" not in kw or not isinstance(kw.get("ascending"), bool):
@@ -141,7 +141,7 @@ class Operation(BaseModel):
                 func = kw.get("func")
                 if not isinstance(func, dict) or not func:
                     out.append(("kwargs", 'must be {"func": {column: function}}'))
-                elif any(f not in AGG_FUNCS for f in func.values()):
+                elif any(not isinstance(f, str) or f not in AGG_FUNCS for f in func.values()):
                     out.append(("kwargs.func", f"functions must be one of {', '.join(sorted(AGG_FUNCS))}"))
             case "rename_column":
                 if not isinstance(kw.get("columns"), dict) or not kw["columns"]:
