@@ -313,14 +313,12 @@ OP_WEIGHTS = {
 
 
 def _load_expected_task() -> Callable[[list[str]], str]:
-    """The task precedence rule from the domain's own model file, so the benchmark never restates it."""
-    import importlib.util
+    """The task precedence the domain declares (domain.yaml ``derive: /task``), so the benchmark never
+    restates it."""
+    from rag_middleware.domains import load_domain
 
-    spec = importlib.util.spec_from_file_location("bench_data_ops_model", ROOT / "knowledge_base" / DOMAIN / "model.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # pydantic resolves forward references through sys.modules
-    spec.loader.exec_module(module)
-    return module.expected_task
+    rule = load_domain(ROOT / "knowledge_base" / DOMAIN).declarative.spec.derive[("task",)]
+    return lambda types: rule.derive(list(types))[1]
 
 
 _expected_task = _load_expected_task()
