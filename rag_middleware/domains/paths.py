@@ -85,7 +85,7 @@ def inline_refs(schema: dict[str, Any]) -> dict[str, Any]:
     """A copy of the schema with local ``$ref``s (``#/$defs/X``) replaced by what they point to, so a path can
     walk through them and a narrowed copy of a shared definition changes one place only. Recursive
     definitions stop after one level (the reference is left in place)."""
-    root = copy.deepcopy(schema)
+    root = schema  # walk() builds new containers all the way down: the input is never shared or changed
     defs = {**root.get("definitions", {}), **root.get("$defs", {})}
 
     def walk(node: Any, seen: frozenset[str]) -> Any:
@@ -97,10 +97,10 @@ def inline_refs(schema: dict[str, Any]) -> dict[str, Any]:
         if isinstance(ref, str) and ref.startswith("#/") and ref not in seen:
             name = ref.rsplit("/", 1)[-1]
             if name in defs:
-                target = walk(copy.deepcopy(defs[name]), seen | {ref})
+                target = walk(defs[name], seen | {ref})
                 rest = {k: walk(v, seen) for k, v in node.items() if k != "$ref"}
                 return {**target, **rest}
-        return {k: walk(v, seen) if k not in ("$defs", "definitions") else v for k, v in node.items()}
+        return {k: walk(v, seen) if k not in ("$defs", "definitions") else copy.deepcopy(v) for k, v in node.items()}
 
     out = walk(root, frozenset())
     rest = {k: v for k, v in out.items() if k not in ("$defs", "definitions")}
