@@ -48,7 +48,6 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -74,6 +73,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from rag_middleware import Middleware, RagMiddlewareError, Switches, load_settings  # noqa: E402
+from rag_middleware.evaluation import Mode  # noqa: E402
 
 DOMAIN = "data_ops"
 FIELDS = ("task", "chart_type", "ops", "columns")
@@ -84,14 +84,6 @@ TARGET_GAIN = 0.35  # field accuracy of full over baseline
 WARMUP = "Columns: a, b\nSort by a."
 
 console = Console(width=None if sys.stdout.isatty() else 150)  # wide enough for the table in a log file
-
-
-@dataclass(frozen=True)
-class Mode:
-    name: str
-    switches: Switches
-    max_attempts: int
-    description: str
 
 
 MODES: dict[str, Mode] = {m.name: m for m in (

@@ -411,33 +411,32 @@ def _branch_filter(node: dict[str, Any], inner: Path, allowed: list[str]) -> boo
 NUMBER_BOUND = 10**12 - 1  # numbers the grammar admits: at most 12 digits
 
 
-def _numeric_nodes(node: Any) -> list[dict[str, Any]]:
-    """Every schema node (or union branch) whose own type is integer or number."""
+def _nodes(node: Any, keep: Any) -> list[dict[str, Any]]:
+    """Every schema node (union branches included, at any depth) for which ``keep(node)`` is true."""
     out = []
     if isinstance(node, dict):
-        t = node.get("type")
-        if t in ("integer", "number") or (isinstance(t, list) and {"integer", "number"} & set(t)
-                                          and not {"string", "object", "array", "boolean"} & set(t)):
+        if keep(node):
             out.append(node)
         for v in node.values():
-            out += _numeric_nodes(v)
+            out += _nodes(v, keep)
     elif isinstance(node, list):
         for v in node:
-            out += _numeric_nodes(v)
+            out += _nodes(v, keep)
     return out
+
+
+def _is_numeric(node: dict[str, Any]) -> bool:
+    t = node.get("type")
+    return t in ("integer", "number") or (isinstance(t, list) and bool({"integer", "number"} & set(t))
+                                          and not {"string", "object", "array", "boolean"} & set(t))
+
+
+def _numeric_nodes(node: Any) -> list[dict[str, Any]]:
+    return _nodes(node, _is_numeric)
 
 
 def _arrays(node: Any) -> list[dict[str, Any]]:
-    out = []
-    if isinstance(node, dict):
-        if node.get("type") == "array" or "items" in node or "prefixItems" in node:
-            out.append(node)
-        for v in node.values():
-            out += _arrays(v)
-    elif isinstance(node, list):
-        for v in node:
-            out += _arrays(v)
-    return out
+    return _nodes(node, lambda n: n.get("type") == "array" or "items" in n or "prefixItems" in n)
 
 
 def _lists(value: Any, where: Path, repeats: bool, dedupe: bool, cap: int | None, repairs: list[str]) -> Any:
