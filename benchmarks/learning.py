@@ -45,7 +45,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table  # noqa: E402
 
 from rag_middleware import Middleware, load_settings  # noqa: E402
-from rag_middleware.evaluation import MODES, load_set, question_of, run_item, summarize  # noqa: E402
+from rag_middleware.analytics.evaluation import MODES, load_set, question_of, run_item, summarize  # noqa: E402
 from rag_middleware.records import MemoryRecord  # noqa: E402
 
 console = Console(width=None if sys.stdout.isatty() else 160)

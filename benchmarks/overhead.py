@@ -58,7 +58,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from rag_middleware import MemoryRecord, Middleware, load_settings  # noqa: E402
-from rag_middleware.embedding import SentenceTransformerEmbedder, normalize  # noqa: E402
+from rag_middleware.memory.embedding import SentenceTransformerEmbedder, normalize  # noqa: E402
 
 DOMAIN = "data_ops"
 TENANT = "bench"

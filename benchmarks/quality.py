@@ -73,7 +73,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from rag_middleware import Middleware, RagMiddlewareError, Switches, load_settings  # noqa: E402
-from rag_middleware.evaluation import Mode  # noqa: E402
+from rag_middleware.analytics.evaluation import Mode  # noqa: E402
 
 DOMAIN = "data_ops"
 FIELDS = ("task", "chart_type", "ops", "columns")

@@ -294,7 +294,7 @@ def hash_app():
 
     from rag_middleware import Middleware
     from rag_middleware.server import create_app
-    from rag_middleware.tokens import ApproxTokenCounter
+    from rag_middleware.llm.tokens import ApproxTokenCounter
 
     settings = _settings()
     return create_app(settings, middleware=Middleware(settings, embedder=HashEmbedder(),
@@ -304,9 +304,9 @@ def hash_app():
 def minilm_app():
     """uvicorn factory: the same with the real (packaged) all-MiniLM-L6-v2 embedder."""
     from rag_middleware import Middleware
-    from rag_middleware.embedding import SentenceTransformerEmbedder
+    from rag_middleware.memory.embedding import SentenceTransformerEmbedder
     from rag_middleware.server import create_app
-    from rag_middleware.tokens import ApproxTokenCounter
+    from rag_middleware.llm.tokens import ApproxTokenCounter
 
     settings = _settings()
     embedder = SentenceTransformerEmbedder(settings.embedding.model, batch_size=settings.embedding.batch_size,

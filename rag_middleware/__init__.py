@@ -1,6 +1,6 @@
 """rag-middleware: retrieval-augmented few-shot prompting, validated JSON and replay for small local LLMs."""
 
-from .assembly import Assembly, Switches
+from .request.assembly import Assembly, Switches
 from .config import Settings, load_settings
 from .errors import (
     AttemptsExhaustedError,
@@ -21,7 +21,7 @@ from .errors import (
     UpstreamResponseError,
     UpstreamUnavailableError,
 )
-from .pipeline import AskResult, Middleware
+from .request.pipeline import AskResult, Middleware
 from .records import Attempt, Interaction, MemoryFilter, MemoryRecord, SelectedExample
 
 __version__ = "0.1.0"

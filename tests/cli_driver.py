@@ -12,8 +12,8 @@ from conftest import FakeLLM, HashEmbedder  # noqa: E402
 
 from rag_middleware.cli import main  # noqa: E402
 from rag_middleware.cli.context import CliState  # noqa: E402
-from rag_middleware.pipeline import Middleware  # noqa: E402
-from rag_middleware.tokens import ApproxTokenCounter  # noqa: E402
+from rag_middleware.request.pipeline import Middleware  # noqa: E402
+from rag_middleware.llm.tokens import ApproxTokenCounter  # noqa: E402
 
 
 def _middleware(self: CliState, **extra):

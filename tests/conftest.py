@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 
 from rag_middleware import Middleware, load_settings
-from rag_middleware.backends.llm.base import Completion, GenerateRequest, StreamChunk
+from rag_middleware.llm.base import Completion, GenerateRequest, StreamChunk
 from rag_middleware.errors import TransportError
-from rag_middleware.tokens import ApproxTokenCounter
+from rag_middleware.llm.tokens import ApproxTokenCounter
 
 ROOT = Path(__file__).resolve().parents[1]
 

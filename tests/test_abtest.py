@@ -11,7 +11,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from rag_middleware.abtest import VariantSpec, ab_report, pick, two_proportion_p, wilson
+from rag_middleware.analytics.ab import ab_report, two_proportion_p, wilson
+from rag_middleware.templating.variants import VariantSpec, pick
 from rag_middleware.domains import DomainRegistry
 from rag_middleware.errors import DomainError, RequestError
 
@@ -93,7 +94,7 @@ def test_assignment_is_sticky_and_follows_the_weights():
 
 def test_pipeline_renders_with_the_variant_and_records_it(project, settings, fake_llm, embedder):
     from rag_middleware import Middleware
-    from rag_middleware.tokens import ApproxTokenCounter
+    from rag_middleware.llm.tokens import ApproxTokenCounter
 
     add_variants(project, VARIANTS)
     with Middleware(settings, backend=fake_llm, embedder=embedder, token_counter=ApproxTokenCounter()) as mw:
@@ -169,7 +170,7 @@ def test_report_with_enough_data_finds_the_difference():
 
 def test_render_shows_what_a_variant_or_a_user_would_be_sent(project, settings, fake_llm, embedder):
     from rag_middleware import Middleware
-    from rag_middleware.tokens import ApproxTokenCounter
+    from rag_middleware.llm.tokens import ApproxTokenCounter
 
     add_variants(project, VARIANTS)
     with Middleware(settings, backend=fake_llm, embedder=embedder, token_counter=ApproxTokenCounter()) as mw:

@@ -9,9 +9,9 @@ from datetime import datetime, timezone
 import pytest
 from starlette.testclient import TestClient
 
-from rag_middleware.feedback import FeedbackLog
+from rag_middleware.learning.feedback import FeedbackLog
 from rag_middleware.server import create_app
-from rag_middleware.stats import read_stats
+from rag_middleware.analytics.stats import read_stats
 
 Q = "Columns: price, qty\nsort by price, cheapest first"
 

@@ -9,14 +9,14 @@ from conftest import HashEmbedder
 from ollama_fake import FakeOllama, Slow, free_port
 
 from rag_middleware import Middleware, load_settings
-from rag_middleware.backends.llm.base import GenerateRequest
-from rag_middleware.backends.llm.ollama import OllamaBackend
+from rag_middleware.llm.base import GenerateRequest
+from rag_middleware.llm.ollama import OllamaBackend
 from rag_middleware.errors import (
     TransportError,
     UpstreamResponseError,
     UpstreamUnavailableError,
 )
-from rag_middleware.tokens import ApproxTokenCounter
+from rag_middleware.llm.tokens import ApproxTokenCounter
 
 SCHEMA = {"type": "object", "properties": {"a": {"type": "integer"}}, "required": ["a"]}
 QUESTION = "Columns: a, b\nsort by a"

@@ -13,8 +13,8 @@ from conftest import FakeLLM, HashEmbedder, run_cli as run
 from ollama_fake import free_port
 
 from rag_middleware.cli.context import CliState
-from rag_middleware.pipeline import Middleware
-from rag_middleware.tokens import ApproxTokenCounter
+from rag_middleware.request.pipeline import Middleware
+from rag_middleware.llm.tokens import ApproxTokenCounter
 
 QUESTION = "Columns: a, b\nsort by a"
 GOOD = {"task": "sort", "chart_type": "none", "operations": [{"type": "sort", "execution_instructions": {

@@ -8,7 +8,7 @@ import re
 import pytest
 from conftest import FakeLLM, run_cli as run, use_cli_backend
 
-from rag_middleware.feedback import FeedbackLog
+from rag_middleware.learning.feedback import FeedbackLog
 
 QUESTION = "Columns: a, b\nsort by a"
 

@@ -15,11 +15,11 @@ from conftest import FakeLLM, run_cli, use_cli_backend
 from starlette.testclient import TestClient
 
 from rag_middleware.cli.review import least_confident
-from rag_middleware.export import ExportOptions, export_finetune
-from rag_middleware.feedback import Feedback, FeedbackLog, apply_feedback
+from rag_middleware.learning.export import ExportOptions, export_finetune
+from rag_middleware.learning.feedback import Feedback, FeedbackLog, apply_feedback
 from rag_middleware.records import Attempt, Interaction
 from rag_middleware.server import create_app
-from rag_middleware.stats import read_stats
+from rag_middleware.analytics.stats import read_stats
 
 HERE = Path(__file__).resolve().parent
 T0 = datetime(2026, 3, 1, 12, tzinfo=timezone.utc)

@@ -10,7 +10,7 @@ import pytest
 import xllamacpp
 from jsonschema import Draft202012Validator
 
-from rag_middleware.assembly import Switches
+from rag_middleware.request.assembly import Switches
 from rag_middleware.domains import DomainRegistry
 
 METHODS = {

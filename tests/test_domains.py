@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from rag_middleware.assembly import Switches
+from rag_middleware.request.assembly import Switches
 from rag_middleware.domains import DomainRegistry
 from rag_middleware.errors import DomainError, UnknownDomainError
-from rag_middleware.validation import JSONSchemaValidator, PydanticValidator
+from rag_middleware.domains.validation import JSONSchemaValidator, PydanticValidator
 
 SHIPPED = ["assistant", "claims_intake", "data_ops", "listing_search", "shop_query"]
 

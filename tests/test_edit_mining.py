@@ -11,9 +11,9 @@ import pytest
 import yaml
 from conftest import run_cli
 
-from rag_middleware import edits
+from rag_middleware.learning import edits
 from rag_middleware.errors import RequestError, UnknownDomainError
-from rag_middleware.feedback import Feedback, apply_feedback
+from rag_middleware.learning.feedback import Feedback, apply_feedback
 from rag_middleware.records import Attempt, Interaction
 
 T0 = datetime(2026, 3, 1, 12, tzinfo=timezone.utc)

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rag_middleware.db import connect
-from rag_middleware.embedding import CachedEmbedder, content_hash
+from rag_middleware.memory.db import connect
+from rag_middleware.memory.embedding import CachedEmbedder, content_hash
 
 from conftest import HashEmbedder
 

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from rag_middleware.errors import UnknownDomainError
-from rag_middleware.export import ExportOptions, export_finetune
-from rag_middleware.feedback import Feedback, apply_feedback
-from rag_middleware.pii import PiiMasker, iban_valid, luhn_valid
+from rag_middleware.learning.export import ExportOptions, export_finetune
+from rag_middleware.learning.feedback import Feedback, apply_feedback
+from rag_middleware.learning.pii import PiiMasker, iban_valid, luhn_valid
 
 EMAIL = "jane.doe@example.com"
 PHONE = "+44 20 7946 0958"

@@ -8,7 +8,7 @@ import pytest
 from conftest import HashEmbedder
 
 from rag_middleware.errors import InvalidEditError, RequestError, UnknownInteractionError
-from rag_middleware.feedback import Feedback, FeedbackLog, apply_feedback
+from rag_middleware.learning.feedback import Feedback, FeedbackLog, apply_feedback
 
 Q = "Columns: price, qty\nsort by price, cheapest first"
 A = "Columns: price, qty\nsort the rows by price, cheapest first"  # a little less similar to Q than B

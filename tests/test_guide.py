@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from rag_middleware.domains import DomainRegistry
-from rag_middleware.embedding import CachedEmbedder
-from rag_middleware.guide import StepGuide, StepSpec
+from rag_middleware.memory.embedding import CachedEmbedder
+from rag_middleware.domains.clauses import StepGuide, StepSpec
 from tests.conftest import HashEmbedder
 
 BANK = [("remove duplicate rows", "remove_duplicates"), ("drop duplicates", "remove_duplicates"),

@@ -14,8 +14,8 @@ import pytest
 from conftest import FakeLLM, wait_for
 from test_server import _no_proxy, start  # noqa: F401 - fixtures
 
-from rag_middleware.backends.llm.base import Completion
-from rag_middleware.template_store import TemplateStore
+from rag_middleware.llm.base import Completion
+from rag_middleware.templating.versions import TemplateStore
 
 HELP = [{"role": "user", "content": "how do I sum a column?"}]
 
@@ -60,7 +60,7 @@ class Hammer(threading.Thread):
 
 def test_good_edits_go_live_and_broken_ones_are_refused_while_serving(server, caplog):
     fewshot = server.settings.prompts_dir / "fewshot.j2"
-    caplog.set_level(logging.INFO, logger="rag_middleware.templates")
+    caplog.set_level(logging.INFO, logger="rag_middleware.templating.engine")
     with server.http() as client:
         health = client.get("/rag/health").json()
         assert health["status"] == "ok" and health["templates"]["ok"] is True
@@ -110,7 +110,7 @@ def test_good_edits_go_live_and_broken_ones_are_refused_while_serving(server, ca
     assert v2 in versions_seen
     stored = {v.version for v in TemplateStore.from_settings(server.settings).versions()}
     assert {v1, v2, v3} <= stored and len(stored) == 3  # the refused edits were never used, never stored
-    events = [json.loads(r.getMessage()) for r in caplog.records if r.name == "rag_middleware.templates"
+    events = [json.loads(r.getMessage()) for r in caplog.records if r.name == "rag_middleware.templating.engine"
               and r.getMessage().startswith("{")]
     rejected = [e for e in events if e["event"] == "templates_rejected"]
     assert len(rejected) == 2 and all(e["live"] == v2 for e in rejected)

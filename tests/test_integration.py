@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 
 from rag_middleware import Middleware, load_settings
-from rag_middleware.backends.llm.base import GenerateRequest
-from rag_middleware.backends.llm.embedded import EmbeddedBackend
-from rag_middleware.embedding import SentenceTransformerEmbedder
-from rag_middleware.tokens import make_token_counter
+from rag_middleware.llm.base import GenerateRequest
+from rag_middleware.llm.embedded import EmbeddedBackend
+from rag_middleware.memory.embedding import SentenceTransformerEmbedder
+from rag_middleware.llm.tokens import make_token_counter
 
 pytestmark = pytest.mark.integration
 
@@ -101,7 +101,7 @@ def test_ask_end_to_end_on_embedded_defaults(project, embedded):
 
 
 def test_replay_of_a_small_file_on_the_embedded_model(project, embedded, tmp_path):
-    from rag_middleware.replay import ReplayOptions, load_items, run_replay, summarize
+    from rag_middleware.analytics.replay import ReplayOptions, load_items, run_replay, summarize
 
     items_file = tmp_path / "items.jsonl"
     items_file.write_text("\n".join(json.dumps(item) for item in [

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from rag_middleware.config import load_settings
-from rag_middleware.confidence import confidence
+from rag_middleware.request.confidence import confidence
 from rag_middleware.domains import DomainRegistry, load_domain
 from rag_middleware.domains.overrides import OverrideStore
 from rag_middleware.errors import ConfigError

@@ -12,7 +12,7 @@ import pytest
 from weaviate.util import generate_uuid5
 from weaviate_fake import FakeWeaviate, fake  # noqa: F401 - the fixture
 
-from rag_middleware.backends.store.sqlite import SQLiteStore
+from rag_middleware.memory.stores.sqlite import SQLiteStore
 from rag_middleware.cli import main
 from rag_middleware.records import MemoryRecord
 

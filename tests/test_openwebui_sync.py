@@ -11,10 +11,10 @@ from conftest import FakeLLM, run_cli as run, use_cli_backend
 from openwebui_fake import FakeOpenWebUI, chat, edit_answer, message_pair, rating
 
 from rag_middleware.errors import OpenWebUIAuthError, OpenWebUIUnavailableError
-from rag_middleware.feedback import FeedbackLog
-from rag_middleware.feedback_sync import sync_judgements
-from rag_middleware.openwebui import OpenWebUIClient, collect_judgements
-from rag_middleware.pipeline import Middleware
+from rag_middleware.learning.feedback import FeedbackLog
+from rag_middleware.learning.feedback_sync import sync_judgements
+from rag_middleware.learning.openwebui import OpenWebUIClient, collect_judgements
+from rag_middleware.request.pipeline import Middleware
 
 USER = "5f0e3c1a-0d4b-4c71-9d1e-2b7a6e0c9f11"
 
@@ -31,7 +31,7 @@ def answer_text(result) -> str:
 
 @pytest.fixture
 def smw(settings, embedder):
-    from rag_middleware.tokens import ApproxTokenCounter
+    from rag_middleware.llm.tokens import ApproxTokenCounter
 
     m = Middleware(settings, backend=FakeLLM(default=json.dumps(plan())), embedder=embedder,
                    token_counter=ApproxTokenCounter())

@@ -17,12 +17,12 @@ from weaviate_fake import FakeWeaviate, fake  # noqa: F401 - the fixture
 
 from conftest import FakeLLM, HashEmbedder, wait_for
 from rag_middleware import Middleware, load_settings
-from rag_middleware.backends.store import open_store
-from rag_middleware.backends.store.outbox import OutboxStore
+from rag_middleware.memory.stores import open_store
+from rag_middleware.memory.stores.outbox import OutboxStore
 from rag_middleware.errors import StoreError, StoreUnavailableError
 from rag_middleware.records import MemoryFilter, MemoryRecord
 from rag_middleware.server import create_app
-from rag_middleware.tokens import ApproxTokenCounter
+from rag_middleware.llm.tokens import ApproxTokenCounter
 
 Q = "Columns: price, qty\nsort by price, cheapest first"
 GOOD = {"task": "sort", "chart_type": "none", "operations": [{"type": "sort", "execution_instructions": {

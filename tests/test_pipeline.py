@@ -15,10 +15,10 @@ from rag_middleware import (
     TemplateError,
     UnknownDomainError,
 )
-from rag_middleware.backends.llm.base import Completion
+from rag_middleware.llm.base import Completion
 from rag_middleware.errors import DataDirError, TransportError, UpstreamUnavailableError
 from rag_middleware.records import MemoryFilter
-from rag_middleware.tokens import ApproxTokenCounter
+from rag_middleware.llm.tokens import ApproxTokenCounter
 
 Q = "Columns: price, qty\nsort by price, cheapest first"
 GOOD = {"task": "sort", "chart_type": "none", "operations": [{"type": "sort", "execution_instructions": {

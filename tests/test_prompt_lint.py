@@ -13,9 +13,9 @@ from conftest import ROOT, FakeLLM, run_cli as run
 from rag_middleware import Middleware, Switches
 from rag_middleware.domains import DomainRegistry
 from rag_middleware.errors import TemplateError
-from rag_middleware.lint import lint_dir, lint_snapshot, sample_contexts
-from rag_middleware.templates import TEMPLATE_CONTEXT, TEMPLATE_NAMES, TemplateSnapshot
-from rag_middleware.tokens import ApproxTokenCounter
+from rag_middleware.templating.lint import lint_dir, lint_snapshot, sample_contexts
+from rag_middleware.templating.engine import TEMPLATE_CONTEXT, TEMPLATE_NAMES, TemplateSnapshot
+from rag_middleware.llm.tokens import ApproxTokenCounter
 
 
 def write(path: Path, text: str) -> None:
@@ -24,7 +24,7 @@ def write(path: Path, text: str) -> None:
 
 
 def lint(project: Path) -> list:
-    return lint_dir(project / "prompts", project / "knowledge_base")
+    return lint_dir(project / "prompts", DomainRegistry(project / "knowledge_base"))
 
 
 def errors(problems) -> list:
@@ -32,7 +32,7 @@ def errors(problems) -> list:
 
 
 def test_shipped_prompts_are_clean():
-    assert lint_dir(ROOT / "prompts", ROOT / "knowledge_base") == []
+    assert lint_dir(ROOT / "prompts", DomainRegistry(ROOT / "knowledge_base")) == []
 
 
 def test_unknown_variable_is_an_error_with_file_line_and_a_hint(project):

@@ -14,9 +14,9 @@ from conftest import FakeLLM, run_cli, use_cli_backend
 
 from rag_middleware import Middleware
 from rag_middleware.errors import ConfigError, TemplateError
-from rag_middleware.template_store import TemplateStore, resolve_template_dir
-from rag_middleware.templates import TemplateSet, TemplateSnapshot, read_templates, version_of
-from rag_middleware.tokens import ApproxTokenCounter
+from rag_middleware.templating.versions import TemplateStore, resolve_template_dir
+from rag_middleware.templating.engine import TemplateSet, TemplateSnapshot, read_templates, version_of
+from rag_middleware.llm.tokens import ApproxTokenCounter
 
 PLAN = {"task": "sort", "chart_type": "none", "operations": [{"type": "sort", "execution_instructions": {
     "method": "pandas.DataFrame.sort_values", "args": [], "kwargs": {"by": "a", "ascending": True}}}]}

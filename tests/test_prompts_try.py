@@ -10,10 +10,10 @@ import shutil
 import pytest
 from conftest import FakeLLM, run_cli, use_cli_backend
 
-from rag_middleware.backends.llm.base import Completion
+from rag_middleware.llm.base import Completion
 from rag_middleware.cli.context import CliState
-from rag_middleware.journal import InteractionLog
-from rag_middleware.template_store import TemplateStore
+from rag_middleware.memory.journal import InteractionLog
+from rag_middleware.templating.versions import TemplateStore
 
 QUESTIONS = ["Columns: a, b\nsort by a", "Columns: price, qty\nsort by price", "Columns: x, y, z\nsort by z",
              "Columns: name, city\nsort by city"]

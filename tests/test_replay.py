@@ -8,10 +8,10 @@ import os
 import pytest
 from conftest import FakeLLM, run_cli as run, use_cli_backend
 
-from rag_middleware.backends.llm.base import Completion, GenerateRequest
-from rag_middleware.pipeline import Middleware
-from rag_middleware.replay import ReplayOptions, diff_values, load_items, read_results, run_replay, summarize
-from rag_middleware.tokens import ApproxTokenCounter
+from rag_middleware.llm.base import Completion, GenerateRequest
+from rag_middleware.request.pipeline import Middleware
+from rag_middleware.analytics.replay import ReplayOptions, diff_values, load_items, read_results, run_replay, summarize
+from rag_middleware.llm.tokens import ApproxTokenCounter
 
 SORT_A = {"task": "sort", "chart_type": "none", "operations": [{"type": "sort", "execution_instructions": {
     "method": "pandas.DataFrame.sort_values", "args": [], "kwargs": {"by": "a", "ascending": True}}}]}
@@ -75,7 +75,7 @@ def test_file_replay_compares_skips_and_reports(rmw, tmp_path):
 
 
 def test_reports_list_each_failing_item(rmw, tmp_path):
-    from rag_middleware.report import write_reports
+    from rag_middleware.analytics.report import write_reports
 
     items, skipped = load_items(str(write_items(tmp_path / "items.jsonl", ITEMS)), rmw)
     rows = run_replay(rmw, items, tmp_path / "out", ReplayOptions())
@@ -174,7 +174,7 @@ def test_html_report_renders_in_headless_chromium(rmw, tmp_path):
     items, skipped = load_items(str(write_items(tmp_path / "items.jsonl", ITEMS)), rmw)
     out = tmp_path / "out"
     rows = run_replay(rmw, items, out, ReplayOptions())
-    from rag_middleware.report import write_reports
+    from rag_middleware.analytics.report import write_reports
 
     _, html_path = write_reports(out, summarize(rows, skipped=skipped, baseline=rows), rows)
     shot = tmp_path / "report.png"

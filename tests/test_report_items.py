@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from html.parser import HTMLParser
 
-from rag_middleware.report_items import ItemResult, failing_items, failing_items_html, failing_items_md, items_from_replay
+from rag_middleware.analytics.report_items import ItemResult, failing_items, failing_items_html, failing_items_md, items_from_replay
 
 ASK = [{"role": "system", "content": "be terse"}, {"role": "user", "content": "Columns: a, b\nsort by a"}]
 ITEMS = [
@@ -129,7 +129,7 @@ def test_items_from_replay_rows_mark_baseline_status():
 
 
 def test_a_failing_item_says_why_its_values_were_chosen():
-    from rag_middleware.report_items import failing_items_md, items_from_replay
+    from rag_middleware.analytics.report_items import failing_items_md, items_from_replay
 
     row = {"id": "q1", "request": "refund for ORD-1", "expected": {"category": "billing"},
            "output": {"category": "bug"}, "valid": True, "match": False, "fields": {"category": False},

@@ -12,8 +12,8 @@ import pytest
 from conftest import FakeLLM, HashEmbedder
 
 from rag_middleware import Middleware
-from rag_middleware.feedback import FeedbackLog
-from rag_middleware.tokens import ApproxTokenCounter
+from rag_middleware.learning.feedback import FeedbackLog
+from rag_middleware.llm.tokens import ApproxTokenCounter
 
 pexpect = pytest.importorskip("pexpect")
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from rag_middleware.selection import Candidate, dedup, fill_budget, mmr_order, rank_candidates, select_negatives
+from rag_middleware.request.selection import Candidate, dedup, fill_budget, mmr_order, rank_candidates, select_negatives
 
 
 def unit(*xs: float) -> np.ndarray:

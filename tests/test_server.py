@@ -29,7 +29,7 @@ from ollama_fake import FakeOllama
 from rag_middleware import Middleware, load_settings
 from rag_middleware.config import Settings
 from rag_middleware.server import create_app
-from rag_middleware.tokens import ApproxTokenCounter
+from rag_middleware.llm.tokens import ApproxTokenCounter
 
 QUESTION = "Columns: a, b\nsort by a"
 GOOD = {"task": "sort", "chart_type": "none", "operations": [{"type": "sort", "execution_instructions": {

@@ -16,7 +16,7 @@ from test_server import ASK, UPSTREAM_MODEL, _no_proxy, fake, start  # noqa: F40
 
 from rag_middleware import Middleware
 from rag_middleware.server import create_app
-from rag_middleware.tokens import ApproxTokenCounter
+from rag_middleware.llm.tokens import ApproxTokenCounter
 
 TOKEN = "s3cret-admin"
 ADMIN_ROUTES = [("GET", "/rag/domains"), ("GET", "/rag/stats"), ("GET", "/rag/ab?domain=data_ops"),

@@ -14,7 +14,7 @@ from ollama_fake import FakeOllama
 from test_server import (  # noqa: F401 - fixtures too
     ASK, FREE_TEXT, GOOD, PLAN, QUESTION, UPSTREAM_MODEL, _no_proxy, fake, start)
 
-from rag_middleware.embedding import content_hash
+from rag_middleware.memory.embedding import content_hash
 from rag_middleware.options import ModelOptions
 
 BAD_UTF8 = b'{"model": "data_ops:latest", "messages": [{"role": "user", "content": "sort \xff\xfe by a"}]}'
@@ -110,7 +110,7 @@ def test_client_sampling_options_are_typed_once(stack):
     assert ModelOptions.SAMPLING_KEYS == {"temperature", "top_p", "top_k", "min_p", "seed", "num_predict",
                                           "repeat_penalty", "stop"}
     assert ModelOptions.DOMAIN_KEYS == ModelOptions.SAMPLING_KEYS | {"num_ctx"}
-    from rag_middleware.backends.llm.embedded import _OPTION_MAP
+    from rag_middleware.llm.embedded import _OPTION_MAP
 
     assert set(_OPTION_MAP) == ModelOptions.SAMPLING_KEYS and _OPTION_MAP["num_predict"] == "n_predict"
 

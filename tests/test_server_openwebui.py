@@ -19,8 +19,8 @@ from conftest import FakeLLM
 from test_server import ndjson_lines, start  # noqa: F401 - fixtures too
 
 import owui_shapes as owui
-from rag_middleware.backends.llm.base import Completion, GenerateRequest, StreamChunk
-from rag_middleware.backends.llm.embedded import EmbeddedBackend
+from rag_middleware.llm.base import Completion, GenerateRequest, StreamChunk
+from rag_middleware.llm.embedded import EmbeddedBackend
 from rag_middleware.config import ServerSettings
 from rag_middleware.errors import ConfigError
 from rag_middleware.server.gate import GatedBackend, Meter, PriorityGate, metered

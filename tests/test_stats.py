@@ -7,12 +7,12 @@ from datetime import datetime, timezone
 
 import pytest
 
-from rag_middleware.db import connect
+from rag_middleware.memory.db import connect
 from rag_middleware.errors import RequestError
-from rag_middleware.feedback import Feedback, FeedbackLog
-from rag_middleware.journal import InteractionLog
+from rag_middleware.learning.feedback import Feedback, FeedbackLog
+from rag_middleware.memory.journal import InteractionLog
 from rag_middleware.records import Attempt, Interaction
-from rag_middleware.stats import compute, error_path, load_rows, percentile, plot, read_stats
+from rag_middleware.analytics.stats import compute, error_path, load_rows, percentile, plot, read_stats
 
 
 def record(log: InteractionLog, *, day: int, domain: str = "data_ops", status: str = "validated",

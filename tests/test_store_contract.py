@@ -17,7 +17,7 @@ import pytest
 from weaviate_fake import FakeWeaviate, quiet_weaviate_logs
 
 from rag_middleware import load_settings
-from rag_middleware.backends.store import MemoryStore, open_store
+from rag_middleware.memory.stores import MemoryStore, open_store
 from rag_middleware.errors import StoreError
 from rag_middleware.records import MemoryFilter, MemoryRecord
 

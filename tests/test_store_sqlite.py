@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rag_middleware.backends.store.sqlite import SQLiteStore
-from rag_middleware.db import MIGRATIONS, connect
+from rag_middleware.memory.stores.sqlite import SQLiteStore
+from rag_middleware.memory.db import MIGRATIONS, connect
 from rag_middleware.errors import StoreError
 from rag_middleware.records import MemoryFilter, MemoryRecord
 

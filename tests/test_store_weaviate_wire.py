@@ -13,7 +13,7 @@ from weaviate.proto.v1 import base_pb2, base_search_pb2
 from weaviate.util import generate_uuid5
 from weaviate_fake import FakeWeaviate, free_port, fake  # noqa: F401 - the fixture
 
-from rag_middleware.backends.store.weaviate import WeaviateStore, object_uuid
+from rag_middleware.memory.stores.weaviate import WeaviateStore, object_uuid
 from rag_middleware.config import WeaviateSettings
 from rag_middleware.errors import StoreError, StoreUnavailableError
 from rag_middleware.records import MemoryFilter, MemoryRecord

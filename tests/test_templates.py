@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from rag_middleware.errors import TemplateError
-from rag_middleware.templates import TEMPLATE_NAMES, TemplateSet
+from rag_middleware.templating.engine import TEMPLATE_NAMES, TemplateSet
 
 
 @pytest.fixture

@@ -10,11 +10,11 @@ from conftest import FakeLLM, HashEmbedder, run_cli, use_cli_backend
 
 from rag_middleware import Middleware, load_settings
 from rag_middleware.records import MemoryRecord
-from rag_middleware.tokens import ApproxTokenCounter
+from rag_middleware.llm.tokens import ApproxTokenCounter
 
 from rag_middleware.domains.overrides import OverrideStore
 from rag_middleware.errors import ConfigError
-from rag_middleware.tune import (
+from rag_middleware.learning.tune import (
     coordinate_search,
     decide,
     mcnemar_exact,
@@ -195,7 +195,7 @@ class ExamplesOracle(FakeLLM):
         turns = [m for m in request.messages if m["role"] == "user"]
         right = next((a for q, a in self.answers.items() if q in turns[-1]["content"]), None)
         text = json.dumps(right) if right is not None and len(turns) - 1 <= self.max_examples else "{}"
-        from rag_middleware.backends.llm.base import Completion
+        from rag_middleware.llm.base import Completion
 
         return Completion(text=text, done_reason="stop", prompt_tokens=100, completion_tokens=20, model=self.model)
 

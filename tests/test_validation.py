@@ -9,7 +9,7 @@ from typing import Literal
 import pytest
 from pydantic import BaseModel, ValidationError, ValidationInfo, field_validator, model_validator
 
-from rag_middleware.validation import (
+from rag_middleware.domains.validation import (
     MAX_ERRORS,
     ExtractionError,
     JSONSchemaValidator,
@@ -262,7 +262,7 @@ def test_jsonschema_validator_rejects_an_invalid_schema():
 def test_a_validator_that_crashes_makes_the_answer_invalid_not_the_request(caplog):
     from pydantic import BaseModel, model_validator
 
-    from rag_middleware.validation import PydanticValidator
+    from rag_middleware.domains.validation import PydanticValidator
 
     class Fragile(BaseModel):
         tags: dict

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from rag_middleware.guide import NO_STEP
+from rag_middleware.domains.clauses import NO_STEP
 
 from .repair import request_body
 

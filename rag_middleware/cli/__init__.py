@@ -1,4 +1,7 @@
-"""The ``rag-middleware`` command. One module per command group; errors become one line and an exit code."""
+"""The ``rag-middleware`` command. One module per command group; errors become one line and an exit code.
+
+May import: every package (it is the top floor).
+"""
 
 from __future__ import annotations
 

@@ -7,10 +7,10 @@ import json
 import typer
 from rich.table import Table
 
-from ..abtest import ab_report
-from ..db import connect
+from ..analytics.ab import ab_report
+from ..memory.db import connect
 from ..domains import DomainRegistry
-from ..stats import load_rows
+from ..analytics.stats import load_rows
 from .context import CliState, console
 
 __all__ = ["app"]

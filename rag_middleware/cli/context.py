@@ -34,6 +34,6 @@ class CliState:
         return load_settings(self.config, **overrides)
 
     def middleware(self, **extra: Any):
-        from ..pipeline import Middleware
+        from ..request.pipeline import Middleware
 
         return Middleware(self.settings(**extra))

@@ -42,8 +42,8 @@ def eval_cmd(
 ) -> None:
     """Score a domain on a labelled set, per mode: valid, field accuracy, exact, per field, confusion tables,
     a chart. Runs on a fresh data dir with memory and learning off."""
-    from ..evaluation import MODES, enum_fields, load_set, run_set
-    from ..eval_report import write_eval
+    from ..analytics.evaluation import MODES, enum_fields, load_set, run_set
+    from ..analytics.eval_report import write_eval
 
     state: CliState = ctx.obj
     chosen = [m.strip() for m in modes.split(",") if m.strip()]

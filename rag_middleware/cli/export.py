@@ -9,7 +9,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from ..errors import RequestError
-from ..export import ExportOptions, export_finetune
+from ..learning.export import ExportOptions, export_finetune
 from .context import CliState, console
 
 __all__ = ["app"]

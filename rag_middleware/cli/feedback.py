@@ -14,7 +14,7 @@ from rich.table import Table
 from typer.core import TyperGroup
 
 from ..errors import RequestError
-from ..feedback import Feedback, apply_feedback
+from ..learning.feedback import Feedback, apply_feedback
 from .context import CliState, console, err_console
 
 __all__ = ["register", "show_result"]
@@ -105,8 +105,8 @@ def sync(
     as_json: bool = typer.Option(False, "--json", help="one JSON object per message instead of tables"),
 ) -> None:
     """Apply Open WebUI's thumbs up/down, comments and edited answers to the interactions they rate."""
-    from ..feedback_sync import sync_judgements
-    from ..openwebui import OpenWebUIClient, collect_judgements
+    from ..learning.feedback_sync import sync_judgements
+    from ..learning.openwebui import OpenWebUIClient, collect_judgements
 
     with OpenWebUIClient(url, token=token) as client:
         judgements = collect_judgements(client)

@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from ..db import connect
+from ..memory.db import connect
 from ..errors import ConfigError, ImportFileError, UnknownDomainError
 from ..records import MemoryFilter, MemoryRecord
 from .context import CliState, console
@@ -178,7 +178,7 @@ def migrate(
     target hold the same counts per tenant and kind."""
     import numpy as np
 
-    from ..backends.store.weaviate import WeaviateStore
+    from ..memory.stores.weaviate import WeaviateStore
 
     if to != "weaviate":
         raise ConfigError(f"cannot migrate to {to!r}; the only target is 'weaviate'")

@@ -20,10 +20,10 @@ from rich.table import Table
 from ..config import Settings
 from ..domains import DomainRegistry
 from ..errors import ConfigError, DomainError, TemplateError
-from ..journal import InteractionLog
-from ..lint import Problem, lint_snapshot, lint_variants
-from ..template_store import TemplateStore, resolve_template_dir
-from ..templates import TemplateSnapshot
+from ..memory.journal import InteractionLog
+from ..templating.lint import Problem, lint_snapshot, lint_variants
+from ..templating.versions import TemplateStore, resolve_template_dir
+from ..templating.engine import TemplateSnapshot
 from .context import CliState, console, err_console
 from .render import show_messages, show_selection, show_timings
 
@@ -310,8 +310,8 @@ def try_draft(
     fail_on_regression: bool = typer.Option(False, "--fail-on-regression", help="exit 1 when anything regressed"),
 ) -> None:
     """Replay recent conversations with the draft and with the label's version; print the regressions."""
-    from ..replay import ReplayOptions, load_items
-    from ..trial import run_trial
+    from ..analytics.replay import ReplayOptions, load_items
+    from ..analytics.trial import run_trial
 
     state: CliState = ctx.obj
     settings = state.settings()

@@ -10,11 +10,11 @@ from typing import Optional
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from ..assembly import Switches
+from ..request.assembly import Switches
 from ..errors import ConfigError
-from ..replay import ReplayOptions, load_items, read_results, run_replay, summarize
-from ..report import write_reports
-from ..template_store import resolve_template_dir
+from ..analytics.replay import ReplayOptions, load_items, read_results, run_replay, summarize
+from ..analytics.report import write_reports
+from ..templating.versions import resolve_template_dir
 from .context import CliState, console, err_console
 
 __all__ = ["register"]

@@ -16,10 +16,10 @@ import typer
 from rich.panel import Panel
 from rich.table import Table
 
-from ..db import connect
+from ..memory.db import connect
 from ..errors import InvalidEditError, RequestError
-from ..feedback import Feedback, FeedbackLog, apply_feedback
-from ..stats import load_rows
+from ..learning.feedback import Feedback, FeedbackLog, apply_feedback
+from ..analytics.stats import load_rows
 from .context import CliState, console
 from .feedback import show_result
 

@@ -11,9 +11,9 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from .. import edits as edit_mining
+from ..learning import edits as edit_mining
 from ..domains import DomainRegistry
-from ..stats import GROUPINGS, LIST_SIZE, parse_since, plot, read_stats
+from ..analytics.stats import GROUPINGS, LIST_SIZE, parse_since, plot, read_stats
 from .context import CliState, console
 
 __all__ = ["register"]

@@ -112,7 +112,7 @@ def tune_cmd(
     """Choose k, fetch_k, mmr_lambda, negatives_k, CoT and the vote margin/min_similarity by cross-validated
     replay over the domain's curated examples and reviewed answers; promote the winner as an override in the
     data dir when a paired test says it is no worse."""
-    from ..tune import TuneOptions, promote, run_tune
+    from ..learning.tune import TuneOptions, promote, run_tune
 
     if test not in ("mcnemar", "bootstrap"):
         raise ConfigError(f"--test {test!r}: choose mcnemar or bootstrap")

@@ -5,9 +5,13 @@
 - ``grounding``: facts taken from the request (contexts, numbers, units, words, pattern matches);
 - ``mechanisms``: the grammar narrowed per request, the answer hardened and its derived fields filled;
 - ``votes``: neighbours vote on a field's value;
-- ``paths``: ``/a/*/b`` paths into answers and schemas.
+- ``paths``: ``/a/*/b`` paths into answers and schemas;
+- ``clauses``: per-clause labels (a list's item types voted clause by clause, steering the grammar);
+- ``validation``: JSON extraction and the check of an answer against the domain's model;
+- ``infer``, ``overrides``, ``authoring``: mechanisms inferred from examples, versioned overrides, ``domains new/check``.
 
-May import: errors, validation, guide, abtest, config. Never the pipeline, assembly or a backend.
+May import: the ground floor (errors, config, records, options), memory (embedding) and templating (variants).
+Never the request path, a server or an LLM backend.
 """
 
 from .loader import CuratedExample, CuratedNegative, Domain, DomainRegistry, DomainSpec, load_domain

@@ -179,7 +179,7 @@ def _model_ref(model: str) -> tuple[str, str | None]:
 
 
 def _check_schema(schema: Path) -> None:
-    from ..validation import JSONSchemaValidator
+    from .validation import JSONSchemaValidator
 
     try:
         JSONSchemaValidator(json.loads(Path(schema).read_text(encoding="utf-8")))
@@ -287,7 +287,7 @@ class _Item:
 
 def make_embedder() -> Any:
     """The embedder for near-duplicate questions (tests replace this function)."""
-    from ..embedding import SentenceTransformerEmbedder
+    from ..memory.embedding import SentenceTransformerEmbedder
 
     return SentenceTransformerEmbedder("all-MiniLM-L6-v2")
 
@@ -306,7 +306,7 @@ def _parts(path: Path) -> tuple[Any, DeclarativeSpec]:
     spec = DomainSpec.model_validate(raw)
     decl = DeclarativeSpec.from_sections(context=spec.context, ground=spec.ground, units=spec.units,
                                          derive=spec.derive, vote=spec.vote, harden=spec.harden)
-    from ..validation import JSONSchemaValidator, PydanticValidator
+    from .validation import JSONSchemaValidator, PydanticValidator
 
     if spec.output_model:
         load = lambda ref, what: _load_object(ref, path, what=what, spec_path=spec_path, line=None)  # noqa: E731
@@ -369,7 +369,7 @@ def _uncovered(examples: list[_Item], fields: dict[FieldPath, SchemaField], decl
 
 
 def _near_duplicates(items: list[_Item], embedder: Any, threshold: float) -> list[Problem]:
-    from ..embedding import normalize
+    from ..memory.embedding import normalize
 
     if len(items) < 2:
         return []

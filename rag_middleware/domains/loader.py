@@ -25,10 +25,10 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..errors import DomainError, UnknownDomainError
-from ..abtest import VariantSpec, check_variants
+from ..templating.variants import VariantSpec, check_variants
 from ..options import ModelOptions
-from ..guide import StepSpec, default_split, example_clauses, path_labels, read_bank, yaml_rule
-from ..validation import JSONSchemaValidator, OutputValidator, PydanticValidator
+from .clauses import StepSpec, default_split, example_clauses, path_labels, read_bank, yaml_rule
+from .validation import JSONSchemaValidator, OutputValidator, PydanticValidator
 from .grounding import request_body
 from .infer import infer
 from .overrides import OverrideStore
@@ -62,7 +62,7 @@ class DomainSpec(BaseModel):
     cot: CotSpec = CotSpec()
     rules: list[str] = Field(default_factory=list)
     steps: StepSpec | None = None  # step guidance: a bank of labelled clauses steers the grammar
-    variants: list[VariantSpec] = Field(default_factory=list)  # A/B template-set variants (abtest.py)
+    variants: list[VariantSpec] = Field(default_factory=list)  # A/B template-set variants (templating/variants.py)
     # the declarative mechanisms (domains/spec.py): every domain gets them from data
     context: dict[str, Any] = Field(default_factory=dict)
     ground: dict[str, Any] = Field(default_factory=dict)

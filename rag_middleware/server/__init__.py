@@ -1,4 +1,7 @@
-"""The drop-in server: Ollama's API (and OpenAI's chat completions) in front of Ollama or the embedded model."""
+"""The drop-in server: Ollama's API (and OpenAI's chat completions) in front of Ollama or the embedded model.
+
+May import: every package except cli.
+"""
 
 from .app import create_app
 

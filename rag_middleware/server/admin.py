@@ -25,11 +25,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from ..abtest import ab_report
-from ..db import connect
+from ..analytics.ab import ab_report
+from ..memory.db import connect
 from ..errors import InvalidEditError, RagMiddlewareError, RequestError
-from ..feedback import Feedback, apply_feedback
-from ..stats import load_rows, parse_since, read_stats
+from ..learning.feedback import Feedback, apply_feedback
+from ..analytics.stats import load_rows, parse_since, read_stats
 from ..config import ServerSettings
 from .context import ServerContext
 from .upstream import bearer

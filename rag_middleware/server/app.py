@@ -20,8 +20,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from .. import __version__
 from ..config import Settings
 from ..errors import RagMiddlewareError
-from ..backends.llm import make_backend
-from ..pipeline import Middleware
+from ..llm import make_backend
+from ..request.pipeline import Middleware
 from . import admin, ollama_api, openai_api
 from .augment import Augmenter
 from .context import ServerContext

@@ -13,10 +13,10 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import anyio.to_thread
 
-from ..backends.llm.base import StreamChunk
+from ..llm.base import StreamChunk
 from ..errors import AttemptsExhaustedError, RagMiddlewareError, RequestError
 from ..options import ModelOptions
-from ..pipeline import AskResult, Middleware
+from ..request.pipeline import AskResult, Middleware
 from ..records import new_id
 from .gate import Meter, metered
 from .routing import Router

@@ -18,13 +18,13 @@ from typing import Any
 import anyio.to_thread
 from starlette.requests import Request
 
-from ..backends.llm.base import Completion, GenerateRequest, StreamChunk
+from ..llm.base import Completion, GenerateRequest, StreamChunk
 from ..config import Settings
 from ..errors import RequestError, TemplateError
-from ..lint import errors_only, lint_snapshot
+from ..templating.lint import errors_only, lint_snapshot
 from ..options import ModelOptions
-from ..pipeline import TENANT_RE, Middleware
-from ..templates import TemplateSnapshot
+from ..request.pipeline import TENANT_RE, Middleware
+from ..templating.engine import TemplateSnapshot
 from .augment import Augmenter, client_options, pull_stream
 from .gate import Meter, PriorityGate, metered
 from .routing import Route, Router

@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..backends.llm.base import Completion, GenerateRequest, StreamChunk
+from ..llm.base import Completion, GenerateRequest, StreamChunk
 
 __all__ = ["GatedBackend", "Meter", "PriorityGate", "metered"]
 

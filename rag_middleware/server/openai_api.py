@@ -13,7 +13,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from ..errors import RagMiddlewareError
 from ..options import ModelOptions
-from ..backends.llm.base import StreamChunk
+from ..llm.base import StreamChunk
 from .augment import Exchange, failure_headers, measured_usage, openwebui_ids, refuse_images, reply_headers, usage_of
 from .context import ServerContext, plain_completion, plain_stream
 from .gate import Meter

@@ -1,0 +1,186 @@
+"""Step guidance: what kind of step each clause of a request asks for, by nearest labelled clauses.
+
+A small model picks the wrong operation type far more often than it fills arguments wrongly. A domain can
+ship a bank of labelled clauses (``steps.jsonl``: ``{"text", "label"}``) and a splitter; each clause of a
+request is then labelled by a similarity vote over the bank (and over clauses of the curated examples whose
+clause count matches their step count). The labels go to the domain's grammar hook as ``context["steps"]``,
+which can restrict each position of the answer to the labels found, so the model chooses among a few
+plausible step types instead of all of them. Clauses labelled ``none`` (chart requests, politeness) ask for
+no step.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from ..memory.embedding import CachedEmbedder
+from ..errors import DomainError
+
+__all__ = ["StepGuide", "StepSpec", "StepVote", "default_split", "path_labels", "yaml_rule"]
+
+NO_STEP = "none"
+
+
+class StepSpec(BaseModel):
+    """domain.yaml ``steps:``."""
+
+    model_config = ConfigDict(extra="forbid")
+    bank: str = "steps.jsonl"
+    split: str  # file.py:function(request) -> list of clauses
+    label_of: str | None = None  # file.py:function(answer) -> list of step labels, to learn from examples
+    rule: str | None = None  # file.py:function(clause, request) -> labels or None: cues that decide outright
+    k: int = Field(5, ge=1, le=50)
+    margin: float = Field(0.9, gt=0.0, le=1.0, description="labels scoring within this ratio of the best are allowed")
+    max_labels: int = Field(2, ge=1, le=5)
+    min_similarity: float = Field(0.3, ge=-1.0, le=1.0, description="below this a clause gets no guidance")
+
+
+class StepVote(BaseModel):
+    clause: str
+    labels: list[str]  # allowed labels, best first; empty = no guidance for this clause
+    scores: dict[str, float]
+
+
+def read_bank(path: Path) -> list[tuple[str, str]]:
+    items: list[tuple[str, str]] = []
+    if not path.exists():
+        raise DomainError("steps bank not found", path=str(path))
+    for lineno, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not raw.strip():
+            continue
+        try:
+            data = json.loads(raw)
+            items.append((str(data["text"]), str(data["label"])))
+        except (json.JSONDecodeError, KeyError, TypeError) as exc:
+            raise DomainError(f"each line needs text and label ({type(exc).__name__})", path=str(path),
+                              line=lineno) from None
+    return items
+
+
+class StepGuide:
+    def __init__(self, spec: StepSpec, bank: list[tuple[str, str]], split: Callable[[str], list[str]],
+                 embedder: CachedEmbedder, rule: Callable[[str, str], list[str] | None] | None = None) -> None:
+        self.spec = spec
+        self.split = split
+        self.rule = rule
+        self.embedder = embedder
+        self.texts = [t for t, _ in bank]
+        self.labels = np.array([label for _, label in bank], dtype=object)
+        self._vectors: np.ndarray | None = None
+        self._lock = threading.Lock()
+
+    def _bank_vectors(self) -> np.ndarray:
+        with self._lock:
+            if self._vectors is None:
+                self._vectors = self.embedder.encode(self.texts)
+            return self._vectors
+
+    def _clauses(self, request: str) -> list[tuple[str, list[str] | None]]:
+        """Each clause with the labels its rule decided outright (None: the vote decides)."""
+        return [(c, (self.rule(c, request) or None) if self.rule is not None else None)
+                for c in self.split(request) if c.strip()]
+
+    def pending(self, request: str) -> list[str]:
+        """The clauses that need a vote, so a caller can embed them in the same batch as the request."""
+        return [clause for clause, decided in self._clauses(request) if decided is None] if self.texts else []
+
+    def vote(self, request: str, vectors: dict[str, np.ndarray] | None = None) -> list[StepVote]:
+        """``vectors`` may carry clause embeddings computed already (see :meth:`pending`)."""
+        clauses = self._clauses(request)
+        if not clauses or not self.texts:
+            return []
+        bank = self._bank_vectors()
+        vectors = dict(vectors or {})
+        missing = [c for c, decided in clauses if decided is None and c not in vectors]
+        if missing:
+            vectors.update(zip(missing, self.embedder.encode(missing)))
+        votes: list[StepVote] = []
+        for clause, decided in clauses:
+            if decided:
+                votes.append(StepVote(clause=clause, labels=list(decided), scores={"rule": 1.0}))
+                continue
+            row = bank @ vectors[clause]
+            top = np.argsort(-row)[: self.spec.k]
+            if row[top[0]] < self.spec.min_similarity:
+                votes.append(StepVote(clause=clause, labels=[], scores={}))
+                continue
+            scores: dict[str, float] = {}
+            for i in top:
+                scores[self.labels[i]] = scores.get(self.labels[i], 0.0) + float(row[i])
+            ranked = sorted(scores.items(), key=lambda kv: -kv[1])
+            best = ranked[0][1]
+            allowed = [label for label, score in ranked if score >= self.spec.margin * best][: self.spec.max_labels]
+            votes.append(StepVote(clause=clause, labels=allowed, scores={k: round(v, 3) for k, v in ranked}))
+        return votes
+
+    def steps(self, request: str, vectors: dict[str, np.ndarray] | None = None) -> list[list[str]]:
+        """Allowed labels per step, in request order. Clauses voted 'none' are skipped; a clause with no
+        confident vote makes the whole plan unguided (an empty list), since the count is then unknown."""
+        out: list[list[str]] = []
+        for vote in self.vote(request, vectors):
+            if not vote.labels:
+                return []
+            if vote.labels[0] == NO_STEP:
+                continue
+            out.append([label for label in vote.labels if label != NO_STEP] or [vote.labels[0]])
+        return out
+
+
+_CLAUSE_BREAK = re.compile(
+    r"(?:[.;!?]+\s+|\n+|,?\s+(?:and\s+)?then\s+|,\s*and\s+(?=[a-z])|,\s*(?=(?:also|afterwards|after that|finally|next|"
+    r"plus)\b)|\s+(?:after that|afterwards|finally|and also)\s+)", re.I)
+
+
+def default_split(request: str) -> list[str]:
+    """The core's clause splitter: sentences, lines, and 'then' / ', and' / 'after that' joints."""
+    return [c.strip(" ,.;") for c in _CLAUSE_BREAK.split(request) if c and c.strip(" ,.;")]
+
+
+def yaml_rule(rules: list[Any], hook: Callable[[str, str], list[str] | None] | None = None, *,
+              context_of: Callable[[str], dict[str, list[str]]] | None = None
+              ) -> Callable[[str, str], list[str] | None] | None:
+    """A clause rule from domain.yaml ``{pattern, label}`` pairs (the first pattern found in the clause
+    decides; ``{name}`` in a pattern stands for the values of a declared context), before an optional
+    Python rule hook."""
+    if not rules:
+        return hook
+    from .votes import expand
+
+    def rule(clause: str, request: str) -> list[str] | None:
+        context = context_of(request) if context_of is not None else {}
+        for spec in rules:
+            if re.search(expand(spec.pattern, context), clause, re.I):
+                return [spec.label]
+        return hook(clause, request) if hook is not None else None
+
+    return rule
+
+
+def path_labels(path: tuple[str, ...]) -> Callable[[Any], list[str]]:
+    """The step labels of an answer: the values at a path such as ``/operations/*/type``, in order."""
+    from .paths import values_at
+
+    def labels(answer: Any) -> list[str]:
+        return [str(v) for v in values_at(answer, path)]
+
+    return labels
+
+
+def example_clauses(examples: list[Any], split: Callable[[str], list[str]],
+                    label_of: Callable[[Any], list[str]]) -> list[tuple[str, str]]:
+    """(clause, label) pairs from curated examples whose clauses line up one to one with their steps."""
+    pairs: list[tuple[str, str]] = []
+    for example in examples:
+        clauses = [c for c in split(example.question) if c.strip()]
+        labels = label_of(example.answer)
+        if clauses and len(clauses) == len(labels):
+            pairs.extend(zip(clauses, labels))
+    return pairs

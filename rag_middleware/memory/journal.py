@@ -1,0 +1,80 @@
+"""The interaction log: one durable SQLite row per call (validated, failed or errored), with every attempt."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from .db import connect
+from ..errors import StoreError
+from ..records import Interaction, iso
+
+__all__ = ["InteractionLog", "interactions_where"]
+
+
+def interactions_where(*, domain: str | None = None, tenant: str | None = None, since: datetime | None = None,
+                       until: datetime | None = None, status: str | None = None, replays: bool = False,
+                       alias: str = "") -> tuple[str, list[Any]]:
+    """A ``WHERE`` clause (or "") and its parameters over the interactions table (``alias`` e.g. "i.")."""
+    clauses: list[str] = [] if replays else [f"json_extract({alias}body, '$.replay_of') IS NULL"]
+    params: list[Any] = []
+    for col, value in (("domain", domain), ("tenant", tenant), ("status", status)):
+        if value is not None:
+            clauses.append(f"{alias}{col} = ?")
+            params.append(value)
+    if since is not None:
+        clauses.append(f"{alias}created_at >= ?")
+        params.append(iso(since))
+    if until is not None:
+        clauses.append(f"{alias}created_at < ?")
+        params.append(iso(until))
+    return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
+
+
+class InteractionLog:
+    def __init__(self, path: Path) -> None:
+        self._conn = connect(path)
+        self._lock = threading.Lock()
+
+    def write(self, interaction: Interaction) -> None:
+        """Idempotent by id: writing the same interaction again replaces it."""
+        body = interaction.model_dump_json()
+        with self._lock:
+            try:
+                self._conn.execute(
+                    "INSERT INTO interactions (id, created_at, tenant, domain, status, question, template_version,"
+                    " model, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET"
+                    " status = excluded.status, body = excluded.body",
+                    (interaction.id, iso(interaction.created_at), interaction.tenant, interaction.domain,
+                     interaction.status, interaction.question, interaction.template_version, interaction.model, body),
+                )
+            except sqlite3.Error as exc:
+                raise StoreError(f"cannot record interaction {interaction.id}: {exc}") from None
+
+    def get(self, interaction_id: str) -> Interaction | None:
+        with self._lock:
+            row = self._conn.execute("SELECT body FROM interactions WHERE id = ?", (interaction_id,)).fetchone()
+        return Interaction.model_validate_json(row[0]) if row else None
+
+    def list(self, *, domain: str | None = None, tenant: str | None = None, since: datetime | None = None,
+             until: datetime | None = None, status: str | None = None, limit: int = 100,
+             replays: bool = False) -> list[Interaction]:
+        """Newest first. Replays are left out unless ``replays``: they are not traffic."""
+        where, params = interactions_where(domain=domain, tenant=tenant, since=since, until=until, status=status,
+                                           replays=replays)
+        with self._lock:
+            rows = self._conn.execute(
+                f"SELECT body FROM interactions{where} ORDER BY created_at DESC LIMIT ?", [*params, limit]
+            ).fetchall()
+        return [Interaction.model_validate_json(r[0]) for r in rows]
+
+    def count(self) -> int:
+        with self._lock:
+            return int(self._conn.execute("SELECT COUNT(*) FROM interactions").fetchone()[0])
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()

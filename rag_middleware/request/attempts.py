@@ -1,0 +1,196 @@
+"""The attempt loop of one call: escalating prompts, the repair turn, validation, transport retries.
+
+Attempt 1 sends the assembled prompt. Each later attempt carries the previous answer and its errors in a
+repair turn (from ``repair.j2``), at a lower temperature, with more examples from attempt 3, and after a
+cut-off answer with more room, one example fewer and, if the answer was a loop, a repeat penalty. An
+identical request is never sent twice. Connection errors, timeouts and 5xx answers are retried with jittered
+exponential backoff inside each attempt, all under the call's total deadline.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from tenacity import (
+    Retrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    stop_after_delay,
+    wait_random_exponential,
+)
+
+from .assembly import Assembler, Assembly, Request, Switches
+from ..llm import Completion, GenerateRequest, LLMBackend
+from ..config import Settings
+from ..domains import Domain
+from ..errors import GenerationTimeoutError, RagMiddlewareError, TransportError
+from ..records import Attempt, Interaction
+
+__all__ = ["AttemptLoop", "Call", "InvalidAnswer", "looping", "request_key"]
+
+MAX_ECHO_CHARS = 2000  # how much of a bad answer is shown back to the model in a repair turn
+
+
+@dataclass
+class Call:
+    """Everything one ask/stream call carries from attempt to attempt."""
+
+    domain: Domain
+    request: Request
+    assembly: Assembly
+    interaction: Interaction
+    switches: Switches
+    as_of: datetime | None
+    exclude_ids: frozenset[str]
+    options: dict[str, Any] | None
+    model: str
+    learn: bool
+    max_attempts: int
+    started: float
+    deadline: float
+    assembler: Assembler  # the variant's when the domain runs an A/B test of template sets
+    ledger: list[Attempt] = field(default_factory=list)
+
+
+class InvalidAnswer(Exception):
+    """One attempt's answer failed validation (internal: drives the tenacity loop)."""
+
+
+LOOP_REPEAT_PENALTY = 1.3
+_LOOP = re.compile(r"(.{3,60}?)\1{4,}", re.S)
+
+
+def looping(text: str) -> bool:
+    """Whether the end of an answer repeats one piece over and over (a small model stuck in a loop)."""
+    return bool(_LOOP.search(text[-600:]))
+
+class AttemptLoop:
+    """Runs the attempts of one call against one backend."""
+
+    def __init__(self, backend: LLMBackend, settings: Settings) -> None:
+        self.backend = backend
+        self.settings = settings
+
+    def run(self, call: Call) -> Assembly:
+        """Validation attempts in a tenacity loop. Each retry carries the errors and escalates."""
+        current = call.assembly
+        retrying = Retrying(
+            stop=stop_after_attempt(call.max_attempts) | stop_after_delay(max(0.0, call.deadline - time.perf_counter())),
+            retry=retry_if_exception_type(InvalidAnswer), reraise=True,
+        )
+        for tenacity_attempt in retrying:
+            with tenacity_attempt:
+                number = tenacity_attempt.retry_state.attempt_number
+                current = self._escalate(call, current, number)
+                completion, attempt = self.attempt(call, current, number)
+                if completion.done_reason == "length":
+                    attempt.error_kind = "truncated"
+                    attempt.errors = [f"(root): the answer was cut off after {completion.completion_tokens} tokens; "
+                                      "answer with a shorter, complete JSON object"]
+                else:
+                    outcome = call.domain.validator.validate_text(
+                        completion.text, call.request.question, repair=call.switches.repair and call.switches.hooks,
+                        pre=call.domain.post(call.switches, call.request.question))
+                    attempt.repairs = outcome.repairs
+                    if outcome.ok:
+                        attempt.output = outcome.value
+                    else:
+                        attempt.error_kind = "validation"
+                        attempt.errors = outcome.errors
+                call.ledger.append(attempt)
+                if attempt.errors:
+                    raise InvalidAnswer()
+        return current
+
+    def _escalate(self, call: Call, current: Assembly, number: int) -> Assembly:
+        """Progressive prompting. 1: plain. 2+: the errors in a repair turn, temperature down. 3+: more
+        examples. After a truncation: a larger num_predict and one example fewer, and a repeat penalty when
+        the cut-off answer was a loop."""
+        if number == 1:
+            return current
+        truncated = call.ledger[-1].error_kind == "truncated"
+        opts = dict(call.options or {})
+        if truncated:
+            opts["num_predict"] = min(int(current.options["num_predict"]) * 2,
+                                      max(64, int(current.options["num_ctx"]) // 2))
+            if looping(call.ledger[-1].raw_output):  # more room alone only lets a loop run longer
+                opts["repeat_penalty"] = max(float(opts.get("repeat_penalty", 1.0)), LOOP_REPEAT_PENALTY)
+        extra = 2 if number >= 3 and not truncated else 0
+        if truncated or extra:
+            current = call.assembler.prepare(call.domain.name, call.request, tenant=current.tenant, as_of=call.as_of,
+                                             exclude_ids=call.exclude_ids, switches=call.switches,
+                                             extra_examples=extra, drop_examples=1 if truncated else 0, options=opts)
+        return current
+
+    def build_request(self, call: Call, assembly: Assembly, number: int) -> tuple[GenerateRequest, Attempt]:
+        """The request for attempt ``number``: never the caller's objects, never one already sent."""
+        messages = [dict(m) for m in assembly.messages]
+        options = dict(assembly.options)
+        ledger = call.ledger
+        if number > 1 and ledger:
+            previous = ledger[-1]
+            repair = call.assembler.repair_turn(call.domain, errors=previous.errors, attempt=number,
+                                                max_attempts=call.max_attempts,
+                                                previous_output=previous.raw_output[:MAX_ECHO_CHARS],
+                                                truncated=previous.error_kind == "truncated")
+            # the repair turn replaces the previous one: the conversation never grows past one repair
+            messages += [{"role": "assistant", "content": previous.raw_output[:MAX_ECHO_CHARS], "kind": "rejected"},
+                         {"role": "user", "content": repair, "kind": "repair"}]
+            options["temperature"] = 0.0 if number == 2 else min(0.3 * (number - 2), 0.9)
+        prompt = call.assembler.flatten(call.domain, messages) if self.backend.flat_prompt else None
+        sent = {request_key(a.messages, a.prompt, a.options) for a in ledger}
+        while request_key(messages, prompt, options) in sent:  # never send an identical request twice
+            options["seed"] = int(options.get("seed", 0)) + 1
+            options["temperature"] = max(float(options.get("temperature", 0.0)), 0.3)
+        request = GenerateRequest(model=call.model, messages=messages, prompt=prompt, json_schema=assembly.json_schema,
+                                  options=options, keep_alive=self.settings.llm.keep_alive)
+        return request, Attempt(number=number, messages=messages, prompt=prompt, options=options,
+                                votes=assembly.votes, grammar_notes=assembly.grammar_notes)
+
+    def attempt(self, call: Call, assembly: Assembly, number: int) -> tuple[Completion, Attempt]:
+        request, attempt = self.build_request(call, assembly, number)
+        started = time.perf_counter()
+        try:
+            completion = self._call(request, call.deadline, attempt)
+        except RagMiddlewareError as exc:
+            attempt.error_kind = "timeout" if isinstance(exc, GenerationTimeoutError) else "transport"
+            attempt.errors = [exc.one_line()]
+            attempt.duration_ms = (time.perf_counter() - started) * 1000
+            call.ledger.append(attempt)
+            raise
+        attempt.raw_output = completion.text
+        attempt.done_reason = completion.done_reason
+        attempt.prompt_tokens = completion.prompt_tokens
+        attempt.completion_tokens = completion.completion_tokens
+        attempt.duration_ms = (time.perf_counter() - started) * 1000
+        return completion, attempt
+
+    def _call(self, request: GenerateRequest, deadline: float, attempt: Attempt) -> Completion:
+        """One model call; connection errors, timeouts and 5xx are retried with jittered exponential backoff."""
+        cfg = self.settings.retry
+        remaining = deadline - time.perf_counter()
+        if remaining <= 0:
+            raise GenerationTimeoutError(f"total timeout of {cfg.total_timeout:g}s reached before the call")
+        retrying = Retrying(
+            retry=retry_if_exception_type(TransportError),
+            wait=wait_random_exponential(multiplier=cfg.backoff_initial, max=cfg.backoff_max),
+            stop=stop_after_attempt(cfg.transport_attempts) | stop_after_delay(remaining),
+            reraise=True,
+        )
+        for transport_attempt in retrying:
+            with transport_attempt:
+                attempt.transport_retries = transport_attempt.retry_state.attempt_number - 1
+                request.timeout = max(0.1, min(cfg.request_timeout, deadline - time.perf_counter()))
+                return self.backend.generate(request)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+
+def request_key(messages: list[dict[str, Any]], prompt: str | None, options: dict[str, Any]) -> str:
+    blob = json.dumps([messages, prompt, options], sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()
