@@ -5,7 +5,7 @@ STAMP := $(VENV)/.installed-stamp
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: demo test test-fast bench clean-data chromium lint-prompts
+.PHONY: demo test test-fast bench clean-data chromium lint-prompts lint
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
@@ -26,7 +26,11 @@ chromium:
 lint-prompts: $(STAMP)
 	$(VENV)/bin/rag-middleware prompts lint
 
-test: $(STAMP) chromium lint-prompts
+# ruff over the package, its tests, benchmarks and domain plugins (rules and limits in pyproject.toml)
+lint: $(STAMP)
+	$(VENV)/bin/ruff check rag_middleware tests benchmarks knowledge_base
+
+test: $(STAMP) chromium lint lint-prompts
 	$(PY) -m pytest
 
 test-fast: $(STAMP)
