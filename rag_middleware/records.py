@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
+    "SUCCESS_STATUSES",
     "Attempt",
+    "ErrorKind",
     "Interaction",
+    "InteractionStatus",
     "MemoryFilter",
     "MemoryRecord",
     "SearchHit",
@@ -23,17 +26,23 @@ __all__ = [
 Kind = Literal["example", "negative", "interaction"]
 Status = Literal["validated", "approved", "rejected", "failed", "pending"]
 POSITIVE_STATUSES = ("validated", "approved")
+InteractionStatus = Literal["validated", "failed", "answered", "error"]
+#: the interaction statuses that carry an answer: validated against the domain's model, or free text answered
+SUCCESS_STATUSES: tuple[InteractionStatus, ...] = ("validated", "answered")
+#: why an attempt failed: "" (it did not), the answer failed validation, ran out of tokens, the call failed
+#: (connection, 5xx: retried) or the time budget ran out
+ErrorKind = Literal["", "validation", "truncated", "transport", "timeout"]
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def iso(ts: datetime) -> str:
     """Fixed-width UTC ISO-8601 with microseconds, so stored strings sort like the times they name."""
     if ts.tzinfo is None:
-        ts = ts.replace(tzinfo=timezone.utc)
-    return ts.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        ts = ts.replace(tzinfo=UTC)
+    return ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def new_id() -> str:
@@ -106,7 +115,7 @@ class Attempt(BaseModel):
     repairs: list[str] = Field(default_factory=list)  # what the domain's deterministic repair changed
     votes: list[dict[str, Any]] = Field(default_factory=list)  # label votes that shaped this attempt's grammar
     grammar_notes: list[str] = Field(default_factory=list)  # grounding, derived fields, votes, per-clause steps
-    error_kind: str = ""  # "" | validation | truncated | transport | timeout
+    error_kind: ErrorKind = ""
     transport_retries: int = 0
     done_reason: str = ""
     duration_ms: float = 0.0
@@ -119,7 +128,7 @@ class Interaction(BaseModel):
     created_at: datetime = Field(default_factory=utcnow)
     tenant: str
     domain: str
-    status: Literal["validated", "failed", "answered", "error"]
+    status: InteractionStatus
     request: dict[str, Any]
     question: str
     selected: list[SelectedExample] = Field(default_factory=list)
@@ -141,3 +150,8 @@ class Interaction(BaseModel):
     confidence: float | None = None  # confidence.py: how sure the answer is, in [0, 1] (None: free text)
     confidence_parts: dict[str, float] = Field(default_factory=dict)
     reviewed_sources: list[str] = Field(default_factory=list)  # reviewed answers that shaped it (examples, voters)
+
+    @property
+    def succeeded(self) -> bool:
+        """The call produced an answer (validated, or free text answered): not failed, not errored."""
+        return self.status in SUCCESS_STATUSES

@@ -1,7 +1,7 @@
 """Analytics over the interaction log and the feedback table.
 
-:func:`load_rows` reads one light row per interaction straight from SQLite (JSON1 picks the few fields it
-needs out of each record, so attempts' messages are never parsed); :func:`compute` aggregates them overall,
+:func:`load_rows` reads one light row per interaction straight from SQLite (the columns the journal writes
+beside each record, so attempts' messages are never parsed); :func:`compute` aggregates them overall,
 per group (domain, template, model, day or variant) and per day for trends, with the mean confidence of the
 valid answers, the failed queries and the least confident answered ones. ``rag-middleware stats`` and
 ``GET /rag/stats`` both show what :func:`compute` returns; :func:`plot` draws the trend as a PNG
@@ -24,7 +24,7 @@ from typing import Any
 from ..memory.db import connect
 from ..memory.journal import interactions_where
 from ..errors import RequestError, StoreError
-from ..records import iso
+from ..records import SUCCESS_STATUSES, iso
 
 __all__ = ["GROUPINGS", "StatsRow", "compute", "load_rows", "percentile", "plot", "read_stats"]
 
@@ -55,7 +55,7 @@ class StatsRow:
 
     @property
     def valid(self) -> bool:
-        return self.status in ("validated", "answered")
+        return self.status in SUCCESS_STATUSES
 
     @property
     def first_try_valid(self) -> bool:
@@ -76,10 +76,7 @@ def load_rows(conn: sqlite3.Connection, *, domain: str | None = None, tenant: st
     try:
         rows = conn.execute(
             "SELECT i.id, i.created_at, i.tenant, i.domain, i.status, i.template_version, i.model,"
-            " coalesce(json_extract(i.body, '$.variant'), ''), json_array_length(i.body, '$.attempts'),"
-            " json_extract(i.body, '$.timings_ms.total'),"
-            " coalesce(json_extract(i.body, '$.prompt_tokens'), 0) + coalesce(json_extract(i.body, '$.completion_tokens'), 0),"
-            " json_extract(i.body, '$.confidence'), i.question"
+            " i.variant, i.attempts, i.total_ms, i.prompt_tokens + i.completion_tokens, i.confidence, i.question"
             f" FROM interactions i{where} ORDER BY i.created_at", params).fetchall()
         errors: dict[str, list[str]] = {}
         for rid, line in conn.execute(

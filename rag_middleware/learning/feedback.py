@@ -177,7 +177,7 @@ def apply_feedback(mw: Middleware, fb: Feedback, *, log: FeedbackLog | None = No
         raise UnknownInteractionError(fb.interaction_id)
     if fb.action == "edit":
         fb = fb.model_copy(update={"edited_output": check_edit(mw, interaction, fb.edited_output)})
-    elif fb.action == "approve" and interaction.status not in ("validated", "answered"):
+    elif fb.action == "approve" and not interaction.succeeded:
         raise RequestError(f"interaction {interaction.id} has no valid answer to approve ({interaction.status}); "
                            "give the corrected answer as an edit instead")
     own = log is None

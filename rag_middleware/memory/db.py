@@ -5,13 +5,15 @@ A migration is applied once and recorded in ``_migrations``; never edit one that
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 from ..errors import DataDirError, StoreError
 
-__all__ = ["MIGRATIONS", "connect"]
+__all__ = ["MIGRATIONS", "connect", "sqlite_errors"]
 
 MIGRATIONS: list[tuple[str, str]] = [
     (
@@ -140,6 +142,28 @@ MIGRATIONS: list[tuple[str, str]] = [
         CREATE INDEX feedback_updated ON feedback (interaction_id, updated_at);
         """,
     ),
+    (
+        # what stats, A/B and the journal's filters read, as columns written with each interaction (until now
+        # they were picked out of the JSON body by path, and a renamed field silently read as missing)
+        "0008_interaction_columns",
+        """
+        ALTER TABLE interactions ADD COLUMN variant TEXT NOT NULL DEFAULT '';
+        ALTER TABLE interactions ADD COLUMN replay_of TEXT;
+        ALTER TABLE interactions ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE interactions ADD COLUMN total_ms REAL;
+        ALTER TABLE interactions ADD COLUMN prompt_tokens INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE interactions ADD COLUMN completion_tokens INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE interactions ADD COLUMN confidence REAL;
+        UPDATE interactions SET
+            variant = coalesce(json_extract(body, '$.variant'), ''),
+            replay_of = json_extract(body, '$.replay_of'),
+            attempts = coalesce(json_array_length(body, '$.attempts'), 0),
+            total_ms = json_extract(body, '$.timings_ms.total'),
+            prompt_tokens = coalesce(json_extract(body, '$.prompt_tokens'), 0),
+            completion_tokens = coalesce(json_extract(body, '$.completion_tokens'), 0),
+            confidence = json_extract(body, '$.confidence');
+        """,
+    ),
 ]
 
 _init_lock = threading.Lock()
@@ -158,12 +182,21 @@ def connect(path: Path) -> sqlite3.Connection:
         conn.execute("PRAGMA busy_timeout=30000")
         with _init_lock:
             _migrate(conn)
-    except sqlite3.OperationalError as exc:
-        msg = str(exc)
+    except sqlite3.Error as exc:  # OperationalError, and DatabaseError for a file that is not a database
+        msg = " ".join(str(exc).split()) or type(exc).__name__
         if "readonly" in msg or "unable to open" in msg or "disk I/O" in msg:
             raise DataDirError(f"data dir {path.parent} is not writable ({msg})") from None
         raise StoreError(f"cannot open database {path}: {msg}") from None
     return conn
+
+
+@contextlib.contextmanager
+def sqlite_errors(what: str) -> Iterator[None]:
+    """sqlite3's errors raised inside as :class:`StoreError` saying what failed, on one line. Also a decorator."""
+    try:
+        yield
+    except sqlite3.Error as exc:
+        raise StoreError(f"{what} failed: {' '.join(str(exc).split()) or type(exc).__name__}") from None
 
 
 def _migrate(conn: sqlite3.Connection) -> None:

@@ -8,7 +8,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from .db import connect
+from .db import connect, sqlite_errors
 from ..errors import StoreError
 from ..records import Interaction, iso
 
@@ -19,7 +19,7 @@ def interactions_where(*, domain: str | None = None, tenant: str | None = None, 
                        until: datetime | None = None, status: str | None = None, replays: bool = False,
                        alias: str = "") -> tuple[str, list[Any]]:
     """A ``WHERE`` clause (or "") and its parameters over the interactions table (``alias`` e.g. "i.")."""
-    clauses: list[str] = [] if replays else [f"json_extract({alias}body, '$.replay_of') IS NULL"]
+    clauses: list[str] = [] if replays else [f"{alias}replay_of IS NULL"]
     params: list[Any] = []
     for col, value in (("domain", domain), ("tenant", tenant), ("status", status)):
         if value is not None:
@@ -34,6 +34,24 @@ def interactions_where(*, domain: str | None = None, tenant: str | None = None, 
     return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
 
 
+#: columns that keep their first value when an interaction is written again (the rest follow the new body)
+_KEPT_ON_REWRITE = ("id", "created_at", "tenant", "domain", "question", "template_version", "model")
+
+
+def _columns(interaction: Interaction) -> dict[str, Any]:
+    """The row of one interaction: its body, and the fields stats, A/B and the filters read, as columns
+    (migration ``0008_interaction_columns``), so they never depend on a path into the JSON."""
+    return {
+        "id": interaction.id, "created_at": iso(interaction.created_at), "tenant": interaction.tenant,
+        "domain": interaction.domain, "status": interaction.status, "question": interaction.question,
+        "template_version": interaction.template_version, "model": interaction.model,
+        "variant": interaction.variant, "replay_of": interaction.replay_of, "attempts": len(interaction.attempts),
+        "total_ms": interaction.timings_ms.get("total"), "prompt_tokens": interaction.prompt_tokens,
+        "completion_tokens": interaction.completion_tokens, "confidence": interaction.confidence,
+        "body": interaction.model_dump_json(),
+    }
+
+
 class InteractionLog:
     def __init__(self, path: Path) -> None:
         self._conn = connect(path)
@@ -41,21 +59,21 @@ class InteractionLog:
 
     def write(self, interaction: Interaction) -> None:
         """Idempotent by id: writing the same interaction again replaces it."""
-        body = interaction.model_dump_json()
+        values = _columns(interaction)
+        names = ", ".join(values)
+        updated = ", ".join(f"{name} = excluded.{name}" for name in values if name not in _KEPT_ON_REWRITE)
         with self._lock:
             try:
                 self._conn.execute(
-                    "INSERT INTO interactions (id, created_at, tenant, domain, status, question, template_version,"
-                    " model, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET"
-                    " status = excluded.status, body = excluded.body",
-                    (interaction.id, iso(interaction.created_at), interaction.tenant, interaction.domain,
-                     interaction.status, interaction.question, interaction.template_version, interaction.model, body),
+                    f"INSERT INTO interactions ({names}) VALUES ({', '.join('?' * len(values))})"
+                    f" ON CONFLICT(id) DO UPDATE SET {updated}",
+                    tuple(values.values()),
                 )
             except sqlite3.Error as exc:
-                raise StoreError(f"cannot record interaction {interaction.id}: {exc}") from None
+                raise StoreError(f"cannot record interaction {interaction.id}: {' '.join(str(exc).split())}") from None
 
     def get(self, interaction_id: str) -> Interaction | None:
-        with self._lock:
+        with self._lock, sqlite_errors(f"reading interaction {interaction_id}"):
             row = self._conn.execute("SELECT body FROM interactions WHERE id = ?", (interaction_id,)).fetchone()
         return Interaction.model_validate_json(row[0]) if row else None
 
@@ -65,14 +83,14 @@ class InteractionLog:
         """Newest first. Replays are left out unless ``replays``: they are not traffic."""
         where, params = interactions_where(domain=domain, tenant=tenant, since=since, until=until, status=status,
                                            replays=replays)
-        with self._lock:
+        with self._lock, sqlite_errors("listing interactions"):
             rows = self._conn.execute(
                 f"SELECT body FROM interactions{where} ORDER BY created_at DESC LIMIT ?", [*params, limit]
             ).fetchall()
         return [Interaction.model_validate_json(r[0]) for r in rows]
 
     def count(self) -> int:
-        with self._lock:
+        with self._lock, sqlite_errors("counting interactions"):
             return int(self._conn.execute("SELECT COUNT(*) FROM interactions").fetchone()[0])
 
     def close(self) -> None:
