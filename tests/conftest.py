@@ -75,6 +75,9 @@ class FakeLLM:
         return Completion(text=item, done_reason="stop", prompt_tokens=100, completion_tokens=len(item) // 4,
                           model=self.model)
 
+    def count_tokens(self, text: str) -> int:
+        return ApproxTokenCounter().count(text)
+
     def generate(self, request: GenerateRequest) -> Completion:
         return self._next(request)
 

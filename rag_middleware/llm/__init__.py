@@ -19,7 +19,8 @@ def _embedded(settings: Settings) -> LLMBackend:
     from .embedded import EmbeddedBackend
 
     return EmbeddedBackend(model_path=settings.llm.embedded_model_path,
-                           num_ctx=settings.llm.num_ctx, threads=settings.llm.threads, model_name=settings.llm.model)
+                           num_ctx=settings.llm.num_ctx, threads=settings.llm.threads, model_name=settings.llm.model,
+                           tokenizer=settings.llm.tokenizer)
 
 
 def _ollama(settings: Settings) -> LLMBackend:
@@ -27,7 +28,7 @@ def _ollama(settings: Settings) -> LLMBackend:
 
     return OllamaBackend(host=settings.ollama_host, model=settings.llm.model, num_ctx=settings.llm.num_ctx,
                          keep_alive=settings.llm.keep_alive, timeout=settings.retry.request_timeout,
-                         connect_timeout=settings.retry.connect_timeout)
+                         connect_timeout=settings.retry.connect_timeout, tokenizer=settings.llm.tokenizer)
 
 
 LLM_BACKENDS = {"embedded": _embedded, "ollama": _ollama}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, Field
@@ -45,8 +44,11 @@ class LLMBackend(Protocol):
     name: str
     #: True when the model has no chat template and wants ``GenerateRequest.prompt``.
     flat_prompt: bool
-    #: The GGUF file whose tokenizer counts tokens for this backend, if there is one.
-    gguf_path: Path | None
+
+    def count_tokens(self, text: str) -> int:
+        """``text``'s length in this model's tokens, as the prompt budget counts them (the configured
+        tokenizer: the model's own where the backend has it, else an estimate that errs on the long side)."""
+        ...
 
     def generate(self, request: GenerateRequest) -> Completion: ...
 

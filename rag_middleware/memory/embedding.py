@@ -147,11 +147,11 @@ class CachedEmbedder:
                 found.update(self._read_db(missing))
             missing = [h for h in missing if h not in found]
         if missing:
-            first_text = {h: t for h, t in zip(hashes, texts)}
+            first_text = {h: t for h, t in zip(hashes, texts, strict=True)}
             todo = [first_text[h] for h in missing]
             vectors = self.inner.encode(todo)
             self.computed += len(todo)
-            fresh = dict(zip(missing, vectors))
+            fresh = dict(zip(missing, vectors, strict=True))
             found.update(fresh)
             if self._conn is not None:
                 with self._db_lock:

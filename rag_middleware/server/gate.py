@@ -114,7 +114,10 @@ class GatedBackend:
         self.gate = gate
 
     def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)  # name, flat_prompt, gguf_path, model, ...
+        return getattr(self.inner, name)  # name, flat_prompt, model, ...
+
+    def count_tokens(self, text: str) -> int:
+        return self.inner.count_tokens(text)  # no model call: it does not queue at the gate
 
     @contextlib.contextmanager
     def _turn(self, meter: Meter | None) -> Iterator[None]:

@@ -207,7 +207,8 @@ class OutboxStore:
         vectors = self.inner.check(records, vectors)
         if not len(records):
             return UpsertResult(inserted=0, updated=0, unchanged=0)
-        self._enqueue([(r.id, "upsert", r.model_dump_json(), v.tobytes()) for r, v in zip(records, vectors)])
+        self._enqueue([(r.id, "upsert", r.model_dump_json(), v.tobytes())
+                       for r, v in zip(records, vectors, strict=True)])
         result = self._try_flush()
         if result is None:
             return UpsertResult(inserted=0, updated=0, unchanged=0, queued=len(records))

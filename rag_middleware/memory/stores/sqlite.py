@@ -10,13 +10,13 @@ import json
 import sqlite3
 import threading
 from collections.abc import Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..db import connect
+from ..db import connect, sqlite_errors
 from ...errors import StoreError
 from ...records import MemoryFilter, MemoryRecord, SearchHit, iso, utcnow
 from .base import UpsertResult
@@ -115,7 +115,7 @@ def _micros(stamp: str) -> int:
     """Our fixed-width UTC ISO stamps as epoch microseconds (order-preserving)."""
     ts = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
     if ts.tzinfo is None:
-        ts = ts.replace(tzinfo=timezone.utc)
+        ts = ts.replace(tzinfo=UTC)
     return int(ts.timestamp()) * 1_000_000 + ts.microsecond
 
 
@@ -127,9 +127,10 @@ class SQLiteStore:
         self._conn = connect(self.path)
         self._lock = threading.RLock()
         self._parts: dict[tuple[str, str], _Partition] = {}
-        self._data_version = self._read_data_version()
-        self._generation = self._read_generation()
-        row = self._conn.execute("SELECT dim FROM memory LIMIT 1").fetchone()
+        with sqlite_errors(f"opening memory in {self.path}"):
+            self._data_version = self._read_data_version()
+            self._generation = self._read_generation()
+            row = self._conn.execute("SELECT dim FROM memory LIMIT 1").fetchone()
         self.dim = int(row[0]) if row else dim
         if dim is not None and self.dim != dim:
             raise StoreError(f"{self.path} holds {self.dim}-dimensional vectors, not {dim}")
@@ -155,7 +156,7 @@ class SQLiteStore:
 
     @staticmethod
     def _row_to_record(row: sqlite3.Row | tuple) -> MemoryRecord:
-        data = dict(zip(_COLUMNS, row))
+        data = dict(zip(_COLUMNS, row, strict=True))
         data["meta"] = json.loads(data["meta"] or "{}")
         return MemoryRecord.model_validate(data)
 
@@ -192,70 +193,92 @@ class SQLiteStore:
     # -- Protocol ------------------------------------------------------------------------------------
 
     def upsert(self, records: Sequence[MemoryRecord], vectors: np.ndarray) -> UpsertResult:
-        vectors = np.asarray(vectors, dtype=np.float32)
-        if len(records) != len(vectors):
-            raise StoreError(f"upsert got {len(records)} records but {len(vectors)} vectors")
-        if len(records) and vectors.ndim != 2:
-            raise StoreError("upsert vectors must be a 2-D array")
+        vectors = self._checked_vectors(records, vectors)
         result = UpsertResult(inserted=0, updated=0, unchanged=0)
         if not records:
             return result
+        with self._lock, sqlite_errors("memory upsert"):
+            self._check_foreign_writes()
+            existing = self._existing([r.id for r in records])
+            to_write = self._changes(records, vectors, existing, result)
+            self._write(to_write)
+            self._generation = self._read_generation()
+            self._cache_written(to_write, existing)
+        return result
+
+    def _checked_vectors(self, records: Sequence[MemoryRecord], vectors: np.ndarray) -> np.ndarray:
+        """The vectors as float32, refused when they do not match the records or the store's dimension."""
+        vectors = np.asarray(vectors, dtype=np.float32)
+        if len(records) != len(vectors):
+            raise StoreError(f"upsert got {len(records)} records but {len(vectors)} vectors")
+        if not len(records):
+            return vectors
+        if vectors.ndim != 2:
+            raise StoreError("upsert vectors must be a 2-D array")
         if self.dim is None:
             self.dim = int(vectors.shape[1])
         elif vectors.shape[1] != self.dim:
             raise StoreError(f"vector dimension {vectors.shape[1]} does not match the store's {self.dim}")
-        with self._lock:
-            self._check_foreign_writes()
-            ids = [r.id for r in records]
-            existing: dict[str, tuple] = {}
-            for start in range(0, len(ids), 500):
-                chunk = ids[start : start + 500]
-                rows = self._conn.execute(
-                    f"SELECT {', '.join(_CONTENT)}, id, vector FROM memory WHERE id IN ({','.join('?' * len(chunk))})",
-                    chunk,
-                ).fetchall()
-                for row in rows:
-                    existing[row[-2]] = row
-            to_write = []
-            for rec, vec in zip(records, vectors):
-                values = self._record_values(rec)
-                blob = vec.tobytes()
-                old = existing.get(rec.id)
-                if old is not None:
-                    same = tuple(values[c] for c in _CONTENT) == tuple(old[: len(_CONTENT)]) and old[-1] == blob
-                    if same:
-                        result["unchanged"] += 1
-                        continue
-                    result["updated"] += 1  # created_at keeps its original value (not in the UPDATE SET)
-                else:
-                    result["inserted"] += 1
-                to_write.append((values, blob))
-            try:
-                self._conn.execute("BEGIN IMMEDIATE")
-                for values, blob in to_write:
-                    self._conn.execute(
-                        f"INSERT INTO memory ({', '.join(_COLUMNS)}, dim, vector) "
-                        f"VALUES ({', '.join('?' * len(_COLUMNS))}, ?, ?) "
-                        "ON CONFLICT(id) DO UPDATE SET "
-                        + ", ".join(f"{c} = excluded.{c}" for c in _COLUMNS if c not in ("id", "created_at"))
-                        + ", dim = excluded.dim, vector = excluded.vector",
-                        (*[values[c] for c in _COLUMNS], self.dim, blob),
-                    )
-                self._conn.execute("COMMIT")
-            except sqlite3.Error as exc:
+        return vectors
+
+    def _existing(self, ids: list[str]) -> dict[str, tuple]:
+        """The stored content, id and vector of those of ``ids`` that exist."""
+        existing: dict[str, tuple] = {}
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            rows = self._conn.execute(
+                f"SELECT {', '.join(_CONTENT)}, id, vector FROM memory WHERE id IN ({','.join('?' * len(chunk))})",
+                chunk,
+            ).fetchall()
+            for row in rows:
+                existing[row[-2]] = row
+        return existing
+
+    def _changes(self, records: Sequence[MemoryRecord], vectors: np.ndarray, existing: dict[str, tuple],
+                 result: UpsertResult) -> list[tuple[dict[str, Any], bytes]]:
+        """The rows to write (new or changed), counted in ``result``; identical ones are left alone."""
+        to_write = []
+        for rec, vec in zip(records, vectors, strict=True):
+            values = self._record_values(rec)
+            blob = vec.tobytes()
+            old = existing.get(rec.id)
+            if old is None:
+                result["inserted"] += 1
+            elif tuple(values[c] for c in _CONTENT) == tuple(old[: len(_CONTENT)]) and old[-1] == blob:
+                result["unchanged"] += 1
+                continue
+            else:
+                result["updated"] += 1  # created_at keeps its original value (not in the UPDATE SET)
+            to_write.append((values, blob))
+        return to_write
+
+    def _write(self, rows: list[tuple[dict[str, Any], bytes]]) -> None:
+        """Insert or update ``rows`` in one transaction (rolled back whole on failure)."""
+        sql = (f"INSERT INTO memory ({', '.join(_COLUMNS)}, dim, vector) "
+               f"VALUES ({', '.join('?' * len(_COLUMNS))}, ?, ?) ON CONFLICT(id) DO UPDATE SET "
+               + ", ".join(f"{c} = excluded.{c}" for c in _COLUMNS if c not in ("id", "created_at"))
+               + ", dim = excluded.dim, vector = excluded.vector")
+        try:
+            self._conn.execute("BEGIN IMMEDIATE")
+            for values, blob in rows:
+                self._conn.execute(sql, (*[values[c] for c in _COLUMNS], self.dim, blob))
+            self._conn.execute("COMMIT")
+        except sqlite3.Error:
+            if self._conn.in_transaction:  # BEGIN itself may have failed (locked): nothing to roll back
                 self._conn.execute("ROLLBACK")
-                raise StoreError(f"memory upsert failed: {exc}") from None
-            self._generation = self._read_generation()
-            for values, blob in to_write:
-                part = self._parts.get((values["tenant"], values["domain"]))
-                if part is not None:
-                    created = self._created_of(values["id"]) if values["id"] in existing else values["created_at"]
-                    part.put(values["id"], values["kind"], values["status"], created,
-                             np.frombuffer(blob, dtype=np.float32))
-                for key, other in self._parts.items():  # a record that moved tenant/domain
-                    if key != (values["tenant"], values["domain"]) and values["id"] in other.index:
-                        other.alive[other.index[values["id"]]] = False
-        return result
+            raise
+
+    def _cache_written(self, rows: list[tuple[dict[str, Any], bytes]], existing: dict[str, tuple]) -> None:
+        """Bring the cached partitions in step with rows just written."""
+        for values, blob in rows:
+            part = self._parts.get((values["tenant"], values["domain"]))
+            if part is not None:
+                created = self._created_of(values["id"]) if values["id"] in existing else values["created_at"]
+                part.put(values["id"], values["kind"], values["status"], created,
+                         np.frombuffer(blob, dtype=np.float32))
+            for key, other in self._parts.items():  # a record that moved tenant/domain
+                if key != (values["tenant"], values["domain"]) and values["id"] in other.index:
+                    other.alive[other.index[values["id"]]] = False
 
     def _created_of(self, rid: str) -> str:
         row = self._conn.execute("SELECT created_at FROM memory WHERE id = ?", (rid,)).fetchone()
@@ -284,6 +307,7 @@ class SQLiteStore:
             self._parts[key] = part
         return part
 
+    @sqlite_errors("memory search")
     def search(self, vector: np.ndarray, *, filters: MemoryFilter, limit: int,
                text: str | None = None) -> list[SearchHit]:
         """Exact cosine over the partition; ``text`` is ignored (no keyword index here)."""
@@ -323,10 +347,11 @@ class SQLiteStore:
             records = {r.id: r for r in self.get(ids)}
             return [
                 SearchHit(record=records[part.ids[r]], similarity=float(scores[t]), vector=part.vectors[r].copy())
-                for r, t in zip(chosen_rows, top)
+                for r, t in zip(chosen_rows, top, strict=True)
                 if part.ids[r] in records
             ]
 
+    @sqlite_errors("memory get")
     def get(self, ids: Sequence[str], *, tenant: str | None = None) -> list[MemoryRecord]:
         out: dict[str, MemoryRecord] = {}
         scope, scope_params = (" AND tenant = ?", [tenant]) if tenant is not None else ("", [])
@@ -341,6 +366,7 @@ class SQLiteStore:
                     out[row[0]] = self._row_to_record(row)
         return [out[i] for i in ids if i in out]
 
+    @sqlite_errors("memory update")
     def update(self, record_id: str, *, tenant: str | None = None, **fields: Any) -> bool:
         bad = set(fields) - _UPDATABLE
         if bad:
@@ -367,6 +393,7 @@ class SQLiteStore:
                             part.kinds[row] = part.kind_codes.of(fields["kind"])
             return bool(cur.rowcount)
 
+    @sqlite_errors("memory delete")
     def delete(self, ids: Sequence[str]) -> int:
         removed = 0
         with self._lock:
@@ -383,11 +410,13 @@ class SQLiteStore:
                         part.alive[row] = False
         return removed
 
+    @sqlite_errors("memory count")
     def count(self, filters: MemoryFilter | None = None) -> int:
         where, params = self._where(filters)
         with self._lock:
             return int(self._conn.execute(f"SELECT COUNT(*) FROM memory{where}", params).fetchone()[0])
 
+    @sqlite_errors("memory list")
     def list(self, filters: MemoryFilter | None = None, *, limit: int = 50, offset: int = 0) -> list[MemoryRecord]:
         where, params = self._where(filters)
         with self._lock:
@@ -401,6 +430,7 @@ class SQLiteStore:
         with self._lock:
             self._conn.close()
 
+    @sqlite_errors("memory created_at")
     def created_at(self, record_id: str) -> datetime | None:
         row = self._conn.execute("SELECT created_at FROM memory WHERE id = ?", (record_id,)).fetchone()
         return datetime.fromisoformat(row[0].replace("Z", "+00:00")) if row else None

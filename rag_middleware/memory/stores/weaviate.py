@@ -9,6 +9,7 @@ After a failure Weaviate is left alone for ``retry_interval`` seconds; calls in 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import re
@@ -133,10 +134,8 @@ class WeaviateStore:
             self._down_error = error
             client, self._client, self._ready = self._client, None, False
         if client is not None:
-            try:
+            with contextlib.suppress(Exception):  # closing a broken client must not mask the outage
                 client.close()
-            except Exception:  # noqa: BLE001 - closing a broken client must not mask the outage
-                pass
 
     @property
     def available(self) -> bool:
@@ -185,7 +184,7 @@ class WeaviateStore:
             if isinstance(exc, StoreUnavailableError):
                 self._mark_down(exc.one_line())
             return exc
-        text = " ".join(str(exc).split())[:300]
+        text = " ".join(str(exc).split())[:300] or type(exc).__name__
         unavailable = (wx.WeaviateStartUpError, wx.WeaviateConnectionError, wx.WeaviateRetryError,
                        wx.WeaviateTimeoutError, wx.WeaviateGRPCUnavailableError, wx.WeaviateClosedClientError,
                        httpx.TransportError, ConnectionError, TimeoutError)
@@ -277,7 +276,7 @@ class WeaviateStore:
                                                                           vectors=True)}
         writes: list[tuple[str, dict[str, Any], list[float]]] = []
         latest: dict[str, int] = {}
-        for rec, vec in zip(records, vectors):
+        for rec, vec in zip(records, vectors, strict=True):  # check() made them as many
             props = to_properties(rec)
             old = existing.get(rec.id)
             if old is not None:
