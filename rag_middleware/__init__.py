@@ -1,6 +1,7 @@
 """rag-middleware: retrieval-augmented few-shot prompting, validated JSON and replay for small local LLMs."""
 
-from .request.assembly import Assembly, Switches
+from .request.ask import AskRequest, Switches
+from .request.assembly import Assembly
 from .config import Settings, load_settings
 from .errors import (
     AttemptsExhaustedError,
@@ -27,6 +28,7 @@ from .records import Attempt, Interaction, MemoryFilter, MemoryRecord, SelectedE
 __version__ = "0.1.0"
 
 __all__ = [
+    "AskRequest",
     "AskResult",
     "Assembly",
     "Attempt",

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from rag_middleware.request.assembly import Switches
+from rag_middleware.request.ask import Switches
 from rag_middleware.domains import DomainRegistry
 from rag_middleware.errors import DomainError, UnknownDomainError
 from rag_middleware.domains.validation import JSONSchemaValidator, PydanticValidator
@@ -291,7 +291,8 @@ def test_data_ops_wires_repair_and_grammar_hooks(project):
     # mechanisms (task derived from the operations) run before the hook when validation passes them as pre
     text = json.dumps({"task": "clean", "chart_type": "none", "operations": [{
         "type": "sort", "execution_instructions": {
-            "method": "pandas.DataFrame.sort_values", "args": ["price"], "kwargs": {"by": "price", "ascending": True}}}]})
+            "method": "pandas.DataFrame.sort_values", "args": ["price"],
+            "kwargs": {"by": "price", "ascending": True}}}]})
     request = "Columns: price, qty\nSort by price."
     repaired = data_ops.validator.validate_text(text, request, pre=data_ops.post(None, request))
     assert repaired.ok and repaired.value["task"] == "sort"

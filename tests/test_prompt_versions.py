@@ -254,7 +254,7 @@ def test_an_ab_variants_template_set_is_stored_and_watched_like_the_main_one(pro
     with Middleware(settings, backend=llm, embedder=embedder, token_counter=ApproxTokenCounter()) as mw:
         result = mw.ask("Columns: a, b\nsort by a", domain="data_ops", variant="terse")
         assert llm.requests[-1].messages[-1]["content"].startswith("TERSE ")
-        derived = next(iter(mw._variant_assemblers.values())).templates
+        derived = next(iter(mw.router._variants.values())).templates
         assert derived.on_version is mw.templates.on_version and derived.root == variant.resolve()
     assert result.template_version == TemplateSnapshot.load(variant).version
     assert result.template_version in {v.version for v in TemplateStore.from_settings(settings).versions()}

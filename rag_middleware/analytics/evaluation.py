@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..request.assembly import Switches
+from ..request.ask import Switches
 from ..errors import RagMiddlewareError, RequestError
 
 __all__ = ["MODES", "Mode", "canonical", "confusion", "load_set", "question_of", "run_item", "score", "summarize"]

@@ -12,6 +12,7 @@ import json
 import os
 import statistics
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
@@ -19,7 +20,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field, ValidationError
 
-from ..request.assembly import Switches
+from ..request.ask import Switches
 from ..errors import RagMiddlewareError
 from ..request.pipeline import Middleware
 from .report_items import diff_values
@@ -128,7 +129,8 @@ def _row(item: ReplayItem, mw: Middleware, opts: ReplayOptions) -> dict[str, Any
     row.update(
         output=result.output if result.valid else None, valid=result.valid, attempts=len(result.attempts),
         errors=last.errors if last and not result.valid else [],
-        raw_output=last.raw_output if last and not result.valid else "", latency_ms=round(result.timings_ms.get("total", 0), 1),
+        raw_output=last.raw_output if last and not result.valid else "",
+        latency_ms=round(result.timings_ms.get("total", 0), 1),
         prompt_tokens=result.prompt_tokens, completion_tokens=result.completion_tokens,
         selected=[s.id for s in result.selected] + [n.id for n in result.negatives],
         template_version=result.template_version, interaction_id=result.interaction_id,
@@ -200,48 +202,70 @@ def summarize(rows: list[dict[str, Any]], *, skipped: list[str], baseline: list[
     n = len(rows)
     latencies = [r["latency_ms"] for r in rows if r.get("latency_ms")]
     compared = [r for r in rows if r.get("match") is not None]
-    fields: dict[str, list[bool]] = {}
-    for r in rows:
-        for key, ok in (r.get("fields") or {}).items():
-            fields.setdefault(key, []).append(bool(ok))
     summary: dict[str, Any] = {
         "label": label, "items": n, "skipped_lines": len(skipped), "skipped": skipped,
-        "item_errors": sum(1 for r in rows if r.get("errors") and not r.get("valid")),
-        "valid": sum(1 for r in rows if r.get("valid")),
-        "valid_rate": round(sum(1 for r in rows if r.get("valid")) / n, 4) if n else 0.0,
-        "first_try_valid_rate": round(sum(1 for r in rows if r.get("first_try_valid")) / n, 4) if n else 0.0,
+        **_validity(rows),
         "compared": len(compared),
-        "match_rate": round(sum(1 for r in compared if r["match"]) / len(compared), 4) if compared else None,
+        "match_rate": _rate(compared, "match") if compared else None,
         "mean_attempts": round(statistics.mean(r["attempts"] for r in rows), 3) if n else 0.0,
         "latency_ms": {"p50": _pct(latencies, 0.5), "p95": _pct(latencies, 0.95)},
         "tokens": {"prompt": sum(r.get("prompt_tokens", 0) for r in rows),
                    "completion": sum(r.get("completion_tokens", 0) for r in rows)},
-        "field_accuracy": {k: round(sum(v) / len(v), 4) for k, v in sorted(fields.items())},
-        "attempts_histogram": {str(a): sum(1 for r in rows if r.get("attempts") == a)
-                               for a in sorted({r.get("attempts", 0) for r in rows})},
+        "field_accuracy": _field_accuracy(rows),
+        "attempts_histogram": _attempts_histogram(rows),
     }
     if baseline is not None:
-        then = {r["id"]: r for r in baseline}
-        regressions, improvements, unchanged = [], [], []
-        for r in rows:
-            before = then.get(r["id"])
-            if before is None:
-                continue
-            was, now = _passed(before), _passed(r)
-            entry = {"id": r["id"], "diff": diff_values(before.get("output"), r.get("output")),
-                     "selected_then": before.get("selected", []), "selected_now": r.get("selected", []),
-                     "template_then": before.get("template_version", ""), "template_now": r.get("template_version", ""),
-                     "errors_now": r.get("errors", [])}
-            (regressions if was and not now else improvements if now and not was else unchanged).append(entry)
-        summary["baseline"] = {
-            "items": len(then), "valid_rate": round(sum(1 for r in baseline if r.get("valid")) / len(baseline), 4)
-            if baseline else 0.0,
-            "first_try_valid_rate": round(sum(1 for r in baseline if r.get("first_try_valid")) / len(baseline), 4)
-            if baseline else 0.0,
-            "match_rate": (round(sum(1 for r in baseline if r.get("match")) /
-                                 max(1, sum(1 for r in baseline if r.get("match") is not None)), 4)),
-            "regressions": regressions, "improvements": improvements, "unchanged": [u["id"] for u in unchanged],
-            "counts": {"regressions": len(regressions), "improvements": len(improvements),
-                       "unchanged": len(unchanged)},
-        }
+        summary["baseline"] = _against_baseline(rows, baseline)
     return summary
+
+
+def _validity(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Items that failed with an error, items answered validly, and the valid and first-try-valid rates."""
+    return {"item_errors": sum(1 for r in rows if r.get("errors") and not r.get("valid")),
+            "valid": sum(1 for r in rows if r.get("valid")),
+            "valid_rate": _rate(rows, "valid"),
+            "first_try_valid_rate": _rate(rows, "first_try_valid")}
+
+
+def _rate(rows: list[dict[str, Any]], key: str) -> float:
+    """The share of ``rows`` whose ``key`` is truthy; 0.0 for no rows."""
+    return round(sum(1 for r in rows if r.get(key)) / len(rows), 4) if rows else 0.0
+
+
+def _attempts_histogram(rows: list[dict[str, Any]]) -> dict[str, int]:
+    """How many rows took each number of attempts."""
+    counts = Counter(r.get("attempts") for r in rows)
+    return {str(a): counts[a] for a in sorted({r.get("attempts", 0) for r in rows})}
+
+
+def _field_accuracy(rows: list[dict[str, Any]]) -> dict[str, float]:
+    """Per top-level field of the reference answers: the share of rows that got it right."""
+    fields: dict[str, list[bool]] = {}
+    for r in rows:
+        for key, ok in (r.get("fields") or {}).items():
+            fields.setdefault(key, []).append(bool(ok))
+    return {k: round(sum(v) / len(v), 4) for k, v in sorted(fields.items())}
+
+
+def _against_baseline(rows: list[dict[str, Any]], baseline: list[dict[str, Any]]) -> dict[str, Any]:
+    """The baseline run's rates, and each item both runs answered as a regression, an improvement or unchanged."""
+    then = {r["id"]: r for r in baseline}
+    regressions, improvements, unchanged = [], [], []
+    for r in rows:
+        before = then.get(r["id"])
+        if before is None:
+            continue
+        was, now = _passed(before), _passed(r)
+        entry = {"id": r["id"], "diff": diff_values(before.get("output"), r.get("output")),
+                 "selected_then": before.get("selected", []), "selected_now": r.get("selected", []),
+                 "template_then": before.get("template_version", ""), "template_now": r.get("template_version", ""),
+                 "errors_now": r.get("errors", [])}
+        (regressions if was and not now else improvements if now and not was else unchanged).append(entry)
+    judged = sum(1 for r in baseline if r.get("match") is not None)
+    return {
+        "items": len(then), "valid_rate": _rate(baseline, "valid"),
+        "first_try_valid_rate": _rate(baseline, "first_try_valid"),
+        "match_rate": round(sum(1 for r in baseline if r.get("match")) / max(1, judged), 4),
+        "regressions": regressions, "improvements": improvements, "unchanged": [u["id"] for u in unchanged],
+        "counts": {"regressions": len(regressions), "improvements": len(improvements), "unchanged": len(unchanged)},
+    }

@@ -5,12 +5,11 @@ from __future__ import annotations
 import json
 from datetime import datetime
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from ..request.assembly import Switches
+from ..request.ask import Switches
 from ..errors import ConfigError
 from ..analytics.replay import ReplayOptions, load_items, read_results, run_replay, summarize
 from ..analytics.report import write_reports
@@ -32,22 +31,22 @@ def _when(value: str | None, name: str) -> datetime | None:
 def replay(
     ctx: typer.Context,
     source: str = typer.Argument(..., help="a JSONL file, or 'store:' for the recorded interactions"),
-    out: Optional[Path] = typer.Option(None, "--out", help="output dir (default: <data_dir>/replays/<timestamp>)"),
-    domain: Optional[str] = typer.Option(None, "--domain"),
-    tenant: Optional[str] = typer.Option(None, "--tenant"),
-    limit: Optional[int] = typer.Option(None, "--limit", min=1),
-    since: Optional[str] = typer.Option(None, "--since", help="ISO time (store:)"),
-    until: Optional[str] = typer.Option(None, "--until", help="ISO time (store:)"),
-    template_set: Optional[str] = typer.Option(None, "--template-set", help="a prompts dir, a label or a version"),
-    backend: Optional[str] = typer.Option(None, "--backend", help="embedded | ollama"),
-    model: Optional[str] = typer.Option(None, "--model"),
+    out: Path | None = typer.Option(None, "--out", help="output dir (default: <data_dir>/replays/<timestamp>)"),
+    domain: str | None = typer.Option(None, "--domain"),
+    tenant: str | None = typer.Option(None, "--tenant"),
+    limit: int | None = typer.Option(None, "--limit", min=1),
+    since: str | None = typer.Option(None, "--since", help="ISO time (store:)"),
+    until: str | None = typer.Option(None, "--until", help="ISO time (store:)"),
+    template_set: str | None = typer.Option(None, "--template-set", help="a prompts dir, a label or a version"),
+    backend: str | None = typer.Option(None, "--backend", help="embedded | ollama"),
+    model: str | None = typer.Option(None, "--model"),
     no_memory: bool = typer.Option(False, "--no-memory"),
     no_examples: bool = typer.Option(False, "--no-examples"),
     no_negatives: bool = typer.Option(False, "--no-negatives"),
     no_cot: bool = typer.Option(False, "--no-cot"),
-    max_attempts: Optional[int] = typer.Option(None, "--max-attempts", min=1, max=10),
+    max_attempts: int | None = typer.Option(None, "--max-attempts", min=1, max=10),
     learn: bool = typer.Option(False, "--learn", help="let validated answers enter memory (off: read-only)"),
-    baseline: Optional[Path] = typer.Option(None, "--baseline", help="an earlier replay's output dir"),
+    baseline: Path | None = typer.Option(None, "--baseline", help="an earlier replay's output dir"),
     fail_on_regression: bool = typer.Option(False, "--fail-on-regression"),
 ) -> None:
     """Replay items, compare with expected or recorded outputs (and a baseline run), write a report."""

@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from ..request.assembly import Switches
+from ..request.ask import Switches
 from ..domains.overrides import OverrideStore
 from ..domains.votes import REVIEWED_STATUSES, parse_answer
 from ..errors import ConfigError, RagMiddlewareError

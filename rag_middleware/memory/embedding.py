@@ -133,6 +133,10 @@ class CachedEmbedder:
     def dim(self) -> int:
         return self.inner.dim
 
+    def probe(self) -> int:
+        """Encode one text with the model itself, past the cache (a health check): the vectors' width."""
+        return int(self.inner.encode(["health check"]).shape[1])
+
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         hashes = [content_hash(t) for t in texts]
         found: dict[str, np.ndarray] = {}

@@ -13,8 +13,8 @@ import hashlib
 import json
 import re
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 
 from tenacity import (
@@ -25,8 +25,10 @@ from tenacity import (
     wait_random_exponential,
 )
 
-from .assembly import Assembler, Assembly, Request, Switches
-from ..llm import Completion, GenerateRequest, LLMBackend
+from .ask import Request, Switches
+from .assembly import Assembler, Assembly
+from .route import Route
+from ..llm import Completion, GenerateRequest, LLMBackend, StreamChunk
 from ..config import Settings
 from ..domains import Domain
 from ..errors import GenerationTimeoutError, RagMiddlewareError, TransportError
@@ -41,21 +43,28 @@ MAX_ECHO_CHARS = 2000  # how much of a bad answer is shown back to the model in 
 class Call:
     """Everything one ask/stream call carries from attempt to attempt."""
 
-    domain: Domain
+    route: Route  # the request, its tenant, domain, variant and assembler
     request: Request
     assembly: Assembly
     interaction: Interaction
-    switches: Switches
-    as_of: datetime | None
-    exclude_ids: frozenset[str]
-    options: dict[str, Any] | None
     model: str
     learn: bool
     max_attempts: int
     started: float
     deadline: float
-    assembler: Assembler  # the variant's when the domain runs an A/B test of template sets
     ledger: list[Attempt] = field(default_factory=list)
+
+    @property
+    def domain(self) -> Domain:
+        return self.route.domain
+
+    @property
+    def assembler(self) -> Assembler:
+        return self.route.assembler
+
+    @property
+    def switches(self) -> Switches:
+        return self.route.ask.switches
 
 
 class InvalidAnswer(Exception):
@@ -81,7 +90,8 @@ class AttemptLoop:
         """Validation attempts in a tenacity loop. Each retry carries the errors and escalates."""
         current = call.assembly
         retrying = Retrying(
-            stop=stop_after_attempt(call.max_attempts) | stop_after_delay(max(0.0, call.deadline - time.perf_counter())),
+            stop=(stop_after_attempt(call.max_attempts)
+                  | stop_after_delay(max(0.0, call.deadline - time.perf_counter()))),
             retry=retry_if_exception_type(InvalidAnswer), reraise=True,
         )
         for tenacity_attempt in retrying:
@@ -115,7 +125,7 @@ class AttemptLoop:
         if number == 1:
             return current
         truncated = call.ledger[-1].error_kind == "truncated"
-        opts = dict(call.options or {})
+        opts = dict(call.route.ask.options or {})
         if truncated:
             opts["num_predict"] = min(int(current.options["num_predict"]) * 2,
                                       max(64, int(current.options["num_ctx"]) // 2))
@@ -123,9 +133,9 @@ class AttemptLoop:
                 opts["repeat_penalty"] = max(float(opts.get("repeat_penalty", 1.0)), LOOP_REPEAT_PENALTY)
         extra = 2 if number >= 3 and not truncated else 0
         if truncated or extra:
-            current = call.assembler.prepare(call.domain.name, call.request, tenant=current.tenant, as_of=call.as_of,
-                                             exclude_ids=call.exclude_ids, switches=call.switches,
-                                             extra_examples=extra, drop_examples=1 if truncated else 0, options=opts)
+            ask = call.route.ask.model_copy(update={"options": opts})
+            current = call.assembler.prepare(call.domain, call.request, ask, extra_examples=extra,
+                                             drop_examples=1 if truncated else 0)
         return current
 
     def build_request(self, call: Call, assembly: Assembly, number: int) -> tuple[GenerateRequest, Attempt]:
@@ -164,12 +174,28 @@ class AttemptLoop:
             attempt.duration_ms = (time.perf_counter() - started) * 1000
             call.ledger.append(attempt)
             raise
-        attempt.raw_output = completion.text
-        attempt.done_reason = completion.done_reason
-        attempt.prompt_tokens = completion.prompt_tokens
-        attempt.completion_tokens = completion.completion_tokens
-        attempt.duration_ms = (time.perf_counter() - started) * 1000
+        _settle(attempt, completion, completion.text, started)
         return completion, attempt
+
+    def stream(self, call: Call, request: GenerateRequest, attempt: Attempt) -> Iterator[StreamChunk]:
+        """One attempt (from ``build_request``) streamed live, for free-text domains. Its record is appended to
+        the ledger when the stream ends, fails or is closed early, with whatever text was produced."""
+        pieces: list[str] = []
+        completion: Completion | None = None
+        started = time.perf_counter()
+        try:
+            for chunk in self.backend.stream(request):
+                if chunk.done and chunk.completion is not None:
+                    completion = chunk.completion
+                else:
+                    pieces.append(chunk.text)
+                yield chunk
+        except RagMiddlewareError as exc:
+            attempt.error_kind, attempt.errors = "transport", [exc.one_line()]
+            raise
+        finally:
+            _settle(attempt, completion, "".join(pieces), started)
+            call.ledger.append(attempt)
 
     def _call(self, request: GenerateRequest, deadline: float, attempt: Attempt) -> Completion:
         """One model call; connection errors, timeouts and 5xx are retried with jittered exponential backoff."""
@@ -189,6 +215,15 @@ class AttemptLoop:
                 request.timeout = max(0.1, min(cfg.request_timeout, deadline - time.perf_counter()))
                 return self.backend.generate(request)
         raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _settle(attempt: Attempt, completion: Completion | None, text: str, started: float) -> None:
+    attempt.raw_output = text
+    attempt.duration_ms = (time.perf_counter() - started) * 1000
+    if completion is not None:
+        attempt.done_reason = completion.done_reason
+        attempt.prompt_tokens = completion.prompt_tokens
+        attempt.completion_tokens = completion.completion_tokens
 
 
 def request_key(messages: list[dict[str, Any]], prompt: str | None, options: dict[str, Any]) -> str:

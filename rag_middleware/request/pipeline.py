@@ -6,24 +6,21 @@ import functools
 import json
 import logging
 import os
-import re
-import threading
 import time
 from collections.abc import Callable, Iterator
-from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, Field
 
-from .assembly import Assembler, Assembly, Switches, parse_request
+from .ask import AskRequest, parse_request
+from .assembly import Assembler, Assembly
+from .route import Router
 from .attempts import AttemptLoop, Call, InvalidAnswer
 from ..llm import LLMBackend, StreamChunk, make_backend
 from ..memory.stores import MemoryStore, open_store
 from ..config import Settings, load_settings
 from ..memory.db import connect
-from ..templating.variants import VariantSpec, assign
-from ..domains import Domain, DomainRegistry
+from ..domains import DomainRegistry
 from ..memory.embedding import CachedEmbedder, Embedder, SentenceTransformerEmbedder
 from ..errors import (
     AttemptsExhaustedError,
@@ -44,7 +41,6 @@ from ..llm.tokens import TokenCounter, make_token_counter
 __all__ = ["AskResult", "Middleware"]
 
 log = logging.getLogger("rag_middleware.request.pipeline")
-TENANT_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
 class AskResult(BaseModel):
@@ -110,8 +106,7 @@ class Middleware:
         self.journal = InteractionLog(self.settings.db_path)
         self._token_counter = token_counter
         self._assembler: Assembler | None = None
-        self._variant_assemblers: dict[Path, Assembler] = {}
-        self._variant_lock = threading.Lock()
+        self.router = Router(settings=self.settings, domains=self.domains, assembler=lambda: self.assembler)
 
     def _check_data_dir(self) -> None:
         data_dir = self.settings.data_dir
@@ -135,35 +130,19 @@ class Middleware:
     # -- public API ----------------------------------------------------------------------------------
 
     @_one_template_version
-    def render(self, question_or_messages: str | list[dict[str, Any]], *, domain: str, tenant: str | None = None,
-               switches: Switches = Switches(), as_of: datetime | None = None,
-               exclude_ids: frozenset[str] = frozenset(), user: str | None = None,
-               variant: str | None = None) -> Assembly:
+    def render(self, request: AskRequest | str | list[dict[str, Any]], /, **fields: Any) -> Assembly:
         """Retrieval, selection and assembly without calling the model, with the template set ``ask`` would
-        use: the A/B variant ``user`` is assigned to, or the one ``variant`` names."""
-        tenant = self._tenant(tenant)
-        dom = self.domains.get(domain)
-        chosen = assign(dom.spec.variants, domain=dom.name, tenant=tenant, key=user, forced=variant)
-        return self._assembler_for(dom, chosen).prepare(domain, question_or_messages, tenant=tenant, as_of=as_of,
-                                                        exclude_ids=exclude_ids, switches=switches)
+        use: the A/B variant ``user`` is assigned to, or the one ``variant`` names. Keywords: AskRequest's."""
+        route = self.router.route(AskRequest.of(request, **fields))
+        return route.assembler.prepare(route.domain, parse_request(route.ask.input), route.ask)
 
     @_one_template_version
-    def ask(self, question_or_messages: str | list[dict[str, Any]], *, domain: str, tenant: str | None = None,
-            as_of: datetime | None = None, exclude_ids: frozenset[str] = frozenset(), learn: bool | None = None,
-            switches: Switches = Switches(), max_attempts: int | None = None,
-            options: dict[str, Any] | None = None, raise_on_invalid: bool = True, model: str | None = None,
-            interaction_id: str | None = None, user: str | None = None, variant: str | None = None,
-            replay_of: str | None = None) -> AskResult:
-        """Answer one request. Raises AttemptsExhaustedError (carrying every attempt) when no attempt is valid,
-        unless ``raise_on_invalid`` is False, in which case the invalid result is returned.
-
-        ``model`` overrides the upstream model (else the domain's, else the backend's); ``interaction_id``
-        lets a caller (the server) know the record's id before the answer exists. ``user`` (or a session id)
-        keeps an A/B-tested domain's variant sticky; ``variant`` forces one. ``replay_of`` marks the record as a
-        replay of that interaction, so it never counts as traffic or comes back as a conversation to replay."""
-        call = self._start(question_or_messages, domain=domain, tenant=tenant, as_of=as_of, exclude_ids=exclude_ids,
-                           learn=learn, switches=switches, max_attempts=max_attempts, options=options, model=model,
-                           interaction_id=interaction_id, user=user, variant=variant, replay_of=replay_of)
+    def ask(self, request: AskRequest | str | list[dict[str, Any]], /, **fields: Any) -> AskResult:
+        """Answer one request (a question, chat messages, or an AskRequest; keywords are AskRequest's fields:
+        domain, tenant, user, variant, as_of, exclude_ids, switches, options, model, learn, max_attempts,
+        raise_on_invalid, interaction_id, replay_of). Raises AttemptsExhaustedError (carrying every attempt)
+        when no attempt is valid, unless ``raise_on_invalid`` is False: then the invalid result is returned."""
+        call = self._start(AskRequest.of(request, **fields))
         interaction, ledger = call.interaction, call.ledger
         final = call.assembly
         try:
@@ -188,53 +167,42 @@ class Middleware:
         self._finish(call, final, learn=call.learn)
         result = self._result(interaction, final)
         if interaction.status == "failed":
-            if time.perf_counter() >= call.deadline:
-                raise GenerationTimeoutError(
-                    f"no valid answer within the total timeout of {self.settings.retry.total_timeout:g}s "
-                    f"after {len(ledger)} attempt(s); last errors: {interaction.error}")
-            if raise_on_invalid:
-                raise AttemptsExhaustedError(
-                    f"no valid answer after {len(ledger)} attempt(s); last errors: {interaction.error}",
-                    attempts=ledger, result=result)
+            self._raise_failed(call, result)
         return result
 
-    def stream(self, question_or_messages: str | list[dict[str, Any]], *, domain: str, tenant: str | None = None,
-               learn: bool | None = None, options: dict[str, Any] | None = None, model: str | None = None,
-               interaction_id: str | None = None, user: str | None = None) -> Iterator[StreamChunk]:
+    def _raise_failed(self, call: Call, result: AskResult) -> None:
+        ledger, error = call.ledger, call.interaction.error
+        if time.perf_counter() >= call.deadline:
+            raise GenerationTimeoutError(
+                f"no valid answer within the total timeout of {self.settings.retry.total_timeout:g}s "
+                f"after {len(ledger)} attempt(s); last errors: {error}")
+        if call.route.ask.raise_on_invalid:
+            raise AttemptsExhaustedError(f"no valid answer after {len(ledger)} attempt(s); last errors: {error}",
+                                         attempts=ledger, result=result)
+
+    def stream(self, request: AskRequest | str | list[dict[str, Any]], /, **fields: Any) -> Iterator[StreamChunk]:
         """Stream a free-text domain's answer live from the model, with the retrieved context injected. The
         interaction is recorded when the stream ends, is closed early (client gone) or fails."""
+        ask = AskRequest.of(request, **fields).model_copy(update={"max_attempts": 1})
         with one_version_per_call():  # the assembly and the flat prompt from one template version
-            call = self._start(question_or_messages, domain=domain, tenant=tenant, as_of=None,
-                               exclude_ids=frozenset(), learn=learn, switches=Switches(), max_attempts=1,
-                               options=options, model=model, interaction_id=interaction_id, user=user)
+            call = self._start(ask)
             if not call.domain.free_text:
-                raise RequestError(f"domain {domain!r} validates its answers; use ask() (answers are checked first)")
-            request, attempt = self._attempts.build_request(call, call.assembly, 1)
+                raise RequestError(f"domain {ask.domain!r} validates its answers; use ask() "
+                                   "(answers are checked first)")
+            generate, attempt = self._attempts.build_request(call, call.assembly, 1)
+        chunks = self._attempts.stream(call, generate, attempt)
         interaction = call.interaction
-        pieces: list[str] = []
-        started = time.perf_counter()
         try:
-            for chunk in self.backend.stream(request):
-                if chunk.done and chunk.completion is not None:
-                    attempt.done_reason = chunk.completion.done_reason
-                    attempt.prompt_tokens = chunk.completion.prompt_tokens
-                    attempt.completion_tokens = chunk.completion.completion_tokens
-                else:
-                    pieces.append(chunk.text)
-                yield chunk
+            yield from chunks
             interaction.status = "answered"
         except GeneratorExit:
             interaction.status, interaction.error = "error", "the client went away before the answer was complete"
             raise
         except RagMiddlewareError as exc:
             interaction.status, interaction.error = "error", exc.one_line()
-            attempt.error_kind, attempt.errors = "transport", [exc.one_line()]
             raise
-        finally:
-            attempt.raw_output = "".join(pieces)
-            attempt.duration_ms = (time.perf_counter() - started) * 1000
-            call.ledger.append(attempt)
-            interaction.output = interaction.output_text = attempt.raw_output
+        finally:  # the attempt is in the ledger by now: its stream ended, failed or was closed with ours
+            interaction.output = interaction.output_text = call.ledger[-1].raw_output if call.ledger else ""
             self._finish(call, call.assembly, learn=call.learn and interaction.status == "answered")
 
     def close(self) -> None:
@@ -250,51 +218,28 @@ class Middleware:
 
     # -- the loop ------------------------------------------------------------------------------------
 
-    def _start(self, question_or_messages: str | list[dict[str, Any]], *, domain: str, tenant: str | None,
-               as_of: datetime | None, exclude_ids: frozenset[str], learn: bool | None, switches: Switches,
-               max_attempts: int | None, options: dict[str, Any] | None, model: str | None,
-               interaction_id: str | None, user: str | None = None, variant: str | None = None,
-               replay_of: str | None = None) -> Call:
+    def _start(self, ask: AskRequest) -> Call:
         started = time.perf_counter()
-        tenant = self._tenant(tenant)
-        request = parse_request(question_or_messages)
-        dom = self.domains.get(domain)
-        chosen = assign(dom.spec.variants, domain=dom.name, tenant=tenant, key=user, forced=variant)
-        assembler = self._assembler_for(dom, chosen)
-        assembly = assembler.prepare(dom.name, request, tenant=tenant, as_of=as_of, exclude_ids=exclude_ids,
-                                     switches=switches, options=options)
-        upstream_model = model or dom.spec.model or getattr(self.backend, "model", "")
+        request = parse_request(ask.input)
+        route = self.router.route(ask)
+        dom, tenant = route.domain, route.tenant
+        assembly = route.assembler.prepare(dom, request, route.ask)
+        upstream_model = ask.model or dom.spec.model or getattr(self.backend, "model", "")
         interaction = Interaction(
             tenant=tenant, domain=dom.name, status="error", question=request.question,
-            request={"input": question_or_messages, "domain": dom.name, "tenant": tenant},
+            request={"input": ask.input, "domain": dom.name, "tenant": tenant},
             selected=assembly.selected, negatives=assembly.negatives, template_version=assembly.template_version,
             model=upstream_model, backend=self.backend.name, options=assembly.options,
-            memory_available=assembly.memory_available, replay_of=replay_of,
+            memory_available=assembly.memory_available, replay_of=ask.replay_of,
         )
-        if interaction_id:
-            interaction.id = interaction_id
-        if chosen is not None:
-            interaction.variant = chosen.name
-        return Call(domain=dom, request=request, assembly=assembly, interaction=interaction, switches=switches,
-                     as_of=as_of, exclude_ids=exclude_ids, options=options, model=upstream_model,
-                     learn=self.settings.learn != "off" if learn is None else learn,
-                     max_attempts=max_attempts or self.settings.retry.max_attempts, started=started,
-                     deadline=started + self.settings.retry.total_timeout, assembler=assembler)
-
-    def _assembler_for(self, domain: Domain, variant: VariantSpec | None) -> Assembler:
-        """The assembler that renders with the variant's template set (the default one without a variant)."""
-        if variant is None or variant.prompts is None:
-            return self.assembler
-        root = (domain.path / variant.prompts).resolve()
-        with self._variant_lock:
-            found = self._variant_assemblers.get(root)
-            if found is None:
-                base = self.assembler
-                found = Assembler(settings=self.settings, domains=self.domains, templates=self.templates.derive(root),
-                                  embedder=self.embedder, store=self.store, flat_prompt=base.flat_prompt,
-                                  token_counter=base.tokens)
-                self._variant_assemblers[root] = found
-            return found
+        if ask.interaction_id:
+            interaction.id = ask.interaction_id
+        if route.variant is not None:
+            interaction.variant = route.variant.name
+        return Call(route=route, request=request, assembly=assembly, interaction=interaction, model=upstream_model,
+                    learn=self.settings.learn != "off" if ask.learn is None else ask.learn,
+                    max_attempts=ask.max_attempts or self.settings.retry.max_attempts, started=started,
+                    deadline=started + self.settings.retry.total_timeout)
 
     # -- recording -----------------------------------------------------------------------------------
 
@@ -309,26 +254,28 @@ class Middleware:
         timings["total"] = (time.perf_counter() - call.started) * 1000
         interaction.timings_ms = {k: round(v, 2) for k, v in timings.items()}
         votes = ledger[-1].votes if ledger else []
-        interaction.reviewed_sources = list(dict.fromkeys(
-            [s.id for s in assembly.selected if s.status in REVIEWED_STATUSES]
-            + [v["id"] for vote in votes for v in vote.get("voters", []) if v.get("reviewed")]))
+        interaction.reviewed_sources = _reviewed_sources(assembly, votes)
         if not call.domain.free_text:
             conf = confidence(valid=interaction.status == "validated", output=interaction.output,
                               attempts=len(ledger), votes=votes, similarities=[s.similarity for s in assembly.selected])
             interaction.confidence, interaction.confidence_parts = conf["score"], conf
         if learn and interaction.status in ("validated", "answered") and assembly.query_vector is not None:
-            record = MemoryRecord(
-                id=interaction.id, tenant=interaction.tenant, domain=interaction.domain, kind="interaction",
-                status="validated" if interaction.status == "validated" else "pending", source="interaction",
-                question=interaction.question, answer=interaction.output_text,
-                template_version=interaction.template_version, created_at=interaction.created_at,
-            )
-            try:
-                self.store.upsert([record], assembly.query_vector.reshape(1, -1))
-            except StoreError as exc:
-                interaction.memory_available = False
-                log.warning("answer not added to memory: %s", exc)
+            self._remember(interaction, assembly.query_vector)
         self.journal.write(interaction)
+
+    def _remember(self, interaction: Interaction, vector: Any) -> None:
+        """A valid answer enters memory (unreviewed: kept, but it teaches nothing until reviewed or learn = "all")."""
+        record = MemoryRecord(
+            id=interaction.id, tenant=interaction.tenant, domain=interaction.domain, kind="interaction",
+            status="validated" if interaction.status == "validated" else "pending", source="interaction",
+            question=interaction.question, answer=interaction.output_text,
+            template_version=interaction.template_version, created_at=interaction.created_at,
+        )
+        try:
+            self.store.upsert([record], vector.reshape(1, -1))
+        except StoreError as exc:
+            interaction.memory_available = False
+            log.warning("answer not added to memory: %s", exc)
 
     @staticmethod
     def _result(interaction: Interaction, assembly: Assembly) -> AskResult:
@@ -345,11 +292,12 @@ class Middleware:
             confidence=interaction.confidence, reviewed_sources=interaction.reviewed_sources,
         )
 
-    def _tenant(self, tenant: str | None) -> str:
-        tenant = tenant or self.settings.default_tenant
-        if not TENANT_RE.match(tenant):
-            raise RequestError(f"tenant {tenant!r} must match [A-Za-z0-9_-]{{1,64}}")
-        return tenant
+
+def _reviewed_sources(assembly: Assembly, votes: list[dict[str, Any]]) -> list[str]:
+    """The reviewed answers that shaped this one: shown as examples, or voting on a field."""
+    shown = [s.id for s in assembly.selected if s.status in REVIEWED_STATUSES]
+    voted = [v["id"] for vote in votes for v in vote.get("voters", []) if v.get("reviewed")]
+    return list(dict.fromkeys(shown + voted))
 
 
 def _single_threaded_blas() -> None:

@@ -54,9 +54,8 @@ def dedup(candidates: Sequence[Candidate], *, near_threshold: float, limit: int 
         key = content_key(cand.question, cand.answer)
         if key in seen:
             continue
-        if kept and near_threshold <= 1.0:
-            if float((kept_vectors[: len(kept)] @ cand.vector).max()) > near_threshold:
-                continue
+        if kept and near_threshold <= 1.0 and float((kept_vectors[: len(kept)] @ cand.vector).max()) > near_threshold:
+            continue
         if kept_vectors is None:
             kept_vectors = np.empty((min(limit, len(ordered)), cand.vector.shape[0]), dtype=np.float32)
         seen.add(key)

@@ -7,7 +7,7 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterator
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta, UTC
 from typing import Any
 
 import anyio.to_thread
@@ -67,8 +67,9 @@ async def tags(request: Request) -> Response:
     if ctx.upstream is not None:
         models = await ctx.upstream.models("/api/tags", "models")
     else:
-        models = [{"name": ctx.settings.llm.model, "model": ctx.settings.llm.model, "modified_at": now_rfc3339(), "size": 0,
-                   "digest": "", "details": EMBEDDED_DETAILS}]
+        name = ctx.settings.llm.model
+        models = [{"name": name, "model": name, "modified_at": now_rfc3339(), "size": 0, "digest": "",
+                   "details": EMBEDDED_DETAILS}]
     ours = []
     for name in ctx.router.virtual_models():
         domain = name.split(":")[0]
@@ -105,7 +106,7 @@ async def running(request: Request) -> Response:
     if ctx.upstream is not None:
         return await ctx.upstream.forward(request)
     name = ctx.settings.llm.model
-    until = (datetime.now(timezone.utc) + timedelta(days=365)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    until = (datetime.now(UTC) + timedelta(days=365)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     return JSONResponse({"models": [{"name": name, "model": name, "size": 0, "digest": "", "details": EMBEDDED_DETAILS,
                                      "expires_at": until, "size_vram": 0, "context_length": ctx.settings.llm.num_ctx}]})
 
@@ -154,7 +155,7 @@ async def health(request: Request) -> Response:
     if callable(outbox):
         checks["store"]["outbox"] = await anyio.to_thread.run_sync(outbox)
     checks["embedder"] = await anyio.to_thread.run_sync(
-        lambda: timed(lambda: f"{ctx.mw.embedder.name}, dim {ctx.mw.embedder.inner.encode(['health check']).shape[1]}"))
+        lambda: timed(lambda: f"{ctx.mw.embedder.name}, dim {ctx.mw.embedder.probe()}"))
     checks["templates"] = await anyio.to_thread.run_sync(ctx.templates_health)  # a refused edit shows here
     status = "ok" if all(c["ok"] for c in checks.values()) else "degraded"
     return JSONResponse({"status": status, "version": __version__, **checks})

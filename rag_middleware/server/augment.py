@@ -14,7 +14,7 @@ import anyio
 import anyio.to_thread
 
 from ..llm.base import StreamChunk
-from ..errors import AttemptsExhaustedError, RagMiddlewareError, RequestError
+from ..errors import RagMiddlewareError, RequestError
 from ..options import ModelOptions
 from ..request.pipeline import AskResult, Middleware
 from ..records import new_id
@@ -33,8 +33,6 @@ log = logging.getLogger("rag_middleware.server")
 
 if TYPE_CHECKING:
     from starlette.requests import Request
-
-    from .context import ServerContext
 
 
 def client_options(options: ModelOptions | None) -> dict[str, Any]:
@@ -181,8 +179,9 @@ class Augmenter:
     async def open_stream(self, ex: Exchange) -> AsyncIterator[StreamChunk]:
         """A free-text answer streamed live. The first chunk is fetched before this returns, so a failure
         before the first byte can still get its real status."""
-        gen = self.mw.stream(ex.messages, domain=ex.domain, tenant=ex.tenant, model=self.router.upstream_model(ex.domain),
-                             interaction_id=ex.interaction_id, options=client_options(ex.options), user=ex.user)
+        gen = self.mw.stream(ex.messages, domain=ex.domain, tenant=ex.tenant,
+                             model=self.router.upstream_model(ex.domain), interaction_id=ex.interaction_id,
+                             options=client_options(ex.options), user=ex.user)
         chunks = await pull_stream(gen, ex.meter)
 
         async def noted() -> AsyncIterator[StreamChunk]:
@@ -203,13 +202,13 @@ def refuse_images(model: str, parts: list[str]) -> None:
                            "send the request without them, or to a multimodal model")
 
 
-def reply_headers(ctx: ServerContext, request: Request, ex: Exchange, *, asked_format: bool) -> dict[str, str]:
+def reply_headers(augmenter: Augmenter, request: Request, ex: Exchange, *, asked_format: bool) -> dict[str, str]:
     """The headers of an augmented answer: the interaction's id; ``X-RAG-Format`` when the client asked for a
     format (the domain's own schema was used, or a free-text domain ignored it); ``X-RAG-Input-Cleaned`` when
     lone surrogates of the request were replaced (also logged, with the id of the record that holds the text)."""
     headers = {"X-RAG-Interaction-Id": ex.interaction_id}
     if asked_format:
-        headers["X-RAG-Format"] = "ignored: free-text domain" if ctx.augmenter.is_free_text(ex.domain) else (
+        headers["X-RAG-Format"] = "ignored: free-text domain" if augmenter.is_free_text(ex.domain) else (
             "domain schema: the request's format was replaced by the domain's output schema")
     replaced = getattr(request.state, "replaced_surrogates", 0)
     if replaced:
@@ -219,10 +218,10 @@ def reply_headers(ctx: ServerContext, request: Request, ex: Exchange, *, asked_f
     return headers
 
 
-async def failure_headers(ctx: ServerContext, ex: Exchange) -> dict[str, str]:
+async def failure_headers(augmenter: Augmenter, ex: Exchange) -> dict[str, str]:
     """The id of a failed exchange is only given when it names a record (a request refused before the
     pipeline started has none)."""
-    return {"X-RAG-Interaction-Id": ex.interaction_id} if await ctx.augmenter.recorded(ex.interaction_id) else {}
+    return {"X-RAG-Interaction-Id": ex.interaction_id} if await augmenter.recorded(ex.interaction_id) else {}
 
 
 def usage_of(chunk: StreamChunk, meter: Meter, interaction_id: str | None = None) -> Usage:

@@ -7,6 +7,7 @@ errors is refused (the last good version stays live) and shows in ``/rag/health`
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import re
@@ -23,7 +24,8 @@ from ..config import Settings
 from ..errors import RequestError, TemplateError
 from ..templating.lint import errors_only, lint_snapshot
 from ..options import ModelOptions
-from ..request.pipeline import TENANT_RE, Middleware
+from ..request.pipeline import Middleware
+from ..request.route import TENANT_RE
 from ..templating.engine import TemplateSnapshot
 from .augment import Augmenter, client_options, pull_stream
 from .gate import Meter, PriorityGate, metered
@@ -60,10 +62,10 @@ class ServerContext:
 
     def __post_init__(self) -> None:
         self.mw.templates.watch(validator=self.lint_templates, check_interval=TEMPLATE_CHECK_SECONDS)
-        try:
-            self.mw.templates.current()  # load and lint now: a broken set is logged at start, not at a request
-        except TemplateError:
-            pass  # logged by the template set; augmented requests answer with the error, /rag/health shows it
+        # load and lint now: a broken set is logged at start, not at a request; augmented requests answer with
+        # the error and /rag/health shows it
+        with contextlib.suppress(TemplateError):
+            self.mw.templates.current()
 
     def lint_templates(self, snapshot: TemplateSnapshot) -> list[str]:
         return errors_only(lint_snapshot(snapshot, self.mw.domains))

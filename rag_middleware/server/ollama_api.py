@@ -88,13 +88,13 @@ async def _pass_through(ctx: ServerContext, request: Request, kind: str, body: A
 
 
 async def _augmented(ctx: ServerContext, request: Request, kind: str, ex: Exchange, body: Any) -> Response:
-    headers = reply_headers(ctx, request, ex, asked_format=body.format not in (None, ""))
+    headers = reply_headers(ctx.augmenter, request, ex, asked_format=body.format not in (None, ""))
     if body.stream and ctx.augmenter.is_free_text(ex.domain):
         try:
             chunks = await ctx.augmenter.open_stream(ex)
         except RagMiddlewareError as exc:
             return JSONResponse({"error": exc.one_line()}, status_code=exc.http_status,
-                                headers=await failure_headers(ctx, ex))
+                                headers=await failure_headers(ctx.augmenter, ex))
 
         async def live() -> AsyncIterator[bytes]:
             try:
@@ -112,7 +112,7 @@ async def _augmented(ctx: ServerContext, request: Request, kind: str, ex: Exchan
         answer = await ctx.augmenter.answer(ex)
     except RagMiddlewareError as exc:  # recorded under this id (if it got that far): say which record to read
         return JSONResponse({"error": exc.one_line()}, status_code=exc.http_status,
-                            headers=await failure_headers(ctx, ex))
+                            headers=await failure_headers(ctx.augmenter, ex))
     if not answer.valid:
         headers["X-RAG-Valid"] = "false"
     if body.stream:

@@ -74,8 +74,8 @@ async def _pass_through(ctx: ServerContext, request: Request, body: OpenAIChatRe
         include_usage = bool((body.stream_options or {}).get("include_usage"))
         return StreamingResponse(_live(body.model, chunks, meter, include_usage, None), media_type="text/event-stream")
     completion = await plain_completion(ctx, messages, _options(body), route, meter)
-    usage = measured_usage(meter, prompt_tokens=completion.prompt_tokens, completion_tokens=completion.completion_tokens,
-                           done_reason=completion.done_reason)
+    usage = measured_usage(meter, prompt_tokens=completion.prompt_tokens,
+                           completion_tokens=completion.completion_tokens, done_reason=completion.done_reason)
     return JSONResponse(openai_completion(body.model, completion.text, usage))
 
 
@@ -117,20 +117,20 @@ async def chat_completions(request: Request) -> Response:
                   messages=route.messages(messages), options=_options(body),
                   user=ctx.user_of(request, (body.model_extra or {}).get("user")), meter=Meter(started=started),
                   chat_ids=openwebui_ids(request.headers))
-    headers = reply_headers(ctx, request, ex, asked_format=_asked_format(body))
+    headers = reply_headers(ctx.augmenter, request, ex, asked_format=_asked_format(body))
     if body.stream and ctx.augmenter.is_free_text(ex.domain):
         try:
             chunks = await ctx.augmenter.open_stream(ex)
         except RagMiddlewareError as exc:
             return JSONResponse(openai_error(exc.one_line(), exc.http_status), status_code=exc.http_status,
-                                headers=await failure_headers(ctx, ex))
+                                headers=await failure_headers(ctx.augmenter, ex))
         return StreamingResponse(_live(body.model, chunks, ex.meter, include_usage, ex.interaction_id),
                                  media_type="text/event-stream", headers=headers)
     try:
         answer = await ctx.augmenter.answer(ex)
     except RagMiddlewareError as exc:  # recorded under this id (if it got that far): say which record to read
         return JSONResponse(openai_error(exc.one_line(), exc.http_status), status_code=exc.http_status,
-                            headers=await failure_headers(ctx, ex))
+                            headers=await failure_headers(ctx.augmenter, ex))
     if not answer.valid:
         headers["X-RAG-Valid"] = "false"
     if body.stream:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from typing import Any
 
 from ..config import Settings
@@ -109,7 +109,7 @@ class Router:
 
     def modified_at(self, domain: str) -> datetime:
         """When the domain's definition last changed (what the model lists show for its virtual model)."""
-        return datetime.fromtimestamp((self.domains.root / domain / "domain.yaml").stat().st_mtime, timezone.utc)
+        return datetime.fromtimestamp((self.domains.root / domain / "domain.yaml").stat().st_mtime, UTC)
 
     def upstream_model(self, domain: str) -> str:
         configured = self.settings.server.domain_models.get(domain)
@@ -119,12 +119,7 @@ class Router:
                 system: str = "") -> Route:
         """``texts`` are the user-visible inputs (message contents or the prompt), ``system`` the system text."""
         named = self.domain_of_model(model)
-        explicit = None
-        if header_domain:
-            if header_domain not in self.domains.names():
-                raise UnknownDomainError(clip(header_domain), self.domains.names())
-            explicit = header_domain
-        explicit = explicit or named
+        explicit = self._header_domain(header_domain) or named
         virtual = named is not None
         if not any(t.strip() for t in texts):
             return Route(None, virtual, UNLOAD if _is_zero(keep_alive) else "empty request (a model load)")
@@ -137,9 +132,17 @@ class Router:
         if explicit:
             return Route(explicit, virtual, "domain named by the " + ("header" if header_domain else "model") + extra,
                          question=question, context=context)
+        return self._default_route(extra, question, context)
+
+    def _header_domain(self, header_domain: str | None) -> str | None:
+        if header_domain and header_domain not in self.domains.names():
+            raise UnknownDomainError(clip(header_domain), self.domains.names())
+        return header_domain or None
+
+    def _default_route(self, extra: str, question: str | None, context: str | None) -> Route:
         default = self.settings.server.default_domain
-        if default:
-            if default not in self.domains.names():
-                raise UnknownDomainError(default, self.domains.names())
-            return Route(default, False, "default domain" + extra, question=question, context=context)
-        return Route(None, False, "no domain" + extra)
+        if not default:
+            return Route(None, False, "no domain" + extra)
+        if default not in self.domains.names():
+            raise UnknownDomainError(default, self.domains.names())
+        return Route(default, False, "default domain" + extra, question=question, context=context)

@@ -157,23 +157,24 @@ class HttpUpstream:
                 await response.aclose()
                 await self._pool.release(client)
             return Response(content, status_code=response.status_code, headers=out_headers)
+        return StreamingResponse(self._relay(response, client, rename), status_code=response.status_code,
+                                 headers=out_headers)
 
-        async def relay() -> AsyncIterator[bytes]:
-            try:
-                if rename is None:
-                    async for chunk in response.aiter_raw():
-                        yield chunk
-                    return
-                async for chunk in response.aiter_bytes():
-                    if out := rename.chunk(chunk):
-                        yield out
-                if out := rename.end():
+    async def _relay(self, response: httpx.Response, client: httpx.AsyncClient,
+                     rename: Rename | None) -> AsyncIterator[bytes]:
+        try:
+            if rename is None:
+                async for chunk in response.aiter_raw():
+                    yield chunk
+                return
+            async for chunk in response.aiter_bytes():
+                if out := rename.chunk(chunk):
                     yield out
-            finally:
-                await response.aclose()  # also when the client went away: the upstream request ends
-                await self._pool.release(client)
-
-        return StreamingResponse(relay(), status_code=response.status_code, headers=out_headers)
+            if out := rename.end():
+                yield out
+        finally:
+            await response.aclose()  # also when the client went away: the upstream request ends
+            await self._pool.release(client)
 
     async def get_json(self, path: str) -> Any:
         try:

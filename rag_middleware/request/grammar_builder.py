@@ -1,0 +1,65 @@
+"""Stage 4, build the grammar: the domain's JSON schema narrowed for this request by per-clause step labels,
+label votes (gated by each field's measured reliability) and the declarative mechanisms (domains/)."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..domains import Domain
+from ..domains.clauses import StepGuide
+from ..domains.grounding import request_body
+from ..domains.votes import Neighbour, field_votes, gate
+from ..memory.embedding import CachedEmbedder
+from .ask import Switches
+
+__all__ = ["Grammar", "GrammarBuilder"]
+
+
+@dataclass
+class Grammar:
+    schema: dict[str, Any] | None
+    steps: list[list[str]] = field(default_factory=list)  # step guidance given to the grammar
+    votes: list[dict[str, Any]] = field(default_factory=list)  # label votes (domains/votes.py)
+    notes: list[str] = field(default_factory=list)  # what the declarative mechanisms did to the grammar
+
+
+class GrammarBuilder:
+    def __init__(self, *, embedder: CachedEmbedder) -> None:
+        self.embedder = embedder
+        self._guides: dict[str, tuple[int, StepGuide]] = {}
+        self._lock = threading.Lock()
+
+    def guide(self, domain: Domain, *, hooks: bool = True) -> StepGuide | None:
+        """The per-clause vote; ``hooks=False``: the core splitter and the YAML rules only."""
+        if domain.split is None:
+            return None
+        if not hooks and domain.plain_steps is None:
+            return None  # a legacy ``steps:`` section is all Python
+        spec = domain.spec.steps or domain.declarative.spec.vote.get(domain.steps_path)
+        key = domain.name if hooks else domain.name + "\0plain"
+        with self._lock:
+            cached = self._guides.get(key)
+            if cached is None or cached[0] != id(domain):
+                split, rule, bank = ((domain.split, domain.step_rule, domain.step_bank) if hooks
+                                     else domain.plain_steps)
+                cached = (id(domain), StepGuide(spec, bank, split, self.embedder, rule=rule))
+                self._guides[key] = cached
+            return cached[1]
+
+    def build(self, domain: Domain, question: str, *, switches: Switches, guide: StepGuide | None,
+              clause_vectors: dict[str, np.ndarray], voters: list[Neighbour],
+              reliability: dict[str, Any]) -> Grammar:
+        steps = guide.steps(question, clause_vectors) if guide is not None else []
+        votes: list[dict[str, Any]] = []
+        if switches.vote and domain.declarative is not None and domain.declarative.spec.vote:
+            spec = domain.declarative.spec
+            votes = field_votes(voters, spec.vote, cues=domain.cues, question=request_body(question, spec.context),
+                                context=domain.declarative.context(question))
+            votes = gate(votes, reliability)
+        notes: list[str] = []
+        schema = domain.grammar_schema(question, steps=steps, flags=switches, votes=votes, notes=notes)
+        return Grammar(schema=schema, steps=steps, votes=votes, notes=notes)
