@@ -117,4 +117,8 @@ def test_guidance_can_be_switched_off(mw):
     off = mw.render("Columns: a, b\nRemove duplicate rows then sort by a", domain="data_ops",
                     switches=Switches(guide=False))
     assert off.steps == [] and "items" in off.json_schema["properties"]["operations"]
-    assert on.json_schema != off.json_schema or on.steps == []
+    # on: the clauses are labelled and the grammar has one position per clause (strict: guidance must reach it)
+    assert on.steps == [["remove_duplicates"], ["sort"]]
+    ops = on.json_schema["properties"]["operations"]
+    assert ops["minItems"] == ops["maxItems"] == 2 and ops["items"] is False
+    assert on.json_schema != off.json_schema
