@@ -101,7 +101,7 @@ class StepGuide:
         vectors = dict(vectors or {})
         missing = [c for c, decided in clauses if decided is None and c not in vectors]
         if missing:
-            vectors.update(zip(missing, self.embedder.encode(missing)))
+            vectors.update(zip(missing, self.embedder.encode(missing), strict=True))
         votes: list[StepVote] = []
         for clause, decided in clauses:
             if decided:
@@ -152,12 +152,13 @@ def yaml_rule(rules: list[Any], hook: Callable[[str, str], list[str] | None] | N
     Python rule hook."""
     if not rules:
         return hook
+    from .grounding import compiled
     from .votes import expand
 
     def rule(clause: str, request: str) -> list[str] | None:
         context = context_of(request) if context_of is not None else {}
         for spec in rules:
-            if re.search(expand(spec.pattern, context), clause, re.I):
+            if compiled(expand(spec.pattern, context), re.I).search(clause):
                 return [spec.label]
         return hook(clause, request) if hook is not None else None
 
@@ -182,5 +183,5 @@ def example_clauses(examples: list[Any], split: Callable[[str], list[str]],
         clauses = [c for c in split(example.question) if c.strip()]
         labels = label_of(example.answer)
         if clauses and len(clauses) == len(labels):
-            pairs.extend(zip(clauses, labels))
+            pairs.extend(zip(clauses, labels, strict=True))
     return pairs

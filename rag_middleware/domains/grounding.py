@@ -6,6 +6,7 @@ Everything here is a pure function of the request text, so it can be tested alon
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from typing import Any
@@ -25,8 +26,8 @@ _NUMBER_WORDS = {
 _WORD_ALT = "|".join(sorted((re.escape(w) for w in _NUMBER_WORDS), key=len, reverse=True))
 _DIGITS = r"\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?"
 _NOT_A_COUNT = r"(?<!\bno )(?<!\bthe )(?<!\bthis )(?<!\bthat )(?<!\bwhich )(?<!\bany)(?<!\bsome)(?<!\bevery)"
-_NUMBER = re.compile(rf"(?<![\w./])(?<!\w-)(?:(?P<d>{_DIGITS})\s*(?P<suffix>k\b|m\b|thousand\b|million\b)?|{_NOT_A_COUNT}(?P<w>{_WORD_ALT})\b)",
-                     re.I)
+_NUMBER = re.compile(rf"(?<![\w./])(?<!\w-)(?:(?P<d>{_DIGITS})\s*(?P<suffix>k\b|m\b|thousand\b|million\b)?"
+                     rf"|{_NOT_A_COUNT}(?P<w>{_WORD_ALT})\b)", re.I)
 
 
 def request_body(request: str, context: dict[str, ContextSpec] | None = None) -> str:
@@ -42,6 +43,13 @@ def _split(value: str, sep: str | None) -> list[str]:
     return [p.strip() for p in parts if p.strip()]
 
 
+@functools.lru_cache(maxsize=4096)
+def compiled(pattern: str, flags: int = 0) -> re.Pattern[str]:
+    """A compiled regex, cached past ``re``'s own 512 entries: cue patterns are built per set of values (a
+    request's columns), so a busy server sees thousands and ``re``'s cache would recompile them each time."""
+    return re.compile(pattern, flags)
+
+
 def build_context(request: str, specs: dict[str, ContextSpec]) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
     body: str | None = None
@@ -54,14 +62,14 @@ def build_context(request: str, specs: dict[str, ContextSpec]) -> dict[str, list
             if spec.cues:
                 values = cued(values, body, spec.cues)
         elif spec.line:
-            pattern = re.compile(spec.line, re.I)
+            pattern = compiled(spec.line, re.I)
             for text in request.splitlines():
                 match = pattern.search(text)
                 if match:
                     values = _split(_group(match), spec.split)
                     break
         else:
-            for match in re.finditer(spec.regex or "", request, re.I | re.M):
+            for match in compiled(spec.regex or "", re.I | re.M).finditer(request):
                 values += _split(_group(match), spec.split)
         out[name] = list(dict.fromkeys(values))
     return out
@@ -78,7 +86,7 @@ def cued(values: list[str], body: str, cues: list[str]) -> list[str]:
         return []
     alt = "(?P<value>" + "|".join(re.escape(f) for f in sorted(forms, key=len, reverse=True)) + ")(?![a-z0-9_])"
     low = body.lower()
-    found = {forms[m.group("value")] for cue in cues for m in re.finditer(cue.replace("{value}", alt), low)}
+    found = {forms[m.group("value")] for cue in cues for m in compiled(cue.replace("{value}", alt)).finditer(low)}
     return [v for v in values if v in found]
 
 
@@ -196,9 +204,9 @@ def mentioned(values: list[str], body: str) -> list[str]:
     for value in values:
         low = value.lower().strip()
         forms = {low, low.replace("_", " ")}
-        if any(f and re.search(rf"(?<![a-z0-9_]){re.escape(f)}(?![a-z0-9_])", low_body) for f in forms):
-            named.append(value)
-        elif len(low) >= 3 and re.fullmatch(r"[a-z0-9]+", low) and any(_abbreviates(low, w) for w in words):
+        as_written = any(f and re.search(rf"(?<![a-z0-9_]){re.escape(f)}(?![a-z0-9_])", low_body) for f in forms)
+        if as_written or (len(low) >= 3 and re.fullmatch(r"[a-z0-9]+", low)
+                          and any(_abbreviates(low, w) for w in words)):
             named.append(value)
     return named
 

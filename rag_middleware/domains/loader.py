@@ -10,24 +10,22 @@ Layout of a domain directory::
 
 from __future__ import annotations
 
-import importlib
 import json
-import re
-import sys
 import threading
 import time
-import types
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
 from ..errors import DomainError, UnknownDomainError
 from ..templating.variants import VariantSpec, check_variants
 from ..options import ModelOptions
 from .clauses import StepSpec, default_split, example_clauses, path_labels, read_bank, yaml_rule
+from .domain_files import fresh_package, key_lines, load_object, read_jsonl
 from .validation import JSONSchemaValidator, OutputValidator, PydanticValidator
 from .grounding import request_body
 from .infer import infer
@@ -109,6 +107,7 @@ class Domain(BaseModel):
     inferred: list[str] = Field(default_factory=list)  # what infer.py read off the examples
     cues: dict[Any, Any] = Field(default_factory=dict)  # votes.mine_cues: words of the examples that go with a value
     plain_steps: Any = None  # (split, rule, bank) of the per-clause vote with the Python hooks off
+    _shown: Any = PrivateAttr(default=None)  # the schema shown to the model, derived fields hidden
 
     @property
     def schema_json(self) -> dict[str, Any] | None:
@@ -116,10 +115,14 @@ class Domain(BaseModel):
         return self.shown_schema(hide_derived=True)
 
     def shown_schema(self, *, hide_derived: bool) -> dict[str, Any] | None:
+        """With ``hide_derived`` the same object every time (built once per loaded domain): read it, don't edit."""
         if self.validator is None:
             return None
-        schema = self.validator.json_schema()
-        return self.declarative.display_schema(schema) if hide_derived else schema
+        if not hide_derived:
+            return self.validator.json_schema()
+        if self._shown is None:
+            self._shown = self.declarative.display_schema(self.validator.json_schema())
+        return self._shown
 
     def grammar_schema(self, request: str, *, steps: list[list[str]] | None = None, flags: Flags | None = None,
                        votes: list[dict[str, Any]] | None = None,
@@ -166,88 +169,7 @@ class _AllOn:
 ALL_ON = _AllOn()
 
 
-def _key_lines(path: Path, text: str) -> dict[str, int]:
-    """Top-level key -> line number in a YAML file, for error messages."""
-    try:
-        node = yaml.compose(text)
-    except yaml.YAMLError:
-        return {}
-    lines: dict[str, int] = {}
-    if isinstance(node, yaml.MappingNode):
-        for key, _ in node.value:
-            lines[str(key.value)] = key.start_mark.line + 1
-    return lines
-
-
-def _domain_package(base: Path) -> str:
-    return f"rag_mw_domain_{re.sub(r'[^0-9A-Za-z_]', '_', base.name)}"
-
-
-def _fresh_package(base: Path) -> None:
-    """Make the domain dir a fresh package, so its files can import each other (``from .model import X``)
-    and a load after an edit executes the edited files, never a stale copy."""
-    package = _domain_package(base)
-    for name in [n for n in sys.modules if n == package or n.startswith(package + ".")]:
-        del sys.modules[name]
-    module = types.ModuleType(package)
-    module.__path__ = [str(base)]
-    module.__file__ = None
-    sys.modules[package] = module
-
-
-def _load_object(ref: str, base: Path, *, what: str, spec_path: Path, line: int | None) -> Any:
-    """Resolve 'file.py:Name' (relative to the domain dir, imported as a module of the domain's package) or
-    'package.module:Name'."""
-    if ":" not in ref:
-        raise DomainError(f"{what} must look like 'file.py:Name' or 'package.module:Name', got {ref!r}",
-                          path=str(spec_path), line=line)
-    module_ref, attr = ref.rsplit(":", 1)
-    try:
-        if module_ref.endswith(".py"):
-            file = (base / module_ref).resolve()
-            if not file.is_file() or file.parent != base.resolve():
-                raise DomainError(f"{what}: file {module_ref} not found in {base.name}/", path=str(spec_path),
-                                  line=line)
-            package = _domain_package(base)
-            if package not in sys.modules:
-                _fresh_package(base)
-            module = importlib.import_module(f"{package}.{file.stem}")
-        else:
-            module = importlib.import_module(module_ref)
-        return getattr(module, attr)
-    except DomainError:
-        raise
-    except AttributeError:
-        raise DomainError(f"{what}: {module_ref} has no {attr!r}", path=str(spec_path), line=line) from None
-    except Exception as exc:  # noqa: BLE001 - user code failing to import
-        raise DomainError(f"{what}: cannot import {module_ref}: {type(exc).__name__}: {exc}",
-                          path=str(spec_path), line=line) from None
-
-
-def _read_jsonl(path: Path, model: type[BaseModel]) -> list[Any]:
-    items: list[Any] = []
-    if not path.exists():
-        return items
-    seen: dict[str, int] = {}
-    for lineno, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not raw.strip() or raw.lstrip().startswith("//"):
-            continue
-        try:
-            data = json.loads(raw)
-        except json.JSONDecodeError as exc:
-            raise DomainError(f"invalid JSON: {exc.msg} (column {exc.colno})", path=str(path), line=lineno) from None
-        try:
-            item = model.model_validate(data)
-        except ValidationError as exc:
-            err = exc.errors(include_url=False)[0]
-            loc = ".".join(str(p) for p in err["loc"]) or "(line)"
-            raise DomainError(f"{loc}: {err['msg']}", path=str(path), line=lineno) from None
-        if item.id in seen:
-            raise DomainError(f"duplicate id {item.id!r} (first on line {seen[item.id]})", path=str(path), line=lineno)
-        seen[item.id] = lineno
-        item.__dict__["_line"] = lineno
-        items.append(item)
-    return items
+_OVERRIDABLE = ("selection", "vote", "derive", "ground", "units", "rules", "cot")  # what an override may patch
 
 
 def load_domain(path: Path, *, override: dict[str, Any] | None = None) -> Domain:
@@ -255,21 +177,46 @@ def load_domain(path: Path, *, override: dict[str, Any] | None = None) -> Domain
     spec_path = path / "domain.yaml"
     if not spec_path.is_file():
         raise DomainError("missing domain.yaml", path=str(path))
-    _fresh_package(path)  # every load executes the domain's Python files afresh, once each
+    fresh_package(path)  # every load executes the domain's Python files afresh, once each
     text = spec_path.read_text(encoding="utf-8")
+    raw = _parse_yaml(spec_path, text)
+    lines = key_lines(spec_path, text)
+    spec = _read_spec(raw, override, spec_path, lines)
+    decl_spec = _declarative_spec(spec, spec_path, lines)
+    declared = (lambda request: Declarative(decl_spec, None).context(request)) if decl_spec.context else None
+    validator = _load_validator(spec, path, spec_path, lines, declared)
+    if validator is None:
+        _check_free_text(decl_spec, spec_path, lines)
+    examples, negatives = _load_curated(path, spec_path, validator, (override or {}).get("negatives"))
+    inferred = (infer(decl_spec, inline_refs(validator.json_schema()), [(e.question, e.answer) for e in examples])
+                if spec.infer and validator is not None else [])
+    declarative = Declarative(decl_spec, validator.json_schema() if validator is not None else None)
+    _check_declared(declarative, path, examples, negatives)
+    cues = mine_cues([(e.question, e.answer) for e in examples],
+                     [p for p, v in decl_spec.vote.items() if not v.per_clause]) if decl_spec.vote else {}
+    steps = _load_steps(spec, declarative, path, spec_path, lines, examples)
+    check_variants(spec.variants, domain_dir=path, spec_path=spec_path, text=text)
+    return Domain(name=path.name, path=path, spec=spec, examples=examples, negatives=negatives, validator=validator,
+                  step_bank=steps.bank, split=steps.split, step_rule=steps.rule, steps_path=steps.path,
+                  declarative=declarative, inferred=inferred, cues=cues, plain_steps=steps.plain)
+
+
+def _parse_yaml(spec_path: Path, text: str) -> Any:
     try:
-        raw = yaml.safe_load(text) or {}
+        return yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         raise DomainError(f"YAML syntax error: {getattr(exc, 'problem', exc)}", path=str(spec_path),
                           line=mark.line + 1 if mark else None) from None
-    lines = _key_lines(spec_path, text)
-    extra_negatives = list((override or {}).get("negatives") or [])
+
+
+def _read_spec(raw: Any, override: dict[str, Any] | None, spec_path: Path, lines: dict[str, int]) -> DomainSpec:
+    """domain.yaml, with the override's sections merged over it, as a DomainSpec with checked options and
+    selection parameters."""
     if override:
         from .overrides import merge_override
 
-        patch = {k: v for k, v in override.items()
-                 if k in ("selection", "vote", "derive", "ground", "units", "rules", "cot")}
+        patch = {k: v for k, v in override.items() if k in _OVERRIDABLE}
         raw = merge_override(raw, patch) if isinstance(raw, dict) else raw
     try:
         spec = DomainSpec.model_validate(raw)
@@ -282,133 +229,170 @@ def load_domain(path: Path, *, override: dict[str, Any] | None = None) -> Domain
     if unknown:
         raise DomainError(f"options: unknown option(s) {', '.join(sorted(unknown))}", path=str(spec_path),
                           line=lines.get("options"))
+    _check_selection(spec.selection, spec_path, lines.get("selection"))
+    return spec
+
+
+def _check_selection(selection: dict[str, Any], spec_path: Path, line: int | None) -> None:
     from ..config import SelectionSettings
 
     try:
-        SelectionSettings.model_validate(spec.selection)
-        bad = set(spec.selection) - set(SelectionSettings.model_fields)
-        if bad:
-            raise DomainError(f"selection: unknown parameter(s) {', '.join(sorted(bad))}", path=str(spec_path),
-                              line=lines.get("selection"))
+        SelectionSettings.model_validate(selection)
     except ValidationError as exc:
         err = exc.errors(include_url=False)[0]
         raise DomainError(f"selection.{'.'.join(map(str, err['loc']))}: {err['msg']}", path=str(spec_path),
-                          line=lines.get("selection")) from None
+                          line=line) from None
+    bad = set(selection) - set(SelectionSettings.model_fields)
+    if bad:
+        raise DomainError(f"selection: unknown parameter(s) {', '.join(sorted(bad))}", path=str(spec_path),
+                          line=line)
 
+
+def _declarative_spec(spec: DomainSpec, spec_path: Path, lines: dict[str, int]) -> DeclarativeSpec:
     try:
-        decl_spec = DeclarativeSpec.from_sections(context=spec.context, ground=spec.ground, units=spec.units,
-                                                  derive=spec.derive, vote=spec.vote, harden=spec.harden)
+        return DeclarativeSpec.from_sections(context=spec.context, ground=spec.ground, units=spec.units,
+                                             derive=spec.derive, vote=spec.vote, harden=spec.harden)
     except ValueError as exc:
         section = str(exc).split(".", 1)[0].split(":", 1)[0]
         raise DomainError(str(exc), path=str(spec_path), line=lines.get(section)) from None
-    declared = (lambda request: Declarative(decl_spec, None).context(request)) if decl_spec.context else None
 
-    validator: OutputValidator | None = None
+
+def _load_validator(spec: DomainSpec, path: Path, spec_path: Path, lines: dict[str, int],
+                    declared: Callable[[str], Any] | None) -> OutputValidator | None:
+    """The output model (with its Python hooks) or the JSON Schema of domain.yaml; None for free text."""
     if spec.output_model and spec.output_schema:
         raise DomainError("give output_model or output_schema, not both", path=str(spec_path),
                           line=lines.get("output_schema"))
     if spec.output_model:
-        model = _load_object(spec.output_model, path, what="output_model", spec_path=spec_path,
-                             line=lines.get("output_model"))
-        if not (isinstance(model, type) and issubclass(model, BaseModel)):
-            raise DomainError(f"output_model {spec.output_model} is not a pydantic model", path=str(spec_path),
-                              line=lines.get("output_model"))
-        hooks: dict[str, Callable[..., Any] | None] = {}
-        for key in ("context_builder", "repair", "grammar"):
-            ref = getattr(spec, key)
-            hooks[key] = _load_object(ref, path, what=key, spec_path=spec_path, line=lines.get(key)) if ref else None
-            if ref and not callable(hooks[key]):
-                raise DomainError(f"{key} {ref} is not callable", path=str(spec_path), line=lines.get(key))
-        validator = PydanticValidator(model, hooks["context_builder"], repair=hooks["repair"],
-                                      grammar=hooks["grammar"], declared=declared)
-    elif spec.repair or spec.grammar or spec.context_builder:
+        return _pydantic_validator(spec, path, spec_path, lines, declared)
+    if spec.repair or spec.grammar or spec.context_builder:
         raise DomainError("repair, grammar and context_builder need a pydantic output_model", path=str(spec_path),
                           line=lines.get("repair") or lines.get("grammar") or lines.get("context_builder"))
-    if spec.output_schema and not spec.output_model:
-        schema_path = path / spec.output_schema
-        try:
-            schema = json.loads(schema_path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise DomainError(f"output_schema file {spec.output_schema} not found", path=str(spec_path),
-                              line=lines.get("output_schema")) from None
-        except json.JSONDecodeError as exc:
-            raise DomainError(f"invalid JSON: {exc.msg}", path=str(schema_path), line=exc.lineno) from None
-        try:
-            validator = JSONSchemaValidator(schema)
-        except Exception as exc:  # noqa: BLE001 - jsonschema.SchemaError
-            raise DomainError(f"not a valid JSON Schema: {getattr(exc, 'message', exc)}", path=str(schema_path)) from None
+    if spec.output_schema:
+        return _schema_validator(path / spec.output_schema, spec.output_schema, spec_path,
+                                 lines.get("output_schema"))
+    return None
 
-    if validator is None and (decl_spec.ground or decl_spec.derive or decl_spec.vote):
+
+def _check_free_text(decl_spec: DeclarativeSpec, spec_path: Path, lines: dict[str, int]) -> None:
+    """A free-text domain has no fields to ground, derive or vote on."""
+    if decl_spec.ground or decl_spec.derive or decl_spec.vote:
         raise DomainError("ground, derive and vote need an output model or schema", path=str(spec_path),
                           line=lines.get("ground") or lines.get("derive") or lines.get("vote"))
-    examples = _read_jsonl(path / "examples.jsonl", CuratedExample)
-    negatives = _read_jsonl(path / "negatives.jsonl", CuratedNegative)
-    for item in extra_negatives:  # learned from reviewers' edits (an applied suggestion)
+
+
+def _pydantic_validator(spec: DomainSpec, path: Path, spec_path: Path, lines: dict[str, int],
+                        declared: Callable[[str], Any] | None) -> PydanticValidator:
+    model = load_object(spec.output_model, path, what="output_model", spec_path=spec_path,
+                        line=lines.get("output_model"))
+    if not (isinstance(model, type) and issubclass(model, BaseModel)):
+        raise DomainError(f"output_model {spec.output_model} is not a pydantic model", path=str(spec_path),
+                          line=lines.get("output_model"))
+    hooks: dict[str, Callable[..., Any] | None] = {}
+    for key in ("context_builder", "repair", "grammar"):
+        ref = getattr(spec, key)
+        hooks[key] = load_object(ref, path, what=key, spec_path=spec_path, line=lines.get(key)) if ref else None
+        if ref and not callable(hooks[key]):
+            raise DomainError(f"{key} {ref} is not callable", path=str(spec_path), line=lines.get(key))
+    return PydanticValidator(model, hooks["context_builder"], repair=hooks["repair"], grammar=hooks["grammar"],
+                             declared=declared)
+
+
+def _schema_validator(schema_path: Path, name: str, spec_path: Path, line: int | None) -> JSONSchemaValidator:
+    try:
+        schema = json.loads(schema_path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DomainError(f"output_schema file {name} not found", path=str(spec_path), line=line) from None
+    except json.JSONDecodeError as exc:
+        raise DomainError(f"invalid JSON: {exc.msg}", path=str(schema_path), line=exc.lineno) from None
+    try:
+        return JSONSchemaValidator(schema)
+    except Exception as exc:  # noqa: BLE001 - jsonschema.SchemaError
+        raise DomainError(f"not a valid JSON Schema: {getattr(exc, 'message', exc)}",
+                          path=str(schema_path)) from None
+
+
+def _load_curated(path: Path, spec_path: Path, validator: OutputValidator | None,
+                  extra_negatives: list[Any] | None) -> tuple[list[CuratedExample], list[CuratedNegative]]:
+    """examples.jsonl and negatives.jsonl (plus the override's negatives), each answer checked against (and
+    normalised by) the output model."""
+    examples = read_jsonl(path / "examples.jsonl", CuratedExample)
+    negatives = read_jsonl(path / "negatives.jsonl", CuratedNegative)
+    for item in extra_negatives or []:  # learned from reviewers' edits (an applied suggestion)
         try:
             negatives.append(CuratedNegative.model_validate(item))
         except ValidationError as exc:
             raise DomainError(f"override negative: {exc.errors(include_url=False)[0]['msg']}",
                               path=str(spec_path)) from None
     if validator is not None:
-        for file, items, fields in (
-            (path / "examples.jsonl", examples, ("answer",)),
-            (path / "negatives.jsonl", negatives, ("right",)),
-        ):
+        for file, items, attr in ((path / "examples.jsonl", examples, "answer"),
+                                  (path / "negatives.jsonl", negatives, "right")):
             for item in items:
-                for field in fields:
-                    outcome = validator.validate_value(getattr(item, field), item.question)
-                    if not outcome.ok:
-                        raise DomainError(f"{item.id}: {field} fails the output model: {outcome.errors[0]}",
-                                          path=str(file), line=item.__dict__.get("_line"))
-                    setattr(item, field, outcome.value)
-    inferred: list[str] = []
-    if spec.infer and validator is not None:
-        inferred = infer(decl_spec, inline_refs(validator.json_schema()), [(e.question, e.answer) for e in examples])
-    declarative = Declarative(decl_spec, validator.json_schema() if validator is not None else None)
-    _check_declared(declarative, path, examples, negatives)
-    cues = mine_cues([(e.question, e.answer) for e in examples],
-                     [p for p, v in decl_spec.vote.items() if not v.per_clause]) if decl_spec.vote else {}
-    step_bank: list[tuple[str, str]] = []
-    split = rule = None
-    plain: tuple[Any, Any, list[tuple[str, str]]] | None = None  # the per-clause vote without Python hooks
-    steps_path: FieldPath | None = None
-    per_clause = [(p, v) for p, v in decl_spec.vote.items() if v.per_clause]
+                outcome = validator.validate_value(getattr(item, attr), item.question)
+                if not outcome.ok:
+                    raise DomainError(f"{item.id}: {attr} fails the output model: {outcome.errors[0]}",
+                                      path=str(file), line=item.__dict__.get("_line"))
+                setattr(item, attr, outcome.value)
+    return examples, negatives
+
+
+@dataclass
+class _Steps:
+    """A domain's step guidance: the labelled clause bank, the splitter, the rule hook, the list path of a
+    per-clause vote, and that vote's (split, rule, bank) with the Python hooks off."""
+
+    bank: list[tuple[str, str]] = field(default_factory=list)
+    split: Any = None
+    rule: Any = None
+    path: FieldPath | None = None
+    plain: tuple[Any, Any, list[tuple[str, str]]] | None = None
+
+
+def _load_steps(spec: DomainSpec, declarative: Declarative, path: Path, spec_path: Path, lines: dict[str, int],
+                examples: list[CuratedExample]) -> _Steps:
+    """Step guidance from a per-clause vote, or from domain.yaml's ``steps`` (never both)."""
+    per_clause = [(p, v) for p, v in declarative.spec.vote.items() if v.per_clause]
     if per_clause and spec.steps is not None:
         raise DomainError("give steps or a per_clause vote, not both", path=str(spec_path), line=lines.get("vote"))
     if len(per_clause) > 1:
         raise DomainError("at most one per_clause vote", path=str(spec_path), line=lines.get("vote"))
     if per_clause:
         steps_path, vspec = per_clause[0]
-        if "*" not in steps_path:
-            raise DomainError(f"vote: a per_clause path needs a * for the list, got /{'/'.join(steps_path)}",
-                              path=str(spec_path), line=lines.get("vote"))
-        line = lines.get("vote")
-        split = (_load_object(vspec.split, path, what="vote.split", spec_path=spec_path, line=line)
-                 if vspec.split else default_split)
-        hook = _load_object(vspec.rule, path, what="vote.rule", spec_path=spec_path, line=line) if vspec.rule else None
-        rule = yaml_rule(vspec.rules, hook, context_of=declarative.context)
-        step_bank = read_bank(path / vspec.bank) if vspec.bank else []
-        def core_split(request: str, _context: Any = decl_spec.context) -> list[str]:
-            return default_split(request_body(request, _context))
-
-        plain_bank = step_bank + example_clauses(examples, core_split, path_labels(steps_path))
-        step_bank += example_clauses(examples, split, path_labels(steps_path))
-        plain = (core_split, yaml_rule(vspec.rules, None, context_of=declarative.context), plain_bank)
-        if split is default_split:
-            split = core_split
+        return _per_clause_steps(steps_path, vspec, declarative, path, spec_path, lines.get("vote"), examples)
     if spec.steps is not None:
-        line = lines.get("steps")
-        split = _load_object(spec.steps.split, path, what="steps.split", spec_path=spec_path, line=line)
-        step_bank = read_bank(path / spec.steps.bank)
-        if spec.steps.label_of:
-            label_of = _load_object(spec.steps.label_of, path, what="steps.label_of", spec_path=spec_path, line=line)
-            step_bank += example_clauses(examples, split, label_of)
-        if spec.steps.rule:
-            rule = _load_object(spec.steps.rule, path, what="steps.rule", spec_path=spec_path, line=line)
-    check_variants(spec.variants, domain_dir=path, spec_path=spec_path, text=text)
-    return Domain(name=path.name, path=path, spec=spec, examples=examples, negatives=negatives, validator=validator,
-                  step_bank=step_bank, split=split, step_rule=rule, steps_path=steps_path, declarative=declarative,
-                  inferred=inferred, cues=cues, plain_steps=plain)
+        return _declared_steps(spec.steps, path, spec_path, lines.get("steps"), examples)
+    return _Steps()
+
+
+def _per_clause_steps(steps_path: FieldPath, vspec: Any, declarative: Declarative, path: Path, spec_path: Path,
+                      line: int | None, examples: list[CuratedExample]) -> _Steps:
+    if "*" not in steps_path:
+        raise DomainError(f"vote: a per_clause path needs a * for the list, got /{'/'.join(steps_path)}",
+                          path=str(spec_path), line=line)
+    split = (load_object(vspec.split, path, what="vote.split", spec_path=spec_path, line=line)
+             if vspec.split else default_split)
+    hook = load_object(vspec.rule, path, what="vote.rule", spec_path=spec_path, line=line) if vspec.rule else None
+    rule = yaml_rule(vspec.rules, hook, context_of=declarative.context)
+    bank = read_bank(path / vspec.bank) if vspec.bank else []
+
+    def core_split(request: str, _context: Any = declarative.spec.context) -> list[str]:
+        return default_split(request_body(request, _context))
+
+    plain_bank = bank + example_clauses(examples, core_split, path_labels(steps_path))
+    bank += example_clauses(examples, split, path_labels(steps_path))
+    plain = (core_split, yaml_rule(vspec.rules, None, context_of=declarative.context), plain_bank)
+    return _Steps(bank, core_split if split is default_split else split, rule, steps_path, plain)
+
+
+def _declared_steps(steps: StepSpec, path: Path, spec_path: Path, line: int | None,
+                    examples: list[CuratedExample]) -> _Steps:
+    split = load_object(steps.split, path, what="steps.split", spec_path=spec_path, line=line)
+    bank = read_bank(path / steps.bank)
+    if steps.label_of:
+        label_of = load_object(steps.label_of, path, what="steps.label_of", spec_path=spec_path, line=line)
+        bank += example_clauses(examples, split, label_of)
+    rule = load_object(steps.rule, path, what="steps.rule", spec_path=spec_path, line=line) if steps.rule else None
+    return _Steps(bank, split, rule)
 
 
 class _Settled:
@@ -422,12 +406,12 @@ def _check_declared(declarative: Declarative, path: Path, examples: list[Curated
     data: it would teach the model the opposite of what the core then enforces."""
     if not (declarative.spec.derive or any(v.rules for v in declarative.spec.vote.values())):
         return
-    for file, items, field in ((path / "examples.jsonl", examples, "answer"), (path / "negatives.jsonl", negatives,
-                                                                               "right")):
+    for file, items, attr in ((path / "examples.jsonl", examples, "answer"),
+                              (path / "negatives.jsonl", negatives, "right")):
         for item in items:
-            _, changes = declarative.post(getattr(item, field), item.question, flags=_Settled())
+            _, changes = declarative.post(getattr(item, attr), item.question, flags=_Settled())
             if changes:
-                raise DomainError(f"{item.id}: {field} disagrees with domain.yaml: {changes[0]}", path=str(file),
+                raise DomainError(f"{item.id}: {attr} disagrees with domain.yaml: {changes[0]}", path=str(file),
                                   line=item.__dict__.get("_line"))
 
 
@@ -448,7 +432,8 @@ class DomainRegistry:
         cached = self._names
         if cached is not None and now - cached[0] < self.NAMES_TTL:
             return list(cached[1])
-        names = sorted(p.name for p in self.root.iterdir() if (p / "domain.yaml").is_file()) if self.root.is_dir() else []
+        names = (sorted(p.name for p in self.root.iterdir() if (p / "domain.yaml").is_file())
+                 if self.root.is_dir() else [])
         self._names = (now, names)
         return list(names)
 

@@ -99,6 +99,7 @@ class Declarative:
         for path in self.spec.ground:
             self.patterns.pop(path, None)
         self._enums: dict[Path, list[Any]] = {}
+        self._contexts: dict[str, dict[str, list[str]]] = {}
         self.numbers = any(_types(n) & {"integer", "number"} for n in _numeric_nodes(self.schema))
 
     def _pattern_paths(self, node: Any, path: Path) -> None:
@@ -125,40 +126,49 @@ class Declarative:
     # -- context --------------------------------------------------------------------------------------
 
     def context(self, request: str) -> dict[str, list[str]]:
-        return grounding.build_context(request, self.spec.context)
+        """The declared contexts of one request. One request asks for them several times (votes, clause rules,
+        the grammar, hardening), so the last few are kept; each caller gets its own lists."""
+        found = self._contexts.get(request)
+        if found is None:
+            found = grounding.build_context(request, self.spec.context)
+            if len(self._contexts) >= 64:
+                self._contexts.pop(next(iter(self._contexts)))
+            self._contexts[request] = found
+        return {name: list(values) for name, values in found.items()}
 
     # -- the grammar ----------------------------------------------------------------------------------
 
     def grammar(self, base: dict[str, Any], request: str, *, flags: Flags, votes: list[dict[str, Any]] | None = None,
-                steps: list[list[str]] | None = None, steps_path: Path | None = None) -> tuple[dict[str, Any], list[str]]:
+                steps: list[list[str]] | None = None,
+                steps_path: Path | None = None) -> tuple[dict[str, Any], list[str]]:
         """The narrowed grammar and one note per decision (for ``--explain``)."""
         notes: list[str] = []
         if not (self.active or steps):
             return base, notes
         schema = inline_refs(base)
         if flags.derive:
-            for path in self.spec.derive:
-                for parent in parent_objects(schema, path):
-                    parent["properties"].pop(path[-1], None)
-                    if isinstance(parent.get("required"), list) and path[-1] in parent["required"]:
-                        parent["required"] = [r for r in parent["required"] if r != path[-1]]
-                notes.append(f"{show_path(path)}: derived after generation, not asked")
+            self._unask_derived(schema, notes)
         if flags.ground:
             self._ground(schema, request, notes)
         if flags.vote:
-            for vote in votes or []:
-                if not vote.get("allowed"):
-                    continue
-                path = tuple(vote["path"].strip("/").split("/"))
-                nodes = schema_nodes(schema, path)
-                narrowed = [(n, restrict(n, vote["allowed"])) for n in nodes]
-                if nodes and all(new is not None for _, new in narrowed):
-                    for node, new in narrowed:
-                        _replace(node, new)  # type: ignore[arg-type]
-                    notes.append(f"{vote['path']}: vote admits {vote['allowed']}")
+            _apply_votes(schema, votes or [], notes)
         if steps and steps_path:
             self._per_position(schema, steps_path, steps, notes)
-        if getattr(flags, "harden", True):
+        self._bound(schema, numbers=getattr(flags, "harden", True))
+        return schema, list(dict.fromkeys(notes))
+
+    def _unask_derived(self, schema: dict[str, Any], notes: list[str]) -> None:
+        """Derived fields leave the grammar: the core fills them in after generation."""
+        for path in self.spec.derive:
+            for parent in parent_objects(schema, path):
+                parent["properties"].pop(path[-1], None)
+                if isinstance(parent.get("required"), list) and path[-1] in parent["required"]:
+                    parent["required"] = [r for r in parent["required"] if r != path[-1]]
+            notes.append(f"{show_path(path)}: derived after generation, not asked")
+
+    def _bound(self, schema: dict[str, Any], *, numbers: bool) -> None:
+        """Bounds on numbers (when hardening) and on list lengths (``harden.max_items``)."""
+        if numbers:
             for node in _numeric_nodes(schema):  # a small model otherwise runs on in digits to num_predict
                 if "enum" not in node and "const" not in node:
                     node.setdefault("maximum", NUMBER_BOUND)
@@ -166,7 +176,6 @@ class Declarative:
         if self.spec.harden.max_items:
             for node in _arrays(schema):
                 node["maxItems"] = min(node.get("maxItems", self.spec.harden.max_items), self.spec.harden.max_items)
-        return schema, list(dict.fromkeys(notes))
 
     def _ground(self, schema: dict[str, Any], request: str, notes: list[str]) -> None:
         body = grounding.request_body(request, self.spec.context)
@@ -204,12 +213,12 @@ class Declarative:
             if isinstance(prefix, list) and len(prefix) == len(steps):
                 items = prefix
             elif isinstance(array.get("items"), dict):
-                items = [copy.deepcopy(array["items"]) for _ in steps]
+                items = [array["items"]] * len(steps)
             else:
                 continue
             out = []
-            for item, allowed in zip(items, steps):
-                narrowed = copy.deepcopy(item)
+            for item, allowed in zip(items, steps, strict=True):
+                narrowed = copy.deepcopy(item)  # each position its own copy
                 nodes = schema_nodes(narrowed, inner) if inner else [narrowed]
                 if inner == () or not nodes:
                     new = restrict(narrowed, allowed)
@@ -312,8 +321,8 @@ class Declarative:
             if not allowed or current in allowed:
                 continue
             lower = {a.lower(): a for a in allowed}
-            best = lower.get(current.lower().strip()) or next(iter(difflib.get_close_matches(current, allowed, 1, 0.75)),
-                                                               None)
+            best = (lower.get(current.lower().strip())
+                    or next(iter(difflib.get_close_matches(current, allowed, 1, 0.75)), None))
             if best is not None:
                 set_at(value, concrete, lambda _old, b=best: b)
                 repairs.append(f"{show_path(concrete)}: {current!r} -> {best!r} (nearest allowed value)")
@@ -387,6 +396,19 @@ def _ground_node(node: dict[str, Any], values: list[Any], nullable: bool, *, num
     _replace(node, {"enum": [*values, *([None] if nullable else [])]})
 
 
+def _apply_votes(schema: dict[str, Any], votes: list[dict[str, Any]], notes: list[str]) -> None:
+    """Each vote's field admits only the labels it allows, where every node at its path can be narrowed so."""
+    for vote in votes:
+        if not vote.get("allowed"):
+            continue
+        nodes = schema_nodes(schema, tuple(vote["path"].strip("/").split("/")))
+        narrowed = [(n, restrict(n, vote["allowed"])) for n in nodes]
+        if nodes and all(new is not None for _, new in narrowed):
+            for node, new in narrowed:
+                _replace(node, new)  # type: ignore[arg-type]
+            notes.append(f"{vote['path']}: vote admits {vote['allowed']}")
+
+
 def _branch_filter(node: dict[str, Any], inner: Path, allowed: list[str]) -> bool:
     """Keep only the anyOf/oneOf branches of ``node`` whose value at ``inner`` can be an allowed label, and
     narrow that value in each kept branch. False when no branch can."""
@@ -403,7 +425,7 @@ def _branch_filter(node: dict[str, Any], inner: Path, allowed: list[str]) -> boo
     news = [restrict(t, allowed) for t in targets]
     if any(n is None for n in news):
         return False
-    for target, new in zip(targets, news):
+    for target, new in zip(targets, news, strict=True):
         _replace(target, new)  # type: ignore[arg-type]
     return True
 
@@ -482,8 +504,10 @@ def _with_paths(value: Any, path: Path, where: Path = ()) -> list[tuple[Any, Pat
         return [(value, where)]
     part, rest = path[0], path[1:]
     out: list[tuple[Any, Path]] = []
-    if part == "*":
-        pairs = list(enumerate(value)) if isinstance(value, list) else list(value.items()) if isinstance(value, dict) else []
+    if part == "*" and isinstance(value, list):
+        pairs = list(enumerate(value))
+    elif part == "*":
+        pairs = list(value.items()) if isinstance(value, dict) else []
     elif isinstance(value, dict) and part in value:
         pairs = [(part, value[part])]
     else:

@@ -87,6 +87,7 @@ def inline_refs(schema: dict[str, Any]) -> dict[str, Any]:
     definitions stop after one level (the reference is left in place)."""
     root = schema  # walk() builds new containers all the way down: the input is never shared or changed
     defs = {**root.get("definitions", {}), **root.get("$defs", {})}
+    kept: list[str] = []  # references left in place (recursive, or to no local definition)
 
     def walk(node: Any, seen: frozenset[str]) -> Any:
         if isinstance(node, list):
@@ -94,20 +95,18 @@ def inline_refs(schema: dict[str, Any]) -> dict[str, Any]:
         if not isinstance(node, dict):
             return node
         ref = node.get("$ref")
-        if isinstance(ref, str) and ref.startswith("#/") and ref not in seen:
+        if isinstance(ref, str):
             name = ref.rsplit("/", 1)[-1]
-            if name in defs:
+            if ref.startswith("#/") and ref not in seen and name in defs:
                 target = walk(defs[name], seen | {ref})
                 rest = {k: walk(v, seen) for k, v in node.items() if k != "$ref"}
                 return {**target, **rest}
+            kept.append(ref)
         return {k: walk(v, seen) if k not in ("$defs", "definitions") else copy.deepcopy(v) for k, v in node.items()}
 
-    out = walk(root, frozenset())
-    rest = {k: v for k, v in out.items() if k not in ("$defs", "definitions")}
-    if any(isinstance(n, dict) and "$ref" in n for n in _all_nodes(rest)):
-        return out  # a recursive schema keeps its definitions
-    out.pop("$defs", None)
-    out.pop("definitions", None)
+    out = walk({k: v for k, v in root.items() if k not in ("$defs", "definitions")}, frozenset())
+    if kept:
+        return walk(root, frozenset())  # a recursive schema keeps its definitions
     return out
 
 
