@@ -17,9 +17,22 @@ import pytest
 from rag_middleware import Middleware, load_settings
 from rag_middleware.llm.base import Completion, GenerateRequest, StreamChunk
 from rag_middleware.errors import TransportError
+from rag_middleware.learning.export import export_finetune
+from rag_middleware.learning.feedback import MemoryAccess, apply_feedback
 from rag_middleware.llm.tokens import ApproxTokenCounter
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def mw_feedback(mw, fb, **kw):
+    """``apply_feedback`` with the middleware's memory and domains."""
+    return apply_feedback(MemoryAccess.of(mw), mw.domains, fb, **kw)
+
+
+def mw_export(mw, opts, **kw):
+    """``export_finetune`` with the middleware's memory, domains, templates and context size."""
+    return export_finetune(MemoryAccess.of(mw), opts, domains=mw.domains, templates=mw.templates,
+                           num_ctx=mw.settings.llm.num_ctx, **kw)
 
 
 class HashEmbedder:

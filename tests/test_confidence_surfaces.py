@@ -11,12 +11,12 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-from conftest import FakeLLM, run_cli, use_cli_backend
+from conftest import FakeLLM, mw_export, mw_feedback, run_cli, use_cli_backend
 from starlette.testclient import TestClient
 
 from rag_middleware.cli.review import least_confident
-from rag_middleware.learning.export import ExportOptions, export_finetune
-from rag_middleware.learning.feedback import Feedback, FeedbackLog, apply_feedback
+from rag_middleware.learning.export import ExportOptions
+from rag_middleware.learning.feedback import Feedback, FeedbackLog
 from rag_middleware.records import Attempt, Interaction
 from rag_middleware.server import create_app
 from rag_middleware.analytics.stats import read_stats
@@ -164,8 +164,8 @@ def test_review_through_a_pty_least_confident_first(project, mw, traffic):
 @pytest.fixture
 def approved(mw, traffic) -> dict[str, str]:
     for key in ("sure", "unsure", "middling", "shaky"):
-        apply_feedback(mw, Feedback(interaction_id=traffic[key], action="approve", reviewer="ana"))
-    apply_feedback(mw, Feedback(interaction_id=traffic["chat"], action="approve", reviewer="ana"))
+        mw_feedback(mw, Feedback(interaction_id=traffic[key], action="approve", reviewer="ana"))
+    mw_feedback(mw, Feedback(interaction_id=traffic["chat"], action="approve", reviewer="ana"))
     return traffic
 
 
@@ -174,17 +174,17 @@ def exported(report: dict) -> set[str]:
 
 
 def test_export_min_confidence_skips_and_counts(mw, approved, tmp_path):
-    everything = export_finetune(mw, ExportOptions(out=tmp_path / "all", holdout=0.0))
+    everything = mw_export(mw, ExportOptions(out=tmp_path / "all", holdout=0.0))
     assert exported(everything) == {approved[k] for k in ("sure", "unsure", "middling", "shaky", "chat")}
     assert everything["counts"]["skipped"] == {}
 
-    report = export_finetune(mw, ExportOptions(out=tmp_path / "sure", holdout=0.0, min_confidence=0.4))
+    report = mw_export(mw, ExportOptions(out=tmp_path / "sure", holdout=0.0, min_confidence=0.4))
     assert exported(report) == {approved["sure"], approved["middling"]}
     assert report["counts"]["skipped"] == {"confidence below 0.4": 2,
                                            "no confidence recorded (free text or older records)": 1}
     assert report["options"]["min_confidence"] == 0.4
     # the threshold is inclusive
-    assert exported(export_finetune(mw, ExportOptions(out=tmp_path / "edge", holdout=0.0, domain="shop_query",
+    assert exported(mw_export(mw, ExportOptions(out=tmp_path / "edge", holdout=0.0, domain="shop_query",
                                                       min_confidence=0.5))) == {approved["sure"], approved["middling"]}
 
 

@@ -9,11 +9,11 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 import yaml
-from conftest import run_cli
+from conftest import mw_feedback, run_cli
 
 from rag_middleware.learning import edits
 from rag_middleware.errors import RequestError, UnknownDomainError
-from rag_middleware.learning.feedback import Feedback, apply_feedback
+from rag_middleware.learning.feedback import Feedback
 from rag_middleware.records import Attempt, Interaction
 
 T0 = datetime(2026, 3, 1, 12, tzinfo=timezone.utc)
@@ -38,7 +38,7 @@ def planted(mw, domain: str, question: str, before, after, *, minute: int, revie
                         created_at=T0 + timedelta(minutes=minute), output=before, output_text=text,
                         attempts=[Attempt(number=1, messages=[], raw_output=text)])
     mw.journal.write(inter)
-    apply_feedback(mw, Feedback(interaction_id=inter.id, action="edit", edited_output=after, reviewer=reviewer))
+    mw_feedback(mw, Feedback(interaction_id=inter.id, action="edit", edited_output=after, reviewer=reviewer))
     return inter.id
 
 
@@ -233,7 +233,7 @@ def test_free_text_additions_and_removals(mw):
 
 
 def test_only_edits_count_and_unknown_domains(mw, claims):
-    apply_feedback(mw, Feedback(interaction_id=claims["pet0"], action="approve", reviewer="zoe"))  # newest: approve
+    mw_feedback(mw, Feedback(interaction_id=claims["pet0"], action="approve", reviewer="zoe"))  # newest: approve
     report = edits.mine(mw.settings.db_path, domains=mw.domains)
     assert report["edits"] == 4
     with pytest.raises(UnknownDomainError):

@@ -10,8 +10,10 @@ from pathlib import Path
 import pytest
 
 from rag_middleware.errors import UnknownDomainError
-from rag_middleware.learning.export import ExportOptions, export_finetune
-from rag_middleware.learning.feedback import Feedback, apply_feedback
+from conftest import mw_export, mw_feedback
+
+from rag_middleware.learning.export import ExportOptions
+from rag_middleware.learning.feedback import Feedback
 from rag_middleware.learning.pii import PiiMasker, iban_valid, luhn_valid
 
 EMAIL = "jane.doe@example.com"
@@ -38,7 +40,7 @@ def ask(mw, fake_llm, question: str, answer, domain: str) -> str:
 
 
 def review(mw, iid: str, action: str, **kw) -> None:
-    apply_feedback(mw, Feedback(interaction_id=iid, action=action, reviewer="ana", **kw))
+    mw_feedback(mw, Feedback(interaction_id=iid, action=action, reviewer="ana", **kw))
 
 
 @pytest.fixture
@@ -100,7 +102,7 @@ def test_masker_masks_each_type_and_keeps_ordinary_numbers():
 
 def test_chat_export_has_only_approved_and_edited_answers(mw, reviewed, tmp_path):
     out = tmp_path / "ft"
-    report = export_finetune(mw, ExportOptions(out=out, holdout=0.2))
+    report = mw_export(mw, ExportOptions(out=out, holdout=0.2))
     lines = read_jsonl(out / "train.jsonl") + read_jsonl(out / "holdout.jsonl")
     ids = exported_ids(report)
     assert reviewed["rejected"] not in ids and reviewed["unreviewed"] not in ids
@@ -121,7 +123,7 @@ def test_chat_export_has_only_approved_and_edited_answers(mw, reviewed, tmp_path
 def test_no_planted_pii_in_any_exported_file(mw, reviewed, tmp_path):
     for fmt in ("chat", "prompt-completion"):
         out = tmp_path / fmt
-        report = export_finetune(mw, ExportOptions(out=out, format=fmt, with_examples=True))
+        report = mw_export(mw, ExportOptions(out=out, format=fmt, with_examples=True))
         files = sorted(out.iterdir())
         assert {f.name for f in files} == {"train.jsonl", "holdout.jsonl", "export_report.json"}
         blob = "\n".join(f.read_text(encoding="utf-8") for f in files)
@@ -137,15 +139,15 @@ def test_no_planted_pii_in_any_exported_file(mw, reviewed, tmp_path):
 
 
 def test_duplicates_and_near_duplicates_are_removed(mw, reviewed, tmp_path):
-    report = export_finetune(mw, ExportOptions(out=tmp_path / "a"))
+    report = mw_export(mw, ExportOptions(out=tmp_path / "a"))
     assert report["duplicates_removed"] == {"exact": 1, "near": 1, "near_threshold": 0.95}
-    looser = export_finetune(mw, ExportOptions(out=tmp_path / "b", near_dup_threshold=1.0))
+    looser = mw_export(mw, ExportOptions(out=tmp_path / "b", near_dup_threshold=1.0))
     assert looser["duplicates_removed"]["near"] == 0 and looser["counts"]["exported"] == 8
 
 
 def test_prompt_completion_format_and_stratified_holdout(mw, reviewed, tmp_path):
     out = tmp_path / "pc"
-    report = export_finetune(mw, ExportOptions(out=out, format="prompt-completion", holdout=0.5))
+    report = mw_export(mw, ExportOptions(out=out, format="prompt-completion", holdout=0.5))
     train, holdout = read_jsonl(out / "train.jsonl"), read_jsonl(out / "holdout.jsonl")
     for line in train + holdout:
         assert set(line) == {"prompt", "completion", "metadata"}
@@ -156,28 +158,28 @@ def test_prompt_completion_format_and_stratified_holdout(mw, reviewed, tmp_path)
     assert report["counts"]["holdout_by_domain"] == {"shop_query": 2, "data_ops": 2}
     assert report["counts"]["train"] + report["counts"]["holdout"] == report["counts"]["exported"]
     # deterministic: the same split again
-    again = export_finetune(mw, ExportOptions(out=tmp_path / "pc2", format="prompt-completion", holdout=0.5))
+    again = mw_export(mw, ExportOptions(out=tmp_path / "pc2", format="prompt-completion", holdout=0.5))
     assert again["counts"] == report["counts"]
     assert read_jsonl(tmp_path / "pc2" / "holdout.jsonl") == holdout
 
 
 def test_min_score_domain_and_with_examples(mw, reviewed, tmp_path):
-    report = export_finetune(mw, ExportOptions(out=tmp_path / "s", min_score=5, domain="data_ops", holdout=0.0))
+    report = mw_export(mw, ExportOptions(out=tmp_path / "s", min_score=5, domain="data_ops", holdout=0.0))
     assert exported_ids(report) == {reviewed["sort_price"], reviewed["sort_edit"]}  # sort_qty scored 2
     plain = read_jsonl(tmp_path / "s" / "train.jsonl")
-    export_finetune(mw, ExportOptions(out=tmp_path / "x", min_score=5, domain="data_ops", holdout=0.0,
+    mw_export(mw, ExportOptions(out=tmp_path / "x", min_score=5, domain="data_ops", holdout=0.0,
                                       with_examples=True))
     rich = read_jsonl(tmp_path / "x" / "train.jsonl")
     assert all(len(r["messages"]) > len(p["messages"]) for r, p in zip(rich, plain))
     assert all(len(p["messages"]) == 3 for p in plain)
-    assert export_finetune(mw, ExportOptions(out=tmp_path / "t", tenant="other"))["counts"]["exported"] == 0
-    assert export_finetune(mw, ExportOptions(out=tmp_path / "u", tenant="default"))["counts"]["exported"] == 7
+    assert mw_export(mw, ExportOptions(out=tmp_path / "t", tenant="other"))["counts"]["exported"] == 0
+    assert mw_export(mw, ExportOptions(out=tmp_path / "u", tenant="default"))["counts"]["exported"] == 7
     with pytest.raises(UnknownDomainError):
-        export_finetune(mw, ExportOptions(out=tmp_path / "y", domain="nope"))
+        mw_export(mw, ExportOptions(out=tmp_path / "y", domain="nope"))
 
 
 def test_report_counts_tokens_and_quality(mw, reviewed, tmp_path):
-    report = export_finetune(mw, ExportOptions(out=tmp_path / "r"))
+    report = mw_export(mw, ExportOptions(out=tmp_path / "r"))
     on_disk = json.loads((tmp_path / "r" / "export_report.json").read_text(encoding="utf-8"))
     assert on_disk["counts"] == report["counts"]
     tokens = report["tokens"]
@@ -190,6 +192,6 @@ def test_report_counts_tokens_and_quality(mw, reviewed, tmp_path):
 
 
 def test_an_empty_export_still_writes_a_report(mw, tmp_path):
-    report = export_finetune(mw, ExportOptions(out=tmp_path / "e"))
+    report = mw_export(mw, ExportOptions(out=tmp_path / "e"))
     assert report["counts"]["exported"] == 0 and report["quality"]["score"] < 100
     assert (tmp_path / "e" / "train.jsonl").read_text() == ""

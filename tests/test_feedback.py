@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import HashEmbedder
+from conftest import HashEmbedder, mw_feedback
 
 from rag_middleware.errors import InvalidEditError, RequestError, UnknownInteractionError
-from rag_middleware.learning.feedback import Feedback, FeedbackLog, apply_feedback
+from rag_middleware.learning.feedback import Feedback, FeedbackLog
 
 Q = "Columns: price, qty\nsort by price, cheapest first"
 A = "Columns: price, qty\nsort the rows by price, cheapest first"  # a little less similar to Q than B
@@ -51,7 +51,7 @@ def test_approve_makes_the_entry_approved_and_rank_ahead_of_validated(mw, fake_l
     assert a_before.status == "validated" and b_before.status == "validated"
     assert b_before.mmr_rank < a_before.mmr_rank
 
-    result = apply_feedback(mw, Feedback(interaction_id=first_a.interaction_id, action="approve", score=5,
+    result = mw_feedback(mw, Feedback(interaction_id=first_a.interaction_id, action="approve", score=5,
                                          reviewer="ana"))
     assert result.effective == "approve" and not result.replaced
     mem = mw.store.get([first_a.interaction_id])[0]
@@ -66,7 +66,7 @@ def test_approve_makes_the_entry_approved_and_rank_ahead_of_validated(mw, fake_l
 def test_edit_stores_the_corrected_answer_as_gold(mw, fake_llm):
     first = ask(mw, fake_llm, A, plan())
     corrected = plan(ascending=False)
-    result = apply_feedback(mw, Feedback(interaction_id=first.interaction_id, action="edit",
+    result = mw_feedback(mw, Feedback(interaction_id=first.interaction_id, action="edit",
                                          edited_output=json.dumps(corrected), reviewer="ana", score=4))
     mem = result.memory
     assert (mem.status, mem.source) == ("approved", "edited")
@@ -86,12 +86,12 @@ def test_edit_stores_the_corrected_answer_as_gold(mw, fake_llm):
 def test_an_invalid_edit_is_refused_with_the_errors_and_changes_nothing(mw, fake_llm):
     first = ask(mw, fake_llm, A, plan())
     with pytest.raises(InvalidEditError) as info:
-        apply_feedback(mw, Feedback(interaction_id=first.interaction_id, action="edit",
+        mw_feedback(mw, Feedback(interaction_id=first.interaction_id, action="edit",
                                     edited_output=plan(column="cost"), reviewer="ana"))
     assert info.value.http_status == 422
     assert any("unknown column cost" in e for e in info.value.errors), info.value.errors
     with pytest.raises(InvalidEditError, match="not JSON"):
-        apply_feedback(mw, Feedback(interaction_id=first.interaction_id, action="edit", edited_output="{oops",
+        mw_feedback(mw, Feedback(interaction_id=first.interaction_id, action="edit", edited_output="{oops",
                                     reviewer="ana"))
     assert mw.store.get([first.interaction_id])[0].status == "validated"
     log = FeedbackLog(mw.settings.db_path)
@@ -103,7 +103,7 @@ def test_reject_turns_the_entry_into_a_negative_the_next_request_is_shown(mw, fa
     wrong = plan(ascending=False)
     first = ask(mw, fake_llm, A, wrong)
     reason = "cheapest first means ascending order"
-    apply_feedback(mw, Feedback(interaction_id=first.interaction_id, action="reject", reason=reason, reviewer="ana"))
+    mw_feedback(mw, Feedback(interaction_id=first.interaction_id, action="reject", reason=reason, reviewer="ana"))
     mem = mw.store.get([first.interaction_id])[0]
     assert (mem.kind, mem.status, mem.reason) == ("negative", "rejected", reason)
     assert json.loads(mem.wrong) == wrong and mem.answer == ""
@@ -119,19 +119,19 @@ def test_reject_turns_the_entry_into_a_negative_the_next_request_is_shown(mw, fa
 def test_feedback_is_idempotent_per_reviewer_and_the_newest_decides(mw, fake_llm):
     first = ask(mw, fake_llm, A, plan())
     iid = first.interaction_id
-    r1 = apply_feedback(mw, Feedback(interaction_id=iid, action="reject", reason="wrong order", reviewer="ana"))
-    r2 = apply_feedback(mw, Feedback(interaction_id=iid, action="reject", reason="wrong order", reviewer="ana"))
+    r1 = mw_feedback(mw, Feedback(interaction_id=iid, action="reject", reason="wrong order", reviewer="ana"))
+    r2 = mw_feedback(mw, Feedback(interaction_id=iid, action="reject", reason="wrong order", reviewer="ana"))
     assert not r1.replaced and r2.replaced
     log = FeedbackLog(mw.settings.db_path)
     assert len(log.of(iid)) == 1 and log.count() == 1
     # the same reviewer changes their mind: replaced, not added; the entry is positive again
-    r3 = apply_feedback(mw, Feedback(interaction_id=iid, action="approve", score=4, reviewer="ana"))
+    r3 = mw_feedback(mw, Feedback(interaction_id=iid, action="approve", score=4, reviewer="ana"))
     assert r3.replaced and len(log.of(iid)) == 1 and log.of(iid)[0].action == "approve"
     mem = mw.store.get([iid])[0]
     assert (mem.kind, mem.status, mem.wrong, mem.reason) == ("interaction", "approved", "", "")
     assert json.loads(mem.answer) == plan()
     # another reviewer adds a row; theirs is the newest, so it decides
-    apply_feedback(mw, Feedback(interaction_id=iid, action="reject", reason="not what I asked", reviewer="bo"))
+    mw_feedback(mw, Feedback(interaction_id=iid, action="reject", reason="not what I asked", reviewer="bo"))
     assert len(log.of(iid)) == 2
     assert mw.store.get([iid])[0].kind == "negative"
     assert selected(probe(mw, fake_llm), iid) is None
@@ -144,7 +144,7 @@ def test_feedback_is_idempotent_per_reviewer_and_the_newest_decides(mw, fake_llm
 
 def test_unknown_interaction_is_a_clear_404_error(mw):
     with pytest.raises(UnknownInteractionError, match="no interaction 'nope'") as info:
-        apply_feedback(mw, Feedback(interaction_id="nope", action="approve"))
+        mw_feedback(mw, Feedback(interaction_id="nope", action="approve"))
     assert info.value.http_status == 404
 
 
@@ -162,8 +162,8 @@ def test_a_failed_interaction_cannot_be_approved_but_an_edit_puts_it_in_memory(m
     failed = mw.ask(A, domain="data_ops", raise_on_invalid=False)
     assert failed.status == "failed" and mw.store.get([failed.interaction_id]) == []
     with pytest.raises(RequestError, match="no valid answer to approve"):
-        apply_feedback(mw, Feedback(interaction_id=failed.interaction_id, action="approve"))
-    apply_feedback(mw, Feedback(interaction_id=failed.interaction_id, action="edit", edited_output=plan()))
+        mw_feedback(mw, Feedback(interaction_id=failed.interaction_id, action="approve"))
+    mw_feedback(mw, Feedback(interaction_id=failed.interaction_id, action="edit", edited_output=plan()))
     mem = mw.store.get([failed.interaction_id])[0]
     assert (mem.status, mem.source, mem.tenant, mem.domain) == ("approved", "edited", "default", "data_ops")
     assert selected(probe(mw, fake_llm), failed.interaction_id) is not None
@@ -173,7 +173,7 @@ def test_free_text_edit_and_reject_of_a_failed_answer(mw, fake_llm):
     fake_llm.enqueue("Use SUM.")
     first = mw.ask("How do I add a column of numbers?", domain="assistant")
     assert mw.store.get([first.interaction_id])[0].status == "pending"
-    apply_feedback(mw, Feedback(interaction_id=first.interaction_id, action="edit",
+    mw_feedback(mw, Feedback(interaction_id=first.interaction_id, action="edit",
                                 edited_output="Type =SUM(A2:A10) in the cell below the numbers."))
     mem = mw.store.get([first.interaction_id])[0]
     assert mem.answer.startswith("Type =SUM") and mem.status == "approved"

@@ -9,7 +9,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from ..errors import RequestError
-from ..learning.export import ExportOptions, export_finetune
+from ..learning.export import ExportOptions, MemoryAccess, export_finetune
 from .context import CliState, console
 
 __all__ = ["app"]
@@ -41,7 +41,8 @@ def finetune(
     columns = (TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
                TimeRemainingColumn())
     with state.middleware() as mw, Progress(*columns, console=console) as progress:
-        report = export_finetune(mw, opts, progress=progress)
+        report = export_finetune(MemoryAccess.of(mw), opts, domains=mw.domains, templates=mw.templates,
+                                 num_ctx=mw.settings.llm.num_ctx, progress=progress)
     counts, quality = report["counts"], report["quality"]
     lines = [
         f"fine-tuning export in {out}: train {counts['train']}, holdout {counts['holdout']}",

@@ -14,7 +14,7 @@ from rich.table import Table
 from typer.core import TyperGroup
 
 from ..errors import RequestError
-from ..learning.feedback import Feedback, apply_feedback
+from ..learning.feedback import Feedback, MemoryAccess, apply_feedback
 from .context import CliState, console, err_console
 
 __all__ = ["register", "show_result"]
@@ -67,7 +67,7 @@ def feedback(
         raise RequestError(err["msg"].removeprefix("Value error, ")) from None
     state: CliState = ctx.obj
     with state.middleware() as mw:
-        result = apply_feedback(mw, fb)
+        result = apply_feedback(MemoryAccess.of(mw), mw.domains, fb)
     show_result(result, as_json=as_json)
 
 

@@ -18,7 +18,7 @@ from rich.table import Table
 
 from ..memory.db import connect
 from ..errors import InvalidEditError, RequestError
-from ..learning.feedback import Feedback, FeedbackLog, apply_feedback
+from ..learning.feedback import Feedback, FeedbackLog, MemoryAccess, apply_feedback
 from ..analytics.stats import load_rows
 from .context import CliState, console
 from .feedback import show_result
@@ -69,8 +69,8 @@ def _edit(mw: Any, interaction: Any, reviewer: str) -> bool:
             console.print("edit cancelled (nothing saved)", markup=False)
             return False
         try:
-            result = apply_feedback(mw, Feedback(interaction_id=interaction.id, action="edit",
-                                                 edited_output=edited.strip(), reviewer=reviewer))
+            result = apply_feedback(MemoryAccess.of(mw), mw.domains, Feedback(
+                interaction_id=interaction.id, action="edit", edited_output=edited.strip(), reviewer=reviewer))
         except InvalidEditError as exc:
             console.print("the edit fails validation:", markup=False, style="red")
             for line in exc.errors:
@@ -122,7 +122,7 @@ def review(
         raise RequestError(f"--order must be one of {', '.join(ORDERS)}, not {order!r}")
     counts = {"approve": 0, "edit": 0, "reject": 0, "skip": 0}
     with state.middleware() as mw:
-        log = FeedbackLog(mw.settings.db_path)
+        log, memory = FeedbackLog(mw.settings.db_path), MemoryAccess.of(mw)
         try:
             def done(iid: str) -> bool:
                 return not include_reviewed and any(f.reviewer == reviewer for f in log.of(iid))
@@ -144,13 +144,13 @@ def review(
                 if choice == "s":
                     counts["skip"] += 1
                 elif choice == "a":
-                    show_result(apply_feedback(mw, Feedback(interaction_id=interaction.id, action="approve",
-                                                            reviewer=reviewer), log=log))
+                    show_result(apply_feedback(memory, mw.domains, Feedback(
+                        interaction_id=interaction.id, action="approve", reviewer=reviewer), log=log))
                     counts["approve"] += 1
                 elif choice == "r":
                     reason = click.prompt("reason", value_proc=lambda v: v.strip() or _empty())
-                    show_result(apply_feedback(mw, Feedback(interaction_id=interaction.id, action="reject",
-                                                            reason=reason, reviewer=reviewer), log=log))
+                    show_result(apply_feedback(memory, mw.domains, Feedback(
+                        interaction_id=interaction.id, action="reject", reason=reason, reviewer=reviewer), log=log))
                     counts["reject"] += 1
                 elif _edit(mw, interaction, reviewer):
                     counts["edit"] += 1

@@ -2,7 +2,8 @@
 
 Only interactions whose newest feedback approves or edits them are exported (an edit exports the corrected
 answer); ``min_confidence`` also leaves out those the model answered with less confidence (or none recorded:
-free text), counted among the report's skipped reasons. Every string is PII-masked before anything is written (:mod:`rag_middleware.learning.pii`); exact duplicates
+free text), counted among the report's skipped reasons. Every string is PII-masked before anything is written
+(:mod:`rag_middleware.learning.pii`); exact duplicates
 (normalised prompt and completion) and near duplicates (embedding cosine of question and completion above a
 threshold) are removed; a holdout split, stratified by domain, is written beside the training set:
 
@@ -21,6 +22,8 @@ import hashlib
 import json
 import os
 from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -28,17 +31,21 @@ import numpy as np
 from pydantic import BaseModel, Field
 
 from ..errors import RequestError
+from ..llm.tokens import ApproxTokenCounter
+from ..memory.access import MemoryAccess
+from ..memory.embedding import Embedder
+from ..memory.journal import InteractionLog
+from ..records import iso, utcnow
 from .feedback import FeedbackLog
 from .pii import PII_TYPES, PiiMasker
-from ..records import iso, utcnow
-from ..llm.tokens import ApproxTokenCounter
 
 if TYPE_CHECKING:
     from rich.progress import Progress
 
-    from ..request.pipeline import Middleware
+    from ..domains import DomainRegistry
+    from ..templating.engine import TemplateSet
 
-__all__ = ["ExportOptions", "export_finetune"]
+__all__ = ["ExportOptions", "MemoryAccess", "export_finetune"]
 
 PROMPT_KINDS = ("system", "history", "request")
 SPLIT_SEED = "rag-middleware-holdout"
@@ -79,7 +86,7 @@ def _prompt_turns(interaction: Any, with_examples: bool) -> list[dict[str, Any]]
     return turns
 
 
-def _collect(mw: Middleware, opts: ExportOptions, log: FeedbackLog) -> tuple[list[_Item], Counter[str]]:
+def _collect(journal: InteractionLog, opts: ExportOptions, log: FeedbackLog) -> tuple[list[_Item], Counter[str]]:
     skipped: Counter[str] = Counter()
     items: list[_Item] = []
     for iid, fb in log.effective().items():
@@ -89,7 +96,7 @@ def _collect(mw: Middleware, opts: ExportOptions, log: FeedbackLog) -> tuple[lis
         if opts.min_score is not None and (fb.score is None or fb.score < opts.min_score):
             skipped[f"score below {opts.min_score} or missing"] += 1
             continue
-        interaction = mw.journal.get(iid)
+        interaction = journal.get(iid)
         if interaction is None:
             skipped["interaction missing from the log"] += 1
             continue
@@ -124,7 +131,8 @@ def _norm(text: str) -> str:
     return " ".join(text.lower().split())
 
 
-def _dedup(mw: Middleware, items: list[_Item], threshold: float, progress: Progress | None) -> tuple[list[_Item], int, int]:
+def _dedup(embedder: Embedder, items: list[_Item], threshold: float,
+           progress: Progress | None) -> tuple[list[_Item], int, int]:
     exact: set[str] = set()
     unique: list[_Item] = []
     for it in items:
@@ -137,10 +145,10 @@ def _dedup(mw: Middleware, items: list[_Item], threshold: float, progress: Progr
     if not unique:
         return unique, exact_removed, 0
     task = progress.add_task("near duplicates", total=len(unique)) if progress else None
-    vectors = mw.embedder.encode([f"{it.question}\n{it.completion}" for it in unique])
+    vectors = embedder.encode([f"{it.question}\n{it.completion}" for it in unique])
     kept: list[_Item] = []
     kept_vectors: list[np.ndarray] = []
-    for it, vec in zip(unique, vectors):
+    for it, vec in zip(unique, vectors, strict=True):
         if not kept_vectors or float(np.max(np.stack(kept_vectors) @ vec)) < threshold:
             kept.append(it)
             kept_vectors.append(vec)
@@ -168,11 +176,11 @@ def _split(items: list[_Item], fraction: float) -> tuple[list[_Item], list[_Item
     return train, holdout
 
 
-def _line(mw: Middleware, it: _Item, fmt: str) -> dict[str, Any]:
+def _line(domains: DomainRegistry, templates: TemplateSet, it: _Item, fmt: str) -> dict[str, Any]:
     if fmt == "chat":
         return {"messages": _clean(it.messages) + [{"role": "assistant", "content": it.completion}]}
-    domain = mw.domains.get(it.domain)
-    prompt = mw.templates.render("completion", for_domain=domain.name, messages=it.messages,
+    domain = domains.get(it.domain)
+    prompt = templates.render("completion", for_domain=domain.name, messages=it.messages,
                                  free_text=domain.free_text,
                                  domain={"name": domain.name, "description": domain.spec.description.strip()})
     return {"prompt": prompt, "completion": " " + it.completion, "metadata": it.metadata}
@@ -219,72 +227,34 @@ def _quality(*, total: int, kept: int, invalid: int, dupes: int, pii_items: int,
     return score, deductions
 
 
-def export_finetune(mw: Middleware, opts: ExportOptions, *, progress: Progress | None = None) -> dict[str, Any]:
-    """Write train.jsonl, holdout.jsonl and export_report.json under ``opts.out``; return the report."""
+def export_finetune(memory: MemoryAccess, opts: ExportOptions, *, domains: DomainRegistry, templates: TemplateSet,
+                    num_ctx: int, progress: Progress | None = None) -> dict[str, Any]:
+    """Write train.jsonl, holdout.jsonl and export_report.json under ``opts.out``; return the report.
+
+    ``domains`` validate the completions, ``templates`` flatten prompt-completion prompts, ``num_ctx`` is the
+    context window the token estimates are held against."""
     if opts.domain:
-        mw.domains.get(opts.domain)  # an unknown domain is an error, not an empty export
+        domains.get(opts.domain)  # an unknown domain is an error, not an empty export
     try:
         opts.out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise RequestError(f"cannot create output directory {opts.out}: {exc.strerror or exc}") from None
-    log = FeedbackLog(mw.settings.db_path)
+    log = FeedbackLog(memory.db_path)
     try:
-        items, skipped = _collect(mw, opts, log)
+        items, skipped = _collect(memory.journal, opts, log)
     finally:
         log.close()
-
     masker = PiiMasker()
-    validity: list[dict[str, Any]] = []
-    valid_items: list[_Item] = []
-    pii_items = 0
-    task = progress.add_task("masking and validating", total=len(items)) if progress else None
-    for it in items:
-        before = sum(masker.hits.values())
-        it.messages = [{**m, "content": masker.mask(m["content"])} for m in it.messages]
-        it.question = masker.mask(it.question)
-        it.completion = masker.mask(it.completion)
-        it.metadata = masker.mask_value(it.metadata)
-        pii_items += sum(masker.hits.values()) > before
-        domain = mw.domains.get(it.domain)
-        if domain.free_text:
-            ok, errors = bool(it.completion.strip()), ([] if it.completion.strip() else ["(root): empty answer"])
-        else:
-            outcome = domain.validator.validate_text(it.completion, it.question, repair=False)
-            ok, errors = outcome.ok, outcome.errors
-        validity.append({"interaction_id": it.id, "domain": it.domain, "valid": ok,
-                         "errors": [PiiMasker().mask(e) for e in errors]})  # messages may quote values
-        if ok:
-            valid_items.append(it)
-        if progress is not None:
-            progress.advance(task)
-
-    kept, exact_removed, near_removed = _dedup(mw, valid_items, opts.near_dup_threshold, progress)
+    checked = _mask_and_validate(items, domains, masker, progress)
+    kept, exact_removed, near_removed = _dedup(memory.embedder, checked.valid, opts.near_dup_threshold, progress)
     train, holdout = _split(kept, opts.holdout)
-    counter = ApproxTokenCounter()
-    num_ctx = mw.settings.llm.num_ctx
-    lines: dict[str, list[dict[str, Any]]] = {"train": [], "holdout": []}
-    prompt_tokens: list[int] = []
-    completion_tokens: list[int] = []
-    over_budget = 0
-    task = progress.add_task("writing", total=len(kept)) if progress else None
-    for name, part in (("train", train), ("holdout", holdout)):
-        for it in part:
-            line = _line(mw, it, opts.format)
-            lines[name].append(line)
-            p = sum(counter.count(m["content"]) for m in it.messages)
-            c = counter.count(it.completion)
-            prompt_tokens.append(p)
-            completion_tokens.append(c)
-            over_budget += p + c > num_ctx
-            if progress is not None:
-                progress.advance(task)
-    _write_jsonl(opts.out / "train.jsonl", lines["train"])
-    _write_jsonl(opts.out / "holdout.jsonl", lines["holdout"])
-
-    invalid = sum(1 for v in validity if not v["valid"])
+    tokens = _write_sets(opts, {"train": train, "holdout": holdout},
+                         lambda it: _line(domains, templates, it, opts.format), num_ctx=num_ctx, progress=progress)
+    invalid = sum(1 for v in checked.validity if not v["valid"])
     score, deductions = _quality(total=len(items), kept=len(train), invalid=invalid,
-                                 dupes=exact_removed + near_removed, pii_items=pii_items, holdout=len(holdout),
-                                 domains=Counter(it.domain for it in kept), over_budget=over_budget)
+                                 dupes=exact_removed + near_removed, pii_items=checked.pii_items,
+                                 holdout=len(holdout), domains=Counter(it.domain for it in kept),
+                                 over_budget=tokens.over_budget)
     report = {
         "created_at": iso(utcnow()),
         "options": {**opts.model_dump(mode="json"), "out": str(opts.out)},
@@ -292,17 +262,11 @@ def export_finetune(mw: Middleware, opts: ExportOptions, *, progress: Progress |
                    "holdout": len(holdout), "by_domain": dict(Counter(it.domain for it in kept)),
                    "holdout_by_domain": dict(Counter(it.domain for it in holdout)), "skipped": dict(skipped)},
         "pii": {"hits_by_type": {kind: masker.hits.get(kind, 0) for kind in PII_TYPES},
-                "examples_with_pii": pii_items},
+                "examples_with_pii": checked.pii_items},
         "duplicates_removed": {"exact": exact_removed, "near": near_removed,
                                "near_threshold": opts.near_dup_threshold},
-        "schema_validity": {"valid": len(items) - invalid, "invalid": invalid, "items": validity},
-        "tokens": {"estimator": "approx (3 characters per token)",
-                   "prompt_total": sum(prompt_tokens), "completion_total": sum(completion_tokens),
-                   "prompt_mean": round(sum(prompt_tokens) / len(prompt_tokens), 1) if prompt_tokens else 0,
-                   "completion_mean": round(sum(completion_tokens) / len(completion_tokens), 1)
-                   if completion_tokens else 0,
-                   "max_example": max((p + c for p, c in zip(prompt_tokens, completion_tokens)), default=0),
-                   "over_context": over_budget, "num_ctx": num_ctx},
+        "schema_validity": {"valid": len(items) - invalid, "invalid": invalid, "items": checked.validity},
+        "tokens": tokens.report(num_ctx),
         "quality": {"score": score, "deductions": deductions},
         "files": {"train": str(opts.out / "train.jsonl"), "holdout": str(opts.out / "holdout.jsonl")},
     }
@@ -310,3 +274,81 @@ def export_finetune(mw: Middleware, opts: ExportOptions, *, progress: Progress |
     tmp.write_text(json.dumps(report, indent=2, ensure_ascii=False), encoding="utf-8")
     os.replace(tmp, opts.out / "export_report.json")
     return report
+
+
+@dataclass
+class _Checked:
+    """The candidates after PII masking and validation against their domain's output model."""
+
+    valid: list[_Item] = field(default_factory=list)
+    validity: list[dict[str, Any]] = field(default_factory=list)  # one entry per candidate, for the report
+    pii_items: int = 0  # candidates in which something was masked
+
+
+def _mask_and_validate(items: list[_Item], domains: DomainRegistry, masker: PiiMasker,
+                       progress: Progress | None) -> _Checked:
+    """Mask every string of every item (in place), then validate its completion."""
+    checked = _Checked()
+    task = progress.add_task("masking and validating", total=len(items)) if progress else None
+    for it in items:
+        before = sum(masker.hits.values())
+        it.messages = [{**m, "content": masker.mask(m["content"])} for m in it.messages]
+        it.question = masker.mask(it.question)
+        it.completion = masker.mask(it.completion)
+        it.metadata = masker.mask_value(it.metadata)
+        checked.pii_items += sum(masker.hits.values()) > before
+        ok, errors = _validate(domains.get(it.domain), it)
+        checked.validity.append({"interaction_id": it.id, "domain": it.domain, "valid": ok,
+                                 "errors": [PiiMasker().mask(e) for e in errors]})  # messages may quote values
+        if ok:
+            checked.valid.append(it)
+        if progress is not None:
+            progress.advance(task)
+    return checked
+
+
+def _validate(domain: Any, it: _Item) -> tuple[bool, list[str]]:
+    if domain.free_text:
+        return (True, []) if it.completion.strip() else (False, ["(root): empty answer"])
+    outcome = domain.validator.validate_text(it.completion, it.question, repair=False)
+    return outcome.ok, outcome.errors
+
+
+@dataclass
+class _Tokens:
+    """Estimated tokens of what was written (3 characters per token)."""
+
+    prompt: list[int] = field(default_factory=list)
+    completion: list[int] = field(default_factory=list)
+    over_budget: int = 0  # examples longer than the context window
+
+    def report(self, num_ctx: int) -> dict[str, Any]:
+        def mean(values: list[int]) -> float:
+            return round(sum(values) / len(values), 1) if values else 0
+
+        return {"estimator": "approx (3 characters per token)",
+                "prompt_total": sum(self.prompt), "completion_total": sum(self.completion),
+                "prompt_mean": mean(self.prompt), "completion_mean": mean(self.completion),
+                "max_example": max((p + c for p, c in zip(self.prompt, self.completion, strict=True)), default=0),
+                "over_context": self.over_budget, "num_ctx": num_ctx}
+
+
+def _write_sets(opts: ExportOptions, parts: dict[str, list[_Item]], line: Callable[[_Item], dict[str, Any]], *,
+                num_ctx: int, progress: Progress | None) -> _Tokens:
+    """Write ``DIR/<part>.jsonl`` for each part, counting the tokens of what was written."""
+    counter = ApproxTokenCounter()
+    tokens = _Tokens()
+    task = progress.add_task("writing", total=sum(len(p) for p in parts.values())) if progress else None
+    for name, part in parts.items():
+        lines = []
+        for it in part:
+            lines.append(line(it))
+            p = sum(counter.count(m["content"]) for m in it.messages)
+            c = counter.count(it.completion)
+            tokens.prompt.append(p)
+            tokens.completion.append(c)
+            tokens.over_budget += p + c > num_ctx
+            if progress is not None:
+                progress.advance(task)
+        _write_jsonl(opts.out / f"{name}.jsonl", lines)
+    return tokens

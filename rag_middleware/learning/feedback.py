@@ -25,14 +25,16 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, Field, model_validator
 
-from ..memory.db import connect
 from ..errors import InvalidEditError, RequestError, StoreError, UnknownInteractionError
+from ..memory.access import MemoryAccess
+from ..memory.db import connect
 from ..records import Interaction, MemoryRecord, iso, utcnow
 
 if TYPE_CHECKING:
-    from ..request.pipeline import Middleware
+    from ..domains import DomainRegistry
 
-__all__ = ["Feedback", "FeedbackLog", "FeedbackResult", "apply_feedback", "memory_state"]
+__all__ = ["Feedback", "FeedbackLog", "FeedbackResult", "MemoryAccess", "apply_feedback", "check_edit",
+           "memory_state"]
 
 Action = Literal["approve", "edit", "reject"]
 
@@ -128,9 +130,9 @@ def _answer_text(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, separators=(", ", ": "))
 
 
-def check_edit(mw: Middleware, interaction: Interaction, edited: Any) -> Any:
+def check_edit(domains: DomainRegistry, interaction: Interaction, edited: Any) -> Any:
     """The corrected output, validated against the domain's model (refused with the errors when invalid)."""
-    domain = mw.domains.get(interaction.domain)
+    domain = domains.get(interaction.domain)
     if domain.free_text:
         text = edited if isinstance(edited, str) else _answer_text(edited)
         if not text.strip():
@@ -140,8 +142,9 @@ def check_edit(mw: Middleware, interaction: Interaction, edited: Any) -> Any:
         try:
             edited = json.loads(edited)
         except json.JSONDecodeError as exc:
-            raise InvalidEditError(f"the edited answer is not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}",
-                                   errors=[f"(root): invalid JSON: {exc.msg}"]) from None
+            raise InvalidEditError(
+                f"the edited answer is not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}",
+                errors=[f"(root): invalid JSON: {exc.msg}"]) from None
     outcome = domain.validator.validate_value(edited, interaction.question)
     if not outcome.ok:
         raise InvalidEditError(f"the edited answer fails the {domain.name} output model: {'; '.join(outcome.errors)}",
@@ -163,25 +166,27 @@ def memory_state(interaction: Interaction, fb: Feedback) -> dict[str, Any]:
         return {"kind": "negative", "status": "rejected", "source": "rejected", "answer": "",
                 "wrong": _rejected_answer(interaction), "reason": fb.reason.strip(), "meta": meta}
     if fb.action == "edit":
-        return {"kind": "interaction", "status": "approved", "source": "edited", "answer": _answer_text(fb.edited_output),
-                "wrong": "", "reason": "", "meta": meta}
+        return {"kind": "interaction", "status": "approved", "source": "edited",
+                "answer": _answer_text(fb.edited_output), "wrong": "", "reason": "", "meta": meta}
     return {"kind": "interaction", "status": "approved", "source": "interaction",
             "answer": interaction.output_text or _answer_text(interaction.output), "wrong": "", "reason": "",
             "meta": meta}
 
 
-def apply_feedback(mw: Middleware, fb: Feedback, *, log: FeedbackLog | None = None) -> FeedbackResult:
-    """Record ``fb`` and bring the interaction's memory entry in line with its newest feedback."""
-    interaction = mw.journal.get(fb.interaction_id)
+def apply_feedback(memory: MemoryAccess, domains: DomainRegistry, fb: Feedback, *,
+                   log: FeedbackLog | None = None) -> FeedbackResult:
+    """Record ``fb`` and bring the interaction's memory entry in line with its newest feedback (an edit is
+    validated against the domain's output model in ``domains``)."""
+    interaction = memory.journal.get(fb.interaction_id)
     if interaction is None:
         raise UnknownInteractionError(fb.interaction_id)
     if fb.action == "edit":
-        fb = fb.model_copy(update={"edited_output": check_edit(mw, interaction, fb.edited_output)})
+        fb = fb.model_copy(update={"edited_output": check_edit(domains, interaction, fb.edited_output)})
     elif fb.action == "approve" and not interaction.succeeded:
         raise RequestError(f"interaction {interaction.id} has no valid answer to approve ({interaction.status}); "
                            "give the corrected answer as an edit instead")
     own = log is None
-    log = log or FeedbackLog(mw.settings.db_path)
+    log = log or FeedbackLog(memory.db_path)
     try:
         earlier = {f.reviewer: f for f in log.of(fb.interaction_id)}
         if fb.reviewer in earlier:  # a resubmission keeps when the reviewer first spoke
@@ -191,20 +196,20 @@ def apply_feedback(mw: Middleware, fb: Feedback, *, log: FeedbackLog | None = No
     finally:
         if own:
             log.close()
-    memory = _write_memory(mw, interaction, newest)
-    return FeedbackResult(feedback=fb, replaced=replaced, effective=newest.action, memory=memory)
+    entry = _write_memory(memory, interaction, newest)
+    return FeedbackResult(feedback=fb, replaced=replaced, effective=newest.action, memory=entry)
 
 
-def _write_memory(mw: Middleware, interaction: Interaction, fb: Feedback) -> MemoryRecord:
+def _write_memory(memory: MemoryAccess, interaction: Interaction, fb: Feedback) -> MemoryRecord:
     state = memory_state(interaction, fb)
-    existing = mw.store.get([interaction.id], tenant=interaction.tenant)
+    existing = memory.store.get([interaction.id], tenant=interaction.tenant)
     if existing:
         meta = {**existing[0].meta, **state["meta"]}
-        if not mw.store.update(interaction.id, tenant=interaction.tenant, **{**state, "meta": meta}):
+        if not memory.store.update(interaction.id, tenant=interaction.tenant, **{**state, "meta": meta}):
             raise StoreError(f"memory entry {interaction.id} vanished while feedback was applied")
         return existing[0].model_copy(update={**state, "meta": meta})
     record = MemoryRecord(id=interaction.id, tenant=interaction.tenant, domain=interaction.domain,
                           question=interaction.question, template_version=interaction.template_version,
                           created_at=interaction.created_at, **state)
-    mw.store.upsert([record], mw.embedder.encode([interaction.question]))
+    memory.store.upsert([record], memory.embedder.encode([interaction.question]))
     return record

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel
 
 from ..errors import RagMiddlewareError
-from .feedback import Feedback, FeedbackLog, apply_feedback, check_edit
+from .feedback import Feedback, FeedbackLog, MemoryAccess, apply_feedback, check_edit
 from .openwebui import Judgement
 from ..records import Interaction
 
@@ -169,7 +169,7 @@ def _sync_one(mw: Middleware, j: Judgement, journal: _Journal, log: FeedbackLog,
     if dry_run:
         return row.model_copy(update={"outcome": "would apply"})
     try:
-        result = apply_feedback(mw, fb, log=log)
+        result = apply_feedback(MemoryAccess.of(mw), mw.domains, fb, log=log)
     except RagMiddlewareError as exc:
         return row.model_copy(update={"outcome": "refused", "detail": exc.one_line()})
     return row.model_copy(update={"outcome": "replaced" if result.replaced else "applied",
@@ -181,6 +181,6 @@ def _comparable(mw: Middleware, interaction: Interaction, fb: Feedback) -> Feedb
     if fb.action != "edit":
         return fb
     try:
-        return fb.model_copy(update={"edited_output": check_edit(mw, interaction, fb.edited_output)})
+        return fb.model_copy(update={"edited_output": check_edit(mw.domains, interaction, fb.edited_output)})
     except RagMiddlewareError:
         return fb

@@ -28,7 +28,7 @@ from starlette.routing import Route
 from ..analytics.ab import ab_report
 from ..memory.db import connect
 from ..errors import InvalidEditError, RagMiddlewareError, RequestError
-from ..learning.feedback import Feedback, apply_feedback
+from ..learning.feedback import Feedback, MemoryAccess, apply_feedback
 from ..analytics.stats import load_rows, parse_since, read_stats
 from ..config import ServerSettings
 from .context import ServerContext
@@ -118,7 +118,8 @@ async def feedback(request: Request) -> Response:
     data = {k: v for k, v in data.items() if k not in ("created_at", "updated_at")}
     fb = validated(Feedback, data, what="feedback")
     try:
-        result = await anyio.to_thread.run_sync(functools.partial(apply_feedback, ctx.mw, fb))
+        result = await anyio.to_thread.run_sync(
+            functools.partial(apply_feedback, MemoryAccess.of(ctx.mw), ctx.mw.domains, fb))
     except InvalidEditError as exc:
         return JSONResponse({"error": exc.one_line(), "errors": exc.errors}, status_code=exc.http_status)
     return JSONResponse({
