@@ -19,8 +19,9 @@ version in the data dir (domains/overrides.py; the repo's domain.yaml is never t
 - ``rule``: a line for the domain's rules.
 
 Applying first loads the domain with the patch, and refuses (saying why) what would not load, such as a
-negative whose corrected answer contradicts a derived field. Suggestion ids are a hash of the domain, kind and patch, so they stay the same while the edits that made them
-do; a suggestion already in the live override is marked ``applied``.
+negative whose corrected answer contradicts a derived field. Suggestion ids are a hash of the domain, kind
+and patch, so they stay the same while the edits that made them do; a suggestion already in the live override
+is marked ``applied``.
 """
 
 from __future__ import annotations
@@ -48,11 +49,12 @@ __all__ = ["Edit", "apply", "changes", "load_edits", "mine"]
 
 ABSENT = "(absent)"
 TOP = 10  # transitions per field, words and sentences per free-text domain
-STOPWORDS = frozenset(
+_STOPWORDS_TEXT = (
     "the a an and or but if then than that this these those with without for from into onto to of in on at by "
     "is are was were be been being it its it's you your yours we our they them their he she his her i me my "
     "as so not no do does did can could will would should may might just also very more most there here what "
-    "which who whom when where why how all any each some such only own same too".split())
+    "which who whom when where why how all any each some such only own same too")
+STOPWORDS = frozenset(_STOPWORDS_TEXT.split())
 _WORD = re.compile(r"[a-z0-9][a-z0-9_'-]*")
 _SENTENCE = re.compile(r"(?<=[.!?])\s+|\n+")
 
@@ -177,7 +179,8 @@ def _derive(domain: Any, edits: list[Edit], fields: list[dict[str, Any]], *, min
         curated = [x.answer for x in domain.examples]
         for source in _sources(changed, target):
             mapping = _mapping([e.after for e in changed], source, target)
-            if mapping is None or len(mapping) >= len(changed) or _mapping([e.after for e in edits], source, target) is None:
+            if (mapping is None or len(mapping) >= len(changed)
+                    or _mapping([e.after for e in edits], source, target) is None):
                 continue  # not a function of the source in every edit, or no value of it seen twice
             from_examples = _mapping(curated, source, target)
             if from_examples is None or any(from_examples.get(k, v) != v for k, v in mapping.items()):
@@ -236,7 +239,8 @@ def _transitions(domain: Any, by_change: dict[tuple[str, str, str], list[Edit]],
                     "why": why, "right": first.after}
         out.append(_suggestion(domain.name, "negative", {"negatives": [negative]}, support=len(members),
                                title=f"{why} ({len(members)} times)"))
-        rule = f'{path}: prefer {b} over {a} (reviewers corrected {a} to {b} in requests like "{_clip(first.question)}")'
+        rule = (f'{path}: prefer {b} over {a} '
+                f'(reviewers corrected {a} to {b} in requests like "{_clip(first.question)}")')
         out.append(_suggestion(domain.name, "rule", {"rules": [rule]}, support=len(members), title=rule))
     return out
 

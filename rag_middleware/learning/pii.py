@@ -79,7 +79,8 @@ _DETECTORS = (
         r"(?i)\b(?:ssn|national id|id number|id no\.?|passport(?: no\.?| number)?|tax id|personalausweis)[:# ]{1,3}"
         r"(?P<v>[A-Z0-9][A-Z0-9-]{5,15})\b"), lambda m: any(ch.isdigit() for ch in m)),
     # phone numbers: an optional +country code, then 7-15 digits in groups with spaces, dots, dashes, parens
-    _Detector("phone", re.compile(r"(?<![\w+])(?:\+\d{1,3}[ .-]?)?(?:\(\d{1,4}\)[ .-]?)?\d{2,4}(?:[ .-]?\d{2,4}){1,4}(?!\w)"),
+    _Detector("phone", re.compile(r"(?<![\w+])(?:\+\d{1,3}[ .-]?)?(?:\(\d{1,4}\)[ .-]?)?"
+                                  r"\d{2,4}(?:[ .-]?\d{2,4}){1,4}(?!\w)"),
               lambda m: 7 <= len(_digits(m)) <= 15 and not _DATE_OR_DECIMAL.fullmatch(m)
               and (m.startswith(("+", "(")) or len(_digits(m)) >= 9 or bool(re.search(r"\d[ .-]\d", m)))),
 )

@@ -175,7 +175,7 @@ def paired_bootstrap(*, current: Sequence[float], new: Sequence[float], resample
     in which the new setting's mean field accuracy is at least the current one's."""
     if len(current) != len(new):
         raise ConfigError("a paired comparison needs the same items on both sides")
-    diffs = [b - a for a, b in zip(current, new)]
+    diffs = [b - a for a, b in zip(current, new, strict=True)]
     if not diffs or all(abs(d) < EPS for d in diffs):
         return 1.0
     rng = random.Random(seed)
@@ -193,8 +193,8 @@ def decide(*, current: Sequence[dict[str, Any]], new: Sequence[dict[str, Any]], 
         raise ConfigError("a paired comparison needs the same, non-empty items on both sides")
     acc_cur = sum(r["accuracy"] for r in current) / len(current)
     acc_new = sum(r["accuracy"] for r in new) / len(new)
-    worse = sum(1 for a, b in zip(current, new) if a["exact"] and not b["exact"])
-    better = sum(1 for a, b in zip(current, new) if b["exact"] and not a["exact"])
+    worse = sum(1 for a, b in zip(current, new, strict=True) if a["exact"] and not b["exact"])
+    better = sum(1 for a, b in zip(current, new, strict=True) if b["exact"] and not a["exact"])
     if test == "mcnemar":
         p = mcnemar_exact(worse=worse, better=better)
         name = "exact McNemar test on per-item exact match (one-sided: new worse)"
