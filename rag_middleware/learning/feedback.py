@@ -27,7 +27,7 @@ from pydantic import BaseModel, Field, model_validator
 
 from ..errors import InvalidEditError, RequestError, StoreError, UnknownInteractionError
 from ..memory.access import MemoryAccess
-from ..memory.db import connect
+from ..memory.db import connect, sqlite_errors
 from ..records import Interaction, MemoryRecord, iso, utcnow
 
 if TYPE_CHECKING:
@@ -98,7 +98,7 @@ class FeedbackLog:
         return before is not None
 
     def _rows(self, where: str = "", params: tuple[Any, ...] = ()) -> list[Feedback]:
-        with self._lock:
+        with self._lock, sqlite_errors("reading feedback"):
             rows = self._conn.execute(
                 "SELECT interaction_id, reviewer, action, score, notes, reason, edited_output, created_at, updated_at"
                 f" FROM feedback {where} ORDER BY updated_at DESC, reviewer", params).fetchall()
@@ -118,7 +118,7 @@ class FeedbackLog:
         return out
 
     def count(self) -> int:
-        with self._lock:
+        with self._lock, sqlite_errors("counting feedback"):
             return int(self._conn.execute("SELECT COUNT(*) FROM feedback").fetchone()[0])
 
     def close(self) -> None:
