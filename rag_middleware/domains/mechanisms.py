@@ -217,18 +217,14 @@ class Declarative:
             else:
                 continue
             out = []
-            for item, allowed in zip(items, steps, strict=True):
-                narrowed = copy.deepcopy(item)  # each position its own copy
-                nodes = schema_nodes(narrowed, inner) if inner else [narrowed]
-                if inner == () or not nodes:
-                    new = restrict(narrowed, allowed)
-                    if new is None:
-                        return
-                    out.append(new)
-                    continue
-                if any(restrict(n, allowed) is None for n in nodes) and not _branch_filter(narrowed, inner, allowed):
+            for item, allowed in zip(items, steps, strict=True):  # each position gets its own copy
+                if inner and schema_nodes(item, inner):
+                    new = _narrowed_copy(item, inner, allowed)
+                else:
+                    new = restrict(copy.deepcopy(item), allowed)
+                if new is None:
                     return
-                out.append(narrowed)
+                out.append(new)
             array.update({"prefixItems": out, "items": False, "minItems": len(out), "maxItems": len(out)})
             notes.append(f"{show_path(path)}: one position per clause, {steps}")
 
@@ -409,25 +405,23 @@ def _apply_votes(schema: dict[str, Any], votes: list[dict[str, Any]], notes: lis
             notes.append(f"{vote['path']}: vote admits {vote['allowed']}")
 
 
-def _branch_filter(node: dict[str, Any], inner: Path, allowed: list[str]) -> bool:
-    """Keep only the anyOf/oneOf branches of ``node`` whose value at ``inner`` can be an allowed label, and
-    narrow that value in each kept branch. False when no branch can."""
+def _narrowed_copy(node: dict[str, Any], inner: Path, allowed: list[str]) -> dict[str, Any] | None:
+    """A copy of ``node`` with only the anyOf/oneOf branches whose value at ``inner`` can be an allowed label,
+    that value narrowed in each; None when no branch can. The dropped branches are never copied."""
     for key in ("anyOf", "oneOf"):
         if isinstance(node.get(key), list):
-            kept = [b for b in node[key] if isinstance(b, dict) and _branch_filter(b, inner, allowed)]
+            copies = (_narrowed_copy(b, inner, allowed) for b in node[key] if isinstance(b, dict))
+            kept = [c for c in copies if c is not None]
             if not kept:
-                return False
-            node[key] = kept
-            return True
-    targets = schema_nodes(node, inner)
-    if not targets:
-        return False
-    news = [restrict(t, allowed) for t in targets]
-    if any(n is None for n in news):
-        return False
-    for target, new in zip(targets, news, strict=True):
+                return None
+            return {**{k: copy.deepcopy(v) for k, v in node.items() if k != key}, key: kept}
+    news = [restrict(t, allowed) for t in schema_nodes(node, inner)]  # read only: nothing copied yet
+    if not news or any(n is None for n in news):
+        return None
+    copied = copy.deepcopy(node)
+    for target, new in zip(schema_nodes(copied, inner), news, strict=True):
         _replace(target, new)  # type: ignore[arg-type]
-    return True
+    return copied
 
 
 NUMBER_BOUND = 10**12 - 1  # numbers the grammar admits: at most 12 digits
