@@ -66,7 +66,6 @@ class FakeLLM:
 
     name = "fake"
     model = "fake-model"
-    gguf_path = None
 
     def __init__(self, *, flat_prompt: bool = False, default: str = "{}") -> None:
         self.flat_prompt = flat_prompt

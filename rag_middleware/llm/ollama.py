@@ -22,7 +22,6 @@ def _one_line(value: object) -> str:
 class OllamaBackend:
     name = "ollama"
     flat_prompt = False
-    gguf_path = None  # transitional: request/pipeline.py reads it until it counts with count_tokens; then delete
 
     def __init__(self, *, host: str, model: str, num_ctx: int, keep_alive: str | int | None = None,
                  timeout: float = 120.0, connect_timeout: float = 5.0, tokenizer: str = "auto") -> None:

@@ -36,7 +36,7 @@ from ..memory.journal import InteractionLog
 from ..records import Attempt, Interaction, MemoryRecord, SelectedExample
 from ..templating.versions import TemplateStore
 from ..templating.engine import TemplateSet, one_version_per_call
-from ..llm.tokens import TokenCounter, make_token_counter
+from ..llm.tokens import BackendTokenCounter, TokenCounter
 
 __all__ = ["AskResult", "Middleware"]
 
@@ -120,8 +120,7 @@ class Middleware:
     @property
     def assembler(self) -> Assembler:
         if self._assembler is None:
-            counter = self._token_counter or make_token_counter(self.settings.llm.tokenizer,
-                                                                gguf_path=self.backend.gguf_path)
+            counter = self._token_counter or BackendTokenCounter(self.backend)
             self._assembler = Assembler(settings=self.settings, domains=self.domains, templates=self.templates,
                                         embedder=self.embedder, store=self.store,
                                         flat_prompt=self.backend.flat_prompt, token_counter=counter)
@@ -259,7 +258,7 @@ class Middleware:
             conf = confidence(valid=interaction.status == "validated", output=interaction.output,
                               attempts=len(ledger), votes=votes, similarities=[s.similarity for s in assembly.selected])
             interaction.confidence, interaction.confidence_parts = conf["score"], conf
-        if learn and interaction.status in ("validated", "answered") and assembly.query_vector is not None:
+        if learn and interaction.succeeded and assembly.query_vector is not None:
             self._remember(interaction, assembly.query_vector)
         self.journal.write(interaction)
 
@@ -282,7 +281,7 @@ class Middleware:
         last = interaction.attempts[-1] if interaction.attempts else None
         return AskResult(
             interaction_id=interaction.id, domain=interaction.domain, tenant=interaction.tenant,
-            status=interaction.status, valid=interaction.status in ("validated", "answered"),
+            status=interaction.status, valid=interaction.succeeded,
             output=interaction.output, text=last.raw_output if last else "", attempts=interaction.attempts,
             selected=interaction.selected, negatives=interaction.negatives,
             template_version=interaction.template_version, model=interaction.model, backend=interaction.backend,
