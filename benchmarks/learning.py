@@ -29,9 +29,13 @@ import os
 import subprocess
 import sys
 import tempfile
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from pathlib import Path
 from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -39,10 +43,6 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
-
-from rich.console import Console  # noqa: E402
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn  # noqa: E402
-from rich.table import Table  # noqa: E402
 
 from rag_middleware import Middleware, load_settings  # noqa: E402
 from rag_middleware.analytics.evaluation import MODES, load_set, question_of, run_item, summarize  # noqa: E402
@@ -70,21 +70,20 @@ def import_reviewed(mw: Middleware, items: list[dict[str, Any]]) -> None:
     records = [MemoryRecord(id=f"reviewed-{i['id']}", tenant=TENANT, domain=i["domain"], kind="interaction",
                             status="approved", source="import", question=q,
                             answer=json.dumps(i["expected"], ensure_ascii=False, separators=(", ", ": ")))
-               for i, q in zip(items, questions)]
+               for i, q in zip(items, questions, strict=True)]
     mw.store.upsert(records, vectors)
 
 
 def run(label: str, items: list[dict[str, Any]], *, learn: str, mode: str, progress: Progress,
         prepare: Any = None) -> list[dict[str, Any]]:
     task = progress.add_task(label, total=len(items))
-    with tempfile.TemporaryDirectory(prefix="rag-mw-learning-") as tmp:
-        with middleware(Path(tmp), learn=learn) as mw:
-            if prepare is not None:
-                prepare(mw)
-            rows = []
-            for item in items:
-                rows.append(run_item(mw, item, MODES[mode], learn=learn != "off", tenant=TENANT))
-                progress.advance(task)
+    with tempfile.TemporaryDirectory(prefix="rag-mw-learning-") as tmp, middleware(Path(tmp), learn=learn) as mw:
+        if prepare is not None:
+            prepare(mw)
+        rows = []
+        for item in items:
+            rows.append(run_item(mw, item, MODES[mode], learn=learn != "off", tenant=TENANT))
+            progress.advance(task)
     return rows
 
 
@@ -132,7 +131,7 @@ def main() -> None:
 
     items = [i for i in load_set(args.set, domain=args.domain) if i["domain"] == args.domain][: args.limit or None]
     half_a, half_b = halves(items)
-    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     rows: dict[str, list[dict[str, Any]]] = {}
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with Progress(*columns, console=console) as progress:
@@ -150,7 +149,8 @@ def main() -> None:
     result: dict[str, Any] = {"domain": args.domain, "set": str(args.set), "date": stamp, "commit": commit(),
                               "half_a": len(half_a), "half_b": len(half_b), "summaries": summaries}
     if "B, A reviewed" in summaries:
-        result["lift"] = round(summaries["B, A reviewed"]["field_accuracy"] - summaries["B, empty memory"]["field_accuracy"], 4)
+        reviewed, empty = summaries["B, A reviewed"], summaries["B, empty memory"]
+        result["lift"] = round(reviewed["field_accuracy"] - empty["field_accuracy"], 4)
     if "all, learn off" in summaries:
         off = summaries["all, learn off"]["field_accuracy"]
         result["drift_reviewed"] = round(summaries["all, learn reviewed"]["field_accuracy"] - off, 4)
@@ -168,7 +168,7 @@ def main() -> None:
         if key in result:
             console.print(f"{key}: {result[key]:+.3f}")
     args.out.mkdir(parents=True, exist_ok=True)
-    base = args.out / f"learning-{args.domain}-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}"
+    base = args.out / f"learning-{args.domain}-{datetime.now(UTC):%Y%m%d-%H%M%S}"
     base.with_suffix(".json").write_text(json.dumps({**result, "rows": rows}, indent=1, default=str), encoding="utf-8")
     chart(base.with_suffix(".png"), summaries, f"learning loop · {args.domain}")
     console.print(f"wrote {base.with_suffix('.json')} and {base.with_suffix('.png')}")

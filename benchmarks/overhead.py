@@ -43,7 +43,7 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta, UTC
 from pathlib import Path
 from collections.abc import Callable
 from typing import Any
@@ -201,108 +201,172 @@ def _num_value(r: random.Random) -> int | float:
     return r.choice([r.randint(1, 99), r.randint(1, 20) * 50, r.randint(1, 400) * 25, round(r.uniform(0.5, 9.5), 1)])
 
 
-def _gen_op(kind: str, t: TableSpec, r: random.Random) -> tuple[str, dict[str, Any], list[str]]:
+_Op = tuple[str, dict[str, Any], list[str]]  # (phrase, ActionPlan operation, columns it names)
+
+
+def _gen_op(kind: str, t: TableSpec, r: random.Random) -> _Op:
     """One operation: (phrase, ActionPlan operation, columns it names)."""
+    gen = _GENERATORS.get(kind)
+    if gen is None:
+        raise ValueError(kind)
+    return gen(t, r)
+
+
+def _gen_remove_duplicates(t: TableSpec, r: random.Random) -> _Op:
+    cats = list(t.cat)
+    if r.random() < 0.5:
+        col = r.choice([t.ident, *t.text, *cats])
+        phrase = r.choice([f"drop rows that repeat the same {col}", f"remove duplicate {col} values",
+                           f"keep one row per {col}"])
+        return phrase, _op("remove_duplicates", kwargs={"subset": [col]}), [col]
+    return r.choice(["remove duplicate rows", "drop duplicates", "deduplicate the rows",
+                     "get rid of repeated rows"]), _op("remove_duplicates"), []
+
+
+def _gen_remove_empty_rows(t: TableSpec, r: random.Random) -> _Op:
+    return r.choice(["remove rows that are completely empty", "drop fully empty rows",
+                     "delete blank rows"]), _op("remove_empty_rows", kwargs={"how": "all"}), []
+
+
+def _gen_drop_missing(t: TableSpec, r: random.Random) -> _Op:
     cats, nums = list(t.cat), t.num
-    if kind == "remove_duplicates":
-        if r.random() < 0.5:
-            col = r.choice([t.ident, *t.text, *cats])
-            phrase = r.choice([f"drop rows that repeat the same {col}", f"remove duplicate {col} values",
-                               f"keep one row per {col}"])
-            return phrase, _op(kind, kwargs={"subset": [col]}), [col]
-        return r.choice(["remove duplicate rows", "drop duplicates", "deduplicate the rows",
-                         "get rid of repeated rows"]), _op(kind), []
-    if kind == "remove_empty_rows":
-        return r.choice(["remove rows that are completely empty", "drop fully empty rows",
-                         "delete blank rows"]), _op(kind, kwargs={"how": "all"}), []
-    if kind == "drop_missing":
-        col = r.choice([*nums, *cats, *t.text])
-        phrase = r.choice([f"drop rows where {col} is missing", f"remove rows with no {col}",
-                           f"discard {t.entity} without a {col}"])
-        return phrase, _op(kind, kwargs={"subset": [col]}), [col]
-    if kind == "fill_missing":
-        if t.text and r.random() < 0.3:
-            col = r.choice(t.text)
-            val = r.choice(["unknown", "n/a", "missing"])
-            return f"fill missing {col} with '{val}'", _op(kind, kwargs={"value": {col: val}}), [col]
-        col, val = r.choice(nums), r.choice([0, 0, 1, r.randint(2, 500)])
-        phrase = r.choice([f"fill missing {col} with {val}", f"replace empty {col} values by {val}",
-                           f"set {col} to {val} where it is missing"])
-        return phrase, _op(kind, kwargs={"value": {col: val}}), [col]
-    if kind == "filter_rows":
-        style = r.randrange(4)
-        num, v = r.choice(nums), _num_value(r)
-        if style == 0:
-            op, words = r.choice([(">", ["above", "greater than", "over", "more than"]),
-                                  ("<", ["below", "less than", "under"]), (">=", ["at least"]),
-                                  ("<=", ["at most", "no more than"])])
-            phrase = r.choice([f"keep rows where {num} is {r.choice(words)} {v}",
-                               f"only {t.entity} with {num} {r.choice(words)} {v}",
-                               f"filter to {num} {r.choice(words)} {v}"])
-            return phrase, _op(kind, args=[f"{num} {op} {v}"]), [num]
-        cat = r.choice(cats)
-        if style == 1:
-            val = r.choice(t.cat[cat])
-            phrase = r.choice([f"only rows where {cat} is {val}", f"keep {t.entity} with {cat} {val}",
-                               f"show only the {val} {cat}"])
-            return phrase, _op(kind, args=[f"{cat} == '{val}'"]), [cat]
-        if style == 2:
-            a, b = r.sample(t.cat[cat], 2)
-            phrase = f"only {t.entity} whose {cat} is {a} or {b}"
-            return phrase, _op(kind, args=[f"{cat} in ['{a}', '{b}']"]), [cat]
+    col = r.choice([*nums, *cats, *t.text])
+    phrase = r.choice([f"drop rows where {col} is missing", f"remove rows with no {col}",
+                       f"discard {t.entity} without a {col}"])
+    return phrase, _op("drop_missing", kwargs={"subset": [col]}), [col]
+
+
+def _gen_fill_missing(t: TableSpec, r: random.Random) -> _Op:
+    nums = t.num
+    if t.text and r.random() < 0.3:
+        col = r.choice(t.text)
+        val = r.choice(["unknown", "n/a", "missing"])
+        return f"fill missing {col} with '{val}'", _op("fill_missing", kwargs={"value": {col: val}}), [col]
+    col, val = r.choice(nums), r.choice([0, 0, 1, r.randint(2, 500)])
+    phrase = r.choice([f"fill missing {col} with {val}", f"replace empty {col} values by {val}",
+                       f"set {col} to {val} where it is missing"])
+    return phrase, _op("fill_missing", kwargs={"value": {col: val}}), [col]
+
+
+def _gen_filter_rows(t: TableSpec, r: random.Random) -> _Op:
+    cats, nums = list(t.cat), t.num
+    style = r.randrange(4)
+    num, v = r.choice(nums), _num_value(r)
+    if style == 0:
+        op, words = r.choice([(">", ["above", "greater than", "over", "more than"]),
+                              ("<", ["below", "less than", "under"]), (">=", ["at least"]),
+                              ("<=", ["at most", "no more than"])])
+        phrase = r.choice([f"keep rows where {num} is {r.choice(words)} {v}",
+                           f"only {t.entity} with {num} {r.choice(words)} {v}",
+                           f"filter to {num} {r.choice(words)} {v}"])
+        return phrase, _op("filter_rows", args=[f"{num} {op} {v}"]), [num]
+    cat = r.choice(cats)
+    if style == 1:
         val = r.choice(t.cat[cat])
-        phrase = f"keep {t.entity} in {cat} {val} with {num} above {v}"
-        return phrase, _op(kind, args=[f"{cat} == '{val}' and {num} > {v}"]), [cat, num]
-    if kind == "group_by":
-        cat = r.choice(cats)
-        if r.random() < 0.2:
-            phrase = r.choice([f"count {t.entity} per {cat}", f"number of {t.entity} by {cat}"])
-            return phrase, _op(kind, args=[cat], kwargs={"agg": {t.ident: "count"}}), [cat, t.ident]
-        func = r.choice(list(AGG_WORDS))
-        num = r.choice(nums)
-        word = r.choice(AGG_WORDS[func])
-        phrase = r.choice([f"{word} {num} per {cat}", f"{word} {num} by {cat}",
-                           f"group by {cat} and compute the {word} {num}"])
-        return phrase, _op(kind, args=[cat], kwargs={"agg": {num: func}}), [cat, num]
-    if kind == "sort":
-        col = r.choice([*nums, *t.text])
-        asc = r.random() < 0.5
-        word = r.choice(["ascending", "from lowest to highest", "smallest first"] if asc else
-                        ["descending", "from highest to lowest", "largest first"])
-        return f"sort by {col} {word}", _op(kind, kwargs={"by": col, "ascending": asc}), [col]
-    if kind == "top_n":
-        n, num = r.choice([3, 5, 10, 15, 20, 25, 50, 100]), r.choice(nums)
-        phrase = r.choice([f"show the {n} {t.entity} with the highest {num}", f"top {n} {t.entity} by {num}",
-                           f"list the {n} {t.entity} with the most {num}"])
-        return phrase, _op(kind, args=[n, num]), [num]
-    if kind == "aggregate":
-        picks = r.sample(nums, min(len(nums), r.choice([1, 1, 2])))
-        funcs = {c: r.choice(list(AGG_WORDS)) for c in picks}
-        parts = [f"the {r.choice(AGG_WORDS[f])} {c}" for c, f in funcs.items()]
-        phrase = r.choice(["compute ", "what is ", "give me "]) + " and ".join(parts)
-        return phrase, _op(kind, kwargs={"func": funcs}), picks
-    if kind == "rename_column":
-        picks = r.sample([*t.text, *nums, *cats], r.choice([1, 1, 2]))
-        new = {c: r.choice([f"{c}_clean", f"new_{c}", f"{c}_v2", f"{c}_label"]) for c in picks}
-        phrase = "rename " + " and ".join(f"{c} to {n}" for c, n in new.items())
-        return phrase, _op(kind, kwargs={"columns": new}), picks
-    if kind == "drop_column":
-        picks = r.sample([*t.text, *cats, *nums], r.choice([1, 1, 2]))
-        phrase = (f"drop the {picks[0]} column" if len(picks) == 1
-                  else f"remove the {picks[0]} and {picks[1]} columns")
-        return phrase, _op(kind, kwargs={"columns": picks}), picks
-    if kind == "convert_type":
-        picks = r.sample(nums, r.choice([1, 1, 2]))
-        words = {c: r.choice(list(DTYPES)) for c in picks}
-        phrase = "convert " + " and ".join(f"{c} to {w}" for c, w in words.items())
-        return phrase, _op(kind, kwargs={"dtype": {c: DTYPES[w] for c, w in words.items()}}), picks
-    if kind == "trim_whitespace":
-        col = r.choice(t.text or cats)
-        return r.choice([f"trim whitespace in {col}", f"strip spaces around {col}"]), _op(kind, args=[col]), [col]
-    if kind == "describe":
-        return r.choice(["summarize the dataset with basic statistics", "describe the data",
-                         "give me summary statistics"]), _op(kind), []
-    raise ValueError(kind)
+        phrase = r.choice([f"only rows where {cat} is {val}", f"keep {t.entity} with {cat} {val}",
+                           f"show only the {val} {cat}"])
+        return phrase, _op("filter_rows", args=[f"{cat} == '{val}'"]), [cat]
+    if style == 2:
+        a, b = r.sample(t.cat[cat], 2)
+        phrase = f"only {t.entity} whose {cat} is {a} or {b}"
+        return phrase, _op("filter_rows", args=[f"{cat} in ['{a}', '{b}']"]), [cat]
+    val = r.choice(t.cat[cat])
+    phrase = f"keep {t.entity} in {cat} {val} with {num} above {v}"
+    return phrase, _op("filter_rows", args=[f"{cat} == '{val}' and {num} > {v}"]), [cat, num]
+
+
+def _gen_group_by(t: TableSpec, r: random.Random) -> _Op:
+    cats, nums = list(t.cat), t.num
+    cat = r.choice(cats)
+    if r.random() < 0.2:
+        phrase = r.choice([f"count {t.entity} per {cat}", f"number of {t.entity} by {cat}"])
+        return phrase, _op("group_by", args=[cat], kwargs={"agg": {t.ident: "count"}}), [cat, t.ident]
+    func = r.choice(list(AGG_WORDS))
+    num = r.choice(nums)
+    word = r.choice(AGG_WORDS[func])
+    phrase = r.choice([f"{word} {num} per {cat}", f"{word} {num} by {cat}",
+                       f"group by {cat} and compute the {word} {num}"])
+    return phrase, _op("group_by", args=[cat], kwargs={"agg": {num: func}}), [cat, num]
+
+
+def _gen_sort(t: TableSpec, r: random.Random) -> _Op:
+    nums = t.num
+    col = r.choice([*nums, *t.text])
+    asc = r.random() < 0.5
+    word = r.choice(["ascending", "from lowest to highest", "smallest first"] if asc else
+                    ["descending", "from highest to lowest", "largest first"])
+    return f"sort by {col} {word}", _op("sort", kwargs={"by": col, "ascending": asc}), [col]
+
+
+def _gen_top_n(t: TableSpec, r: random.Random) -> _Op:
+    nums = t.num
+    n, num = r.choice([3, 5, 10, 15, 20, 25, 50, 100]), r.choice(nums)
+    phrase = r.choice([f"show the {n} {t.entity} with the highest {num}", f"top {n} {t.entity} by {num}",
+                       f"list the {n} {t.entity} with the most {num}"])
+    return phrase, _op("top_n", args=[n, num]), [num]
+
+
+def _gen_aggregate(t: TableSpec, r: random.Random) -> _Op:
+    nums = t.num
+    picks = r.sample(nums, min(len(nums), r.choice([1, 1, 2])))
+    funcs = {c: r.choice(list(AGG_WORDS)) for c in picks}
+    parts = [f"the {r.choice(AGG_WORDS[f])} {c}" for c, f in funcs.items()]
+    phrase = r.choice(["compute ", "what is ", "give me "]) + " and ".join(parts)
+    return phrase, _op("aggregate", kwargs={"func": funcs}), picks
+
+
+def _gen_rename_column(t: TableSpec, r: random.Random) -> _Op:
+    cats, nums = list(t.cat), t.num
+    picks = r.sample([*t.text, *nums, *cats], r.choice([1, 1, 2]))
+    new = {c: r.choice([f"{c}_clean", f"new_{c}", f"{c}_v2", f"{c}_label"]) for c in picks}
+    phrase = "rename " + " and ".join(f"{c} to {n}" for c, n in new.items())
+    return phrase, _op("rename_column", kwargs={"columns": new}), picks
+
+
+def _gen_drop_column(t: TableSpec, r: random.Random) -> _Op:
+    cats, nums = list(t.cat), t.num
+    picks = r.sample([*t.text, *cats, *nums], r.choice([1, 1, 2]))
+    phrase = (f"drop the {picks[0]} column" if len(picks) == 1
+              else f"remove the {picks[0]} and {picks[1]} columns")
+    return phrase, _op("drop_column", kwargs={"columns": picks}), picks
+
+
+def _gen_convert_type(t: TableSpec, r: random.Random) -> _Op:
+    nums = t.num
+    picks = r.sample(nums, r.choice([1, 1, 2]))
+    words = {c: r.choice(list(DTYPES)) for c in picks}
+    phrase = "convert " + " and ".join(f"{c} to {w}" for c, w in words.items())
+    return phrase, _op("convert_type", kwargs={"dtype": {c: DTYPES[w] for c, w in words.items()}}), picks
+
+
+def _gen_trim_whitespace(t: TableSpec, r: random.Random) -> _Op:
+    cats = list(t.cat)
+    col = r.choice(t.text or cats)
+    phrase = r.choice([f"trim whitespace in {col}", f"strip spaces around {col}"])
+    return phrase, _op("trim_whitespace", args=[col]), [col]
+
+
+def _gen_describe(t: TableSpec, r: random.Random) -> _Op:
+    return r.choice(["summarize the dataset with basic statistics", "describe the data",
+                     "give me summary statistics"]), _op("describe"), []
+
+
+_GENERATORS: dict[str, Callable[[TableSpec, random.Random], _Op]] = {
+    "remove_duplicates": _gen_remove_duplicates,
+    "remove_empty_rows": _gen_remove_empty_rows,
+    "drop_missing": _gen_drop_missing,
+    "fill_missing": _gen_fill_missing,
+    "filter_rows": _gen_filter_rows,
+    "group_by": _gen_group_by,
+    "sort": _gen_sort,
+    "top_n": _gen_top_n,
+    "aggregate": _gen_aggregate,
+    "rename_column": _gen_rename_column,
+    "drop_column": _gen_drop_column,
+    "convert_type": _gen_convert_type,
+    "trim_whitespace": _gen_trim_whitespace,
+    "describe": _gen_describe,
+}
 
 
 OP_WEIGHTS = {
@@ -422,7 +486,7 @@ def load_memory(mw: Middleware, pool: list[Request], size: int, anchors: dict[in
                 progress: Progress, seed: int) -> None:
     validator = mw.domains.get(DOMAIN).validator
     rng = np.random.default_rng(seed)
-    base = datetime(2024, 1, 1, tzinfo=timezone.utc)
+    base = datetime(2024, 1, 1, tzinfo=UTC)
     task = progress.add_task(f"[{size:,}] loading memory", total=size)
     for start in range(0, size, UPSERT_BATCH):
         stop = min(size, start + UPSERT_BATCH)
@@ -543,7 +607,7 @@ def _measure(mw: Middleware, size: int, queries: list[Request], progress: Progre
     extra = sorted({k for t in timings for k in t} - set(STAGES))
     for s in (*STAGES, *extra):
         stage_ms[s] = [t.get(s, 0.0) for t in timings]
-    stage_ms[OTHER] = [wall - sum(t.values()) for wall, t in zip(total_ms, timings)]
+    stage_ms[OTHER] = [wall - sum(t.values()) for wall, t in zip(total_ms, timings, strict=True)]
     return stage_ms, total_ms, fresh, computed, memory_sel, best_sim, tokens, other_load
 
 
@@ -553,7 +617,8 @@ def run_size(size: int, pool: list[Request], queries: list[Request], warmup: lis
              more_queries: Callable[[int], list[Request]]) -> SizeResult:
     data_dir = Path(tempfile.mkdtemp(prefix=f"rag-mw-bench-{size}-", dir=workdir))
     try:
-        settings = load_settings(data_dir=data_dir, knowledge_base=ROOT / "knowledge_base", prompts_dir=ROOT / "prompts")
+        settings = load_settings(data_dir=data_dir, knowledge_base=ROOT / "knowledge_base",
+                                 prompts_dir=ROOT / "prompts")
         if settings.llm.backend != "embedded":
             console.print(f"[yellow]warning: llm.backend is {settings.llm.backend!r} (from the environment or a "
                           "config file), so the token counter is not the Gemma GGUF one[/]")
@@ -701,7 +766,7 @@ def main(argv: list[str] | None = None) -> int:
     inner = SentenceTransformerEmbedder("all-MiniLM-L6-v2")
     anchor_ids = choose_anchors(pool, min(args.anchors, len(pool)))
     vectors = inner.encode([pool[i].question for i in anchor_ids])
-    anchors = dict(zip(anchor_ids, vectors))
+    anchors = dict(zip(anchor_ids, vectors, strict=True))
     console.print(f"embedded {len(anchor_ids)} anchor questions with all-MiniLM-L6-v2 in "
                   f"{time.perf_counter() - t0:.1f} s (model load included)")
     results = []

@@ -48,17 +48,14 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from pathlib import Path
 from typing import Any
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-
-import numpy as np  # noqa: E402
-from rich.console import Console, Group  # noqa: E402
-from rich.live import Live  # noqa: E402
-from rich.progress import (  # noqa: E402
+import numpy as np
+from rich.console import Console, Group
+from rich.live import Live
+from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
@@ -66,7 +63,10 @@ from rich.progress import (  # noqa: E402
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
-from rich.table import Table  # noqa: E402
+from rich.table import Table
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
@@ -303,13 +303,13 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown mode(s) {', '.join(unknown)}; choose from {', '.join(MODES)}")
     items = load_dev(args.dev)[: args.limit] if args.limit else load_dev(args.dev)
     git = git_info()
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     args.out.mkdir(parents=True, exist_ok=True)
     json_path = args.out / f"quality-{stamp}.json"
     png_path = args.out / f"quality-{stamp}.png"
 
-    console.print(f"dev set {args.dev} ({len(items)} items), modes {', '.join(modes)}, git {git['commit']}"
-                  + (f" (+{len(git['dirty'])} uncommitted change(s) in the package/KB/prompts)" if git["dirty"] else ""))
+    dirty = f" (+{len(git['dirty'])} uncommitted change(s) in the package/KB/prompts)" if git["dirty"] else ""
+    console.print(f"dev set {args.dev} ({len(items)} items), modes {', '.join(modes)}, git {git['commit']}{dirty}")
     tmp = tempfile.TemporaryDirectory(prefix="rag-mw-quality-")
     settings = load_settings(data_dir=Path(tmp.name) / "data", knowledge_base=ROOT / "knowledge_base",
                              prompts_dir=ROOT / "prompts")
@@ -362,7 +362,7 @@ def main(argv: list[str] | None = None) -> int:
 
     targets = check_targets(summaries)
     report["targets"] = [{"target": t, "wanted": w, "got": g, "passed": p} for t, w, g, p in targets]
-    report["finished_at"] = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    report["finished_at"] = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     chart_note = write_chart(png_path, summaries)
     report["chart"] = chart_note
     json_path.write_text(json.dumps(report, indent=1, default=_jsonable), encoding="utf-8")

@@ -35,9 +35,10 @@ Measurements:
 
 2. *Throughput* of passthrough: ``--concurrency`` asyncio workers, each with its own ``httpx.AsyncClient``
    (one keep-alive connection; see :func:`_load` for why not one shared client), each sending the next
-   request as soon as the last one is answered (the first ones staggered over one model time), for ``--seconds`` after a 1 s warm-up;
-   through-server req/s divided by direct req/s. Run with simulated model time ``--delay-ms`` (default 50 ms;
-   a comma-separated list gives several runs: the target is judged on each) and again with zero delay.
+   request as soon as the last one is answered (the first ones staggered over one model time), for ``--seconds``
+   after a 1 s warm-up; through-server req/s divided by direct req/s. Run with simulated model time
+   ``--delay-ms`` (default 50 ms; a comma-separated list gives several runs: the target is judged on each) and
+   again with zero delay.
 
    Why the delay: the machine has 2 cores. With a zero-delay upstream, "direct" is client + upstream
    spinning as fast as Python can, and adding the server adds a third CPU-bound process on the same 2 cores,
@@ -46,8 +47,8 @@ Measurements:
    then shows the server's extra latency and whether its CPU keeps up at that rate. ``direct/ideal`` shows how
    close the direct run gets to c/d (well below 1 means the client or upstream is the limit, and the ratio then
    measures core sharing rather than the server). The CPU each process used during the window (% of one
-   core, from /proc) and the server's CPU time per request are printed alongside, and so is the CPU every *other* process on the machine used: on a shared machine the numbers
-   are only meaningful when that is near zero.
+   core, from /proc) and the server's CPU time per request are printed alongside, and so is the CPU every *other*
+   process on the machine used: on a shared machine the numbers are only meaningful when that is near zero.
 
 Targets: passthrough adds <= 3 ms at p50; through/direct throughput >= 0.9 at 32 concurrent clients (with the
 simulated model time). ``--check`` makes the exit status 1 when a target is missed.
@@ -78,16 +79,17 @@ import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
+import httpx
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-
-import httpx  # noqa: E402
-import numpy as np  # noqa: E402
-from rich.console import Console  # noqa: E402
-from rich.table import Table  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 for _p in (ROOT, ROOT / "tests"):
@@ -121,6 +123,11 @@ def _chunk(data: bytes) -> bytes:
     return f"{len(data):x}\r\n".encode() + data + b"\r\n"
 
 
+def _content(kind: str, text: str) -> dict[str, Any]:
+    """The answer field of a chat or a generate reply."""
+    return {"message": {"role": "assistant", "content": text}} if kind == "chat" else {"response": text}
+
+
 def _replies() -> dict[str, bytes]:
     """Every answer the fake upstream gives, encoded once."""
     created = "2025-01-01T00:00:00.000000Z"
@@ -128,9 +135,7 @@ def _replies() -> dict[str, bytes]:
                "prompt_eval_duration": 500, "eval_count": 40, "eval_duration": 500}
     out: dict[str, bytes] = {}
     for kind in ("chat", "generate"):
-        def content(text: str) -> dict[str, Any]:
-            return {"message": {"role": "assistant", "content": text}} if kind == "chat" else {"response": text}
-
+        content = partial(_content, kind)
         final = {"model": UPSTREAM_MODEL, "created_at": created, **content(PLAN_TEXT), "done": True, **metrics}
         out[f"{kind}-json"] = _http("200 OK", "application/json; charset=utf-8", json.dumps(final).encode())
         pieces = [PLAN_TEXT[i : i + 40] for i in range(0, len(PLAN_TEXT), 40)]
@@ -138,8 +143,8 @@ def _replies() -> dict[str, bytes]:
                  + b"\n" for p in pieces]
         lines.append(json.dumps({"model": UPSTREAM_MODEL, "created_at": created, **content(""), "done": True,
                                  **metrics}).encode() + b"\n")
-        out[f"{kind}-stream"] = _http("200 OK", "application/x-ndjson", b"".join(_chunk(x) for x in lines) + b"0\r\n\r\n",
-                                      chunked=True)
+        body = b"".join(_chunk(x) for x in lines) + b"0\r\n\r\n"
+        out[f"{kind}-stream"] = _http("200 OK", "application/x-ndjson", body, chunked=True)
     tags = {"models": [{"name": UPSTREAM_MODEL, "model": UPSTREAM_MODEL, "modified_at": created, "size": 291554930,
                         "digest": "e" * 64, "details": {"format": "gguf", "family": "gemma3", "parameter_size": "268M",
                                                        "quantization_level": "Q8_0"}}]}
@@ -532,9 +537,11 @@ async def _load(url: str, body: bytes, delay_ms: float, *, concurrency: int, sec
 
         tasks = [asyncio.create_task(worker(i, client)) for i, client in enumerate(clients)]
         await asyncio.sleep(warm_s)
-        t0, cpu0, sys0 = time.perf_counter(), {name: cpu_seconds(pid) for name, pid in pids.items()}, system_busy_seconds()
+        t0, cpu0, sys0 = time.perf_counter(), {name: cpu_seconds(pid) for name, pid in pids.items()}, \
+            system_busy_seconds()
         await asyncio.sleep(seconds)
-        t1, cpu1, sys1 = time.perf_counter(), {name: cpu_seconds(pid) for name, pid in pids.items()}, system_busy_seconds()
+        t1, cpu1, sys1 = time.perf_counter(), {name: cpu_seconds(pid) for name, pid in pids.items()}, \
+            system_busy_seconds()
         stopping = True
         await asyncio.gather(*tasks)
     window = [ms for t, ms in stamps if t0 <= t < t1]
@@ -648,7 +655,8 @@ def main(argv: list[str] | None = None) -> int:
     procs: list[mp.process.BaseProcess] = []
     console.print(f"[bold]rag_middleware server benchmark[/] - Python {platform.python_version()}, "
                   f"{os.cpu_count()} CPUs, {args.requests} sequential requests/scenario (+{args.warmup} warm-up), "
-                  f"{args.concurrency} clients x {args.seconds:g} s, simulated model time {'/'.join(f'{d:g}' for d in delays)} ms, "
+                  f"{args.concurrency} clients x {args.seconds:g} s, "
+                  f"simulated model time {'/'.join(f'{d:g}' for d in delays)} ms, "
                   f"server log level {args.log_level}; work dir {tmp}")
     idle_load = background_load()
     console.print(f"CPU used by other processes before the run: {idle_load:.0f}% of one core"

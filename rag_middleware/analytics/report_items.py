@@ -92,7 +92,7 @@ def diff_values(expected: Any, actual: Any, path: str = "") -> list[dict[str, An
         return out
     if isinstance(expected, list) and isinstance(actual, list) and len(expected) == len(actual):
         out = []
-        for i, (e, a) in enumerate(zip(expected, actual)):
+        for i, (e, a) in enumerate(zip(expected, actual, strict=True)):
             out += diff_values(e, a, f"{path}.{i}" if path else str(i))
         return out
     return [] if expected == actual else [{"path": path or "(root)", "expected": expected, "actual": actual}]
@@ -133,7 +133,8 @@ def explain(row: dict[str, Any]) -> list[str]:
             decided = f"admitted {', '.join(map(str, vote['allowed']))}"
         else:
             decided = f"left open ({vote.get('reason', 'no confident vote')})"
-        lines.append(f"vote {vote['path']}: {decided}" + (f"; scores {scores}" if scores and not vote.get("rule") else ""))
+        shown = f"; scores {scores}" if scores and not vote.get("rule") else ""
+        lines.append(f"vote {vote['path']}: {decided}{shown}")
     lines += [f"repair {r}" for r in row.get("repairs") or []]
     return lines
 
@@ -185,7 +186,8 @@ _CSS = """.fi .flt{position:absolute;opacity:0;pointer-events:none}
 cursor:pointer;font-size:13px}.fi .filters{margin:8px 0}
 .fi details{border:1px solid #ddd;border-radius:4px;margin:6px 0;padding:4px 8px}
 .fi summary{cursor:pointer;font-size:14px}.fi .tag{display:inline-block;padding:0 6px;border-radius:8px;font-size:12px;
-color:#fff;margin-right:6px}.fi .regression{background:#B22222}.fi .error{background:#555}.fi .invalid{background:#E45756}
+color:#fff;margin-right:6px}.fi .regression{background:#B22222}.fi .error{background:#555}
+.fi .invalid{background:#E45756}
 .fi .fail{background:#F58518}.fi pre{white-space:pre-wrap;margin:2px 0;font-size:12px;background:#f7f7f7;padding:4px}
 .fi table{width:100%}.fi td.exp{background:#eef7ee}.fi td.act{background:#fbeeee}"""
 
