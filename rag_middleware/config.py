@@ -48,14 +48,15 @@ class SelectionSettings(BaseModel):
     min_similarity: float = Field(0.0, ge=-1.0, le=1.0, description="candidates below this are ignored")
     negatives_k: int = Field(2, ge=0, le=16)
     negatives_min_similarity: float = Field(0.3, ge=-1.0, le=1.0)
-    approved_boost: float = Field(0.05, ge=0.0, le=1.0, description="added to the similarity of approved/edited answers")
+    approved_boost: float = Field(0.05, ge=0.0, le=1.0,
+                                  description="added to the similarity of approved/edited answers")
     curated_boost: float = Field(0.03, ge=0.0, le=1.0,
                                  description="added to curated examples: above unreviewed answers, below reviewed ones")
-    near_identical: float = Field(0.92, ge=0.0, le=1.0001,
-                                  description="cosine at which a reviewed answer's question counts as the same question")
+    near_identical: float = Field(
+        0.92, ge=0.0, le=1.0001, description="cosine at which a reviewed answer's question counts as the same question")
     reviewed_weight: float = Field(3.0, ge=0.0, le=100.0, description="a reviewed answer's weight in label votes")
-    near_identical_weight: float = Field(20.0, ge=0.0, le=1000.0,
-                                         description="the vote weight of a reviewed answer to a near-identical question")
+    near_identical_weight: float = Field(
+        20.0, ge=0.0, le=1000.0, description="the vote weight of a reviewed answer to a near-identical question")
     use_memory: bool = True
     use_examples: bool = True
     use_negatives: bool = True
@@ -140,7 +141,8 @@ class RetrySettings(BaseModel):
 # Open WebUI 0.12's prompt shapes (open_webui/config.py): its RAG template ends with the context, the question
 # follows it (older templates: <user_query>, "Query:"); its task prompts begin "### Task:" or name their job
 OPENWEBUI_CONTEXT_PATTERNS = (
-    r"(?s)\A\s*### Task:.*?<context>\n?(?P<context>.*)</context>.*<user_query>\s*(?P<question>.*?)\s*</user_query>\s*\Z",
+    r"(?s)\A\s*### Task:.*?<context>\n?(?P<context>.*)</context>"
+    r".*<user_query>\s*(?P<question>.*?)\s*</user_query>\s*\Z",
     r"(?s)\A\s*### Task:.*?<context>\n?(?P<context>.*)</context>\s*(?:Query|Question):\s*(?P<question>.*\S)\s*\Z",
     r"(?s)\A\s*### Task:.*?<context>\n?(?P<context>.*)</context>\s*(?P<question>.*\S)\s*\Z",
     r"(?s)### Task:.*?<context>\n?(?P<context>.*)</context>\s*\Z",
@@ -164,7 +166,8 @@ class ServerSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = Field(11435, ge=0, le=65535)
     upstream: str | None = Field(None, description="Ollama URL, or 'embedded'; default: OLLAMA_HOST or local Ollama")
-    default_domain: str | None = Field(None, description="domain for requests naming an upstream model; None = pass through")
+    default_domain: str | None = Field(
+        None, description="domain for requests naming an upstream model; None = pass through")
     domain_models: dict[str, str] = Field(default_factory=dict, description="domain -> upstream model that answers it")
     admin_token: str | None = Field(None, description="bearer token required by /rag/ admin routes")
     admin_open: bool = Field(False, description="with no admin_token: serve admin routes to every client, "

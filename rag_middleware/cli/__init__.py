@@ -8,7 +8,6 @@ from __future__ import annotations
 import logging
 import sys
 from pathlib import Path
-from typing import Optional
 
 import typer
 
@@ -29,11 +28,13 @@ app = typer.Typer(
 @app.callback()
 def _root(
     ctx: typer.Context,
-    config: Optional[Path] = typer.Option(None, "--config", help="TOML settings file (default: RAG_MW_CONFIG or ./rag-middleware.toml)"),
-    data_dir: Optional[Path] = typer.Option(None, "--data-dir", help="where records and memory live"),
+    config: Path | None = typer.Option(
+        None, "--config", help="TOML settings file (default: RAG_MW_CONFIG or ./rag-middleware.toml)"),
+    data_dir: Path | None = typer.Option(None, "--data-dir", help="where records and memory live"),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="log what happens"),
 ) -> None:
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
     overrides = {"data_dir": data_dir} if data_dir else {}
     ctx.obj = CliState(config=config, overrides=overrides)
 

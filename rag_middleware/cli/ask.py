@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from typing import Optional
 
 import typer
 
@@ -38,9 +37,9 @@ def ask(
     ctx: typer.Context,
     text: str = typer.Argument(..., help="the request (for data_ops: 'Columns: a, b\\nwhat to do')"),
     domain: str = typer.Option(..., "--domain", "-d", help="knowledge_base/<domain>"),
-    tenant: Optional[str] = typer.Option(None, "--tenant", "-t"),
-    backend: Optional[str] = typer.Option(None, "--backend", help="embedded | ollama"),
-    model: Optional[str] = typer.Option(None, "--model", help="upstream model name (ollama)"),
+    tenant: str | None = typer.Option(None, "--tenant", "-t"),
+    backend: str | None = typer.Option(None, "--backend", help="embedded | ollama"),
+    model: str | None = typer.Option(None, "--model", help="upstream model name (ollama)"),
     explain: bool = typer.Option(False, "--explain", help="show examples, negatives, messages and every attempt"),
     as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
     no_learn: bool = typer.Option(False, "--no-learn", help="do not add the answer to memory"),
@@ -75,7 +74,8 @@ def ask(
                 show_decisions(result.attempts[-1])
             show_timings(result.timings_ms)
             conf = "" if result.confidence is None else f" · confidence {result.confidence:.2f}"
-            shaped = f" · reviewed answers used: {', '.join(result.reviewed_sources)}" if result.reviewed_sources else ""
+            used = result.reviewed_sources
+            shaped = f" · reviewed answers used: {', '.join(used)}" if used else ""
             err_console.print(f"interaction {result.interaction_id} · template {result.template_version}{conf}{shaped}")
         if isinstance(result.output, str):
             console.print(result.output, markup=False)

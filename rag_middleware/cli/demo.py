@@ -13,7 +13,8 @@ __all__ = ["register"]
 
 DEMO_REQUESTS = [
     ("data_ops", "Columns: region, product, units, price\nTotal units per region, shown as a pie chart."),
-    ("data_ops", "Columns: customer, email, signup_date, plan\nRemove duplicate rows, then sort by signup_date, newest first."),
+    ("data_ops", "Columns: customer, email, signup_date, plan\n"
+                 "Remove duplicate rows, then sort by signup_date, newest first."),
     ("data_ops", "Columns: city, temperature, date\nKeep only rows where temperature is above 30."),
     ("assistant", "What is the difference between a mean and a median?"),
 ]

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import subprocess
 import tempfile
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -35,10 +34,10 @@ def eval_cmd(
     name: str = typer.Argument(..., help="the domain"),
     dataset: Path = typer.Argument(..., help="JSONL: {id, messages | question, expected}"),
     modes: str = typer.Option("baseline,examples,full", "--modes", help="comma-separated: baseline, examples, full"),
-    out: Optional[Path] = typer.Option(None, "--out", help="report directory (default benchmarks/out/eval-…)"),
+    out: Path | None = typer.Option(None, "--out", help="report directory (default benchmarks/out/eval-…)"),
     limit: int = typer.Option(0, "--limit", help="only the first N items"),
-    backend: Optional[str] = typer.Option(None, "--backend", help="embedded | ollama"),
-    model: Optional[str] = typer.Option(None, "--model", help="upstream model name (ollama)"),
+    backend: str | None = typer.Option(None, "--backend", help="embedded | ollama"),
+    model: str | None = typer.Option(None, "--model", help="upstream model name (ollama)"),
 ) -> None:
     """Score a domain on a labelled set, per mode: valid, field accuracy, exact, per field, confusion tables,
     a chart. Runs on a fresh data dir with memory and learning off."""
@@ -53,9 +52,9 @@ def eval_cmd(
                           f"{', '.join(MODES)}")
     items = load_set(dataset, domain=name)
     items = [i for i in items if i.get("domain") == name][: limit or None]
-    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     commit = _commit()
-    out = out or Path("benchmarks/out") / f"eval-{name}-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}"
+    out = out or Path("benchmarks/out") / f"eval-{name}-{datetime.now(UTC):%Y%m%d-%H%M%S}"
     with tempfile.TemporaryDirectory(prefix="rag-mw-eval-") as tmp:
         mw = state.middleware(**{"data_dir": Path(tmp), "learn": False, "llm.backend": backend, "llm.model": model})
         with mw:
@@ -92,8 +91,8 @@ def eval_cmd(
 def new_cmd(
     ctx: typer.Context,
     name: str = typer.Argument(..., help="the new domain's name (lowercase letters, digits, underscores)"),
-    schema: Optional[Path] = typer.Option(None, "--schema", help="a JSON Schema file, copied as output.schema.json"),
-    model: Optional[str] = typer.Option(None, "--model", help="a pydantic model: package.module:Class or file.py:Class"),
+    schema: Path | None = typer.Option(None, "--schema", help="a JSON Schema file, copied as output.schema.json"),
+    model: str | None = typer.Option(None, "--model", help="a pydantic model: package.module:Class or file.py:Class"),
 ) -> None:
     """Scaffold knowledge_base/NAME/: domain.yaml (every declarative section as a comment), the schema or
     model, empty examples.jsonl and negatives.jsonl. Without --schema or --model, a starter schema."""

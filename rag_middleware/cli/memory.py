@@ -6,7 +6,7 @@ import json
 import os
 from collections import Counter
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import typer
 from pydantic import ValidationError
@@ -36,7 +36,8 @@ def read_import_file(path: Path, *, known_domains: list[str], validators: dict[s
             try:
                 data = json.loads(raw)
             except json.JSONDecodeError as exc:
-                raise ImportFileError(f"invalid JSON: {exc.msg} (column {exc.colno})", path=str(path), line=lineno) from None
+                raise ImportFileError(f"invalid JSON: {exc.msg} (column {exc.colno})", path=str(path),
+                                      line=lineno) from None
             if not isinstance(data, dict):
                 raise ImportFileError("each line must be a JSON object", path=str(path), line=lineno)
             data.setdefault("tenant", default_tenant)
@@ -101,10 +102,10 @@ def _filters(domain: str | None, tenant: str | None, kind: str | None, status: s
 @app.command("count")
 def count(
     ctx: typer.Context,
-    domain: Optional[str] = typer.Option(None, "--domain", "-d"),
-    tenant: Optional[str] = typer.Option(None, "--tenant", "-t"),
-    kind: Optional[str] = typer.Option(None, "--kind", help="example | negative | interaction"),
-    status: Optional[str] = typer.Option(None, "--status"),
+    domain: str | None = typer.Option(None, "--domain", "-d"),
+    tenant: str | None = typer.Option(None, "--tenant", "-t"),
+    kind: str | None = typer.Option(None, "--kind", help="example | negative | interaction"),
+    status: str | None = typer.Option(None, "--status"),
 ) -> None:
     """How many records match."""
     state: CliState = ctx.obj
@@ -115,10 +116,10 @@ def count(
 @app.command("list")
 def list_(
     ctx: typer.Context,
-    domain: Optional[str] = typer.Option(None, "--domain", "-d"),
-    tenant: Optional[str] = typer.Option(None, "--tenant", "-t"),
-    kind: Optional[str] = typer.Option(None, "--kind"),
-    status: Optional[str] = typer.Option(None, "--status"),
+    domain: str | None = typer.Option(None, "--domain", "-d"),
+    tenant: str | None = typer.Option(None, "--tenant", "-t"),
+    kind: str | None = typer.Option(None, "--kind"),
+    status: str | None = typer.Option(None, "--status"),
     limit: int = typer.Option(20, "--limit", min=1),
     as_json: bool = typer.Option(False, "--json", help="one JSON object per line"),
 ) -> None:
@@ -153,7 +154,7 @@ def _source_batch(conn: Any, after: str, limit: int) -> list[tuple[MemoryRecord,
                         (after, limit)).fetchall()
     out = []
     for row in rows:
-        data = dict(zip(_SOURCE_COLUMNS, row[:-1]))
+        data = dict(zip(_SOURCE_COLUMNS, row[:-1], strict=True))
         data["meta"] = json.loads(data["meta"] or "{}")
         out.append((MemoryRecord.model_validate(data), np.frombuffer(row[-1], dtype=np.float32)))
     return out
@@ -169,8 +170,8 @@ def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
 def migrate(
     ctx: typer.Context,
     to: str = typer.Option(..., "--to", help="target backend (weaviate)"),
-    url: Optional[str] = typer.Option(None, "--url", help="Weaviate URL (default: store.weaviate.url/host/port)"),
-    grpc_port: Optional[int] = typer.Option(None, "--grpc-port", help="Weaviate gRPC port"),
+    url: str | None = typer.Option(None, "--url", help="Weaviate URL (default: store.weaviate.url/host/port)"),
+    grpc_port: int | None = typer.Option(None, "--grpc-port", help="Weaviate gRPC port"),
     batch_size: int = typer.Option(200, "--batch-size", min=1, max=10_000),
     restart: bool = typer.Option(False, "--restart", help="ignore the checkpoint and copy everything again"),
 ) -> None:

@@ -10,7 +10,7 @@ import difflib
 import json
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import typer
 from rich.markup import escape
@@ -65,11 +65,11 @@ def render(
     ctx: typer.Context,
     domain: str = typer.Option(..., "--domain", "-d"),
     request: str = typer.Option(..., "--request", "-r", help="the request text"),
-    tenant: Optional[str] = typer.Option(None, "--tenant", "-t"),
-    backend: Optional[str] = typer.Option(None, "--backend", help="embedded (flat prompt) | ollama (chat messages)"),
-    template_set: Optional[str] = typer.Option(None, "--template-set", help="a prompts dir, a label or a version"),
-    variant: Optional[str] = typer.Option(None, "--variant", help="render with this A/B variant's template set"),
-    user: Optional[str] = typer.Option(None, "--user", help="render with the variant this user is assigned"),
+    tenant: str | None = typer.Option(None, "--tenant", "-t"),
+    backend: str | None = typer.Option(None, "--backend", help="embedded (flat prompt) | ollama (chat messages)"),
+    template_set: str | None = typer.Option(None, "--template-set", help="a prompts dir, a label or a version"),
+    variant: str | None = typer.Option(None, "--variant", help="render with this A/B variant's template set"),
+    user: str | None = typer.Option(None, "--user", help="render with the variant this user is assigned"),
     as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
 ) -> None:
     """Retrieval, selection and assembly without calling the model; shows the time spent in each stage."""
@@ -102,7 +102,7 @@ def render(
 @app.command("lint")
 def lint(
     ctx: typer.Context,
-    path: Optional[Path] = typer.Argument(None, help="a prompts dir (default: the configured prompts_dir)"),
+    path: Path | None = typer.Argument(None, help="a prompts dir (default: the configured prompts_dir)"),
     strict: bool = typer.Option(False, "--strict", help="warnings fail too"),
 ) -> None:
     """Check every template: sandbox parse, the context contract, overrides, a render per domain.
@@ -188,9 +188,9 @@ def _variant_sets(settings: Settings) -> list[dict[str, str]]:
 def show(
     ctx: typer.Context,
     name: str = typer.Argument(..., help="a template: repair, repair.j2 or data_ops/system.j2"),
-    version: Optional[str] = typer.Option(None, "--version", help="a stored version (prefix)"),
-    label: Optional[str] = typer.Option(None, "--label", help="a label, e.g. production"),
-    domain: Optional[str] = typer.Option(None, "--domain", "-d", help="the file this domain renders"),
+    version: str | None = typer.Option(None, "--version", help="a stored version (prefix)"),
+    label: str | None = typer.Option(None, "--label", help="a label, e.g. production"),
+    domain: str | None = typer.Option(None, "--domain", "-d", help="the file this domain renders"),
 ) -> None:
     """Print a template's source from the live set, a stored version or a label."""
     if version and label:
@@ -230,10 +230,10 @@ def diff(
     ctx: typer.Context,
     a: str = typer.Argument(..., help="a dir, 'live', a label or a version"),
     b: str = typer.Argument(..., help="a dir, 'live', a label or a version"),
-    request: Optional[str] = typer.Option(None, "--request", "-r", help="sample request (default: each domain's "
+    request: str | None = typer.Option(None, "--request", "-r", help="sample request (default: each domain's "
                                                                           "first curated example)"),
-    domain: Optional[str] = typer.Option(None, "--domain", "-d", help="render this domain only"),
-    tenant: Optional[str] = typer.Option(None, "--tenant", "-t"),
+    domain: str | None = typer.Option(None, "--domain", "-d", help="render this domain only"),
+    tenant: str | None = typer.Option(None, "--tenant", "-t"),
     no_render: bool = typer.Option(False, "--no-render", help="only the text diff of the templates"),
 ) -> None:
     """The text diff between two template sets, then the diff of the messages each renders for a request."""
@@ -301,12 +301,12 @@ def try_draft(
     against: str = typer.Option("store:", "--against", help="'store:' (recent conversations) or a JSONL file"),
     limit: int = typer.Option(50, "--limit", min=1),
     label: str = typer.Option("production", "--label", help="the version to compare with"),
-    domain: Optional[str] = typer.Option(None, "--domain"),
-    tenant: Optional[str] = typer.Option(None, "--tenant"),
-    out: Optional[Path] = typer.Option(None, "--out", help="output dir (default: <data_dir>/tries/<timestamp>)"),
-    backend: Optional[str] = typer.Option(None, "--backend", help="embedded | ollama"),
-    model: Optional[str] = typer.Option(None, "--model"),
-    max_attempts: Optional[int] = typer.Option(None, "--max-attempts", min=1, max=10),
+    domain: str | None = typer.Option(None, "--domain"),
+    tenant: str | None = typer.Option(None, "--tenant"),
+    out: Path | None = typer.Option(None, "--out", help="output dir (default: <data_dir>/tries/<timestamp>)"),
+    backend: str | None = typer.Option(None, "--backend", help="embedded | ollama"),
+    model: str | None = typer.Option(None, "--model"),
+    max_attempts: int | None = typer.Option(None, "--max-attempts", min=1, max=10),
     fail_on_regression: bool = typer.Option(False, "--fail-on-regression", help="exit 1 when anything regressed"),
 ) -> None:
     """Replay recent conversations with the draft and with the label's version; print the regressions."""

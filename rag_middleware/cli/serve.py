@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from typing import Optional
 
 import typer
 
@@ -14,11 +13,11 @@ __all__ = ["register"]
 
 def serve(
     ctx: typer.Context,
-    host: Optional[str] = typer.Option(None, "--host", help="default 127.0.0.1"),
-    port: Optional[int] = typer.Option(None, "--port", help="default 11435"),
-    upstream: Optional[str] = typer.Option(None, "--upstream",
+    host: str | None = typer.Option(None, "--host", help="default 127.0.0.1"),
+    port: int | None = typer.Option(None, "--port", help="default 11435"),
+    upstream: str | None = typer.Option(None, "--upstream",
                                            help="Ollama URL, or 'embedded' (default: OLLAMA_HOST or local Ollama)"),
-    default_domain: Optional[str] = typer.Option(None, "--default-domain",
+    default_domain: str | None = typer.Option(None, "--default-domain",
                                                  help="augment requests naming an upstream model with this domain"),
     admin_open: bool = typer.Option(False, "--admin-open",
                                     help="with no admin token, serve the admin routes (/rag/feedback, /rag/stats, "
@@ -38,7 +37,8 @@ def serve(
     logging.basicConfig(level=getattr(logging, log_level.upper(), logging.INFO), format="%(message)s", force=True)
     app = create_app(settings)
     err_console.print(f"rag-middleware serving on http://{settings.server.host}:{settings.server.port} "
-                      f"(upstream: {app.state.ctx.upstream_label}; models: {', '.join(app.state.ctx.router.virtual_models())})")
+                      f"(upstream: {app.state.ctx.upstream_label}; "
+                      f"models: {', '.join(app.state.ctx.router.virtual_models())})")
     err_console.print(ACCESS_TEXT[access(settings.server)])
     uvicorn.run(app, host=settings.server.host, port=settings.server.port, log_level=log_level,
                 access_log=False, timeout_graceful_shutdown=int(settings.server.shutdown_timeout))

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.table import Table
@@ -120,20 +119,20 @@ def _edits(settings, *, domain: str | None, apply_id: str | None, min_count: int
     for t in edit_tables(report):
         console.print(t)
     if any(not s["applied"] for s in report["suggestions"]):
-        console.print("apply one: rag-middleware stats --edits --apply <#|id>" + (f" --domain {domain}" if domain else ""),
-                      markup=False)
+        scope = f" --domain {domain}" if domain else ""
+        console.print(f"apply one: rag-middleware stats --edits --apply <#|id>{scope}", markup=False)
 
 
 def stats(
     ctx: typer.Context,
-    by: Optional[str] = typer.Option(None, "--by", help=" | ".join(GROUPINGS)),
-    since: Optional[str] = typer.Option(None, "--since", help="ISO date or time"),
-    domain: Optional[str] = typer.Option(None, "--domain"),
-    plot_file: Optional[Path] = typer.Option(None, "--plot", metavar="FILE.png|FILE.html", help="trends per day"),
+    by: str | None = typer.Option(None, "--by", help=" | ".join(GROUPINGS)),
+    since: str | None = typer.Option(None, "--since", help="ISO date or time"),
+    domain: str | None = typer.Option(None, "--domain"),
+    plot_file: Path | None = typer.Option(None, "--plot", metavar="FILE.png|FILE.html", help="trends per day"),
     as_json: bool = typer.Option(False, "--json"),
     top: int = typer.Option(LIST_SIZE, "--top", min=0, help="failed and low-confidence queries listed"),
     edits: bool = typer.Option(False, "--edits", help="what the reviewers' edits teach, with suggestions"),
-    apply_id: Optional[str] = typer.Option(None, "--apply", metavar="#|ID", help="with --edits: apply a suggestion"),
+    apply_id: str | None = typer.Option(None, "--apply", metavar="#|ID", help="with --edits: apply a suggestion"),
     min_count: int = typer.Option(2, "--min-count", min=1, help="with --edits: times a pattern must be seen"),
 ) -> None:
     """Numbers over the recorded interactions and their feedback (the same as GET /rag/stats)."""

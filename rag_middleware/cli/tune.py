@@ -4,9 +4,9 @@ the winner goes live as an override in the data dir when a paired test says it i
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -102,11 +102,11 @@ def tune_cmd(
     budget: int = typer.Option(96, "--budget", min=1, help="most model calls to make (~10 min at 6 s a call)"),
     items: int = typer.Option(24, "--items", min=2, help="most items to replay per setting"),
     folds: int = typer.Option(3, "--folds", min=2, max=10, help="cross-validation folds (by id hash)"),
-    tenant: Optional[str] = typer.Option(None, "--tenant", help="whose reviewed answers (default tenant)"),
+    tenant: str | None = typer.Option(None, "--tenant", help="whose reviewed answers (default tenant)"),
     max_attempts: int = typer.Option(1, "--max-attempts", min=1, max=10, help="attempts per item"),
     test: str = typer.Option("mcnemar", "--test", help="mcnemar (exact match) or bootstrap (field accuracy)"),
     alpha: float = typer.Option(0.05, "--alpha", min=0.0001, max=0.5, help="significance level of the test"),
-    out: Optional[Path] = typer.Option(None, "--out", help="report dir (default <data_dir>/tune/<domain>-<stamp>)"),
+    out: Path | None = typer.Option(None, "--out", help="report dir (default <data_dir>/tune/<domain>-<stamp>)"),
     dry_run: bool = typer.Option(False, "--dry-run", help="report only: never write the live override"),
 ) -> None:
     """Choose k, fetch_k, mmr_lambda, negatives_k, CoT and the vote margin/min_similarity by cross-validated
@@ -120,7 +120,7 @@ def tune_cmd(
     settings = state.settings()
     options = TuneOptions(tenant=tenant, folds=folds, budget=budget, items=items, max_attempts=max_attempts,
                           test=test, alpha=alpha)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     out = out or settings.data_dir / "tune" / f"{domain}-{now:%Y%m%d-%H%M%S}"
     with state.middleware() as mw:
         columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("model calls"),

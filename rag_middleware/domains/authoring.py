@@ -20,7 +20,8 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from ..errors import DomainError, EmbeddingError, RagMiddlewareError, UnknownDomainError
-from .loader import CuratedExample, CuratedNegative, DomainSpec, _load_object, load_domain
+from .domain_files import load_object
+from .loader import CuratedExample, CuratedNegative, DomainSpec, load_domain
 from .mechanisms import Declarative
 from .paths import MISSING, Path as FieldPath, inline_refs, parse_path, values_at
 from .spec import DeclarativeSpec
@@ -109,7 +110,7 @@ def skeleton(node: Any) -> Any:
     t = next((x for x in t if x != "null"), "null") if isinstance(t, list) else t
     if t == "object" or "properties" in node:
         return {k: skeleton(v) for k, v in (node.get("properties") or {}).items()}
-    return {"array": [], "string": "", "integer": 0, "number": 0, "boolean": False}.get(t or "", None)
+    return {"array": [], "string": "", "integer": 0, "number": 0, "boolean": False}.get(t or "")
 
 
 # -- domains new ------------------------------------------------------------------------------------------
@@ -233,7 +234,8 @@ def scaffold(root: Path, name: str, *, schema: Path | None = None, model: str | 
     kb = f"{Path(root)}/{name}"
     steps = [
         f"describe the task in {kb}/domain.yaml (description, and rules for what the model gets wrong)",
-        *([] if schema is not None or model is not None else [f"replace the starter schema in {kb}/output.schema.json"]),
+        *([] if schema is not None or model is not None
+          else [f"replace the starter schema in {kb}/output.schema.json"]),
         f"add 10 to 30 examples to {kb}/examples.jsonl, one JSON object per line, e.g.\n    {line}",
         f"rag-middleware domains check {name}",
         f"write a labelled set ({{\"id\", \"question\", \"expected\"}} per line) and run "
@@ -309,7 +311,9 @@ def _parts(path: Path) -> tuple[Any, DeclarativeSpec]:
     from .validation import JSONSchemaValidator, PydanticValidator
 
     if spec.output_model:
-        load = lambda ref, what: _load_object(ref, path, what=what, spec_path=spec_path, line=None)  # noqa: E731
+        def load(ref: str, what: str) -> Any:
+            return load_object(ref, path, what=what, spec_path=spec_path, line=None)
+
         declared = (lambda r: Declarative(decl, None).context(r)) if decl.context else None
         return PydanticValidator(load(spec.output_model, "output_model"),
                                  load(spec.context_builder, "context_builder") if spec.context_builder else None,
@@ -327,27 +331,30 @@ def _read(file: Path, model: type[BaseModel], fields: tuple[str, ...], validator
     if not file.exists():
         return items
     seen: dict[str, int] = {}
+
+    def bad(line: int, msg: str, id_: str = "") -> None:
+        problems.append(Problem("invalid", msg, str(file), line, id_))
+
     for n, raw in enumerate(file.read_text(encoding="utf-8").splitlines(), start=1):
         if not raw.strip() or raw.lstrip().startswith("//"):
             continue
-        bad = lambda msg, id_="": problems.append(Problem("invalid", msg, str(file), n, id_))  # noqa: E731
         try:
             item = model.model_validate(json.loads(raw))
         except json.JSONDecodeError as exc:
-            bad(f"invalid JSON: {exc.msg} (column {exc.colno})")
+            bad(n, f"invalid JSON: {exc.msg} (column {exc.colno})")
             continue
         except ValidationError as exc:
-            bad("; ".join(f"{'.'.join(map(str, e['loc'])) or '(line)'}: {e['msg']}"
-                          for e in exc.errors(include_url=False)))
+            bad(n, "; ".join(f"{'.'.join(map(str, e['loc'])) or '(line)'}: {e['msg']}"
+                             for e in exc.errors(include_url=False)))
             continue
         ident, question, value = item.id, item.question, getattr(item, fields[0])  # type: ignore[attr-defined]
         if ident in seen:
-            bad(f"duplicate id (first on line {seen[ident]})", ident)
+            bad(n, f"duplicate id (first on line {seen[ident]})", ident)
             continue
         seen[ident] = n
         outcome = validator.validate_value(value, question) if validator is not None else None
         if outcome is not None and not outcome.ok:
-            bad(f"{fields[0]} fails the output model: " + "; ".join(outcome.errors), ident)
+            bad(n, f"{fields[0]} fails the output model: " + "; ".join(outcome.errors), ident)
             continue
         items.append(_Item(str(file), n, ident, question, outcome.value if outcome is not None else value))
     return items
@@ -387,8 +394,9 @@ def _near_duplicates(items: list[_Item], embedder: Any, threshold: float) -> lis
                 diff = "; ".join(f"{k} {json.dumps(x.answer.get(k))} vs {json.dumps(y.answer.get(k))}" for k in keys)
             else:
                 diff = f"{json.dumps(x.answer)} vs {json.dumps(y.answer)}"
-            out.append(Problem("near_duplicate", f"{x.id} and {y.id} ({Path(y.file).name}:{y.line}) ask nearly the "
-                                                 f"same (cosine {float(sims[a, b]):.3f}) but answer differently: {diff}",
+            out.append(Problem("near_duplicate",
+                               f"{x.id} and {y.id} ({Path(y.file).name}:{y.line}) ask nearly the same "
+                               f"(cosine {float(sims[a, b]):.3f}) but answer differently: {diff}",
                                x.file, x.line, x.id))
     return out
 
@@ -404,8 +412,10 @@ def _concrete(value: Any, path: FieldPath, where: FieldPath = ()) -> list[tuple[
     if not path:
         return [(value, where)]
     part, rest = path[0], path[1:]
-    if part == "*":
-        pairs = list(enumerate(value)) if isinstance(value, list) else list(value.items()) if isinstance(value, dict) else []
+    if part == "*" and isinstance(value, list):
+        pairs = list(enumerate(value))
+    elif part == "*":
+        pairs = list(value.items()) if isinstance(value, dict) else []
     else:
         pairs = [(part, value[part])] if isinstance(value, dict) and part in value else []
     return [hit for key, child in pairs for hit in _concrete(child, rest, where + (str(key),))]

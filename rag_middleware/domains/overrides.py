@@ -16,7 +16,7 @@ import hashlib
 import json
 import os
 import tempfile
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +44,8 @@ class OverrideStore:
             return []
         live = self.live_name(domain)
         out = []
-        for file in sorted(folder.glob("*.yaml"), key=lambda p: int(p.name.split("-", 1)[0]) if p.name[0].isdigit() else -1):
+        for file in sorted(folder.glob("*.yaml"),
+                           key=lambda p: int(p.name.split("-", 1)[0]) if p.name[0].isdigit() else -1):
             if not file.name[0].isdigit():
                 continue
             data = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
@@ -78,7 +79,7 @@ class OverrideStore:
             raise ConfigError(f"override: unknown key(s) {', '.join(sorted(unknown))}")
         base = self.live(domain)
         data = merge_override(base, patch)
-        data.update(reason=reason, created_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        data.update(reason=reason, created_at=datetime.now(UTC).isoformat(timespec="seconds"),
                     based_on=self.live_name(domain) or "")
         text = yaml.safe_dump(data, sort_keys=True, allow_unicode=True)
         folder = self._dir(domain)

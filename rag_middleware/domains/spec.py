@@ -146,7 +146,7 @@ class DeriveSpec(BaseModel):
         """(found, value) for the source values found in an answer."""
         if self.map is not None:
             for source in sources:
-                key = source if isinstance(source, str) else str(source).lower() if isinstance(source, bool) else str(source)
+                key = str(source).lower() if isinstance(source, bool) else str(source)
                 if key in self.map:
                     return True, self.map[key]
         else:

@@ -14,6 +14,7 @@ import math
 import re
 from collections import Counter
 from dataclasses import dataclass
+from itertools import pairwise
 from typing import Any
 
 from .paths import Path, values_at
@@ -56,18 +57,22 @@ CUE_PURITY = 0.9  # share of those examples that must carry one value
 CUE_MAX_SHARE = 0.3  # a word in more of the examples than this says nothing
 
 
-_STOP = frozenset("""a an the and or but if then than so to of in on at by for with from into onto over under about
-as is are was were be been being am do does did done have has had having it its it's this that these those
-there here i me my mine we us our you your he him his she her they them their what which who whom whose when
-where why how all any both each few more most other some such no nor not only own same too very can will
-just should would could may might must shall also please hi hello thanks thank regards dear yes get got one
-""".split())
+_STOP = frozenset([
+    "a", "an", "the", "and", "or", "but", "if", "then", "than", "so", "to", "of", "in", "on", "at", "by", "for",
+    "with", "from", "into", "onto", "over", "under", "about", "as", "is", "are", "was", "were", "be", "been", "being",
+    "am", "do", "does", "did", "done", "have", "has", "had", "having", "it", "its", "it's", "this", "that", "these",
+    "those", "there", "here", "i", "me", "my", "mine", "we", "us", "our", "you", "your", "he", "him", "his", "she",
+    "her", "they", "them", "their", "what", "which", "who", "whom", "whose", "when", "where", "why", "how", "all",
+    "any", "both", "each", "few", "more", "most", "other", "some", "such", "no", "nor", "not", "only", "own", "same",
+    "too", "very", "can", "will", "just", "should", "would", "could", "may", "might", "must", "shall", "also",
+    "please", "hi", "hello", "thanks", "thank", "regards", "dear", "yes", "get", "got", "one",
+])
 
 
 def _terms(text: str) -> set[str]:
     words = _WORD.findall(text.lower())
     singles = {w for w in words if w not in _STOP}
-    pairs = {f"{a} {b}" for a, b in zip(words, words[1:]) if not (a in _STOP and b in _STOP)}
+    pairs = {f"{a} {b}" for a, b in pairwise(words) if not (a in _STOP and b in _STOP)}
     return singles | pairs
 
 
@@ -78,7 +83,7 @@ def _cue_counts(examples: list[tuple[str, Any]], paths: list[Path]) -> tuple[lis
     seen = Counter(t for terms in term_sets for t in terms)
     labels: list[dict[Path, str]] = []
     by_path: dict[Path, dict[str, Counter[str]]] = {p: {} for p in paths}
-    for terms, (_, answer) in zip(term_sets, examples):
+    for terms, (_, answer) in zip(term_sets, examples, strict=True):
         mine: dict[Path, str] = {}
         for path in paths:
             found = [v for v in values_at(answer, path) if label_of(v) is not None]
@@ -159,7 +164,7 @@ def field_votes(neighbours: list[Neighbour], specs: dict[Path, VoteSpec], *,
             continue
         best = voters[0][0].similarity if voters else 0.0
         scores: dict[str, float] = {}
-        for term, label, weight in found_cues:
+        for _term, label, weight in found_cues:
             scores[label] = scores.get(label, 0.0) + weight
             originals.setdefault(label, _unlabel(label, specs[path]))
         for n, label in voters:

@@ -23,7 +23,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 from pathlib import Path, PurePosixPath
 from types import MappingProxyType
 from typing import Any
@@ -189,7 +189,7 @@ class Rejection:
 
     version: str
     problems: list[str]
-    at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+    at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
 
 Validator = Callable[[TemplateSnapshot], list[str]]
@@ -305,7 +305,7 @@ class TemplateSet:
                 return self._live_or_raise()
             previous = self._live
             self._live, self._signature, self._rejected = snapshot, sig, None
-            self._live_since = datetime.now(timezone.utc)
+            self._live_since = datetime.now(UTC)
             if previous is not None:
                 log.info(json.dumps({"event": "templates_reloaded", "from": previous.version,
                                      "to": snapshot.version, "root": str(self.root)}))
