@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -22,10 +21,10 @@ def finetune(
     ctx: typer.Context,
     out: Path = typer.Option(..., "--out", help="output directory"),
     fmt: str = typer.Option("chat", "--format", help="chat | prompt-completion"),
-    domain: Optional[str] = typer.Option(None, "--domain"),
-    tenant: Optional[str] = typer.Option(None, "--tenant", help="only this tenant's interactions"),
-    min_score: Optional[int] = typer.Option(None, "--min-score", min=1, max=5, help="only feedback scored this or more"),
-    min_confidence: Optional[float] = typer.Option(None, "--min-confidence", min=0.0, max=1.0,
+    domain: str | None = typer.Option(None, "--domain"),
+    tenant: str | None = typer.Option(None, "--tenant", help="only this tenant's interactions"),
+    min_score: int | None = typer.Option(None, "--min-score", min=1, max=5, help="only feedback scored this or more"),
+    min_confidence: float | None = typer.Option(None, "--min-confidence", min=0.0, max=1.0,
                                                    help="only answers the model gave with this confidence or more"),
     holdout: float = typer.Option(0.1, "--holdout", min=0.0, max=0.9, help="fraction held out, per domain"),
     with_examples: bool = typer.Option(False, "--with-examples", help="keep the few-shot turns in the prompt"),
@@ -48,7 +47,8 @@ def finetune(
         f"fine-tuning export in {out}: train {counts['train']}, holdout {counts['holdout']}",
         f"candidates (approved or edited): {counts['candidates']}; invalid completions left out: {counts['invalid']}",
         "skipped: " + (", ".join(f"{reason} {n}" for reason, n in counts["skipped"].items()) or "none"),
-        f"duplicates removed: {report['duplicates_removed']['exact']} exact, {report['duplicates_removed']['near']} near",
+        f"duplicates removed: {report['duplicates_removed']['exact']} exact, "
+        f"{report['duplicates_removed']['near']} near",
         "PII masked: " + (", ".join(f"{k} {v}" for k, v in report["pii"]["hits_by_type"].items() if v) or "none"),
         f"tokens (approx.): prompts {report['tokens']['prompt_total']}, completions "
         f"{report['tokens']['completion_total']}",

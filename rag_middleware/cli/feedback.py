@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
 
 import typer
 from pydantic import ValidationError
@@ -39,9 +38,9 @@ def feedback(
     ctx: typer.Context,
     interaction_id: str = typer.Argument(..., help="the interaction id (X-RAG-Interaction-Id, ask --json)"),
     approve: bool = typer.Option(False, "--approve", help="the answer is right"),
-    reject: Optional[str] = typer.Option(None, "--reject", metavar="REASON", help="the answer is wrong, and why"),
-    edit: Optional[Path] = typer.Option(None, "--edit", metavar="FILE", help="a file with the corrected answer"),
-    score: Optional[int] = typer.Option(None, "--score", min=1, max=5, help="1 (bad) to 5 (excellent)"),
+    reject: str | None = typer.Option(None, "--reject", metavar="REASON", help="the answer is wrong, and why"),
+    edit: Path | None = typer.Option(None, "--edit", metavar="FILE", help="a file with the corrected answer"),
+    score: int | None = typer.Option(None, "--score", min=1, max=5, help="1 (bad) to 5 (excellent)"),
     notes: str = typer.Option("", "--notes"),
     reviewer: str = typer.Option("cli", "--reviewer", help="who reviews (one feedback per reviewer)"),
     as_json: bool = typer.Option(False, "--json"),

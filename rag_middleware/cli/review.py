@@ -9,7 +9,7 @@ edit is shown with its errors and can be edited again), ``r`` reject with a reas
 from __future__ import annotations
 
 import json
-from typing import Any, Optional
+from typing import Any
 
 import click
 import typer
@@ -107,9 +107,9 @@ def least_confident(mw: Any, *, domain: str | None, tenant: str | None, status: 
 
 def review(
     ctx: typer.Context,
-    domain: Optional[str] = typer.Option(None, "--domain", "-d"),
-    status: Optional[str] = typer.Option("validated", "--status", help="validated | answered | failed | error"),
-    tenant: Optional[str] = typer.Option(None, "--tenant", "-t"),
+    domain: str | None = typer.Option(None, "--domain", "-d"),
+    status: str | None = typer.Option("validated", "--status", help="validated | answered | failed | error"),
+    tenant: str | None = typer.Option(None, "--tenant", "-t"),
     reviewer: str = typer.Option("cli", "--reviewer"),
     limit: int = typer.Option(200, "--limit", min=1),
     include_reviewed: bool = typer.Option(False, "--include-reviewed", help="also what this reviewer already did"),
