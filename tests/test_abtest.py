@@ -121,7 +121,8 @@ def test_pipeline_renders_with_the_variant_and_records_it(project, settings, fak
             assert (MARK in fake_llm.requests[-1].messages[0]["content"]) == (variant == "terse")
         assert set(seen.values()) == {"control", "terse"}
         # a domain without variants records none
-        fake_llm.enqueue('{"tool": "count_documents", "collection": "orders", "field": null, "filter": {}, "limit": null}')
+        fake_llm.enqueue('{"tool": "count_documents", "collection": "orders", "field": null, "filter": {}, '
+                         '"limit": null}')
         plain = mw.ask("How many orders?", domain="shop_query", user="u1")
         assert mw.journal.get(plain.interaction_id).variant == ""
 

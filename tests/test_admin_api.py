@@ -4,7 +4,7 @@ and the user header that keeps an A/B variant sticky on /api/chat."""
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 
 import pytest
 from starlette.testclient import TestClient
@@ -41,7 +41,8 @@ def test_feedback_round_trip(mw, asked):
         assert r.status_code == 200, r.text
         assert r.json() == {"interaction_id": asked, "reviewer": "ana", "action": "approve", "replaced": False,
                             "effective": "approve",
-                            "memory": {"id": asked, "kind": "interaction", "status": "approved", "source": "interaction"}}
+                            "memory": {"id": asked, "kind": "interaction", "status": "approved",
+                                       "source": "interaction"}}
         again = client.post("/rag/feedback", json={"interaction_id": asked, "action": "reject", "reviewer": "ana",
                                                    "reason": "descending was asked"})
         assert again.status_code == 200 and again.json()["replaced"] is True
@@ -85,7 +86,7 @@ def test_stats_endpoint_serves_the_cli_numbers(mw, asked):
         r = client.get("/rag/stats", params={"by": "domain", "since": "2000-01-01"})
         assert r.status_code == 200
         body = r.json()
-        since = datetime(2000, 1, 1, tzinfo=timezone.utc)
+        since = datetime(2000, 1, 1, tzinfo=UTC)
         assert body == json.loads(json.dumps(read_stats(mw.settings.db_path, by="domain", since=since)))
         assert body["overall"]["requests"] == 1 and body["overall"]["approval_rate"] == 1.0
         assert client.get("/rag/stats", params={"by": "colour"}).status_code == 400
@@ -107,8 +108,8 @@ def test_user_header_keeps_the_variant_sticky(project, mw, fake_llm):
             assert r.status_code == 200, r.text
             seen.setdefault(user, set()).add(mw.journal.get(r.headers["x-rag-interaction-id"]).variant)
         assert all(len(v) == 1 for v in seen.values()) and set().union(*seen.values()) == {"one", "two"}
-        r = client.post("/v1/chat/completions", json={"model": "data_ops:latest", "user": "u1",
-                                                      "messages": [{"role": "user", "content": "Columns: a, b\nsort by a"}]})
+        messages = [{"role": "user", "content": "Columns: a, b\nsort by a"}]
+        r = client.post("/v1/chat/completions", json={"model": "data_ops:latest", "user": "u1", "messages": messages})
         assert r.status_code == 200
         assert mw.journal.get(r.headers["x-rag-interaction-id"]).variant == next(iter(seen["u1"]))
         ab = client.get("/rag/ab", params={"domain": "data_ops"}).json()

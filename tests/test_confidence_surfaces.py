@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta, UTC
 from pathlib import Path
 
 import pytest
@@ -22,7 +22,7 @@ from rag_middleware.server import create_app
 from rag_middleware.analytics.stats import read_stats
 
 HERE = Path(__file__).resolve().parent
-T0 = datetime(2026, 3, 1, 12, tzinfo=timezone.utc)
+T0 = datetime(2026, 3, 1, 12, tzinfo=UTC)
 
 
 def shop(collection: str, **filters) -> dict:

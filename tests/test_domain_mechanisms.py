@@ -101,7 +101,8 @@ def test_schema_nodes_go_through_anyof_items_and_refs():
         "$defs": {"Sort": {"type": "object", "properties": {"type": {"const": "sort"}, "by": {"type": "string"}}},
                   "Top": {"type": "object", "properties": {"type": {"const": "top"}, "n": {"type": "integer"}}}},
         "type": "object",
-        "properties": {"ops": {"type": "array", "items": {"anyOf": [{"$ref": "#/$defs/Sort"}, {"$ref": "#/$defs/Top"}]}},
+        "properties": {"ops": {"type": "array",
+                               "items": {"anyOf": [{"$ref": "#/$defs/Sort"}, {"$ref": "#/$defs/Top"}]}},
                        "limit": {"anyOf": [{"type": "integer"}, {"type": "null"}]}},
     })
     assert [n["const"] for n in schema_nodes(schema, ("ops", "*", "type"))] == ["sort", "top"]
@@ -251,7 +252,8 @@ def test_a_context_grounds_list_items_and_mentioned_keeps_the_named_ones():
                                                   vote={}, harden=None), schema)
     grammar, _ = d.grammar(schema, request, flags=On())
     assert grammar["properties"]["cols"]["items"] == {"enum": ["region", "units", "price"]}
-    d = Declarative(DeclarativeSpec.from_sections(context=ctx, ground={"/cols/*": {"from": "columns", "mentioned": True}},
+    mentioned_only = {"/cols/*": {"from": "columns", "mentioned": True}}
+    d = Declarative(DeclarativeSpec.from_sections(context=ctx, ground=mentioned_only,
                                                   units={}, derive={}, vote={}, harden=None), schema)
     grammar, _ = d.grammar(schema, request, flags=On())
     assert grammar["properties"]["cols"]["items"] == {"enum": ["region", "units"]}

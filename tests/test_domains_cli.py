@@ -148,7 +148,8 @@ def test_new_refuses_an_existing_domain_and_leaves_it_alone(cli_project, capsys)
     assert spec.read_text() == before
 
 
-@pytest.mark.parametrize("content,message", [("{not json", "invalid JSON"), ('{"type": "bogus"}', "not a valid JSON Schema")])
+@pytest.mark.parametrize("content,message", [("{not json", "invalid JSON"),
+                                             ('{"type": "bogus"}', "not a valid JSON Schema")])
 def test_new_refuses_a_bad_schema_file(cli_project, capsys, content, message):
     schema = cli_project / "bad.json"
     schema.write_text(content, encoding="utf-8")

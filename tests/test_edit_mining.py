@@ -5,7 +5,7 @@ request's domain sees."""
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta, UTC
 
 import pytest
 import yaml
@@ -16,7 +16,7 @@ from rag_middleware.errors import RequestError, UnknownDomainError
 from rag_middleware.learning.feedback import Feedback
 from rag_middleware.records import Attempt, Interaction
 
-T0 = datetime(2026, 3, 1, 12, tzinfo=timezone.utc)
+T0 = datetime(2026, 3, 1, 12, tzinfo=UTC)
 
 
 def claim(claim_type: str, department: str, severity: str = "low", **kw) -> dict:
@@ -204,14 +204,16 @@ def test_wildcard_fields(mw):
         planted(mw, "listing_search", q + " " * i, listing(("bedrooms", "gte", 3), ("price", "lte", 1500)),
                 listing(("bedrooms", "gte", 2), ("price", "lte", 1500)), minute=i)
     (dom,) = edits.mine(mw.settings.db_path, domains=mw.domains)["domains"]
-    assert dom["fields"] == [{"path": "/filters/*/value", "edits": 2, "changes": [{"from": "3", "to": "2", "count": 2}]}]
+    assert dom["fields"] == [{"path": "/filters/*/value", "edits": 2,
+                              "changes": [{"from": "3", "to": "2", "count": 2}]}]
 
 
 # -- free text ------------------------------------------------------------------------------------------------
 
 def test_free_text_additions_and_removals(mw):
     pairs = [("How do I sum a column?", "Use =SUM(A:A). I hope this helps!", "Use =SUM(A:A). Check the range first."),
-             ("How do I count rows?", "Use =COUNTA(A:A). I hope this helps!", "Use =COUNTA(A:A). Check the range first."),
+             ("How do I count rows?", "Use =COUNTA(A:A). I hope this helps!",
+              "Use =COUNTA(A:A). Check the range first."),
              ("How do I average?", "Try =AVERAGE(B:B) maybe. I hope this helps!", "Use =AVERAGE(B:B).")]
     for i, (q, before, after) in enumerate(pairs):
         planted(mw, "assistant", q, before, after, minute=i)

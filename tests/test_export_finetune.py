@@ -170,7 +170,7 @@ def test_min_score_domain_and_with_examples(mw, reviewed, tmp_path):
     mw_export(mw, ExportOptions(out=tmp_path / "x", min_score=5, domain="data_ops", holdout=0.0,
                                       with_examples=True))
     rich = read_jsonl(tmp_path / "x" / "train.jsonl")
-    assert all(len(r["messages"]) > len(p["messages"]) for r, p in zip(rich, plain))
+    assert all(len(r["messages"]) > len(p["messages"]) for r, p in zip(rich, plain, strict=True))
     assert all(len(p["messages"]) == 3 for p in plain)
     assert mw_export(mw, ExportOptions(out=tmp_path / "t", tenant="other"))["counts"]["exported"] == 0
     assert mw_export(mw, ExportOptions(out=tmp_path / "u", tenant="default"))["counts"]["exported"] == 7

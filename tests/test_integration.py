@@ -105,9 +105,11 @@ def test_replay_of_a_small_file_on_the_embedded_model(project, embedded, tmp_pat
 
     items_file = tmp_path / "items.jsonl"
     items_file.write_text("\n".join(json.dumps(item) for item in [
-        {"id": "r1", "domain": "data_ops", "messages": [{"role": "user", "content": "Columns: a, b\nRemove duplicate rows."}],
+        {"id": "r1", "domain": "data_ops",
+         "messages": [{"role": "user", "content": "Columns: a, b\nRemove duplicate rows."}],
          "expected": {"task": "clean", "chart_type": "none", "operations": [{"type": "remove_duplicates",
-                      "execution_instructions": {"method": "pandas.DataFrame.drop_duplicates", "args": [], "kwargs": {}}}]}},
+                      "execution_instructions": {"method": "pandas.DataFrame.drop_duplicates", "args": [],
+                                                 "kwargs": {}}}]}},
         {"id": "r2", "domain": "assistant", "messages": [{"role": "user", "content": "What is a CSV file?"}]},
     ]) + "\n")
     settings = load_settings(data_dir=project / "data", knowledge_base=project / "knowledge_base",

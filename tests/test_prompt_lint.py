@@ -205,7 +205,8 @@ def test_a_domains_ab_variant_template_set_is_linted_for_that_domain(cli, capsys
     write(variant / "negatives.j2", "{% for n in negatives %}{{ n.wrong.size }}{% endfor %}")
     code, out, err = run(capsys, "prompts", "lint")
     assert code == 1 and "1 error(s)" in out
-    assert f"{variant / 'negatives.j2'}:1: error: rendering for shop_query with a curated example" in " ".join(err.split())
+    expected = f"{variant / 'negatives.j2'}:1: error: rendering for shop_query with a curated example"
+    assert expected in " ".join(err.split())
     code, out, _ = run(capsys, "prompts", "list", "--json")
     [listed] = json.loads(out)["variants"]
     assert listed["domain"] == "shop_query" and listed["variant"] == "terse"

@@ -133,7 +133,7 @@ def test_try_against_a_file(cli, capsys):
     items = cli / "items.jsonl"
     items.write_text("".join(json.dumps({"id": f"q{i}", "domain": "data_ops", "expected": plan(c),
                                          "messages": [{"role": "user", "content": q}]}) + "\n"
-                             for i, (q, c) in enumerate(zip(QUESTIONS, ["a", "price", "z", "city"]))))
+                             for i, (q, c) in enumerate(zip(QUESTIONS, ["a", "price", "z", "city"], strict=True))))
     draft(cli, "terse", "Try again.")
     code, out, _ = run(capsys, "prompts", "try", "drafts/terse", "--against", "items.jsonl", "--out", "t")
     assert code == 0  # no --fail-on-regression

@@ -5,7 +5,8 @@ from __future__ import annotations
 import re
 from html.parser import HTMLParser
 
-from rag_middleware.analytics.report_items import ItemResult, failing_items, failing_items_html, failing_items_md, items_from_replay
+from rag_middleware.analytics.report_items import (
+    ItemResult, failing_items, failing_items_html, failing_items_md, items_from_replay)
 
 ASK = [{"role": "system", "content": "be terse"}, {"role": "user", "content": "Columns: a, b\nsort by a"}]
 ITEMS = [
@@ -60,7 +61,8 @@ class _Items(HTMLParser):
 
     def visible(self, radio: str) -> set[str]:
         """The items left visible when ``radio`` is checked, as the page's CSS says."""
-        hidden = re.findall(rf"#{re.escape(radio)}:checked~\.items \.item:not\(\.([\w-]+)\)\{{display:none\}}", self.css)
+        rule = rf"#{re.escape(radio)}:checked~\.items \.item:not\(\.([\w-]+)\)\{{display:none\}}"
+        hidden = re.findall(rule, self.css)
         return {i for i, classes in self.items.items() if all(c in classes for c in hidden)}
 
 

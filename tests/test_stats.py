@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import datetime, UTC
 
 import pytest
 
@@ -24,7 +24,7 @@ def record(log: InteractionLog, *, day: int, domain: str = "data_ops", status: s
     inter = Interaction(tenant="acme", domain=domain, status=status, request={}, question=f"q{day}-{total_ms}",
                         template_version=template, model=model, backend="fake", attempts=attempts,
                         timings_ms={"total": total_ms}, prompt_tokens=tokens[0], completion_tokens=tokens[1],
-                        created_at=datetime(2026, 3, day, 12, tzinfo=timezone.utc), variant=variant)
+                        created_at=datetime(2026, 3, day, 12, tzinfo=UTC), variant=variant)
     log.write(inter)
     return inter.id
 
@@ -61,7 +61,8 @@ def test_overall_numbers(db):
     assert m["top_error_paths"][0] == ["operations.*.type", 3]
     assert ["task", 1] in m["top_error_paths"] and ["(root)", 1] in m["top_error_paths"]
     assert m["reviewed"] == 3
-    assert m["approval_rate"] == pytest.approx(2 / 3, abs=1e-4) and m["rejection_rate"] == pytest.approx(1 / 3, abs=1e-4)
+    assert m["approval_rate"] == pytest.approx(2 / 3, abs=1e-4)
+    assert m["rejection_rate"] == pytest.approx(1 / 3, abs=1e-4)
     assert m["latency_ms"] == {"p50": 300.0, "p95": 480.0}
     assert m["tokens_per_request"] == pytest.approx((120 * 4 + 100) / 5)
 
@@ -89,15 +90,16 @@ def test_group_numbers_and_trend(db):
 
 
 def test_since_filter(db):
-    out = read_stats(db, since=datetime(2026, 3, 2, tzinfo=timezone.utc))
+    out = read_stats(db, since=datetime(2026, 3, 2, tzinfo=UTC))
     assert out["overall"]["requests"] == 3 and out["since"].startswith("2026-03-02")
-    assert read_stats(db, since=datetime(2026, 4, 1, tzinfo=timezone.utc))["overall"]["requests"] == 0
+    assert read_stats(db, since=datetime(2026, 4, 1, tzinfo=UTC))["overall"]["requests"] == 0
 
 
 def test_bad_grouping_and_helpers(db):
     with pytest.raises(RequestError, match="--by must be one of"):
         read_stats(db, by="color")
-    assert error_path("operations.12.execution_instructions.kwargs.by: bad") == "operations.*.execution_instructions.kwargs.by"
+    path = error_path("operations.12.execution_instructions.kwargs.by: bad")
+    assert path == "operations.*.execution_instructions.kwargs.by"
     assert error_path("no colon here") == "(root)"
     assert percentile([], 50) is None and percentile([1, 2, 3, 4], 50) == 2.5
 
@@ -119,7 +121,7 @@ def test_plots(db, tmp_path):
     with pytest.raises(RequestError, match=".png or .html"):
         plot(stats, tmp_path / "trend.pdf")
     with pytest.raises(RequestError, match="nothing to plot"):
-        plot(read_stats(db, since=datetime(2027, 1, 1, tzinfo=timezone.utc)), tmp_path / "x.png")
+        plot(read_stats(db, since=datetime(2027, 1, 1, tzinfo=UTC)), tmp_path / "x.png")
 
 
 def test_stats_from_the_pipeline(mw, fake_llm):
