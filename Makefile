@@ -39,6 +39,13 @@ test-fast: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/overhead.py
 
+# mutation testing of the core modules, each against its own fast tests, 2 workers (mutation/run.py)
+MUTMUT_VERSION := 3.8.1
+.PHONY: mutation
+mutation: | $(STAMP)
+	$(PY) -m pip install -q mutmut==$(MUTMUT_VERSION)
+	$(PY) mutation/run.py $(MODULES)
+
 clean-data:
 	rm -rf .rag-mw
 

@@ -1,7 +1,7 @@
 """Regressions the rest of the suite let through: selection's dedup threshold, escalation timing, JSON
 extraction from answers with several fenced blocks, the cap on error summaries, and the total deadline.
 
-Each test pins one boundary that a small, realistic code change would move (see tests/README of issue 16)."""
+Each test pins one boundary that a small, realistic code change would move."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ import time
 
 import numpy as np
 import pytest
-from jsonschema import Draft202012Validator  # noqa: F401 - the validator below needs it installed
 from pydantic import BaseModel, ValidationError, create_model
 
 from rag_middleware import Middleware
@@ -79,6 +78,27 @@ def test_rank_candidates_filters_below_min_similarity_and_keeps_fetch_k():
     ranked = rank_candidates(query, pool, fetch_k=1, lam=1.0, near_threshold=2.0, min_similarity=0.0)
     assert [c.id for c in ranked] == ["hi"]
     assert rank_candidates(query, [], fetch_k=3, lam=0.5, near_threshold=0.9, min_similarity=0.0) == []
+
+
+def test_an_exact_duplicate_is_skipped_without_ending_the_dedup():
+    pool = [_cand("a", A, similarity=0.9, question="Q", answer="x"),
+            _cand("a2", B, similarity=0.8, question="q", answer="X"),  # the same text: skipped
+            _cand("c", C, similarity=0.7)]
+    assert [c.id for c in dedup(pool, near_threshold=2.0)] == ["a", "c"]
+
+
+def test_rank_candidates_orders_by_boosted_relevance_and_diversity():
+    query = np.asarray(A, dtype=np.float32)
+    # "boosted" is far from the query but boosted above "close"; lam=1: relevance (similarity + boost) decides
+    boosted = _cand("boosted", B, similarity=0.5, boost=0.6)
+    close = _cand("close", A, similarity=1.0)
+    ranked = rank_candidates(query, [close, boosted], fetch_k=5, lam=1.0, near_threshold=2.0, min_similarity=0.0)
+    assert [c.id for c in ranked] == ["boosted", "close"]
+    # lam=0.5: after the best, the one unlike it beats its near twin of higher relevance
+    best, twin, other = _cand("best", A, similarity=0.9), _cand("twin", C, similarity=0.85), \
+        _cand("other", [0.0, 1.0], similarity=0.6)
+    ranked = rank_candidates(query, [twin, other, best], fetch_k=5, lam=0.5, near_threshold=2.0, min_similarity=0.0)
+    assert [c.id for c in ranked] == ["best", "other", "twin"]
 
 
 def test_fill_budget_skips_a_misfit_takes_an_exact_fit_and_stops_at_k():
