@@ -161,138 +161,144 @@ class FakeOllama:
         return out
 
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:
-        fake = self
+        return type("Handler", (_Handler,), {"fake": self})
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.0"
 
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - silence the access log
+class _Handler(BaseHTTPRequestHandler):
+    """Serves one FakeOllama: ``fake`` is set on the subclass each FakeOllama makes."""
+
+    protocol_version = "HTTP/1.0"
+    fake: FakeOllama
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - silence the access log
+        pass
+
+    def _send_json(self, status: int, payload: Any) -> None:
+        data = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json; charset=utf-8")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _routed(self, method: str, raw: bytes) -> bool:
+        self.fake._record(method, self.path, self.headers, raw)
+        found = self.fake.routes.get((method, self.path.split("?")[0]))
+        if found is None:
+            return False
+        status, content_type, data = found
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        if method != "HEAD":
+            self.wfile.write(data)
+        return True
+
+    def do_GET(self) -> None:  # noqa: N802 - http.server API
+        if not self._routed("GET", b""):
+            self._send_json(404, {"error": f"unknown path {self.path}"})
+
+    def do_HEAD(self) -> None:  # noqa: N802 - http.server API
+        if not self._routed("HEAD", b""):
+            self.send_response(404)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+    def do_DELETE(self) -> None:  # noqa: N802 - http.server API
+        if not self._routed("DELETE", self._read_body()):
+            self._send_json(404, {"error": f"unknown path {self.path}"})
+
+    def _read_body(self) -> bytes:
+        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():  # a streamed request body
+            out = b""
+            while size := int(self.rfile.readline().split(b";")[0].strip() or b"0", 16):
+                out += self.rfile.read(size)
+                self.rfile.readline()
+            while self.rfile.readline() not in (b"\r\n", b"\n", b""):  # trailers
                 pass
+            return out
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length else b""
 
-            def _send_json(self, status: int, payload: Any) -> None:
-                data = json.dumps(payload).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json; charset=utf-8")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+    def do_POST(self) -> None:  # noqa: N802 - http.server API
+        raw = self._read_body()
+        if self._routed("POST", raw):
+            return
+        try:
+            body = json.loads(raw or b"{}")
+        except json.JSONDecodeError:
+            body = {"_raw": raw.decode("utf-8", "replace")}
+        if self._load(body):
+            return
+        reply = self.fake._next(self.path, body)
+        try:
+            self._reply(body, reply)
+        except (BrokenPipeError, ConnectionResetError):  # the client gave up (timeout tests)
+            self.fake._gone()
 
-            def _routed(self, method: str, raw: bytes) -> bool:
-                fake._record(method, self.path, self.headers, raw)
-                found = fake.routes.get((method, self.path.split("?")[0]))
-                if found is None:
-                    return False
-                status, content_type, data = found
-                self.send_response(status)
-                self.send_header("Content-Type", content_type)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                if method != "HEAD":
-                    self.wfile.write(data)
-                return True
+    def _reply(self, body: dict[str, Any], reply: Any) -> None:
+        """Answer with the scripted ``reply`` (after its delay, for a Slow one); only /api/chat is scripted."""
+        if isinstance(reply, Slow):
+            if self.fake._stopping.wait(reply.seconds):
+                return
+            reply = reply.reply
+        if self.path != "/api/chat":
+            self._send_json(404, {"error": f"unknown path {self.path}"})
+        elif isinstance(reply, Trickle):
+            self._stream(body, reply.content, {}, delay=reply.delay)
+        elif isinstance(reply, Broken):
+            self._broken(body, reply)
+        elif isinstance(reply, tuple):
+            self._send_json(reply[0], reply[1])
+        else:
+            extra = dict(reply) if isinstance(reply, dict) else {"content": reply}
+            content = extra.pop("content", "")
+            if body.get("stream", True):
+                self._stream(body, content, extra)
+            else:
+                self._send_json(200, self.fake._final(body, content, extra))
 
-            def do_GET(self) -> None:  # noqa: N802 - http.server API
-                if not self._routed("GET", b""):
-                    self._send_json(404, {"error": f"unknown path {self.path}"})
+    def _load(self, body: dict[str, Any]) -> bool:
+        if self.path not in ("/api/chat", "/api/generate") or body.get("messages") or body.get("prompt"):
+            return False
+        with self.fake._lock:
+            self.fake.paths.append(self.path)
+            self.fake.bodies.append(body)
+        unload = body.get("keep_alive") in (0, "0", "0s")
+        content = {"message": {"role": "assistant", "content": ""}} if self.path == "/api/chat" else {
+            "response": ""}
+        self._send_json(200, {"model": body.get("model") or self.fake.model, "created_at": "2025-01-01T00:00:00Z",
+                              **content, "done_reason": "unload" if unload else "load", "done": True})
+        return True
 
-            def do_HEAD(self) -> None:  # noqa: N802 - http.server API
-                if not self._routed("HEAD", b""):
-                    self.send_response(404)
-                    self.send_header("Content-Length", "0")
-                    self.end_headers()
+    def _piece(self, body: dict[str, Any], piece: str) -> bytes:
+        line = {"model": body.get("model") or self.fake.model, "created_at": "2025-01-01T00:00:00Z",
+                "message": {"role": "assistant", "content": piece}, "done": False}
+        return json.dumps(line).encode() + b"\n"
 
-            def do_DELETE(self) -> None:  # noqa: N802 - http.server API
-                if not self._routed("DELETE", self._read_body()):
-                    self._send_json(404, {"error": f"unknown path {self.path}"})
+    def _stream(self, body: dict[str, Any], content: str, extra: dict[str, Any], delay: float = 0.0) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "application/x-ndjson")
+        self.end_headers()
+        pieces = [content[i : i + 5] for i in range(0, len(content), 5)]
+        for piece in pieces:
+            self.wfile.write(self._piece(body, piece))
+            self.wfile.flush()
+            if delay and self.fake._stopping.wait(delay):
+                return
+        self.wfile.write(json.dumps(self.fake._final(body, "", extra)).encode() + b"\n")
+        self.wfile.flush()
 
-            def _read_body(self) -> bytes:
-                if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():  # a streamed request body
-                    out = b""
-                    while size := int(self.rfile.readline().split(b";")[0].strip() or b"0", 16):
-                        out += self.rfile.read(size)
-                        self.rfile.readline()
-                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):  # trailers
-                        pass
-                    return out
-                length = int(self.headers.get("Content-Length") or 0)
-                return self.rfile.read(length) if length else b""
-
-            def do_POST(self) -> None:  # noqa: N802 - http.server API
-                raw = self._read_body()
-                if self._routed("POST", raw):
-                    return
-                try:
-                    body = json.loads(raw or b"{}")
-                except json.JSONDecodeError:
-                    body = {"_raw": raw.decode("utf-8", "replace")}
-                if self._load(body):
-                    return
-                reply = fake._next(self.path, body)
-                try:
-                    if isinstance(reply, Slow):
-                        if fake._stopping.wait(reply.seconds):
-                            return
-                        reply = reply.reply
-                    if self.path != "/api/chat":
-                        self._send_json(404, {"error": f"unknown path {self.path}"})
-                    elif isinstance(reply, Trickle):
-                        self._stream(body, reply.content, {}, delay=reply.delay)
-                    elif isinstance(reply, Broken):
-                        self._broken(body, reply)
-                    elif isinstance(reply, tuple):
-                        self._send_json(reply[0], reply[1])
-                    else:
-                        extra = dict(reply) if isinstance(reply, dict) else {"content": reply}
-                        content = extra.pop("content", "")
-                        if body.get("stream", True):
-                            self._stream(body, content, extra)
-                        else:
-                            self._send_json(200, fake._final(body, content, extra))
-                except (BrokenPipeError, ConnectionResetError):  # the client gave up (timeout tests)
-                    fake._gone()
-
-            def _load(self, body: dict[str, Any]) -> bool:
-                if self.path not in ("/api/chat", "/api/generate") or body.get("messages") or body.get("prompt"):
-                    return False
-                with fake._lock:
-                    fake.paths.append(self.path)
-                    fake.bodies.append(body)
-                unload = body.get("keep_alive") in (0, "0", "0s")
-                content = {"message": {"role": "assistant", "content": ""}} if self.path == "/api/chat" else {
-                    "response": ""}
-                self._send_json(200, {"model": body.get("model") or fake.model, "created_at": "2025-01-01T00:00:00Z",
-                                      **content, "done_reason": "unload" if unload else "load", "done": True})
-                return True
-
-            def _piece(self, body: dict[str, Any], piece: str) -> bytes:
-                line = {"model": body.get("model") or fake.model, "created_at": "2025-01-01T00:00:00Z",
-                        "message": {"role": "assistant", "content": piece}, "done": False}
-                return json.dumps(line).encode() + b"\n"
-
-            def _stream(self, body: dict[str, Any], content: str, extra: dict[str, Any], delay: float = 0.0) -> None:
-                self.send_response(200)
-                self.send_header("Content-Type", "application/x-ndjson")
-                self.end_headers()
-                pieces = [content[i : i + 5] for i in range(0, len(content), 5)]
-                for piece in pieces:
-                    self.wfile.write(self._piece(body, piece))
-                    self.wfile.flush()
-                    if delay and fake._stopping.wait(delay):
-                        return
-                self.wfile.write(json.dumps(fake._final(body, "", extra)).encode() + b"\n")
-                self.wfile.flush()
-
-            def _broken(self, body: dict[str, Any], reply: Broken) -> None:
-                pieces = [reply.content[i : i + 5] for i in range(0, len(reply.content), 5)][: reply.pieces]
-                data = b"".join(self._piece(body, p) for p in pieces)
-                if reply.how == "error":
-                    data += json.dumps({"error": reply.error}).encode() + b"\n"
-                self.send_response(200)
-                self.send_header("Content-Type", "application/x-ndjson")
-                if reply.how == "drop":  # promise more than is sent, then hang up: a truncated body
-                    self.send_header("Content-Length", str(len(data) + 4096))
-                self.end_headers()
-                self.wfile.write(data)
-                self.wfile.flush()
-
-        return Handler
+    def _broken(self, body: dict[str, Any], reply: Broken) -> None:
+        pieces = [reply.content[i : i + 5] for i in range(0, len(reply.content), 5)][: reply.pieces]
+        data = b"".join(self._piece(body, p) for p in pieces)
+        if reply.how == "error":
+            data += json.dumps({"error": reply.error}).encode() + b"\n"
+        self.send_response(200)
+        self.send_header("Content-Type", "application/x-ndjson")
+        if reply.how == "drop":  # promise more than is sent, then hang up: a truncated body
+            self.send_header("Content-Length", str(len(data) + 4096))
+        self.end_headers()
+        self.wfile.write(data)
+        self.wfile.flush()

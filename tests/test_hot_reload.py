@@ -12,10 +12,13 @@ import time
 import httpx
 import pytest
 from conftest import FakeLLM, wait_for
-from test_server import _no_proxy, start  # noqa: F401 - fixtures
+import test_server
 
 from rag_middleware.llm.base import Completion
 from rag_middleware.templating.versions import TemplateStore
+
+# test_server.py's fixtures, requested here by name (pytest finds fixtures among a module's attributes)
+start, _no_proxy = test_server.start, test_server._no_proxy
 
 HELP = [{"role": "user", "content": "how do I sum a column?"}]
 
@@ -31,7 +34,7 @@ class EchoLLM(FakeLLM):
 
 
 @pytest.fixture
-def server(start, monkeypatch):  # noqa: F811 - the fixture imported above
+def server(start, monkeypatch):
     monkeypatch.setattr("rag_middleware.server.context.TEMPLATE_CHECK_SECONDS", 0.05)
     return start("embedded", backend=EchoLLM())
 
@@ -129,7 +132,7 @@ def test_a_domain_override_is_hot_reloaded_for_that_domain_only(server):
         assert chat(client)[1].startswith("ECHO<ASSISTANT ")
 
 
-def test_a_server_started_with_broken_templates_says_so_and_recovers(start, project, monkeypatch):  # noqa: F811
+def test_a_server_started_with_broken_templates_says_so_and_recovers(start, project, monkeypatch):
     monkeypatch.setattr("rag_middleware.server.context.TEMPLATE_CHECK_SECONDS", 0.05)
     fewshot = project / "prompts" / "fewshot.j2"
     fewshot.write_text("{{ request }}")

@@ -10,11 +10,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 from weaviate.util import generate_uuid5
-from weaviate_fake import FakeWeaviate, fake  # noqa: F401 - the fixture
+import weaviate_fake
+from weaviate_fake import FakeWeaviate
 
 from rag_middleware.memory.stores.sqlite import SQLiteStore
 from rag_middleware.cli import main
 from rag_middleware.records import MemoryRecord
+
+# weaviate_fake.py's fixtures, requested here by name (pytest finds fixtures among a module's attributes)
+fake = weaviate_fake.fake
 
 KINDS = ("interaction", "example", "negative")
 
@@ -33,7 +37,7 @@ def source(tmp_path, monkeypatch) -> dict[str, np.ndarray]:
     store = SQLiteStore(tmp_path / "data" / "rag.db")
     store.upsert(records, vectors)
     store.close()
-    return {r.id: v for r, v in zip(records, vectors)}
+    return {r.id: v for r, v in zip(records, vectors, strict=True)}
 
 
 def migrate(capsys, fake: FakeWeaviate, *extra: str) -> tuple[int, str, str]:

@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 from starlette.testclient import TestClient
 from weaviate.util import generate_uuid5
-from weaviate_fake import FakeWeaviate, fake  # noqa: F401 - the fixture
+import weaviate_fake
+from weaviate_fake import FakeWeaviate
 
 from conftest import FakeLLM, HashEmbedder, wait_for
 from rag_middleware import Middleware, load_settings
@@ -23,6 +24,9 @@ from rag_middleware.errors import StoreError, StoreUnavailableError
 from rag_middleware.records import MemoryFilter, MemoryRecord
 from rag_middleware.server import create_app
 from rag_middleware.llm.tokens import ApproxTokenCounter
+
+# weaviate_fake.py's fixtures, requested here by name (pytest finds fixtures among a module's attributes)
+fake = weaviate_fake.fake
 
 Q = "Columns: price, qty\nsort by price, cheapest first"
 GOOD = {"task": "sort", "chart_type": "none", "operations": [{"type": "sort", "execution_instructions": {

@@ -70,7 +70,7 @@ class LiveServer:
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind(("127.0.0.1", 0))
-        self.url = "http://127.0.0.1:%d" % self.sock.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
         config = uvicorn.Config(app, log_level="warning", log_config=None, lifespan="on",
                                 timeout_graceful_shutdown=5)
         self.server = uvicorn.Server(config)
@@ -323,7 +323,8 @@ def test_free_text_streams_live_from_upstream_and_is_recorded(stack):
         chunks = list(client.chat.completions.create(model="assistant:latest", messages=ASK, stream=True,
                                                      stream_options={"include_usage": True}))
     assert chunks[0].choices[0].delta.role == "assistant"
-    assert [c.choices[0].delta.content for c in chunks[1:-2]] == [FREE_TEXT[i:i + 5] for i in range(0, len(FREE_TEXT), 5)]
+    pieces = [FREE_TEXT[i:i + 5] for i in range(0, len(FREE_TEXT), 5)]
+    assert [c.choices[0].delta.content for c in chunks[1:-2]] == pieces
     assert chunks[-2].choices[0].finish_reason == "stop" and chunks[-1].usage.completion_tokens == 7
     assert stack.mw.journal.count() == 2
 

@@ -12,11 +12,15 @@ import pytest
 import uvicorn
 from conftest import FakeLLM, HashEmbedder, run_cli
 from starlette.testclient import TestClient
-from test_server import ASK, UPSTREAM_MODEL, _no_proxy, fake, start  # noqa: F401 - fixtures too
+import test_server
+from test_server import ASK, UPSTREAM_MODEL
 
 from rag_middleware import Middleware
 from rag_middleware.server import create_app
 from rag_middleware.llm.tokens import ApproxTokenCounter
+
+# test_server.py's fixtures, requested here by name (pytest finds fixtures among a module's attributes)
+fake, start, _no_proxy = test_server.fake, test_server.start, test_server._no_proxy
 
 TOKEN = "s3cret-admin"
 ADMIN_ROUTES = [("GET", "/rag/domains"), ("GET", "/rag/stats"), ("GET", "/rag/ab?domain=data_ops"),

@@ -11,11 +11,14 @@ import ollama
 import openai
 import pytest
 from ollama_fake import FakeOllama
-from test_server import (  # noqa: F401 - fixtures too
-    ASK, FREE_TEXT, GOOD, PLAN, QUESTION, UPSTREAM_MODEL, _no_proxy, fake, start)
+import test_server
+from test_server import ASK, FREE_TEXT, GOOD, PLAN, QUESTION, UPSTREAM_MODEL
 
 from rag_middleware.memory.embedding import content_hash
 from rag_middleware.options import ModelOptions
+
+# test_server.py's fixtures, requested here by name (pytest finds fixtures among a module's attributes)
+fake, start, _no_proxy = test_server.fake, test_server.start, test_server._no_proxy
 
 BAD_UTF8 = b'{"model": "data_ops:latest", "messages": [{"role": "user", "content": "sort \xff\xfe by a"}]}'
 PIXEL = base64.b64encode(b"\x89PNG\r\n\x1a\n not really an image").decode()
@@ -107,9 +110,9 @@ def test_client_sampling_options_are_typed_once(stack):
     sent = stack.fake.bodies[-1]["options"]
     assert sent["num_predict"] == 33 and sent["stop"] == ["END"] and sent["top_k"] == 5
     assert sent["num_ctx"] == stack.settings.llm.num_ctx and "mirostat" not in sent  # neither is the client's
-    assert ModelOptions.SAMPLING_KEYS == {"temperature", "top_p", "top_k", "min_p", "seed", "num_predict",
-                                          "repeat_penalty", "stop"}
-    assert ModelOptions.DOMAIN_KEYS == ModelOptions.SAMPLING_KEYS | {"num_ctx"}
+    sampling = {"temperature", "top_p", "top_k", "min_p", "seed", "num_predict", "repeat_penalty", "stop"}
+    assert sampling == ModelOptions.SAMPLING_KEYS
+    assert sampling | {"num_ctx"} == ModelOptions.DOMAIN_KEYS
     from rag_middleware.llm.embedded import _OPTION_MAP
 
     assert set(_OPTION_MAP) == ModelOptions.SAMPLING_KEYS and _OPTION_MAP["num_predict"] == "n_predict"
@@ -130,9 +133,8 @@ def test_openai_text_parts_are_joined_for_a_virtual_model(stack):
 def test_openai_image_part_is_a_clear_400_for_a_virtual_model(stack):
     parts = [{"type": "text", "text": QUESTION},
              {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{PIXEL}"}}]
-    with stack.openai() as client:
-        with pytest.raises(openai.BadRequestError) as info:
-            client.chat.completions.create(model="data_ops:latest", messages=[{"role": "user", "content": parts}])
+    with stack.openai() as client, pytest.raises(openai.BadRequestError) as info:
+        client.chat.completions.create(model="data_ops:latest", messages=[{"role": "user", "content": parts}])
     assert "data_ops:latest answers text only" in info.value.message and "image_url" in info.value.message
     assert stack.fake.bodies == [] and stack.mw.journal.count() == 0
 
@@ -171,13 +173,12 @@ def test_openai_retrieve_answers_for_virtual_models_and_asks_upstream_for_others
 
 def test_error_texts_clip_a_huge_header(stack):
     huge = "x" * 5000
-    with stack.ollama(headers={"X-RAG-Domain": huge}) as client:
-        with pytest.raises(ollama.ResponseError) as info:
-            client.chat(model="data_ops:latest", messages=ASK, stream=False)
+    with stack.ollama(headers={"X-RAG-Domain": huge}) as client, pytest.raises(ollama.ResponseError) as info:
+        client.chat(model="data_ops:latest", messages=ASK, stream=False)
     assert info.value.status_code == 404 and len(info.value.error) < 300 and "(5000 characters)" in info.value.error
-    with stack.openai(default_headers={"X-RAG-Tenant": huge}) as client:
-        with pytest.raises(openai.BadRequestError) as oinfo:
-            client.chat.completions.create(model="data_ops:latest", messages=ASK)
+    with (stack.openai(default_headers={"X-RAG-Tenant": huge}) as client,
+          pytest.raises(openai.BadRequestError) as oinfo):
+        client.chat.completions.create(model="data_ops:latest", messages=ASK)
     assert len(oinfo.value.message) < 300 and "X-RAG-Tenant" in oinfo.value.message
     with stack.http() as c:
         r = c.get("/rag/interactions/" + huge)

@@ -11,8 +11,11 @@ import openai
 import pytest
 from conftest import FakeLLM
 from ollama_fake import free_port
-from test_server import (  # noqa: F401 - fixtures too
-    ASK, GOOD, PLAN, QUESTION, UPSTREAM_MODEL, _no_proxy, assert_one_final, fake, start)
+import test_server
+from test_server import ASK, GOOD, PLAN, QUESTION, UPSTREAM_MODEL, assert_one_final
+
+# test_server.py's fixtures, requested here by name (pytest finds fixtures among a module's attributes)
+fake, start, _no_proxy = test_server.fake, test_server.start, test_server._no_proxy
 
 TASK = [{"role": "user", "content": "### Task:\nGenerate a title for the chat."}]
 HELP = [{"role": "user", "content": "how do I sum a column?"}]

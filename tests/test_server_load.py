@@ -14,8 +14,12 @@ import openai
 import pytest
 from conftest import FakeLLM, wait_for
 from ollama_fake import Broken, Trickle, free_port
-from test_server import (  # noqa: F401 - fixtures too
-    ASK, FREE_TEXT, GOOD, PLAN, QUESTION, UPSTREAM_MODEL, VIRTUAL, _no_proxy, assert_one_final, fake, ndjson_lines, start)
+import test_server
+from test_server import (
+    ASK, FREE_TEXT, GOOD, PLAN, QUESTION, UPSTREAM_MODEL, VIRTUAL, assert_one_final, ndjson_lines)
+
+# test_server.py's fixtures, requested here by name (pytest finds fixtures among a module's attributes)
+fake, start, _no_proxy = test_server.fake, test_server.start, test_server._no_proxy
 
 BAD = json.dumps({"foo": 1})  # parses, but fails validation (task and chart_type are filled by domain.yaml)
 BAD_FIELDS = ["operations: required field is missing", "foo: Extra inputs are not permitted"]
@@ -39,7 +43,8 @@ def dead(start):
 @pytest.mark.parametrize("path", ["/api/chat", "/api/generate"])
 def test_malformed_json_body_is_400_ollama_style(stack, path):
     with stack.http() as c:
-        r = c.post(path, content=b'{"model": "data_ops:latest", "messages": [', headers={"content-type": "application/json"})
+        r = c.post(path, content=b'{"model": "data_ops:latest", "messages": [',
+                   headers={"content-type": "application/json"})
     assert r.status_code == 400
     body = r.json()
     assert set(body) == {"error"} and isinstance(body["error"], str) and "JSON" in body["error"]
@@ -89,13 +94,12 @@ def test_tags_when_upstream_answers_an_error(stack):
 
 
 def test_unknown_domain_header_is_404_on_both_sides(stack):
-    with stack.ollama(headers={"X-RAG-Domain": "nope"}) as client:
-        with pytest.raises(ollama.ResponseError) as info:
-            client.chat(model="data_ops:latest", messages=ASK, stream=True).__next__()
+    with stack.ollama(headers={"X-RAG-Domain": "nope"}) as client, pytest.raises(ollama.ResponseError) as info:
+        client.chat(model="data_ops:latest", messages=ASK, stream=True).__next__()
     assert info.value.status_code == 404 and "nope" in info.value.error
-    with stack.openai(default_headers={"X-RAG-Domain": "nope"}) as client:
-        with pytest.raises(openai.NotFoundError) as oinfo:
-            client.chat.completions.create(model="data_ops:latest", messages=ASK)
+    with (stack.openai(default_headers={"X-RAG-Domain": "nope"}) as client,
+          pytest.raises(openai.NotFoundError) as oinfo):
+        client.chat.completions.create(model="data_ops:latest", messages=ASK)
     assert "nope" in oinfo.value.message and oinfo.value.body["type"] == "not_found_error"
     assert stack.fake.bodies == []
 
@@ -104,15 +108,13 @@ def test_unknown_domain_header_is_404_on_both_sides(stack):
                                           ("assistant:latest", True), ("llama3.2:1b", False)])
 def test_unreachable_upstream_is_502_naming_it(dead, model, stream):
     upstream = dead.settings.server.upstream
-    with dead.ollama() as client:
-        with pytest.raises(ollama.ResponseError) as info:
-            out = client.chat(model=model, messages=ASK, stream=stream)
-            if stream:
-                list(out)
+    with dead.ollama() as client, pytest.raises(ollama.ResponseError) as info:
+        out = client.chat(model=model, messages=ASK, stream=stream)
+        if stream:
+            list(out)
     assert info.value.status_code == 502 and upstream in info.value.error
-    with dead.openai() as client:
-        with pytest.raises(openai.APIStatusError) as oinfo:
-            client.chat.completions.create(model=model, messages=ASK, stream=stream)
+    with dead.openai() as client, pytest.raises(openai.APIStatusError) as oinfo:
+        client.chat.completions.create(model=model, messages=ASK, stream=stream)
     assert oinfo.value.status_code == 502 and upstream in oinfo.value.message
     if model != "llama3.2:1b":
         records = dead.mw.journal.list()
@@ -122,16 +124,14 @@ def test_unreachable_upstream_is_502_naming_it(dead, model, stream):
 @pytest.mark.parametrize("stream", [False, True])
 def test_all_attempts_invalid_is_422_with_the_failing_fields(stack, stream):
     stack.fake.default = BAD
-    with stack.ollama() as client:
-        with pytest.raises(ollama.ResponseError) as info:
-            out = client.chat(model="data_ops:latest", messages=ASK, stream=stream)
-            if stream:
-                list(out)
+    with stack.ollama() as client, pytest.raises(ollama.ResponseError) as info:
+        out = client.chat(model="data_ops:latest", messages=ASK, stream=stream)
+        if stream:
+            list(out)
     assert info.value.status_code == 422
     assert all(field in info.value.error for field in BAD_FIELDS)
-    with stack.openai() as client:
-        with pytest.raises(openai.UnprocessableEntityError) as oinfo:
-            client.chat.completions.create(model="data_ops:latest", messages=ASK, stream=stream)
+    with stack.openai() as client, pytest.raises(openai.UnprocessableEntityError) as oinfo:
+        client.chat.completions.create(model="data_ops:latest", messages=ASK, stream=stream)
     assert all(field in oinfo.value.message for field in BAD_FIELDS)
     assert len(stack.fake.bodies) == 2 * stack.settings.retry.max_attempts
     assert {r.status for r in stack.mw.journal.list()} == {"failed"}
@@ -211,12 +211,12 @@ def test_upstream_stream_ending_without_done_is_an_error(stack):
 
 def test_client_disconnect_cancels_upstream_and_is_recorded(stack):
     stack.fake.enqueue(Trickle("slow words " * 400, delay=0.02))
-    with stack.http() as c:
-        with c.stream("POST", "/api/chat", json={"model": "assistant:latest", "messages": HELP}) as r:
-            assert r.status_code == 200
-            interaction_id = r.headers["x-rag-interaction-id"]
-            first = json.loads(next(r.iter_lines()))
-            assert first["done"] is False and first["message"]["content"]
+    with (stack.http() as c,
+          c.stream("POST", "/api/chat", json={"model": "assistant:latest", "messages": HELP}) as r):
+        assert r.status_code == 200
+        interaction_id = r.headers["x-rag-interaction-id"]
+        first = json.loads(next(r.iter_lines()))
+        assert first["done"] is False and first["message"]["content"]
     assert stack.fake.client_gone.wait(20), "the upstream request went on after the client left"
     record = wait_for(lambda: stack.mw.journal.get(interaction_id))
     assert record is not None and record.status == "error"

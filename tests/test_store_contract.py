@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta, UTC
 
 import numpy as np
 import pytest
@@ -21,7 +21,7 @@ from rag_middleware.memory.stores import MemoryStore, open_store
 from rag_middleware.errors import StoreError
 from rag_middleware.records import MemoryFilter, MemoryRecord
 
-T0 = datetime(2024, 1, 1, tzinfo=timezone.utc)
+T0 = datetime(2024, 1, 1, tzinfo=UTC)
 DIM = 8
 LIVE_URL = os.environ.get("RAG_MW_WEAVIATE_URL")
 

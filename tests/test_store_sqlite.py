@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta, UTC
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +15,7 @@ from rag_middleware.errors import StoreError
 from rag_middleware.records import MemoryFilter, MemoryRecord
 
 DIM = 4
-T0 = datetime(2024, 1, 1, tzinfo=timezone.utc)
+T0 = datetime(2024, 1, 1, tzinfo=UTC)
 
 
 def unit(*xs: float) -> np.ndarray:

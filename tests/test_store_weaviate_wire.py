@@ -5,20 +5,24 @@ weaviate-client's own mock pattern). No Weaviate binary can run here."""
 from __future__ import annotations
 
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta, UTC
 
 import numpy as np
 import pytest
 from weaviate.proto.v1 import base_pb2, base_search_pb2
 from weaviate.util import generate_uuid5
-from weaviate_fake import FakeWeaviate, free_port, fake  # noqa: F401 - the fixture
+import weaviate_fake
+from weaviate_fake import FakeWeaviate, free_port
 
 from rag_middleware.memory.stores.weaviate import WeaviateStore, object_uuid
 from rag_middleware.config import WeaviateSettings
 from rag_middleware.errors import StoreError, StoreUnavailableError
 from rag_middleware.records import MemoryFilter, MemoryRecord
 
-T0 = datetime(2024, 1, 1, tzinfo=timezone.utc)
+# weaviate_fake.py's fixtures, requested here by name (pytest finds fixtures among a module's attributes)
+fake = weaviate_fake.fake
+
+T0 = datetime(2024, 1, 1, tzinfo=UTC)
 
 
 def make_store(fake: FakeWeaviate, **kw) -> WeaviateStore:
@@ -117,7 +121,8 @@ def test_upsert_sends_uuid5_ids_the_tenant_and_the_named_vector(fake, store):
     assert [v.name for o in sent for v in o.vectors] == ["embedding", "embedding"]
     assert np.frombuffer(sent[1].vectors[0].vector_bytes, dtype=np.float32).tolist() == unit(1).tolist()
     stored = fake.objects["acme"][generate_uuid5("b")]["props"]
-    assert stored["record_id"] == "b" and stored["score"] == 0.25 and stored["created_at"].startswith("2024-01-01T00:00:00")
+    assert stored["record_id"] == "b" and stored["score"] == 0.25
+    assert stored["created_at"].startswith("2024-01-01T00:00:00")
 
 
 def test_reupsert_counts_unchanged_and_updated_and_keeps_created_at(fake, store):
@@ -145,8 +150,8 @@ def test_a_failed_object_raises_our_error_and_is_never_dropped_silently(fake, st
 
 
 def test_search_sends_filters_tenant_and_vector_name_and_reads_hits(fake, store):
-    records = [rec("a"), rec("b", kind="example"), rec("c", status="rejected"), rec("d", created=T0 + timedelta(days=9)),
-               rec("e"), rec("f"), rec("other", domain="elsewhere")]
+    records = [rec("a"), rec("b", kind="example"), rec("c", status="rejected"),
+               rec("d", created=T0 + timedelta(days=9)), rec("e"), rec("f"), rec("other", domain="elsewhere")]
     vectors = np.stack([np.asarray([1, x, 0, 0], dtype=np.float32) / np.hypot(1, x)
                         for x in (0, 0.1, 0.2, 0.3, 0.4, 0.5, 0)])
     store.upsert(records, vectors)
@@ -329,7 +334,8 @@ def test_cloud_and_embedded_connections_pass_credentials_timeouts_and_paths(monk
     kind, kw = rec_.calls[-1]
     options = kw["embedded_options"]
     assert kind == "embedded" and kw["skip_init_checks"] is True
-    assert options.binary_path == str(tmp_path / "bin") and options.persistence_data_path == str(tmp_path / "data" / "weaviate")
+    assert options.binary_path == str(tmp_path / "bin")
+    assert options.persistence_data_path == str(tmp_path / "data" / "weaviate")
     assert (options.port, options.grpc_port) == (8079, 50050)
     embedded.close()
 

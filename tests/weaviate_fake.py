@@ -73,7 +73,8 @@ def _server_shape(body: dict[str, Any]) -> dict[str, Any]:
     inverted.setdefault("bm25", {"b": 0.75, "k1": 1.2})
     inverted.setdefault("cleanupIntervalSeconds", 60)
     inverted["stopwords"] = {"preset": "en", "additions": None, "removals": None}
-    body.setdefault("replicationConfig", {"factor": 1, "asyncEnabled": False, "deletionStrategy": "NoAutomatedResolution"})
+    body.setdefault("replicationConfig", {"factor": 1, "asyncEnabled": False,
+                                          "deletionStrategy": "NoAutomatedResolution"})
     body.setdefault("shardingConfig", {"virtualPerPhysical": 0, "desiredCount": 0, "actualCount": 0,
                                        "desiredVirtualCount": 0, "actualVirtualCount": 0, "key": "", "strategy": "",
                                        "function": ""})
@@ -121,8 +122,8 @@ class FakeWeaviate(weaviate_pb2_grpc.WeaviateServicer):
         self.http.expect_request("/v1/schema/RagMemory/tenants").respond_with_handler(self._tenants_rest)
         self.http.expect_request(re.compile(r"^/v1/schema/RagMemory/tenants/[^/]+$")).respond_with_handler(
             self._tenant_exists)
-        self.http.expect_request(re.compile(r"^/v1/objects/RagMemory/[0-9a-f-]+$"), method="PATCH").respond_with_handler(
-            self._patch)
+        self.http.expect_request(re.compile(r"^/v1/objects/RagMemory/[0-9a-f-]+$"),
+                                 method="PATCH").respond_with_handler(self._patch)
         self.http.start()
         self.grpc = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
         weaviate_pb2_grpc.add_WeaviateServicer_to_server(self, self.grpc)
@@ -196,7 +197,8 @@ class FakeWeaviate(weaviate_pb2_grpc.WeaviateServicer):
             for i, obj in enumerate(request.objects):
                 props = MessageToDict(obj.properties.non_ref_properties)
                 if props.get("record_id") in self.reject:
-                    errors.append(batch_pb2.BatchObjectsReply.BatchError(index=i, error=self.reject[props["record_id"]]))
+                    reason = self.reject[props["record_id"]]
+                    errors.append(batch_pb2.BatchObjectsReply.BatchError(index=i, error=reason))
                     continue
                 vectors = {v.name: np.frombuffer(v.vector_bytes, dtype=np.float32).copy() for v in obj.vectors}
                 self.objects.setdefault(obj.tenant, {})[obj.uuid] = {"props": props, "vectors": vectors}
