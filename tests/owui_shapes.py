@@ -62,7 +62,8 @@ def _task(body: str, history_messages: int = 2) -> Messages:
 
 def title() -> Messages:
     return _task('### Task:\nGenerate a concise title summarizing the chat history.\n### Guidelines:\n'
-                 '- Keep it short: 2-4 words is best.\n### Output:\nJSON format: { "title": "your concise title here" }')
+                 '- Keep it short: 2-4 words is best.\n'
+                 '### Output:\nJSON format: { "title": "your concise title here" }')
 
 
 def tags() -> Messages:

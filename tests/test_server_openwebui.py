@@ -16,10 +16,11 @@ from pathlib import Path
 import httpx
 import pytest
 from conftest import FakeLLM
-from test_server import ndjson_lines, start  # noqa: F401 - fixtures too
+from test_server import ndjson_lines
 
 import owui_shapes as owui
-from rag_middleware.llm.base import Completion, GenerateRequest, StreamChunk
+import test_server
+from rag_middleware.llm.base import GenerateRequest, StreamChunk
 from rag_middleware.llm.embedded import EmbeddedBackend
 from rag_middleware.config import ServerSettings
 from rag_middleware.errors import ConfigError
@@ -32,6 +33,7 @@ PLAN = json.dumps(GOOD)  # the answer to owui.QUESTION
 MODEL = "data_ops:latest"
 EMBEDDED_MODEL = "gemma3:270m"
 OWUI_CONFIG = Path(__file__).resolve().parents[1] / ".venv-owui/lib/python3.11/site-packages/open_webui/config.py"
+start = test_server.start  # the live-server fixture
 
 
 def route_of(router: Router, messages, model: str = MODEL):
@@ -97,7 +99,8 @@ def test_plain_questions_and_the_emoji_prompt_on_a_plain_model(router):
 
 def test_the_rules_are_configurable(mw):
     settings = mw.settings.model_copy(update={"server": ServerSettings(
-        task_patterns={"ticket": r"\A\[ticket\]"}, context_patterns=[r"(?s)<docs>(?P<context>.*)</docs>\s*(?P<question>.*\S)"])})
+        task_patterns={"ticket": r"\A\[ticket\]"},
+        context_patterns=[r"(?s)<docs>(?P<context>.*)</docs>\s*(?P<question>.*\S)"])})
     router = Router(settings, mw.domains)
     assert route_of(router, [{"role": "user", "content": "[ticket] summarise"}]).task == "ticket"
     assert route_of(router, owui.title()).domain == "data_ops"  # Open WebUI's rules replaced: a domain request

@@ -147,7 +147,9 @@ def sync(
                           thumbs.get(r.rating or 0, "-"), r.detail)
         console.print(table)
     counts = {o: sum(1 for r in rows if r.outcome == o) for o in _STYLE}
+    by = {m: sum(1 for r in rows if r.matched_by == m) for m in ("id", "chat+message", "question+answer")}
     console.print(f"{len(rows)} Open WebUI messages: " + ", ".join(f"{n} {o}" for o, n in counts.items() if n)
+                  + ("; matched by " + ", ".join(f"{m} {n}" for m, n in by.items() if n) if any(by.values()) else "")
                   if rows else "no rated or edited messages in Open WebUI")
 
 

@@ -1,10 +1,20 @@
 """Open WebUI judgements applied as our feedback: each rated or edited message mapped to its interaction.
 
-Mapping: the interaction id where Open WebUI kept it (see :func:`rag_middleware.learning.openwebui.interaction_id_of`),
-otherwise the model, the question and the answer, matched against the interaction journal (the model names our
-virtual model ``<domain>:latest`` or the upstream model recorded; the question is the user's message; the
-answer is compared as JSON when both sides parse, else with whitespace collapsed). When several interactions
-match, the one recorded closest to the message's time wins, and each interaction is claimed once per sync.
+Mapping, in order:
+
+1. ``id``: our interaction id, where Open WebUI kept it with the message (see
+   :func:`rag_middleware.learning.openwebui.interaction_id_of`);
+2. ``chat+message``: Open WebUI's chat and message ids, which our server records on the interaction
+   (``request["openwebui"]``) when Open WebUI forwards them as ``X-OpenWebUI-Chat-Id`` and
+   ``X-OpenWebUI-Message-Id`` headers; when one message has several (a continued answer), the one whose answer
+   is the message's wins, else the newest;
+3. ``question+answer``: the model, the question and the answer, matched against the interaction journal (the
+   model names our virtual model ``<domain>:latest`` or the upstream model recorded; the question is the user's
+   message; the answer is compared as JSON when both sides parse, else with whitespace collapsed). When several
+   interactions match, one recorded in the same Open WebUI chat wins, then the one recorded closest to the
+   message's time.
+
+Each interaction is claimed once per sync.
 
 Actions: an edited answer is an ``edit`` (the user's text, validated as any edit); else a thumbs up approves,
 and a thumbs down rejects with the comment (or the picked reason) as the reason; a thumbs down with neither is
@@ -16,7 +26,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel
@@ -32,7 +42,8 @@ if TYPE_CHECKING:
 __all__ = ["SyncRow", "action_of", "match_interaction", "sync_judgements"]
 
 Outcome = Literal["applied", "replaced", "already synced", "would apply", "unmatched", "skipped", "refused"]
-_SCAN_LIMIT = 100_000  # interactions of one domain scanned for question matches
+_SCAN_LIMIT = 100_000  # interactions of one domain scanned for question matches (and in all, for chat ids)
+_ID_WINDOW = timedelta(days=7)  # chat-id matches are looked for from this long before the oldest message
 
 
 class SyncRow(BaseModel):
@@ -45,7 +56,7 @@ class SyncRow(BaseModel):
     action: str  # approve | reject | edit | "" (nothing to do)
     outcome: Outcome
     interaction_id: str | None = None
-    matched_by: str = ""  # "id" | "question+answer" (the model, the question and the answer)
+    matched_by: str = ""  # "id" | "chat+message" (Open WebUI's ids) | "question+answer"
     detail: str = ""
 
 
@@ -77,12 +88,28 @@ def _answers(i: Interaction) -> list[Any]:
     return [_norm(a) if isinstance(a, str) else a for a in given if a not in (None, "")]
 
 
-class _Journal:
-    """The interactions of each domain, indexed by normalised question, read once per sync."""
+def _epoch(stamp: float | None) -> float | None:
+    """A message's timestamp in seconds (Open WebUI writes seconds; milliseconds are accepted too)."""
+    if stamp is None:
+        return None
+    return stamp / 1000 if stamp > 10_000_000_000 else float(stamp)
 
-    def __init__(self, mw: Middleware) -> None:
+
+def _chat_ids(i: Interaction) -> dict[str, str]:
+    """Open WebUI's ids recorded on an interaction (``request["openwebui"]``), or {}."""
+    ids = i.request.get("openwebui") if isinstance(i.request, dict) else None
+    return ids if isinstance(ids, dict) else {}
+
+
+class _Journal:
+    """The interactions of each domain, indexed by normalised question, and the interactions that carry Open
+    WebUI's ids, indexed by chat id; each read once per sync, when first needed."""
+
+    def __init__(self, mw: Middleware, *, since: datetime | None = None) -> None:
         self.mw = mw
+        self.since = since  # the chat-id index skips older interactions
         self._by_domain: dict[str | None, dict[str, list[Interaction]]] = {}
+        self._by_chat: dict[str, list[Interaction]] | None = None
 
     def domain_of(self, model: str) -> str | None:
         name = model[: -len(":latest")] if model.endswith(":latest") else model
@@ -96,6 +123,15 @@ class _Journal:
             self._by_domain[domain] = index
         return self._by_domain[domain].get(" ".join(question.split()), [])
 
+    def in_chat(self, chat_id: str) -> list[Interaction]:
+        """The interactions recorded with this Open WebUI chat id, newest first."""
+        if self._by_chat is None:
+            self._by_chat = {}
+            for i in self.mw.journal.list(since=self.since, limit=_SCAN_LIMIT):
+                if _chat_ids(i).get("chat_id"):
+                    self._by_chat.setdefault(_chat_ids(i)["chat_id"], []).append(i)
+        return self._by_chat.get(chat_id, []) if chat_id else []
+
 
 def match_interaction(j: Judgement, journal: _Journal, *, claimed: set[str]) -> tuple[Interaction | None, str, str]:
     """(interaction, matched by, why not) for one judgement."""
@@ -103,6 +139,12 @@ def match_interaction(j: Judgement, journal: _Journal, *, claimed: set[str]) -> 
         found = journal.mw.journal.get(j.interaction_id)
         if found is not None:
             return found, "id", ""
+    answer = _norm(j.answer)
+    chat = journal.in_chat(j.chat_id)
+    sent = [i for i in chat if _chat_ids(i).get("message_id") == j.message_id and i.id not in claimed]
+    if sent:
+        sent.sort(key=lambda i: answer not in _answers(i))  # stable: newest first among equals
+        return sent[0], "chat+message", ""
     domain = journal.domain_of(j.model)
     base = j.model[: -len(":latest")] if j.model.endswith(":latest") else j.model
     pool = journal.asked(domain, j.question) if domain else [
@@ -110,13 +152,13 @@ def match_interaction(j: Judgement, journal: _Journal, *, claimed: set[str]) -> 
     if not pool:
         where = f"domain {domain}" if domain else f"model {j.model or '(none)'}"
         return None, "", f"no interaction of {where} with this question"
-    answer = _norm(j.answer)
     same = [i for i in pool if answer in _answers(i) and i.id not in claimed]
     if not same:
         return None, "", f"{len(pool)} interaction(s) with this question, none with this answer"
-    if j.timestamp is not None:
-        when = datetime.fromtimestamp(j.timestamp, tz=timezone.utc)
-        same.sort(key=lambda i: abs((i.created_at - when).total_seconds()))
+    here = {i.id for i in chat}
+    when = _epoch(j.timestamp)
+    at = datetime.fromtimestamp(when, tz=UTC) if when is not None else None
+    same.sort(key=lambda i: (i.id not in here, abs((i.created_at - at).total_seconds()) if at else 0.0))
     return same[0], "question+answer", ""
 
 
@@ -128,7 +170,10 @@ def _same(a: Feedback, b: Feedback) -> bool:
 def sync_judgements(mw: Middleware, judgements: list[Judgement], *, dry_run: bool = False,
                     on_item: Callable[[SyncRow], None] | None = None) -> list[SyncRow]:
     """Apply every judgement that maps to an interaction; one :class:`SyncRow` per judgement, in order."""
-    journal = _Journal(mw)
+    stamps = [_epoch(j.timestamp) for j in judgements]
+    oldest = min(stamps) if stamps and None not in stamps else None
+    since = datetime.fromtimestamp(oldest, tz=UTC) - _ID_WINDOW if oldest is not None else None
+    journal = _Journal(mw, since=since)
     log = FeedbackLog(mw.settings.db_path)
     claimed: set[str] = set()
     rows: list[SyncRow] = []
