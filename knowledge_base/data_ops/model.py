@@ -1,46 +1,196 @@
-"""The data_ops output model: a request about a table becomes a JSON action plan.
+"""The data_ops plugin: a request about a table becomes a JSON action plan for pandas.
 
-Validators receive the contexts domain.yaml declares (``columns``: the Columns line) and the request, so
-they can check that every column named is real and that each operation's arguments fit its type. What
-domain.yaml declares needs no code here: ``task`` is derived from the operations, ``chart_type`` follows
-rules on the request, and each clause's operation type is voted. Beside this file: ``repair.py`` fixes
-what the operation types determine, ``grammar.py`` gives the decoder each operation's argument shapes over
-the request's columns, and ``steps.py`` splits a request into clauses and names the steps lexical cues
-decide.
+domain.yaml declares what needs no code (methods and task derived, chart_type ruled, operation types voted per
+clause, sort cue words). The rest is one table, ``OPS``: per operation type its arguments, each an ``Arg`` that
+knows its message, check, columns, repair and grammar. The model, the grammar and hooks.py read only OPS.
 """
 
 from __future__ import annotations
 
+import copy
 import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, model_validator
 
+AGG_FUNCS = ["count", "max", "mean", "median", "min", "sum"]
+_QUERY_WORDS = {"and", "or", "not", "in", "is", "true", "false", "none", "null", "nan"}
+_CONDITION = re.compile(r"==|!=|<=|>=|<|>|\bin\b|\.str\.")
+IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+ID_LIKE = re.compile(r"(^id$|_id$|^id_|Id$|_no$|_code$|_number$)", re.I)
+
+
+def query_columns(query: str) -> list[str]:
+    outside = re.sub(r"'[^']*'|\"[^\"]*\"", " ", query)
+    names = IDENT.findall(re.sub(r"`[^`]+`", " ", outside))
+    return re.findall(r"`([^`]+)`", outside) + [t for t in names if t.lower() not in _QUERY_WORDS]
+
+
+def _as_list(value: Any) -> list[str]:
+    return [] if value is None else [str(v) for v in value] if isinstance(value, list) else [str(value)]
+
+
+@dataclass(frozen=True)
+class Arg:
+    """``kind``: column, key (one column or several), columns, query, n, flag, const or map ({column: value});
+    ``shown`` in messages; ``pool``: the request's columns the grammar admits (``pools``); ``value``: a const's
+    value, a map's value schema, or how a flag is read from the request's contexts."""
+
+    kind: str
+    shown: str
+    pool: str = "columns"
+    value: Any = None
+    required: bool = True
+
+    def columns(self, v: Any) -> list[str]:
+        if self.kind == "query":
+            return query_columns(v) if isinstance(v, str) else []
+        if self.kind == "map":
+            return [str(k) for k in v] if isinstance(v, dict) else []
+        return _as_list(v) if self.kind in ("column", "key", "columns") else []
+
+    def fits(self, v: Any) -> bool:
+        return {"column": lambda: isinstance(v, str), "key": lambda: bool(_as_list(v)),
+                "columns": lambda: bool(_as_list(v)), "query": lambda: isinstance(v, str) and bool(v.strip()),
+                "n": lambda: isinstance(v, int) and not isinstance(v, bool) and v >= 1,
+                "flag": lambda: isinstance(v, bool), "const": lambda: v == self.value,
+                "map": lambda: isinstance(v, dict) and bool(v)}[self.kind]()
+
+    def fix(self, v: Any, fix: Callable[[Any], Any]) -> Any:
+        """Near-miss column names matched (a query's in hooks.py); a column listed twice is a small model
+        looping; a string where n belongs is the column, written first."""
+        if self.kind == "map":
+            return {fix(k): x for k, x in v.items()} if isinstance(v, dict) else v
+        if isinstance(v, list) and self.kind in ("key", "columns"):
+            return list(dict.fromkeys(fix(x) for x in v))
+        if isinstance(v, str) and self.kind in ("column", "key", "columns", "n"):
+            return [fix(v)] if self.kind == "columns" else fix(v)
+        return v
+
+    def schema(self, pools: dict[str, list[str]], columns: bool) -> dict[str, Any]:
+        names = pools[self.pool]
+        col = {"enum": names} if names else {"type": "string"}
+        if self.kind == "columns":  # at most one entry per column: a small model otherwise repeats one name
+            return {"type": "array", "items": col, "minItems": 1, **({"maxItems": len(names)} if names else {})}
+        if self.kind == "map":  # no maxProperties: llama.cpp's llguidance then drops the whole grammar
+            keys = {"properties": dict.fromkeys(names, self.value), "additionalProperties": False} if names \
+                else {"additionalProperties": self.value}
+            return {"type": "object", **keys, "minProperties": 1}
+        if self.kind == "query":
+            return {"type": "string", "minLength": 3, "maxLength": 200, **({"pattern": query_pattern(names)}
+                                                                           if columns else {})}
+        return {"n": {"type": "integer", "minimum": 1}, "flag": {"type": "boolean"},
+                "const": {"const": self.value}}.get(self.kind, col)
+
+
+@dataclass(frozen=True)
+class Op:
+    args: tuple[Arg, ...] = ()
+    kwargs: dict[str, Arg] = field(default_factory=dict)
+    note: str = ""  # said after the args' shape
+
+    def problems(self, args: list[Any], kwargs: dict[str, Any]) -> list[tuple[str, str]]:
+        """(path below execution_instructions, message), the parts that take arguments first."""
+        out: list[tuple[bool, str, str]] = []
+        if len(args) != len(self.args) or not all(a.fits(v) for a, v in zip(self.args, args, strict=False)):
+            out.append((not self.args, "args", f"must be [{', '.join(a.shown for a in self.args)}]{self.note}"))
+        elif args and self.args[0].kind == "query" and not _CONDITION.search(args[0]):
+            out.append((False, "args", "must be a condition such as \"price < 5\", not just a column"))
+        shown = ", ".join(f'"{k}": {a.shown}' for k, a in self.kwargs.items())
+        if not all(a.fits(kwargs.get(k)) for k, a in self.kwargs.items() if a.required) or (kwargs and not shown):
+            out.append((not self.kwargs, "kwargs", f"must be {{{shown}}}"))
+        else:
+            out += [(False, f"kwargs.{k}", f"functions must be one of {', '.join(AGG_FUNCS)}")
+                    for k, a in self.kwargs.items() if a.value is FUNC and k in kwargs
+                    and any(not isinstance(f, str) or f not in AGG_FUNCS for f in kwargs[k].values())]
+        return [(where, message) for _, where, message in sorted(out, key=lambda p: p[0])]
+
+
+FUNC = {"enum": AGG_FUNCS}
+KEY = Arg("key", "column", pool="key")
+TEXT = {"type": "string", "maxLength": 40, "pattern": r"^[^\n\r]*$"}  # a small model otherwise runs on in a string
+OPS: dict[str, Op] = {
+    "remove_duplicates": Op(kwargs={"subset": Arg("columns", "[columns]", required=False)}),
+    "remove_empty_rows": Op(kwargs={"how": Arg("const", '"all"', value="all")}),
+    "drop_missing": Op(kwargs={"subset": Arg("columns", "[column]", pool="empty")}),
+    "fill_missing": Op(kwargs={"value": Arg("map", "{column: value}", pool="empty", value={
+        "anyOf": [TEXT, {"type": "number"}, {"type": "boolean"}]})}),
+    "filter_rows": Op(args=(Arg("query", "one pandas query string", pool="conditional"),)),
+    "group_by": Op(args=(Arg("column", "the column to group by", pool="group"),),
+                   kwargs={"agg": Arg("map", "{column: function}", pool="valued", value=FUNC)}),
+    "sort": Op(kwargs={"by": KEY, "ascending": Arg("flag", "true or false", value=lambda ctx: bool(
+        ctx.get("ascending_cues")) or not ctx.get("descending_cues"))}),  # the cue words are domain.yaml's
+    "top_n": Op(args=(Arg("n", "n"), KEY), note=" with n a positive integer"),
+    "aggregate": Op(kwargs={"func": Arg("map", "{column: function}", pool="valued", value=FUNC)}),
+    "rename_column": Op(kwargs={"columns": Arg("map", "{old: new}", value={
+        "type": "string", "minLength": 1, "maxLength": 60, "pattern": r"^[A-Za-z0-9_ ]+$"})}),
+    "drop_column": Op(kwargs={"columns": Arg("columns", "[columns]")}),
+    "convert_type": Op(kwargs={"dtype": Arg("map", "{column: type}", value={
+        "enum": ["int", "float", "str", "bool", "datetime64[ns]", "category"]})}),
+    "trim_whitespace": Op(args=(Arg("column", "the column"),)),
+    "describe": Op(),
+}
 Task = Literal["clean", "summarize", "filter", "group_by", "formula", "sort", "transform"]
 Chart = Literal["bar", "line", "pie", "histogram", "scatter", "none"]
-OpType = Literal[
-    "remove_duplicates", "remove_empty_rows", "drop_missing", "fill_missing", "filter_rows", "group_by", "sort",
-    "top_n", "aggregate", "rename_column", "drop_column", "convert_type", "trim_whitespace", "describe",
-]
 
-METHODS: dict[str, str] = {
-    "remove_duplicates": "pandas.DataFrame.drop_duplicates",
-    "remove_empty_rows": "pandas.DataFrame.dropna",
-    "drop_missing": "pandas.DataFrame.dropna",
-    "fill_missing": "pandas.DataFrame.fillna",
-    "filter_rows": "pandas.DataFrame.query",
-    "group_by": "pandas.DataFrame.groupby",
-    "sort": "pandas.DataFrame.sort_values",
-    "top_n": "pandas.DataFrame.nlargest",
-    "aggregate": "pandas.DataFrame.agg",
-    "rename_column": "pandas.DataFrame.rename",
-    "drop_column": "pandas.DataFrame.drop",
-    "convert_type": "pandas.DataFrame.astype",
-    "trim_whitespace": "pandas.Series.str.strip",
-    "describe": "pandas.DataFrame.describe",
-}
-AGG_FUNCS = {"sum", "mean", "median", "min", "max", "count"}
-_QUERY_WORDS = {"and", "or", "not", "in", "is", "true", "false", "none", "null", "nan"}
+
+def pools(context: dict[str, Any]) -> dict[str, list[str]]:
+    """The columns an argument may name, from domain.yaml's contexts: those the request names (a small model
+    otherwise takes the first column it sees), or those a cue names (group, ranking key, empty); aggregated:
+    any but the group; conditions, which often name a value ("for Paris"): any but an unnamed identifier."""
+    every, named = list(context.get("columns") or []), list(context.get("named") or [])
+    columns = named or every
+    cued = {k: [c for c in context.get(f"{k}_columns") or [] if c in columns] for k in ("group", "key", "empty")}
+    valued = [c for c in named if c not in cued["group"]] or [c for c in every if c not in cued["group"]] or every
+    conditional = named + [c for c in every if c not in named and not ID_LIKE.search(c)]
+    return {"columns": columns, **{k: v or columns for k, v in cued.items()}, "valued": valued,
+            "conditional": conditional or every}
+
+
+def query_pattern(columns: list[str]) -> str:
+    """pandas queries over these columns: comparisons joined by and/or; values quoted, numbers or lists."""
+    names = "|".join(re.escape(c if IDENT.fullmatch(c) else f"`{c}`") for c in sorted(columns, key=len, reverse=True))
+    value = r"(?:'[^'\\]{0,40}'|-?[0-9]{1,12}(?:\.[0-9]{1,6})?|True|False)"
+    cond = rf"(?:{names}) (?:==|!=|<=|>=|<|>) {value}|(?:{names}) (?:not in|in) \[{value}(?:, {value}){{0,9}}\]"
+    return rf"^(?:{cond})(?: (?:and|or) (?:{cond})){{0,3}}$"
+
+
+def _obj(props: dict[str, Any], required: list[str] | None = None) -> dict[str, Any]:
+    return {"type": "object", "properties": props, "required": list(props) if required is None else required,
+            "additionalProperties": False}
+
+
+def grammar_schema(context: dict[str, Any]) -> dict[str, Any]:
+    """The decoding grammar: each operation type with its arguments' shapes over the request's columns (the
+    core then drops the derived fields and gives each position its clause's types)."""
+    found, columns = pools(context), bool(context.get("columns"))
+
+    def branch(kind: str, op: Op) -> dict[str, Any]:
+        args = ({"type": "array", "prefixItems": [a.schema(found, columns) for a in op.args], "items": False,
+                 "minItems": len(op.args)} if op.args else {"type": "array", "maxItems": 0})
+        kwargs = _obj({k: a.schema(found, columns) for k, a in op.kwargs.items()},
+                      [k for k, a in op.kwargs.items() if a.required])
+        return _obj({"type": {"const": kind}, "execution_instructions": _obj(
+            {"method": {"type": "string", "maxLength": 60}, "args": args, "kwargs": kwargs})})
+
+    return copy.deepcopy(_obj({
+        "task": {"enum": list(Task.__args__)}, "chart_type": {"enum": list(Chart.__args__)},
+        "operations": {"type": "array", "items": {"anyOf": [branch(k, op) for k, op in OPS.items()]},
+                       "minItems": 1, "maxItems": 6}}))
+
+
+def _typed(schema: dict[str, Any], _cls: Any = None) -> None:
+    """The model's own schema has the argument shapes too (the grammar has them with the hooks off), without
+    patterns (the core would ground a string with a pattern in the request)."""
+    def plain(node: Any) -> Any:
+        if isinstance(node, dict):
+            return {k: plain(v) for k, v in node.items() if k != "pattern"}
+        return [plain(v) for v in node] if isinstance(node, list) else node
+
+    schema.pop("$defs", None)
+    schema.update(plain(grammar_schema({})))
 
 
 class ExecutionInstructions(BaseModel):
@@ -50,141 +200,34 @@ class ExecutionInstructions(BaseModel):
     kwargs: dict[str, Any] = Field(default_factory=dict)
 
 
-def query_columns(query: str) -> list[str]:
-    without_strings = re.sub(r"'[^']*'|\"[^\"]*\"", " ", query)
-    backticked = re.findall(r"`([^`]+)`", without_strings)
-    rest = re.sub(r"`[^`]+`", " ", without_strings)
-    names = [t for t in re.findall(r"[A-Za-z_][A-Za-z0-9_]*", rest) if t.lower() not in _QUERY_WORDS]
-    return backticked + names
-
-
-def _as_list(value: Any) -> list[str]:
-    if value is None:
-        return []
-    return [str(v) for v in value] if isinstance(value, list) else [str(value)]
-
-
-def _keys(value: Any) -> list[str]:
-    return [str(k) for k in value] if isinstance(value, dict) else []
-
-
 class Operation(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    type: OpType
+    type: Literal[tuple(OPS)]  # type: ignore[valid-type]
     execution_instructions: ExecutionInstructions
 
     def columns(self) -> list[str]:
         """Every column this operation names."""
-        a, kw = self.execution_instructions.args, self.execution_instructions.kwargs
-        match self.type:
-            case "remove_duplicates" | "drop_missing":
-                return _as_list(kw.get("subset"))
-            case "fill_missing":
-                return _keys(kw.get("value"))
-            case "filter_rows":
-                return query_columns(a[0]) if a and isinstance(a[0], str) else []
-            case "group_by":
-                return _as_list(a[0] if a else None) + _keys(kw.get("agg"))
-            case "sort":
-                return _as_list(kw.get("by"))
-            case "top_n":
-                return _as_list(a[1]) if len(a) > 1 else []
-            case "aggregate":
-                return _keys(kw.get("func"))
-            case "rename_column":
-                return _keys(kw.get("columns"))
-            case "drop_column":
-                return _as_list(kw.get("columns"))
-            case "convert_type":
-                return _keys(kw.get("dtype"))
-            case "trim_whitespace":
-                return _as_list(a[0] if a else None)
-        return []
-
-    def shape_problems(self) -> list[tuple[str, str]]:
-        """(path below execution_instructions, message) for arguments that do not fit the operation type."""
-        ei = self.execution_instructions
-        a, kw = ei.args, ei.kwargs
-        out: list[tuple[str, str]] = []
-        if ei.method != METHODS[self.type]:
-            out.append(("method", f"must be {METHODS[self.type]} for {self.type}"))
-        match self.type:
-            case "remove_empty_rows":
-                if kw != {"how": "all"}:
-                    out.append(("kwargs", 'must be {"how": "all"}'))
-            case "drop_missing":
-                if not _as_list(kw.get("subset")):
-                    out.append(("kwargs", 'must be {"subset": [column]}'))
-            case "fill_missing":
-                if not isinstance(kw.get("value"), dict) or not kw["value"]:
-                    out.append(("kwargs", 'must be {"value": {column: value}}'))
-            case "filter_rows":
-                if len(a) != 1 or not isinstance(a[0], str) or not a[0].strip():
-                    out.append(("args", "must be [one pandas query string]"))
-                elif not re.search(r"==|!=|<=|>=|<|>|\bin\b|\.str\.", a[0]):
-                    out.append(("args", "must be a condition such as \"price < 5\", not just a column"))
-            case "group_by":
-                agg = kw.get("agg")
-                if len(a) != 1 or not isinstance(a[0], str):
-                    out.append(("args", "must be [the column to group by]"))
-                if not isinstance(agg, dict) or not agg:
-                    out.append(("kwargs", 'must be {"agg": {column: function}}'))
-                elif any(not isinstance(f, str) or f not in AGG_FUNCS for f in agg.values()):
-                    out.append(("kwargs.agg", f"functions must be one of {', '.join(sorted(AGG_FUNCS))}"))
-            case "sort":
-                if "by" not in kw or not isinstance(kw.get("ascending"), bool):
-                    out.append(("kwargs", 'must be {"by": column, "ascending": true or false}'))
-            case "top_n":
-                if len(a) != 2 or not isinstance(a[0], int) or isinstance(a[0], bool) or a[0] < 1:
-                    out.append(("args", "must be [n, column] with n a positive integer"))
-            case "aggregate":
-                func = kw.get("func")
-                if not isinstance(func, dict) or not func:
-                    out.append(("kwargs", 'must be {"func": {column: function}}'))
-                elif any(not isinstance(f, str) or f not in AGG_FUNCS for f in func.values()):
-                    out.append(("kwargs.func", f"functions must be one of {', '.join(sorted(AGG_FUNCS))}"))
-            case "rename_column":
-                if not isinstance(kw.get("columns"), dict) or not kw["columns"]:
-                    out.append(("kwargs", 'must be {"columns": {old: new}}'))
-            case "drop_column":
-                if not _as_list(kw.get("columns")):
-                    out.append(("kwargs", 'must be {"columns": [columns]}'))
-            case "convert_type":
-                if not isinstance(kw.get("dtype"), dict) or not kw["dtype"]:
-                    out.append(("kwargs", 'must be {"dtype": {column: type}}'))
-            case "trim_whitespace":
-                if len(a) != 1 or not isinstance(a[0], str):
-                    out.append(("args", "must be [the column]"))
-            case "describe" | "remove_duplicates":
-                pass
-        if self.type in ("remove_duplicates", "remove_empty_rows", "drop_missing", "fill_missing", "sort",
-                         "aggregate", "rename_column", "drop_column", "convert_type", "describe") and a:
-            out.append(("args", "must be []"))
-        if self.type in ("filter_rows", "top_n", "trim_whitespace", "describe") and kw:
-            out.append(("kwargs", "must be {}"))
-        return out
+        ei, op = self.execution_instructions, OPS[self.type]
+        return [c for a, v in zip(op.args, ei.args, strict=False) for c in a.columns(v)] + [
+            c for k, a in op.kwargs.items() for c in a.columns(ei.kwargs.get(k))]
 
 
 class ActionPlan(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_typed)
     task: Task
     chart_type: Chart
     operations: list[Operation] = Field(min_length=1)
 
     @model_validator(mode="after")
     def _consistent(self, info: ValidationInfo) -> ActionPlan:
-        """Every rule at once, one ``path: message`` line per problem (short enough for a 270M model)."""
-        ctx = info.context or {}
-        problems: list[str] = []
-        for i, op in enumerate(self.operations):
-            for where, message in op.shape_problems():
-                problems.append(f"operations.{i}.execution_instructions.{where}: {message}")
-        columns = ctx.get("columns") or []
-        if columns:
-            for i, op in enumerate(self.operations):
-                unknown = [c for c in op.columns() if c not in columns]
-                if unknown:
-                    problems.append(f"operations.{i}: unknown column {', '.join(unknown)}; use one of {', '.join(columns)}")
+        """Every problem at once, one short ``path: message`` line each (a 270M model reads them)."""
+        columns = (info.context or {}).get("columns") or []
+        problems = [f"operations.{i}.execution_instructions.{where}: {message}" for i, op in enumerate(self.operations)
+                    for where, message in OPS[op.type].problems(op.execution_instructions.args,
+                                                                op.execution_instructions.kwargs)]
+        problems += [f"operations.{i}: unknown column {', '.join(unknown)}; use one of {', '.join(columns)}"
+                     for i, op in enumerate(self.operations) if columns
+                     and (unknown := [c for c in op.columns() if c not in columns])]
         if problems:
             raise ValueError("\n".join(problems))
         return self

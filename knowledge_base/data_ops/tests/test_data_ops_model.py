@@ -1,4 +1,4 @@
-"""The data_ops output model (knowledge_base/data_ops/model.py), loaded as the middleware loads it."""
+"""The data_ops output model (model.py beside this folder), loaded as the middleware loads it."""
 
 from __future__ import annotations
 
@@ -189,14 +189,17 @@ def test_without_a_columns_line_columns_are_not_checked(validate):
         ("filter_rows", "pandas.DataFrame.filter", "pandas.DataFrame.query"),
     ],
 )
-def test_wrong_method_for_the_op_type_is_rejected(validate, kind, wrong_method, right_method):
+def test_the_method_follows_the_op_type(validate, settle, kind, wrong_method, right_method):
+    """domain.yaml derives the method from the type: the model is never asked for it."""
     template = {"sort": SORT, "top_n": TOPN, "filter_rows": FILTER}[kind]
     bad = op(kind, method=wrong_method, args=template["execution_instructions"]["args"],
              kwargs=template["execution_instructions"]["kwargs"])
     task = "filter" if kind == "filter_rows" else "sort"
-    outcome = validate(plan(task, bad), ask("Do it."))
-    assert not outcome.ok
-    assert outcome.errors == [f"operations.0.execution_instructions.method: must be {right_method} for {kind}"]
+    value, repairs = settle(plan(task, bad), ask("Do it."))
+    assert value["operations"][0]["execution_instructions"]["method"] == right_method
+    assert repairs == [f'/operations/0/execution_instructions/method: "{wrong_method}" -> "{right_method}" '
+                       "(derived from /operations/*/type)"]
+    assert validate(value, ask("Do it.")).ok
 
 
 @pytest.mark.parametrize(
@@ -247,8 +250,8 @@ def test_other_shapes(validate, bad, message):
 
 
 def test_every_problem_is_reported_at_once(validate):
-    """One line per problem, each ``path: message``, in the order: shapes, then columns (task and chart_type
-    are domain.yaml's: derived and ruled before validation)."""
+    """One line per problem, each ``path: message``, in the order: shapes, then columns (task, chart_type and
+    the method are domain.yaml's: derived and ruled before validation)."""
     bad = plan(
         "clean",
         op("filter_rows", method="pandas.DataFrame.filter", args=["profit > 1"]),
@@ -257,7 +260,6 @@ def test_every_problem_is_reported_at_once(validate):
     )
     outcome = validate(bad, ask("Keep big rows and sort them."))
     assert outcome.errors == [
-        "operations.0.execution_instructions.method: must be pandas.DataFrame.query for filter_rows",
         'operations.1.execution_instructions.kwargs: must be {"by": column, "ascending": true or false}',
         "operations.1.execution_instructions.args: must be []",
         "operations.0: unknown column profit; use one of region, product, revenue, date, units",
