@@ -19,7 +19,7 @@ from rag_middleware.learning.feedback import FeedbackLog
 from rag_middleware.learning.feedback_sync import sync_judgements
 from rag_middleware.learning.openwebui import OpenWebUIClient, collect_judgements
 from rag_middleware.llm.tokens import ApproxTokenCounter
-from rag_middleware.memory.journal import InteractionLog
+from rag_middleware.memory.interaction_log import InteractionLog
 from rag_middleware.request.pipeline import Middleware
 
 USER = "0c6f3a52-7d8e-4f1b-a3c9-5e2d1b7f9a40"

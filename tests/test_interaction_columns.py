@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 from rag_middleware.analytics.stats import compute, load_rows
 from rag_middleware.memory import db
-from rag_middleware.memory.journal import InteractionLog
+from rag_middleware.memory.interaction_log import InteractionLog
 from rag_middleware.records import Attempt, Interaction
 
 T0 = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)

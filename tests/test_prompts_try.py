@@ -12,7 +12,7 @@ from conftest import FakeLLM, run_cli, use_cli_backend
 
 from rag_middleware.llm.base import Completion
 from rag_middleware.cli.context import CliState
-from rag_middleware.memory.journal import InteractionLog
+from rag_middleware.memory.interaction_log import InteractionLog
 from rag_middleware.templating.versions import TemplateStore
 
 QUESTIONS = ["Columns: a, b\nsort by a", "Columns: price, qty\nsort by price", "Columns: x, y, z\nsort by z",

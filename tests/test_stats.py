@@ -10,7 +10,7 @@ import pytest
 from rag_middleware.memory.db import connect
 from rag_middleware.errors import RequestError
 from rag_middleware.learning.feedback import Feedback, FeedbackLog
-from rag_middleware.memory.journal import InteractionLog
+from rag_middleware.memory.interaction_log import InteractionLog
 from rag_middleware.records import Attempt, Interaction
 from rag_middleware.analytics.stats import compute, error_path, load_rows, percentile, plot, read_stats
 

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ..memory.db import connect
-from ..memory.journal import interactions_where
+from ..memory.interaction_log import interactions_where
 from ..errors import RequestError, StoreError
 from ..records import SUCCESS_STATUSES, iso
 

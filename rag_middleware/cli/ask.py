@@ -8,7 +8,7 @@ import typer
 
 from ..errors import AttemptsExhaustedError, GenerationTimeoutError
 from .context import CliState, console, err_console
-from .render import dumps, show_attempts, show_decisions, show_messages, show_selection, show_timings
+from .explain import dumps, show_attempts, show_decisions, show_messages, show_selection, show_timings
 
 __all__ = ["register"]
 

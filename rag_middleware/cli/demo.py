@@ -7,7 +7,7 @@ from rich.rule import Rule
 
 from ..errors import AttemptsExhaustedError
 from .context import CliState, console
-from .render import dumps, show_attempts, show_selection
+from .explain import dumps, show_attempts, show_selection
 
 __all__ = ["register"]
 

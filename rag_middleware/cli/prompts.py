@@ -20,12 +20,12 @@ from rich.table import Table
 from ..config import Settings
 from ..domains import DomainRegistry
 from ..errors import ConfigError, DomainError, TemplateError
-from ..memory.journal import InteractionLog
+from ..memory.interaction_log import InteractionLog
 from ..templating.lint import Problem, lint_snapshot, lint_variants
 from ..templating.versions import TemplateStore, resolve_template_dir
 from ..templating.engine import TemplateSnapshot
 from .context import CliState, console, err_console
-from .render import show_messages, show_selection, show_timings
+from .explain import show_messages, show_selection, show_timings
 
 __all__ = ["app"]
 
@@ -311,7 +311,7 @@ def try_draft(
 ) -> None:
     """Replay recent conversations with the draft and with the label's version; print the regressions."""
     from ..analytics.replay import ReplayOptions, load_items
-    from ..analytics.trial import run_trial
+    from ..analytics.template_trial import run_trial
 
     state: CliState = ctx.obj
     settings = state.settings()

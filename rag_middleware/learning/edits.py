@@ -39,7 +39,7 @@ from ..domains.overrides import merge_override
 from ..domains.paths import parse_path
 from ..errors import ConfigError, DomainError, RequestError, UnknownDomainError
 from .feedback import FeedbackLog
-from ..memory.journal import InteractionLog
+from ..memory.interaction_log import InteractionLog
 
 if TYPE_CHECKING:
     from ..domains import DomainRegistry

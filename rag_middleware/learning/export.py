@@ -34,7 +34,7 @@ from ..errors import RequestError
 from ..llm.tokens import ApproxTokenCounter
 from ..memory.access import MemoryAccess
 from ..memory.embedding import Embedder
-from ..memory.journal import InteractionLog
+from ..memory.interaction_log import InteractionLog
 from ..records import iso, utcnow
 from .feedback import FeedbackLog
 from .pii import PII_TYPES, PiiMasker

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from .embedding import Embedder
-from .journal import InteractionLog
+from .interaction_log import InteractionLog
 from .stores.base import MemoryStore
 
 __all__ = ["MemoryAccess"]

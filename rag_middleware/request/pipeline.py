@@ -32,7 +32,7 @@ from ..errors import (
 )
 from .confidence import confidence
 from ..domains.votes import REVIEWED_STATUSES
-from ..memory.journal import InteractionLog
+from ..memory.interaction_log import InteractionLog
 from ..records import Attempt, Interaction, MemoryRecord, SelectedExample
 from ..templating.versions import TemplateStore
 from ..templating.engine import TemplateSet, one_version_per_call
