@@ -4,7 +4,9 @@ these tests take milliseconds."""
 
 from __future__ import annotations
 
+import logging
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -86,6 +88,16 @@ class InnerStore:
         self._check_up()
         return [self.records[i] for i in ids if i in self.records
                 and (tenant is None or self.records[i].tenant == tenant)]
+
+    def search(self, vector, *, filters, limit, text=None):
+        self._check_up()
+        return [("search", limit, text)]
+
+    def count(self, filters=None):
+        return len(self.records)
+
+    def list(self, filters=None, *, limit=50, offset=0):
+        return sorted(self.records.values(), key=lambda r: r.id)[offset : offset + limit]
 
     def ping(self) -> str:
         self._check_up()
@@ -219,6 +231,88 @@ def test_an_update_or_delete_of_a_queued_upsert_acts_on_the_queue(outbox, inner)
     inner.down = False
     outbox.flush()
     assert "q" not in inner.records and outbox.depth() == 0
+
+
+def test_reads_and_counts_go_to_the_remote_store(outbox, inner):
+    outbox.upsert([rec("a"), rec("b")], np.vstack([vec(0), vec(1)]))
+    assert outbox.count() == 2 and [r.id for r in outbox.list(limit=1, offset=1)] == ["b"]
+    assert outbox.search(vec(0)[0], filters=None, limit=3, text="t") == [("search", 3, "t")]
+    assert outbox.ping() == "ok" and outbox.name == "inner+outbox"
+    assert outbox.get(["b", "a", "zz"]) == [inner.records["b"], inner.records["a"]]
+    assert outbox.get(["a"], tenant="globex") == []
+
+
+def test_a_queued_update_is_seen_by_get_and_a_delete_counts_what_it_removed(outbox, inner):
+    outbox.upsert([rec("a"), rec("b"), rec("c")], np.vstack([vec(0), vec(1), vec(2)]))
+    inner.down = True
+    outbox.update("a", status="approved")
+    inner.down = False
+    assert outbox.depth() == 1  # queued: the flush runs on the next write
+    inner.down = True
+    with pytest.raises(StoreUnavailableError):
+        outbox.get(["a"])  # an update alone cannot be answered from the queue
+    inner.down = False
+    inner.on_upsert = None
+    original = inner.get
+    inner.get = lambda ids, tenant=None: [r.model_copy(update={"status": "validated"}) for r in original(ids, tenant=tenant)]
+    assert outbox.get(["a"])[0].status == "approved"  # the queued update applied over the remote copy
+    inner.get = original
+    outbox.flush()
+    assert inner.records["a"].status == "approved" and outbox.depth() == 0
+    assert outbox.delete(["b", "c", "nope"]) == 2
+    assert outbox.delete([]) == 0
+
+
+def test_the_background_flusher_delivers_after_an_outage_and_logs_once(inner, tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="rag_middleware.memory.stores.outbox")
+    settings = OutboxSettings(flush_interval=0.05, backoff_initial=0.01, backoff_max=0.05)
+    store = OutboxStore(inner, tmp_path / "bg.sqlite", settings)
+    try:
+        inner.down = True
+        store.upsert([rec("r1")], vec())
+        store.upsert([rec("r2")], vec(1))
+        time.sleep(0.3)  # several failed background flushes
+        warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+        assert len(warnings) == 1  # once per outage
+        assert warnings[0].getMessage().startswith(
+            "memory store unreachable, 1 write(s) kept in the outbox until it is back: inner store down")
+        assert store.status()["depth"] == 2
+        inner.down = False
+        deadline = time.monotonic() + 10
+        while store.depth() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert store.depth() == 0 and set(inner.records) == {"r1", "r2"}
+        assert any(r.getMessage() == "memory store reachable again; the outbox is drained" for r in caplog.records)
+    finally:
+        store.close()
+    assert inner.closed
+
+
+def test_close_delivers_what_is_left(inner, tmp_path):
+    store = OutboxStore(inner, tmp_path / "close.sqlite", OutboxSettings(flush_interval=60), background=True)
+    inner.down = True
+    store.upsert([rec("late")], vec())
+    inner.down = False
+    started = time.monotonic()
+    store.close()
+    assert time.monotonic() - started < 5, "close waits for the flusher's interval"
+    assert "late" in inner.records and inner.closed
+
+
+def test_close_keeps_the_queue_when_the_store_is_down(inner, tmp_path):
+    path = tmp_path / "keep.sqlite"
+    store = OutboxStore(inner, path, OutboxSettings(), background=False)
+    inner.down = True
+    store.upsert([rec("kept")], vec())
+    store.close()
+    inner.down = False
+    again = OutboxStore(inner, path, OutboxSettings(), background=False)
+    try:
+        assert again.depth() == 1
+        again.flush()
+        assert "kept" in inner.records
+    finally:
+        again.close()
 
 
 # -- personal data -------------------------------------------------------------------------------------------
