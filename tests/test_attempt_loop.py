@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 
 import pytest
 
-from rag_middleware import Middleware, load_settings
+from rag_middleware import Middleware, Switches, load_settings
 from rag_middleware.errors import AttemptsExhaustedError, GenerationTimeoutError, TransportError
 from rag_middleware.llm.base import Completion
 from rag_middleware.llm.tokens import ApproxTokenCounter
@@ -26,9 +27,20 @@ GOOD = json.dumps(PLAN)
 BAD = json.dumps(WRONG)
 
 
+class DelayLLM(FakeLLM):
+    """FakeLLM that takes ``delay`` seconds per call (0 by default)."""
+
+    delay = 0.0
+
+    def _next(self, request):
+        if self.delay:
+            time.sleep(self.delay)
+        return super()._next(request)
+
+
 @pytest.fixture(scope="module")
-def llm() -> FakeLLM:
-    return FakeLLM()
+def llm() -> DelayLLM:
+    return DelayLLM()
 
 
 @pytest.fixture(scope="module")
@@ -36,6 +48,10 @@ def mw(tmp_path_factory, llm):
     root = tmp_path_factory.mktemp("attempts")
     shutil.copytree(ROOT / "knowledge_base", root / "knowledge_base")
     shutil.copytree(ROOT / "prompts", root / "prompts")
+    # a repair turn that does not number the attempts, so two attempts can come out identical
+    (root / "prompts" / "claims_intake").mkdir(exist_ok=True)
+    (root / "prompts" / "claims_intake" / "repair.j2").write_text(
+        "Fix these:{% for error in errors %}\n- {{ error }}{% endfor %}\n", encoding="utf-8")
     settings = load_settings(data_dir=root / "data", knowledge_base=root / "knowledge_base",
                              prompts_dir=root / "prompts", retry={"backoff_initial": 0.0, "backoff_max": 0.0})
     m = Middleware(settings, backend=llm, embedder=HashEmbedder(), token_counter=ApproxTokenCounter())
@@ -48,6 +64,7 @@ def _fresh(llm, mw):
     llm.queue.clear()
     llm.requests.clear()
     llm.default = "{}"
+    llm.delay = 0.0
     yield
     mw.settings.retry = mw.settings.retry.model_copy(update={"transport_attempts": 3, "total_timeout": 300.0,
                                                              "request_timeout": 120.0})
@@ -127,7 +144,13 @@ def test_the_repair_turn_carries_the_answer_and_its_errors_and_the_temperature_l
     temps = [r.options["temperature"] for r in llm.requests]
     assert temps == [0.0, 0.0, pytest.approx(0.3), pytest.approx(0.6), pytest.approx(0.9)]
     n = [examples(r) for r in llm.requests]
-    assert n[1] == n[0] and n[2] > n[0] and n[3] == n[2] and n[4] == n[2]
+    assert n[1] == n[0] and n[2] == n[0] + 2 and n[3] == n[2] and n[4] == n[2]
+    assert second[-1]["content"].startswith("Your answer has 1 problem:")
+    assert "This is attempt 2 of 5." in second[-1]["content"]
+    assert "This is attempt 5 of 5." in llm.requests[4].messages[-1]["content"]
+    assert [a.repairs for a in result.attempts][-1] == [
+        '/operations/0/execution_instructions/method: missing -> "pandas.DataFrame.sort_values" '
+        '(derived from /operations/*/type)', '/task: missing -> "sort" (derived from /operations/*/type)']
 
 
 def test_the_temperature_is_capped(mw, llm):
@@ -137,6 +160,22 @@ def test_the_temperature_is_capped(mw, llm):
     assert len(info.value.attempts) == 6
     assert [r.options["temperature"] for r in llm.requests][4:] == [pytest.approx(0.9), pytest.approx(0.9)]
     assert "no valid answer after 6 attempt(s)" in str(info.value)
+
+
+def test_an_identical_request_gets_the_next_seed(mw, llm):
+    """With a repair turn that does not number the attempts, attempts 6 and 7 would be identical (same answer,
+    errors, examples and temperature 0.9): the seed moves on instead."""
+    llm.default = "{}"
+    with pytest.raises(AttemptsExhaustedError):
+        mw.ask("My car was hit in a parking lot, email", domain="claims_intake", max_attempts=7, learn=False)
+    sixth, seventh = llm.requests[5], llm.requests[6]
+    assert sixth.messages == seventh.messages and sixth.json_schema == seventh.json_schema
+    assert seventh.options["seed"] == sixth.options["seed"] + 1 == 43
+    assert {k: v for k, v in seventh.options.items() if k != "seed"} == {
+        k: v for k, v in sixth.options.items() if k != "seed"}
+    assert seventh.options["temperature"] == pytest.approx(0.9)
+    keys = [request_key(r.messages, r.prompt, r.options) for r in llm.requests]
+    assert len(set(keys)) == 7
 
 
 def test_a_long_bad_answer_is_echoed_cut_to_the_limit(mw, llm):
@@ -156,8 +195,10 @@ def test_a_cut_off_answer_gets_more_room_and_one_example_fewer(mw, llm):
                                          "complete JSON object"]
     assert second.options["num_predict"] == 2 * first.options["num_predict"] == 640
     assert examples(second) == examples(first) - 1
-    assert "repeat_penalty" not in second.options
-    assert "cut off" in second.messages[-1]["content"] or "shorter" in second.messages[-1]["content"]
+    assert "repeat_penalty" not in second.options and type(second.options["num_predict"]) is int
+    repair = second.messages[-1]["content"]
+    assert repair.startswith("Your answer was cut off before it was complete.") and "problem" not in repair
+    assert second.messages[-2]["content"] == '{"chart_type": "none", "operations": [{"type"'
 
 
 def test_a_cut_off_loop_also_gets_a_repeat_penalty_and_the_room_is_capped(mw, llm):
@@ -169,6 +210,35 @@ def test_a_cut_off_loop_also_gets_a_repeat_penalty_and_the_room_is_capped(mw, ll
     assert llm.requests[1].options["num_predict"] == 512  # min(2 * 320, 1024 // 2)
     assert llm.requests[2].options["num_predict"] == 512
     assert examples(llm.requests[2]) == examples(llm.requests[0]) - 1  # truncated again: no extra examples
+    assert type(llm.requests[1].options["num_predict"]) is int
+
+
+def test_the_callers_higher_repeat_penalty_is_kept(mw, llm):
+    loop = '{"chart_type": "none", "operations": [' + '{"type": "sort"}, ' * 30
+    llm.enqueue(cut(loop), GOOD)
+    ask(mw, options={"repeat_penalty": 1.5})
+    assert llm.requests[0].options["repeat_penalty"] == 1.5 and llm.requests[1].options["repeat_penalty"] == 1.5
+
+
+NEAR_MISS = json.dumps({"chart_type": "none", "operations": [{"type": "sort", "execution_instructions": {
+    "args": [], "kwargs": {"by": "Price", "ascending": True}}}]})
+
+
+@pytest.mark.parametrize(("switches", "valid"), [
+    (Switches(), True), (Switches(repair=False), False), (Switches(hooks=False), False)])
+def test_the_domains_repair_runs_only_with_repair_and_hooks_on(mw, llm, switches, valid):
+    llm.enqueue(NEAR_MISS)
+    result = ask(mw, switches=switches, max_attempts=1, raise_on_invalid=False)
+    assert result.valid is valid
+    matched = "operations.0.execution_instructions: column names matched to the Columns line"
+    assert (matched in result.attempts[0].repairs) is valid
+    assert isinstance(result.attempts[0].repairs, list)
+
+
+def test_the_core_fixes_follow_the_switches(mw, llm):
+    llm.enqueue(GOOD)
+    result = ask(mw, switches=Switches(derive=False), max_attempts=1, raise_on_invalid=False)
+    assert not result.valid and any(e.startswith("task") for e in result.attempts[0].errors)
 
 
 def test_an_identical_request_is_never_sent_twice(mw, llm):
@@ -176,6 +246,27 @@ def test_an_identical_request_is_never_sent_twice(mw, llm):
     ask(mw, max_attempts=3)
     keys = [request_key(r.messages, r.prompt, r.options) for r in llm.requests]
     assert len(set(keys)) == 3
+
+
+def test_attempts_record_their_duration(mw, llm):
+    llm.delay = 0.05
+    llm.enqueue(GOOD)
+    result = ask(mw)
+    assert 45 <= result.attempts[0].duration_ms < 2000
+    llm.enqueue("A median is the middle value.")
+    list(mw.stream("What is a median?", domain="assistant", interaction_id="timed-stream", learn=False))
+    assert 45 <= mw.journal.get("timed-stream").attempts[0].duration_ms < 2000
+
+
+def test_a_base_model_gets_the_flat_prompt_with_the_repair_turn(mw):
+    flat = FakeLLM(flat_prompt=True)
+    flat.enqueue(BAD, GOOD)
+    with Middleware(mw.settings, backend=flat, embedder=HashEmbedder(), token_counter=ApproxTokenCounter()) as m:
+        result = m.ask(Q, domain="data_ops", learn=False)
+    assert result.valid and all(isinstance(r.prompt, str) for r in flat.requests)
+    assert "unknown column cost" not in flat.requests[0].prompt
+    assert "unknown column cost" in flat.requests[1].prompt and BAD in flat.requests[1].prompt
+    assert result.attempts[1].prompt == flat.requests[1].prompt
 
 
 def test_transport_errors_are_retried_inside_one_attempt(mw, llm):
@@ -214,10 +305,18 @@ def test_the_call_timeout_is_the_smaller_of_the_request_timeout_and_what_is_left
     llm.enqueue(GOOD)
     ask(mw)
     assert llm.requests[0].timeout == 7.0
+    mw.settings.retry = mw.settings.retry.model_copy(update={"request_timeout": 0.5})
+    llm.enqueue(GOOD)
+    ask(mw)
+    assert llm.requests[-1].timeout == 0.5
+    llm.requests.clear()
     mw.settings.retry = mw.settings.retry.model_copy(update={"request_timeout": 120.0, "total_timeout": 30.0})
     llm.enqueue(GOOD)
     ask(mw)
-    assert 25.0 < llm.requests[1].timeout <= 30.0
+    assert 25.0 < llm.requests[0].timeout <= 30.0
+    mw.settings.retry = mw.settings.retry.model_copy(update={"total_timeout": 1.5})
+    llm.enqueue(GOOD)
+    assert ask(mw).valid  # well within the deadline: the call is made
 
 
 def test_a_free_text_stream_is_one_recorded_attempt(mw, llm):
