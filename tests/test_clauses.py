@@ -206,3 +206,51 @@ def test_step_spec_bounds():
         spec(max_labels=6)
     with pytest.raises(ValueError):
         StepSpec(split="x.py:f", unknown=1)
+
+
+def test_the_floor_and_rounding_are_exact():
+    g, _ = guide(k=2, min_similarity=1.0)  # q and s0 point the same way: cosine exactly 1.0, at the floor
+    [vote] = g.vote("q")
+    assert vote.labels == ["sort"]
+    assert vote.scores == {"sort": round(1.0 + float(np.float32(np.cos(np.deg2rad(10)))), 3)}
+    g, _ = guide(min_similarity=0.99)
+    assert [v.labels for v in g.vote("far then q")] == [[], ["sort"]]  # the clause after a weak one is voted too
+
+
+def test_steps_keep_every_allowed_label_and_use_given_vectors():
+    g, _ = guide(k=3, margin=0.45)
+    assert g.steps("q") == [["sort", "filter"]]
+    g, _ = guide(k=1)
+    twenty = np.array([np.cos(np.deg2rad(20)), np.sin(np.deg2rad(20))], dtype=np.float32)
+    assert g.steps("q", {"q": twenty}) == [["filter"]]
+
+
+def test_the_rule_and_the_context_see_the_request():
+    seen = []
+    g, _ = guide(rule=lambda clause, request: seen.append(request) or None)
+    g.vote("q then mid")
+    assert seen == ["q then mid", "q then mid"]
+    calls = []
+    rule = yaml_rule([SimpleNamespace(pattern="zz", label="x")], lambda clause, request: calls.append(request),
+                     context_of=lambda request: calls.append(("ctx", request)) or {})
+    rule("clause", "the request")
+    assert calls == [("ctx", "the request"), "the request"]
+
+
+def test_default_split_drops_empty_pieces_and_strips_only_punctuation():
+    assert default_split(" ; ") == []
+    assert default_split("a;\n,") == ["a"]
+    assert default_split("Sort by X then drop X.") == ["Sort by X", "drop X"]
+
+
+def test_bank_errors_name_the_file(tmp_path):
+    missing = tmp_path / "missing.jsonl"
+    with pytest.raises(DomainError) as info:
+        read_bank(missing)
+    assert info.value.path == str(missing) and "steps bank not found" in str(info.value)
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"text": "a"}\n', encoding="utf-8")
+    with pytest.raises(DomainError) as info:
+        read_bank(bad)
+    assert info.value.path == str(bad) and info.value.line == 1
+    assert "each line needs text and label (KeyError)" in str(info.value)

@@ -359,3 +359,16 @@ def test_other_detectors_and_json_values():
     assert masker.mask("version 2024-01-15 and 3.14159") == "version 2024-01-15 and 3.14159"
     assert masker.mask_value({"a@b.co": ["x 4111111111111111", 3, None]}) == {"<EMAIL>": ["x <CARD>", 3, None]}
     assert set(PII_TYPES) == {"email", "iban", "card", "ip", "national_id", "phone"}
+
+
+def test_checks_labels_and_counts():
+    assert not iban_valid("hello") and not iban_valid("DE89")
+    masker = PiiMasker()
+    assert "<IP>" not in masker.mask("build 999.10.10.10")  # four numbers, but not an address
+    assert masker.mask("passport no: X1234567, ID number: AB-123456") == \
+        "passport no: <NATIONAL_ID>, ID number: <NATIONAL_ID>"  # the label stays, the number goes
+    assert masker.mask("passport no: ABCDEFGH") == "passport no: ABCDEFGH"  # no digit: not an ID
+    masker = PiiMasker()
+    masker.mask("a@example.com and b@example.org")
+    masker.mask("c@example.net")
+    assert masker.hits == {"email": 3}

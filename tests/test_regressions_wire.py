@@ -95,7 +95,10 @@ def test_framing_clipping_and_splitting():
     assert ndjson({"a": "é"}) == '{"a":"é"}\n'.encode()
     assert sse({"a": 1}) == b'data: {"a":1}\n\n' and sse("[DONE]") == b"data: [DONE]\n\n"
     assert split_text("abcdefgh", size=3) == ["abc", "def", "gh"] and split_text("") == [""]
-    assert split_text("x" * 24) == ["x" * 24]
+    assert split_text("x" * 24) == ["x" * 24] and split_text("x" * 25) == ["x" * 24, "x"]
+    assert ndjson({"a": 1, "b": [2, 3]}) == b'{"a":1,"b":[2,3]}\n'
+    assert sse({"a": "é", "b": 1}) == 'data: {"a":"é","b":1}\n\n'.encode()
+    assert ollama_piece("chat", "m", "ab")["message"] == {"role": "assistant", "content": "ab"}
     assert clip("short") == "short" and clip("x" * 80) == "x" * 80
     assert clip("x" * 81) == "x" * 80 + "… (81 characters)"
     assert clip("abcdef", 3) == "abc… (6 characters)"
@@ -110,6 +113,22 @@ def test_validated_names_the_first_bad_field_and_openai_messages_join_text_parts
                                                {"type": "text", "text": "b"}])
     assert msg.text() == "a\nb" and msg.other_parts() == ["image_url"]
     assert OpenAIMessage(role="user", content=None).text() == "" and OpenAIMessage(role="user").other_parts() == []
+    assert OpenAIMessage(role="user", content=[{"type": "text"}, {"type": "text", "text": "b"}]).text() == "\nb"
+    with pytest.raises(RequestError, match=r"^invalid request: messages\.0\.role: Input should be a valid string$"):
+        validated(OpenAIChatRequest, {"model": "m", "messages": [{"role": 1}]})
+
+    from pydantic import BaseModel, model_validator
+
+    class Whole(BaseModel):
+        a: int = 0
+
+        @model_validator(mode="after")
+        def never(self):
+            raise ValueError("the whole body is wrong")
+
+    with pytest.raises(RequestError) as info:
+        validated(Whole, {})
+    assert str(info.value) == "invalid request: the whole body is wrong"  # no path, no "Value error, "
 
 
 # -- through the app -----------------------------------------------------------------------------------------
@@ -173,6 +192,29 @@ def test_a_validated_answer_streamed_to_an_openai_client_finishes_with_stop(app_
     events = _events(r.text)
     assert [c["choices"][0]["finish_reason"] for c in events if c["choices"][0]["finish_reason"]] == ["stop"]
     assert json.loads("".join(c["choices"][0]["delta"].get("content", "") for c in events))["task"] == "sort"
+
+
+@pytest.mark.parametrize(("body", "message"), [
+    (b'{"model": ', "invalid JSON body: Expecting value at line 1 column 11"),
+    (b'{"model": "m\xff"}', "invalid JSON body: not UTF-8 (byte 12)"),
+    (b"[1, 2]", "the request body must be a JSON object"),
+    (b"", "invalid request: model: Field required"),  # an empty body is an empty object
+])
+def test_bad_bodies_are_400_with_what_is_wrong(app_with, body, message):
+    client = app_with(FakeLLM())
+    r = client.post("/v1/chat/completions", content=body, headers={"content-type": "application/json"})
+    assert r.status_code == 400 and r.json()["error"]["message"] == message
+
+
+def test_lone_surrogates_are_replaced_and_counted(app_with):
+    client = app_with(FakeLLM().enqueue("fine."))
+    body = '{"model": "assistant:latest", "messages": [{"role": "user", "content": "a \\ud800 b"}, ' \
+           '{"role": "assistant", "content": "x"}, {"role": "user", "content": "c \\udfff \\ud801"}]}'
+    r = client.post("/v1/chat/completions", content=body.encode(), headers={"content-type": "application/json"})
+    assert r.status_code == 200, r.text
+    assert r.headers["x-rag-input-cleaned"] == "3 lone surrogate(s) replaced by U+FFFD"
+    record = client.app.state.ctx.mw.journal.get(r.headers["x-rag-interaction-id"])
+    assert record.question == "c \ufffd \ufffd"
 
 
 class SlowLLM(FakeLLM):
