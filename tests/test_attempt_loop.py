@@ -163,17 +163,17 @@ def test_the_temperature_is_capped(mw, llm):
 
 
 def test_an_identical_request_gets_the_next_seed(mw, llm):
-    """With a repair turn that does not number the attempts, attempts 6 and 7 would be identical (same answer,
-    errors, examples and temperature 0.9): the seed moves on instead."""
+    """With a repair turn that does not number the attempts, attempts 5, 6 and 7 would be identical (same
+    answer, errors, examples and temperature 0.9): the seed moves on instead, once per repeat."""
     llm.default = "{}"
     with pytest.raises(AttemptsExhaustedError):
         mw.ask("My car was hit in a parking lot, email", domain="claims_intake", max_attempts=7, learn=False)
-    sixth, seventh = llm.requests[5], llm.requests[6]
-    assert sixth.messages == seventh.messages and sixth.json_schema == seventh.json_schema
-    assert seventh.options["seed"] == sixth.options["seed"] + 1 == 43
+    fifth, sixth, seventh = llm.requests[4], llm.requests[5], llm.requests[6]
+    assert fifth.messages == sixth.messages == seventh.messages and fifth.json_schema == seventh.json_schema
+    assert (fifth.options["seed"], sixth.options["seed"], seventh.options["seed"]) == (42, 43, 44)
     assert {k: v for k, v in seventh.options.items() if k != "seed"} == {
-        k: v for k, v in sixth.options.items() if k != "seed"}
-    assert seventh.options["temperature"] == pytest.approx(0.9)
+        k: v for k, v in fifth.options.items() if k != "seed"}
+    assert fifth.options["temperature"] == seventh.options["temperature"] == 0.9
     keys = [request_key(r.messages, r.prompt, r.options) for r in llm.requests]
     assert len(set(keys)) == 7
 

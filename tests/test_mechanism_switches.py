@@ -54,9 +54,9 @@ def _fresh_llm(llm):
     llm.default = "{}"
 
 
-def ask_once(mw, llm, question: str, domain: str, answer, switches: Switches = Switches(), **kw):
+def ask_once(mw, llm, question: str, domain: str, answer, switches: Switches | None = None, **kw):
     llm.enqueue(answer if isinstance(answer, str) else json.dumps(answer))
-    return mw.ask(question, domain=domain, switches=switches, max_attempts=1, raise_on_invalid=False,
+    return mw.ask(question, domain=domain, switches=switches or Switches(), max_attempts=1, raise_on_invalid=False,
                   learn=kw.pop("learn", False), **kw)
 
 
@@ -197,6 +197,19 @@ def test_harden_drops_a_repeated_list_item(mw, llm):
     result = ask_once(mw, llm, LISTING, "listing_search", answer, switches=Switches(harden=False))
     assert result.output is None or len(result.output["filters"]) == 3
     assert "/filters: a repeated item dropped" not in result.attempts[0].repairs
+
+
+def test_harden_bounds_list_lengths_only_when_on():
+    from rag_middleware.domains.mechanisms import Declarative
+    from rag_middleware.domains.spec import DeclarativeSpec
+
+    schema = {"type": "object", "properties": {"tags": {"type": "array", "items": {"type": "string"}}}}
+    spec = DeclarativeSpec.from_sections(context={}, ground={}, units={}, derive={}, vote={},
+                                         harden=[{"max_items": 3}])
+    bounded, _ = Declarative(spec, schema).grammar(schema, "a request", flags=Switches())
+    free, _ = Declarative(spec, schema).grammar(schema, "a request", flags=Switches(harden=False))
+    assert bounded["properties"]["tags"]["maxItems"] == 3
+    assert "maxItems" not in free["properties"]["tags"]
 
 
 def test_guide_switch_fixes_one_step_type_per_clause(mw):

@@ -203,7 +203,8 @@ def test_free_text_domain_skips_validation(mw, fake_llm):
 
 
 def test_bad_input_errors(mw, settings, tmp_path):
-    with pytest.raises(UnknownDomainError, match="known domains: assistant, claims_intake, data_ops, listing_search, shop_query"):
+    known = "known domains: assistant, claims_intake, data_ops, listing_search, shop_query"
+    with pytest.raises(UnknownDomainError, match=known):
         mw.ask("hi", domain="nope")
     with pytest.raises(RequestError, match="empty"):
         mw.ask("   ", domain="data_ops")

@@ -254,7 +254,8 @@ def test_a_queued_update_is_seen_by_get_and_a_delete_counts_what_it_removed(outb
     inner.down = False
     inner.on_upsert = None
     original = inner.get
-    inner.get = lambda ids, tenant=None: [r.model_copy(update={"status": "validated"}) for r in original(ids, tenant=tenant)]
+    inner.get = lambda ids, tenant=None: [r.model_copy(update={"status": "validated"})
+                                          for r in original(ids, tenant=tenant)]
     assert outbox.get(["a"])[0].status == "approved"  # the queued update applied over the remote copy
     inner.get = original
     outbox.flush()

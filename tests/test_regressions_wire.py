@@ -60,7 +60,8 @@ def test_openai_completion_finish_reason_follows_done_reason(done, finish):
 def test_usage_names_the_interaction_and_ollama_final_sums_durations():
     usage = Usage(prompt_tokens=1, completion_tokens=2, total_ns=5, load_ns=10, prompt_ns=20, eval_ns=30,
                   done_reason="length", interaction_id="i-1")
-    assert usage.openai() == {"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3, "rag_interaction_id": "i-1"}
+    assert usage.openai() == {"prompt_tokens": 1, "completion_tokens": 2, "total_tokens": 3,
+                              "rag_interaction_id": "i-1"}
     final = ollama_final("chat", "m", "x", usage)
     assert final["done"] is True and final["done_reason"] == "length" and final["message"] == {
         "role": "assistant", "content": "x"}

@@ -7,8 +7,9 @@ from __future__ import annotations
 import datetime as dt
 import enum
 import logging
-from typing import Annotated, Union
+from typing import Annotated
 
+import jsonschema
 import pytest
 from pydantic import AfterValidator, BaseModel, ValidationError, field_validator
 
@@ -44,7 +45,8 @@ def test_extraction_messages_say_what_is_wrong():
     with pytest.raises(ExtractionError) as info:
         extract_json("no JSON here, X marks the spot")
     assert str(info.value) == "no JSON object found in the answer; answer with one JSON object only"
-    with pytest.raises(ExtractionError, match="^invalid JSON: Expecting property name enclosed in double quotes at line 1 column 2$"):
+    with pytest.raises(ExtractionError,
+                       match="^invalid JSON: Expecting property name enclosed in double quotes at line 1 column 2$"):
         extract_json("{X}")  # balanced, but not JSON (an X is no bracket)
 
 
@@ -63,7 +65,7 @@ def _fail(v):
 class Shapes(BaseModel):
     colour: Colour
     size: int
-    a: Union[Annotated[int, AfterValidator(_fail)], Annotated[list, AfterValidator(_fail)]] = 0
+    a: Annotated[int, AfterValidator(_fail)] | Annotated[list, AfterValidator(_fail)] = 0
 
     @field_validator("size")
     @classmethod
@@ -205,5 +207,5 @@ def test_json_schema_messages_schema_and_hooks():
     assert v.validate_text('{"a": 1, "b": "x"}', "q").repairs == []
     assert v.validate_text("nothing", "q").errors == [
         "(root): no JSON object found in the answer; answer with one JSON object only"]
-    with pytest.raises(Exception):
+    with pytest.raises(jsonschema.exceptions.SchemaError):
         JSONSchemaValidator({"type": "no such type"})

@@ -154,7 +154,7 @@ class Declarative:
             _apply_votes(schema, votes or [], notes)
         if steps and steps_path:
             self._per_position(schema, steps_path, steps, notes)
-        self._bound(schema, numbers=getattr(flags, "harden", True))
+        self._bound(schema, harden=getattr(flags, "harden", True))
         return schema, list(dict.fromkeys(notes))
 
     def _unask_derived(self, schema: dict[str, Any], notes: list[str]) -> None:
@@ -166,13 +166,14 @@ class Declarative:
                     parent["required"] = [r for r in parent["required"] if r != path[-1]]
             notes.append(f"{show_path(path)}: derived after generation, not asked")
 
-    def _bound(self, schema: dict[str, Any], *, numbers: bool) -> None:
-        """Bounds on numbers (when hardening) and on list lengths (``harden.max_items``)."""
-        if numbers:
-            for node in _numeric_nodes(schema):  # a small model otherwise runs on in digits to num_predict
-                if "enum" not in node and "const" not in node:
-                    node.setdefault("maximum", NUMBER_BOUND)
-                    node.setdefault("minimum", -NUMBER_BOUND)
+    def _bound(self, schema: dict[str, Any], *, harden: bool) -> None:
+        """When hardening: bounds on numbers, and on list lengths (``harden.max_items``)."""
+        if not harden:
+            return
+        for node in _numeric_nodes(schema):  # a small model otherwise runs on in digits to num_predict
+            if "enum" not in node and "const" not in node:
+                node.setdefault("maximum", NUMBER_BOUND)
+                node.setdefault("minimum", -NUMBER_BOUND)
         if self.spec.harden.max_items:
             for node in _arrays(schema):
                 node["maxItems"] = min(node.get("maxItems", self.spec.harden.max_items), self.spec.harden.max_items)

@@ -152,7 +152,7 @@ class AttemptLoop:
             # the repair turn replaces the previous one: the conversation never grows past one repair
             messages += [{"role": "assistant", "content": previous.raw_output[:MAX_ECHO_CHARS], "kind": "rejected"},
                          {"role": "user", "content": repair, "kind": "repair"}]
-            options["temperature"] = 0.0 if number == 2 else min(0.3 * (number - 2), 0.9)
+            options["temperature"] = 0.0 if number == 2 else round(min(0.3 * (number - 2), 0.9), 2)
         prompt = call.assembler.flatten(call.domain, messages) if self.backend.flat_prompt else None
         sent = {request_key(a.messages, a.prompt, a.options) for a in ledger}
         while request_key(messages, prompt, options) in sent:  # never send an identical request twice
