@@ -140,6 +140,25 @@ class OutputValidator(Protocol):
     def validate_value(self, value: Any, request: str) -> ValidationOutcome: ...
 
 
+def _checked_text(validator: OutputValidator, text: str, request: str, *, pre: Pre | None = None,
+                 repair: Callable[[Any], tuple[Any, list[str]]] | None = None) -> ValidationOutcome:
+    """An answer's text checked: its JSON extracted, ``pre`` (the declarative mechanisms) and then the
+    domain's ``repair`` applied, each change listed in the outcome's repairs, and the value validated."""
+    try:
+        value = extract_json(text)
+    except ExtractionError as exc:
+        return ValidationOutcome(ok=False, errors=[f"(root): {exc}"])
+    repairs: list[str] = []
+    if pre is not None:
+        value, repairs = pre(value)
+    if repair is not None:
+        value, more = repair(value)
+        repairs = repairs + list(more)
+    outcome = validator.validate_value(value, request)
+    outcome.repairs = repairs
+    return outcome
+
+
 class PydanticValidator:
     """Validates with a pydantic model.
 
@@ -188,19 +207,9 @@ class PydanticValidator:
 
     def validate_text(self, text: str, request: str, *, repair: bool = True,
                       pre: Pre | None = None) -> ValidationOutcome:
-        try:
-            value = extract_json(text)
-        except ExtractionError as exc:
-            return ValidationOutcome(ok=False, errors=[f"(root): {exc}"])
-        repairs: list[str] = []
-        if pre is not None:
-            value, repairs = pre(value)
-        if repair and self.repair is not None:
-            value, more = self.repair(value, self.context(request))
-            repairs = repairs + list(more)
-        outcome = self.validate_value(value, request)
-        outcome.repairs = repairs
-        return outcome
+        hook = self.repair if repair else None
+        return _checked_text(self, text, request, pre=pre,
+                            repair=None if hook is None else lambda value: hook(value, self.context(request)))
 
 
 class JSONSchemaValidator:
@@ -250,13 +259,4 @@ class JSONSchemaValidator:
 
     def validate_text(self, text: str, request: str, *, repair: bool = True,
                       pre: Pre | None = None) -> ValidationOutcome:
-        try:
-            value = extract_json(text)
-        except ExtractionError as exc:
-            return ValidationOutcome(ok=False, errors=[f"(root): {exc}"])
-        repairs: list[str] = []
-        if pre is not None:
-            value, repairs = pre(value)
-        outcome = self.validate_value(value, request)
-        outcome.repairs = repairs
-        return outcome
+        return _checked_text(self, text, request, pre=pre)  # no repair hook: a JSON Schema domain is data only
