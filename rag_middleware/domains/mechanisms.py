@@ -15,10 +15,11 @@ import json
 from typing import Any, Protocol
 
 from . import grounding
+from .narrowing import narrowed_copy, replace_node, restrict
 from .paths import MISSING, Path, inline_refs, parent_objects, schema_nodes, set_at, values_at
 from .spec import DeclarativeSpec
 
-__all__ = ["Declarative", "Flags", "restrict", "show_path"]
+__all__ = ["Declarative", "Flags", "show_path"]
 
 
 class Flags(Protocol):
@@ -61,30 +62,6 @@ def _types(node: dict[str, Any]) -> set[str]:
             if isinstance(branch, dict):
                 out |= _types(branch)
     return out
-
-
-def _replace(node: dict[str, Any], new: dict[str, Any]) -> None:
-    keep = {k: node[k] for k in ("description", "title") if k in node}
-    node.clear()
-    node.update({**new, **keep})
-
-
-def restrict(node: dict[str, Any], allowed: list[Any]) -> dict[str, Any] | None:
-    """A copy of ``node`` that admits only ``allowed`` values (None: it admits none of them)."""
-    for key in ("anyOf", "oneOf"):
-        if isinstance(node.get(key), list):
-            branches = [b for b in (restrict(x, allowed) for x in node[key] if isinstance(x, dict)) if b is not None]
-            if not branches:
-                return None
-            return {**{k: v for k, v in node.items() if k != key}, key: branches} if len(branches) > 1 else branches[0]
-    if "const" in node:
-        return dict(node) if node["const"] in allowed else None
-    if "enum" in node:
-        kept = [v for v in node["enum"] if v in allowed]
-        return {**node, "enum": kept} if kept else None
-    if node.get("type") == "object" or "properties" in node:
-        return None  # an object is not a label
-    return {"enum": list(allowed)}
 
 
 class Declarative:
@@ -220,7 +197,7 @@ class Declarative:
             out = []
             for item, allowed in zip(items, steps, strict=True):  # each position gets its own copy
                 if inner and schema_nodes(item, inner):
-                    new = _narrowed_copy(item, inner, allowed)
+                    new = narrowed_copy(item, inner, allowed)
                 else:
                     new = restrict(copy.deepcopy(item), allowed)
                 if new is None:
@@ -390,7 +367,7 @@ def _ground_node(node: dict[str, Any], values: list[Any], nullable: bool, *, num
                     kept.append({"type": sorted(types - kind - {"null"})})  # other scalar kinds stay open
             node[key] = [{"enum": [*values, *([None] if nullable else [])]}, *kept]
             return
-    _replace(node, {"enum": [*values, *([None] if nullable else [])]})
+    replace_node(node, {"enum": [*values, *([None] if nullable else [])]})
 
 
 def _apply_votes(schema: dict[str, Any], votes: list[dict[str, Any]], notes: list[str]) -> None:
@@ -402,27 +379,8 @@ def _apply_votes(schema: dict[str, Any], votes: list[dict[str, Any]], notes: lis
         narrowed = [(n, restrict(n, vote["allowed"])) for n in nodes]
         if nodes and all(new is not None for _, new in narrowed):
             for node, new in narrowed:
-                _replace(node, new)  # type: ignore[arg-type]
+                replace_node(node, new)  # type: ignore[arg-type]
             notes.append(f"{vote['path']}: vote admits {vote['allowed']}")
-
-
-def _narrowed_copy(node: dict[str, Any], inner: Path, allowed: list[str]) -> dict[str, Any] | None:
-    """A copy of ``node`` with only the anyOf/oneOf branches whose value at ``inner`` can be an allowed label,
-    that value narrowed in each; None when no branch can. The dropped branches are never copied."""
-    for key in ("anyOf", "oneOf"):
-        if isinstance(node.get(key), list):
-            copies = (_narrowed_copy(b, inner, allowed) for b in node[key] if isinstance(b, dict))
-            kept = [c for c in copies if c is not None]
-            if not kept:
-                return None
-            return {**{k: copy.deepcopy(v) for k, v in node.items() if k != key}, key: kept}
-    news = [restrict(t, allowed) for t in schema_nodes(node, inner)]  # read only: nothing copied yet
-    if not news or any(n is None for n in news):
-        return None
-    copied = copy.deepcopy(node)
-    for target, new in zip(schema_nodes(copied, inner), news, strict=True):
-        _replace(target, new)  # type: ignore[arg-type]
-    return copied
 
 
 NUMBER_BOUND = 10**12 - 1  # numbers the grammar admits: at most 12 digits
