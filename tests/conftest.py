@@ -103,20 +103,33 @@ class FakeLLM:
         pass
 
 
+def copy_project(root: Path) -> Path:
+    """A copy of the shipped knowledge base and prompts under ``root``, so a test may edit them."""
+    shutil.copytree(ROOT / "knowledge_base", root / "knowledge_base")
+    shutil.copytree(ROOT / "prompts", root / "prompts")
+    return root
+
+
+def project_settings(root: Path):
+    """Settings for a copied project: its data dir, knowledge base and prompts; retries without backoff."""
+    return load_settings(data_dir=root / "data", knowledge_base=root / "knowledge_base",
+                         prompts_dir=root / "prompts", retry={"backoff_initial": 0.0, "backoff_max": 0.0})
+
+
+def fake_middleware(settings, backend, embedder=None) -> Middleware:
+    """A Middleware on the scripted model, the hash embedder and approximate token counts."""
+    return Middleware(settings, backend=backend, embedder=embedder or HashEmbedder(),
+                      token_counter=ApproxTokenCounter())
+
+
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
-    """A copy of the shipped knowledge base and prompts in a temp dir, so tests may edit them."""
-    shutil.copytree(ROOT / "knowledge_base", tmp_path / "knowledge_base")
-    shutil.copytree(ROOT / "prompts", tmp_path / "prompts")
-    return tmp_path
+    return copy_project(tmp_path)
 
 
 @pytest.fixture
 def settings(project: Path):
-    return load_settings(
-        data_dir=project / "data", knowledge_base=project / "knowledge_base", prompts_dir=project / "prompts",
-        retry={"backoff_initial": 0.0, "backoff_max": 0.0},
-    )
+    return project_settings(project)
 
 
 @pytest.fixture
@@ -131,7 +144,7 @@ def embedder() -> HashEmbedder:
 
 @pytest.fixture
 def mw(settings, fake_llm, embedder):
-    m = Middleware(settings, backend=fake_llm, embedder=embedder, token_counter=ApproxTokenCounter())
+    m = fake_middleware(settings, fake_llm, embedder)
     yield m
     m.close()
 
@@ -178,4 +191,5 @@ def run_cli(capsys, *argv: str) -> tuple[int, str, str]:
     return (0 if info.value.code is None else info.value.code), out, err
 
 
-__all__ = ["FakeLLM", "HashEmbedder", "TransportError", "run_cli", "use_cli_backend", "wait_for"]
+__all__ = ["FakeLLM", "HashEmbedder", "TransportError", "copy_project", "fake_middleware", "project_settings",
+           "run_cli", "use_cli_backend", "wait_for"]

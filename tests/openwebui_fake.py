@@ -121,3 +121,9 @@ class FakeOpenWebUI:
         found = next((c for c in self.chats if c["id"] == request.path.rsplit("/", 1)[1]), None)
         return self._json(found) if found else self._json({"detail": "We could not find what you're looking for :/"},
                                                           401)
+
+
+def plan(column: str = "a", ascending: bool = True) -> dict[str, Any]:
+    """The data_ops answer the scripted model gives in the sync tests: sort by ``column``."""
+    return {"task": "sort", "chart_type": "none", "operations": [{"type": "sort", "execution_instructions": {
+        "method": "pandas.DataFrame.sort_values", "args": [], "kwargs": {"by": column, "ascending": ascending}}}]}

@@ -6,17 +6,15 @@ test set for attempts.py)."""
 from __future__ import annotations
 
 import json
-import shutil
 import time
 
 import pytest
 
-from rag_middleware import Middleware, Switches, load_settings
+from rag_middleware import Switches
 from rag_middleware.errors import AttemptsExhaustedError, GenerationTimeoutError, TransportError
 from rag_middleware.llm.base import Completion
-from rag_middleware.llm.tokens import ApproxTokenCounter
 from rag_middleware.request.attempts import LOOP_REPEAT_PENALTY, MAX_ECHO_CHARS, looping, request_key
-from tests.conftest import ROOT, FakeLLM, HashEmbedder
+from tests.conftest import FakeLLM, copy_project, fake_middleware, project_settings
 
 Q = "Columns: price, qty\nsort by price, cheapest first"
 PLAN = {"chart_type": "none", "operations": [{"type": "sort", "execution_instructions": {
@@ -45,16 +43,12 @@ def llm() -> DelayLLM:
 
 @pytest.fixture(scope="module")
 def mw(tmp_path_factory, llm):
-    root = tmp_path_factory.mktemp("attempts")
-    shutil.copytree(ROOT / "knowledge_base", root / "knowledge_base")
-    shutil.copytree(ROOT / "prompts", root / "prompts")
+    root = copy_project(tmp_path_factory.mktemp("attempts"))
     # a repair turn that does not number the attempts, so two attempts can come out identical
     (root / "prompts" / "claims_intake").mkdir(exist_ok=True)
     (root / "prompts" / "claims_intake" / "repair.j2").write_text(
         "Fix these:{% for error in errors %}\n- {{ error }}{% endfor %}\n", encoding="utf-8")
-    settings = load_settings(data_dir=root / "data", knowledge_base=root / "knowledge_base",
-                             prompts_dir=root / "prompts", retry={"backoff_initial": 0.0, "backoff_max": 0.0})
-    m = Middleware(settings, backend=llm, embedder=HashEmbedder(), token_counter=ApproxTokenCounter())
+    m = fake_middleware(project_settings(root), llm)
     yield m
     m.close()
 
@@ -261,7 +255,7 @@ def test_attempts_record_their_duration(mw, llm):
 def test_a_base_model_gets_the_flat_prompt_with_the_repair_turn(mw):
     flat = FakeLLM(flat_prompt=True)
     flat.enqueue(BAD, GOOD)
-    with Middleware(mw.settings, backend=flat, embedder=HashEmbedder(), token_counter=ApproxTokenCounter()) as m:
+    with fake_middleware(mw.settings, flat) as m:
         result = m.ask(Q, domain="data_ops", learn=False)
     assert result.valid and all(isinstance(r.prompt, str) for r in flat.requests)
     assert "unknown column cost" not in flat.requests[0].prompt

@@ -10,32 +10,24 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import FakeLLM, run_cli as run, use_cli_backend
-from openwebui_fake import FakeOpenWebUI, chat, message_pair, new_id, rating
+from conftest import FakeLLM, fake_middleware, run_cli as run, use_cli_backend
+from openwebui_fake import FakeOpenWebUI, plan, chat, message_pair, new_id, rating
 
 import owui_shapes as owui
 import test_server
 from rag_middleware.learning.feedback import FeedbackLog
 from rag_middleware.learning.feedback_sync import sync_judgements
 from rag_middleware.learning.openwebui import OpenWebUIClient, collect_judgements
-from rag_middleware.llm.tokens import ApproxTokenCounter
 from rag_middleware.memory.interaction_log import InteractionLog
-from rag_middleware.request.pipeline import Middleware
 
 USER = "0c6f3a52-7d8e-4f1b-a3c9-5e2d1b7f9a40"
 QUESTION = "Columns: a, b\nsort by a"
 start = test_server.start  # the live-server fixture
 
 
-def plan(column: str = "a", ascending: bool = True) -> dict:
-    return {"task": "sort", "chart_type": "none", "operations": [{"type": "sort", "execution_instructions": {
-        "method": "pandas.DataFrame.sort_values", "args": [], "kwargs": {"by": column, "ascending": ascending}}}]}
-
-
 @pytest.fixture
 def smw(settings, embedder):
-    m = Middleware(settings, backend=FakeLLM(default=json.dumps(plan())), embedder=embedder,
-                   token_counter=ApproxTokenCounter())
+    m = fake_middleware(settings, FakeLLM(default=json.dumps(plan())), embedder)
     yield m
     m.close()
 

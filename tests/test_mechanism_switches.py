@@ -11,14 +11,12 @@ use a tenant of their own."""
 from __future__ import annotations
 
 import json
-import shutil
 
 import pytest
 
-from rag_middleware import Middleware, Switches, load_settings
+from rag_middleware import Switches
 from rag_middleware.domains.mechanisms import NUMBER_BOUND
-from rag_middleware.llm.tokens import ApproxTokenCounter
-from tests.conftest import ROOT, FakeLLM, HashEmbedder
+from tests.conftest import FakeLLM, copy_project, fake_middleware, project_settings
 
 DATA = "Columns: price, qty\nsort by price, cheapest first"
 CLAIM = ("I rear-ended another car on the highway, my policy POL-123456, repair estimate $2,300. "
@@ -37,12 +35,7 @@ def llm() -> FakeLLM:
 
 @pytest.fixture(scope="module")
 def mw(tmp_path_factory, llm):
-    root = tmp_path_factory.mktemp("switches")
-    shutil.copytree(ROOT / "knowledge_base", root / "knowledge_base")
-    shutil.copytree(ROOT / "prompts", root / "prompts")
-    settings = load_settings(data_dir=root / "data", knowledge_base=root / "knowledge_base",
-                             prompts_dir=root / "prompts", retry={"backoff_initial": 0.0, "backoff_max": 0.0})
-    m = Middleware(settings, backend=llm, embedder=HashEmbedder(), token_counter=ApproxTokenCounter())
+    m = fake_middleware(project_settings(copy_project(tmp_path_factory.mktemp("switches"))), llm)
     yield m
     m.close()
 

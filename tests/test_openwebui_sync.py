@@ -7,21 +7,15 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import FakeLLM, run_cli as run, use_cli_backend
-from openwebui_fake import FakeOpenWebUI, chat, edit_answer, message_pair, rating
+from conftest import FakeLLM, fake_middleware, run_cli as run, use_cli_backend
+from openwebui_fake import FakeOpenWebUI, plan, chat, edit_answer, message_pair, rating
 
 from rag_middleware.errors import OpenWebUIAuthError, OpenWebUIUnavailableError
 from rag_middleware.learning.feedback import FeedbackLog
 from rag_middleware.learning.feedback_sync import sync_judgements
 from rag_middleware.learning.openwebui import OpenWebUIClient, collect_judgements
-from rag_middleware.request.pipeline import Middleware
 
 USER = "5f0e3c1a-0d4b-4c71-9d1e-2b7a6e0c9f11"
-
-
-def plan(column: str = "a", ascending: bool = True) -> dict:
-    return {"task": "sort", "chart_type": "none", "operations": [{"type": "sort", "execution_instructions": {
-        "method": "pandas.DataFrame.sort_values", "args": [], "kwargs": {"by": column, "ascending": ascending}}}]}
 
 
 def answer_text(result) -> str:
@@ -31,10 +25,7 @@ def answer_text(result) -> str:
 
 @pytest.fixture
 def smw(settings, embedder):
-    from rag_middleware.llm.tokens import ApproxTokenCounter
-
-    m = Middleware(settings, backend=FakeLLM(default=json.dumps(plan())), embedder=embedder,
-                   token_counter=ApproxTokenCounter())
+    m = fake_middleware(settings, FakeLLM(default=json.dumps(plan())), embedder)
     yield m
     m.close()
 
