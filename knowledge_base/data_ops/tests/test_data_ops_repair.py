@@ -12,6 +12,7 @@ from jsonschema import Draft202012Validator
 
 from rag_middleware import Switches
 from rag_middleware.domains import DomainRegistry
+from tests.conftest import copy_project
 
 METHODS = {
     "remove_duplicates": "pandas.DataFrame.drop_duplicates",
@@ -52,6 +53,13 @@ VALID_OPS = {
 }
 COLUMNS = ["customer", "order_total", "region"]
 REQUEST = "Columns: customer, order_total, region\nDo it."
+
+
+@pytest.fixture
+def project(tmp_path):
+    """A copy of the shipped knowledge base and prompts. No conftest.py here: a second module named conftest
+    shadows tests/conftest.py when pytest is given both folders."""
+    return copy_project(tmp_path)
 
 
 def op(kind: str, args=None, kwargs=None, method: str | None = None) -> dict:

@@ -6,6 +6,14 @@ from __future__ import annotations
 import pytest
 
 from rag_middleware.domains import DomainRegistry
+from tests.conftest import copy_project
+
+
+@pytest.fixture
+def project(tmp_path):
+    """A copy of the shipped knowledge base and prompts. No conftest.py here: a second module named conftest
+    shadows tests/conftest.py when pytest is given both folders."""
+    return copy_project(tmp_path)
 
 
 @pytest.fixture
