@@ -143,9 +143,14 @@ def test_the_fenced_answer_wins_over_an_earlier_unfenced_draft_when_a_second_fen
     assert extract_json(text) == {"a": 2}
 
 
-def test_the_first_of_two_json_fences_is_taken_whole():
+def test_the_last_of_two_json_fences_is_taken_whole():
+    """When a model writes a draft fence and then the final answer in a later one, the last block that parses
+    as JSON wins: a later block is the model's revision of the earlier one (the first-fence rule used to pick
+    the draft). Each fence is still taken whole, never merged with the other or cut at an inner brace."""
     text = '```json\n{"a": 2, "b": [1, 2]}\n```\nor, shorter:\n```\n{"a": 3}\n```'
-    assert extract_json(text) == {"a": 2, "b": [1, 2]}
+    assert extract_json(text) == {"a": 3}
+    text = '```json\n{"a": 2, "b": [1, 2]}\n```\nor, shorter:\n```json\n{"a": 3, "b": [\n```'
+    assert extract_json(text) == {"a": 2, "b": [1, 2]}  # the last fence is broken: the earlier one that parses
 
 
 def test_extraction_strips_think_prefers_fence_and_falls_back_to_the_first_balanced_span():

@@ -44,6 +44,15 @@ def test_fence_is_preferred_over_an_earlier_object():
     assert extract_json(text) == {"final": 2}
 
 
+def test_the_last_parseable_fence_wins_over_an_earlier_draft_fence():
+    """A draft in one ```json fence and the final answer in a later one: the later block is the answer."""
+    text = 'Draft:\n```json\n{"draft": 1}\n```\nCorrected:\n```json\n{"final": 2}\n```\n'
+    assert extract_json(text) == {"final": 2}
+    # a trailing fence that does not parse (code, prose, a truncated object) is skipped
+    text = '```json\n{"final": 2}\n```\nRun it:\n```python\nprint(plan)\n```\n```json\n{"cut": \n```'
+    assert extract_json(text) == {"final": 2}
+
+
 def test_unclosed_think_is_dropped_entirely():
     with pytest.raises(ExtractionError):
         extract_json('<think>I will answer {"a": 1} soon')

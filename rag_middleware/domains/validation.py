@@ -64,12 +64,13 @@ def _balanced_span(text: str) -> str | None:
 
 
 def extract_json(text: str) -> Any:
-    """Strip <think>, prefer a ```json fence, else the first balanced {...}/[...]. Never closes brackets."""
+    """Strip <think>, prefer the last ```json fence that parses, else the first balanced {...}/[...].
+
+    Models often write a draft fence and then the corrected answer in a later one, so fences are tried from
+    the last to the first. Never closes brackets."""
     cleaned = _THINK.sub("", text).strip()
-    fence = _FENCE.search(cleaned)
-    candidates = []
-    if fence:
-        candidates.append(fence.group(1).strip())
+    # last fence first: a later block is the model's revision of an earlier draft
+    candidates = [fence.group(1).strip() for fence in reversed(list(_FENCE.finditer(cleaned)))]
     span = _balanced_span(cleaned)
     if span is not None:
         candidates.append(span)
