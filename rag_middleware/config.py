@@ -185,6 +185,9 @@ class ServerSettings(BaseModel):
         default_factory=lambda: dict(OPENWEBUI_TASK_PATTERNS),
         description="name -> regex for background task prompts (searched in the last user message and the system "
                     "message): passed through, never augmented or stored; tried in order, the first match names it")
+    plain_num_predict: int = Field(512, ge=-1, description="num_predict for a plain (no-domain) request on the "
+                                                          "embedded model when the client asks for no positive "
+                                                          "one (-1: no cap, Ollama's default)")
     background_num_predict: int = Field(128, ge=-1, description="num_predict cap for background tasks (-1: none)")
     background_stub: bool = Field(False, description="with the embedded upstream, answer title and tags tasks "
                                                      "without the model: the question's first words, no tags")

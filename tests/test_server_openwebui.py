@@ -220,6 +220,38 @@ def test_background_cap_is_configurable_and_a_smaller_ask_is_kept(embedded):
     assert [r.options["num_predict"] for r in stack.llm.requests] == [16, 4]
 
 
+@pytest.mark.parametrize("path", ["/api/chat", "/api/generate", "/v1/chat/completions"])
+def test_a_plain_chat_is_capped_at_plain_num_predict_unless_the_client_asks(embedded, path):
+    """Ollama's -1 ran a plain chat on the embedded 270M model for over 7 minutes: without a positive
+    num_predict (or max_tokens) from the client, a plain request gets ``server.plain_num_predict``."""
+    stack = embedded(plain_num_predict=64)
+    base = {"model": EMBEDDED_MODEL, "stream": False}
+    base |= {"prompt": "hi"} if path == "/api/generate" else {"messages": [{"role": "user", "content": "hi"}]}
+    if path == "/v1/chat/completions":
+        asked = [{}, {"max_tokens": 1000}, {"max_tokens": 8}]
+    else:
+        asked = [{}, {"options": {"num_predict": 1000}}, {"options": {"num_predict": 8}},
+                 {"options": {"num_predict": -1}}, {"options": {"num_predict": 0}}]
+    with stack.http() as c:
+        for extra in asked:
+            assert c.post(path, json=base | extra).status_code == 200
+    sent = [r.options["num_predict"] for r in stack.llm.requests]
+    assert sent == [64, 1000, 8, 64, 64][: len(asked)]  # a positive ask wins, above the cap too
+
+
+def test_plain_num_predict_minus_one_is_ollamas_default_and_background_tasks_keep_their_cap(embedded):
+    stack = embedded(plain_num_predict=-1)
+    with stack.http() as c:
+        c.post("/api/chat", json={"model": EMBEDDED_MODEL, "stream": False,
+                                  "messages": [{"role": "user", "content": "hi"}]})
+        c.post("/api/chat", json={**owui.ollama_task_body(EMBEDDED_MODEL, owui.title()), "options": {}})
+    assert [r.options["num_predict"] for r in stack.llm.requests] == [-1, 128]
+    default = embedded()
+    with default.http() as c:
+        c.post("/api/chat", json={**owui.ollama_task_body(EMBEDDED_MODEL, owui.title()), "options": {}})
+    assert default.llm.requests[0].options["num_predict"] == 128  # the smaller background cap still wins
+
+
 def test_title_and_tags_stubs_answer_without_the_model(embedded):
     stack = embedded(background_stub=True)
     with stack.http() as c:
@@ -331,7 +363,7 @@ def test_passthrough_streams_live_with_ollamas_defaults(embedded, path):
     body |= {"prompt": "count"} if path == "/api/generate" else {"messages": [{"role": "user", "content": "count"}]}
     with stack.http() as c, c.stream("POST", path, json=body) as r:
         lines = [line for line in r.iter_lines() if line.strip()]
-    assert stack.llm.requests[0].options["num_predict"] == -1
+    assert stack.llm.requests[0].options["num_predict"] == 512  # server.plain_num_predict, not Ollama's -1
     if path == "/v1/chat/completions":
         deltas = [json.loads(x[6:])["choices"] for x in lines[:-1]]
         pieces = [c[0]["delta"]["content"] for c in deltas if c and c[0]["delta"].get("content")]

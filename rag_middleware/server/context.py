@@ -110,9 +110,15 @@ TITLE_WORDS = 5
 
 
 def plain_options(ctx: ServerContext, options: ModelOptions | None, route: Route) -> dict[str, Any]:
-    """Ollama's defaults for a plain request (no num_predict cap: -1 runs to the end of the context), the
-    client's options on top; a background task's num_predict capped by ``server.background_num_predict``."""
+    """Ollama's defaults for a plain request, the client's options on top. Unless the client asks for a positive
+    num_predict (Open WebUI's ``max_tokens``), it is ``server.plain_num_predict``: Ollama's -1 runs to the end
+    of the context, minutes on a small CPU model. A background task's num_predict is then capped by
+    ``server.background_num_predict``."""
     opts: dict[str, Any] = {"temperature": 0.8, "num_predict": -1, "stop": ["\nRequest:"], **client_options(options)}
+    plain = ctx.settings.server.plain_num_predict
+    asked = opts.get("num_predict")
+    if plain >= 0 and (asked is None or int(asked) <= 0):
+        opts["num_predict"] = plain
     cap = ctx.settings.server.background_num_predict
     if route.background and cap >= 0:
         asked = opts.get("num_predict")

@@ -126,7 +126,7 @@ def ours(stack, path: str) -> dict:
 
 def completion(stack, model: str, question: str, max_tokens: int) -> str:
     """A request outside any chat (Open WebUI's API used directly, as a script would); ``max_tokens`` becomes
-    Ollama's ``num_predict`` (the embedded model's plain chats have no cap of their own)."""
+    Ollama's ``num_predict`` (it wins over the embedded model's ``server.plain_num_predict``)."""
     body = api(stack, "POST", "/api/chat/completions",
                json={"model": model, "messages": [{"role": "user", "content": question}], "stream": False,
                      "max_tokens": max_tokens}).json()
