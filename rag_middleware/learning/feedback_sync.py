@@ -42,7 +42,7 @@ if TYPE_CHECKING:
 __all__ = ["SyncRow", "action_of", "match_interaction", "sync_judgements"]
 
 Outcome = Literal["applied", "replaced", "already synced", "would apply", "unmatched", "skipped", "refused"]
-_SCAN_LIMIT = 100_000  # interactions of one domain scanned for question matches (and in all, for chat ids)
+_SCAN_LIMIT = 100_000  # interactions of one domain scanned for question matches (and of one chat, looked up)
 _ID_WINDOW = timedelta(days=7)  # chat-id matches are looked for from this long before the oldest message
 
 
@@ -102,14 +102,14 @@ def _chat_ids(i: Interaction) -> dict[str, str]:
 
 
 class _Journal:
-    """The interactions of each domain, indexed by normalised question, and the interactions that carry Open
-    WebUI's ids, indexed by chat id; each read once per sync, when first needed."""
+    """The interactions of each domain, indexed by normalised question (read once per sync, when first needed),
+    and those of each Open WebUI chat (looked up by the journal's chat-id index, once per chat)."""
 
     def __init__(self, mw: Middleware, *, since: datetime | None = None) -> None:
         self.mw = mw
-        self.since = since  # the chat-id index skips older interactions
+        self.since = since  # the chat lookup skips older interactions
         self._by_domain: dict[str | None, dict[str, list[Interaction]]] = {}
-        self._by_chat: dict[str, list[Interaction]] | None = None
+        self._by_chat: dict[str, list[Interaction]] = {}
 
     def domain_of(self, model: str) -> str | None:
         name = model[: -len(":latest")] if model.endswith(":latest") else model
@@ -125,12 +125,11 @@ class _Journal:
 
     def in_chat(self, chat_id: str) -> list[Interaction]:
         """The interactions recorded with this Open WebUI chat id, newest first."""
-        if self._by_chat is None:
-            self._by_chat = {}
-            for i in self.mw.journal.list(since=self.since, limit=_SCAN_LIMIT):
-                if _chat_ids(i).get("chat_id"):
-                    self._by_chat.setdefault(_chat_ids(i)["chat_id"], []).append(i)
-        return self._by_chat.get(chat_id, []) if chat_id else []
+        if not chat_id:
+            return []
+        if chat_id not in self._by_chat:
+            self._by_chat[chat_id] = self.mw.journal.in_chat(chat_id, since=self.since, limit=_SCAN_LIMIT)
+        return self._by_chat[chat_id]
 
 
 def match_interaction(j: Judgement, journal: _Journal, *, claimed: set[str]) -> tuple[Interaction | None, str, str]:

@@ -164,6 +164,22 @@ MIGRATIONS: list[tuple[str, str]] = [
             confidence = json_extract(body, '$.confidence');
         """,
     ),
+    (
+        # Open WebUI's chat and message ids (``request.openwebui``, forwarded as X-OpenWebUI-* headers), as
+        # indexed columns: feedback sync looks interactions up by chat id instead of scanning the journal
+        "0009_interaction_chat_ids",
+        """
+        ALTER TABLE interactions ADD COLUMN chat_id TEXT;
+        ALTER TABLE interactions ADD COLUMN message_id TEXT;
+        UPDATE interactions SET
+            chat_id = CASE WHEN json_type(body, '$.request.openwebui.chat_id') = 'text'
+                           THEN nullif(json_extract(body, '$.request.openwebui.chat_id'), '') END,
+            message_id = CASE WHEN json_type(body, '$.request.openwebui.message_id') = 'text'
+                              THEN nullif(json_extract(body, '$.request.openwebui.message_id'), '') END
+        WHERE json_type(body, '$.request.openwebui') = 'object';
+        CREATE INDEX interactions_chat ON interactions (chat_id, message_id) WHERE chat_id IS NOT NULL;
+        """,
+    ),
 ]
 
 _init_lock = threading.Lock()

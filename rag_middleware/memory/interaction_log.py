@@ -38,9 +38,18 @@ def interactions_where(*, domain: str | None = None, tenant: str | None = None, 
 _KEPT_ON_REWRITE = ("id", "created_at", "tenant", "domain", "question", "template_version", "model")
 
 
+def _chat_id(interaction: Interaction, key: str) -> str | None:
+    """One of Open WebUI's ids recorded on the interaction (``request["openwebui"][key]``), a non-empty string,
+    else None; the same rule as the backfill of migration ``0009_interaction_chat_ids``."""
+    ids = interaction.request.get("openwebui") if isinstance(interaction.request, dict) else None
+    value = ids.get(key) if isinstance(ids, dict) else None
+    return value if isinstance(value, str) and value else None
+
+
 def _columns(interaction: Interaction) -> dict[str, Any]:
-    """The row of one interaction: its body, and the fields stats, A/B and the filters read, as columns
-    (migration ``0008_interaction_columns``), so they never depend on a path into the JSON."""
+    """The row of one interaction: its body, and the fields stats, A/B, the filters and feedback sync read, as
+    columns (migrations ``0008_interaction_columns``, ``0009_interaction_chat_ids``), so they never depend on a
+    path into the JSON."""
     return {
         "id": interaction.id, "created_at": iso(interaction.created_at), "tenant": interaction.tenant,
         "domain": interaction.domain, "status": interaction.status, "question": interaction.question,
@@ -48,6 +57,7 @@ def _columns(interaction: Interaction) -> dict[str, Any]:
         "variant": interaction.variant, "replay_of": interaction.replay_of, "attempts": len(interaction.attempts),
         "total_ms": interaction.timings_ms.get("total"), "prompt_tokens": interaction.prompt_tokens,
         "completion_tokens": interaction.completion_tokens, "confidence": interaction.confidence,
+        "chat_id": _chat_id(interaction, "chat_id"), "message_id": _chat_id(interaction, "message_id"),
         "body": interaction.model_dump_json(),
     }
 
@@ -86,6 +96,26 @@ class InteractionLog:
         with self._lock, sqlite_errors("listing interactions"):
             rows = self._conn.execute(
                 f"SELECT body FROM interactions{where} ORDER BY created_at DESC LIMIT ?", [*params, limit]
+            ).fetchall()
+        return [Interaction.model_validate_json(r[0]) for r in rows]
+
+    def in_chat(self, chat_id: str, *, message_id: str | None = None, since: datetime | None = None,
+                limit: int = 100, replays: bool = False) -> list[Interaction]:
+        """The interactions recorded with this Open WebUI chat id (and message id, if given), newest first;
+        an indexed lookup (``interactions_chat``), not a scan of the journal."""
+        if not chat_id:
+            return []
+        where, params = interactions_where(since=since, replays=replays)
+        clauses = [where.removeprefix(" WHERE ")] if where else []
+        clauses.append("chat_id = ?")
+        params.append(chat_id)
+        if message_id is not None:
+            clauses.append("message_id = ?")
+            params.append(message_id)
+        with self._lock, sqlite_errors(f"looking up the interactions of chat {chat_id}"):
+            rows = self._conn.execute(
+                f"SELECT body FROM interactions WHERE {' AND '.join(clauses)} ORDER BY created_at DESC LIMIT ?",
+                [*params, limit],
             ).fetchall()
         return [Interaction.model_validate_json(r[0]) for r in rows]
 
