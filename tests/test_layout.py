@@ -117,3 +117,15 @@ def test_the_check_catches_an_upward_import(tmp_path, monkeypatch):
 @pytest.mark.parametrize("room", sorted(set(FLOORS) - {"errors", "config", "records", "options"}))
 def test_every_floor_is_a_package(room):
     assert (PACKAGE / room / "__init__.py").is_file()
+
+
+MAX_MODULE_LINES = 500
+
+
+def test_no_module_is_over_the_size_guideline():
+    """A module of more than ~500 lines does more than one thing: split it by what it does (as
+    ``domains/authoring.py``, 509 lines, became ``scaffolding.py`` for ``domains new`` and ``authoring.py``
+    for ``domains check``)."""
+    long = {str(p.relative_to(PACKAGE.parent)): n for p in sorted(PACKAGE.rglob("*.py"))
+            if (n := len(p.read_text(encoding="utf-8").splitlines())) > MAX_MODULE_LINES}
+    assert long == {}, f"over {MAX_MODULE_LINES} lines, split by concern: {long}"

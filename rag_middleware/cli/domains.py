@@ -96,7 +96,7 @@ def new_cmd(
 ) -> None:
     """Scaffold knowledge_base/NAME/: domain.yaml (every declarative section as a comment), the schema or
     model, empty examples.jsonl and negatives.jsonl. Without --schema or --model, a starter schema."""
-    from ..domains.authoring import scaffold
+    from ..domains.scaffolding import scaffold
 
     state: CliState = ctx.obj
     made = scaffold(state.settings().knowledge_base, name, schema=schema, model=model)

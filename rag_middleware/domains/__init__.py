@@ -8,8 +8,8 @@
 - ``paths``: ``/a/*/b`` paths into answers and schemas;
 - ``clauses``: per-clause labels (a list's item types voted clause by clause, steering the grammar);
 - ``validation``: JSON extraction and the check of an answer against the domain's model;
-- ``infer``, ``overrides``, ``authoring``: mechanisms inferred from examples, versioned overrides,
-  ``domains new/check``.
+- ``infer``, ``overrides``: mechanisms inferred from examples, versioned overrides;
+- ``scaffolding``, ``authoring``: ``domains new`` and ``domains check``, for domain authors.
 
 May import: the ground floor (errors, config, records, options), memory (embedding) and templating (variants).
 Never the request path, a server or an LLM backend.

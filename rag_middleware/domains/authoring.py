@@ -1,5 +1,5 @@
-"""Tools for domain authors: ``domains new`` scaffolds ``knowledge_base/<name>/``; ``domains check`` finds
-what is wrong with a domain's data before any model is asked.
+"""``domains check``: what is wrong with a domain's data before any model is asked, and the walk over an
+output schema's fields that it (and ``domains new``, :mod:`rag_middleware.domains.scaffolding`) reads.
 
 ``check`` reports every problem, not the first: examples (and negatives' ``right``) that fail the output
 model, with file and line; enum values no example answers; near-duplicate questions with different answers
@@ -10,8 +10,6 @@ It works on a domain the loader refuses because of a bad example: the validator 
 from __future__ import annotations
 
 import json
-import re
-import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,22 +24,7 @@ from .mechanisms import Declarative
 from .paths import MISSING, Path as FieldPath, inline_refs, parse_path, values_at
 from .spec import DeclarativeSpec
 
-__all__ = ["CheckReport", "Problem", "Scaffold", "check_domain", "make_embedder", "scaffold", "schema_fields"]
-
-NAME = re.compile(r"^[a-z][a-z0-9_]{0,47}$")
-
-STARTER_SCHEMA: dict[str, Any] = {
-    "$schema": "https://json-schema.org/draft/2020-12/schema",
-    "title": "Answer",
-    "description": "Replace this starter schema with your own: one property per field of the answer.",
-    "type": "object",
-    "properties": {
-        "category": {"description": "what the request is about", "enum": ["question", "complaint", "other"]},
-        "summary": {"description": "the request in one short sentence", "type": "string"},
-    },
-    "required": ["category", "summary"],
-    "additionalProperties": False,
-}
+__all__ = ["CheckReport", "Problem", "SchemaField", "check_domain", "make_embedder", "schema_fields"]
 
 # -- the schema's fields ------------------------------------------------------------------------------------
 
@@ -88,161 +71,6 @@ def schema_fields(schema: dict[str, Any] | None) -> dict[FieldPath, SchemaField]
 
     walk(inline_refs(schema), ())
     return out
-
-
-def skeleton(node: Any) -> Any:
-    """A placeholder of the schema's shape: null where allowed, else the first enum value, "", 0, false, []."""
-    if not isinstance(node, dict):
-        return None
-    for key in ("anyOf", "oneOf"):
-        branches = [b for b in node.get(key) or [] if isinstance(b, dict)]
-        if any(b.get("type") == "null" for b in branches):
-            return None
-        if branches:
-            return skeleton(branches[0])
-    if isinstance(node.get("type"), list) and "null" in node["type"]:
-        return None
-    if "const" in node:
-        return node["const"]
-    if node.get("enum"):
-        return next((v for v in node["enum"] if v is not None), None)
-    t = node.get("type")
-    t = next((x for x in t if x != "null"), "null") if isinstance(t, list) else t
-    if t == "object" or "properties" in node:
-        return {k: skeleton(v) for k, v in (node.get("properties") or {}).items()}
-    return {"array": [], "string": "", "integer": 0, "number": 0, "boolean": False}.get(t or "")
-
-
-# -- domains new ------------------------------------------------------------------------------------------
-
-@dataclass
-class Scaffold:
-    path: Path
-    files: list[str]
-    example_line: str
-    next_steps: list[str]
-
-
-def _yaml_template(name: str, output_line: str, fields: dict[FieldPath, SchemaField]) -> str:
-    enums = [f for f in fields.values() if f.enum and f.path]
-    numbers = [f for f in fields.values() if f.types & {"integer", "number"} and not f.enum and f.path]
-    patterned = [f for f in fields.values() if f.pattern and "string" in f.types]
-    lists = [f for f in fields.values() if "array" in f.types and f.path]
-    vote = enums[0].shown if enums else "/category"
-    number = numbers[0].shown if numbers else "/limit"
-    lines = [
-        f"# knowledge_base/{name}/domain.yaml: how to fill each section is in docs/domains.md",
-        "description: >-",
-        "  TODO: say what a request is and what the answer holds, field by field, in two or three sentences.",
-        output_line,
-        "",
-        "# options: {temperature: 0.0, num_predict: 200}",
-        "# selection: {k: 6}",
-        "# rules:",
-        "#   - \"one short sentence per mistake the model keeps making\"",
-        "",
-        "# -- declarative mechanisms: uncomment what fits (paths are /field, /list/*/field) ------------",
-        "# context:                     # named lists of strings taken from the request",
-        "#   columns: {line: '^Columns:\\s*(.*)$', split: ','}",
-        "# ground:                      # the grammar admits only values found in the request",
-        f"#   {(number + ':').ljust(22)} numbers  # a number the request states (digits or words), or null",
-        "#   /city:                 words    # a word or phrase written in the request, or null",
-        "#   /order_id:             request  # a string with a pattern: only its matches in the request, or null",
-        "#   /args/*: {from: columns, mentioned: true}   # a context's values (those the text names)",
-        "# units:                       # quantities in words become numbers: 'the last day' -> 1440",
-        "#   /since_minutes: {minute: 1, hour: 60, day: 1440, week: 10080}",
-        "# derive:                      # filled after generation by a fixed map; the model is never asked",
-        "#   /team: {from: /category, map: {billing: payments, bug: engineering}, default: support}",
-        "#   /task: {from: /steps/*/type, precedence: [{any: [group_by], value: group_by}], default: clean}",
-        "# vote:                        # the nearest examples vote; a confident vote narrows the grammar",
-        f"#   {vote}: {{k: 7, margin: 0.6}}",
-        "#   /steps/*/type: {per_clause: true, rules: [{pattern: '\\bchart\\b', label: none}]}",
-        "# harden: [snap_enums, dedupe_lists, drop_repeats, {max_items: 6}]   # default: the first three",
-    ]
-    hints = [f"#   {f.shown}: enum of {len(f.enum)}, a vote candidate" for f in enums[:8]]
-    hints += [f"#   {f.shown}: a number, ground it in numbers (or units)" for f in numbers[:8]]
-    hints += [f"#   {f.shown}: has a pattern, grounded in the request automatically" for f in patterned[:8]]
-    hints += [f"#   {f.shown}: a list{f' of at most {f.max_items}' if f.max_items else ''}, max_items bounds it"
-              for f in lists[:8]]
-    if hints:
-        lines += ["", "# from your schema:", *hints]
-    return "\n".join(lines) + "\n"
-
-
-def _model_ref(model: str) -> tuple[str, str | None]:
-    """(reference for domain.yaml, file copied into the domain) for ``pkg.mod:Class`` or ``path/file.py:Class``."""
-    if ":" not in model:
-        raise DomainError(f"--model must look like 'package.module:Class' or 'file.py:Class', got {model!r}")
-    module, cls = model.rsplit(":", 1)
-    if module.endswith(".py") and not Path(module).is_file():
-        raise DomainError(f"--model: file {module} not found")
-    return (f"{Path(module).name}:{cls}", module) if module.endswith(".py") else (model, None)
-
-
-def _check_schema(schema: Path) -> None:
-    from .validation import JSONSchemaValidator
-
-    try:
-        JSONSchemaValidator(json.loads(Path(schema).read_text(encoding="utf-8")))
-    except OSError as exc:
-        raise DomainError(f"cannot read --schema: {exc.strerror or exc}", path=str(schema)) from None
-    except json.JSONDecodeError as exc:
-        raise DomainError(f"invalid JSON: {exc.msg}", path=str(schema), line=exc.lineno) from None
-    except Exception as exc:  # noqa: BLE001 - jsonschema.SchemaError
-        raise DomainError(f"not a valid JSON Schema: {getattr(exc, 'message', exc)}", path=str(schema)) from None
-
-
-def scaffold(root: Path, name: str, *, schema: Path | None = None, model: str | None = None) -> Scaffold:
-    """Create ``root/name/``; refuse a bad name or an existing domain. The result loads (checked, and
-    removed again if it does not)."""
-    if not NAME.fullmatch(name or ""):
-        raise DomainError(f"bad domain name {name!r}: use lowercase letters, digits and underscores, starting "
-                          "with a letter, at most 48 characters (it becomes the model name NAME:latest)")
-    if schema is not None and model is not None:
-        raise DomainError("give --schema or --model, not both")
-    target = Path(root) / name
-    if target.exists():
-        raise DomainError(f"domain {name!r} already exists", path=str(target))
-    ref, copy_from = _model_ref(model) if model is not None else (None, None)
-    if schema is not None:
-        _check_schema(schema)
-    output_line = f"output_model: {ref}" if ref else "output_schema: output.schema.json"
-    files = ["domain.yaml", "examples.jsonl", "negatives.jsonl", Path(copy_from).name if copy_from
-             else "" if ref else "output.schema.json"]
-    target.mkdir(parents=True)
-    try:
-        if copy_from:
-            shutil.copyfile(copy_from, target / Path(copy_from).name)
-        elif schema is not None:
-            shutil.copyfile(schema, target / "output.schema.json")
-        elif not ref:
-            (target / "output.schema.json").write_text(json.dumps(STARTER_SCHEMA, indent=2) + "\n", encoding="utf-8")
-        for file in ("examples.jsonl", "negatives.jsonl"):
-            (target / file).write_text("", encoding="utf-8")
-        (target / "domain.yaml").write_text(_yaml_template(name, output_line, {}), encoding="utf-8")
-        domain = load_domain(target)
-        fields = schema_fields(domain.validator.json_schema()) if domain.validator else {}
-        (target / "domain.yaml").write_text(_yaml_template(name, output_line, fields), encoding="utf-8")
-    except BaseException as exc:
-        shutil.rmtree(target, ignore_errors=True)
-        if isinstance(exc, DomainError):
-            raise DomainError(f"{name} not created, it would not load: {exc.one_line()}") from None
-        raise
-    shape = skeleton(inline_refs(domain.validator.json_schema())) if domain.validator else "the answer"
-    line = json.dumps({"id": "first-example", "question": "a real request, as users write it", "answer": shape},
-                      ensure_ascii=False)
-    kb = f"{Path(root)}/{name}"
-    steps = [
-        f"describe the task in {kb}/domain.yaml (description, and rules for what the model gets wrong)",
-        *([] if schema is not None or model is not None
-          else [f"replace the starter schema in {kb}/output.schema.json"]),
-        f"add 10 to 30 examples to {kb}/examples.jsonl, one JSON object per line, e.g.\n    {line}",
-        f"rag-middleware domains check {name}",
-        f"write a labelled set ({{\"id\", \"question\", \"expected\"}} per line) and run "
-        f"rag-middleware domains eval {name} SET.jsonl",
-        "read docs/domains.md for grounding, derived fields, votes and hardening",
-    ]
-    return Scaffold(path=target, files=[f for f in files if f], example_line=line, next_steps=steps)
 
 
 # -- domains check ----------------------------------------------------------------------------------------
