@@ -222,8 +222,11 @@ def test_hooks_switch_drops_the_domains_grammar_and_repair(mw, llm):
     off = mw.render(DATA, domain="data_ops", switches=Switches(hooks=False)).json_schema
     kwargs_on = on["properties"]["operations"]["prefixItems"][0]["anyOf"][0]["properties"][
         "execution_instructions"]["properties"]["kwargs"]
-    assert kwargs_on["properties"]["by"] == {"enum": ["price"]}  # the grammar hook: the request's own column
-    assert '"enum": ["price"]' not in json.dumps(off)
+    assert kwargs_on["properties"]["by"] == {"enum": ["price"]}  # the request's own column
+    # the columns are grounded by the core, from the model schema's x-ground annotations: hooks or not
+    assert '"enum": ["price"]' in json.dumps(off) and "x-ground" not in json.dumps(on) + json.dumps(off)
+    loose = mw.render(DATA, domain="data_ops", switches=Switches(hooks=False, ground=False)).json_schema
+    assert '"enum": ["price"]' not in json.dumps(loose) and "x-ground" not in json.dumps(loose)
     near_miss = {"chart_type": "none", "operations": [{"type": "sort", "execution_instructions": {
         "args": [], "kwargs": {"by": "Price", "ascending": True}}}]}
     result = ask_once(mw, llm, DATA, "data_ops", near_miss)

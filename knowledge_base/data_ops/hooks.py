@@ -1,5 +1,5 @@
-"""The data_ops hooks on a request: its clauses (domain.yaml's rules and the step bank label them), and the
-repair of a plan by the table in model.py, after the core derived the method and the task."""
+"""The data_ops repair hook: a plan repaired by the table in model.py, after the core derived the method and
+the task (domain.yaml splits the request into clauses and labels them)."""
 
 from __future__ import annotations
 
@@ -10,48 +10,11 @@ from typing import Any
 
 from .model import IDENT, OPS, query_columns
 
-_VERBS = (r"remove|drop|delete|discard|purge|clear|eliminate|dedupe|deduplicate|keep|filter|restrict|exclude|"
-          r"limit|show|display|list|sort|order|arrange|rank|fill|replace|impute|put|set|use|rename|call|relabel|"
-          r"convert|cast|change|make|turn|treat|trim|strip|clean|tidy|group|sum|total|count|average|compute|"
-          r"calculate|find|give|get|pick|take|select|describe|summari[sz]e|plot|draw|chart|visuali[sz]e|add|tell|"
-          r"return|only|finish|end|run|what|which|how")
-_STEP_BREAK = re.compile(r"\s*(?:;|\.\s+|\?\s+|!\s+|\n|:\s+(?=(?:what|which|how|who|then|now)\b)|,?\s+(?:and\s+)?"
-                         r"then\s+|,?\s+afterwards,?\s+|,?\s+after that,?\s+|,?\s+followed by\s+|,?\s+next,?\s+|"
-                         rf",?\s+finally,?\s+|,\s+(?=(?:{_VERBS})\b)|,?\s+and\s+(?=(?:{_VERBS})\b))", re.I)
-_CHART_PHRASE = re.compile(
-    r"(?:,?\s*(?:and\s+)?\b(?:as|in|on|into|with|via|using|for)\s+(?:a|an|the|my|our)?\s*"
-    r"(?:[\w-]+\s+){0,3}?(?:chart|graph|plot|histogram|dashboard|visual\w*|pie)\b(?:\s+please)?"
-    r"|,?\s*(?:and\s+)?(?:plotted|charted|graphed|visuali[sz]ed|drawn)\b(?:\s+as\s+(?:a|an)\s+(?:[\w-]+\s+){0,2}"
-    r"(?:chart|graph|plot))?)", re.I)
-_ABBREVIATIONS = re.compile(r"\b(i\.e|e\.g|etc|vs)\.", re.I)
-_LEADING = re.compile(r"^(?:where|wherever|if|when|whenever|in rows where|for rows where|for any rows? where)\b", re.I)
 _QUOTED = re.compile(r"('[^']*'|\"[^\"]*\")")
 _VALUE = r"'[^']*'|\"[^\"]*\"|\[[^\]]*\]|-?\d+(?:\.\d+)?|True|False"
 _CONDITION = re.compile(rf"\s*(?:(and|or)\s+)?(`[^`]+`|{IDENT.pattern})\s*(==|!=|<=|>=|<|>|not in|in)\s*({_VALUE})\s*")
 _NUMBER_WORDS = re.compile(r"\b(one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|twenty|thirty|forty|"
                            r"fifty|hundred|thousand|million|billion|dozen|half|quarter)\b|%|\d+\s*[kKmM]\b", re.I)
-
-
-def request_body(request: str) -> str:
-    """The request without its Columns line (column names must not read as instructions)."""
-    return "\n".join(line for line in request.splitlines() if not line.lower().startswith("columns:"))
-
-
-def split_steps(request: str) -> list[str]:
-    """The clauses of a request, one per step. A chart phrase ("... as a bar chart") is no step of its own,
-    and a leading condition ("where attendance is blank, put 0") belongs to the clause it conditions."""
-    body = _ABBREVIATIONS.sub(lambda m: m.group(1), request_body(request)).strip().rstrip(".!?")
-    out: list[str] = []
-    pending = ""
-    for part in _STEP_BREAK.split(body):
-        clause = _CHART_PHRASE.sub("", part or "").strip(" ,.:")
-        if clause and pending:
-            clause, pending = f"{pending}, {clause}", ""
-        if clause and _LEADING.match(clause) and not out and "," not in clause:
-            pending = clause
-        elif clause:
-            out.append(clause)
-    return out + [pending] if pending else out
 
 
 def _fixer(columns: list[str]) -> Callable[[Any], Any]:
@@ -96,7 +59,8 @@ def _grounded(value: str, body: str) -> bool:
 def drop_invented_conditions(query: str, request: str) -> tuple[str, list[str]]:
     """Drop the conditions (and list items) of a query whose values the request never mentions, as long as a
     grounded condition remains. Returns (query, what was dropped); a query it cannot parse comes back as is."""
-    body, conditions, pos = request_body(request), [], 0
+    body = "\n".join(line for line in request.splitlines() if not line.lower().startswith("columns:"))
+    conditions, pos = [], 0
     while pos < len(query):
         match = _CONDITION.match(query, pos)
         if match is None or match.end() == pos or (conditions and not match.group(1)):

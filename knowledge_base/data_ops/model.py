@@ -35,8 +35,9 @@ def _as_list(value: Any) -> list[str]:
 @dataclass(frozen=True)
 class Arg:
     """``kind``: column, key (one column or several), columns, query, n, flag, const or map ({column: value});
-    ``shown`` in messages; ``pool``: the request's columns the grammar admits (``pools``); ``value``: a const's
-    value, a map's value schema, or how a flag is read from the request's contexts."""
+    ``shown`` in messages; ``pool``: the request's columns the grammar admits (``POOLS``: contexts of
+    domain.yaml, the first with values wins); ``value``: a const's value, a map's value schema, or how a flag is
+    read from the request's contexts."""
 
     kind: str
     shown: str
@@ -69,20 +70,15 @@ class Arg:
             return [fix(v)] if self.kind == "columns" else fix(v)
         return v
 
-    def schema(self, pools: dict[str, list[str]], columns: bool) -> dict[str, Any]:
-        names = pools[self.pool]
-        col = {"enum": names} if names else {"type": "string"}
-        if self.kind == "columns":  # at most one entry per column: a small model otherwise repeats one name
-            return {"type": "array", "items": col, "minItems": 1, **({"maxItems": len(names)} if names else {})}
-        if self.kind == "map":  # no maxProperties: llama.cpp's llguidance then drops the whole grammar
-            keys = {"properties": dict.fromkeys(names, self.value), "additionalProperties": False} if names \
-                else {"additionalProperties": self.value}
-            return {"type": "object", **keys, "minProperties": 1}
-        if self.kind == "query":
-            return {"type": "string", "minLength": 3, "maxLength": 200, **({"pattern": query_pattern(names)}
-                                                                           if columns else {})}
-        return {"n": {"type": "integer", "minimum": 1}, "flag": {"type": "boolean"},
-                "const": {"const": self.value}}.get(self.kind, col)
+    def schema(self) -> dict[str, Any]:
+        """The argument's shape; columns carry the contexts of domain.yaml the core grounds them in (``POOLS``). A
+        grounded list holds each column once; a map has no maxProperties (llama.cpp's llguidance drops those)."""
+        ground = {"x-ground": POOLS.get(self.pool)}
+        return {"query": {"type": "string", "minLength": 3, "maxLength": 200},
+                "columns": {"type": "array", "items": {"type": "string"}, "minItems": 1, **ground},
+                "map": {"type": "object", "additionalProperties": self.value, "minProperties": 1, **ground},
+                "n": {"type": "integer", "minimum": 1}, "flag": {"type": "boolean"},
+                "const": {"const": self.value}}.get(self.kind, {"type": "string", **ground})
 
 
 @dataclass(frozen=True)
@@ -136,17 +132,9 @@ Task = Literal["clean", "summarize", "filter", "group_by", "formula", "sort", "t
 Chart = Literal["bar", "line", "pie", "histogram", "scatter", "none"]
 
 
-def pools(context: dict[str, Any]) -> dict[str, list[str]]:
-    """The columns an argument may name, from domain.yaml's contexts: those the request names (a small model
-    otherwise takes the first column it sees), or those a cue names (group, ranking key, empty); aggregated:
-    any but the group; conditions, which often name a value ("for Paris"): any but an unnamed identifier."""
-    every, named = list(context.get("columns") or []), list(context.get("named") or [])
-    columns = named or every
-    cued = {k: [c for c in context.get(f"{k}_columns") or [] if c in columns] for k in ("group", "key", "empty")}
-    valued = [c for c in named if c not in cued["group"]] or [c for c in every if c not in cued["group"]] or every
-    conditional = named + [c for c in every if c not in named and not ID_LIKE.search(c)]
-    return {"columns": columns, **{k: v or columns for k, v in cued.items()}, "valued": valued,
-            "conditional": conditional or every}
+POOLS = {"columns": ["named", "columns"], "key": ["key_columns", "named", "columns"],
+         "group": ["group_columns", "named", "columns"], "empty": ["empty_columns", "named", "columns"],
+         "valued": ["valued", "ungrouped", "columns"]}
 
 
 def query_pattern(columns: list[str]) -> str:
@@ -163,15 +151,19 @@ def _obj(props: dict[str, Any], required: list[str] | None = None) -> dict[str, 
 
 
 def grammar_schema(context: dict[str, Any]) -> dict[str, Any]:
-    """The decoding grammar: each operation type with its arguments' shapes over the request's columns (the
-    core then drops the derived fields and gives each position its clause's types)."""
-    found, columns = pools(context), bool(context.get("columns"))
+    """The decoding grammar: each operation type with its arguments' shapes (the core grounds the annotated
+    columns, drops the derived fields and gives each position its clause's types); a condition is a pandas
+    query over the columns the request names first, then any but an unnamed identifier."""
+    named, every = list(context.get("named") or []), list(context.get("columns") or [])
+    conditional = named + [c for c in every if c not in named and not ID_LIKE.search(c)] or every
 
     def branch(kind: str, op: Op) -> dict[str, Any]:
-        args = ({"type": "array", "prefixItems": [a.schema(found, columns) for a in op.args], "items": False,
-                 "minItems": len(op.args)} if op.args else {"type": "array", "maxItems": 0})
-        kwargs = _obj({k: a.schema(found, columns) for k, a in op.kwargs.items()},
-                      [k for k, a in op.kwargs.items() if a.required])
+        shapes = [a.schema() for a in op.args]
+        if conditional and op.args and op.args[0].kind == "query":
+            shapes[0] = {**shapes[0], "pattern": query_pattern(conditional)}
+        args = ({"type": "array", "prefixItems": shapes, "items": False, "minItems": len(op.args)} if op.args
+                else {"type": "array", "maxItems": 0})
+        kwargs = _obj({k: a.schema() for k, a in op.kwargs.items()}, [k for k, a in op.kwargs.items() if a.required])
         return _obj({"type": {"const": kind}, "execution_instructions": _obj(
             {"method": {"type": "string", "maxLength": 60}, "args": args, "kwargs": kwargs})})
 
@@ -182,8 +174,8 @@ def grammar_schema(context: dict[str, Any]) -> dict[str, Any]:
 
 
 def _typed(schema: dict[str, Any], _cls: Any = None) -> None:
-    """The model's own schema has the argument shapes too (the grammar has them with the hooks off), without
-    patterns (the core would ground a string with a pattern in the request)."""
+    """The model's own schema has the argument shapes and column annotations too (the grammar has them with
+    the hooks off), without patterns (the core would ground a string with a pattern in the request)."""
     def plain(node: Any) -> Any:
         if isinstance(node, dict):
             return {k: plain(v) for k, v in node.items() if k != "pattern"}

@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from ..memory.embedding import CachedEmbedder
 from ..errors import DomainError
 
-__all__ = ["StepGuide", "StepSpec", "StepVote", "default_split", "path_labels", "yaml_rule"]
+__all__ = ["StepGuide", "StepSpec", "StepVote", "default_split", "path_labels", "regex_split", "yaml_rule"]
 
 NO_STEP = "none"
 
@@ -142,6 +142,33 @@ _CLAUSE_BREAK = re.compile(
 def default_split(request: str) -> list[str]:
     """The core's clause splitter: sentences, lines, and 'then' / ', and' / 'after that' joints."""
     return [c.strip(" ,.;") for c in _CLAUSE_BREAK.split(request) if c and c.strip(" ,.;")]
+
+
+_ABBREVIATIONS = re.compile(r"\b(i\.e|e\.g|etc|vs)\.", re.I)
+
+
+def regex_split(spec: Any, body_of: Callable[[str], str]) -> Callable[[str], list[str]]:
+    """A splitter from domain.yaml's ``split: {breaks, drop, lead}`` (see :class:`SplitSpec`); ``body_of`` takes
+    the context lines off a request."""
+    breaks = re.compile(spec.breaks, re.I) if spec.breaks else _CLAUSE_BREAK
+    drop = re.compile(spec.drop, re.I) if spec.drop else None
+    lead = re.compile(spec.lead, re.I) if spec.lead else None
+
+    def split(request: str) -> list[str]:
+        body = _ABBREVIATIONS.sub(lambda m: m.group(1), body_of(request)).strip().rstrip(".!?")
+        out: list[str] = []
+        pending = ""
+        for part in breaks.split(body):
+            clause = (drop.sub("", part or "") if drop else part or "").strip(" ,.:;")
+            if clause and pending:
+                clause, pending = f"{pending}, {clause}", ""
+            if clause and lead is not None and lead.match(clause) and not out and "," not in clause:
+                pending = clause
+            elif clause:
+                out.append(clause)
+        return out + [pending] if pending else out
+
+    return split
 
 
 def yaml_rule(rules: list[Any], hook: Callable[[str, str], list[str] | None] | None = None, *,

@@ -61,6 +61,9 @@ def build_context(request: str, specs: dict[str, ContextSpec]) -> dict[str, list
             values = mentioned(base, body) if spec.mentioned else list(base)
             if spec.cues:
                 values = cued(values, body, spec.cues)
+            if spec.without:
+                gone = {v for other in spec.without for v in out.get(other, [])}
+                values = [v for v in values if v not in gone]
         elif spec.line:
             pattern = compiled(spec.line, re.I)
             for text in request.splitlines():

@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 from ..errors import DomainError, UnknownDomainError
 from ..templating.variants import VariantSpec, check_variants
 from ..options import ModelOptions
-from .clauses import StepSpec, default_split, example_clauses, path_labels, read_bank, yaml_rule
+from .clauses import StepSpec, default_split, example_clauses, path_labels, read_bank, regex_split, yaml_rule
 from .domain_files import fresh_package, key_lines, load_object, read_jsonl
 from .validation import JSONSchemaValidator, OutputValidator, PydanticValidator
 from .grounding import request_body
@@ -33,7 +33,7 @@ from .overrides import OverrideStore
 from .votes import mine_cues
 from .mechanisms import Declarative, Flags
 from .paths import Path as FieldPath, inline_refs
-from .spec import DeclarativeSpec
+from .spec import DeclarativeSpec, SplitSpec
 
 __all__ = ["CuratedExample", "CuratedNegative", "Domain", "DomainRegistry", "DomainSpec"]
 
@@ -369,13 +369,17 @@ def _per_clause_steps(steps_path: FieldPath, vspec: Any, declarative: Declarativ
     if "*" not in steps_path:
         raise DomainError(f"vote: a per_clause path needs a * for the list, got /{'/'.join(steps_path)}",
                           path=str(spec_path), line=line)
-    split = (load_object(vspec.split, path, what="vote.split", spec_path=spec_path, line=line)
+    declared_split = regex_split(vspec.split, lambda r: request_body(r, declarative.spec.context)) \
+        if isinstance(vspec.split, SplitSpec) else None
+    split = (declared_split or load_object(vspec.split, path, what="vote.split", spec_path=spec_path, line=line)
              if vspec.split else default_split)
     hook = load_object(vspec.rule, path, what="vote.rule", spec_path=spec_path, line=line) if vspec.rule else None
     rule = yaml_rule(vspec.rules, hook, context_of=declarative.context)
     bank = read_bank(path / vspec.bank) if vspec.bank else []
 
     def core_split(request: str, _context: Any = declarative.spec.context) -> list[str]:
+        if declared_split is not None:  # data, so the hooks-off path has it too
+            return declared_split(request)
         return default_split(request_body(request, _context))
 
     plain_bank = bank + example_clauses(examples, core_split, path_labels(steps_path))
@@ -403,7 +407,12 @@ class _Settled:
 def _check_declared(declarative: Declarative, path: Path, examples: list[CuratedExample],
                     negatives: list[CuratedNegative]) -> None:
     """A curated answer that disagrees with a derived field or a vote rule of domain.yaml is an error in the
-    data: it would teach the model the opposite of what the core then enforces."""
+    data: it would teach the model the opposite of what the core then enforces. An ``x-ground`` annotation
+    of the output schema must name a declared context or a built-in source."""
+    unknown = declarative.unknown_sources()
+    if unknown:
+        raise DomainError(f"the output schema grounds in {', '.join(unknown)}: declare it under context: (or use "
+                          "request, numbers or words)", path=str(path / "domain.yaml"))
     if not (declarative.spec.derive or any(v.rules for v in declarative.spec.vote.values())):
         return
     for file, items, attr in ((path / "examples.jsonl", examples, "answer"),

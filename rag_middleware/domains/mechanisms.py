@@ -15,9 +15,10 @@ import json
 from typing import Any, Protocol
 
 from . import grounding
-from .narrowing import narrowed_copy, replace_node, restrict
+from .narrowing import (ANNOTATION, annotated, ground_annotated_node, ground_node, narrowed_copy, nullable,
+                        replace_node, restrict, strip_annotations, types_of)
 from .paths import MISSING, Path, inline_refs, parent_objects, schema_nodes, set_at, values_at
-from .spec import DeclarativeSpec
+from .spec import BUILTIN_SOURCES, DeclarativeSpec
 
 __all__ = ["Declarative", "Flags", "show_path"]
 
@@ -35,15 +36,6 @@ def show_path(path: Path) -> str:
     return "/" + "/".join(path)
 
 
-def _nullable(node: dict[str, Any]) -> bool:
-    t = node.get("type")
-    if t == "null" or (isinstance(t, list) and "null" in t):
-        return True
-    if None in (node.get("enum") or []) or ("const" in node and node["const"] is None):
-        return True
-    return any(isinstance(b, dict) and _nullable(b) for k in ("anyOf", "oneOf") for b in node.get(k, []) or [])
-
-
 def _pattern(node: dict[str, Any]) -> str | None:
     if isinstance(node.get("pattern"), str):
         return node["pattern"]
@@ -52,16 +44,6 @@ def _pattern(node: dict[str, Any]) -> str | None:
             if isinstance(branch, dict) and isinstance(branch.get("pattern"), str):
                 return branch["pattern"]
     return None
-
-
-def _types(node: dict[str, Any]) -> set[str]:
-    t = node.get("type")
-    out = set(t) if isinstance(t, list) else {t} if isinstance(t, str) else set()
-    for key in ("anyOf", "oneOf"):
-        for branch in node.get(key, []) or []:
-            if isinstance(branch, dict):
-                out |= _types(branch)
-    return out
 
 
 class Declarative:
@@ -77,13 +59,21 @@ class Declarative:
             self.patterns.pop(path, None)
         self._enums: dict[Path, list[Any]] = {}
         self._contexts: dict[str, dict[str, list[str]]] = {}
-        self.numbers = any(_types(n) & {"integer", "number"} for n in _numeric_nodes(self.schema))
+        self.numbers = any(types_of(n) & {"integer", "number"} for n in _numeric_nodes(self.schema))
+        self.annotated = bool(annotated(self.schema))
+
+    def unknown_sources(self) -> list[str]:
+        """The ``x-ground`` sources of the schema that name neither a built-in source nor a declared context."""
+        known = set(BUILTIN_SOURCES) | set(self.spec.context)
+        found = [s for node in annotated(self.schema)
+                 for s in ([node[ANNOTATION]] if isinstance(node[ANNOTATION], str) else node[ANNOTATION])]
+        return sorted({str(s) for s in found if s not in known})
 
     def _pattern_paths(self, node: Any, path: Path) -> None:
         if not isinstance(node, dict):
             return
         pattern = _pattern(node)
-        if pattern is not None and "string" in _types(node):
+        if pattern is not None and "string" in types_of(node):
             self.patterns.setdefault(path, pattern)
         for key in ("anyOf", "oneOf", "allOf"):
             for branch in node.get(key, []) or []:
@@ -98,7 +88,8 @@ class Declarative:
     @property
     def active(self) -> bool:
         s = self.spec
-        return bool(s.ground or s.derive or s.vote or self.patterns or s.harden.max_items or self.numbers)
+        return bool(s.ground or s.derive or s.vote or self.patterns or s.harden.max_items or self.numbers
+                    or self.annotated)
 
     # -- context --------------------------------------------------------------------------------------
 
@@ -121,7 +112,7 @@ class Declarative:
         """The narrowed grammar and one note per decision (for ``--explain``)."""
         notes: list[str] = []
         if not (self.active or steps):
-            return base, notes
+            return (strip_annotations(base) if annotated(base) else base), notes
         schema = inline_refs(base)
         if flags.derive:
             self._unask_derived(schema, notes)
@@ -132,7 +123,7 @@ class Declarative:
         if steps and steps_path:
             self._per_position(schema, steps_path, steps, notes)
         self._bound(schema, harden=getattr(flags, "harden", True))
-        return schema, list(dict.fromkeys(notes))
+        return strip_annotations(schema), list(dict.fromkeys(notes))
 
     def _unask_derived(self, schema: dict[str, Any], notes: list[str]) -> None:
         """Derived fields leave the grammar: the core fills them in after generation."""
@@ -162,24 +153,33 @@ class Declarative:
         targets += [(p, "request", False) for p in self.patterns]
         for path, source, only_mentioned in targets:
             for node in schema_nodes(schema, path):
-                nullable = _nullable(node)
+                may_be_null = nullable(node)
                 values = grounding.candidates(source, request=request, body=body, context=ctx,
                                               units=self.spec.units.get(path), pattern=_pattern(node),
                                               only_mentioned=only_mentioned)
                 if values is None:
                     continue
-                types = _types(node)
+                types = types_of(node)
                 if "integer" in types and "number" not in types and source == "numbers":
                     values = [v for v in values if isinstance(v, int)]
                 if "enum" in node:
                     values = [v for v in values if v in node["enum"]]
-                if not values and not nullable:
+                if not values and not may_be_null:
                     notes.append(f"{show_path(path)}: nothing in the request to ground it; left open")
                     continue
                 # a code the request writes in the field's own pattern is that field's value: no null then
-                _ground_node(node, values, nullable and not (source == "request" and values),
-                             numeric=source == "numbers")
+                ground_node(node, values, may_be_null and not (source == "request" and values),
+                            numeric=source == "numbers")
                 notes.append(f"{show_path(path)}: grounded in {source}: {values[:12]}")
+        for node in annotated(schema):
+            sources = node.pop(ANNOTATION)
+            for source in [sources] if isinstance(sources, str) else list(sources):
+                values = grounding.candidates(source, request=request, body=body, context=ctx, units=None,
+                                              pattern=_pattern(node), only_mentioned=False)
+                if values:
+                    done = ground_annotated_node(node, values)
+                    notes.append(f"{ANNOTATION} {source}: {done} grounded in {values[:12]}")
+                    break
 
     @staticmethod
     def _per_position(schema: dict[str, Any], path: Path, steps: list[list[str]], notes: list[str]) -> None:
@@ -338,36 +338,15 @@ class Declarative:
         return shown
 
     def display_schema(self, schema: dict[str, Any] | None) -> dict[str, Any] | None:
-        if schema is None or not self.spec.derive:
+        if schema is None or not (self.spec.derive or annotated(schema)):
             return schema
-        shown = inline_refs(schema)
+        shown = strip_annotations(inline_refs(schema))
         for path in self.spec.derive:
             for parent in parent_objects(shown, path):
                 parent["properties"].pop(path[-1], None)
                 if isinstance(parent.get("required"), list):
                     parent["required"] = [r for r in parent["required"] if r != path[-1]]
         return shown
-
-
-def _ground_node(node: dict[str, Any], values: list[Any], nullable: bool, *, numeric: bool) -> None:
-    """Admit only ``values`` where the node takes a scalar of their kind; object and array branches of a union
-    (a comparison such as ``{"$gt": 5}``) stay as they are."""
-    kind = {"integer", "number"} if numeric else {"string"}
-    for key in ("anyOf", "oneOf"):
-        branches = node.get(key)
-        if isinstance(branches, list):
-            kept: list[dict[str, Any]] = []
-            for b in branches:
-                if not isinstance(b, dict):
-                    continue
-                types = _types(b) if ("type" in b or "enum" in b) else set()
-                if not types & (kind | {"null"}):
-                    kept.append(b)  # an object, an array, a boolean: not what grounding is about
-                elif types - kind - {"null"} and "enum" not in b:
-                    kept.append({"type": sorted(types - kind - {"null"})})  # other scalar kinds stay open
-            node[key] = [{"enum": [*values, *([None] if nullable else [])]}, *kept]
-            return
-    replace_node(node, {"enum": [*values, *([None] if nullable else [])]})
 
 
 def _apply_votes(schema: dict[str, Any], votes: list[dict[str, Any]], notes: list[str]) -> None:

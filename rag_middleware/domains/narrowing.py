@@ -1,5 +1,12 @@
-"""Narrowing a JSON Schema node to allowed values (a vote's winners, a clause's labels), as copies: the
-schema a request starts from is never changed in place by a failed narrowing."""
+"""Narrowing a JSON Schema node to allowed values (a vote's winners, a clause's labels, a request's grounded
+values). Votes and clauses narrow copies: the schema a request starts from is never changed in place by a
+failed narrowing.
+
+A schema can ask for grounding itself: ``"x-ground": "columns"`` (or a list, the first source with values
+wins) on a string or number node admits only that context's values for the request; on an object with
+``additionalProperties`` it makes them its keys; on an array it grounds the items and bounds the length by
+the number of values. The annotation never reaches the decoder or the prompt.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +15,10 @@ from typing import Any
 
 from .paths import Path, schema_nodes
 
-__all__ = ["narrowed_copy", "replace_node", "restrict"]
+__all__ = ["ANNOTATION", "annotated", "ground_node", "narrowed_copy", "nullable", "replace_node", "restrict",
+           "strip_annotations", "types_of"]
+
+ANNOTATION = "x-ground"
 
 
 def replace_node(node: dict[str, Any], new: dict[str, Any]) -> None:
@@ -53,3 +63,87 @@ def narrowed_copy(node: dict[str, Any], inner: Path, allowed: list[str]) -> dict
     for target, new in zip(schema_nodes(copied, inner), news, strict=True):
         replace_node(target, new)  # type: ignore[arg-type]
     return copied
+
+
+def types_of(node: dict[str, Any]) -> set[str]:
+    """The JSON types a node admits (its union branches' too)."""
+    t = node.get("type")
+    out = set(t) if isinstance(t, list) else {t} if isinstance(t, str) else set()
+    for key in ("anyOf", "oneOf"):
+        for branch in node.get(key, []) or []:
+            if isinstance(branch, dict):
+                out |= types_of(branch)
+    return out
+
+
+def nullable(node: dict[str, Any]) -> bool:
+    t = node.get("type")
+    if t == "null" or (isinstance(t, list) and "null" in t):
+        return True
+    if None in (node.get("enum") or []) or ("const" in node and node["const"] is None):
+        return True
+    return any(isinstance(b, dict) and nullable(b) for k in ("anyOf", "oneOf") for b in node.get(k, []) or [])
+
+
+def ground_node(node: dict[str, Any], values: list[Any], admit_null: bool, *, numeric: bool) -> None:
+    """Admit only ``values`` where the node takes a scalar of their kind; object and array branches of a union
+    (a comparison such as ``{"$gt": 5}``) stay as they are."""
+    kind = {"integer", "number"} if numeric else {"string"}
+    for key in ("anyOf", "oneOf"):
+        branches = node.get(key)
+        if isinstance(branches, list):
+            kept: list[dict[str, Any]] = []
+            for b in branches:
+                if not isinstance(b, dict):
+                    continue
+                types = types_of(b) if ("type" in b or "enum" in b) else set()
+                if not types & (kind | {"null"}):
+                    kept.append(b)  # an object, an array, a boolean: not what grounding is about
+                elif types - kind - {"null"} and "enum" not in b:
+                    kept.append({"type": sorted(types - kind - {"null"})})  # other scalar kinds stay open
+            node[key] = [{"enum": [*values, *([None] if admit_null else [])]}, *kept]
+            return
+    replace_node(node, {"enum": [*values, *([None] if admit_null else [])]})
+
+
+def annotated(node: Any) -> list[dict[str, Any]]:
+    """Every node (at any depth, union branches included) that carries the grounding annotation."""
+    out: list[dict[str, Any]] = []
+    if isinstance(node, dict):
+        if ANNOTATION in node:
+            out.append(node)
+        for v in node.values():
+            out += annotated(v)
+    elif isinstance(node, list):
+        for v in node:
+            out += annotated(v)
+    return out
+
+
+def strip_annotations(node: Any) -> Any:
+    """A copy without the grounding annotation (for the decoder and the prompt)."""
+    if isinstance(node, dict):
+        return {k: strip_annotations(v) for k, v in node.items() if k != ANNOTATION}
+    return [strip_annotations(v) for v in node] if isinstance(node, list) else node
+
+
+def ground_annotated_node(node: dict[str, Any], values: list[Any]) -> str:
+    """Ground one annotated node in ``values`` (in place); returns what was done, for the notes."""
+    if "object" in types_of(node) or "additionalProperties" in node:
+        value_schema = node.get("additionalProperties")
+        value_schema = value_schema if isinstance(value_schema, dict) else {}
+        node["properties"] = {str(v): copy.deepcopy(value_schema) for v in values}
+        node["additionalProperties"] = False
+        return "keys"
+    if isinstance(node.get("items"), dict) and ("array" in types_of(node) or "type" not in node):
+        items = node["items"]
+        ground_node(items, values, nullable(items), numeric=bool(types_of(items) & {"integer", "number"}))
+        # each grounded value at most once: a small model otherwise repeats one until the list is full
+        node["maxItems"] = max(min(int(node.get("maxItems", len(values))), len(values)), int(node.get("minItems", 0)))
+        return "items"
+    types = types_of(node)
+    numeric = bool(types & {"integer", "number"}) and "string" not in types
+    if numeric and "number" not in types:
+        values = [v for v in values if isinstance(v, int) and not isinstance(v, bool)]
+    ground_node(node, values, nullable(node), numeric=numeric)
+    return "values"

@@ -31,7 +31,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from .paths import Path, parse_path
 
-__all__ = ["ContextSpec", "DeclarativeSpec", "DeriveSpec", "GroundSpec", "HardenSpec", "RuleSpec", "VoteSpec"]
+__all__ = ["ContextSpec", "DeclarativeSpec", "DeriveSpec", "GroundSpec", "HardenSpec", "RuleSpec", "SplitSpec",
+           "VoteSpec"]
 
 BUILTIN_SOURCES = ("request", "numbers", "words")
 DEFAULT_HARDEN = ["snap_enums", "dedupe_lists", "drop_repeats"]
@@ -49,8 +50,9 @@ def _regex(value: str | None) -> str | None:
 class ContextSpec(BaseModel):
     """A list of strings from the request: the first line matching ``line`` (its ``value`` group, else group
     1, else the whole match), or every match of ``regex``; then split on ``split`` and stripped. Or a subset
-    of another context (``from``): the values the request's text names (``mentioned``), or those a cue
-    names (``cues``: regexes where ``{value}`` stands for a value, run on the lower-cased request)."""
+    of another context (``from``): the values the request's text names (``mentioned``), those a cue
+    names (``cues``: regexes where ``{value}`` stands for a value, run on the lower-cased request), or
+    those not in other contexts (``without``)."""
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
     line: str | None = None
@@ -59,6 +61,7 @@ class ContextSpec(BaseModel):
     source: str | None = Field(None, alias="from")
     mentioned: bool = False
     cues: list[str] = Field(default_factory=list)
+    without: list[str] = Field(default_factory=list)
 
     _check = field_validator("line", "regex")(classmethod(lambda cls, v: _regex(v)))
 
@@ -75,10 +78,10 @@ class ContextSpec(BaseModel):
     def _one(self) -> ContextSpec:
         if sum(x is not None for x in (self.line, self.regex, self.source)) != 1:
             raise ValueError("give one of line, regex or from")
-        if self.source is None and (self.mentioned or self.cues):
-            raise ValueError("mentioned and cues pick from another context: give from")
-        if self.source is not None and not (self.mentioned or self.cues):
-            raise ValueError("a context from another one needs mentioned or cues")
+        if self.source is None and (self.mentioned or self.cues or self.without):
+            raise ValueError("mentioned, cues and without pick from another context: give from")
+        if self.source is not None and not (self.mentioned or self.cues or self.without):
+            raise ValueError("a context from another one needs mentioned, cues or without")
         return self
 
 
@@ -94,6 +97,19 @@ class RuleSpec(BaseModel):
     label: str
 
     _check = field_validator("pattern")(classmethod(lambda cls, v: _regex(v)))
+
+
+class SplitSpec(BaseModel):
+    """A clause splitter as data: the request (without its context lines) is cut where ``breaks`` matches (the
+    core's joints when not given); ``drop`` is removed from each clause (a phrase that is no step of its own);
+    a first clause that opens with ``lead`` and has no comma (a leading condition) joins the clause after it."""
+
+    model_config = ConfigDict(extra="forbid")
+    breaks: str | None = None
+    drop: str | None = None
+    lead: str | None = None
+
+    _check = field_validator("breaks", "drop", "lead")(classmethod(lambda cls, v: _regex(v)))
 
 
 class VoteSpec(BaseModel):
@@ -113,7 +129,8 @@ class VoteSpec(BaseModel):
     per_clause: bool = False
     rules: list[RuleSpec] = Field(default_factory=list)
     bank: str | None = None  # per_clause: a jsonl of {text, label}
-    split: str | None = None  # per_clause: file.py:function(request) -> clauses (the core splitter otherwise)
+    split: str | SplitSpec | None = None  # per_clause: {breaks, drop, lead} regexes, or file.py:function(request)
+    #                                        -> clauses (the core splitter otherwise)
     rule: str | None = None  # per_clause: file.py:function(clause, request) -> labels or None
 
 
@@ -198,9 +215,9 @@ class DeclarativeSpec(BaseModel):
             if name in BUILTIN_SOURCES:
                 raise ValueError(f"context.{name}: {name} is built in; choose another name")
             out.context[name] = _parse(ContextSpec, raw, f"context.{name}")
-            if out.context[name].source is not None and out.context[name].source not in out.context:
-                raise ValueError(f"context.{name}: from {out.context[name].source!r} names no context declared "
-                                 "before it")
+            for other in [out.context[name].source, *out.context[name].without]:
+                if other is not None and other not in out.context:
+                    raise ValueError(f"context.{name}: {other!r} names no context declared before it")
         for key, raw in ground.items():
             spec = _parse(GroundSpec, {"from": raw} if isinstance(raw, str) else raw, f"ground.{key}")
             if spec.source not in BUILTIN_SOURCES and spec.source not in out.context:
