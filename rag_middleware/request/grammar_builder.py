@@ -12,7 +12,7 @@ import numpy as np
 from ..domains import Domain
 from ..domains.clauses import StepGuide
 from ..domains.grounding import request_body
-from ..domains.votes import Neighbour, field_votes, gate
+from ..domains.votes import Neighbour, field_votes, gate, scaled
 from ..memory.embedding import CachedEmbedder
 from .ask import Switches
 
@@ -57,7 +57,8 @@ class GrammarBuilder:
         votes: list[dict[str, Any]] = []
         if switches.vote and domain.declarative is not None and domain.declarative.spec.vote:
             spec = domain.declarative.spec
-            votes = field_votes(voters, spec.vote, cues=domain.cues, question=request_body(question, spec.context),
+            votes = field_votes(voters, spec.vote, cues=scaled(domain.cues, reliability),
+                                question=request_body(question, spec.context),
                                 context=domain.declarative.context(question))
             votes = gate(votes, reliability)
         notes: list[str] = []
