@@ -51,3 +51,29 @@ def test_the_chosen_scale_decides_a_vote_the_neighbours_would_lose():
     assert next(iter(plain["/channel"]["scores"])) == "phone"
     assert next(iter(tuned["/channel"]["scores"])) == "chat"
     assert tuned["/topic"]["scores"] == plain["/topic"]["scores"]  # scale 1: untouched
+
+
+def test_an_answer_without_a_value_at_the_path_is_not_judged():
+    """Half the examples have no sort: a vote on /sort/order is judged on the other half only."""
+    items, vectors = [], []
+    for n in range(12):
+        order = None if n % 2 else {"order": "asc" if n % 4 == 0 else "desc"}
+        word = "cheapest first" if n % 4 == 0 else "most expensive first" if n % 2 == 0 else "any order"
+        items.append((f"e{n}", f"flats in town {n}, {word}", {"sort": order}))
+        vectors.append([1.0, 0.001 * n])
+    vectors = np.array(vectors) / np.linalg.norm(np.array(vectors), axis=1, keepdims=True)
+    judged = reliability(items, vectors, {("sort", "order"): VoteSpec(k=5, margin=0.6)})["/sort/order"]
+    assert judged["narrowed"] <= 6 and judged["precision"] == 1.0 and judged["reliable"]
+
+
+def test_enum_fields_of_objects_are_voted_on_but_not_those_of_list_items():
+    from rag_middleware.domains.infer import infer
+    from rag_middleware.domains.spec import DeclarativeSpec
+
+    schema = {"type": "object", "properties": {
+        "sort": {"anyOf": [{"type": "object", "properties": {"order": {"enum": ["asc", "desc"]}}}, {"type": "null"}]},
+        "filters": {"type": "array", "items": {"type": "object", "properties": {"op": {"enum": ["lt", "gt"]}}}}}}
+    spec = DeclarativeSpec()
+    notes = infer(spec, schema, [("q", {"sort": {"order": "asc"}, "filters": [{"op": "lt"}]})])
+    assert ("sort", "order") in spec.vote and ("filters", "*", "op") not in spec.vote
+    assert "/sort/order: voted by the nearest examples" in notes

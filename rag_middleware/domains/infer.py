@@ -7,8 +7,8 @@ What a domain author would declare, the examples often already show:
 - a number field whose values are written in the questions (as digits, words, or through time units the
   field's name or description gives: ``window_minutes``, "in days") is **grounded** in the request's numbers;
 - a free string field whose values are copied from the questions is **grounded** in the request's words;
-- every other top-level enum or boolean field is **voted** on by the nearest examples (a confident vote
-  narrows the grammar; an unsure one changes nothing).
+- every other enum or boolean field, at the top level or in an object (``/sort/order``), not in a list item,
+  is **voted** on by the nearest examples (a confident vote narrows the grammar; an unsure one changes nothing).
 
 Declared sections always win; each inference is listed (``domains check`` and the load notes show them).
 """
@@ -117,7 +117,9 @@ def infer(spec: DeclarativeSpec, schema: dict[str, Any], examples: list[tuple[st
             if hits >= MIN_SHARE * len(seen):
                 spec.ground[path] = GroundSpec(source="words")
                 notes.append(f"/{'/'.join(path)}: grounded in the request's words")
-    for path, node in top:
+    # enum fields of objects (not of list items, which have no one value per answer) are voted on as well
+    nested = [(p, n) for p, n in leaves if len(p) > 1 and "*" not in p and p not in declared]
+    for path, node in top + nested:
         if path in spec.derive or path in spec.ground:
             continue
         values = _enum(node)

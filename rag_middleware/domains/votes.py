@@ -261,12 +261,15 @@ def reliability(examples: list[tuple[str, str, Any]], vectors: Any, specs: dict[
     sims = vectors @ vectors.T
     term_sets, seen, by_path, labels = _cue_counts([(q, a) for _, q, a in examples], list(paths))
     tallies = {scale: {p: [0, 0, 0] for p in paths} for scale in CUE_SCALES}  # narrowed, right, winner right
+    judged = dict.fromkeys(paths, 0)  # examples with a value at the path
     for i, (_, question, answer) in enumerate(examples):
         neighbours = [Neighbour(examples[j][0], float(sims[i, j]), examples[j][2], 1.0)
                       for j in range(len(examples)) if j != i]
         cues = {p: _select_cues(by_path[p], seen, len(examples) - 1, (term_sets[i], labels[i].get(p)))
                 for p in paths}
         text = body(question) if body is not None else question
+        for path in paths:
+            judged[path] += bool(values_at(answer, path))
         for scale, stats in tallies.items():
             weighted = {p: {t: (label, w * scale) for t, (label, w) in c.items()} for p, c in cues.items()}
             for record in field_votes(neighbours, paths, cues=weighted, question=text):
@@ -274,17 +277,19 @@ def reliability(examples: list[tuple[str, str, Any]], vectors: Any, specs: dict[
                     continue
                 path = tuple(record["path"].strip("/").split("/"))
                 truth = [label_of(v) for v in values_at(answer, path)]
-                stats[path][2] += bool(truth) and next(iter(record.get("scores", {})), None) == truth[0]
+                if not truth:
+                    continue  # no value there (a null object): nothing to judge
+                stats[path][2] += next(iter(record.get("scores", {})), None) == truth[0]
                 if record.get("allowed"):
                     stats[path][0] += 1
-                    stats[path][1] += bool(truth) and values_at(answer, path)[0] in record["allowed"]
+                    stats[path][1] += values_at(answer, path)[0] in record["allowed"]
     for path in paths:
         scale = max(CUE_SCALES, key=lambda s: (tallies[s][path][2], -s))
         narrowed, right, winners = tallies[scale][path]
         precision = right / narrowed if narrowed else 0.0
         out["/" + "/".join(path)] = {"narrowed": narrowed, "right": right, "precision": round(precision, 3),
                                      "reliable": narrowed >= 3 and precision >= RELIABLE, "cue_scale": scale,
-                                     "top1": round(winners / len(examples), 3)}
+                                     "top1": round(winners / max(1, judged[path]), 3)}
     return out
 
 
