@@ -9,11 +9,13 @@ from __future__ import annotations
 import functools
 import os
 import re
+from collections.abc import Iterator
 from typing import Any
 
 from .spec import ContextSpec
 
-__all__ = ["build_context", "mentioned", "numbers_in", "pattern_matches", "quantities", "request_body", "words_in"]
+__all__ = ["build_context", "mentioned", "number_matches", "number_of", "numbers_in", "pattern_matches", "quantities",
+           "request_body", "words_in"]
 
 _NUMBER_WORDS = {
     "zero": 0, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8, "nine": 9,
@@ -111,6 +113,16 @@ def _as_number(match: re.Match[str]) -> float | None:
 
 def _tidy(value: float) -> int | float:
     return int(value) if float(value).is_integer() else value
+
+
+def number_matches(text: str) -> Iterator[re.Match[str]]:
+    """The matches of every number the text states (digits or words), repeats included."""
+    return _NUMBER.finditer(text)
+
+
+def number_of(match: re.Match[str]) -> int | float | None:
+    value = _as_number(match)
+    return None if value is None else _tidy(value)
 
 
 def numbers_in(text: str) -> list[int | float]:

@@ -15,7 +15,7 @@ import json
 from typing import Any, Protocol
 
 from . import grounding
-from .narrowing import (ANNOTATION, annotated, ground_annotated_node, ground_node, narrowed_copy, nullable,
+from .narrowing import (ANNOTATION, annotated, fix_items, ground_annotated_node, ground_node, narrowed_copy, nullable,
                         replace_node, restrict, strip_annotations, types_of)
 from .paths import MISSING, Path, inline_refs, parent_objects, schema_nodes, set_at, values_at
 from .spec import BUILTIN_SOURCES, DeclarativeSpec
@@ -352,6 +352,12 @@ class Declarative:
 def _apply_votes(schema: dict[str, Any], votes: list[dict[str, Any]], notes: list[str]) -> None:
     """Each vote's field admits only the labels it allows, where every node at its path can be narrowed so."""
     for vote in votes:
+        if vote.get("items") is not None:
+            arrays = schema_nodes(schema, tuple(vote["path"].strip("/").split("/")))
+            value = tuple(vote["value"].split("/"))
+            if arrays and all(fix_items(a, value, vote["items"]) for a in arrays):
+                notes.append(f"{vote['path']}: one item per number, {[i['value'] for i in vote['items']]}")
+            continue
         if not vote.get("allowed"):
             continue
         nodes = schema_nodes(schema, tuple(vote["path"].strip("/").split("/")))

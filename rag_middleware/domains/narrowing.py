@@ -147,3 +147,24 @@ def ground_annotated_node(node: dict[str, Any], values: list[Any]) -> str:
         values = [v for v in values if isinstance(v, int) and not isinstance(v, bool)]
     ground_node(node, values, nullable(node), numeric=numeric)
     return "values"
+
+
+def fix_items(array: dict[str, Any], value: Path, items: list[dict[str, Any]]) -> bool:
+    """An anchored list's plan (domains/anchors.py): one position per item, its number fixed at ``value`` and
+    its labels narrowed to those voted; optional items (last) may be left out. False (and the node unchanged)
+    when the item schema cannot take it."""
+    item = array.get("items")
+    if not isinstance(item, dict):
+        return False
+    out = []
+    for plan in items:
+        new = narrowed_copy(item, value, [plan["value"]])
+        for path, allowed in plan["labels"].items():
+            if new is not None and allowed:
+                new = narrowed_copy(new, tuple(path.split("/")), allowed)
+        if new is None:
+            return False
+        out.append(new)
+    required = sum(not plan.get("optional") for plan in items)
+    array.update({"prefixItems": out, "items": False, "minItems": required, "maxItems": len(out)})
+    return True

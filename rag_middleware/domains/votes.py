@@ -33,6 +33,7 @@ class Neighbour:
     trust: float  # 1 for curated, more for reviewed
     reviewed: bool = False
     near_identical: bool = False  # a reviewed answer to (nearly) the same question
+    question: str = ""  # a memory record's question (anchored lists learn from it); curated: empty
 
 
 def label_of(value: Any) -> str | None:

@@ -27,6 +27,25 @@ class Grammar:
     notes: list[str] = field(default_factory=list)  # what the declarative mechanisms did to the grammar
 
 
+def anchored(domain: Domain, question: str, voters: list[Neighbour]) -> list[dict[str, Any]]:
+    """Each anchored list's plan (domains/anchors.py), learnt from the examples and the reviewed neighbours'
+    questions. A list whose plans proved wrong on the examples is left to the model, unless a reviewed answer
+    to a near-identical question took part."""
+    context = domain.declarative.spec.context
+    reviewed = [(request_body(n.question, context), n.answer, n.trust) for n in voters if n.reviewed and n.question]
+    strong = any(n.reviewed and n.near_identical for n in voters)
+    out = []
+    for bank in domain.anchors:
+        record = bank.vote(request_body(question, context), extra=reviewed)
+        judged = bank.judged
+        if record.get("items") is not None and judged and not judged.get("reliable") and not strong:
+            record = {**record, "confident": False, "reason": f"plans were right {judged['right']} of "
+                      f"{judged['narrowed']} times on the examples (leave-one-out): left to the model"}
+            record.pop("items")
+        out.append(record)
+    return out
+
+
 class GrammarBuilder:
     def __init__(self, *, embedder: CachedEmbedder) -> None:
         self.embedder = embedder
@@ -61,6 +80,8 @@ class GrammarBuilder:
                                 question=request_body(question, spec.context),
                                 context=domain.declarative.context(question))
             votes = gate(votes, reliability)
+        if switches.vote and domain.anchors:
+            votes += anchored(domain, question, voters)
         notes: list[str] = []
         schema = domain.grammar_schema(question, steps=steps, flags=switches, votes=votes, notes=notes)
         return Grammar(schema=schema, steps=steps, votes=votes, notes=notes)

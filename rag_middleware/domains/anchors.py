@@ -1,0 +1,232 @@
+"""Anchored list items: a list whose items carry a number the request states has one item per such number.
+
+In ``{"filters": [{"field": "bedrooms", "op": "gte", "value": 3}]}`` with ``/filters/*/value`` grounded in
+the request's numbers, each item answers one number mention ("at least 3 bedrooms"), and the words around
+the number say which field and operator it is. A small model knows the words but mixes up which number goes
+where, so the core learns it from data: every number mention in the curated examples' questions (and in
+reviewed answers' questions) is a labelled window of words. It is labelled with its item's enum values, or
+``none`` when no item carries it (a count of results, a number of days). A request's mentions are labelled
+by their nearest windows; when every mention is sure whether it is an item, the list is fixed to one item per
+item mention, in the request's order, each with its number and the labels its window voted for.
+
+Found without declaration: any list of objects with a numeric leaf grounded in ``numbers`` and at least one
+enum leaf. The plan is recorded as a vote (``path`` the list, ``items`` per position), so ``--explain`` and
+the replay report show it, and leave-one-out on the examples judges it like any vote.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import grounding
+from .paths import Path, values_at
+
+__all__ = ["JUDGED_EXAMPLES", "Anchor", "AnchorBank", "find_anchors", "judge", "mentions"]
+
+JUDGED_EXAMPLES = 300  # leave-one-out is quadratic: the first this many examples judge a list
+WINDOW = 3  # words each side of a number
+_WORD = re.compile(r"[a-z]+|\d[\d,.]*", re.I)
+
+
+@dataclass(frozen=True)
+class Mention:
+    value: int | float
+    start: int
+    end: int
+
+
+def mentions(text: str) -> list[Mention]:
+    """Every number the text states, in order, repeats included (``grounding.numbers_in`` dedupes)."""
+    out = []
+    for match in grounding.number_matches(text):
+        value = grounding.number_of(match)
+        if value is not None:
+            out.append(Mention(value, match.start(), match.end()))
+    return out
+
+
+def window(text: str, mention: Mention) -> frozenset[str]:
+    """The words around a mention, tagged by side (numbers as ``#``); the adjacent word on each side twice,
+    once tagged as adjacent, since it says most ("at least 3", "3 bedrooms")."""
+    def words(part: str) -> list[str]:
+        return ["#" if w[0].isdigit() else w.lower() for w in _WORD.findall(part)]
+
+    left, right = words(text[: mention.start])[-WINDOW:], words(text[mention.end :])[:WINDOW]
+    out = {f"L:{w}" for w in left} | {f"R:{w}" for w in right}
+    if left:
+        out.add(f"L1:{left[-1]}")
+    if right:
+        out.add(f"R1:{right[0]}")
+    return frozenset(out)
+
+
+def _similarity(a: frozenset[str], b: frozenset[str]) -> float:
+    if not a or not b:
+        return 0.0
+    return len(a & b) / len(a | b)
+
+
+@dataclass(frozen=True)
+class Anchor:
+    """A list (``path``) whose items carry a grounded number at ``value`` and enum labels at ``labels``."""
+
+    path: Path
+    value: Path
+    labels: tuple[Path, ...]
+
+    @property
+    def shown(self) -> str:
+        return "/" + "/".join(self.path)
+
+
+def find_anchors(schema: dict[str, Any], numbers: Iterable[Path]) -> list[Anchor]:
+    """The anchored lists of a schema, given the paths grounded in the request's numbers."""
+    from .paths import schema_nodes
+
+    out = []
+    for path in numbers:
+        if "*" not in path or path.count("*") != 1:
+            continue
+        star = path.index("*")
+        items = schema_nodes(schema, path[: star + 1])
+        inner = path[star + 1 :]
+        labels: list[Path] = []
+        for item in items:
+            for name, child in _properties(item).items():
+                if (name,) != inner and isinstance(child, dict) and _is_enum(child):
+                    labels.append((name,))
+        if inner and labels:
+            out.append(Anchor(path[:star], inner, tuple(dict.fromkeys(labels))))
+    return out
+
+
+def _properties(node: dict[str, Any]) -> dict[str, Any]:
+    props = dict(node.get("properties") or {})
+    for key in ("anyOf", "oneOf"):
+        for branch in node.get(key, []) or []:
+            if isinstance(branch, dict):
+                props.update(branch.get("properties") or {})
+    return props
+
+
+def _is_enum(node: dict[str, Any]) -> bool:
+    if "enum" in node:
+        return sum(v is not None for v in node["enum"]) >= 2
+    return any(isinstance(b, dict) and _is_enum(b) for k in ("anyOf", "oneOf") for b in node.get(k, []) or [])
+
+
+@dataclass
+class AnchorBank:
+    """Labelled windows of one anchored list: ``(window, labels or None for no item, weight)``."""
+
+    anchor: Anchor
+    windows: list[tuple[frozenset[str], dict[Path, str] | None, float]] = field(default_factory=list)
+    k: int = 5
+    margin: float = 0.6
+    judged: dict[str, Any] = field(default_factory=dict)  # judge() on the examples
+
+    def learn(self, question: str, answer: Any, weight: float = 1.0) -> None:
+        """Label every number mention of a question by the item that carries it (none if no item does). A
+        question whose items do not all match a mention teaches nothing (they are not anchored there)."""
+        items = [i for i in values_at(answer, self.anchor.path + ("*",)) if isinstance(i, dict)]
+        found = mentions(question)
+        used: set[int] = set()
+        labelled: dict[int, dict[Path, str]] = {}
+        for item in items:
+            value = values_at(item, self.anchor.value)
+            spot = next((n for n, m in enumerate(found) if value and m.value == value[0] and n not in used), None)
+            if spot is None:
+                return
+            used.add(spot)
+            labelled[spot] = {p: str(v[0]) for p in self.anchor.labels if (v := values_at(item, p))}
+        for n, mention in enumerate(found):
+            self.windows.append((window(question, mention), labelled.get(n), weight))
+
+    def vote(self, question: str, *, extra: list[tuple[str, Any, float]] = ()) -> dict[str, Any]:
+        """The plan for a request, as a vote record: ``items``, per list position its number and allowed labels
+        (an item the vote is unsure of is ``optional``; it may come only after the sure ones); else no
+        ``items`` and a ``reason``."""
+        bank = self
+        if extra:
+            bank = AnchorBank(self.anchor, list(self.windows), self.k, self.margin)
+            for text, answer, weight in extra:
+                bank.learn(text, answer, weight)
+        record: dict[str, Any] = {"path": self.anchor.shown, "value": "/".join(self.anchor.value), "allowed": [],
+                                  "scores": {}, "voters": [], "confident": False, "mentions": []}
+        items: list[dict[str, Any]] = []
+        for mention in mentions(question):
+            seen = bank._label(window(question, mention))
+            seen["value"] = mention.value
+            record["mentions"].append(seen)
+            if seen["sure"] and seen["item"] and any(i.get("optional") for i in items):
+                record["reason"] = f"not sure whether a number before {mention.value} is an item"
+                return record
+            if seen["item"] or not seen["sure"]:  # an unsure number at the end may be an item: optional
+                items.append({"value": mention.value, "labels": seen["labels"], **({} if seen["sure"] else
+                                                                                   {"optional": True})})
+        if record["mentions"]:
+            record["items"] = items
+            record["confident"] = True
+        return record
+
+    def _label(self, own: frozenset[str]) -> dict[str, Any]:
+        ranked = sorted(((_similarity(own, w), labels, weight) for w, labels, weight in self.windows),
+                        key=lambda x: -x[0])[: self.k]
+        ranked = [r for r in ranked if r[0] > 0]
+        total = sum(s * w for s, _, w in ranked)
+        if not total:
+            return {"sure": False, "item": False, "labels": {}}
+        item_share = sum(s * w for s, labels, w in ranked if labels is not None) / total
+        is_item = item_share >= 0.5
+        sure = max(item_share, 1 - item_share) >= self.margin
+        labels: dict[str, list[str]] = {}
+        if is_item:
+            for path in self.anchor.labels:
+                scores: dict[str, float] = {}
+                for s, found, w in ranked:
+                    if found is not None and path in found:
+                        scores[found[path]] = scores.get(found[path], 0.0) + s * w
+                ordered = sorted(scores, key=lambda v: -scores[v])
+                held, allowed = 0.0, []
+                for value in ordered[:2]:
+                    allowed.append(value)
+                    held += scores[value] / sum(scores.values())
+                    if held >= self.margin:
+                        break
+                labels["/".join(path)] = allowed if held >= self.margin else []
+        return {"sure": sure, "item": is_item, "share": round(item_share, 3), "labels": labels}
+
+
+def judge(bank: AnchorBank, examples: list[tuple[str, Any]]) -> dict[str, Any]:
+    """Leave-one-out on the examples: how often a plan admits the example's own list (``precision``)."""
+    planned = right = 0
+    for i, (question, answer) in enumerate(examples):
+        others = AnchorBank(bank.anchor, k=bank.k, margin=bank.margin)
+        for j, (q, a) in enumerate(examples):
+            if j != i:
+                others.learn(q, a)
+        record = others.vote(question)
+        if "items" not in record:
+            continue
+        planned += 1
+        right += admits(record["items"], values_at(answer, bank.anchor.path), bank.anchor)
+    precision = right / planned if planned else 0.0
+    return {"narrowed": planned, "right": right, "precision": round(precision, 3),
+            "reliable": planned >= 3 and precision >= 0.5}
+
+
+def admits(items: list[dict[str, Any]], truth: list[Any], anchor: Anchor) -> bool:
+    """Whether a plan admits a list (the truth as found at the anchor's path)."""
+    actual = truth[0] if truth and isinstance(truth[0], list) else []
+    if not sum(not i.get("optional") for i in items) <= len(actual) <= len(items):
+        return False
+    for plan, item in zip(items, actual, strict=False):
+        if not isinstance(item, dict) or values_at(item, anchor.value) != [plan["value"]]:
+            return False
+        for path, allowed in plan["labels"].items():
+            if allowed and [str(v) for v in values_at(item, tuple(path.split("/")))] not in ([a] for a in allowed):
+                return False
+    return True

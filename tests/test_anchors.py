@@ -1,0 +1,110 @@
+"""Anchored list items: one item per number the request states, labelled by the words around the number."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from jsonschema import Draft202012Validator
+
+from rag_middleware.domains.anchors import Anchor, AnchorBank, admits, find_anchors, judge, mentions
+from rag_middleware.domains.mechanisms import Declarative
+from rag_middleware.domains.spec import DeclarativeSpec
+from rag_middleware.request.ask import Switches
+
+ITEM = {"type": "object", "properties": {
+    "field": {"enum": ["bedrooms", "price", "area"]}, "op": {"enum": ["eq", "gte", "lt"]}, "value": {"type": "number"}},
+    "required": ["field", "op", "value"], "additionalProperties": False}
+SCHEMA = {"type": "object", "properties": {"filters": {"type": "array", "items": ITEM},
+                                           "limit": {"type": ["integer", "null"]}}}
+ANCHOR = Anchor(("filters",), ("value",), (("field",), ("op",)))
+
+
+def item(field, op, value):
+    return {"field": field, "op": op, "value": value}
+
+
+EXAMPLES = [
+    ("flats with at least 2 bedrooms under 900 a month", [item("bedrooms", "gte", 2), item("price", "lt", 900)]),
+    ("houses with at least 4 bedrooms, show me 5", [item("bedrooms", "gte", 4)]),
+    ("condos under 300,000", [item("price", "lt", 300000)]),
+    ("3 bedrooms in town, show me 10", [item("bedrooms", "eq", 3)]),
+    ("lofts of at least 80 square meters under 2,000", [item("area", "gte", 80), item("price", "lt", 2000)]),
+    ("show me 3 houses under 500,000", [item("price", "lt", 500000)]),
+    ("2 bedrooms, at least 60 square meters", [item("bedrooms", "eq", 2), item("area", "gte", 60)]),
+    ("show me 7 flats with at least 1 bedrooms", [item("bedrooms", "gte", 1)]),
+]
+
+
+def bank(examples=EXAMPLES):
+    out = AnchorBank(ANCHOR)
+    for question, filters in examples:
+        out.learn(question, {"filters": filters})
+    return out
+
+
+def test_mentions_keep_repeats_and_number_words():
+    assert [m.value for m in mentions("two bedrooms, 2 baths and 1,200 a month")] == [2, 2, 1200]
+
+
+def test_a_list_with_a_grounded_number_and_enum_labels_is_anchored():
+    assert find_anchors(SCHEMA, [("filters", "*", "value"), ("limit",)]) == [ANCHOR]
+    assert find_anchors(SCHEMA, [("limit",)]) == []
+
+
+def test_each_number_is_labelled_by_its_words_and_a_count_of_results_is_no_item():
+    record = bank().vote("show me 4 flats with at least 3 bedrooms under 1,500")
+    assert record["confident"] and [i["value"] for i in record["items"]] == [3, 1500]
+    assert record["items"][0]["labels"] == {"field": ["bedrooms"], "op": ["gte"]}
+    assert record["items"][1]["labels"]["field"][0] == "price" and record["items"][1]["labels"]["op"][0] == "lt"
+    assert not record["mentions"][0]["item"]  # "show me 4"
+
+
+def test_an_unsure_number_before_a_sure_item_leaves_the_list_to_the_model():
+    record = bank().vote("zzz 9 qqq qqq qqq; flats with at least 3 bedrooms")
+    assert "items" not in record and "not sure" in record["reason"]
+    record = bank().vote("flats with at least 3 bedrooms; zzz zzz zzz 9 qqq qqq qqq")
+    assert [i.get("optional", False) for i in record["items"]] == [False, True]
+
+
+def test_the_plan_fixes_each_position_in_the_grammar():
+    spec = DeclarativeSpec.from_sections(context={}, ground={"/filters/*/value": "numbers"}, units={}, derive={},
+                                         vote={}, harden=[])
+    vote = bank().vote("show me 4 flats with at least 3 bedrooms under 1,500")
+    schema, notes = Declarative(spec, SCHEMA).grammar(SCHEMA, "show me 4 flats with at least 3 bedrooms under 1,500",
+                                                      flags=Switches(), votes=[vote])
+    assert "/filters: one item per number, [3, 1500]" in notes
+    v = Draft202012Validator(schema)
+    assert v.is_valid({"filters": [item("bedrooms", "gte", 3), item("price", "lt", 1500)]})
+    for wrong in ([item("price", "gte", 3), item("price", "lt", 1500)],  # a label the vote did not admit
+                  [item("bedrooms", "gte", 4), item("price", "lt", 1500)],  # another number
+                  [item("bedrooms", "gte", 3)]):  # an item left out
+        assert not v.is_valid({"filters": wrong})
+
+
+def test_a_reviewed_answer_teaches_a_new_phrasing():
+    question = "homes sized 120 m2 or more"
+    before = bank().vote(question)
+    assert before["items"] == [{"value": 120, "labels": {}, "optional": True}]  # no window like it: unsure
+    reviewed = [("plots sized 700 m2 or more", {"filters": [item("area", "gte", 700)]}, 3.0)]
+    after = bank().vote(question, extra=reviewed)
+    assert after["items"] == [{"value": 120, "labels": {"field": ["area"], "op": ["gte"]}}]
+
+
+def test_leave_one_out_judges_the_plans_on_the_examples():
+    judged = judge(bank(), [(q, {"filters": f}) for q, f in EXAMPLES])
+    assert judged["narrowed"] >= 3 and 0 < judged["precision"] <= 1
+    assert admits([{"value": 3, "labels": {"field": ["bedrooms"], "op": []}}], [[item("bedrooms", "lt", 3)]], ANCHOR)
+    assert not admits([{"value": 3, "labels": {"field": ["price"], "op": []}}], [[item("bedrooms", "lt", 3)]], ANCHOR)
+
+
+def test_the_pipeline_plans_the_listing_filters():
+    from rag_middleware import Middleware, load_settings
+
+    mw = Middleware(load_settings(None, data_dir=Path(tempfile.mkdtemp())))
+    domain = mw.domains.get("listing_search")
+    assert [b.anchor.shown for b in domain.anchors] == ["/filters"] and domain.anchors[0].judged["narrowed"] > 10
+    rendered = mw.render("2 bedroom flats for rent in Oslo under 1,400 a month", domain="listing_search")
+    plan = [v for v in rendered.votes if v["path"] == "/filters"]
+    assert plan and [i["value"] for i in plan[0]["items"]] == [2, 1400]
+    assert rendered.json_schema["properties"]["filters"]["minItems"] == 2
