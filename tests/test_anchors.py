@@ -108,3 +108,14 @@ def test_the_pipeline_plans_the_listing_filters():
     plan = [v for v in rendered.votes if v["path"] == "/filters"]
     assert plan and [i["value"] for i in plan[0]["items"]] == [2, 1400]
     assert rendered.json_schema["properties"]["filters"]["minItems"] == 2
+
+
+def test_a_number_the_list_takes_is_no_other_fields_value():
+    spec = DeclarativeSpec.from_sections(context={}, ground={"/filters/*/value": "numbers", "/limit": "numbers"},
+                                         units={}, derive={}, vote={}, harden=[])
+    request = "show me 4 flats with at least 3 bedrooms under 1,500"
+    schema, notes = Declarative(spec, SCHEMA).grammar(SCHEMA, request, flags=Switches(), votes=[bank().vote(request)])
+    assert schema["properties"]["limit"] == {"enum": [4, None]}
+    assert "/limit: [3, 1500] taken by /filters" in notes
+    loose, _ = Declarative(spec, SCHEMA).grammar(SCHEMA, request, flags=Switches(), votes=[])
+    assert loose["properties"]["limit"] == {"enum": [4, 3, 1500, None]}

@@ -120,6 +120,8 @@ class Declarative:
             self._ground(schema, request, notes)
         if flags.vote:
             _apply_votes(schema, votes or [], notes)
+            if flags.ground:
+                self._spent(schema, votes or [], notes)
         if steps and steps_path:
             self._per_position(schema, steps_path, steps, notes)
         self._bound(schema, harden=getattr(flags, "harden", True))
@@ -180,6 +182,28 @@ class Declarative:
                     done = ground_annotated_node(node, values)
                     notes.append(f"{ANNOTATION} {source}: {done} grounded in {values[:12]}")
                     break
+
+    def _spent(self, schema: dict[str, Any], votes: list[dict[str, Any]], notes: list[str]) -> None:
+        """A number that every mention of makes an item of an anchored list is no other field's value: the
+        other fields grounded in the request's numbers no longer admit it."""
+        for vote in votes:
+            if not vote.get("items"):
+                continue
+            mentions = vote.get("mentions", [])
+            spent = {m["value"] for m in mentions if m.get("sure") and m.get("item")} - {
+                m["value"] for m in mentions if not (m.get("sure") and m.get("item"))}
+            anchor = tuple(vote["path"].strip("/").split("/"))
+            for path, ground in self.spec.ground.items():
+                if ground.source != "numbers" or path in self.spec.units or path[: len(anchor)] == anchor:
+                    continue
+                for node in schema_nodes(schema, path):
+                    for target in [node, *[b for k in ("anyOf", "oneOf") for b in node.get(k, []) or []]]:
+                        if isinstance(target, dict) and isinstance(target.get("enum"), list) and spent & set(
+                                v for v in target["enum"] if v is not None):
+                            kept = [v for v in target["enum"] if v is None or v not in spent]
+                            if any(v is not None for v in kept) or None in kept:
+                                target["enum"] = kept
+                                notes.append(f"{show_path(path)}: {sorted(spent)} taken by {vote['path']}")
 
     @staticmethod
     def _per_position(schema: dict[str, Any], path: Path, steps: list[list[str]], notes: list[str]) -> None:
