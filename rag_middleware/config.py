@@ -191,6 +191,9 @@ class ServerSettings(BaseModel):
     background_num_predict: int = Field(128, ge=-1, description="num_predict cap for background tasks (-1: none)")
     background_stub: bool = Field(False, description="with the embedded upstream, answer title and tags tasks "
                                                      "without the model: the question's first words, no tags")
+    warm: bool = Field(True, description="at start, in a background thread: load every domain, embed its curated "
+                                         "examples and clause bank, judge its votes (what each domain's first "
+                                         "request would otherwise pay for); /rag/health says when it is done")
 
 
 class Settings(BaseSettings):

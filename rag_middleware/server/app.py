@@ -28,6 +28,7 @@ from .context import ServerContext
 from .gate import GatedBackend, PriorityGate
 from .routing import Router
 from .upstream import EMBEDDED, HttpUpstream
+from .warm import Warmup
 from .wire import clip, now_rfc3339, read_json_object
 
 __all__ = ["create_app"]
@@ -158,7 +159,9 @@ async def health(request: Request) -> Response:
         lambda: timed(lambda: f"{ctx.mw.embedder.name}, dim {ctx.mw.embedder.probe()}"))
     checks["templates"] = await anyio.to_thread.run_sync(ctx.templates_health)  # a refused edit shows here
     status = "ok" if all(c["ok"] for c in checks.values()) else "degraded"
-    return JSONResponse({"status": status, "version": __version__, **checks})
+    warm = request.app.state.warmup  # per-domain caches filled at start (server.warm); never degrades the status
+    return JSONResponse({"status": status, "version": __version__, **checks,
+                         "warm": warm is not None and warm.done})
 
 
 class AccessLog:
@@ -224,9 +227,14 @@ def create_app(settings: Settings, *, middleware: Middleware | None = None) -> S
         mode = admin.access(settings.server)
         log.info(json.dumps({"event": "start", "upstream": ctx.upstream_label, "domains": router.virtual_models(),
                              "admin": mode, "admin_detail": admin.ACCESS_TEXT[mode]}))
+        warmup = app.state.warmup = Warmup(middleware) if settings.server.warm else None
+        if warmup is not None:
+            warmup.start()  # in a thread: start-up and requests never wait for it
         try:
             yield
         finally:
+            if warmup is not None:  # ends after the domain in hand, before the store and embedder are closed
+                await anyio.to_thread.run_sync(warmup.stop, settings.server.shutdown_timeout)
             if upstream is not None:
                 await upstream.aclose()
             middleware.close()  # every record is already written: each request writes before it answers
@@ -250,5 +258,6 @@ def create_app(settings: Settings, *, middleware: Middleware | None = None) -> S
     ]
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={RagMiddlewareError: _on_error})
     app.state.ctx = ctx
+    app.state.warmup = None  # set at start when server.warm
     app.add_middleware(AccessLog)
     return app
