@@ -62,7 +62,8 @@ def report_markdown(result: dict[str, Any], lines: list[str], stamp: str) -> str
                    f"{t['calls']} | {mark} |")
     out += ["", "## Decision", "", *[f"- {line}" for line in lines], "",
             "Override patch: `" + json.dumps(result["patch"]) + "`", "",
-            "Each item is answered with its fold held out (curated examples, negatives and memory records). "
+            "Each item is answered with its fold held out (curated examples, negatives and memory records), on the "
+            "domain learnt from the other folds' examples only. "
             "Decoding is deterministic, so a setting's answers are computed once and reused by the paired test."]
     if result["decision"].get("test") and not result["items"]["decision"]:
         out += ["", "Without enough reviewed answers the paired test reuses the answers the winner was chosen on: "

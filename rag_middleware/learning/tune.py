@@ -2,7 +2,10 @@
 
 The items are the domain's curated examples and the tenant's reviewed (approved) answers. They are dealt
 into K folds by the hash of their id; an item is answered with its whole fold held out of the prompt
-(``exclude_ids`` removes curated examples, negatives and memory records alike), so no item ever sees itself.
+(``exclude_ids`` removes curated examples, negatives and memory records alike), so no item ever sees itself;
+and with its fold's domain loaded from the training examples only (fold_domains.py), so what the domain learns
+from its examples (inferred mechanisms, cue words, the clause bank, anchored lists, the vote judgement) never
+saw the held-out answers either.
 
 A setting is a flat dict: ``k``, ``fetch_k``, ``mmr_lambda``, ``negatives_k`` (selection), ``cot``, and
 ``vote_margin`` / ``vote_min_similarity`` (applied to every voted path; None keeps each path's own). A
@@ -19,6 +22,7 @@ writes to ``<data_dir>/overrides``.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
 import random
@@ -34,6 +38,7 @@ from ..domains.votes import REVIEWED_STATUSES, parse_answer
 from ..errors import ConfigError, RagMiddlewareError
 from ..analytics.evaluation import score
 from ..records import MemoryFilter
+from .fold_domains import FoldDomains
 
 __all__ = [
     "SPACE", "SearchResult", "TuneItem", "TuneOptions", "coordinate_search", "decide", "mcnemar_exact",
@@ -311,6 +316,7 @@ class Replayer:
         self.budget, self.calls, self.on_call = budget, 0, on_call
         self._cache: dict[tuple, dict[str, Any]] = {}
         self._per_item: list[int] = []
+        self._loaded: list[Any] = []  # every fold's domain, kept alive: caches keyed by id() never mix them up
 
     def __enter__(self) -> Replayer:
         registry = self.mw.domains
@@ -322,15 +328,24 @@ class Replayer:
                                                      if k not in ("reason", "created_at", "based_on")},
                                        reason="tune: the live override")
         registry.overrides = self._store  # the registry reloads the domain whenever the live version changes
+        self._root = registry.root
+        self._folds = FoldDomains(registry.root / self.domain)
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.mw.domains.overrides = self._saved
+        self.mw.domains.root = self._root
         self._tmp.cleanup()
+        self._folds.close()
 
-    def _apply(self, config: dict[str, Any]) -> None:
+    def _apply(self, config: dict[str, Any], held_out: frozenset[str]) -> None:
+        """The setting, on the domain learnt without ``held_out``: a new live version makes the registry load
+        the domain afresh, from the fold's copy (or the domain's own directory when nothing is held out)."""
+        self.mw.domains.root = self._folds.root(held_out) or self._root
         self._store.set_live(self.domain, self._base)
         self._store.write(self.domain, override_patch(config, vote_paths=self.vote_paths), reason="tune: candidate")
+        with contextlib.suppress(RagMiddlewareError):  # else each item's ask fails, and its row says why
+            self._loaded.append(self.mw.domains.get(self.domain))
 
     def affordable(self, n: int, *, limit: int) -> bool:
         """Whether ``n`` more items fit under ``limit`` calls at the calls per item seen so far."""
@@ -345,18 +360,18 @@ class Replayer:
         todo = [i for i in items if (_key(config), i.id) not in self._cache]
         if todo and not self.affordable(len(todo), limit=limit):
             return None
-        if todo:
-            self._apply(config)
         fold_of = {i: n for n, ids in enumerate(folds) for i in ids}
-        for item in todo:
-            left = limit - self.calls
-            if left <= 0:
-                return None
-            row = self._answer(item, config, fold_of[item.id], frozenset(folds[fold_of[item.id]]),
-                               min(self.options.max_attempts, left))
-            self._cache[(_key(config), item.id)] = row
-            if self.on_call is not None:
-                self.on_call(row["calls"], label)
+        for fold in sorted({fold_of[i.id] for i in todo}):  # fold by fold: one domain load each
+            held_out = frozenset(folds[fold])
+            self._apply(config, held_out)
+            for item in (i for i in todo if fold_of[i.id] == fold):
+                left = limit - self.calls
+                if left <= 0:
+                    return None
+                row = self._answer(item, config, fold, held_out, min(self.options.max_attempts, left))
+                self._cache[(_key(config), item.id)] = row
+                if self.on_call is not None:
+                    self.on_call(row["calls"], label)
         return [self._cache[(_key(config), i.id)] for i in items]
 
     def _answer(self, item: TuneItem, config: dict[str, Any], fold: int, held_out: frozenset[str],
