@@ -24,7 +24,7 @@ from typing import Any
 from . import grounding
 from .paths import Path, values_at
 
-__all__ = ["JUDGED_EXAMPLES", "Anchor", "AnchorBank", "find_anchors", "judge", "mentions"]
+__all__ = ["JUDGED_EXAMPLES", "Anchor", "AnchorBank", "find_anchors", "judge", "learnt_anchors", "mentions"]
 
 JUDGED_EXAMPLES = 300  # leave-one-out is quadratic: the first this many examples judge a list
 WINDOW = 3  # words each side of a number
@@ -172,10 +172,13 @@ class AnchorBank:
             record["confident"] = True
         return record
 
+    def _nearest(self, own: frozenset[str], items_only: bool) -> list[tuple[float, Any, float]]:
+        scored = [(_similarity(own, w), labels, weight) for w, labels, weight in self.windows
+                  if not items_only or labels is not None]
+        return [r for r in sorted(scored, key=lambda x: -x[0])[: self.k] if r[0] > 0]
+
     def _label(self, own: frozenset[str]) -> dict[str, Any]:
-        ranked = sorted(((_similarity(own, w), labels, weight) for w, labels, weight in self.windows),
-                        key=lambda x: -x[0])[: self.k]
-        ranked = [r for r in ranked if r[0] > 0]
+        ranked = self._nearest(own, items_only=False)
         total = sum(s * w for s, _, w in ranked)
         if not total:
             return {"sure": False, "item": False, "labels": {}}
@@ -185,19 +188,22 @@ class AnchorBank:
         labels: dict[str, list[str]] = {}
         if is_item:
             for path in self.anchor.labels:
-                scores: dict[str, float] = {}
-                for s, found, w in ranked:
-                    if found is not None and path in found:
-                        scores[found[path]] = scores.get(found[path], 0.0) + s * w
-                ordered = sorted(scores, key=lambda v: -scores[v])
-                held, allowed = 0.0, []
-                for value in ordered[:2]:
-                    allowed.append(value)
-                    held += scores[value] / sum(scores.values())
-                    if held >= self.margin:
-                        break
-                labels["/".join(path)] = allowed if held >= self.margin else []
+                labels["/".join(path)] = self._labels_at(own, path)
         return {"sure": sure, "item": is_item, "share": round(item_share, 3), "labels": labels}
+
+    def _labels_at(self, own: frozenset[str], path: Path) -> list[str]:
+        """The values of one label that hold ``margin`` of the nearest item windows' vote (at most two)."""
+        scores: dict[str, float] = {}
+        for s, found, w in self._nearest(own, items_only=True):
+            if path in found:
+                scores[found[path]] = scores.get(found[path], 0.0) + s * w
+        held, allowed = 0.0, []
+        for value in sorted(scores, key=lambda v: -scores[v])[:2]:
+            allowed.append(value)
+            held += scores[value] / sum(scores.values())
+            if held >= self.margin:
+                break
+        return allowed if held >= self.margin else []
 
 
 def judge(bank: AnchorBank, examples: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -230,3 +236,14 @@ def admits(items: list[dict[str, Any]], truth: list[Any], anchor: Anchor) -> boo
             if allowed and [str(v) for v in values_at(item, tuple(path.split("/")))] not in ([a] for a in allowed):
                 return False
     return True
+
+
+def learnt_anchors(schema: dict[str, Any], spec: Any, pairs: list[tuple[str, Any]]) -> list[AnchorBank]:
+    """A domain's anchored lists, each learnt from its examples (``(request body, answer)``) and judged on them."""
+    numbers = [p for p, g in spec.ground.items() if g.source == "numbers" and p not in spec.units]
+    banks = [AnchorBank(a) for a in find_anchors(schema, numbers)]
+    for bank in banks:
+        for question, answer in pairs:
+            bank.learn(question, answer)
+        bank.judged = judge(bank, pairs[:JUDGED_EXAMPLES])
+    return banks

@@ -30,7 +30,8 @@ from .validation import JSONSchemaValidator, OutputValidator, PydanticValidator
 from .grounding import request_body
 from .infer import infer
 from .overrides import OverrideStore
-from .anchors import JUDGED_EXAMPLES, AnchorBank, find_anchors, judge
+from .anchors import learnt_anchors
+from .slots import learnt_slots
 from .votes import mine_cues
 from .mechanisms import Declarative, Flags
 from .paths import Path as FieldPath, inline_refs
@@ -109,6 +110,7 @@ class Domain(BaseModel):
     cues: dict[Any, Any] = Field(default_factory=dict)  # votes.mine_cues: words of the examples that go with a value
     plain_steps: Any = None  # (split, rule, bank) of the per-clause vote with the Python hooks off
     anchors: list[Any] = Field(default_factory=list)  # anchors.AnchorBank per anchored list, judged at load
+    slots: Any = None  # slots.SlotBank: which number or word fills which grounded field, judged at load
     _shown: Any = PrivateAttr(default=None)  # the schema shown to the model, derived fields hidden
 
     @property
@@ -197,24 +199,14 @@ def load_domain(path: Path, *, override: dict[str, Any] | None = None) -> Domain
     cues = mine_cues([(e.question, e.answer) for e in examples],
                      [p for p, v in decl_spec.vote.items() if not v.per_clause]) if decl_spec.vote else {}
     steps = _load_steps(spec, declarative, path, spec_path, lines, examples)
-    anchors = _anchors(declarative, examples) if validator is not None else []
+    pairs = [(request_body(e.question, decl_spec.context), e.answer) for e in examples]
+    anchors = learnt_anchors(declarative.schema, decl_spec, pairs) if validator is not None else []
+    slots = learnt_slots(decl_spec, pairs) if validator is not None else None
     check_variants(spec.variants, domain_dir=path, spec_path=spec_path, text=text)
     return Domain(name=path.name, path=path, spec=spec, examples=examples, negatives=negatives, validator=validator,
                   step_bank=steps.bank, split=steps.split, step_rule=steps.rule, steps_path=steps.path,
-                  declarative=declarative, inferred=inferred, cues=cues, plain_steps=steps.plain, anchors=anchors)
-
-
-def _anchors(declarative: Declarative, examples: list[CuratedExample]) -> list[AnchorBank]:
-    """The anchored lists (domains/anchors.py), each learnt from the examples and judged on them."""
-    spec = declarative.spec
-    numbers = [p for p, g in spec.ground.items() if g.source == "numbers" and p not in spec.units]
-    banks = [AnchorBank(a) for a in find_anchors(declarative.schema, numbers)]
-    pairs = [(request_body(e.question, spec.context), e.answer) for e in examples]
-    for bank in banks:
-        for question, answer in pairs:
-            bank.learn(question, answer)
-        bank.judged = judge(bank, pairs[:JUDGED_EXAMPLES])
-    return banks
+                  declarative=declarative, inferred=inferred, cues=cues, plain_steps=steps.plain, anchors=anchors,
+                  slots=slots)
 
 
 def _parse_yaml(spec_path: Path, text: str) -> Any:

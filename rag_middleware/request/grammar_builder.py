@@ -46,6 +46,16 @@ def anchored(domain: Domain, question: str, voters: list[Neighbour]) -> list[dic
     return out
 
 
+def slotted(domain: Domain, question: str, voters: list[Neighbour]) -> list[dict[str, Any]]:
+    """The slot fields' sure picks (domains/slots.py), from the examples and the reviewed neighbours'
+    questions; a field whose picks proved wrong on the examples is left to grounding alone."""
+    context = domain.declarative.spec.context
+    reviewed = [(request_body(n.question, context), n.answer) for n in voters if n.reviewed and n.question]
+    judged = domain.slots.judged
+    return [r for r in domain.slots.vote(request_body(question, context), extra=reviewed)
+            if judged.get(r["path"], {}).get("reliable")]
+
+
 class GrammarBuilder:
     def __init__(self, *, embedder: CachedEmbedder) -> None:
         self.embedder = embedder
@@ -80,8 +90,10 @@ class GrammarBuilder:
                                 question=request_body(question, spec.context),
                                 context=domain.declarative.context(question))
             votes = gate(votes, reliability)
-        if switches.vote and domain.anchors:
+        if switches.vote and switches.ground and domain.anchors:  # they choose among grounded values
             votes += anchored(domain, question, voters)
+        if switches.vote and switches.ground and domain.slots is not None:
+            votes += slotted(domain, question, voters)
         notes: list[str] = []
         schema = domain.grammar_schema(question, steps=steps, flags=switches, votes=votes, notes=notes)
         return Grammar(schema=schema, steps=steps, votes=votes, notes=notes)

@@ -1,0 +1,173 @@
+"""Slots: which number or word of the request fills which grounded field, learnt from the words around it.
+
+Grounding admits every number (or word) the request states, and a small model often picks the wrong one or
+none: ``limit`` left null in "show me 5 flats", ``city`` null in "villas in Nice". The examples say which
+mention fills which field: in every example question, each number mention (for fields grounded in
+``numbers``) and each word or capitalised phrase (for fields grounded in ``words``) is a window of words,
+labelled with the fields whose value it is (or none). A request's mentions are labelled by their nearest
+windows; when exactly one value is surely a field's, the grammar admits only that value (not even null).
+
+Fields with time units (the number is converted) are not slots. Leave-one-out on the examples judges each
+field; a field whose sure picks were right less than RELIABLE of the time is left to grounding alone.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from .anchors import JUDGED_EXAMPLES, Mention, mentions, window
+from .paths import Path, values_at
+from .votes import _STOP
+
+__all__ = ["SlotBank", "judge_slots", "learnt_slots", "slot_paths", "word_mentions"]
+
+RELIABLE = 0.7
+_CANDIDATE = re.compile(r"[A-Z][\w'-]*(?:[ -][A-Z][\w'-]*)*|[a-z][\w'-]*")
+
+
+def word_mentions(text: str) -> list[tuple[str, Mention]]:
+    """Words and capitalised runs ('Salt Lake City' whole, and each word of it) with their places."""
+    out = []
+    for match in _CANDIDATE.finditer(text):
+        out.append((match.group(0), Mention(0, match.start(), match.end())))
+        if " " in match.group(0) or "-" in match.group(0):
+            for part in re.finditer(r"[A-Za-z][\w']*", match.group(0)):
+                start = match.start() + part.start()
+                out.append((part.group(0), Mention(0, start, start + len(part.group(0)))))
+    return out
+
+
+def _features(text: str, mention: Mention, word: str | None) -> frozenset[str]:
+    own = window(text, mention)
+    if word is None:
+        return own
+    shape = {"S:cap"} if word[:1].isupper() else set()
+    return own | shape | ({"S:multi"} if " " in word else set()) | {f"W:{word.lower()}"}
+
+
+@dataclass
+class SlotBank:
+    """Labelled windows of a domain's slot fields: ``paths`` grounded in numbers or in words."""
+
+    numbers: tuple[Path, ...]
+    words: tuple[Path, ...]
+    k: int = 5
+    margin: float = 0.6
+    windows: dict[str, list[tuple[frozenset[str], frozenset[Path]]]] = field(
+        default_factory=lambda: {"numbers": [], "words": []})
+    judged: dict[str, Any] = field(default_factory=dict)
+    _indexes: dict[str, tuple[int, dict[str, list[int]]]] = field(default_factory=dict, repr=False)
+
+    def candidates(self, question: str, kind: str) -> list[tuple[Any, frozenset[str]]]:
+        if kind == "numbers":
+            return [(m.value, _features(question, m, None)) for m in mentions(question)]
+        return [(w, _features(question, m, w)) for w, m in word_mentions(question) if w.lower() not in _STOP]
+
+    def _index(self, kind: str) -> dict[str, list[int]]:
+        cached = self._indexes.get(kind)
+        if cached is None or cached[0] != len(self.windows[kind]):
+            cached = (len(self.windows[kind]), _index(self.windows[kind]))
+            self._indexes[kind] = cached
+        return cached[1]
+
+    def learn(self, question: str, answer: Any) -> None:
+        for kind, paths in (("numbers", self.numbers), ("words", self.words)):
+            if not paths:
+                continue
+            wanted = {p: values_at(answer, p) for p in paths}
+            for value, feats in self.candidates(question, kind):
+                labels = frozenset(p for p, found in wanted.items() if found and _same(found[0], value))
+                self.windows[kind].append((feats, labels))
+
+    def vote(self, question: str, *, extra: list[tuple[str, Any]] = ()) -> list[dict[str, Any]]:
+        """One record per field with a sure pick: ``allowed`` that one value. ``extra``: (question, answer)
+        of reviewed answers, learnt for this request too."""
+        banks = self.windows
+        if extra:
+            more = SlotBank(self.numbers, self.words, self.k, self.margin)
+            for q, a in extra:
+                more.learn(q, a)
+            banks = {kind: self.windows[kind] + more.windows[kind] for kind in self.windows}
+        picks: dict[Path, list[tuple[Any, float]]] = {}
+        for kind, paths in (("numbers", self.numbers), ("words", self.words)):
+            bank = banks[kind]
+            index = self._index(kind) if bank is self.windows[kind] else _index(bank)
+            for value, feats in self.candidates(question, kind) if paths and bank else []:
+                ranked = _nearest(feats, bank, index, self.k)
+                total = sum(s for s, _ in ranked)
+                for path in paths:
+                    share = sum(s for s, labels in ranked if path in labels) / total if total else 0.0
+                    if share >= self.margin:
+                        picks.setdefault(path, []).append((value, share))
+        out = []
+        for path, found in picks.items():
+            values = list(dict.fromkeys(v for v, _ in found))
+            if len(values) == 1:
+                share = max(s for _, s in found)
+                out.append({"path": "/" + "/".join(path), "allowed": values, "scores": {str(values[0]): share},
+                            "voters": [], "confident": True, "slot": True})
+        return out
+
+
+def _index(bank: list[tuple[frozenset[str], frozenset[Path]]]) -> dict[str, list[int]]:
+    index: dict[str, list[int]] = {}
+    for i, (feats, _) in enumerate(bank):
+        for f in feats:
+            index.setdefault(f, []).append(i)
+    return index
+
+
+def _nearest(feats: frozenset[str], bank: list[tuple[frozenset[str], frozenset[Path]]],
+             index: dict[str, list[int]], k: int) -> list[tuple[float, frozenset[Path]]]:
+    """The k windows with the largest word overlap (Jaccard), found through the feature index."""
+    shared: dict[int, int] = {}
+    for f in feats:
+        for i in index.get(f, ()):
+            shared[i] = shared.get(i, 0) + 1
+    scored = sorted((-c / (len(feats) + len(bank[i][0]) - c), i) for i, c in shared.items())[:k]
+    return [(-s, bank[i][1]) for s, i in scored]
+
+
+def _same(expected: Any, value: Any) -> bool:
+    if isinstance(expected, str) and isinstance(value, str):
+        return expected.casefold() == value.casefold()
+    return isinstance(expected, (int, float)) and not isinstance(expected, bool) and expected == value
+
+
+def judge_slots(bank: SlotBank, examples: list[tuple[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Leave-one-out on the examples: per field, how often a sure pick was the example's own value."""
+    stats: dict[Path, list[int]] = {p: [0, 0] for p in (*bank.numbers, *bank.words)}
+    for i, (question, answer) in enumerate(examples):
+        others = SlotBank(bank.numbers, bank.words, bank.k, bank.margin)
+        for j, (q, a) in enumerate(examples):
+            if j != i:
+                others.learn(q, a)
+        for record in others.vote(question):
+            path = tuple(record["path"].strip("/").split("/"))
+            found = values_at(answer, path)
+            stats[path][0] += 1
+            stats[path][1] += bool(found) and _same(found[0], record["allowed"][0])
+    return {"/" + "/".join(p): {"narrowed": n, "right": r, "precision": round(r / n, 3) if n else 0.0,
+                                "reliable": n >= 3 and r / n >= RELIABLE} for p, (n, r) in stats.items()}
+
+
+def slot_paths(spec: Any) -> tuple[tuple[Path, ...], tuple[Path, ...]]:
+    """The fields a domain's slots cover: grounded in numbers (without units) or in words, not in a list."""
+    numbers = tuple(p for p, g in spec.ground.items() if g.source == "numbers" and p not in spec.units
+                    and "*" not in p)
+    words = tuple(p for p, g in spec.ground.items() if g.source == "words" and "*" not in p)
+    return numbers, words
+
+
+def learnt_slots(spec: Any, pairs: list[tuple[str, Any]]) -> SlotBank | None:
+    """A domain's slot fields, learnt from its examples (``(request body, answer)``) and judged on them."""
+    numbers, words = slot_paths(spec)
+    if not (numbers or words):
+        return None
+    bank = SlotBank(numbers, words)
+    for question, answer in pairs:
+        bank.learn(question, answer)
+    bank.judged = judge_slots(bank, pairs[:JUDGED_EXAMPLES])
+    return bank
