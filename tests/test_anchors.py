@@ -119,3 +119,12 @@ def test_a_number_the_list_takes_is_no_other_fields_value():
     assert "/limit: [3, 1500] taken by /filters" in notes
     loose, _ = Declarative(spec, SCHEMA).grammar(SCHEMA, request, flags=Switches(), votes=[])
     assert loose["properties"]["limit"] == {"enum": [4, 3, 1500, None]}
+
+
+def test_the_plan_reads_in_one_line_in_explain_and_the_replay_report():
+    from rag_middleware.analytics.report_items import explain
+    from rag_middleware.domains.anchors import describe
+
+    vote = bank().vote("flats with at least 3 bedrooms; zzz zzz zzz 9 qqq qqq qqq")
+    assert describe(vote) == "one item per number: 3: field bedrooms, op gte; 9 (optional)"
+    assert explain({"votes": [vote]}) == [f"vote /filters: {describe(vote)}"]

@@ -26,6 +26,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from ..domains.anchors import describe
+
 __all__ = [
     "ItemResult", "diff_values", "failing_items", "failing_items_html", "failing_items_md", "items_from_replay",
 ]
@@ -127,7 +129,9 @@ def explain(row: dict[str, Any]) -> list[str]:
     lines = []
     for vote in row.get("votes") or []:
         scores = ", ".join(f"{k} {v:.2f}" for k, v in list((vote.get("scores") or {}).items())[:4])
-        if vote.get("rule"):
+        if vote.get("items") is not None:
+            decided = describe(vote)
+        elif vote.get("rule"):
             decided = f"rule {vote['rule']!r}"
         elif vote.get("allowed"):
             decided = f"admitted {', '.join(map(str, vote['allowed']))}"

@@ -8,6 +8,7 @@ from typing import Any
 from rich.panel import Panel
 from rich.table import Table
 
+from ..domains.anchors import describe
 from ..records import Attempt, SelectedExample
 from .context import console
 
@@ -65,7 +66,8 @@ def show_decisions(attempt: Attempt) -> None:
         for v in attempt.votes:
             voters = ", ".join(f"{x['id']}={x['value']} ({x['similarity']:.2f}, {x['weight']:.2f}"
                                f"{', reviewed' if x.get('reviewed') else ''})" for x in v.get("voters", [])[:5])
-            admitted = ", ".join(map(str, v.get("allowed") or [])) or f"(open: {v.get('reason', '')})"
+            admitted = (describe(v) if v.get("items") is not None
+                        else ", ".join(map(str, v.get("allowed") or [])) or f"(open: {v.get('reason', '')})")
             scores = ", ".join(f"{k} {s:.2f}" for k, s in v.get("scores", {}).items())
             table.add_row(v["path"], admitted, scores, voters)
         console.print(table)

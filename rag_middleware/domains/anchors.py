@@ -24,7 +24,8 @@ from typing import Any
 from . import grounding
 from .paths import Path, values_at
 
-__all__ = ["JUDGED_EXAMPLES", "Anchor", "AnchorBank", "find_anchors", "judge", "learnt_anchors", "mentions"]
+__all__ = ["JUDGED_EXAMPLES", "Anchor", "AnchorBank", "find_anchors", "describe", "judge", "learnt_anchors",
+           "mentions"]
 
 JUDGED_EXAMPLES = 300  # leave-one-out is quadratic: the first this many examples judge a list
 WINDOW = 3  # words each side of a number
@@ -247,3 +248,13 @@ def learnt_anchors(schema: dict[str, Any], spec: Any, pairs: list[tuple[str, Any
             bank.learn(question, answer)
         bank.judged = judge(bank, pairs[:JUDGED_EXAMPLES])
     return banks
+
+
+def describe(vote: dict[str, Any]) -> str:
+    """An anchored list's plan in one line: each position's number and admitted labels (for --explain and the
+    replay report)."""
+    def one(item: dict[str, Any]) -> str:
+        labels = ", ".join(f"{k} {'|'.join(v)}" for k, v in item["labels"].items() if v)
+        return f"{item['value']}{' (optional)' if item.get('optional') else ''}{': ' + labels if labels else ''}"
+
+    return "one item per number: " + ("; ".join(one(i) for i in vote["items"]) or "no item")
