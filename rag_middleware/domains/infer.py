@@ -8,7 +8,8 @@ What a domain author would declare, the examples often already show:
   field's name or description gives: ``window_minutes``, "in days") is **grounded** in the request's numbers;
 - a free string field whose values are copied from the questions is **grounded** in the request's words;
 - every other enum or boolean field, at the top level or in an object (``/sort/order``), not in a list item,
-  is **voted** on by the nearest examples (a confident vote narrows the grammar; an unsure one changes nothing).
+  is **voted** on by the nearest examples (a confident vote narrows the grammar; an unsure one changes nothing),
+  and so is whether an optional top-level object (a sort, an aggregate) is set or null.
 
 Declared sections always win; each inference is listed (``domains check`` and the load notes show them).
 """
@@ -117,6 +118,7 @@ def infer(spec: DeclarativeSpec, schema: dict[str, Any], examples: list[tuple[st
             if hits >= MIN_SHARE * len(seen):
                 spec.ground[path] = GroundSpec(source="words")
                 notes.append(f"/{'/'.join(path)}: grounded in the request's words")
+    _presence(spec, schema, examples, declared, notes)
     # enum fields of objects (not of list items, which have no one value per answer) are voted on as well
     nested = [(p, n) for p, n in leaves if len(p) > 1 and "*" not in p and p not in declared]
     for path, node in top + nested:
@@ -129,6 +131,20 @@ def infer(spec: DeclarativeSpec, schema: dict[str, Any], examples: list[tuple[st
             spec.vote[path] = VoteSpec(k=7, margin=0.7)
             notes.append(f"/{'/'.join(path)}: voted by the nearest examples")
     return notes
+
+
+def _presence(spec: DeclarativeSpec, schema: dict[str, Any], examples: list[tuple[str, Any]], declared: set[Path],
+              notes: list[str]) -> None:
+    """An optional top-level object (a sort, an aggregate) that the examples both set and leave null: whether
+    it is set is voted on."""
+    for name, node in (schema.get("properties") or {}).items():
+        path = (name,)
+        if not isinstance(node, dict) or path in declared or not {"object", "null"} <= _types(node):
+            continue
+        found = [v for _, a in examples for v in values_at(a, path)]
+        if None in found and any(isinstance(v, dict) for v in found):
+            spec.vote[path] = VoteSpec(k=7, margin=0.7, presence=True)
+            notes.append(f"/{name}: whether it is set voted by the nearest examples")
 
 
 def _derive(spec: DeclarativeSpec, top: list[tuple[Path, dict[str, Any]]], examples: list[tuple[str, Any]],

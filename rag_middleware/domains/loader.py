@@ -197,7 +197,7 @@ def load_domain(path: Path, *, override: dict[str, Any] | None = None) -> Domain
     declarative = Declarative(decl_spec, validator.json_schema() if validator is not None else None)
     _check_declared(declarative, path, examples, negatives)
     cues = mine_cues([(e.question, e.answer) for e in examples],
-                     [p for p, v in decl_spec.vote.items() if not v.per_clause]) if decl_spec.vote else {}
+                     {p: v for p, v in decl_spec.vote.items() if not v.per_clause}) if decl_spec.vote else {}
     steps = _load_steps(spec, declarative, path, spec_path, lines, examples)
     pairs = [(request_body(e.question, decl_spec.context), e.answer) for e in examples]
     anchors = learnt_anchors(declarative.schema, decl_spec, pairs) if validator is not None else []

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 from . import grounding
 from .narrowing import (ANNOTATION, annotated, fix_items, ground_annotated_node, ground_node, narrowed_copy, nullable,
-                        replace_node, restrict, strip_annotations, types_of)
+                        replace_node, restrict, set_or_null, strip_annotations, types_of)
 from .paths import MISSING, Path, inline_refs, parent_objects, schema_nodes, set_at, values_at
 from .spec import BUILTIN_SOURCES, DeclarativeSpec
 
@@ -385,7 +385,8 @@ def _apply_votes(schema: dict[str, Any], votes: list[dict[str, Any]], notes: lis
         if not vote.get("allowed"):
             continue
         nodes = schema_nodes(schema, tuple(vote["path"].strip("/").split("/")))
-        narrowed = [(n, restrict(n, vote["allowed"])) for n in nodes]
+        narrow = set_or_null if vote.get("presence") else restrict
+        narrowed = [(n, narrow(n, vote["allowed"])) for n in nodes]
         if nodes and all(new is not None for _, new in narrowed):
             for node, new in narrowed:
                 replace_node(node, new)  # type: ignore[arg-type]

@@ -16,7 +16,7 @@ from typing import Any
 from .paths import Path, schema_nodes
 
 __all__ = ["ANNOTATION", "annotated", "ground_node", "narrowed_copy", "nullable", "replace_node", "restrict",
-           "strip_annotations", "types_of"]
+           "set_or_null", "strip_annotations", "types_of"]
 
 ANNOTATION = "x-ground"
 
@@ -168,3 +168,22 @@ def fix_items(array: dict[str, Any], value: Path, items: list[dict[str, Any]]) -
     required = sum(not plan.get("optional") for plan in items)
     array.update({"prefixItems": out, "items": False, "minItems": required, "maxItems": len(out)})
     return True
+
+
+def set_or_null(node: dict[str, Any], allowed: list[str]) -> dict[str, Any] | None:
+    """A copy of a nullable node that admits only null (``["null"]``) or only its other values (``["set"]``);
+    None when both are allowed or the node cannot be narrowed so."""
+    if set(allowed) == {"null"}:
+        return {"type": "null"}
+    if set(allowed) != {"set"}:
+        return None
+    for key in ("anyOf", "oneOf"):
+        if isinstance(node.get(key), list):
+            kept = [b for b in node[key] if not (isinstance(b, dict) and b.get("type") == "null")]
+            if not kept or len(kept) == len(node[key]):
+                return None
+            rest = {k: v for k, v in node.items() if k != key}
+            return {**rest, **copy.deepcopy(kept[0])} if len(kept) == 1 else {**rest, key: copy.deepcopy(kept)}
+    if isinstance(node.get("type"), list) and "null" in node["type"]:
+        return {**copy.deepcopy(node), "type": [t for t in node["type"] if t != "null"]}
+    return None

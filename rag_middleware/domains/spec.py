@@ -127,6 +127,7 @@ class VoteSpec(BaseModel):
     min_similarity: float = Field(0.3, ge=-1.0, le=1.0)
     temperature: float = Field(0.1, gt=0.0, le=10.0, description="similarity softness: lower trusts the nearest more")
     per_clause: bool = False
+    presence: bool = False  # vote on whether the field is set or null (an optional object), not on its value
     rules: list[RuleSpec] = Field(default_factory=list)
     bank: str | None = None  # per_clause: a jsonl of {text, label}
     split: str | SplitSpec | None = None  # per_clause: {breaks, drop, lead} regexes, or file.py:function(request)

@@ -20,7 +20,7 @@ from typing import Any
 from .paths import Path, values_at
 from .spec import VoteSpec
 
-__all__ = ["Neighbour", "field_votes", "mine_cues", "scaled", "REVIEWED_STATUSES"]
+__all__ = ["Neighbour", "field_votes", "labels_at", "mine_cues", "scaled", "REVIEWED_STATUSES"]
 
 REVIEWED_STATUSES = ("approved",)  # approved and edited answers (an edit is stored approved)
 
@@ -43,6 +43,18 @@ def label_of(value: Any) -> str | None:
     if isinstance(value, bool) or value is None or isinstance(value, (int, float)):
         return json.dumps(value)
     return None
+
+
+PRESENT, ABSENT = "set", "null"
+
+
+def labels_at(answer: Any, path: Path, presence: bool = False) -> list[str]:
+    """The vote labels of the values at a path: each value's label, or with ``presence`` whether it is set
+    (an object, a list) or null. A path missing from the answer has none."""
+    found = values_at(answer, path) if answer is not None else []
+    if presence:
+        return [ABSENT if v is None else PRESENT for v in found]
+    return [lab for v in found if (lab := label_of(v)) is not None]
 
 
 def parse_answer(text: str) -> Any:
@@ -77,9 +89,8 @@ def _terms(text: str) -> set[str]:
     return singles | pairs
 
 
-def _cue_counts(examples: list[tuple[str, Any]], paths: list[Path]) -> tuple[list[set[str]], Counter[str],
-                                                                                dict[Path, dict[str, Counter[str]]],
-                                                                                list[dict[Path, str]]]:
+def _cue_counts(examples: list[tuple[str, Any]], paths: list[Path], presence: set[Path] | frozenset[Path] = frozenset()
+                ) -> tuple[list[set[str]], Counter[str], dict[Path, dict[str, Counter[str]]], list[dict[Path, str]]]:
     term_sets = [_terms(q) for q, _ in examples]
     seen = Counter(t for terms in term_sets for t in terms)
     labels: list[dict[Path, str]] = []
@@ -87,10 +98,10 @@ def _cue_counts(examples: list[tuple[str, Any]], paths: list[Path]) -> tuple[lis
     for terms, (_, answer) in zip(term_sets, examples, strict=True):
         mine: dict[Path, str] = {}
         for path in paths:
-            found = [v for v in values_at(answer, path) if label_of(v) is not None]
+            found = labels_at(answer, path, path in presence)
             if len(found) != 1:
                 continue
-            mine[path] = label_of(found[0])  # type: ignore[assignment]
+            mine[path] = found[0]
             for t in terms:
                 by_path[path].setdefault(t, Counter())[mine[path]] += 1
         labels.append(mine)
@@ -116,13 +127,15 @@ def _select_cues(by_term: dict[str, Counter[str]], seen: Counter[str], n: int,
     return cues
 
 
-def mine_cues(examples: list[tuple[str, Any]], paths: list[Path]) -> dict[Path, dict[str, tuple[str, float]]]:
+def mine_cues(examples: list[tuple[str, Any]], paths: list[Path] | dict[Path, VoteSpec]
+              ) -> dict[Path, dict[str, tuple[str, float]]]:
     """Words and word pairs of the example questions that go with one value of a voted field:
     ``{path: {term: (value label, strength)}}``. A term is a cue when at least CUE_MIN examples hold it, at
     least CUE_PURITY of them carry the same value, and it is not a word most examples share."""
     if len(examples) < 4:
         return {}
-    _, seen, by_path, _ = _cue_counts(examples, paths)
+    presence = {p for p, spec in paths.items() if spec.presence} if isinstance(paths, dict) else set()
+    _, seen, by_path, _ = _cue_counts(examples, list(paths), presence)
     return {path: _select_cues(by_path[path], seen, len(examples)) for path in paths}
 
 
@@ -149,13 +162,14 @@ def field_votes(neighbours: list[Neighbour], specs: dict[Path, VoteSpec], *,
         for n in ranked:
             if n.similarity < spec.min_similarity:
                 break
-            found = [v for v in values_at(n.answer, path) if label_of(v) is not None] if n.answer is not None else []
+            found = labels_at(n.answer, path, spec.presence)
             if len(found) == 1:
-                originals[label_of(found[0])] = found[0]  # type: ignore[index]
-                voters.append((n, label_of(found[0])))
+                originals[found[0]] = found[0] if spec.presence else values_at(n.answer, path)[0]
+                voters.append((n, found[0]))
             if len(voters) >= spec.k:
                 break
-        record: dict[str, Any] = {"path": shown, "allowed": [], "scores": {}, "voters": [], "confident": False}
+        record: dict[str, Any] = {"path": shown, "allowed": [], "scores": {}, "voters": [], "confident": False,
+                                  **({"presence": True} if spec.presence else {})}
         found_cues = [(t, *cues[path][t]) for t in sorted(terms) if t in (cues or {}).get(path, {})]
         if found_cues:
             record["cues"] = [{"term": t, "value": label, "weight": w} for t, label, w in found_cues]
@@ -219,6 +233,8 @@ def decide_by_rule(spec: VoteSpec, text: str, context: dict[str, list[str]]) -> 
 
 def _unlabel(label: str, spec: VoteSpec) -> Any:
     """A cue's label back to its value (labels of non-strings are JSON)."""
+    if spec.presence:
+        return label
     if label in ("true", "false", "null"):
         return json.loads(label)
     return label
@@ -260,7 +276,8 @@ def reliability(examples: list[tuple[str, str, Any]], vectors: Any, specs: dict[
     if not paths or len(examples) < 5:
         return out
     sims = vectors @ vectors.T
-    term_sets, seen, by_path, labels = _cue_counts([(q, a) for _, q, a in examples], list(paths))
+    term_sets, seen, by_path, labels = _cue_counts([(q, a) for _, q, a in examples], list(paths),
+                                                   {p for p, spec in paths.items() if spec.presence})
     tallies = {scale: {p: [0, 0, 0] for p in paths} for scale in CUE_SCALES}  # narrowed, right, winner right
     judged = dict.fromkeys(paths, 0)  # examples with a value at the path
     for i, (_, question, answer) in enumerate(examples):
@@ -270,20 +287,21 @@ def reliability(examples: list[tuple[str, str, Any]], vectors: Any, specs: dict[
                 for p in paths}
         text = body(question) if body is not None else question
         for path in paths:
-            judged[path] += bool(values_at(answer, path))
+            judged[path] += bool(labels_at(answer, path, paths[path].presence))
         for scale, stats in tallies.items():
             weighted = {p: {t: (label, w * scale) for t, (label, w) in c.items()} for p, c in cues.items()}
             for record in field_votes(neighbours, paths, cues=weighted, question=text):
                 if record.get("rule"):
                     continue
                 path = tuple(record["path"].strip("/").split("/"))
-                truth = [label_of(v) for v in values_at(answer, path)]
+                truth = labels_at(answer, path, paths[path].presence)
                 if not truth:
                     continue  # no value there (a null object): nothing to judge
                 stats[path][2] += next(iter(record.get("scores", {})), None) == truth[0]
                 if record.get("allowed"):
                     stats[path][0] += 1
-                    stats[path][1] += values_at(answer, path)[0] in record["allowed"]
+                    stats[path][1] += truth[0] in [label_of(a) if not paths[path].presence else a
+                                                   for a in record["allowed"]]
     for path in paths:
         scale = max(CUE_SCALES, key=lambda s: (tallies[s][path][2], -s))
         narrowed, right, winners = tallies[scale][path]

@@ -16,8 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..domains.paths import values_at
-from ..domains.votes import label_of as _label
+from ..domains.votes import labels_at
 
 __all__ = ["confidence"]
 
@@ -30,8 +29,8 @@ def agreement(output: Any, votes: list[dict[str, Any]]) -> float | None:
         if not vote.get("scores"):
             continue
         path = tuple(vote["path"].strip("/").split("/"))
-        found = values_at(output, path)
-        label = _label(found[0]) if len(found) == 1 else None
+        found = labels_at(output, path, bool(vote.get("presence")))
+        label = found[0] if len(found) == 1 else None
         shares.append(float(vote["scores"].get(label, 0.0)) if label is not None else 0.0)
     return sum(shares) / len(shares) if shares else None
 
