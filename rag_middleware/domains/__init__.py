@@ -5,6 +5,7 @@
 - ``grounding``: facts taken from the request (contexts, numbers, units, words, pattern matches);
 - ``mechanisms``: the grammar narrowed per request, the answer hardened and its derived fields filled;
 - ``votes``: neighbours vote on a field's value; ``narrowing``: a schema node cut down to allowed values;
+- ``anchors``: one list item per number the request states; ``slots``: which mention fills which field;
 - ``paths``: ``/a/*/b`` paths into answers and schemas;
 - ``clauses``: per-clause labels (a list's item types voted clause by clause, steering the grammar);
 - ``validation``: JSON extraction and the check of an answer against the domain's model;
