@@ -149,7 +149,7 @@ def start(project):
             data_dir=project / f"data{len(stacks)}", knowledge_base=project / "knowledge_base",
             prompts_dir=project / "prompts", retry={"backoff_initial": 0.0, "backoff_max": 0.0,
                                                     "connect_timeout": 2.0},
-            llm=llm, server={"upstream": upstream, **server},
+            llm=llm, server={"upstream": upstream, "warm": False, **server},  # timing tests: no warm-up beside
         )
         mw = Middleware(settings, backend=backend, embedder=HashEmbedder(), token_counter=ApproxTokenCounter())
         try:

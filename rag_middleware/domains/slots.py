@@ -139,11 +139,15 @@ def _same(expected: Any, value: Any) -> bool:
 def judge_slots(bank: SlotBank, examples: list[tuple[str, Any]]) -> dict[str, dict[str, Any]]:
     """Leave-one-out on the examples: per field, how often a sure pick was the example's own value."""
     stats: dict[Path, list[int]] = {p: [0, 0] for p in (*bank.numbers, *bank.words)}
+    each = []  # every example's windows, made once
+    for question, answer in examples:
+        one = SlotBank(bank.numbers, bank.words)
+        one.learn(question, answer)
+        each.append(one.windows)
     for i, (question, answer) in enumerate(examples):
         others = SlotBank(bank.numbers, bank.words, bank.k, bank.margin)
-        for j, (q, a) in enumerate(examples):
-            if j != i:
-                others.learn(q, a)
+        for kind in others.windows:
+            others.windows[kind] = [w for j, mine in enumerate(each) if j != i for w in mine[kind]]
         for record in others.vote(question):
             path = tuple(record["path"].strip("/").split("/"))
             found = values_at(answer, path)
