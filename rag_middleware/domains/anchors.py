@@ -24,8 +24,8 @@ from typing import Any
 from . import grounding
 from .paths import Path, values_at
 
-__all__ = ["JUDGED_EXAMPLES", "Anchor", "AnchorBank", "find_anchors", "describe", "judge", "learnt_anchors",
-           "mentions"]
+__all__ = ["JUDGED_EXAMPLES", "Anchor", "AnchorBank", "WindowIndex", "describe", "find_anchors", "judge",
+           "learnt_anchors", "mentions"]
 
 JUDGED_EXAMPLES = 300  # leave-one-out is quadratic: the first this many examples judge a list
 WINDOW = 3  # words each side of a number
@@ -64,10 +64,28 @@ def window(text: str, mention: Mention) -> frozenset[str]:
     return frozenset(out)
 
 
-def _similarity(a: frozenset[str], b: frozenset[str]) -> float:
-    if not a or not b:
-        return 0.0
-    return len(a & b) / len(a | b)
+class WindowIndex:
+    """Labelled windows (feature sets) with an inverted index: the nearest ones by word overlap (Jaccard) are
+    found among the windows that share a feature, not by a scan of all. Rebuilt when windows were added."""
+
+    def __init__(self) -> None:
+        self._index: dict[str, list[int]] = {}
+        self._size = 0
+
+    def nearest(self, own: frozenset[str], windows: list[frozenset[str]]) -> list[tuple[float, int]]:
+        """(similarity, position) of every window sharing a feature with ``own``, nearest first (ties: the
+        earlier window first)."""
+        if self._size != len(windows):
+            self._index = {}
+            for i, feats in enumerate(windows):
+                for f in feats:
+                    self._index.setdefault(f, []).append(i)
+            self._size = len(windows)
+        shared: dict[int, int] = {}
+        for f in own:
+            for i in self._index.get(f, ()):
+                shared[i] = shared.get(i, 0) + 1
+        return [(-s, i) for s, i in sorted((-c / (len(own) + len(windows[i]) - c), i) for i, c in shared.items())]
 
 
 @dataclass(frozen=True)
@@ -128,6 +146,7 @@ class AnchorBank:
     k: int = 5
     margin: float = 0.6
     judged: dict[str, Any] = field(default_factory=dict)  # judge() on the examples
+    _index: WindowIndex = field(default_factory=WindowIndex, repr=False)
 
     def learn(self, question: str, answer: Any, weight: float = 1.0) -> None:
         """Label every number mention of a question by the item that carries it (none if no item does). A
@@ -174,9 +193,9 @@ class AnchorBank:
         return record
 
     def _nearest(self, own: frozenset[str], items_only: bool) -> list[tuple[float, Any, float]]:
-        scored = [(_similarity(own, w), labels, weight) for w, labels, weight in self.windows
-                  if not items_only or labels is not None]
-        return [r for r in sorted(scored, key=lambda x: -x[0])[: self.k] if r[0] > 0]
+        found = self._index.nearest(own, [w for w, _, _ in self.windows])
+        ranked = [(sim, self.windows[i][1], self.windows[i][2]) for sim, i in found]
+        return [r for r in ranked if not items_only or r[1] is not None][: self.k]
 
     def _label(self, own: frozenset[str]) -> dict[str, Any]:
         ranked = self._nearest(own, items_only=False)

@@ -125,7 +125,8 @@ class Declarative:
         if steps and steps_path:
             self._per_position(schema, steps_path, steps, notes)
         self._bound(schema, harden=getattr(flags, "harden", True))
-        return strip_annotations(schema), list(dict.fromkeys(notes))
+        # grounding took every annotation off as it read it; with grounding off they are still there
+        return (schema if flags.ground else strip_annotations(schema)), list(dict.fromkeys(notes))
 
     def _unask_derived(self, schema: dict[str, Any], notes: list[str]) -> None:
         """Derived fields leave the grammar: the core fills them in after generation."""
@@ -201,7 +202,7 @@ class Declarative:
                         if isinstance(target, dict) and isinstance(target.get("enum"), list) and spent & set(
                                 v for v in target["enum"] if v is not None):
                             kept = [v for v in target["enum"] if v is None or v not in spent]
-                            if any(v is not None for v in kept) or None in kept:
+                            if kept:
                                 target["enum"] = kept
                                 notes.append(f"{show_path(path)}: {sorted(spent)} taken by {vote['path']}")
 

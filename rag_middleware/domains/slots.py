@@ -17,7 +17,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from .anchors import JUDGED_EXAMPLES, Mention, mentions, window
+from .anchors import JUDGED_EXAMPLES, Mention, WindowIndex, mentions, window
 from .paths import Path, values_at
 from .votes import _STOP
 
@@ -58,19 +58,13 @@ class SlotBank:
     windows: dict[str, list[tuple[frozenset[str], frozenset[Path]]]] = field(
         default_factory=lambda: {"numbers": [], "words": []})
     judged: dict[str, Any] = field(default_factory=dict)
-    _indexes: dict[str, tuple[int, dict[str, list[int]]]] = field(default_factory=dict, repr=False)
+    _indexes: dict[str, WindowIndex] = field(default_factory=lambda: {"numbers": WindowIndex(),
+                                                                       "words": WindowIndex()}, repr=False)
 
     def candidates(self, question: str, kind: str) -> list[tuple[Any, frozenset[str]]]:
         if kind == "numbers":
             return [(m.value, _features(question, m, None)) for m in mentions(question)]
         return [(w, _features(question, m, w)) for w, m in word_mentions(question) if w.lower() not in _STOP]
-
-    def _index(self, kind: str) -> dict[str, list[int]]:
-        cached = self._indexes.get(kind)
-        if cached is None or cached[0] != len(self.windows[kind]):
-            cached = (len(self.windows[kind]), _index(self.windows[kind]))
-            self._indexes[kind] = cached
-        return cached[1]
 
     def learn(self, question: str, answer: Any) -> None:
         for kind, paths in (("numbers", self.numbers), ("words", self.words)):
@@ -93,9 +87,10 @@ class SlotBank:
         picks: dict[Path, list[tuple[Any, float]]] = {}
         for kind, paths in (("numbers", self.numbers), ("words", self.words)):
             bank = banks[kind]
-            index = self._index(kind) if bank is self.windows[kind] else _index(bank)
+            index = self._indexes[kind] if bank is self.windows[kind] else WindowIndex()
+            feature_sets = [w for w, _ in bank]
             for value, feats in self.candidates(question, kind) if paths and bank else []:
-                ranked = _nearest(feats, bank, index, self.k)
+                ranked = [(sim, bank[i][1]) for sim, i in index.nearest(feats, feature_sets)[: self.k]]
                 total = sum(s for s, _ in ranked)
                 for path in paths:
                     share = sum(s for s, labels in ranked if path in labels) / total if total else 0.0
@@ -109,25 +104,6 @@ class SlotBank:
                 out.append({"path": "/" + "/".join(path), "allowed": values, "scores": {str(values[0]): share},
                             "voters": [], "confident": True, "slot": True})
         return out
-
-
-def _index(bank: list[tuple[frozenset[str], frozenset[Path]]]) -> dict[str, list[int]]:
-    index: dict[str, list[int]] = {}
-    for i, (feats, _) in enumerate(bank):
-        for f in feats:
-            index.setdefault(f, []).append(i)
-    return index
-
-
-def _nearest(feats: frozenset[str], bank: list[tuple[frozenset[str], frozenset[Path]]],
-             index: dict[str, list[int]], k: int) -> list[tuple[float, frozenset[Path]]]:
-    """The k windows with the largest word overlap (Jaccard), found through the feature index."""
-    shared: dict[int, int] = {}
-    for f in feats:
-        for i in index.get(f, ()):
-            shared[i] = shared.get(i, 0) + 1
-    scored = sorted((-c / (len(feats) + len(bank[i][0]) - c), i) for i, c in shared.items())[:k]
-    return [(-s, bank[i][1]) for s, i in scored]
 
 
 def _same(expected: Any, value: Any) -> bool:

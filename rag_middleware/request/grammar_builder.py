@@ -27,16 +27,14 @@ class Grammar:
     notes: list[str] = field(default_factory=list)  # what the declarative mechanisms did to the grammar
 
 
-def anchored(domain: Domain, question: str, voters: list[Neighbour]) -> list[dict[str, Any]]:
+def anchored(domain: Domain, question: str, reviewed: list[tuple[str, Any, float]],
+             strong: bool) -> list[dict[str, Any]]:
     """Each anchored list's plan (domains/anchors.py), learnt from the examples and the reviewed neighbours'
     questions. A list whose plans proved wrong on the examples is left to the model, unless a reviewed answer
-    to a near-identical question took part."""
-    context = domain.declarative.spec.context
-    reviewed = [(request_body(n.question, context), n.answer, n.trust) for n in voters if n.reviewed and n.question]
-    strong = any(n.reviewed and n.near_identical for n in voters)
+    to a near-identical question took part (``strong``)."""
     out = []
     for bank in domain.anchors:
-        record = bank.vote(request_body(question, context), extra=reviewed)
+        record = bank.vote(question, extra=reviewed)
         judged = bank.judged
         if record.get("items") is not None and judged and not judged.get("reliable") and not strong:
             record = {**record, "confident": False, "reason": f"plans were right {judged['right']} of "
@@ -46,13 +44,11 @@ def anchored(domain: Domain, question: str, voters: list[Neighbour]) -> list[dic
     return out
 
 
-def slotted(domain: Domain, question: str, voters: list[Neighbour]) -> list[dict[str, Any]]:
+def slotted(domain: Domain, question: str, reviewed: list[tuple[str, Any, float]]) -> list[dict[str, Any]]:
     """The slot fields' sure picks (domains/slots.py), from the examples and the reviewed neighbours'
     questions; a field whose picks proved wrong on the examples is left to grounding alone."""
-    context = domain.declarative.spec.context
-    reviewed = [(request_body(n.question, context), n.answer) for n in voters if n.reviewed and n.question]
     judged = domain.slots.judged
-    return [r for r in domain.slots.vote(request_body(question, context), extra=reviewed)
+    return [r for r in domain.slots.vote(question, extra=[(q, a) for q, a, _ in reviewed])
             if judged.get(r["path"], {}).get("reliable")]
 
 
@@ -90,10 +86,14 @@ class GrammarBuilder:
                                 question=request_body(question, spec.context),
                                 context=domain.declarative.context(question))
             votes = gate(votes, reliability)
-        if switches.vote and switches.ground and domain.anchors:  # they choose among grounded values
-            votes += anchored(domain, question, voters)
-        if switches.vote and switches.ground and domain.slots is not None:
-            votes += slotted(domain, question, voters)
+        if switches.vote and switches.ground and (domain.anchors or domain.slots is not None):
+            # they choose among grounded values; reviewed neighbours' questions teach them too
+            context = domain.declarative.spec.context
+            reviewed = [(request_body(n.question, context), n.answer, n.trust) for n in voters
+                        if n.reviewed and n.question]
+            body = request_body(question, context)
+            votes += anchored(domain, body, reviewed, any(n.reviewed and n.near_identical for n in voters))
+            votes += slotted(domain, body, reviewed) if domain.slots is not None else []
         notes: list[str] = []
         schema = domain.grammar_schema(question, steps=steps, flags=switches, votes=votes, notes=notes)
         return Grammar(schema=schema, steps=steps, votes=votes, notes=notes)
