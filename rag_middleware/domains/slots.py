@@ -19,7 +19,7 @@ from typing import Any
 
 from .anchors import JUDGED_EXAMPLES, Mention, WindowIndex, mentions, window
 from .paths import Path, values_at
-from .votes import _STOP
+from .votes import STOP_WORDS
 
 __all__ = ["SlotBank", "judge_slots", "learnt_slots", "slot_paths", "word_mentions"]
 
@@ -64,7 +64,7 @@ class SlotBank:
     def candidates(self, question: str, kind: str) -> list[tuple[Any, frozenset[str]]]:
         if kind == "numbers":
             return [(m.value, _features(question, m, None)) for m in mentions(question)]
-        return [(w, _features(question, m, w)) for w, m in word_mentions(question) if w.lower() not in _STOP]
+        return [(w, _features(question, m, w)) for w, m in word_mentions(question) if w.lower() not in STOP_WORDS]
 
     def learn(self, question: str, answer: Any) -> None:
         for kind, paths in (("numbers", self.numbers), ("words", self.words)):

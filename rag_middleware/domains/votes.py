@@ -70,7 +70,7 @@ CUE_PURITY = 0.9  # share of those examples that must carry one value
 CUE_MAX_SHARE = 0.3  # a word in more of the examples than this says nothing
 
 
-_STOP = frozenset([
+STOP_WORDS = frozenset([  # words that name no value: never cues, never slot candidates
     "a", "an", "the", "and", "or", "but", "if", "then", "than", "so", "to", "of", "in", "on", "at", "by", "for",
     "with", "from", "into", "onto", "over", "under", "about", "as", "is", "are", "was", "were", "be", "been", "being",
     "am", "do", "does", "did", "done", "have", "has", "had", "having", "it", "its", "it's", "this", "that", "these",
@@ -84,8 +84,8 @@ _STOP = frozenset([
 
 def _terms(text: str) -> set[str]:
     words = _WORD.findall(text.lower())
-    singles = {w for w in words if w not in _STOP}
-    pairs = {f"{a} {b}" for a, b in pairwise(words) if not (a in _STOP and b in _STOP)}
+    singles = {w for w in words if w not in STOP_WORDS}
+    pairs = {f"{a} {b}" for a, b in pairwise(words) if not (a in STOP_WORDS and b in STOP_WORDS)}
     return singles | pairs
 
 
