@@ -192,29 +192,28 @@ class AnchorBank:
             record["confident"] = True
         return record
 
-    def _nearest(self, own: frozenset[str], items_only: bool) -> list[tuple[float, Any, float]]:
+    def _label(self, own: frozenset[str]) -> dict[str, Any]:
+        """Item or not, by the nearest windows; an item's labels by the nearest item windows (one search)."""
         found = self._index.nearest(own, [w for w, _, _ in self.windows])
         ranked = [(sim, self.windows[i][1], self.windows[i][2]) for sim, i in found]
-        return [r for r in ranked if not items_only or r[1] is not None][: self.k]
-
-    def _label(self, own: frozenset[str]) -> dict[str, Any]:
-        ranked = self._nearest(own, items_only=False)
-        total = sum(s * w for s, _, w in ranked)
+        near = ranked[: self.k]
+        total = sum(s * w for s, _, w in near)
         if not total:
             return {"sure": False, "item": False, "labels": {}}
-        item_share = sum(s * w for s, labels, w in ranked if labels is not None) / total
+        item_share = sum(s * w for s, labels, w in near if labels is not None) / total
         is_item = item_share >= 0.5
         sure = max(item_share, 1 - item_share) >= self.margin
         labels: dict[str, list[str]] = {}
         if is_item:
+            items = [r for r in ranked if r[1] is not None][: self.k]
             for path in self.anchor.labels:
-                labels["/".join(path)] = self._labels_at(own, path)
+                labels["/".join(path)] = self._labels_at(items, path)
         return {"sure": sure, "item": is_item, "share": round(item_share, 3), "labels": labels}
 
-    def _labels_at(self, own: frozenset[str], path: Path) -> list[str]:
+    def _labels_at(self, items: list[tuple[float, Any, float]], path: Path) -> list[str]:
         """The values of one label that hold ``margin`` of the nearest item windows' vote (at most two)."""
         scores: dict[str, float] = {}
-        for s, found, w in self._nearest(own, items_only=True):
+        for s, found, w in items:
             if path in found:
                 scores[found[path]] = scores.get(found[path], 0.0) + s * w
         held, allowed = 0.0, []
@@ -256,7 +255,8 @@ def admits(items: list[dict[str, Any]], truth: list[Any], anchor: Anchor) -> boo
         if not isinstance(item, dict) or values_at(item, anchor.value) != [plan["value"]]:
             return False
         for path, allowed in plan["labels"].items():
-            if allowed and [str(v) for v in values_at(item, tuple(path.split("/")))] not in ([a] for a in allowed):
+            found = [str(v) for v in values_at(item, tuple(path.split("/")))]
+            if allowed and not (len(found) == 1 and found[0] in allowed):
                 return False
     return True
 

@@ -258,8 +258,12 @@ def scaled(cues: dict[Path, dict[str, tuple[str, float]]], judged: dict[str, dic
     out = {}
     for path, found in cues.items():
         scale = float((judged.get("/" + "/".join(path)) or {}).get("cue_scale", 1.0))
-        out[path] = found if scale == 1.0 else {t: (label, w * scale) for t, (label, w) in found.items()}
+        out[path] = found if scale == 1.0 else _times(found, scale)
     return out
+
+
+def _times(found: dict[str, tuple[str, float]], scale: float) -> dict[str, tuple[str, float]]:
+    return {t: (label, w * scale) for t, (label, w) in found.items()}
 
 
 def reliability(examples: list[tuple[str, str, Any]], vectors: Any, specs: dict[Path, VoteSpec], *,
@@ -286,22 +290,20 @@ def reliability(examples: list[tuple[str, str, Any]], vectors: Any, specs: dict[
         cues = {p: _select_cues(by_path[p], seen, len(examples) - 1, (term_sets[i], labels[i].get(p)))
                 for p in paths}
         text = body(question) if body is not None else question
-        for path in paths:
-            judged[path] += bool(labels_at(answer, path, paths[path].presence))
+        truths = {p: labels_at(answer, p, spec.presence) for p, spec in paths.items()}
+        for path, truth in truths.items():
+            judged[path] += bool(truth)
         for scale, stats in tallies.items():
-            weighted = {p: {t: (label, w * scale) for t, (label, w) in c.items()} for p, c in cues.items()}
+            weighted = {p: _times(c, scale) for p, c in cues.items()}
             for record in field_votes(neighbours, paths, cues=weighted, question=text):
-                if record.get("rule"):
-                    continue
                 path = tuple(record["path"].strip("/").split("/"))
-                truth = labels_at(answer, path, paths[path].presence)
-                if not truth:
-                    continue  # no value there (a null object): nothing to judge
+                truth = truths[path]
+                if record.get("rule") or not truth:
+                    continue  # a rule is not judged; no value there (a null object): nothing to judge
                 stats[path][2] += next(iter(record.get("scores", {})), None) == truth[0]
                 if record.get("allowed"):
                     stats[path][0] += 1
-                    stats[path][1] += truth[0] in [label_of(a) if not paths[path].presence else a
-                                                   for a in record["allowed"]]
+                    stats[path][1] += truth[0] in [label_of(a) for a in record["allowed"]]
     for path in paths:
         scale = max(CUE_SCALES, key=lambda s: (tallies[s][path][2], -s))
         narrowed, right, winners = tallies[scale][path]
