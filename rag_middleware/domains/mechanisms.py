@@ -93,6 +93,10 @@ class Declarative:
 
     # -- context --------------------------------------------------------------------------------------
 
+    def vote_labels(self) -> dict[Path, list[Any]]:
+        """Each voted field's string labels, from the schema."""
+        return {path: self.enum_at(path) for path in self.spec.vote} if self.schema is not None else {}
+
     def context(self, request: str) -> dict[str, list[str]]:
         """The declared contexts of one request. One request asks for them several times (votes, clause rules,
         the grammar, hardening), so the last few are kept; each caller gets its own lists."""
@@ -298,7 +302,8 @@ class Declarative:
                     kept.append(item)
                 array[:] = kept
 
-    def _enum_at(self, path: Path) -> list[Any]:
+    def enum_at(self, path: Path) -> list[Any]:
+        """The string values (enum, const) the schema allows at a path, in every branch."""
         if path not in self._enums:
             found: list[Any] = []
             for node in schema_nodes(self.schema, path):
@@ -313,7 +318,7 @@ class Declarative:
     def _snap(self, value: Any, request: str, repairs: list[str], *, ground: bool) -> None:
         ctx = self.context(request) if ground else {}
         for concrete, generic, current in _strings(value, (), ()):
-            allowed = self._enum_at(generic)
+            allowed = self.enum_at(generic)
             spec = self.spec.ground.get(generic)
             if ground and spec is not None and spec.source in ctx:
                 allowed = allowed or ctx[spec.source]

@@ -115,8 +115,8 @@ class SplitSpec(BaseModel):
 class VoteSpec(BaseModel):
     """Neighbours vote on the value at a path, weighted by similarity; a confident vote narrows the grammar.
 
-    ``margin``: the share of the vote the admitted values must hold together (the winner alone when it holds
-    that much; else the best ``max_labels``; else no narrowing). ``per_clause``: each clause of the request
+    ``decide``: the share of the vote a winner needs to be admitted alone. ``margin``: the share the admitted
+    values must hold together (else the best ``max_labels``; else no narrowing). ``per_clause``: each clause of the request
     is labelled by the nearest labelled clauses (from the examples' clauses, an optional ``bank`` file and
     ``rules``), and position i of the list admits clause i's labels."""
 
@@ -124,6 +124,8 @@ class VoteSpec(BaseModel):
     k: int = Field(7, ge=1, le=50)
     margin: float = Field(0.6, gt=0.0, le=1.0)
     max_labels: int = Field(2, ge=1, le=5)
+    decide: float = Field(0.55, gt=0.0, le=1.0, description="a winner holding this share of the vote is admitted "
+                          "alone, even on a field judged unreliable (1.0: only unanimous votes)")
     min_similarity: float = Field(0.3, ge=-1.0, le=1.0)
     temperature: float = Field(0.1, gt=0.0, le=10.0, description="similarity softness: lower trusts the nearest more")
     per_clause: bool = False

@@ -2,8 +2,10 @@
 
 Each neighbour's weight is ``exp((similarity - best) / temperature)`` times its trust: curated examples 1,
 reviewed answers ``reviewed_weight``, and a reviewed answer to a near-identical question
-``near_identical_weight``. The values holding ``margin`` of the weight together (the winner alone when it
-does; at most ``max_labels``) are what the grammar admits. A vote is recorded whole (scores, voters, the
+``near_identical_weight``. What the grammar admits, first that applies: a declared rule's label; the one label
+the request names, on a field whose named labels proved right on the examples; the winner alone when it holds
+``decide`` of the weight (the 270M model picks worse than the vote's order among several labels); the values
+holding ``margin`` of the weight together (at most ``max_labels``). A vote is recorded whole (scores, voters, the
 decision), so ``--explain`` and the replay report can show why a value was chosen.
 """
 
@@ -14,13 +16,15 @@ import math
 import re
 from collections import Counter
 from dataclasses import dataclass
+from functools import lru_cache
 from itertools import pairwise
 from typing import Any
 
 from .paths import Path, values_at
 from .spec import VoteSpec
 
-__all__ = ["Neighbour", "field_votes", "labels_at", "mine_cues", "scaled", "REVIEWED_STATUSES"]
+__all__ = ["Neighbour", "field_votes", "labels_at", "mentioned", "mine_cues", "named_labels", "scaled",
+           "trusted_names", "REVIEWED_STATUSES"]
 
 REVIEWED_STATUSES = ("approved",)  # approved and edited answers (an edit is stored approved)
 
@@ -139,12 +143,26 @@ def mine_cues(examples: list[tuple[str, Any]], paths: list[Path] | dict[Path, Vo
     return {path: _select_cues(by_path[path], seen, len(examples)) for path in paths}
 
 
+@lru_cache(maxsize=4096)
+def _naming(label: str) -> re.Pattern[str]:
+    words = re.escape(label.lower().replace("_", " ").replace("-", " ")).replace(r"\ ", r"[\s_-]+")
+    return re.compile(rf"(?<![\w-]){words}(?:e?s)?(?![\w-])", re.I)
+
+
+def mentioned(labels: list[Any], text: str) -> list[str]:
+    """The string labels the text names as words (any case; ``_``, ``-`` and spaces alike; a plural s/es)."""
+    return [label for label in labels if isinstance(label, str) and label.strip() and _naming(label).search(text)]
+
+
 def field_votes(neighbours: list[Neighbour], specs: dict[Path, VoteSpec], *,
                 cues: dict[Path, dict[str, tuple[str, float]]] | None = None,
-                question: str = "", context: dict[str, list[str]] | None = None) -> list[dict[str, Any]]:
+                question: str = "", context: dict[str, list[str]] | None = None,
+                named: dict[Path, list[Any]] | None = None, decide: bool = True) -> list[dict[str, Any]]:
     """One vote record per (non per-clause) voted path. A declared rule that matches the request decides
-    outright; otherwise neighbours vote by similarity, and the request's cue words (mined from the examples)
-    add their strength to the value they go with."""
+    outright; so does the one label the request names, for the fields in ``named`` (path: its labels; those
+    whose named labels proved right on the examples). Otherwise neighbours vote by similarity, and the
+    request's cue words (mined from the examples) add their strength to the value they go with; with
+    ``decide`` a winner holding ``spec.decide`` of the vote is admitted alone."""
     out: list[dict[str, Any]] = []
     terms = _terms(question) if cues else set()
     ranked = sorted(neighbours, key=lambda n: -n.similarity)
@@ -156,6 +174,11 @@ def field_votes(neighbours: list[Neighbour], specs: dict[Path, VoteSpec], *,
         if ruled is not None:
             out.append({"path": shown, "allowed": [ruled[1]], "scores": {str(ruled[1]): 1.0}, "voters": [],
                         "confident": True, "rule": ruled[0]})
+            continue
+        said = mentioned(named[path], question) if named and path in named and not spec.presence else []
+        if len(said) == 1:
+            out.append({"path": shown, "allowed": said, "scores": {said[0]: 1.0}, "voters": [], "confident": True,
+                        "mention": said[0]})
             continue
         voters = []
         originals: dict[str, Any] = {}
@@ -191,6 +214,10 @@ def field_votes(neighbours: list[Neighbour], specs: dict[Path, VoteSpec], *,
         total = sum(scores.values())
         ordered = sorted(scores.items(), key=lambda kv: -kv[1])
         record["scores"] = {k: round(v / total, 4) for k, v in ordered}
+        if decide and not spec.presence and ordered[0][1] / total >= spec.decide:
+            record.update(allowed=[originals[ordered[0][0]]], confident=True, decided=True)
+            out.append(record)
+            continue
         held = 0.0
         allowed: list[str] = []
         for label, score in ordered[: spec.max_labels]:
@@ -266,15 +293,43 @@ def _times(found: dict[str, tuple[str, float]], scale: float) -> dict[str, tuple
     return {t: (label, w * scale) for t, (label, w) in found.items()}
 
 
+NAMED_RELIABLE = 0.8  # share of the examples naming one label of a field that must carry it, for names to decide
+NAMED_MIN = 3
+
+
+def named_labels(examples: list[tuple[str, str, Any]], specs: dict[Path, VoteSpec], labels: dict[Path, list[Any]],
+                 *, body: Any = None) -> dict[Path, dict[str, Any]]:
+    """Per field with string labels: of the examples whose question names exactly one of them, how many carry
+    that label. A field is ``trusted`` when at least NAMED_MIN do and NAMED_RELIABLE of them are right (a
+    channel named "by phone" is the phone channel; a severity "high" in "high street" is not)."""
+    out = {}
+    for path, spec in specs.items():
+        found = [x for x in labels.get(path, []) if isinstance(x, str)]
+        if spec.per_clause or spec.presence or len(found) < 2:
+            continue
+        named = right = 0
+        for _, question, answer in examples:
+            truth = labels_at(answer, path)
+            said = mentioned(found, body(question) if body is not None else question)
+            if len(truth) == 1 and len(said) == 1:
+                named += 1
+                right += said[0] == truth[0]
+        out[path] = {"named": named, "right": right,
+                     "trusted": named >= NAMED_MIN and right >= NAMED_RELIABLE * named}
+    return out
+
+
 def reliability(examples: list[tuple[str, str, Any]], vectors: Any, specs: dict[Path, VoteSpec], *,
-                body: Any = None) -> dict[str, dict[str, Any]]:
+                body: Any = None, enums: dict[Path, list[Any]] | None = None) -> dict[str, dict[str, Any]]:
     """How often each field's vote is right, judged on the curated examples themselves: every example is
     voted on by the others (leave-one-out, cue words mined without it). Per field: ``cue_scale``, the weight
     of its cue words against its neighbours that got the most winners right (a field named by words, such as
     the channel a message came by, trusts its cues; a field that follows the topic trusts its neighbours;
     ties keep the smaller scale), ``top1``, that share; and with that scale ``narrowed``, ``right``,
     ``precision`` and ``reliable``: a field whose narrowed votes are right less than RELIABLE of the time is
-    left to the model (its vote still feeds the confidence). Rules decide outright and are not judged here."""
+    left to the model (its vote still feeds the confidence). Rules decide outright and are not judged here.
+    With ``enums`` (each field's labels from the schema), ``names``: whether the one label a request names decides the field
+    (``named_labels``)."""
     out: dict[str, dict[str, Any]] = {}
     paths = {p: s for p, s in specs.items() if not s.per_clause}
     if not paths or len(examples) < 5:
@@ -295,7 +350,7 @@ def reliability(examples: list[tuple[str, str, Any]], vectors: Any, specs: dict[
             judged[path] += bool(truth)
         for scale, stats in tallies.items():
             weighted = {p: _times(c, scale) for p, c in cues.items()}
-            for record in field_votes(neighbours, paths, cues=weighted, question=text):
+            for record in field_votes(neighbours, paths, cues=weighted, question=text, decide=False):
                 path = tuple(record["path"].strip("/").split("/"))
                 truth = truths[path]
                 if record.get("rule") or not truth:
@@ -311,16 +366,26 @@ def reliability(examples: list[tuple[str, str, Any]], vectors: Any, specs: dict[
         out["/" + "/".join(path)] = {"narrowed": narrowed, "right": right, "precision": round(precision, 3),
                                      "reliable": narrowed >= 3 and precision >= RELIABLE, "cue_scale": scale,
                                      "top1": round(winners / max(1, judged[path]), 3)}
+    for path, names in named_labels(examples, paths, enums or {}, body=body).items():
+        out["/" + "/".join(path)]["names"] = names
     return out
+
+
+def trusted_names(judged: dict[str, dict[str, Any]], labels: dict[Path, list[Any]]) -> dict[Path, list[Any]]:
+    """The labels of the fields whose named labels decide (``named_labels``)."""
+    return {path: found for path, found in labels.items()
+            if (judged.get("/" + "/".join(path)) or {}).get("names", {}).get("trusted")}
 
 
 def gate(votes: list[dict[str, Any]], judged: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     """Votes of fields that proved unreliable on the examples narrow nothing, unless a reviewed answer to a
-    near-identical question voted (the learning loop speaks for itself)."""
+    near-identical question voted (the learning loop speaks for itself), the request named the label, or the
+    winner held ``decide`` of the vote."""
     out = []
     for vote in votes:
         info = judged.get(vote["path"])
         strong = any(v.get("reviewed") and v.get("near_identical") for v in vote.get("voters", []))
+        strong = strong or bool(vote.get("decided") or vote.get("mention"))
         if vote.get("allowed") and not vote.get("rule") and info is not None and not info["reliable"] and not strong:
             vote = {**vote, "allowed": [], "confident": False,
                     "reason": f"votes on this field were right {info['right']} of {info['narrowed']} times on the "

@@ -12,7 +12,7 @@ import numpy as np
 from ..domains import Domain
 from ..domains.clauses import StepGuide
 from ..domains.grounding import request_body
-from ..domains.votes import Neighbour, field_votes, gate, scaled
+from ..domains.votes import Neighbour, field_votes, gate, scaled, trusted_names
 from ..memory.embedding import CachedEmbedder
 from .ask import Switches
 
@@ -84,7 +84,8 @@ class GrammarBuilder:
             spec = domain.declarative.spec
             votes = field_votes(voters, spec.vote, cues=scaled(domain.cues, reliability),
                                 question=request_body(question, spec.context),
-                                context=domain.declarative.context(question))
+                                context=domain.declarative.context(question),
+                                named=trusted_names(reliability, domain.declarative.vote_labels()))
             votes = gate(votes, reliability)
         if switches.vote and switches.ground and (domain.anchors or domain.slots is not None):
             # they choose among grounded values; reviewed neighbours' questions teach them too

@@ -104,7 +104,8 @@ class Retriever:
             return {}
         context = domain.declarative.spec.context
         return reliability([(e.id, e.question, e.answer) for e in domain.examples], vectors,
-                           domain.declarative.spec.vote, body=lambda q: request_body(q, context))
+                           domain.declarative.spec.vote, body=lambda q: request_body(q, context),
+                           enums=domain.declarative.vote_labels())
 
     def vote_reliability(self, domain: Domain) -> dict[str, Any]:
         self.curated(domain)
