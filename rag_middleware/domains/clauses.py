@@ -171,6 +171,69 @@ def regex_split(spec: Any, body_of: Callable[[str], str]) -> Callable[[str], lis
     return split
 
 
+_PLACEHOLDER = re.compile(r"\{[A-Za-z_][A-Za-z0-9_]*\}")  # as votes.expand reads them
+_LOOKAROUND = ("(?=", "(?!", "(?<=", "(?<!")
+# a group referred to from elsewhere, a comment, verbose mode: parts could not be read apart safely
+_UNSPLITTABLE = re.compile(r"\\[1-9]|\(\?P=|\(\?\(|\(\?#|\(\?[aiLmsu-]*x")
+
+
+def _top_level(pattern: str) -> list[tuple[int, int]]:
+    """(index, depth) of each ``(``, ``)`` and ``|`` of a pattern outside escapes and character classes;
+    depth is the nesting before the character."""
+    out: list[tuple[int, int]] = []
+    depth, i, in_class = 0, 0, False
+    while i < len(pattern):
+        c = pattern[i]
+        if c == "\\":
+            i += 2
+            continue
+        if in_class:
+            in_class = c != "]"
+        elif c == "[":
+            in_class = True
+            i += 1 + pattern.startswith("^", i + 1)
+            i += pattern.startswith("]", i)  # a ] first in a class is a literal
+            continue
+        elif c in "()|":
+            out.append((i, depth))
+            depth += (c == "(") - (c == ")")
+        i += 1
+    return out
+
+
+def rule_parts(pattern: str) -> list[str]:
+    """A rule pattern ``^(?=A)(?!B)REST`` as its parts ``["(?=A)", "(?!B)", "REST"]``: at the start of a text
+    (``^`` without MULTILINE) the whole matches exactly when every part matches there, since each lookaround
+    is tested at that one position and REST starts there too. The parts without a ``{context}`` come first.
+    Any other shape (no leading ``^``, a ``|`` at the top level, a backreference, a repeated lookaround ...)
+    is one part: the pattern itself."""
+    if not pattern.startswith("^") or _UNSPLITTABLE.search(pattern):
+        return [pattern]
+    marks = _top_level(pattern)
+    if any(pattern[i] == "|" and depth == 0 for i, depth in marks):
+        return [pattern]
+    closing = {}  # index of each top-level ( -> index of its )
+    opened: list[int] = []
+    for i, depth in marks:
+        if pattern[i] == "(":
+            opened.append(i)
+        elif pattern[i] == ")" and opened:
+            start = opened.pop()
+            if depth == 1:
+                closing[start] = i
+    parts, i = [], 1
+    while pattern.startswith(_LOOKAROUND, i) and i in closing:
+        end = closing[i]
+        if pattern[end + 1 : end + 2] in ("*", "+", "?", "{"):
+            return [pattern]
+        parts.append(pattern[i : end + 1])
+        i = end + 1
+    if not parts:
+        return [pattern]
+    parts += [pattern[i:]] if i < len(pattern) else []
+    return sorted(parts, key=lambda part: bool(_PLACEHOLDER.search(part)))  # stable: static parts first
+
+
 def yaml_rule(rules: list[Any], hook: Callable[[str, str], list[str] | None] | None = None, *,
               context_of: Callable[[str], dict[str, list[str]]] | None = None
               ) -> Callable[[str, str], list[str] | None] | None:
@@ -182,11 +245,20 @@ def yaml_rule(rules: list[Any], hook: Callable[[str, str], list[str] | None] | N
     from .grounding import compiled
     from .votes import expand
 
+    # (label, whole pattern?, [(part, names a context?)]): only the parts that name a context change with a
+    # request's values (and are compiled per set of values), and only when the others matched
+    prepared = [(spec.label, len(parts) == 1, [(p, bool(_PLACEHOLDER.search(p))) for p in parts])
+                for spec in rules for parts in [rule_parts(spec.pattern)]]
+
+    def found(part: str, dynamic: bool, context: dict[str, list[str]], clause: str, whole: bool) -> bool:
+        regex = compiled(expand(part, context) if dynamic else part, re.I)
+        return bool(regex.search(clause) if whole else regex.match(clause))
+
     def rule(clause: str, request: str) -> list[str] | None:
         context = context_of(request) if context_of is not None else {}
-        for spec in rules:
-            if compiled(expand(spec.pattern, context), re.I).search(clause):
-                return [spec.label]
+        for label, whole, parts in prepared:
+            if all(found(part, dynamic, context, clause, whole) for part, dynamic in parts):
+                return [label]
         return hook(clause, request) if hook is not None else None
 
     return rule
