@@ -116,10 +116,16 @@ class _Item:
 
 
 def make_embedder() -> Any:
-    """The embedder for near-duplicate questions (tests replace this function)."""
-    from ..memory.embedding import SentenceTransformerEmbedder
+    """The embedder for near-duplicate questions, on the configured runtime (tests replace this function)."""
+    from ..config import EmbeddingSettings, load_settings
+    from ..errors import ConfigError
+    from ..memory.onnx_embedding import make_embedder as build
 
-    return SentenceTransformerEmbedder("all-MiniLM-L6-v2")
+    try:
+        runtime = load_settings().embedding.runtime
+    except ConfigError:  # a bad settings file is reported where settings are used; this check is about domains
+        runtime = EmbeddingSettings().runtime
+    return build("all-MiniLM-L6-v2", runtime=runtime)
 
 
 def _problem(exc: DomainError, kind: str = "domain") -> Problem:

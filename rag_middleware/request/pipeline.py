@@ -21,7 +21,8 @@ from ..memory.stores import MemoryStore, open_store
 from ..config import Settings, load_settings
 from ..memory.db import connect
 from ..domains import DomainRegistry
-from ..memory.embedding import CachedEmbedder, Embedder, SentenceTransformerEmbedder
+from ..memory.embedding import CachedEmbedder, Embedder
+from ..memory.onnx_embedding import make_embedder
 from ..errors import (
     AttemptsExhaustedError,
     DataDirError,
@@ -98,9 +99,9 @@ class Middleware:
                                      on_version=TemplateStore.from_settings(self.settings).save)
         self.backend = backend or make_backend(self.settings)
         self._attempts = AttemptLoop(self.backend, self.settings)
-        inner = embedder or SentenceTransformerEmbedder(self.settings.embedding.model,
-                                                        batch_size=self.settings.embedding.batch_size,
-                                                        device=self.settings.embedding.device)
+        inner = embedder or make_embedder(self.settings.embedding.model, runtime=self.settings.embedding.runtime,
+                                          batch_size=self.settings.embedding.batch_size,
+                                          device=self.settings.embedding.device)
         self.embedder = CachedEmbedder(inner, connect(self.settings.db_path))
         self.store = store or open_store(self.settings)
         self.journal = InteractionLog(self.settings.db_path)
