@@ -133,8 +133,11 @@ def explain(row: dict[str, Any]) -> list[str]:
             decided = describe(vote)
         elif vote.get("rule"):
             decided = f"rule {vote['rule']!r}"
+        elif vote.get("mention"):
+            decided = f"admitted {vote['mention']} (the request names it)"
         elif vote.get("allowed"):
-            decided = f"admitted {', '.join(map(str, vote['allowed']))}"
+            decided = f"admitted {', '.join(map(str, vote['allowed']))}" + (" (a clear winner)" if vote.get("decided")
+                                                                           else "")
         else:
             decided = f"left open ({vote.get('reason', 'no confident vote')})"
         shown = f"; scores {scores}" if scores and not vote.get("rule") else ""

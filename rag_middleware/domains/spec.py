@@ -116,9 +116,9 @@ class VoteSpec(BaseModel):
     """Neighbours vote on the value at a path, weighted by similarity; a confident vote narrows the grammar.
 
     ``decide``: the share of the vote a winner needs to be admitted alone. ``margin``: the share the admitted
-    values must hold together (else the best ``max_labels``; else no narrowing). ``per_clause``: each clause of the request
-    is labelled by the nearest labelled clauses (from the examples' clauses, an optional ``bank`` file and
-    ``rules``), and position i of the list admits clause i's labels."""
+    values must hold together (else the best ``max_labels``; else no narrowing). ``per_clause``: each clause of
+    the request is labelled by the nearest labelled clauses (from the examples' clauses, an optional ``bank``
+    file and ``rules``), and position i of the list admits clause i's labels."""
 
     model_config = ConfigDict(extra="forbid")
     k: int = Field(7, ge=1, le=50)

@@ -180,58 +180,62 @@ def field_votes(neighbours: list[Neighbour], specs: dict[Path, VoteSpec], *,
             out.append({"path": shown, "allowed": said, "scores": {said[0]: 1.0}, "voters": [], "confident": True,
                         "mention": said[0]})
             continue
-        voters = []
-        originals: dict[str, Any] = {}
-        for n in ranked:
-            if n.similarity < spec.min_similarity:
-                break
-            found = labels_at(n.answer, path, spec.presence)
-            if len(found) == 1:
-                originals[found[0]] = found[0] if spec.presence else values_at(n.answer, path)[0]
-                voters.append((n, found[0]))
-            if len(voters) >= spec.k:
-                break
-        record: dict[str, Any] = {"path": shown, "allowed": [], "scores": {}, "voters": [], "confident": False,
-                                  **({"presence": True} if spec.presence else {})}
-        found_cues = [(t, *cues[path][t]) for t in sorted(terms) if t in (cues or {}).get(path, {})]
-        if found_cues:
-            record["cues"] = [{"term": t, "value": label, "weight": w} for t, label, w in found_cues]
-        if not voters and not found_cues:
-            record["reason"] = "no neighbour close enough"
-            out.append(record)
-            continue
-        best = voters[0][0].similarity if voters else 0.0
-        scores: dict[str, float] = {}
-        for _term, label, weight in found_cues:
-            scores[label] = scores.get(label, 0.0) + weight
-            originals.setdefault(label, _unlabel(label, specs[path]))
-        for n, label in voters:
-            weight = math.exp((n.similarity - best) / spec.temperature) * n.trust
-            scores[label] = scores.get(label, 0.0) + weight
-            record["voters"].append({"id": n.id, "value": label, "similarity": round(n.similarity, 4),
-                                     "weight": round(weight, 4), "reviewed": n.reviewed,
-                                     "near_identical": n.near_identical})
-        total = sum(scores.values())
-        ordered = sorted(scores.items(), key=lambda kv: -kv[1])
-        record["scores"] = {k: round(v / total, 4) for k, v in ordered}
-        if decide and not spec.presence and ordered[0][1] / total >= spec.decide:
-            record.update(allowed=[originals[ordered[0][0]]], confident=True, decided=True)
-            out.append(record)
-            continue
-        held = 0.0
-        allowed: list[str] = []
-        for label, score in ordered[: spec.max_labels]:
-            allowed.append(label)
-            held += score / total
-            if held >= spec.margin:
-                break
-        if held >= spec.margin:
-            record["allowed"] = [originals[a] for a in allowed]
-            record["confident"] = len(allowed) == 1
-        else:
-            record["reason"] = f"no {spec.max_labels} values hold {spec.margin:.0%} of the vote"
-        out.append(record)
+        out.append(_neighbour_vote(ranked, path, spec, shown, found_cues=[
+            (t, *cues[path][t]) for t in sorted(terms) if t in (cues or {}).get(path, {})], decide=decide))
     return out
+
+
+def _neighbour_vote(ranked: list[Neighbour], path: Path, spec: VoteSpec, shown: str, *,
+                    found_cues: list[tuple[str, str, float]], decide: bool) -> dict[str, Any]:
+    """The nearest neighbours' vote on one path (with the request's cue words), and what it admits."""
+    voters = []
+    originals: dict[str, Any] = {}
+    for n in ranked:
+        if n.similarity < spec.min_similarity:
+            break
+        found = labels_at(n.answer, path, spec.presence)
+        if len(found) == 1:
+            originals[found[0]] = found[0] if spec.presence else values_at(n.answer, path)[0]
+            voters.append((n, found[0]))
+        if len(voters) >= spec.k:
+            break
+    record: dict[str, Any] = {"path": shown, "allowed": [], "scores": {}, "voters": [], "confident": False,
+                              **({"presence": True} if spec.presence else {})}
+    if found_cues:
+        record["cues"] = [{"term": t, "value": label, "weight": w} for t, label, w in found_cues]
+    if not voters and not found_cues:
+        record["reason"] = "no neighbour close enough"
+        return record
+    best = voters[0][0].similarity if voters else 0.0
+    scores: dict[str, float] = {}
+    for _term, label, weight in found_cues:
+        scores[label] = scores.get(label, 0.0) + weight
+        originals.setdefault(label, _unlabel(label, spec))
+    for n, label in voters:
+        weight = math.exp((n.similarity - best) / spec.temperature) * n.trust
+        scores[label] = scores.get(label, 0.0) + weight
+        record["voters"].append({"id": n.id, "value": label, "similarity": round(n.similarity, 4),
+                                 "weight": round(weight, 4), "reviewed": n.reviewed,
+                                 "near_identical": n.near_identical})
+    total = sum(scores.values())
+    ordered = sorted(scores.items(), key=lambda kv: -kv[1])
+    record["scores"] = {k: round(v / total, 4) for k, v in ordered}
+    if decide and not spec.presence and ordered[0][1] / total >= spec.decide:
+        record.update(allowed=[originals[ordered[0][0]]], confident=True, decided=True)
+        return record
+    held = 0.0
+    allowed: list[str] = []
+    for label, score in ordered[: spec.max_labels]:
+        allowed.append(label)
+        held += score / total
+        if held >= spec.margin:
+            break
+    if held >= spec.margin:
+        record["allowed"] = [originals[a] for a in allowed]
+        record["confident"] = len(allowed) == 1
+    else:
+        record["reason"] = f"no {spec.max_labels} values hold {spec.margin:.0%} of the vote"
+    return record
 
 
 def expand(pattern: str, context: dict[str, list[str]]) -> str:
@@ -328,8 +332,8 @@ def reliability(examples: list[tuple[str, str, Any]], vectors: Any, specs: dict[
     ties keep the smaller scale), ``top1``, that share; and with that scale ``narrowed``, ``right``,
     ``precision`` and ``reliable``: a field whose narrowed votes are right less than RELIABLE of the time is
     left to the model (its vote still feeds the confidence). Rules decide outright and are not judged here.
-    With ``enums`` (each field's labels from the schema), ``names``: whether the one label a request names decides the field
-    (``named_labels``)."""
+    With ``enums`` (each field's labels from the schema), ``names``: whether the one label a request names
+    decides the field (``named_labels``)."""
     out: dict[str, dict[str, Any]] = {}
     paths = {p: s for p, s in specs.items() if not s.per_clause}
     if not paths or len(examples) < 5:

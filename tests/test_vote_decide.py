@@ -1,0 +1,107 @@
+"""A clear winner decides a field alone, and so does the one label a request names, where names proved right."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from rag_middleware.domains.spec import VoteSpec
+from rag_middleware.domains.votes import Neighbour, field_votes, gate, mentioned, named_labels, trusted_names
+
+SPEC = {("kind",): VoteSpec(k=7, margin=0.7, max_labels=2)}
+KINDS = ["house", "townhouse", "apartment", "web_form"]
+
+
+def neighbours(*labels: str) -> list[Neighbour]:
+    return [Neighbour(f"n{i}", 0.8, {"kind": label}, 1.0) for i, label in enumerate(labels)]
+
+
+def test_a_winner_holding_decide_of_the_vote_is_admitted_alone_below_the_margin():
+    record = field_votes(neighbours("house", "house", "house", "apartment", "apartment"), SPEC)[0]
+    assert record["scores"]["house"] == pytest.approx(0.6)  # under the 0.7 margin
+    assert record["allowed"] == ["house"] and record["confident"] and record["decided"]
+
+
+def test_without_decide_or_below_it_the_old_margin_rule_admits_both():
+    votes = neighbours("house", "house", "house", "apartment", "apartment")
+    assert field_votes(votes, SPEC, decide=False)[0]["allowed"] == ["house", "apartment"]
+    strict = {("kind",): VoteSpec(k=7, margin=0.7, max_labels=2, decide=0.65)}
+    record = field_votes(votes, strict)[0]
+    assert record["allowed"] == ["house", "apartment"] and not record.get("decided")
+
+
+def test_presence_votes_keep_the_margin_rule():
+    spec = {("sort",): VoteSpec(k=7, margin=0.7, presence=True)}
+    votes = [Neighbour(f"n{i}", 0.8, {"sort": {"by": "x"} if i < 3 else None}, 1.0) for i in range(5)]
+    record = field_votes(votes, spec)[0]
+    assert not record.get("decided") and record["allowed"] == ["set", "null"]
+
+
+def test_the_gate_keeps_a_decided_vote_on_a_field_judged_unreliable():
+    votes = field_votes(neighbours("house", "house", "house", "apartment", "apartment"), SPEC)
+    unreliable = {"/kind": {"reliable": False, "right": 1, "narrowed": 5}}
+    assert gate(votes, unreliable)[0]["allowed"] == ["house"]
+    undecided = field_votes(neighbours("house", "house", "house", "apartment", "apartment"), SPEC, decide=False)
+    assert gate(undecided, unreliable)[0]["allowed"] == []
+
+
+def test_mentioned_reads_labels_as_words():
+    assert mentioned(KINDS, "Two HOUSES in Leeds") == ["house"]
+    assert mentioned(KINDS, "a townhouse in Bath") == ["townhouse"]  # 'house' inside 'townhouse' is not named
+    assert mentioned(KINDS, "sent through the web form") == ["web_form"]
+    assert mentioned(KINDS, "sent through the web-form") == ["web_form"]
+    assert mentioned(KINDS, "a warehouse") == []
+    assert mentioned([True, "house"], "house") == ["house"]  # non-strings are never named
+
+
+def examples(pairs: list[tuple[str, str]]) -> list[tuple[str, str, dict[str, str]]]:
+    return [(f"e{i}", q, {"kind": k}) for i, (q, k) in enumerate(pairs)]
+
+
+def test_names_are_trusted_only_where_they_proved_right_on_the_examples():
+    right = examples([("a house please", "house"), ("an apartment", "apartment"), ("houses in Rome", "house"),
+                      ("any townhouse", "townhouse"), ("something", "house")])
+    judged = named_labels(right, SPEC, {("kind",): KINDS})
+    assert judged[("kind",)] == {"named": 4, "right": 4, "trusted": True}
+    wrong = examples([("a house please", "apartment"), ("an apartment", "apartment"), ("houses", "townhouse"),
+                      ("a townhouse", "townhouse")])
+    assert not named_labels(wrong, SPEC, {("kind",): KINDS})[("kind",)]["trusted"]  # 2 of 4
+    few = examples([("a house", "house"), ("an apartment", "apartment")])
+    assert not named_labels(few, SPEC, {("kind",): KINDS})[("kind",)]["trusted"]  # too few to tell
+
+
+def test_a_trusted_name_decides_over_the_neighbours_and_two_names_do_not():
+    voters = neighbours("apartment", "apartment", "apartment")
+    named = trusted_names({"/kind": {"names": {"trusted": True}}}, {("kind",): KINDS})
+    record = field_votes(voters, SPEC, question="a house in Oslo", named=named)[0]
+    assert record["allowed"] == ["house"] and record["mention"] == "house"
+    both = field_votes(voters, SPEC, question="a house or an apartment", named=named)[0]
+    assert both["allowed"] == ["apartment"] and "mention" not in both
+    untrusted = field_votes(voters, SPEC, question="a house in Oslo",
+                            named=trusted_names({"/kind": {"names": {"trusted": False}}}, {("kind",): KINDS}))[0]
+    assert untrusted["allowed"] == ["apartment"]
+
+
+def test_the_pipeline_lets_a_named_channel_decide(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    from rag_middleware import Middleware, load_settings
+
+    with Middleware(load_settings(None, data_dir=tmp_path)) as mw:
+        judged = mw.assembler.vote_reliability(mw.domains.get("claims_intake"))
+        assert judged["/channel"]["names"]["trusted"]  # the examples that name a channel carry it
+        assembly = mw.render("Hi, I filled in your web form yesterday but got no reply: a pipe burst in my "
+                             "kitchen and flooded the floor, policy POL-554433.", domain="claims_intake")
+    channel = next(v for v in assembly.votes if v["path"] == "/channel")
+    assert channel["allowed"] == ["web_form"] and channel.get("mention") == "web_form"
+    assert assembly.json_schema["properties"]["channel"]["enum"] == ["web_form"]  # the grammar admits only it
+
+
+def test_the_replay_report_says_why_a_vote_decided():
+    from rag_middleware.analytics.report_items import explain
+
+    lines = explain({"votes": [{"path": "/channel", "allowed": ["phone"], "mention": "phone", "scores": {"phone": 1}},
+                               {"path": "/kind", "allowed": ["house"], "decided": True,
+                                "scores": {"house": 0.6, "apartment": 0.4}}]})
+    assert lines[0] == "vote /channel: admitted phone (the request names it); scores phone 1.00"
+    assert lines[1].startswith("vote /kind: admitted house (a clear winner)")
