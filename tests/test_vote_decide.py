@@ -105,3 +105,15 @@ def test_the_replay_report_says_why_a_vote_decided():
                                 "scores": {"house": 0.6, "apartment": 0.4}}]})
     assert lines[0] == "vote /channel: admitted phone (the request names it); scores phone 1.00"
     assert lines[1].startswith("vote /kind: admitted house (a clear winner)")
+
+
+def test_a_common_word_is_a_cue_when_its_value_is_far_beyond_chance():
+    from rag_middleware.domains.votes import mine_cues
+
+    spec = {("sort",): VoteSpec(presence=True)}
+    sorted_ = [(f"flats in town {i}, cheapest first", {"sort": {"by": "price"}}) for i in range(12)]
+    plain = [(f"flats in town {i} with a garden", {"sort": None}) for i in range(10)]
+    assert mine_cues(sorted_ + plain, spec)[("sort",)]["first"][0] == "set"  # in 12 of 22, all sorted
+    mixed = [(f"flats in town {i}, first floor", {"sort": None}) for i in range(3)]
+    assert "first" not in mine_cues(sorted_ + plain + mixed, spec)[("sort",)]  # no longer pure
+    assert "flats" not in mine_cues(sorted_ + plain, spec)[("sort",)]  # in every example, either value

@@ -71,7 +71,8 @@ def parse_answer(text: str) -> Any:
 _WORD = re.compile(r"[a-z][a-z'-]{2,}")
 CUE_MIN = 2  # examples a word must appear in before it can be a cue
 CUE_PURITY = 0.9  # share of those examples that must carry one value
-CUE_MAX_SHARE = 0.3  # a word in more of the examples than this says nothing
+CUE_MAX_SHARE = 0.3  # a word in more of the examples than this says nothing ...
+CUE_CHANCE = 0.001  # ... unless that many examples carrying its value by chance is this unlikely ("first": a sort)
 
 
 STOP_WORDS = frozenset([  # words that name no value: never cues, never slot candidates
@@ -113,9 +114,12 @@ def _cue_counts(examples: list[tuple[str, Any]], paths: list[Path], presence: se
 
 
 def _select_cues(by_term: dict[str, Counter[str]], seen: Counter[str], n: int,
-                 minus: tuple[set[str], str | None] | None = None) -> dict[str, tuple[str, float]]:
+                 minus: tuple[set[str], str | None] | None = None,
+                 base: Counter[str] | None = None) -> dict[str, tuple[str, float]]:
     cues = {}
     gone_terms, gone_label = minus if minus is not None else (set(), None)
+    base = base - Counter({gone_label: 1}) if base is not None and gone_label is not None else base
+    labelled = sum(base.values()) if base else 0
     for term, counts in by_term.items():
         if term in gone_terms and gone_label is not None:
             counts = counts.copy()
@@ -126,7 +130,10 @@ def _select_cues(by_term: dict[str, Counter[str]], seen: Counter[str], n: int,
         total = sum(counts.values())
         label, top = counts.most_common(1)[0]
         occurrences = seen[term] - (1 if term in gone_terms else 0)
-        if total >= CUE_MIN and top / total >= CUE_PURITY and occurrences <= CUE_MAX_SHARE * n:
+        common = occurrences > CUE_MAX_SHARE * n
+        if common and labelled:  # a common word still names a value it goes with far more than chance does
+            common = (base[label] / labelled) ** top > CUE_CHANCE
+        if total >= CUE_MIN and top / total >= CUE_PURITY and not common:
             cues[term] = (label, round((top - 1) / (total + 1), 3))  # 2 of 2: 0.33, 7 of 7: 0.75
     return cues
 
@@ -135,12 +142,17 @@ def mine_cues(examples: list[tuple[str, Any]], paths: list[Path] | dict[Path, Vo
               ) -> dict[Path, dict[str, tuple[str, float]]]:
     """Words and word pairs of the example questions that go with one value of a voted field:
     ``{path: {term: (value label, strength)}}``. A term is a cue when at least CUE_MIN examples hold it, at
-    least CUE_PURITY of them carry the same value, and it is not a word most examples share."""
+    least CUE_PURITY of them carry the same value, and it is not a word many examples share (unless so many
+    carrying one value is far beyond chance)."""
     if len(examples) < 4:
         return {}
     presence = {p for p, spec in paths.items() if spec.presence} if isinstance(paths, dict) else set()
-    _, seen, by_path, _ = _cue_counts(examples, list(paths), presence)
-    return {path: _select_cues(by_path[path], seen, len(examples)) for path in paths}
+    _, seen, by_path, labels = _cue_counts(examples, list(paths), presence)
+    return {path: _select_cues(by_path[path], seen, len(examples), base=_base(labels, path)) for path in paths}
+
+
+def _base(labels: list[dict[Path, str]], path: Path) -> Counter[str]:
+    return Counter(mine[path] for mine in labels if path in mine)
 
 
 @lru_cache(maxsize=4096)
@@ -341,12 +353,13 @@ def reliability(examples: list[tuple[str, str, Any]], vectors: Any, specs: dict[
     sims = vectors @ vectors.T
     term_sets, seen, by_path, labels = _cue_counts([(q, a) for _, q, a in examples], list(paths),
                                                    {p for p, spec in paths.items() if spec.presence})
+    bases = {p: _base(labels, p) for p in paths}
     tallies = {scale: {p: [0, 0, 0] for p in paths} for scale in CUE_SCALES}  # narrowed, right, winner right
     judged = dict.fromkeys(paths, 0)  # examples with a value at the path
     for i, (_, question, answer) in enumerate(examples):
         neighbours = [Neighbour(examples[j][0], float(sims[i, j]), examples[j][2], 1.0)
                       for j in range(len(examples)) if j != i]
-        cues = {p: _select_cues(by_path[p], seen, len(examples) - 1, (term_sets[i], labels[i].get(p)))
+        cues = {p: _select_cues(by_path[p], seen, len(examples) - 1, (term_sets[i], labels[i].get(p)), bases[p])
                 for p in paths}
         text = body(question) if body is not None else question
         truths = {p: labels_at(answer, p, spec.presence) for p, spec in paths.items()}
