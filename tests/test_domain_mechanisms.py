@@ -123,6 +123,21 @@ def test_numbers_as_written_with_separators_suffixes_and_words():
     assert numbers_in("7 then 7 again") == [7]  # no repeats
 
 
+def test_numbers_written_the_european_or_swiss_way():
+    assert numbers_in("R$ 18.500,00 for the roof") == [18500]
+    assert numbers_in("2 900 € for the car, €1 200 for the van") == [2900, 1200]
+    assert numbers_in("2 900,50 EUR") == [2900.5]
+    assert numbers_in("1.250.000 euros") == [1250000]
+    assert numbers_in("CHF 1'250'000") == [1250000]
+    assert numbers_in("a fee of 12,50 €") == [12.5]
+
+
+def test_ambiguous_groupings_stay_separate_numbers():
+    assert numbers_in("3 500 people came") == [3, 500]  # spaced groups count only beside a currency
+    assert numbers_in("floors 1,2 and 3") == [1, 2, 3]
+    assert numbers_in("version 18.500") == [18.5]  # one dot group may be decimals
+
+
 def test_numbers_inside_identifiers_are_not_numbers():
     assert numbers_in("my policy POL-123456, ticket svc-12, file v2.txt, user abc123") == []
     assert numbers_in("policy POL-123456 and 900 euros") == [900]

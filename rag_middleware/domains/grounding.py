@@ -26,7 +26,16 @@ _NUMBER_WORDS = {
     "a hundred": 100, "a thousand": 1000,
 }
 _WORD_ALT = "|".join(sorted((re.escape(w) for w in _NUMBER_WORDS), key=len, reverse=True))
-_DIGITS = r"\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?"
+_GROUP_SPACE = "[ \u00a0\u202f]"  # a space, a no-break space or a narrow no-break space between digit groups
+_CURRENCY_AFTER = r"\s?(?:€|£|\$|EUR\b|USD\b|GBP\b|CHF\b|euros?\b|kr\b|zł|PLN\b|SEK\b|NOK\b|DKK\b)"
+_DIGITS = (r"\d{1,3}(?:,\d{3})+(?:\.\d+)?"  # 2,300 / 1,234.56
+           r"|\d{1,3}(?:\.\d{3})+,\d{1,2}(?![\d,])"  # 18.500,00 (dots group, a comma marks the decimals)
+           r"|\d{1,3}(?:\.\d{3}){2,}(?![\d.,])"  # 1.250.000 (two dot groups cannot be decimals)
+           r"|\d{1,3}(?:'\d{3})+(?:\.\d+)?"  # 1'250'000
+           rf"|(?<=[€£$])\s?\d{{1,3}}(?:{_GROUP_SPACE}\d{{3}})+(?!\d)"  # €2 900 (spaced groups after a currency)
+           rf"|\d{{1,3}}(?:{_GROUP_SPACE}\d{{3}})+(?:[.,]\d{{1,2}})?(?={_CURRENCY_AFTER})"  # 2 900 € / 2 900,50 EUR
+           r"|\d+(?:[.,]\d{1,2}(?=" + _CURRENCY_AFTER + r"))?"  # 12,50 € (a decimal comma before a currency)
+           r"(?:\.\d+)?")
 _NOT_A_COUNT = r"(?<!\bno )(?<!\bthe )(?<!\bthis )(?<!\bthat )(?<!\bwhich )(?<!\bany)(?<!\bsome)(?<!\bevery)"
 _NUMBER = re.compile(rf"(?<![\w./])(?<!\w-)(?:(?P<d>{_DIGITS})\s*(?P<suffix>k\b|m\b|thousand\b|million\b)?"
                      rf"|{_NOT_A_COUNT}(?P<w>{_WORD_ALT})\b)", re.I)
@@ -101,9 +110,19 @@ def _group(match: re.Match[str]) -> str:
     return (match.group(1) if match.re.groups else match.group(0)) or ""
 
 
+def _digits_value(text: str) -> float:
+    """A number as written in any of _DIGITS' forms: grouping marks dropped, a decimal comma made a point."""
+    text = re.sub(r"[\s\u00a0\u202f']", "", text)
+    if "," in text and (text.count(".") > 0 or re.fullmatch(r"\d+,\d{1,2}", text)):
+        return float(text.replace(".", "").replace(",", "."))  # 18.500,00 / 12,50
+    if text.count(".") > 1:
+        return float(text.replace(".", ""))  # 1.250.000
+    return float(text.replace(",", ""))
+
+
 def _as_number(match: re.Match[str]) -> float | None:
     if match.group("d"):
-        value = float(match.group("d").replace(",", ""))
+        value = _digits_value(match.group("d"))
         suffix = (match.group("suffix") or "").lower()
         value *= {"k": 1e3, "thousand": 1e3, "m": 1e6, "million": 1e6}.get(suffix, 1)
         return value
