@@ -85,10 +85,11 @@ def test_the_plan_fixes_each_position_in_the_grammar():
 def test_a_reviewed_answer_teaches_a_new_phrasing():
     question = "homes sized 120 m2 or more"
     before = bank().vote(question)
-    assert before["items"] == [{"value": 120, "labels": {}, "optional": True}]  # no window like it: unsure
+    assert before["items"] == [{"value": 120, "labels": {}, "candidates": {}, "optional": True}]  # unsure
     reviewed = [("plots sized 700 m2 or more", {"filters": [item("area", "gte", 700)]}, 3.0)]
     after = bank().vote(question, extra=reviewed)
-    assert after["items"] == [{"value": 120, "labels": {"field": ["area"], "op": ["gte"]}}]
+    assert [(i["value"], i["labels"], i.get("optional")) for i in after["items"]] == [
+        (120, {"field": ["area"], "op": ["gte"]}, None)]
 
 
 def test_leave_one_out_judges_the_plans_on_the_examples():
@@ -128,3 +129,31 @@ def test_the_plan_reads_in_one_line_in_explain_and_the_replay_report():
     vote = bank().vote("flats with at least 3 bedrooms; zzz zzz zzz 9 qqq qqq qqq")
     assert describe(vote) == "one item per number: 3: field bedrooms, op gte; 9 (optional)"
     assert explain({"votes": [vote]}) == [f"vote /filters: {describe(vote)}"]
+
+
+def test_the_grammar_admits_each_labels_winner_and_the_judgement_reads_the_runner_up():
+    """Two operators come near ("at least 3" and "3 or more" both gte; "over 3" gt): the plan admits the winner
+    alone, keeps the runner-up as a candidate, and a plan whose truth is the runner-up still counts as right
+    in the leave-one-out judgement (the structure was right)."""
+    b = AnchorBank(ANCHOR)
+    for q, op in [("at least 3 beds", "gte"), ("at least 2 beds", "gte"), ("over 4 beds", "gt"),
+                  ("at least 5 beds", "gte")]:
+        b.learn(q, {"filters": [{"field": "bedrooms", "op": op, "value": int(q.split()[-2])}]})
+    record = b.vote("at least 6 beds or over")
+    item = record["items"][0]
+    assert item["labels"]["op"] == ["gte"] and item["candidates"]["op"][0] == "gte"
+    if len(item["candidates"]["op"]) == 2:
+        assert admits([item], [[{"field": "bedrooms", "op": item["candidates"]["op"][1], "value": 6}]], ANCHOR)
+
+
+def test_words_that_tell_a_label_apart_weigh_more_in_its_vote():
+    """'under' always goes with lt, 'flats' with every operator: a window sharing 'flats' and 'beds' with a
+    gte window but 'under' with an lt one is voted lt."""
+    b = AnchorBank(ANCHOR)
+    pairs = [("flats under 3 beds", "lt"), ("houses under 2 rooms", "lt"), ("flats min 4 beds", "gte"),
+             ("flats min 5 beds", "gte"), ("flats min 2 beds", "gte")]
+    for q, op in pairs:
+        value = next(int(w) for w in q.split() if w.isdigit())
+        b.learn(q, {"filters": [{"field": "bedrooms", "op": op, "value": value}]})
+    item = b.vote("flats under 6 beds")["items"][0]
+    assert item["labels"]["op"] == ["lt"]

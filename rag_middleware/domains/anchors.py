@@ -29,6 +29,7 @@ __all__ = ["JUDGED_EXAMPLES", "Anchor", "AnchorBank", "WindowIndex", "describe",
 
 JUDGED_EXAMPLES = 300  # leave-one-out is quadratic: the first this many examples judge a list
 WINDOW = 3  # words each side of a number
+FEATURE_DEFAULT = 0.3  # the weight of a window word seen in fewer than two item windows
 _WORD = re.compile(r"[a-z]+|\d[\d,.]*", re.I)
 
 
@@ -147,6 +148,7 @@ class AnchorBank:
     margin: float = 0.6
     judged: dict[str, Any] = field(default_factory=dict)  # judge() on the examples
     _index: WindowIndex = field(default_factory=WindowIndex, repr=False)
+    _purity: dict[tuple[Path, int], dict[str, float]] = field(default_factory=dict, repr=False)
 
     def learn(self, question: str, answer: Any, weight: float = 1.0) -> None:
         """Label every number mention of a question by the item that carries it (none if no item does). A
@@ -185,8 +187,10 @@ class AnchorBank:
                 record["reason"] = f"not sure whether a number before {mention.value} is an item"
                 return record
             if seen["item"] or not seen["sure"]:  # an unsure number at the end may be an item: optional
-                items.append({"value": mention.value, "labels": seen["labels"], **({} if seen["sure"] else
-                                                                                   {"optional": True})})
+                # the grammar admits each label's winner alone (the model picks worse than the vote's order
+                # between two); the runner-up stays a candidate, which the leave-one-out judgement reads
+                items.append({"value": mention.value, "labels": {k: v[:1] for k, v in seen["labels"].items()},
+                              "candidates": seen["labels"], **({} if seen["sure"] else {"optional": True})})
         if record["mentions"]:
             record["items"] = items
             record["confident"] = True
@@ -205,28 +209,47 @@ class AnchorBank:
         sure = max(item_share, 1 - item_share) >= self.margin
         labels: dict[str, list[str]] = {}
         if is_item:
-            items = [r for r in ranked if r[1] is not None][: self.k]
+            items = [(i, self.windows[i]) for _, i in found if self.windows[i][1] is not None]
             for path in self.anchor.labels:
-                labels["/".join(path)] = self._labels_at(items, path)
+                labels["/".join(path)] = self._labels_at(own, items, path)
         return {"sure": sure, "item": is_item, "share": round(item_share, 3), "labels": labels}
 
-    def _labels_at(self, items: list[tuple[float, Any, float]], path: Path) -> list[str]:
-        """The values of one label that hold ``margin`` of the nearest item windows' vote (at most two)."""
+    def _labels_at(self, own: frozenset[str], items: list[tuple[int, tuple[frozenset[str], Any, float]]],
+                   path: Path) -> list[str]:
+        """The best two values of one label among the nearest item windows, best first, nearness weighing each
+        shared word by how well it tells this label's values apart ("under" the operator, "bedrooms" the
+        field); nothing when they do not hold ``margin`` of the vote."""
+        weights = self._weights(path)
+        near = sorted(((sum(weights.get(f, FEATURE_DEFAULT) for f in own & feats)
+                        / sum(weights.get(f, FEATURE_DEFAULT) for f in own | feats), i, found, w)
+                       for i, (feats, found, w) in items if path in found), key=lambda t: (-t[0], t[1]))
         scores: dict[str, float] = {}
-        for s, found, w in items:
-            if path in found:
-                scores[found[path]] = scores.get(found[path], 0.0) + s * w
-        held, allowed = 0.0, []
-        for value in sorted(scores, key=lambda v: -scores[v])[:2]:
-            allowed.append(value)
-            held += scores[value] / sum(scores.values())
-            if held >= self.margin:
-                break
-        return allowed if held >= self.margin else []
+        for s, _, found, w in near[: self.k]:
+            scores[found[path]] = scores.get(found[path], 0.0) + s * w
+        ordered = sorted(scores, key=lambda v: -scores[v])
+        total = sum(scores.values())
+        return ordered[:2] if total and sum(scores[v] for v in ordered[:2]) / total >= self.margin else []
+
+    def _weights(self, path: Path) -> dict[str, float]:
+        """Per window word, how pure the label's values are among the item windows holding it (squared; a word
+        seen once has FEATURE_DEFAULT). Made once per set of windows."""
+        key = (path, len(self.windows))
+        if key not in self._purity:
+            counts: dict[str, dict[str, float]] = {}
+            for feats, found, w in self.windows:
+                if found is None or path not in found:
+                    continue
+                for f in feats:
+                    counts.setdefault(f, {})
+                    counts[f][found[path]] = counts[f].get(found[path], 0.0) + w
+            self._purity[key] = {f: (max(c.values()) / sum(c.values())) ** 2 for f, c in counts.items()
+                                 if sum(c.values()) >= 2}
+        return self._purity[key]
 
 
 def judge(bank: AnchorBank, examples: list[tuple[str, Any]]) -> dict[str, Any]:
-    """Leave-one-out on the examples: how often a plan admits the example's own list (``precision``)."""
+    """Leave-one-out on the examples: how often a plan admits the example's own list (``precision``), each
+    position's labels among its candidates."""
     planned = right = 0
     each = []  # every example's windows, made once
     for question, answer in examples:
@@ -254,7 +277,7 @@ def admits(items: list[dict[str, Any]], truth: list[Any], anchor: Anchor) -> boo
     for plan, item in zip(items, actual, strict=False):
         if not isinstance(item, dict) or values_at(item, anchor.value) != [plan["value"]]:
             return False
-        for path, allowed in plan["labels"].items():
+        for path, allowed in plan.get("candidates", plan["labels"]).items():
             found = [str(v) for v in values_at(item, tuple(path.split("/")))]
             if allowed and not (len(found) == 1 and found[0] in allowed):
                 return False
