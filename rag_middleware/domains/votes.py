@@ -15,12 +15,13 @@ import json
 import math
 import re
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from itertools import pairwise
 from typing import Any
 
 from .paths import Path, values_at
+from .prototypes import BLENDS, Prototypes, blend
 from .spec import VoteSpec
 
 __all__ = ["Neighbour", "field_votes", "labels_at", "mentioned", "mine_cues", "named_labels", "scaled",
@@ -38,6 +39,7 @@ class Neighbour:
     reviewed: bool = False
     near_identical: bool = False  # a reviewed answer to (nearly) the same question
     question: str = ""  # a memory record's question (anchored lists learn from it); curated: empty
+    vector: Any = field(default=None, compare=False)  # a reviewed answer's question vector (joins prototypes)
 
 
 def label_of(value: Any) -> str | None:
@@ -169,12 +171,14 @@ def mentioned(labels: list[Any], text: str) -> list[str]:
 def field_votes(neighbours: list[Neighbour], specs: dict[Path, VoteSpec], *,
                 cues: dict[Path, dict[str, tuple[str, float]]] | None = None,
                 question: str = "", context: dict[str, list[str]] | None = None,
-                named: dict[Path, list[Any]] | None = None, decide: bool = True) -> list[dict[str, Any]]:
+                named: dict[Path, list[Any]] | None = None, decide: bool = True,
+                protos: dict[Path, tuple[float, dict[str, float]]] | None = None) -> list[dict[str, Any]]:
     """One vote record per (non per-clause) voted path. A declared rule that matches the request decides
     outright; so does the one label the request names, for the fields in ``named`` (path: its labels; those
     whose named labels proved right on the examples). Otherwise neighbours vote by similarity, and the
     request's cue words (mined from the examples) add their strength to the value they go with; with
-    ``decide`` a winner holding ``spec.decide`` of the vote is admitted alone."""
+    ``decide`` a winner holding ``spec.decide`` of the vote is admitted alone. ``protos``: per path, the label
+    prototypes' share of the vote and their label shares (domains/prototypes.py)."""
     out: list[dict[str, Any]] = []
     terms = _terms(question) if cues else set()
     ranked = sorted(neighbours, key=lambda n: -n.similarity)
@@ -193,12 +197,14 @@ def field_votes(neighbours: list[Neighbour], specs: dict[Path, VoteSpec], *,
                         "mention": said[0]})
             continue
         out.append(_neighbour_vote(ranked, path, spec, shown, found_cues=[
-            (t, *cues[path][t]) for t in sorted(terms) if t in (cues or {}).get(path, {})], decide=decide))
+            (t, *cues[path][t]) for t in sorted(terms) if t in (cues or {}).get(path, {})], decide=decide,
+            proto=(protos or {}).get(path)))
     return out
 
 
 def _neighbour_vote(ranked: list[Neighbour], path: Path, spec: VoteSpec, shown: str, *,
-                    found_cues: list[tuple[str, str, float]], decide: bool) -> dict[str, Any]:
+                    found_cues: list[tuple[str, str, float]], decide: bool,
+                    proto: tuple[float, dict[str, float]] | None = None) -> dict[str, Any]:
     """The nearest neighbours' vote on one path (with the request's cue words), and what it admits."""
     voters = []
     originals: dict[str, Any] = {}
@@ -215,7 +221,8 @@ def _neighbour_vote(ranked: list[Neighbour], path: Path, spec: VoteSpec, shown: 
                               **({"presence": True} if spec.presence else {})}
     if found_cues:
         record["cues"] = [{"term": t, "value": label, "weight": w} for t, label, w in found_cues]
-    if not voters and not found_cues:
+    share, proto_shares = proto if proto is not None and proto[0] > 0 else (0.0, {})
+    if not voters and not found_cues and not proto_shares:
         record["reason"] = "no neighbour close enough"
         return record
     best = voters[0][0].similarity if voters else 0.0
@@ -230,16 +237,21 @@ def _neighbour_vote(ranked: list[Neighbour], path: Path, spec: VoteSpec, shown: 
                                  "weight": round(weight, 4), "reviewed": n.reviewed,
                                  "near_identical": n.near_identical})
     total = sum(scores.values())
-    ordered = sorted(scores.items(), key=lambda kv: -kv[1])
-    record["scores"] = {k: round(v / total, 4) for k, v in ordered}
-    if decide and not spec.presence and ordered[0][1] / total >= spec.decide:
+    shares = blend({k: v / total for k, v in scores.items()} if total else {}, proto_shares, share)
+    if proto_shares:
+        record["prototypes"] = {k: round(v, 4) for k, v in sorted(proto_shares.items(), key=lambda kv: -kv[1])}
+        for label in proto_shares:
+            originals.setdefault(label, _unlabel(label, spec))
+    ordered = list(shares.items())
+    record["scores"] = {k: round(v, 4) for k, v in ordered}
+    if decide and not spec.presence and ordered[0][1] >= spec.decide:
         record.update(allowed=[originals[ordered[0][0]]], confident=True, decided=True)
         return record
     held = 0.0
     allowed: list[str] = []
     for label, score in ordered[: spec.max_labels]:
         allowed.append(label)
-        held += score / total
+        held += score
         if held >= spec.margin:
             break
     if held >= spec.margin:
@@ -341,7 +353,8 @@ def reliability(examples: list[tuple[str, str, Any]], vectors: Any, specs: dict[
     voted on by the others (leave-one-out, cue words mined without it). Per field: ``cue_scale``, the weight
     of its cue words against its neighbours that got the most winners right (a field named by words, such as
     the channel a message came by, trusts its cues; a field that follows the topic trusts its neighbours;
-    ties keep the smaller scale), ``top1``, that share; and with that scale ``narrowed``, ``right``,
+    ties keep the smaller scale), ``blend``, the label prototypes' share of the vote chosen with it (a field
+    that follows the topic gains by them; ties keep none), ``top1``, that share; and with those ``narrowed``, ``right``,
     ``precision`` and ``reliable``: a field whose narrowed votes are right less than RELIABLE of the time is
     left to the model (its vote still feeds the confidence). Rules decide outright and are not judged here.
     With ``enums`` (each field's labels from the schema), ``names``: whether the one label a request names
@@ -354,20 +367,25 @@ def reliability(examples: list[tuple[str, str, Any]], vectors: Any, specs: dict[
     term_sets, seen, by_path, labels = _cue_counts([(q, a) for _, q, a in examples], list(paths),
                                                    {p for p, spec in paths.items() if spec.presence})
     bases = {p: _base(labels, p) for p in paths}
-    tallies = {scale: {p: [0, 0, 0] for p in paths} for scale in CUE_SCALES}  # narrowed, right, winner right
+    protos = Prototypes.build({p: [mine.get(p) for mine in labels] for p in paths}, vectors)
+    settings = [(scale, share) for share in BLENDS for scale in CUE_SCALES]
+    tallies = {key: {p: [0, 0, 0] for p in paths} for key in settings}  # narrowed, right, winner right
     judged = dict.fromkeys(paths, 0)  # examples with a value at the path
     for i, (_, question, answer) in enumerate(examples):
         neighbours = [Neighbour(examples[j][0], float(sims[i, j]), examples[j][2], 1.0)
                       for j in range(len(examples)) if j != i]
         cues = {p: _select_cues(by_path[p], seen, len(examples) - 1, (term_sets[i], labels[i].get(p)), bases[p])
                 for p in paths}
+        own = {p: protos.shares(p, vectors[i], minus=(labels[i][p], vectors[i]) if p in labels[i] else None)
+               for p in paths}
         text = body(question) if body is not None else question
         truths = {p: labels_at(answer, p, spec.presence) for p, spec in paths.items()}
         for path, truth in truths.items():
             judged[path] += bool(truth)
-        for scale, stats in tallies.items():
+        for (scale, share), stats in tallies.items():
             weighted = {p: _times(c, scale) for p, c in cues.items()}
-            for record in field_votes(neighbours, paths, cues=weighted, question=text, decide=False):
+            for record in field_votes(neighbours, paths, cues=weighted, question=text, decide=False,
+                                      protos={p: (share, own[p]) for p in paths}):
                 path = tuple(record["path"].strip("/").split("/"))
                 truth = truths[path]
                 if record.get("rule") or not truth:
@@ -377,12 +395,12 @@ def reliability(examples: list[tuple[str, str, Any]], vectors: Any, specs: dict[
                     stats[path][0] += 1
                     stats[path][1] += truth[0] in [label_of(a) for a in record["allowed"]]
     for path in paths:
-        scale = max(CUE_SCALES, key=lambda s: (tallies[s][path][2], -s))
-        narrowed, right, winners = tallies[scale][path]
+        scale, share = max(settings, key=lambda key: (tallies[key][path][2], -key[1], -key[0]))
+        narrowed, right, winners = tallies[(scale, share)][path]
         precision = right / narrowed if narrowed else 0.0
         out["/" + "/".join(path)] = {"narrowed": narrowed, "right": right, "precision": round(precision, 3),
                                      "reliable": narrowed >= 3 and precision >= RELIABLE, "cue_scale": scale,
-                                     "top1": round(winners / max(1, judged[path]), 3)}
+                                     "blend": share, "top1": round(winners / max(1, judged[path]), 3)}
     for path, names in named_labels(examples, paths, enums or {}, body=body).items():
         out["/" + "/".join(path)]["names"] = names
     return out

@@ -136,7 +136,8 @@ class Assembler:
         t0 = time.perf_counter()
         grammar = self.grammar.build(domain, request.question, switches=switches, guide=guide,
                                      clause_vectors=found.clause_vectors, voters=voters(chosen.pool, params),
-                                     reliability=self.retriever.vote_reliability(domain))
+                                     reliability=self.retriever.vote_reliability(domain), query=found.query,
+                                     prototypes=self.retriever.vote_prototypes(domain))
         timings["guide"] = (time.perf_counter() - t0) * 1000
 
         return Assembly(

@@ -12,7 +12,8 @@ import numpy as np
 from ..domains import Domain
 from ..domains.clauses import StepGuide
 from ..domains.grounding import request_body
-from ..domains.votes import Neighbour, field_votes, gate, scaled, trusted_names
+from ..domains.prototypes import Prototypes
+from ..domains.votes import Neighbour, field_votes, gate, labels_at, scaled, trusted_names
 from ..memory.embedding import CachedEmbedder
 from .ask import Switches
 
@@ -52,6 +53,23 @@ def slotted(domain: Domain, question: str, reviewed: list[tuple[str, Any, float]
             if judged.get(r["path"], {}).get("reliable")]
 
 
+def prototype_shares(prototypes: Prototypes | None, reliability: dict[str, Any], specs: dict[Any, Any],
+                     query: np.ndarray | None, voters: list[Neighbour]) -> dict[Any, tuple[float, dict[str, float]]]:
+    """Per voted field whose judgement blends in the label prototypes: their share and the request's label
+    shares, the reviewed neighbours joining their value's prototype with their trust."""
+    if prototypes is None or query is None:
+        return {}
+    out = {}
+    for path, spec in specs.items():
+        share = float((reliability.get("/" + "/".join(path)) or {}).get("blend", 0.0))
+        if share <= 0 or spec.per_clause:
+            continue
+        extra = [(found[0], n.vector, n.trust) for n in voters if n.reviewed and n.vector is not None
+                 and len(found := labels_at(n.answer, path, spec.presence)) == 1]
+        out[path] = (share, prototypes.shares(path, query, extra=extra))
+    return out
+
+
 class GrammarBuilder:
     def __init__(self, *, embedder: CachedEmbedder) -> None:
         self.embedder = embedder
@@ -77,7 +95,8 @@ class GrammarBuilder:
 
     def build(self, domain: Domain, question: str, *, switches: Switches, guide: StepGuide | None,
               clause_vectors: dict[str, np.ndarray], voters: list[Neighbour],
-              reliability: dict[str, Any]) -> Grammar:
+              reliability: dict[str, Any], query: np.ndarray | None = None,
+              prototypes: Prototypes | None = None) -> Grammar:
         steps = guide.steps(question, clause_vectors) if guide is not None else []
         votes: list[dict[str, Any]] = []
         if switches.vote and domain.declarative is not None and domain.declarative.spec.vote:
@@ -85,7 +104,8 @@ class GrammarBuilder:
             votes = field_votes(voters, spec.vote, cues=scaled(domain.cues, reliability),
                                 question=request_body(question, spec.context),
                                 context=domain.declarative.context(question),
-                                named=trusted_names(reliability, domain.declarative.vote_labels()))
+                                named=trusted_names(reliability, domain.declarative.vote_labels()),
+                                protos=prototype_shares(prototypes, reliability, spec.vote, query, voters))
             votes = gate(votes, reliability)
         if switches.vote and switches.ground and (domain.anchors or domain.slots is not None):
             # they choose among grounded values; reviewed neighbours' questions teach them too

@@ -15,7 +15,8 @@ import numpy as np
 from ..config import SelectionSettings, Settings
 from ..domains import Domain
 from ..domains.grounding import request_body
-from ..domains.votes import REVIEWED_STATUSES, parse_answer, reliability
+from ..domains.prototypes import Prototypes
+from ..domains.votes import REVIEWED_STATUSES, labels_at, parse_answer, reliability
 from ..errors import StoreError
 from ..memory.embedding import CachedEmbedder
 from ..memory.stores.base import MemoryStore
@@ -26,6 +27,18 @@ from .selection import Candidate
 __all__ = ["Retrieved", "Retriever"]
 
 log = logging.getLogger("rag_middleware.request.retriever")
+
+
+def prototypes_of(domain: Domain, vectors: np.ndarray) -> Prototypes:
+    """Per voted field (not per clause), each label's prototype from the curated examples carrying it."""
+    if domain.declarative is None:
+        return Prototypes()
+    specs = {p: v for p, v in domain.declarative.spec.vote.items() if not v.per_clause}
+    labelled = {}
+    for path, spec in specs.items():
+        found = [labels_at(e.answer, path, spec.presence) for e in domain.examples]
+        labelled[path] = [f[0] if len(f) == 1 else None for f in found]
+    return Prototypes.build(labelled, vectors)
 
 
 @dataclass
@@ -49,6 +62,7 @@ class Retriever:
         self.store = store
         self._curated: dict[str, tuple[tuple[int, int, int], list[Candidate], list[Candidate]]] = {}
         self._judged: dict[str, dict[str, Any]] = {}
+        self._protos: dict[str, Prototypes] = {}
         self._lock = threading.Lock()
         self._memory_down_logged = False
 
@@ -92,9 +106,11 @@ class Retriever:
             for i, n in enumerate(domain.negatives)
         ]
         judged = self._judge(domain, vectors[: len(domain.examples)]) if examples else {}
+        protos = prototypes_of(domain, vectors[: len(domain.examples)]) if examples else Prototypes()
         with self._lock:
             self._curated[domain.name] = (key, examples, negatives)
             self._judged[domain.name] = judged
+            self._protos[domain.name] = protos
         return examples, negatives
 
     @staticmethod
@@ -106,6 +122,11 @@ class Retriever:
         return reliability([(e.id, e.question, e.answer) for e in domain.examples], vectors,
                            domain.declarative.spec.vote, body=lambda q: request_body(q, context),
                            enums=domain.declarative.vote_labels())
+
+    def vote_prototypes(self, domain: Domain) -> Prototypes:
+        """The voted fields' label prototypes from the curated examples (domains/prototypes.py)."""
+        self.curated(domain)
+        return self._protos.get(domain.name) or Prototypes()
 
     def vote_reliability(self, domain: Domain) -> dict[str, Any]:
         self.curated(domain)

@@ -70,7 +70,7 @@ def voters(pool: list[Candidate], params: SelectionSettings) -> list[Neighbour]:
             near = cand.similarity >= params.near_identical
             trust = params.near_identical_weight if near else params.reviewed_weight
             out.append(Neighbour(cand.id, cand.similarity, cand.extra["value"], trust, reviewed=True,
-                                 near_identical=near, question=cand.question))
+                                 near_identical=near, question=cand.question, vector=cand.vector))
         else:
             out.append(Neighbour(cand.id, cand.similarity, cand.extra["value"], 0.5))
     return out
