@@ -272,3 +272,12 @@ def test_tune_refuses_a_budget_below_one_pass(cli_project, oracle, capsys):
 def test_tune_unknown_domain(cli_project, oracle, capsys):
     code, _, err = run_cli(capsys, "--data-dir", str(cli_project / "data"), "tune", "--domain", "nope")
     assert code == 2 and "nope" in err
+
+
+def test_the_vote_decide_knob_is_searched_and_written_per_path():
+    from rag_middleware.learning.tune import SPACE
+
+    assert "vote_decide" in SPACE and 0.55 in SPACE["vote_decide"]
+    start = {"k": 6, "vote_margin": None, "vote_decide": 0.55}
+    patch = override_patch({**start, "vote_decide": 0.8}, vote_paths=["/a"], only_changed_from=start)
+    assert patch == {"vote": {"/a": {"decide": 0.8}}}

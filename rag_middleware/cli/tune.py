@@ -110,7 +110,7 @@ def tune_cmd(
     out: Path | None = typer.Option(None, "--out", help="report dir (default <data_dir>/tune/<domain>-<stamp>)"),
     dry_run: bool = typer.Option(False, "--dry-run", help="report only: never write the live override"),
 ) -> None:
-    """Choose k, fetch_k, mmr_lambda, negatives_k, CoT and the vote margin/min_similarity by cross-validated
+    """Choose k, fetch_k, mmr_lambda, negatives_k, CoT and the vote margin/decide/min_similarity by cross-validated
     replay over the domain's curated examples and reviewed answers; promote the winner as an override in the
     data dir when a paired test says it is no worse."""
     from ..learning.tune import TuneOptions, promote, run_tune

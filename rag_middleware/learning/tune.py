@@ -8,7 +8,8 @@ from its examples (inferred mechanisms, cue words, the clause bank, anchored lis
 saw the held-out answers either.
 
 A setting is a flat dict: ``k``, ``fetch_k``, ``mmr_lambda``, ``negatives_k`` (selection), ``cot``, and
-``vote_margin`` / ``vote_min_similarity`` (applied to every voted path; None keeps each path's own). A
+``vote_margin`` / ``vote_decide`` / ``vote_min_similarity`` (applied to every voted path; None keeps each
+path's own). A
 coordinate search moves one parameter at a time to its neighbours on a small grid and keeps a neighbour
 only when it scores strictly better (mean field accuracy), within a budget of model calls.
 
@@ -46,10 +47,12 @@ __all__ = [
 ]
 
 SELECTION_KEYS = ("k", "fetch_k", "mmr_lambda", "negatives_k")
+VOTE_KNOBS = (("vote_margin", "margin"), ("vote_decide", "decide"), ("vote_min_similarity", "min_similarity"))
 # the order is the search order: the parameters that matter most on a small model first
 SPACE: dict[str, tuple[Any, ...]] = {
     "k": (1, 2, 3, 4, 5, 6, 8, 10),
     "vote_margin": (0.5, 0.6, 0.7, 0.8, 0.9),
+    "vote_decide": (0.5, 0.55, 0.65, 0.8, 1.0),
     "cot": (False, True),
     "mmr_lambda": (0.3, 0.5, 0.7, 0.9, 1.0),
     "negatives_k": (0, 1, 2, 3, 4),
@@ -229,7 +232,7 @@ def current_config(domain: Any, params: Any) -> tuple[dict[str, Any], dict[str, 
     config["cot"] = bool(domain.spec.cot.enabled)
     votes = list((domain.declarative.spec.vote or {}).values()) if domain.declarative is not None else []
     anchors: dict[str, float] = {}
-    for knob, attr in (("vote_margin", "margin"), ("vote_min_similarity", "min_similarity")):
+    for knob, attr in VOTE_KNOBS:
         if not votes:
             continue
         values = {getattr(v, attr) for v in votes}
@@ -251,7 +254,7 @@ def override_patch(config: dict[str, Any], *, vote_paths: Sequence[str],
         patch["selection"] = selection
     vote: dict[str, dict[str, Any]] = {}
     for path in vote_paths:
-        for knob, attr in (("vote_margin", "margin"), ("vote_min_similarity", "min_similarity")):
+        for knob, attr in VOTE_KNOBS:
             if knob in keep and config.get(knob) is not None:
                 vote.setdefault(path, {})[attr] = config[knob]
     if vote:
