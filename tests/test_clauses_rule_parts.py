@@ -89,3 +89,25 @@ def test_data_ops_rules_decide_as_their_whole_patterns():
                 matched += whole and spec in split
                 checked += 1
     assert checked > 1000 and matched >= 20
+
+
+def test_a_request_is_split_and_ruled_once_for_pending_and_vote():
+    from rag_middleware.domains.clauses import RECENT_REQUESTS, StepGuide, StepSpec
+
+    from test_clauses import TableEmbedder
+
+    calls = []
+
+    def rule(clause, request):
+        calls.append(clause)
+        return ["top_n"] if clause.startswith("top") else None
+
+    guide = StepGuide(StepSpec(split="x.py:split"), [("q", "sort")], lambda r: r.split(" then "),
+                      TableEmbedder({"q": 0}), rule=rule)
+    assert guide.pending("top 3 then q") == ["q"]
+    assert [v.labels for v in guide.vote("top 3 then q")] == [["top_n"], ["sort"]]
+    assert calls == ["top 3", "q"]
+    for i in range(RECENT_REQUESTS + 1):  # only the last few requests are kept
+        guide.pending(f"q{i}")
+    guide.pending("top 3 then q")
+    assert calls[-2:] == ["top 3", "q"] and len(calls) == 2 + RECENT_REQUESTS + 1 + 2

@@ -27,6 +27,7 @@ from ..errors import DomainError
 __all__ = ["StepGuide", "StepSpec", "StepVote", "default_split", "path_labels", "regex_split", "yaml_rule"]
 
 NO_STEP = "none"
+RECENT_REQUESTS = 16  # requests whose clauses a StepGuide keeps
 
 
 class StepSpec(BaseModel):
@@ -76,6 +77,7 @@ class StepGuide:
         self.labels = np.array([label for _, label in bank], dtype=object)
         self._vectors: np.ndarray | None = None
         self._lock = threading.Lock()
+        self._recent: dict[str, list[tuple[str, list[str] | None]]] = {}  # request -> its clauses (a few)
 
     def _bank_vectors(self) -> np.ndarray:
         with self._lock:
@@ -84,9 +86,17 @@ class StepGuide:
             return self._vectors
 
     def _clauses(self, request: str) -> list[tuple[str, list[str] | None]]:
-        """Each clause with the labels its rule decided outright (None: the vote decides)."""
-        return [(c, (self.rule(c, request) or None) if self.rule is not None else None)
-                for c in self.split(request) if c.strip()]
+        """Each clause with the labels its rule decided outright (None: the vote decides). A request asks for
+        them twice (:meth:`pending`, then :meth:`vote`), so the last few requests' are kept."""
+        found = self._recent.get(request)
+        if found is None:
+            found = [(c, (self.rule(c, request) or None) if self.rule is not None else None)
+                     for c in self.split(request) if c.strip()]
+            with self._lock:
+                while len(self._recent) >= RECENT_REQUESTS:
+                    self._recent.pop(next(iter(self._recent)))
+                self._recent[request] = found
+        return found
 
     def pending(self, request: str) -> list[str]:
         """The clauses that need a vote, so a caller can embed them in the same batch as the request."""
