@@ -7,6 +7,8 @@ What a domain author would declare, the examples often already show:
 - a number field whose values are written in the questions (as digits, words, or through time units the
   field's name or description gives: ``window_minutes``, "in days") is **grounded** in the request's numbers;
 - a free string field whose values are copied from the questions is **grounded** in the request's words;
+- an ordered enum field that a number field of the same answer lifts in every example ("at least medium
+  from 1,000") gets that **floor** (domains/floors.py);
 - every other enum or boolean field, at the top level or in an object (``/sort/order``), not in a list item,
   is **voted** on by the nearest examples (a confident vote narrows the grammar; an unsure one changes nothing),
   and so is whether an optional top-level object (a sort, an aggregate) is set or null.
@@ -20,6 +22,7 @@ import re
 from typing import Any
 
 from . import grounding
+from .floors import infer_floors
 from .paths import Path, values_at
 from .spec import DeclarativeSpec, DeriveSpec, GroundSpec, VoteSpec
 
@@ -119,6 +122,11 @@ def infer(spec: DeclarativeSpec, schema: dict[str, Any], examples: list[tuple[st
                 spec.ground[path] = GroundSpec(source="words")
                 notes.append(f"/{'/'.join(path)}: grounded in the request's words")
     _presence(spec, schema, examples, declared, notes)
+    numbers = [p for p, g in spec.ground.items() if g.source == "numbers" and len(p) == 1 and p not in spec.units]
+    fields = [(p, n) for p, n in leaves if len(p) == 1 and p not in spec.derive and p not in spec.ground]
+    for path, floor in infer_floors(fields, numbers, examples).items():
+        spec.floor[path] = floor
+        notes.append(f"/{path[0]}: {floor.describe()} (the examples show the number lifting it)")
     # enum fields of objects (not of list items, which have no one value per answer) are voted on as well
     nested = [(p, n) for p, n in leaves if len(p) > 1 and "*" not in p and p not in declared]
     for path, node in top + nested:

@@ -408,7 +408,7 @@ def _declared_steps(steps: StepSpec, path: Path, spec_path: Path, line: int | No
 
 
 class _Settled:
-    ground = harden = False
+    ground = harden = floors = False
     derive = vote = True
 
 

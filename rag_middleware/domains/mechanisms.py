@@ -15,6 +15,7 @@ import json
 from typing import Any, Protocol
 
 from . import grounding
+from .floors import lift
 from .narrowing import (ANNOTATION, annotated, fix_items, ground_annotated_node, ground_node, narrowed_copy, nullable,
                         replace_node, restrict, set_or_null, strip_annotations, types_of)
 from .paths import MISSING, Path, inline_refs, parent_objects, schema_nodes, set_at, values_at
@@ -255,6 +256,8 @@ class Declarative:
         if flags.derive:
             for path, spec in self.spec.derive.items():
                 self._derive(value, path, spec, repairs)
+            if getattr(flags, "floors", True):  # a floor's examples may sit below it: the load check skips it
+                lift(value, self.spec.floor, repairs)
         return value, repairs
 
     def _ruled(self, value: Any, request: str, repairs: list[str]) -> None:

@@ -208,6 +208,7 @@ class DeclarativeSpec(BaseModel):
     derive: dict[Path, DeriveSpec] = Field(default_factory=dict)
     vote: dict[Path, VoteSpec] = Field(default_factory=dict)
     harden: HardenSpec = HardenSpec()
+    floor: dict[Path, Any] = Field(default_factory=dict)  # read off the examples only (domains/floors.py)
 
     @classmethod
     def from_sections(cls, *, context: dict[str, Any], ground: dict[str, Any], units: dict[str, Any],
