@@ -7,6 +7,9 @@
    ``learn = "reviewed"`` and once with ``learn = "all"`` (the opt-in), and compared with learning off:
    drift = accuracy(learn on) - accuracy(learn off). Unreviewed answers must never drag accuracy down.
 
+With ``--replay FILE`` the lift runs answer FILE's items instead of half B (half A of ``--set`` is still the
+reviewed memory), e.g. paraphrases of half A: a reviewed answer to a question *like* the next one.
+
 Every run uses a fresh data dir and the embedded defaults (Gemma 3 270M, MiniLM). Writes
 ``benchmarks/out/learning-<domain>-<stamp>.json`` (summaries, per field before/after, every row) and a chart
 ``.png`` beside it, and prints the tables.
@@ -15,6 +18,8 @@ Usage::
 
     python benchmarks/learning.py --domain claims_intake --set benchmarks/data/claims_intake_dev.jsonl
     python benchmarks/learning.py --domain data_ops --set benchmarks/data/data_ops_dev.jsonl --skip-drift
+    python benchmarks/learning.py --domain claims_intake --set benchmarks/data/claims_intake_dev.jsonl \
+        --replay benchmarks/data/claims_intake_para.jsonl --skip-drift
 
 Targets (issue 13): lift >= +0.10 on a data-only domain (data_ops: >= +0.03, never lower); half B after review
 >= 0.92 on a data-only domain; drift >= 0.00.
@@ -59,6 +64,20 @@ def halves(items: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict
     return a, b
 
 
+def lift_items(items: list[dict[str, Any]], replay: list[dict[str, Any]] | None = None
+               ) -> tuple[str, list[dict[str, Any]], list[dict[str, Any]]]:
+    """(name, reviewed, answered) of the lift runs: half A is the reviewed memory; half B is answered, or the
+    replay items when given (their ids must not be in half A: a replayed item is never its own memory)."""
+    half_a, half_b = halves(items)
+    if replay is None:
+        return "B", half_a, half_b
+    reviewed_ids = {i["id"] for i in half_a}
+    clash = sorted(i["id"] for i in replay if i["id"] in reviewed_ids)
+    if clash:
+        raise SystemExit(f"replay items share ids with half A: {', '.join(clash[:5])}")
+    return "paraphrases", half_a, replay
+
+
 def middleware(tmp: Path, *, learn: str) -> Middleware:
     return Middleware(load_settings(None, data_dir=tmp, learn=learn))
 
@@ -72,6 +91,17 @@ def import_reviewed(mw: Middleware, items: list[dict[str, Any]]) -> None:
                             answer=json.dumps(i["expected"], ensure_ascii=False, separators=(", ", ": ")))
                for i, q in zip(items, questions, strict=True)]
     mw.store.upsert(records, vectors)
+
+
+def closeness(mw: Middleware, reviewed: list[dict[str, Any]], answered: list[dict[str, Any]]) -> dict[str, Any]:
+    """Each answered question's best cosine to a reviewed question, and how many reach near-identical."""
+    a = mw.embedder.encode([question_of(i) for i in reviewed])
+    b = mw.embedder.encode([question_of(i) for i in answered])
+    best = (b @ a.T).max(axis=1)
+    near = mw.settings.selection.near_identical
+    return {"near_identical": near, "reaching": int((best >= near).sum()), "min": round(float(best.min()), 3),
+            "median": round(float(sorted(best)[len(best) // 2]), 3),
+            "best_cosine": {i["id"]: round(float(c), 3) for i, c in zip(answered, best, strict=True)}}
 
 
 def run(label: str, items: list[dict[str, Any]], *, learn: str, mode: str, progress: Progress,
@@ -127,19 +157,31 @@ def main() -> None:
     parser.add_argument("--skip-lift", action="store_true")
     parser.add_argument("--skip-drift", action="store_true")
     parser.add_argument("--limit", type=int, default=0)
+    parser.add_argument("--replay", type=Path, default=None,
+                        help="answer this set's items in the lift runs instead of half B (e.g. half A paraphrased)")
     args = parser.parse_args()
 
     items = [i for i in load_set(args.set, domain=args.domain) if i["domain"] == args.domain][: args.limit or None]
-    half_a, half_b = halves(items)
+    replay = None
+    if args.replay is not None:
+        replay = [i for i in load_set(args.replay, domain=args.domain) if i["domain"] == args.domain]
+    who, half_a, answered = lift_items(items, replay)
+    empty_run, reviewed_run = f"{who}, empty memory", f"{who}, A reviewed"
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     rows: dict[str, list[dict[str, Any]]] = {}
+    close: dict[str, Any] = {}
+
+    def prepare(mw: Middleware) -> None:
+        import_reviewed(mw, half_a)
+        if replay is not None:
+            close.update(closeness(mw, half_a, answered))
+
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with Progress(*columns, console=console) as progress:
         if not args.skip_lift:
-            rows["B, empty memory"] = run("B, empty memory", half_b, learn="off", mode="full-memory",
-                                          progress=progress)
-            rows["B, A reviewed"] = run("B, A reviewed", half_b, learn="off", mode="full-memory", progress=progress,
-                                        prepare=lambda mw: import_reviewed(mw, half_a))
+            rows[empty_run] = run(empty_run, answered, learn="off", mode="full-memory", progress=progress)
+            rows[reviewed_run] = run(reviewed_run, answered, learn="off", mode="full-memory", progress=progress,
+                                     prepare=prepare)
         if not args.skip_drift:
             rows["all, learn off"] = run("all, learn off", items, learn="off", mode="full-memory", progress=progress)
             rows["all, learn reviewed"] = run("all, learn reviewed", items, learn="reviewed", mode="full-memory",
@@ -147,16 +189,21 @@ def main() -> None:
             rows["all, learn all"] = run("all, learn all", items, learn="all", mode="full-memory", progress=progress)
     summaries = {name: summarize(r) for name, r in rows.items()}
     result: dict[str, Any] = {"domain": args.domain, "set": str(args.set), "date": stamp, "commit": commit(),
-                              "half_a": len(half_a), "half_b": len(half_b), "summaries": summaries}
-    if "B, A reviewed" in summaries:
-        reviewed, empty = summaries["B, A reviewed"], summaries["B, empty memory"]
+                              "half_a": len(half_a), "half_b": len(items) - len(half_a), "summaries": summaries}
+    if replay is not None:
+        result["replay"] = {"set": str(args.replay), "n": len(replay)}
+    if close:
+        result["closeness"] = close
+    if reviewed_run in summaries:
+        reviewed, empty = summaries[reviewed_run], summaries[empty_run]
         result["lift"] = round(reviewed["field_accuracy"] - empty["field_accuracy"], 4)
     if "all, learn off" in summaries:
         off = summaries["all, learn off"]["field_accuracy"]
         result["drift_reviewed"] = round(summaries["all, learn reviewed"]["field_accuracy"] - off, 4)
         result["drift_all"] = round(summaries["all, learn all"]["field_accuracy"] - off, 4)
 
-    table = Table(title=f"learning · {args.domain} · {args.set.name} · {stamp} · {result['commit']}")
+    replayed = f" · replay {args.replay.name}" if args.replay is not None else ""
+    table = Table(title=f"learning · {args.domain} · {args.set.name}{replayed} · {stamp} · {result['commit']}")
     fields = sorted({f for s in summaries.values() for f in s.get("per_field", {})})
     for col in ("run", "n", "valid", "field acc", "exact", *fields):
         table.add_column(col, justify="left" if col == "run" else "right")
@@ -164,13 +211,17 @@ def main() -> None:
         table.add_row(name, str(s["n"]), f"{s['valid_rate']:.3f}", f"{s['field_accuracy']:.3f}", f"{s['exact']:.3f}",
                       *[f"{s['per_field'].get(f, 0):.2f}" for f in fields])
     console.print(table)
+    if close:
+        console.print(f"{who} vs A reviewed: best cosine median {close['median']:.3f}, min {close['min']:.3f}; "
+                      f"{close['reaching']}/{len(answered)} reach near-identical ({close['near_identical']})")
     for key in ("lift", "drift_reviewed", "drift_all"):
         if key in result:
-            console.print(f"{key}: {result[key]:+.3f}")
+            console.print(f"{key}{' (paraphrases)' if key == 'lift' and replay is not None else ''}: "
+                          f"{result[key]:+.3f}")
     args.out.mkdir(parents=True, exist_ok=True)
     base = args.out / f"learning-{args.domain}-{datetime.now(UTC):%Y%m%d-%H%M%S}"
     base.with_suffix(".json").write_text(json.dumps({**result, "rows": rows}, indent=1, default=str), encoding="utf-8")
-    chart(base.with_suffix(".png"), summaries, f"learning loop · {args.domain}")
+    chart(base.with_suffix(".png"), summaries, f"learning loop · {args.domain}{replayed}")
     console.print(f"wrote {base.with_suffix('.json')} and {base.with_suffix('.png')}")
 
 
