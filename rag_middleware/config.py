@@ -54,7 +54,11 @@ class SelectionSettings(BaseModel):
                                  description="added to curated examples: above unreviewed answers, below reviewed ones")
     near_identical: float = Field(
         0.92, ge=0.0, le=1.0001, description="cosine at which a reviewed answer's question counts as the same question")
-    reviewed_weight: float = Field(3.0, ge=0.0, le=100.0, description="a reviewed answer's weight in label votes")
+    reviewed_weight: float = Field(3.0, ge=0.0, le=100.0, description="a close reviewed answer's weight in label "
+                                   "votes and prototypes")
+    reviewed_close: float = Field(
+        0.75, ge=0.0, le=1.0001, description="cosine from which a reviewed answer counts reviewed_weight times; below "
+        "it counts as much as a curated example (a far answer tells no more for being reviewed)")
     near_identical_weight: float = Field(
         20.0, ge=0.0, le=1000.0, description="the vote weight of a reviewed answer to a near-identical question")
     use_memory: bool = True

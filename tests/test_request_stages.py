@@ -127,14 +127,18 @@ def test_voters_weigh_reviewed_answers_over_curated_and_unreviewed(settings):
     params = settings.selection
     near = _cand("near", _vec(0), source="memory", status="approved")
     near.similarity = 0.999
-    far = _cand("far", _vec(1), source="memory", status="approved")  # an edit is stored approved
-    far.similarity = 0.2
+    close = _cand("close", _vec(1), source="memory", status="approved")  # an edit is stored approved
+    close.similarity = 0.8
+    far = _cand("far", _vec(1), source="memory", status="approved")
+    far.similarity = 0.4
     loose = _cand("loose", _vec(2), source="memory", status="validated")
-    trust = {n.id: n for n in voters([_cand("c", _vec(0)), near, far, loose], params)}
+    trust = {n.id: n for n in voters([_cand("c", _vec(0)), near, close, far, loose], params)}
     assert trust["c"].trust == 1.0 and trust["loose"].trust == 0.5
     assert trust["near"].trust == params.near_identical_weight and trust["near"].near_identical
-    assert trust["far"].trust == params.reviewed_weight and not trust["far"].near_identical
+    assert trust["close"].trust == params.reviewed_weight and not trust["close"].near_identical
+    assert trust["far"].trust == 1.0 and trust["far"].reviewed  # as much as a curated example at that distance
     assert params.near_identical_weight > params.reviewed_weight > 1.0
+    assert params.near_identical > params.reviewed_close > far.similarity
 
 
 # -- prompt builder --------------------------------------------------------------------------------

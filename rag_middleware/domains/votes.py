@@ -1,7 +1,7 @@
 """Label votes: the nearest curated examples and reviewed answers vote on a field's value.
 
 Each neighbour's weight is ``exp((similarity - best) / temperature)`` times its trust: curated examples 1,
-reviewed answers ``reviewed_weight``, and a reviewed answer to a near-identical question
+close reviewed answers ``reviewed_weight`` (far ones 1), and a reviewed answer to a near-identical question
 ``near_identical_weight``. What the grammar admits, first that applies: a declared rule's label; the one label
 the request names, on a field whose named labels proved right on the examples; the winner alone when it holds
 ``decide`` of the weight (the 270M model picks worse than the vote's order among several labels); the values

@@ -59,7 +59,8 @@ class Selector:
 
 def voters(pool: list[Candidate], params: SelectionSettings) -> list[Neighbour]:
     """Curated examples and reviewed answers vote; unreviewed answers (only pooled when learn = "all") count
-    half, and a reviewed answer to a near-identical question counts most."""
+    half, a reviewed answer to a near-identical question counts most, a close one (``reviewed_close``)
+    ``reviewed_weight`` times, a far one as much as a curated example."""
     out = []
     for cand in pool:
         if cand.kind == "negative" or cand.extra.get("value") is None:
@@ -68,7 +69,8 @@ def voters(pool: list[Candidate], params: SelectionSettings) -> list[Neighbour]:
             out.append(Neighbour(cand.id, cand.similarity, cand.extra["value"], 1.0))
         elif cand.status in REVIEWED_STATUSES:
             near = cand.similarity >= params.near_identical
-            trust = params.near_identical_weight if near else params.reviewed_weight
+            trust = (params.near_identical_weight if near else params.reviewed_weight
+                     if cand.similarity >= params.reviewed_close else 1.0)
             out.append(Neighbour(cand.id, cand.similarity, cand.extra["value"], trust, reviewed=True,
                                  near_identical=near, question=cand.question, vector=cand.vector))
         else:
