@@ -157,3 +157,16 @@ def test_words_that_tell_a_label_apart_weigh_more_in_its_vote():
         b.learn(q, {"filters": [{"field": "bedrooms", "op": op, "value": value}]})
     item = b.vote("flats under 6 beds")["items"][0]
     assert item["labels"]["op"] == ["lt"]
+
+
+def test_the_first_number_of_a_range_reads_the_words_after_the_range():
+    from rag_middleware.domains.anchors import window
+
+    def right(text):
+        return [sorted(f for f in window(text, m) if f.startswith("R")) for m in mentions(text)]
+
+    meters = ["R1:square", "R:meters", "R:square"]
+    assert right("a plot between 1,000 and 3,000 square meters") == [meters, meters]
+    assert right("homes from 2 to 4 bedrooms")[0] == ["R1:bedrooms", "R:bedrooms"]
+    # "and" without "between" joins no range: the price keeps its own words
+    assert right("under 2,000 and 3 bedrooms")[0] == ["R1:and", "R:#", "R:and", "R:bedrooms"]

@@ -31,6 +31,7 @@ JUDGED_EXAMPLES = 300  # leave-one-out is quadratic: the first this many example
 WINDOW = 3  # words each side of a number
 FEATURE_DEFAULT = 0.3  # the weight of a window word seen in fewer than two item windows
 _WORD = re.compile(r"[a-z]+|\d[\d,.]*", re.I)
+_RANGE = re.compile(r"\s*(and|to|-|–)\s*", re.I)  # "and" joins a range only after "between"
 
 
 @dataclass(frozen=True)
@@ -52,11 +53,17 @@ def mentions(text: str) -> list[Mention]:
 
 def window(text: str, mention: Mention) -> frozenset[str]:
     """The words around a mention, tagged by side (numbers as ``#``); the adjacent word on each side twice,
-    once tagged as adjacent, since it says most ("at least 3", "3 bedrooms")."""
+    once tagged as adjacent, since it says most ("at least 3", "3 bedrooms"). The first number of a range
+    ("between 1,000 and 3,000 m2", "2 to 3 bedrooms", "2-3") reads its right words after the second."""
     def words(part: str) -> list[str]:
         return ["#" if w[0].isdigit() else w.lower() for w in _WORD.findall(part)]
 
-    left, right = words(text[: mention.start])[-WINDOW:], words(text[mention.end :])[:WINDOW]
+    before, rest = words(text[: mention.start]), text[mention.end :]
+    joined = _RANGE.match(rest)  # "between 1,000 and 3,000 square meters": the words after a range are its too
+    if joined is not None and (joined.group(1).lower() != "and" or before[-1:] == ["between"]) and (
+            second := next(grounding.number_matches(rest[joined.end():]), None)) is not None and second.start() == 0:
+        rest = rest[joined.end() + second.end():]
+    left, right = before[-WINDOW:], words(rest)[:WINDOW]
     out = {f"L:{w}" for w in left} | {f"R:{w}" for w in right}
     if left:
         out.add(f"L1:{left[-1]}")
