@@ -88,6 +88,7 @@ def test_empty_input(onnx):
 def test_the_cache_file_is_reused(onnx, cache_dir, monkeypatch):
     assert onnx.cache_path is not None and onnx.cache_path.parent == cache_dir and onnx.cache_path.is_file()
     assert [p.name for p in cache_dir.iterdir()] == [onnx.cache_path.name]  # no temp file left behind
+    assert onnx.cache_path.stat().st_mode & 0o777 == 0o644
     monkeypatch.setattr(onnx_embedding, "_export", lambda *a: pytest.fail("exported again"))
     again = OnnxEmbedder("all-MiniLM-L6-v2", cache_dir=cache_dir)
     vector = again.encode([TEXTS[0]])
