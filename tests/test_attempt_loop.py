@@ -326,3 +326,18 @@ def test_a_free_text_stream_is_one_recorded_attempt(mw, llm):
         list(mw.stream("What is a median?", domain="assistant", interaction_id="stream-2", learn=False))
     failed = mw.journal.get("stream-2")
     assert failed.status == "error" and failed.attempts[0].error_kind == "transport"
+
+
+def test_a_retry_drops_the_votes_clear_winners_and_named_labels_from_the_grammar(mw, llm):
+    """A value the grammar admitted alone may be what validation refused: the repair attempt's grammar admits
+    every label again (the first attempt's decisions stay recorded on it)."""
+    question = ("Hello, I filled in your web form: a pipe burst in the kitchen and flooded the floor, "
+                "the plumber quotes 1,800. Policy POL-554433.")
+    llm.enqueue("{}", "{}")
+    with pytest.raises(AttemptsExhaustedError) as failed:
+        mw.ask(question, domain="claims_intake", learn=False, max_attempts=2)
+    first, second = failed.value.attempts[:2]
+    channel = next(v for v in first.votes if v["path"] == "/channel")
+    assert channel.get("mention") == "web_form"  # named in the request: decided on the first attempt
+    assert not any(v.get("mention") or v.get("decided") for v in second.votes)  # the retry: the votes alone
+    assert llm.requests[0].json_schema != llm.requests[1].json_schema

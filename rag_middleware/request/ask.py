@@ -30,6 +30,7 @@ class Switches:
     ground: bool = True  # grounded fields admit only values from the request
     derive: bool = True  # derived fields are filled by their map, never asked of the model
     vote: bool = True  # neighbours vote on voted fields; a confident vote narrows the grammar
+    decide: bool = True  # a clear winner or a named label is admitted alone (off on a retry after it failed)
     harden: bool = True  # near misses snapped, repeats dropped, lists bounded
     hooks: bool = True  # the domain's Python hooks (grammar, repair, clause split/rule); off: data only
 

@@ -14,7 +14,7 @@ import json
 import re
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from tenacity import (
@@ -119,9 +119,9 @@ class AttemptLoop:
         return current
 
     def _escalate(self, call: Call, current: Assembly, number: int) -> Assembly:
-        """Progressive prompting. 1: plain. 2+: the errors in a repair turn, temperature down. 3+: more
-        examples. After a truncation: a larger num_predict and one example fewer, and a repeat penalty when
-        the cut-off answer was a loop."""
+        """Progressive prompting. 1: plain. 2+: the errors in a repair turn, temperature down, and the grammar
+        without the votes' clear winners and named labels. 3+: more examples. After a truncation: a larger
+        num_predict and one example fewer, and a repeat penalty when the cut-off answer was a loop."""
         if number == 1:
             return current
         truncated = call.ledger[-1].error_kind == "truncated"
@@ -132,8 +132,14 @@ class AttemptLoop:
             if looping(call.ledger[-1].raw_output):  # more room alone only lets a loop run longer
                 opts["repeat_penalty"] = max(float(opts.get("repeat_penalty", 1.0)), LOOP_REPEAT_PENALTY)
         extra = 2 if number >= 3 and not truncated else 0
-        if truncated or extra:
-            ask = call.route.ask.model_copy(update={"options": opts})
+        # a value the grammar admitted alone (a clear winner, a named label) may be what the validation
+        # refused (a rule across fields): the retry gets the grammar without those decisions
+        relax = not truncated and any(v.get("decided") or v.get("mention") for v in current.votes)
+        if truncated or extra or relax:
+            update: dict[str, Any] = {"options": opts}
+            if relax:
+                update["switches"] = replace(call.route.ask.switches, decide=False)
+            ask = call.route.ask.model_copy(update=update)
             current = call.assembler.prepare(call.domain, call.request, ask, extra_examples=extra,
                                              drop_examples=1 if truncated else 0)
         return current

@@ -104,7 +104,8 @@ class GrammarBuilder:
             votes = field_votes(voters, spec.vote, cues=scaled(domain.cues, reliability),
                                 question=request_body(question, spec.context),
                                 context=domain.declarative.context(question),
-                                named=trusted_names(reliability, domain.declarative.vote_labels()),
+                                named=trusted_names(reliability, domain.declarative.vote_labels())
+                                if switches.decide else None, decide=switches.decide,
                                 protos=prototype_shares(prototypes, reliability, spec.vote, query, voters))
             votes = gate(votes, reliability)
         if switches.vote and switches.ground and (domain.anchors or domain.slots is not None):
