@@ -451,3 +451,21 @@ def test_a_valid_declarative_domain_loads_and_its_mechanisms_are_on(tmp_path):
     assert "team" not in domain.schema_json["properties"]
     value, repairs = domain.post(None, "x")({"category": "billing"})
     assert value["team"] == "payments" and repairs
+
+
+def test_a_list_whose_items_need_a_number_the_request_lacks_admits_no_item():
+    from rag_middleware.request.ask import Switches
+
+    item = {"type": "object", "properties": {"field": {"enum": ["price", "area"]}, "value": {"type": "number"}},
+            "required": ["field", "value"]}
+    schema = {"type": "object", "properties": {"filters": {"type": "array", "items": item},
+                                               "must": {"type": "array", "minItems": 1, "items": item}}}
+    spec = DeclarativeSpec.from_sections(context={}, ground={"/filters/*/value": "numbers",
+                                                             "/must/*/value": "numbers"},
+                                         units={}, derive={}, vote={}, harden=None)
+    decl = Declarative(spec, schema)
+    empty, notes = decl.grammar(schema, "any plot near the lake, cheapest first", flags=Switches())
+    assert empty["properties"]["filters"]["maxItems"] == 0 and any("/filters: no item" in n for n in notes)
+    assert "maxItems" not in empty["properties"]["must"]  # a list that needs an item is left open instead
+    some, _ = decl.grammar(schema, "plots under 50,000", flags=Switches())
+    assert some["properties"]["filters"].get("maxItems") != 0

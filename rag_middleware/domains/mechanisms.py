@@ -16,8 +16,8 @@ from typing import Any, Protocol
 
 from . import grounding
 from .floors import lift
-from .narrowing import (ANNOTATION, annotated, fix_items, ground_annotated_node, ground_node, narrowed_copy, nullable,
-                        replace_node, restrict, set_or_null, strip_annotations, types_of)
+from .narrowing import (ANNOTATION, annotated, fix_items, ground_annotated_node, ground_node, narrowed_copy, no_items,
+                        nullable, replace_node, restrict, set_or_null, strip_annotations, types_of)
 from .paths import MISSING, Path, inline_refs, parent_objects, schema_nodes, set_at, values_at
 from .spec import BUILTIN_SOURCES, DeclarativeSpec
 
@@ -173,6 +173,10 @@ class Declarative:
                 if "enum" in node:
                     values = [v for v in values if v in node["enum"]]
                 if not values and not may_be_null:
+                    if "*" in path and no_items(schema_nodes(schema, path[: path.index("*")])):
+                        notes.append(f"{show_path(path[: path.index('*')])}: no item (nothing in the request to "
+                                     f"ground {show_path(path)})")
+                        break
                     notes.append(f"{show_path(path)}: nothing in the request to ground it; left open")
                     continue
                 # a code the request writes in the field's own pattern is that field's value: no null then

@@ -170,6 +170,16 @@ def fix_items(array: dict[str, Any], value: Path, items: list[dict[str, Any]]) -
     return True
 
 
+def no_items(arrays: list[dict[str, Any]]) -> bool:
+    """Optional lists whose items need a value the request does not have admit no item (True); False, and
+    nothing changed, unless every node is an array that may be empty."""
+    if not arrays or any(a.get("type") != "array" or a.get("minItems", 0) > 0 for a in arrays):
+        return False
+    for array in arrays:
+        array["maxItems"] = 0
+    return True
+
+
 def set_or_null(node: dict[str, Any], allowed: list[str]) -> dict[str, Any] | None:
     """A copy of a nullable node that admits only null (``["null"]``) or only its other values (``["set"]``);
     None when both are allowed or the node cannot be narrowed so."""
