@@ -18,7 +18,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from .paths import Path, set_at, values_at
+from .paths import Path, enum_values, set_at, values_at
 
 __all__ = ["Floor", "infer_floors", "lift"]
 
@@ -98,7 +98,7 @@ def infer_floors(top: list[tuple[Path, dict[str, Any]]], numbers: list[Path],
     in the request's numbers."""
     out: dict[Path, Floor] = {}
     for path, node in top:
-        labels = [v for v in _enum(node) if isinstance(v, str)]
+        labels = [v for v in enum_values(node) if isinstance(v, str)]
         if len(labels) < 3:
             continue
         for source in numbers:
@@ -135,15 +135,6 @@ def _floor(path: Path, source: Path, pairs: list[tuple[float, str]], labels: lis
     if below > MAX_BELOW * len(pairs) or exact < MIN_EXACT * len(pairs):
         return None
     return floor
-
-
-def _enum(node: dict[str, Any]) -> list[Any]:
-    found = list(node.get("enum") or [])
-    for key in ("anyOf", "oneOf"):
-        for branch in node.get(key, []) or []:
-            if isinstance(branch, dict):
-                found += list(branch.get("enum") or [])
-    return list(dict.fromkeys(found))
 
 
 def lift(value: Any, floors: dict[Path, Floor], repairs: list[str]) -> None:

@@ -23,7 +23,7 @@ from typing import Any
 
 from . import grounding
 from .floors import infer_floors
-from .paths import Path, values_at
+from .paths import Path, enum_values, values_at
 from .spec import DeclarativeSpec, DeriveSpec, GroundSpec, VoteSpec
 
 __all__ = ["infer", "time_units"]
@@ -80,13 +80,6 @@ def _types(node: dict[str, Any]) -> set[str]:
     return out
 
 
-def _enum(node: dict[str, Any]) -> list[Any]:
-    values: list[Any] = []
-    for b in [node, *[b for k in ("anyOf", "oneOf") for b in node.get(k, []) or [] if isinstance(b, dict)]]:
-        values += [v for v in b.get("enum", []) if v not in values]
-    return values
-
-
 def infer(spec: DeclarativeSpec, schema: dict[str, Any], examples: list[tuple[str, Any]]) -> list[str]:
     """Add what the examples show to ``spec`` (in place) and say what was added."""
     notes: list[str] = []
@@ -132,7 +125,7 @@ def infer(spec: DeclarativeSpec, schema: dict[str, Any], examples: list[tuple[st
     for path, node in top + nested:
         if path in spec.derive or path in spec.ground:
             continue
-        values = _enum(node)
+        values = enum_values(node)
         types = _types(node)
         if (len(values) >= 2 and all(isinstance(v, str) for v in values if v is not None)) or \
                 types <= {"boolean", "null"} and "boolean" in types:
@@ -157,7 +150,8 @@ def _presence(spec: DeclarativeSpec, schema: dict[str, Any], examples: list[tupl
 
 def _derive(spec: DeclarativeSpec, top: list[tuple[Path, dict[str, Any]]], examples: list[tuple[str, Any]],
             notes: list[str]) -> None:
-    enums = {p: _enum(n) for p, n in top if len(_enum(n)) >= 3 and all(isinstance(v, str) for v in _enum(n))}
+    enums = {p: found for p, n in top
+             if len(found := enum_values(n)) >= 3 and all(isinstance(v, str) for v in found)}
     order = [p for p, _ in top]
     for target, node in top:
         if "boolean" in _types(node) or _types(node) & {"integer", "number"}:

@@ -170,3 +170,11 @@ def parent_objects(schema: dict[str, Any], path: Path) -> list[dict[str, Any]]:
             if isinstance(branch.get("properties"), dict) and path[-1] in branch["properties"]:
                 out.append(branch)
     return out
+
+
+def enum_values(node: dict[str, Any]) -> list[Any]:
+    """The enum values a schema node allows, in its own branches too (``anyOf``/``oneOf``), in order, once."""
+    values: list[Any] = []
+    for b in [node, *[b for k in ("anyOf", "oneOf") for b in node.get(k, []) or [] if isinstance(b, dict)]]:
+        values += [v for v in b.get("enum", []) if v not in values]
+    return values
