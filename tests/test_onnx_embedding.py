@@ -76,6 +76,15 @@ def test_a_large_batch_is_cut_into_batches_in_input_order(cache_dir, torch_embed
     assert not small.exported  # the module's export was reused
 
 
+def test_texts_of_very_different_lengths_run_in_groups_with_the_same_vectors(onnx, torch_embedder, monkeypatch):
+    runs = []
+    run = onnx_embedding._Runner._run
+    monkeypatch.setattr(onnx_embedding._Runner, "_run", lambda self, encs: runs.append(len(encs)) or run(self, encs))
+    texts = [TEXTS[3], "sort by x", "filter y", TEXTS[3] + " please", "drop z"]
+    assert cosines(onnx.encode(texts), torch_embedder.encode(texts)).min() >= 0.9999
+    assert sorted(runs) == [2, 3]  # the three short clauses together, the two long requests together
+
+
 def test_same_name_and_dimension_as_torch(onnx, torch_embedder):
     assert (onnx.name, onnx.dim) == (torch_embedder.name, torch_embedder.dim)
 
