@@ -73,8 +73,8 @@ class EmbeddingSettings(BaseModel):
     batch_size: int = Field(64, ge=1)
     device: str = "cpu"
     runtime: Literal["onnx", "torch"] = Field(
-        "onnx", description="onnx: the model exported once to ONNX and run by onnxruntime (CPU; same vectors, "
-                            "about 2.5x faster per request); falls back to torch, with a warning, when it cannot")
+        "onnx", description="onnx: the model exported once to ONNX and run by onnxruntime (CPU; same vectors in "
+                            "about half the time); falls back to torch, with a warning, when it cannot")
 
 
 class OutboxSettings(BaseModel):
