@@ -111,7 +111,20 @@ class Domain(BaseModel):
     plain_steps: Any = None  # (split, rule, bank) of the per-clause vote with the Python hooks off
     anchors: list[Any] = Field(default_factory=list)  # anchors.AnchorBank per anchored list, judged at load
     slots: Any = None  # slots.SlotBank: which number or word fills which grounded field, judged at load
+    # reviewed answers of one tenant this copy also learnt from (learning/taught.py); never prompt examples
+    learnt: list[CuratedExample] = Field(default_factory=list)
+    learnt_key: str = ""  # a fingerprint of ``learnt`` ("" for the domain as loaded from its directory)
     _shown: Any = PrivateAttr(default=None)  # the schema shown to the model, derived fields hidden
+
+    @property
+    def cache_key(self) -> str:
+        """What caches of a domain's derived data key on: a tenant's learnt copy is a different domain."""
+        return f"{self.name}\0{self.learnt_key}" if self.learnt_key else self.name
+
+    @property
+    def teaching(self) -> list[CuratedExample]:
+        """Every example the domain learns from: the curated ones, then the reviewed answers it was taught."""
+        return [*self.examples, *self.learnt] if self.learnt else self.examples
 
     @property
     def schema_json(self) -> dict[str, Any] | None:
@@ -176,8 +189,11 @@ ALL_ON = _AllOn()
 _OVERRIDABLE = ("selection", "vote", "derive", "ground", "units", "rules", "cot")  # what an override may patch
 
 
-def load_domain(path: Path, *, override: dict[str, Any] | None = None) -> Domain:
-    """Load ``path``; ``override`` (overrides.py, from the data dir) is merged over domain.yaml."""
+def load_domain(path: Path, *, override: dict[str, Any] | None = None,
+                learnt: list[CuratedExample] | None = None) -> Domain:
+    """Load ``path``; ``override`` (overrides.py, from the data dir) is merged over domain.yaml. ``learnt``:
+    reviewed answers (already checked, learning/taught.py) the domain learns from beside its curated examples:
+    inferred mechanisms, cue words, the clause bank, anchors and slots; they are not prompt examples."""
     spec_path = path / "domain.yaml"
     if not spec_path.is_file():
         raise DomainError("missing domain.yaml", path=str(path))
@@ -192,21 +208,22 @@ def load_domain(path: Path, *, override: dict[str, Any] | None = None) -> Domain
     if validator is None:
         _check_free_text(decl_spec, spec_path, lines)
     examples, negatives = _load_curated(path, spec_path, validator, (override or {}).get("negatives"))
-    inferred = (infer(decl_spec, inline_refs(validator.json_schema()), [(e.question, e.answer) for e in examples])
+    taught = [*examples, *(learnt or [])]
+    inferred = (infer(decl_spec, inline_refs(validator.json_schema()), [(e.question, e.answer) for e in taught])
                 if spec.infer and validator is not None else [])
     declarative = Declarative(decl_spec, validator.json_schema() if validator is not None else None)
     _check_declared(declarative, path, examples, negatives)
-    cues = mine_cues([(e.question, e.answer) for e in examples],
+    cues = mine_cues([(e.question, e.answer) for e in taught],
                      {p: v for p, v in decl_spec.vote.items() if not v.per_clause}) if decl_spec.vote else {}
-    steps = _load_steps(spec, declarative, path, spec_path, lines, examples)
-    pairs = [(request_body(e.question, decl_spec.context), e.answer) for e in examples]
+    steps = _load_steps(spec, declarative, path, spec_path, lines, taught)
+    pairs = [(request_body(e.question, decl_spec.context), e.answer) for e in taught]
     anchors = learnt_anchors(declarative.schema, decl_spec, pairs) if validator is not None else []
     slots = learnt_slots(decl_spec, pairs) if validator is not None else None
     check_variants(spec.variants, domain_dir=path, spec_path=spec_path, text=text)
     return Domain(name=path.name, path=path, spec=spec, examples=examples, negatives=negatives, validator=validator,
                   step_bank=steps.bank, split=steps.split, step_rule=steps.rule, steps_path=steps.path,
                   declarative=declarative, inferred=inferred, cues=cues, plain_steps=steps.plain, anchors=anchors,
-                  slots=slots)
+                  slots=slots, learnt=list(learnt or []))
 
 
 def _parse_yaml(spec_path: Path, text: str) -> Any:
@@ -412,6 +429,9 @@ class _Settled:
     derive = vote = True
 
 
+SETTLED = _Settled()  # what a curated (or teaching) answer must already agree with: derived fields, vote rules
+
+
 def _check_declared(declarative: Declarative, path: Path, examples: list[CuratedExample],
                     negatives: list[CuratedNegative]) -> None:
     """A curated answer that disagrees with a derived field or a vote rule of domain.yaml is an error in the
@@ -426,7 +446,7 @@ def _check_declared(declarative: Declarative, path: Path, examples: list[Curated
     for file, items, attr in ((path / "examples.jsonl", examples, "answer"),
                               (path / "negatives.jsonl", negatives, "right")):
         for item in items:
-            _, changes = declarative.post(getattr(item, attr), item.question, flags=_Settled())
+            _, changes = declarative.post(getattr(item, attr), item.question, flags=SETTLED)
             if changes:
                 raise DomainError(f"{item.id}: {attr} disagrees with domain.yaml: {changes[0]}", path=str(file),
                                   line=item.__dict__.get("_line"))
@@ -467,6 +487,15 @@ class DomainRegistry:
             domain = load_domain(self.root / name, override=override)
             self._cache[name] = (live, domain)
             return domain
+
+    def taught(self, base: Domain, learnt: list[CuratedExample], key: str) -> Domain:
+        """``base`` loaded again (with the same override), learning also from ``learnt``: reviewed answers."""
+        with self._lock:
+            live = self.overrides.live_name(base.name) if self.overrides is not None else None
+            override = self.overrides.live(base.name) if self.overrides is not None and live else None
+        domain = load_domain(base.path, override=override, learnt=learnt)
+        domain.learnt_key = key
+        return domain
 
     def load_all(self) -> list[Domain]:
         return [self.get(n) for n in self.names()]

@@ -54,9 +54,11 @@ def slotted(domain: Domain, question: str, reviewed: list[tuple[str, Any, float]
 
 
 def prototype_shares(prototypes: Prototypes | None, reliability: dict[str, Any], specs: dict[Any, Any],
-                     query: np.ndarray | None, voters: list[Neighbour]) -> dict[Any, tuple[float, dict[str, float]]]:
+                     query: np.ndarray | None, voters: list[Neighbour], taught: frozenset[str] = frozenset()
+                     ) -> dict[Any, tuple[float, dict[str, float]]]:
     """Per voted field whose judgement blends in the label prototypes: their share and the request's label
-    shares, the reviewed neighbours joining their value's prototype with their trust."""
+    shares, the reviewed neighbours joining their value's prototype with their trust (those the domain was
+    ``taught`` are in the prototypes already)."""
     if prototypes is None or query is None:
         return {}
     out = {}
@@ -65,7 +67,7 @@ def prototype_shares(prototypes: Prototypes | None, reliability: dict[str, Any],
         if share <= 0 or spec.per_clause:
             continue
         extra = [(found[0], n.vector, n.trust) for n in voters if n.reviewed and n.vector is not None
-                 and len(found := labels_at(n.answer, path, spec.presence)) == 1]
+                 and n.id not in taught and len(found := labels_at(n.answer, path, spec.presence)) == 1]
         out[path] = (share, prototypes.shares(path, query, extra=extra))
     return out
 
@@ -83,7 +85,7 @@ class GrammarBuilder:
         if not hooks and domain.plain_steps is None:
             return None  # a legacy ``steps:`` section is all Python
         spec = domain.spec.steps or domain.declarative.spec.vote.get(domain.steps_path)
-        key = domain.name if hooks else domain.name + "\0plain"
+        key = domain.cache_key if hooks else domain.cache_key + "\0plain"
         with self._lock:
             cached = self._guides.get(key)
             if cached is None or cached[0] != id(domain):
@@ -99,6 +101,9 @@ class GrammarBuilder:
               prototypes: Prototypes | None = None) -> Grammar:
         steps = guide.steps(question, clause_vectors) if guide is not None else []
         votes: list[dict[str, Any]] = []
+        # reviewed answers the domain was taught are in its anchors, slots and prototypes once already: a far
+        # one (trust 1) adds nothing more as a neighbour there, a close one adds its trust
+        taught = frozenset(n.id for n in voters if n.trust <= 1.0) & frozenset(e.id for e in domain.learnt)
         if switches.vote and domain.declarative is not None and domain.declarative.spec.vote:
             spec = domain.declarative.spec
             votes = field_votes(voters, spec.vote, cues=scaled(domain.cues, reliability),
@@ -106,13 +111,13 @@ class GrammarBuilder:
                                 context=domain.declarative.context(question),
                                 named=trusted_names(reliability, domain.declarative.vote_labels())
                                 if switches.decide else None, decide=switches.decide,
-                                protos=prototype_shares(prototypes, reliability, spec.vote, query, voters))
+                                protos=prototype_shares(prototypes, reliability, spec.vote, query, voters, taught))
             votes = gate(votes, reliability)
         if switches.vote and switches.ground and (domain.anchors or domain.slots is not None):
             # they choose among grounded values; reviewed neighbours' questions teach them too
             context = domain.declarative.spec.context
             reviewed = [(request_body(n.question, context), n.answer, n.trust) for n in voters
-                        if n.reviewed and n.question]
+                        if n.reviewed and n.question and n.id not in taught]
             body = request_body(question, context)
             votes += anchored(domain, body, reviewed, any(n.reviewed and n.near_identical for n in voters))
             votes += slotted(domain, body, reviewed) if domain.slots is not None else []

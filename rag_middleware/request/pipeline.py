@@ -15,6 +15,7 @@ from pydantic import BaseModel, Field
 from .ask import AskRequest, parse_request
 from .assembly import Assembler, Assembly
 from .route import Router
+from .taught import TaughtDomains
 from .attempts import AttemptLoop, Call, InvalidAnswer
 from ..llm import LLMBackend, StreamChunk, make_backend
 from ..memory.stores import MemoryStore, open_store
@@ -107,7 +108,8 @@ class Middleware:
         self.journal = InteractionLog(self.settings.db_path)
         self._token_counter = token_counter
         self._assembler: Assembler | None = None
-        self.router = Router(settings=self.settings, domains=self.domains, assembler=lambda: self.assembler)
+        self.router = Router(settings=self.settings, domains=self.domains, assembler=lambda: self.assembler,
+                             taught=TaughtDomains(settings=self.settings, domains=self.domains, store=self.store))
 
     def _check_data_dir(self) -> None:
         data_dir = self.settings.data_dir

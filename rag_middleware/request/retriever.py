@@ -30,13 +30,14 @@ log = logging.getLogger("rag_middleware.request.retriever")
 
 
 def prototypes_of(domain: Domain, vectors: np.ndarray) -> Prototypes:
-    """Per voted field (not per clause), each label's prototype from the curated examples carrying it."""
+    """Per voted field (not per clause), each label's prototype from the examples carrying it (the curated ones
+    and the reviewed answers the domain was taught, in ``vectors``' order)."""
     if domain.declarative is None:
         return Prototypes()
     specs = {p: v for p, v in domain.declarative.spec.vote.items() if not v.per_clause}
     labelled = {}
     for path, spec in specs.items():
-        found = [labels_at(e.answer, path, spec.presence) for e in domain.examples]
+        found = [labels_at(e.answer, path, spec.presence) for e in domain.teaching]
         labelled[path] = [f[0] if len(f) == 1 else None for f in found]
     return Prototypes.build(labelled, vectors)
 
@@ -56,6 +57,8 @@ class Retrieved:
 
 
 class Retriever:
+    MAX_DOMAINS = 96  # domains (and tenants' taught copies of them) whose examples are kept embedded and judged
+
     def __init__(self, *, settings: Settings, embedder: CachedEmbedder, store: MemoryStore) -> None:
         self.settings = settings
         self.embedder = embedder
@@ -85,12 +88,13 @@ class Retriever:
     def curated(self, domain: Domain) -> tuple[list[Candidate], list[Candidate]]:
         """Curated examples and negatives with their vectors, embedded once per content (cached by hash)."""
         # a reloaded domain is a new object; the lengths catch examples added to a loaded one in place
-        key = (id(domain), len(domain.examples), len(domain.negatives))
+        key = (id(domain), len(domain.examples), len(domain.negatives), len(domain.learnt))
         with self._lock:
-            cached = self._curated.get(domain.name)
+            cached = self._curated.get(domain.cache_key)
             if cached and cached[0] == key:
                 return cached[1], cached[2]
-        texts = [e.question for e in domain.examples] + [n.question for n in domain.negatives]
+        texts = ([e.question for e in domain.examples] + [n.question for n in domain.negatives]
+                 + [e.question for e in domain.learnt])
         vectors = self.embedder.encode(texts) if texts else np.zeros((0, 1), dtype=np.float32)
         examples = [
             Candidate(id=e.id, source="curated", kind="example", status="curated", question=e.question,
@@ -105,32 +109,38 @@ class Retriever:
                       vector=vectors[off + i])
             for i, n in enumerate(domain.negatives)
         ]
-        judged = self._judge(domain, vectors[: len(domain.examples)]) if examples else {}
-        protos = prototypes_of(domain, vectors[: len(domain.examples)]) if examples else Prototypes()
+        teaching = (np.concatenate([vectors[: len(domain.examples)], vectors[off + len(domain.negatives):]])
+                    if domain.learnt else vectors[: len(domain.examples)])
+        judged = self._judge(domain, teaching) if examples else {}
+        protos = prototypes_of(domain, teaching) if examples else Prototypes()
         with self._lock:
-            self._curated[domain.name] = (key, examples, negatives)
-            self._judged[domain.name] = judged
-            self._protos[domain.name] = protos
+            for cache in (self._curated, self._judged, self._protos):
+                cache.pop(domain.cache_key, None)  # re-inserted last: the oldest copies go first
+                while len(cache) >= self.MAX_DOMAINS:
+                    cache.pop(next(iter(cache)))
+            self._curated[domain.cache_key] = (key, examples, negatives)
+            self._judged[domain.cache_key] = judged
+            self._protos[domain.cache_key] = protos
         return examples, negatives
 
     @staticmethod
     def _judge(domain: Domain, vectors: np.ndarray) -> dict[str, Any]:
-        """Leave-one-out precision of each voted field on the curated examples (domains/votes.py)."""
+        """Leave-one-out precision of each voted field on the examples it learns from (domains/votes.py)."""
         if domain.declarative is None or not domain.declarative.spec.vote:
             return {}
         context = domain.declarative.spec.context
-        return reliability([(e.id, e.question, e.answer) for e in domain.examples], vectors,
+        return reliability([(e.id, e.question, e.answer) for e in domain.teaching], vectors,
                            domain.declarative.spec.vote, body=lambda q: request_body(q, context),
                            enums=domain.declarative.vote_labels())
 
     def vote_prototypes(self, domain: Domain) -> Prototypes:
         """The voted fields' label prototypes from the curated examples (domains/prototypes.py)."""
         self.curated(domain)
-        return self._protos.get(domain.name) or Prototypes()
+        return self._protos.get(domain.cache_key) or Prototypes()
 
     def vote_reliability(self, domain: Domain) -> dict[str, Any]:
         self.curated(domain)
-        return dict(self._judged.get(domain.name, {}))
+        return dict(self._judged.get(domain.cache_key, {}))
 
     # -- memory --------------------------------------------------------------------------------------
 

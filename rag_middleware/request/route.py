@@ -15,6 +15,7 @@ from ..errors import RequestError
 from ..templating.variants import VariantSpec, assign
 from .ask import AskRequest
 from .assembly import Assembler
+from .taught import TaughtDomains
 
 __all__ = ["TENANT_RE", "Route", "Router"]
 
@@ -35,9 +36,11 @@ class Route:
 
 
 class Router:
-    def __init__(self, *, settings: Settings, domains: DomainRegistry, assembler: Callable[[], Assembler]) -> None:
+    def __init__(self, *, settings: Settings, domains: DomainRegistry, assembler: Callable[[], Assembler],
+                 taught: TaughtDomains | None = None) -> None:
         self.settings = settings
         self.domains = domains
+        self.taught = taught  # the tenant's reviewed answers teach its copy of the domain
         self._base = assembler  # built lazily: the token counter needs the backend
         self._variants: dict[Path, Assembler] = {}
         self._lock = threading.Lock()
@@ -52,8 +55,10 @@ class Router:
         tenant = self.tenant(ask.tenant)
         domain = self.domains.get(ask.domain)
         variant = assign(domain.spec.variants, domain=domain.name, tenant=tenant, key=ask.user, forced=ask.variant)
-        return Route(ask=ask.model_copy(update={"tenant": tenant}), domain=domain, variant=variant,
-                     assembler=self.assembler_for(domain, variant))
+        ask = ask.model_copy(update={"tenant": tenant})
+        if self.taught is not None:
+            domain = self.taught.domain(domain, ask)
+        return Route(ask=ask, domain=domain, variant=variant, assembler=self.assembler_for(domain, variant))
 
     def assembler_for(self, domain: Domain, variant: VariantSpec | None) -> Assembler:
         """The assembler that renders with the variant's template set (the default one without a variant)."""
