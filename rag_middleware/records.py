@@ -150,6 +150,7 @@ class Interaction(BaseModel):
     confidence: float | None = None  # confidence.py: how sure the answer is, in [0, 1] (None: free text)
     confidence_parts: dict[str, float] = Field(default_factory=dict)
     reviewed_sources: list[str] = Field(default_factory=list)  # reviewed answers that shaped it (examples, voters)
+    taught: int = 0  # reviewed answers the domain had learnt from (cue words, prototypes, ...) when it answered
 
     @property
     def succeeded(self) -> bool:

@@ -26,6 +26,7 @@ def _summary(result) -> dict:
         "template_version": result.template_version,
         "confidence": result.confidence,
         "reviewed_sources": result.reviewed_sources,
+        "taught": result.taught,
         "interaction_id": result.interaction_id,
         "timings_ms": result.timings_ms,
         "prompt_tokens": result.prompt_tokens,
@@ -76,6 +77,7 @@ def ask(
             conf = "" if result.confidence is None else f" · confidence {result.confidence:.2f}"
             used = result.reviewed_sources
             shaped = f" · reviewed answers used: {', '.join(used)}" if used else ""
+            shaped += f" · learnt from {result.taught} reviewed answers" if result.taught else ""
             err_console.print(f"interaction {result.interaction_id} · template {result.template_version}{conf}{shaped}")
         if isinstance(result.output, str):
             console.print(result.output, markup=False)

@@ -59,6 +59,7 @@ class Assembly(BaseModel):
     steps: list[list[str]] = Field(default_factory=list)  # step guidance given to the grammar
     votes: list[dict[str, Any]] = Field(default_factory=list)  # label votes (domains/votes.py)
     grammar_notes: list[str] = Field(default_factory=list)  # what the declarative mechanisms did to the grammar
+    taught: int = 0  # reviewed answers the tenant's copy of the domain learnt from (request/taught.py)
 
 
 class Assembler:
@@ -147,7 +148,7 @@ class Assembler:
             negatives=[selected(c, rank, 0) for rank, c in enumerate(prompt.negatives)], template_version=version,
             timings_ms=timings, prompt_tokens=prompt.tokens, budget=prompt.budget,
             memory_available=found.memory_available, cot=prompt.cot, steps=grammar.steps, votes=grammar.votes,
-            grammar_notes=grammar.notes,
+            grammar_notes=grammar.notes, taught=len(domain.learnt),
         )
 
     # -- rendering for the attempt loop and the server ------------------------------------------------

@@ -67,6 +67,7 @@ class AskResult(BaseModel):
     variant: str = ""  # the A/B template-set variant ("" when the domain has none)
     confidence: float | None = None  # confidence.py (None for free text)
     reviewed_sources: list[str] = Field(default_factory=list)  # reviewed answers that shaped this one
+    taught: int = 0  # reviewed answers the domain had learnt from (request/taught.py)
 
     @property
     def first_try_valid(self) -> bool:
@@ -257,6 +258,7 @@ class Middleware:
         interaction.timings_ms = {k: round(v, 2) for k, v in timings.items()}
         votes = ledger[-1].votes if ledger else []
         interaction.reviewed_sources = _reviewed_sources(assembly, votes)
+        interaction.taught = assembly.taught
         if not call.domain.free_text:
             conf = confidence(valid=interaction.status == "validated", output=interaction.output,
                               attempts=len(ledger), votes=votes, similarities=[s.similarity for s in assembly.selected])
@@ -292,6 +294,7 @@ class Middleware:
             prompt_tokens=interaction.prompt_tokens, completion_tokens=interaction.completion_tokens,
             memory_available=interaction.memory_available, variant=interaction.variant,
             confidence=interaction.confidence, reviewed_sources=interaction.reviewed_sources,
+            taught=interaction.taught,
         )
 
 
