@@ -79,7 +79,9 @@ def lift_items(items: list[dict[str, Any]], replay: list[dict[str, Any]] | None 
 
 
 def middleware(tmp: Path, *, learn: str) -> Middleware:
-    return Middleware(load_settings(None, data_dir=tmp, learn=learn))
+    # every request waits for the domain to finish learning from the reviewed answers (request/taught.py):
+    # the benchmark measures what review teaches, not how fast the background build is
+    return Middleware(load_settings(None, data_dir=tmp, learn=learn, selection={"teach_wait": 600.0}))
 
 
 def import_reviewed(mw: Middleware, items: list[dict[str, Any]]) -> None:

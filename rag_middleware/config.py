@@ -62,11 +62,13 @@ class SelectionSettings(BaseModel):
     near_identical_weight: float = Field(
         20.0, ge=0.0, le=1000.0, description="the vote weight of a reviewed answer to a near-identical question")
     teach_max: int = Field(
-        500, ge=0, le=100000, description="the most reviewed answers (newest first) a domain learns from per tenant "
+        200, ge=0, le=100000, description="the most reviewed answers (newest first) a domain learns from per tenant "
         "beside its curated examples: cue words, label prototypes, anchors, floors and the vote judgement; 0: "
         "reviewed answers only vote as neighbours")
     teach_refresh: float = Field(5.0, ge=0.0, le=3600.0,
                                  description="seconds between two looks for new reviewed answers to learn from")
+    teach_wait: float = Field(2.0, ge=0.0, le=3600.0, description="seconds a request waits for the domain to finish "
+                              "learning from new reviewed answers before it runs on what the domain knew")
     use_memory: bool = True
     use_examples: bool = True
     use_negatives: bool = True

@@ -16,6 +16,11 @@ from rag_middleware.request.ask import AskRequest
 from rag_middleware.request.taught import teachable
 
 DOMAIN = "claims_intake"
+
+
+@pytest.fixture(autouse=True)
+def _wait_for_the_copy(mw):
+    mw.settings.selection.teach_wait = 120.0  # every request waits for the background build: deterministic
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
 
 
@@ -115,6 +120,30 @@ def test_the_newest_teach_max_answers_teach(mw):
     mw.settings.selection.teach_max = 2
     _review(mw, ZORBLAX)
     assert sorted(e.id for e in _domain(mw).learnt) == ["zr3", "zr4"]
+
+
+def test_a_request_does_not_wait_longer_than_teach_wait_for_a_slow_build(mw, monkeypatch):
+    import threading
+    import time
+
+    release = threading.Event()
+    real = mw.domains.taught
+
+    def slow(*args, **kwargs):
+        release.wait(30)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(mw.domains, "taught", slow)
+    mw.settings.selection.teach_wait = 0.2
+    base = mw.domains.get(DOMAIN)
+    _review(mw, ZORBLAX)
+    started = time.monotonic()
+    assert _domain(mw) is base  # the copy is still being built: the request runs on what the domain knew
+    assert time.monotonic() - started < 5
+    release.set()
+    mw.settings.selection.teach_wait = 120.0
+    mw.settings.selection.teach_refresh = 0.0
+    assert len(_domain(mw).learnt) == 4
 
 
 def test_an_unreachable_store_leaves_the_curated_domain_and_requests_go_on(mw, monkeypatch, caplog):

@@ -6,8 +6,8 @@ request only when a reviewed question is near it. What a domain *learns* from it
 (cue words, label prototypes, anchored lists, slots, floors, the per-clause bank, the leave-one-out judgement of
 each voted field) is what generalises to questions unlike any reviewed one, so the tenant's reviewed answers
 join it: each tenant's requests run on a copy of the domain loaded from its curated examples plus its reviewed
-answers (``DomainRegistry.taught``). The copy is rebuilt when the reviewed answers change (looked at every
-``selection.teach_refresh`` seconds) and never sees unreviewed answers (no self-poisoning).
+answers (``DomainRegistry.taught``). The copy is rebuilt in the background when the reviewed answers change
+(looked at every ``selection.teach_refresh`` seconds) and never sees unreviewed answers (no self-poisoning).
 
 A reviewed answer that no longer validates against the domain's schema, or that disagrees with a derived
 field or a vote rule of domain.yaml, teaches nothing. A request that holds some of the reviewed answers out
@@ -65,14 +65,16 @@ def fingerprint(examples: list[CuratedExample]) -> str:
 class _Entry:
     base: Domain  # the curated domain it was built over (a reloaded domain is a new object)
     domain: Domain  # the taught copy, or ``base`` when nothing teaches it
-    key: str
-    checked: float
+    key: str = ""
+    checked: float = float("-inf")
     ids: frozenset[str] = field(default_factory=frozenset)
-    lock: threading.Lock = field(default_factory=threading.Lock)
+    building: threading.Thread | None = None
 
 
 class TaughtDomains:
-    """Per tenant and domain, the domain taught by the tenant's reviewed answers."""
+    """Per tenant and domain, the domain taught by the tenant's reviewed answers. A copy is built in the
+    background (learning from a few hundred answers takes seconds); a request waits for it at most
+    ``selection.teach_wait`` seconds, then runs on the copy it had (or the curated domain)."""
 
     MAX_ENTRIES = 64  # tenant x domain copies kept (least recently used dropped)
 
@@ -94,14 +96,20 @@ class TaughtDomains:
         with self._lock:
             entry = self._entries.get(key)
             if entry is None or entry.base is not base:
-                entry = self._entries[key] = _Entry(base, base, "", float("-inf"))
+                entry = self._entries[key] = _Entry(base, base)
             self._entries.move_to_end(key)
             while len(self._entries) > self.MAX_ENTRIES:
                 self._entries.popitem(last=False)
-        if time.monotonic() - entry.checked >= params.teach_refresh:
-            with entry.lock:  # one rebuild at a time; the others wait for it, then use it
-                if time.monotonic() - entry.checked >= params.teach_refresh:
-                    self._refresh(entry, ask.tenant, params.teach_max)
+            building = entry.building
+            idle = building is None or not building.is_alive()
+            if idle and time.monotonic() - entry.checked >= params.teach_refresh:
+                entry.checked = time.monotonic()  # one look at a time
+                building = entry.building = threading.Thread(
+                    target=self._refresh, args=(entry, ask.tenant, params.teach_max), daemon=True,
+                    name=f"teach-{ask.tenant}-{base.name}")
+                building.start()
+        if building is not None and params.teach_wait > 0:
+            building.join(params.teach_wait)
         if entry.ids and ask.exclude_ids and entry.ids & ask.exclude_ids:
             return base  # a held-out answer never teaches the request that scores it
         return entry.domain
@@ -116,16 +124,18 @@ class TaughtDomains:
             if not self._down_logged:
                 log.warning("memory unavailable, the domain learns from its curated examples only: %s", exc)
             self._down_logged = True
-            entry.checked = time.monotonic()
             return
         learnt = teachable(base, records)
         key = fingerprint(learnt) if learnt else ""
-        if key != entry.key:
-            try:
-                entry.domain = self.domains.taught(base, learnt, key) if learnt else base
-            except RagMiddlewareError as exc:  # the curated domain loads; a taught copy that fails is not used
-                log.warning("domain %s did not learn from %d reviewed answers: %s", base.name, len(learnt),
-                            exc.one_line())
-                entry.domain, learnt = base, []
-            entry.key, entry.ids = key, frozenset(e.id for e in learnt)
-        entry.checked = time.monotonic()
+        if key == entry.key:
+            return
+        try:
+            domain = self.domains.taught(base, learnt, key) if learnt else base
+        except RagMiddlewareError as exc:  # the curated domain loads; a taught copy that fails is not used
+            log.warning("domain %s did not learn from %d reviewed answers: %s", base.name, len(learnt),
+                        exc.one_line())
+            domain, learnt = base, []
+        except Exception:  # noqa: BLE001 - a background build must never take a request down with it
+            log.exception("domain %s: learning from reviewed answers failed", base.name)
+            return
+        entry.domain, entry.key, entry.ids = domain, key, frozenset(e.id for e in learnt)
