@@ -32,6 +32,7 @@ from .infer import infer
 from .overrides import OverrideStore
 from .anchors import learnt_anchors
 from .slots import learnt_slots
+from .word_shapes import word_shapes
 from .votes import mine_cues
 from .mechanisms import Declarative, Flags
 from .paths import Path as FieldPath, inline_refs
@@ -217,6 +218,7 @@ def load_domain(path: Path, *, override: dict[str, Any] | None = None,
                      {p: v for p, v in decl_spec.vote.items() if not v.per_clause}) if decl_spec.vote else {}
     steps = _load_steps(spec, declarative, path, spec_path, lines, taught)
     pairs = [(request_body(e.question, decl_spec.context), e.answer) for e in taught]
+    decl_spec.shape = word_shapes([p for p, g in decl_spec.ground.items() if g.source == "words"], pairs)
     anchors = learnt_anchors(declarative.schema, decl_spec, pairs) if validator is not None else []
     slots = learnt_slots(decl_spec, pairs) if validator is not None else None
     check_variants(spec.variants, domain_dir=path, spec_path=spec_path, text=text)

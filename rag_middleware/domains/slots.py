@@ -58,6 +58,7 @@ class SlotBank:
     windows: dict[str, list[tuple[frozenset[str], frozenset[Path]]]] = field(
         default_factory=lambda: {"numbers": [], "words": []})
     judged: dict[str, Any] = field(default_factory=dict)
+    shapes: dict[Path, Any] = field(default_factory=dict)  # word_shapes.WordShape of the words fields
     _indexes: dict[str, WindowIndex] = field(default_factory=lambda: {"numbers": WindowIndex(),
                                                                        "words": WindowIndex()}, repr=False)
 
@@ -80,7 +81,7 @@ class SlotBank:
         of reviewed answers, learnt for this request too."""
         banks = self.windows
         if extra:
-            more = SlotBank(self.numbers, self.words, self.k, self.margin)
+            more = SlotBank(self.numbers, self.words, self.k, self.margin, shapes=self.shapes)
             for q, a in extra:
                 more.learn(q, a)
             banks = {kind: self.windows[kind] + more.windows[kind] for kind in self.windows}
@@ -94,7 +95,7 @@ class SlotBank:
                 total = sum(s for s, _ in ranked)
                 for path in paths:
                     share = sum(s for s, labels in ranked if path in labels) / total if total else 0.0
-                    if share >= self.margin:
+                    if share >= self.margin and (path not in self.shapes or self.shapes[path].admits(value, question)):
                         picks.setdefault(path, []).append((value, share))
         out = []
         for path, found in picks.items():
@@ -121,7 +122,7 @@ def judge_slots(bank: SlotBank, examples: list[tuple[str, Any]]) -> dict[str, di
         one.learn(question, answer)
         each.append(one.windows)
     for i, (question, answer) in enumerate(examples):
-        others = SlotBank(bank.numbers, bank.words, bank.k, bank.margin)
+        others = SlotBank(bank.numbers, bank.words, bank.k, bank.margin, shapes=bank.shapes)
         for kind in others.windows:
             others.windows[kind] = [w for j, mine in enumerate(each) if j != i for w in mine[kind]]
         for record in others.vote(question):
@@ -146,7 +147,7 @@ def learnt_slots(spec: Any, pairs: list[tuple[str, Any]]) -> SlotBank | None:
     numbers, words = slot_paths(spec)
     if not (numbers or words):
         return None
-    bank = SlotBank(numbers, words)
+    bank = SlotBank(numbers, words, shapes=dict(getattr(spec, "shape", {}) or {}))
     for question, answer in pairs:
         bank.learn(question, answer)
     bank.judged = judge_slots(bank, pairs[:JUDGED_EXAMPLES])

@@ -209,6 +209,7 @@ class DeclarativeSpec(BaseModel):
     vote: dict[Path, VoteSpec] = Field(default_factory=dict)
     harden: HardenSpec = HardenSpec()
     floor: dict[Path, Any] = Field(default_factory=dict)  # read off the examples only (domains/floors.py)
+    shape: dict[Path, Any] = Field(default_factory=dict)  # of word-grounded fields, from the examples (word_shapes.py)
 
     @classmethod
     def from_sections(cls, *, context: dict[str, Any], ground: dict[str, Any], units: dict[str, Any],

@@ -1,0 +1,82 @@
+"""Word shapes: what a field grounded in the request's words looks like, read off the examples.
+
+Grounding in ``words`` admits every word and phrase of the request, and a small model then writes "newest",
+"2" or "Townhouses" as a city. The examples say what the field's values look like:
+
+- **capitalised**: every value the examples give starts with a capital letter (a name). A request written in
+  lower case throughout is exempt ("flats in nice" still has its city);
+- **digits**: whether any value holds a digit; when none does, a candidate with a digit is not a value;
+- **stop words**: words of at least STOP_MIN example questions that are never part of one of the field's
+  values ("show", "flats", "bedrooms", "I"). A phrase that starts with one, or ends with one in lower case,
+  is not a value.
+
+Each needs at least MIN_VALUES values to be learnt. The request's candidates for the field (and the slot
+picks, slots.py) keep only what the shape admits; the shape and its reasons show in the grammar notes.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+from .paths import Path, values_at
+
+__all__ = ["WordShape", "word_shapes"]
+
+MIN_VALUES = 5  # non-null example values before a field's shape is learnt
+STOP_MIN = 2  # example questions a word must be in before its absence from the values makes it a stop word
+_WORD = re.compile(r"[A-Za-z0-9][\w'-]*")
+
+
+def _words(text: str) -> list[str]:
+    return [w.lower() for w in _WORD.findall(text)]
+
+
+@dataclass(frozen=True)
+class WordShape:
+    capitalised: bool
+    digits: bool
+    stop: frozenset[str]
+
+    def admits(self, candidate: Any, request: str) -> bool:
+        if not isinstance(candidate, str):
+            return True
+        words = _words(candidate)
+        if not words:
+            return False
+        if self.capitalised and not candidate[:1].isupper() and _cased(request):
+            return False
+        if not self.digits and any(ch.isdigit() for ch in candidate):
+            return False
+        last = _WORD.findall(candidate)[-1]
+        # a name may end in a common word ("New York City"): a capitalised last word is part of it
+        return words[0] not in self.stop and (words[-1] not in self.stop or len(words) > 1 and last[:1].isupper())
+
+    def describe(self) -> str:
+        parts = ["capitalised"] if self.capitalised else []
+        parts += [] if self.digits else ["no digits"]
+        return ", ".join(parts + [f"{len(self.stop)} stop words"])
+
+
+def _cased(text: str) -> bool:
+    """The writer uses capitals at all (a request in lower case throughout writes its names in lower case)."""
+    return any(ch.isupper() for ch in text)
+
+
+def word_shapes(paths: list[Path], pairs: list[tuple[str, Any]]) -> dict[Path, WordShape]:
+    """Per field grounded in words, the shape of its values in ``pairs`` (request body, answer)."""
+    in_questions: Counter[str] = Counter()
+    for question, _ in pairs:
+        in_questions.update(set(_words(question)))
+    out = {}
+    for path in paths:
+        values = [v for _, a in pairs for v in values_at(a, path) if isinstance(v, str) and v.strip()]
+        if len(values) < MIN_VALUES:
+            continue
+        in_values = {w for v in values for w in _words(v)}
+        stop = frozenset(w for w, n in in_questions.items() if n >= STOP_MIN and w not in in_values)
+        out[path] = WordShape(capitalised=all(v[:1].isupper() for v in values),
+                              digits=any(ch.isdigit() for v in values for ch in v), stop=stop)
+    return out

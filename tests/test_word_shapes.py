@@ -1,0 +1,58 @@
+"""Word shapes (domains/word_shapes.py): a field grounded in the request's words admits only what looks like the
+examples' values: names, without digits, not the common words of the questions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from rag_middleware.domains.grounding import request_body
+from rag_middleware.domains.loader import load_domain
+from rag_middleware.domains.word_shapes import WordShape, word_shapes
+
+ROOT = Path(__file__).resolve().parents[1]
+PAIRS = [
+    ("Show me flats in Paris under 900", {"city": "Paris", "tag": "x1"}),
+    ("Show me houses in Lyon", {"city": "Lyon", "tag": "x2"}),
+    ("flats in New York City please", {"city": "New York City", "tag": "x3"}),
+    ("houses in Oslo with a garden", {"city": "Oslo", "tag": None}),
+    ("any flats in Rome", {"city": "Rome", "tag": None}),
+    ("show me anything", {"city": None, "tag": None}),
+]
+
+
+def test_the_shape_is_read_off_the_examples():
+    shapes = word_shapes([("city",), ("tag",)], PAIRS)
+    assert set(shapes) == {("city",)}  # two tag values are too few to learn from
+    city = shapes[("city",)]
+    assert city.capitalised and not city.digits
+    assert {"show", "flats", "houses", "in", "me"} <= city.stop  # in two questions or more, never in a city
+    assert "city" not in city.stop and "paris" not in city.stop  # in a value / in one question only
+
+
+@pytest.mark.parametrize(("candidate", "request_text", "admitted"), [
+    ("Nashville", "townhome for rent Nashville, newest listings", True),
+    ("newest", "townhome for rent Nashville, newest listings", False),  # lower case in a cased request
+    ("nashville", "townhome for rent nashville, newest listings", True),  # the writer uses no capitals
+    ("2", "flats with 2 bedrooms", False),  # no example value holds a digit
+    ("Flats", "Flats in Nashville", False),  # a stop word
+    ("flats in nashville", "flats in nashville", False),  # starts with one
+    ("New York City", "Lofts in New York City", True),  # ends in a common word, capitalised: part of the name
+    ("Lofts in", "Lofts in New York City", False),  # ends in one in lower case
+])
+def test_candidates_are_admitted_by_the_shape(candidate, request_text, admitted):
+    shape = WordShape(capitalised=True, digits=False, stop=frozenset({"flats", "in", "city"}))
+    assert shape.admits(candidate, request_text) is admitted
+
+
+def test_the_listing_grammar_admits_the_city_not_the_other_words_of_the_request():
+    domain = load_domain(ROOT / "knowledge_base" / "listing_search")
+    assert ("city",) in domain.declarative.spec.shape
+    question = "townhome for rent Nashville, newest listings, last 3 days"
+    assert domain.grammar_schema(question)["properties"]["city"]["enum"] == ["Nashville", None]
+    question = "Townhouses for sale, 4 bedrooms, 3 bathrooms, 2 parking spots"
+    assert domain.grammar_schema(question)["properties"]["city"]["enum"] == [None]
+    # a slot pick is a value the shape admits
+    body = request_body("townhome for rent Nashville, newest listings, last 3 days", domain.declarative.spec.context)
+    assert all(v["allowed"] != ["newest"] for v in domain.slots.vote(body))
