@@ -156,6 +156,7 @@ class AnchorBank:
     judged: dict[str, Any] = field(default_factory=dict)  # judge() on the examples
     _index: WindowIndex = field(default_factory=WindowIndex, repr=False)
     _purity: dict[tuple[Path, int], dict[str, float]] = field(default_factory=dict, repr=False)
+    _tallies: dict[tuple[Path, int], dict[str, dict[str, float]]] = field(default_factory=dict, repr=False)
 
     def learn(self, question: str, answer: Any, weight: float = 1.0) -> None:
         """Label every number mention of a question by the item that carries it (none if no item does). A
@@ -174,10 +175,11 @@ class AnchorBank:
         for n, mention in enumerate(found):
             self.windows.append((window(question, mention), labelled.get(n), weight))
 
-    def vote(self, question: str, *, extra: list[tuple[str, Any, float]] = ()) -> dict[str, Any]:
+    def vote(self, question: str, *, extra: list[tuple[str, Any, float]] = (), skip: range = range(0)
+             ) -> dict[str, Any]:
         """The plan for a request, as a vote record: ``items``, per list position its number and allowed labels
         (an item the vote is unsure of is ``optional``; it may come only after the sure ones); else no
-        ``items`` and a ``reason``."""
+        ``items`` and a ``reason``. ``skip``: windows left out (one example's, for leave-one-out)."""
         bank = self
         if extra:
             bank = AnchorBank(self.anchor, list(self.windows), self.k, self.margin)
@@ -187,7 +189,7 @@ class AnchorBank:
                                   "scores": {}, "voters": [], "confident": False, "mentions": []}
         items: list[dict[str, Any]] = []
         for mention in mentions(question):
-            seen = bank._label(window(question, mention))
+            seen = bank._label(window(question, mention), skip)
             seen["value"] = mention.value
             record["mentions"].append(seen)
             if seen["sure"] and seen["item"] and any(i.get("optional") for i in items):
@@ -203,9 +205,9 @@ class AnchorBank:
             record["confident"] = True
         return record
 
-    def _label(self, own: frozenset[str]) -> dict[str, Any]:
+    def _label(self, own: frozenset[str], skip: range = range(0)) -> dict[str, Any]:
         """Item or not, by the nearest windows; an item's labels by the nearest item windows (one search)."""
-        found = self._index.nearest(own, [w for w, _, _ in self.windows])
+        found = [(s, i) for s, i in self._index.nearest(own, [w for w, _, _ in self.windows]) if i not in skip]
         ranked = [(sim, self.windows[i][1], self.windows[i][2]) for sim, i in found]
         near = ranked[: self.k]
         total = sum(s * w for s, _, w in near)
@@ -218,15 +220,15 @@ class AnchorBank:
         if is_item:
             items = [(i, self.windows[i]) for _, i in found if self.windows[i][1] is not None]
             for path in self.anchor.labels:
-                labels["/".join(path)] = self._labels_at(own, items, path)
+                labels["/".join(path)] = self._labels_at(own, items, path, skip)
         return {"sure": sure, "item": is_item, "share": round(item_share, 3), "labels": labels}
 
     def _labels_at(self, own: frozenset[str], items: list[tuple[int, tuple[frozenset[str], Any, float]]],
-                   path: Path) -> list[str]:
+                   path: Path, skip: range = range(0)) -> list[str]:
         """The best two values of one label among the nearest item windows, best first, nearness weighing each
         shared word by how well it tells this label's values apart ("under" the operator, "bedrooms" the
         field); nothing when they do not hold ``margin`` of the vote."""
-        weights = self._weights(path)
+        weights = self._weights_without(path, skip) if skip else self._weights(path)
         near = sorted(((sum(weights.get(f, FEATURE_DEFAULT) for f in own & feats)
                         / sum(weights.get(f, FEATURE_DEFAULT) for f in own | feats), i, found, w)
                        for i, (feats, found, w) in items if path in found), key=lambda t: (-t[0], t[1]))
@@ -242,6 +244,12 @@ class AnchorBank:
         seen once has FEATURE_DEFAULT). Made once per set of windows."""
         key = (path, len(self.windows))
         if key not in self._purity:
+            self._purity[key] = {f: p for f, c in self._counts(path).items() if (p := _purity(c)) is not None}
+        return self._purity[key]
+
+    def _counts(self, path: Path) -> dict[str, dict[str, float]]:
+        key = (path, len(self.windows))
+        if key not in self._tallies:
             counts: dict[str, dict[str, float]] = {}
             for feats, found, w in self.windows:
                 if found is None or path not in found:
@@ -249,24 +257,45 @@ class AnchorBank:
                 for f in feats:
                     counts.setdefault(f, {})
                     counts[f][found[path]] = counts[f].get(found[path], 0.0) + w
-            self._purity[key] = {f: (max(c.values()) / sum(c.values())) ** 2 for f, c in counts.items()
-                                 if sum(c.values()) >= 2}
-        return self._purity[key]
+            self._tallies[key] = counts
+        return self._tallies[key]
+
+    def _weights_without(self, path: Path, skip: range) -> dict[str, float]:
+        """``_weights`` as if the ``skip`` windows were not there (leave-one-out)."""
+        counts, weights = self._counts(path), dict(self._weights(path))
+        touched: dict[str, dict[str, float]] = {}
+        for i in skip:
+            feats, found, w = self.windows[i]
+            if found is None or path not in found:
+                continue
+            for f in feats:
+                touched.setdefault(f, dict(counts[f]))[found[path]] -= w
+        for f, c in touched.items():
+            purity = _purity({label: n for label, n in c.items() if n > 1e-9})
+            if purity is None:
+                weights.pop(f, None)
+            else:
+                weights[f] = purity
+        return weights
+
+
+def _purity(counts: dict[str, float]) -> float | None:
+    total = sum(counts.values())
+    return (max(counts.values()) / total) ** 2 if total >= 2 else None
 
 
 def judge(bank: AnchorBank, examples: list[tuple[str, Any]]) -> dict[str, Any]:
     """Leave-one-out on the examples: how often a plan admits the example's own list (``precision``), each
     position's labels among its candidates."""
     planned = right = 0
-    each = []  # every example's windows, made once
+    every = AnchorBank(bank.anchor, [], bank.k, bank.margin)  # one index for all, each example's windows skipped
+    spans = []
     for question, answer in examples:
-        one = AnchorBank(bank.anchor)
-        one.learn(question, answer)
-        each.append(one.windows)
-    for i, (question, answer) in enumerate(examples):
-        others = AnchorBank(bank.anchor, [w for j, mine in enumerate(each) if j != i for w in mine], bank.k,
-                            bank.margin)
-        record = others.vote(question)
+        start = len(every.windows)
+        every.learn(question, answer)
+        spans.append(range(start, len(every.windows)))
+    for (question, answer), own in zip(examples, spans, strict=True):
+        record = every.vote(question, skip=own)
         if "items" not in record:
             continue
         planned += 1

@@ -76,9 +76,11 @@ class SlotBank:
                 labels = frozenset(p for p, found in wanted.items() if found and _same(found[0], value))
                 self.windows[kind].append((feats, labels))
 
-    def vote(self, question: str, *, extra: list[tuple[str, Any]] = ()) -> list[dict[str, Any]]:
+    def vote(self, question: str, *, extra: list[tuple[str, Any]] = (),
+             skip: dict[str, range] | None = None) -> list[dict[str, Any]]:
         """One record per field with a sure pick: ``allowed`` that one value. ``extra``: (question, answer)
-        of reviewed answers, learnt for this request too."""
+        of reviewed answers, learnt for this request too. ``skip``: per kind, windows left out (one example's,
+        for leave-one-out)."""
         banks = self.windows
         if extra:
             more = SlotBank(self.numbers, self.words, self.k, self.margin, shapes=self.shapes)
@@ -90,8 +92,10 @@ class SlotBank:
             bank = banks[kind]
             index = self._indexes[kind] if bank is self.windows[kind] else WindowIndex()
             feature_sets = [w for w, _ in bank]
+            gone = skip.get(kind, range(0)) if skip else range(0)
             for value, feats in self.candidates(question, kind) if paths and bank else []:
-                ranked = [(sim, bank[i][1]) for sim, i in index.nearest(feats, feature_sets)[: self.k]]
+                found = [(sim, i) for sim, i in index.nearest(feats, feature_sets) if i not in gone]
+                ranked = [(sim, bank[i][1]) for sim, i in found[: self.k]]
                 total = sum(s for s, _ in ranked)
                 for path in paths:
                     share = sum(s for s, labels in ranked if path in labels) / total if total else 0.0
@@ -116,16 +120,14 @@ def _same(expected: Any, value: Any) -> bool:
 def judge_slots(bank: SlotBank, examples: list[tuple[str, Any]]) -> dict[str, dict[str, Any]]:
     """Leave-one-out on the examples: per field, how often a sure pick was the example's own value."""
     stats: dict[Path, list[int]] = {p: [0, 0] for p in (*bank.numbers, *bank.words)}
-    each = []  # every example's windows, made once
+    every = SlotBank(bank.numbers, bank.words, bank.k, bank.margin, shapes=bank.shapes)  # one index for all
+    spans = []  # each example's windows
     for question, answer in examples:
-        one = SlotBank(bank.numbers, bank.words)
-        one.learn(question, answer)
-        each.append(one.windows)
-    for i, (question, answer) in enumerate(examples):
-        others = SlotBank(bank.numbers, bank.words, bank.k, bank.margin, shapes=bank.shapes)
-        for kind in others.windows:
-            others.windows[kind] = [w for j, mine in enumerate(each) if j != i for w in mine[kind]]
-        for record in others.vote(question):
+        start = {kind: len(found) for kind, found in every.windows.items()}
+        every.learn(question, answer)
+        spans.append({kind: range(start[kind], len(found)) for kind, found in every.windows.items()})
+    for (question, answer), own in zip(examples, spans, strict=True):
+        for record in every.vote(question, skip=own):
             path = tuple(record["path"].strip("/").split("/"))
             found = values_at(answer, path)
             stats[path][0] += 1

@@ -140,6 +140,24 @@ def _select_cues(by_term: dict[str, Counter[str]], seen: Counter[str], n: int,
     return cues
 
 
+class _LeaveOneOutCues:
+    """``_select_cues`` of one field with each example left out in turn, without a scan of every term per
+    example: leaving one out changes only its own terms and, through the base rates, the common words."""
+
+    def __init__(self, by_term: dict[str, Counter[str]], seen: Counter[str], n: int, base: Counter[str]) -> None:
+        self.by_term, self.seen, self.n, self.base = by_term, seen, n, base
+        self.common = {t for t in by_term if seen[t] > CUE_MAX_SHARE * n}
+        self.fixed = _select_cues({t: c for t, c in by_term.items() if t not in self.common}, seen, n)
+
+    def without(self, terms: set[str], label: str | None, needed: set[str]) -> dict[str, tuple[str, float]]:
+        """The cues among ``needed`` (the terms of the text voted on) with the example of ``terms`` and
+        ``label`` left out."""
+        cues = {t: self.fixed[t] for t in needed if t in self.fixed and t not in terms}
+        again = {t: self.by_term[t] for t in (terms | self.common) & needed if t in self.by_term}
+        cues.update(_select_cues(again, self.seen, self.n, (terms, label), self.base))
+        return cues
+
+
 def mine_cues(examples: list[tuple[str, Any]], paths: list[Path] | dict[Path, VoteSpec]
               ) -> dict[Path, dict[str, tuple[str, float]]]:
     """Words and word pairs of the example questions that go with one value of a voted field:
@@ -371,14 +389,15 @@ def reliability(examples: list[tuple[str, str, Any]], vectors: Any, specs: dict[
     settings = [(scale, share) for share in BLENDS for scale in CUE_SCALES]
     tallies = {key: {p: [0, 0, 0] for p in paths} for key in settings}  # narrowed, right, winner right
     judged = dict.fromkeys(paths, 0)  # examples with a value at the path
+    left_out = {p: _LeaveOneOutCues(by_path[p], seen, len(examples) - 1, bases[p]) for p in paths}
     for i, (_, question, answer) in enumerate(examples):
         neighbours = [Neighbour(examples[j][0], float(sims[i, j]), examples[j][2], 1.0)
                       for j in range(len(examples)) if j != i]
-        cues = {p: _select_cues(by_path[p], seen, len(examples) - 1, (term_sets[i], labels[i].get(p)), bases[p])
-                for p in paths}
+        text = body(question) if body is not None else question
+        needed = _terms(text)
+        cues = {p: left_out[p].without(term_sets[i], labels[i].get(p), needed) for p in paths}
         own = {p: protos.shares(p, vectors[i], minus=(labels[i][p], vectors[i]) if p in labels[i] else None)
                for p in paths}
-        text = body(question) if body is not None else question
         truths = {p: labels_at(answer, p, spec.presence) for p, spec in paths.items()}
         for path, truth in truths.items():
             judged[path] += bool(truth)
