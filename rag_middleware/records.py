@@ -121,6 +121,8 @@ class Attempt(BaseModel):
     duration_ms: float = 0.0
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    # each generated token with its log-probability, when the backend gives them (request/confidence.py)
+    logprobs: list[tuple[str, float]] | None = None
 
 
 class Interaction(BaseModel):

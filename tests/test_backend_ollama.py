@@ -105,6 +105,18 @@ def test_completion_fields_from_the_response(fake, backend):
     assert completion.model == "gemma3:270m"
 
 
+def test_a_checked_answer_asks_for_token_log_probabilities_and_reads_them(fake, backend):
+    fake.enqueue({"content": '{"a": 1}', "logprobs": [{"token": '{"', "logprob": -0.5},
+                                                        {"token": 'a": ', "logprob": -0.1},
+                                                        {"token": "1}", "logprob": -0.25}]})
+    completion = backend.generate(request())
+    assert fake.bodies[0]["logprobs"] is True
+    assert completion.logprobs == [('{"', -0.5), ('a": ', -0.1), ("1}", -0.25)]
+    fake.enqueue("plain")  # free text, and a server that sends none
+    completion = backend.generate(request(json_schema=None))
+    assert "logprobs" not in fake.bodies[1] and completion.logprobs is None
+
+
 def test_completion_done_reason_stop(fake, backend):
     fake.enqueue('{"a": 2}')
     completion = backend.generate(request())

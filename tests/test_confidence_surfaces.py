@@ -5,6 +5,7 @@ queries, also in --json and GET /rag/stats), ``review --order confidence`` and `
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 from datetime import datetime, timedelta, UTC
@@ -198,3 +199,31 @@ def test_export_cli_min_confidence(cli_project, mw, approved, capsys, tmp_path, 
     assert report["counts"]["exported"] == 3
     code, _out, err = run_cli(capsys, "export", "finetune", "--out", str(tmp_path / "y"), "--min-confidence", "1.5")
     assert code == 2
+
+
+def test_token_probability_counts_the_tokens_of_values_not_keys_or_punctuation():
+    from rag_middleware.request.confidence import value_probability
+
+    tokens = [('{"', -9.0), ("city", -6.0), ('": "', -3.0), ("Par", math.log(0.5)), ("is", math.log(1.0)),
+              ('", "', -2.0), ("n", -7.0), ('": ', -4.0), ("12", math.log(0.3)), ("}", -1.0)]
+    assert value_probability(tokens) == pytest.approx((0.5 + 1.0 + 0.3) / 3)
+    assert value_probability([('{"', -1.0), ("a", -1.0), ('": ', -1.0), ('"x\\"y"', math.log(0.8)), ("}", -1.0)]) \
+        == pytest.approx(0.8)  # an escaped quote stays inside its value
+    assert value_probability(None) is None and value_probability([("{}", -1.0)]) is None
+
+
+def test_an_answer_with_token_probabilities_records_them_in_its_confidence(mw, fake_llm, monkeypatch):
+    real = fake_llm.generate
+
+    def with_logprobs(request):
+        completion = real(request)
+        return completion.model_copy(update={"logprobs": [(completion.text, -0.1)]})
+
+    monkeypatch.setattr(fake_llm, "generate", with_logprobs)
+    fake_llm.enqueue(json.dumps({"claim_type": "home", "severity": "low", "channel": "email",
+                                 "injury_reported": False, "department": "property_claims",
+                                 "policy_number": None, "amount_claimed": None}))
+    result = mw.ask("Dear team, my fence blew over. Regards", domain="claims_intake")
+    record = mw.journal.get(result.interaction_id)
+    assert record.attempts[-1].logprobs and record.confidence_parts["token_probability"] == pytest.approx(
+        math.exp(-0.1), abs=1e-3)

@@ -61,6 +61,9 @@ def test_embedded_grammar_gives_schema_shaped_json(embedded):
     value = json.loads(completion.text)
     assert set(value) == {"answer", "count"} and value["answer"] in ("yes", "no")
     assert completion.prompt_tokens > 0 and completion.completion_tokens > 0
+    # each generated token with its log-probability: together they write the answer
+    assert completion.logprobs and "".join(t for t, _ in completion.logprobs) == completion.text
+    assert all(lp <= 0.0 for _, lp in completion.logprobs)
 
 
 def test_embedded_stream_yields_pieces_then_one_final(embedded):
@@ -88,6 +91,9 @@ def test_ask_end_to_end_on_embedded_defaults(project, embedded):
         result = mw.ask(request, domain="data_ops")
         assert result.valid
         assert result.selected and result.selected[0].source == "curated"
+        # the model's own token probabilities are part of the answer's confidence
+        assert result.attempts[-1].logprobs
+        assert 0.0 < mw.journal.get(result.interaction_id).confidence_parts["token_probability"] <= 1.0
         assert result.attempts[0].prompt and result.attempts[0].prompt_tokens > 0
         assert mw.journal.get(result.interaction_id).status == "validated"
         # the validated answer is memory now, kept for review; once approved, a paraphrase retrieves it

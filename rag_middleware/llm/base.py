@@ -31,6 +31,9 @@ class Completion(BaseModel):
     prompt_ms: float | None = None
     eval_ms: float | None = None
     load_ms: float = 0.0
+    # (token, log-probability) of each generated token, when the backend gives them (the model's own, before
+    # the grammar: a token the grammar forced may have had a low one)
+    logprobs: list[tuple[str, float]] | None = None
 
 
 class StreamChunk(BaseModel):

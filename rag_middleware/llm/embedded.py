@@ -118,6 +118,8 @@ class EmbeddedBackend:
             # llguidance: compact JSON with the separators our examples use, so a small model cannot wander
             # off into whitespace until num_predict runs out
             payload["json_schema"] = {**request.json_schema, "x-guidance": JSON_LAYOUT}
+            if not stream:
+                payload["logprobs"] = 1  # each token's probability: how sure the model was (request/confidence.py)
         return payload
 
     @staticmethod
@@ -175,7 +177,7 @@ class EmbeddedBackend:
             prompt_tokens=int(usage.get("prompt_tokens", 0)),
             completion_tokens=int(usage.get("completion_tokens", 0)),
             duration_ms=(time.perf_counter() - start) * 1000,
-            model=self.model, load_ms=load_ms, **self._timings(result),
+            model=self.model, load_ms=load_ms, logprobs=_logprobs(choice.get("logprobs")), **self._timings(result),
         )
 
     def stream(self, request: GenerateRequest) -> Iterator[StreamChunk]:
@@ -236,3 +238,12 @@ class EmbeddedBackend:
 
     def close(self) -> None:
         """The loaded model is shared by the process; it is released at exit."""
+
+
+def _logprobs(found: Any) -> list[tuple[str, float]] | None:
+    """llama.cpp's OpenAI-style ``logprobs.content`` as (token, log-probability) pairs."""
+    content = found.get("content") if isinstance(found, dict) else None
+    if not isinstance(content, list):
+        return None
+    return [(str(t.get("token", "")), float(t["logprob"])) for t in content
+            if isinstance(t, dict) and isinstance(t.get("logprob"), int | float)]

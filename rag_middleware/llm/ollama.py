@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -37,6 +38,8 @@ class OllamaBackend:
         self.timeout = timeout
         self.connect_timeout = connect_timeout
         self._client = ollama.Client(host=host, timeout=httpx.Timeout(timeout, connect=connect_timeout))
+        # token log-probabilities (request/confidence.py), when the installed client can ask for them
+        self._logprobs = "logprobs" in inspect.signature(ollama.Client.chat).parameters
         # Ollama has no tokenize endpoint: 'auto' is the estimate, unless a tokenizer file is configured
         self._tokens = LazyTokenCounter(tokenizer)
 
@@ -61,6 +64,8 @@ class OllamaBackend:
         }
         if request.json_schema is not None:
             kwargs["format"] = request.json_schema
+            if not stream and self._logprobs:  # Ollama 0.12.11+ and its client 0.6.1+; older servers ignore it
+                kwargs["logprobs"] = True
         keep_alive = request.keep_alive if request.keep_alive is not None else self.keep_alive
         if keep_alive is not None:
             kwargs["keep_alive"] = keep_alive
@@ -102,6 +107,9 @@ class OllamaBackend:
             completion_tokens=int(getattr(resp, "eval_count", 0) or 0),
             duration_ms=(time.perf_counter() - start) * 1000,
             model=resp.model or "",
+            logprobs=[(str(getattr(t, "token", "")), float(t.logprob)) for t in found
+                      if isinstance(getattr(t, "logprob", None), int | float)]
+            if (found := getattr(resp, "logprobs", None)) else None,
         )
 
     def generate(self, request: GenerateRequest) -> Completion:

@@ -230,6 +230,8 @@ def _settle(attempt: Attempt, completion: Completion | None, text: str, started:
         attempt.done_reason = completion.done_reason
         attempt.prompt_tokens = completion.prompt_tokens
         attempt.completion_tokens = completion.completion_tokens
+        if completion.logprobs is not None:
+            attempt.logprobs = [(token, round(lp, 4)) for token, lp in completion.logprobs]
 
 
 def request_key(messages: list[dict[str, Any]], prompt: str | None, options: dict[str, Any]) -> str:

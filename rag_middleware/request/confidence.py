@@ -6,7 +6,9 @@
 - **familiarity**: the similarity of the nearest example or reviewed answer (a question unlike anything
   seen is a guess), mapped from [0.3, 0.9] to [0, 1];
 - **attempts**: 1 on the first try, less for each repair turn the answer needed, 0 when none validated;
-- **log-probabilities**, when a backend returns them: the mean token probability (none of ours does yet).
+- **token probability**, when the backend returns log-probabilities (both of ours do): the mean probability
+  the model gave the tokens of the answer's values (keys and JSON punctuation, which the grammar writes, are
+  left out; ``value_probability``).
 
 confidence = attempts x mean(agreement, familiarity[, token probability]). Recorded on every interaction;
 ``review --order confidence`` shows the least certain first.
@@ -14,11 +16,12 @@ confidence = attempts x mean(agreement, familiarity[, token probability]). Recor
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from ..domains.votes import labels_at
 
-__all__ = ["confidence"]
+__all__ = ["confidence", "value_probability"]
 
 ATTEMPT_FACTOR = {1: 1.0, 2: 0.7, 3: 0.5}
 
@@ -54,3 +57,39 @@ def confidence(*, valid: bool, output: Any, attempts: int, votes: list[dict[str,
     evidence = [v for k, v in parts.items() if k != "attempts"]
     score = parts["attempts"] * (sum(evidence) / len(evidence) if evidence else 0.5)
     return {"score": round(score, 4), **parts}
+
+
+def _value_chars(text: str) -> list[bool]:
+    """Per character of a JSON text, whether it belongs to a value (not a key, quote or punctuation)."""
+    marks = [False] * len(text)
+    i = 0
+    while i < len(text):
+        ch = text[i]
+        if ch == '"':
+            j, escaped = i + 1, False
+            while j < len(text) and (escaped or text[j] != '"'):
+                escaped = not escaped and text[j] == "\\"
+                j += 1
+            rest = text[j + 1 :].lstrip()
+            if not rest.startswith(":"):  # a string value: its characters, not its quotes
+                for k in range(i + 1, min(j, len(text))):
+                    marks[k] = True
+            i = j + 1
+            continue
+        marks[i] = not (ch.isspace() or ch in "{}[],:")
+        i += 1
+    return marks
+
+
+def value_probability(logprobs: list[tuple[str, float]] | None) -> float | None:
+    """The mean probability of the tokens that write the answer's values; None without log-probabilities or
+    without a value token."""
+    if not logprobs:
+        return None
+    marks = _value_chars("".join(token for token, _ in logprobs))
+    probabilities, at = [], 0
+    for token, logprob in logprobs:
+        if any(marks[at : at + len(token)]):
+            probabilities.append(math.exp(logprob))
+        at += len(token)
+    return sum(probabilities) / len(probabilities) if probabilities else None
