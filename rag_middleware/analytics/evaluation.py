@@ -126,6 +126,7 @@ def run_item(mw: Any, item: dict[str, Any], mode: Mode, *, learn: bool = False,
                              for s in result.selected],
                    votes=last.votes if last else [], repairs=last.repairs if last else [],
                    interaction_id=result.interaction_id, confidence=result.confidence,
+                   confidence_parts=result.confidence_parts, logprobs=last.logprobs if last else None,
                    reviewed_sources=result.reviewed_sources,
                    raw_output=last.raw_output if last and not result.valid else "",
                    errors=last.errors if last else [])

@@ -68,6 +68,7 @@ class AskResult(BaseModel):
     confidence: float | None = None  # confidence.py (None for free text)
     reviewed_sources: list[str] = Field(default_factory=list)  # reviewed answers that shaped this one
     taught: int = 0  # reviewed answers the domain had learnt from (request/taught.py)
+    confidence_parts: dict[str, float] = Field(default_factory=dict)  # what the confidence was made of
 
     @property
     def first_try_valid(self) -> bool:
@@ -295,7 +296,7 @@ class Middleware:
             prompt_tokens=interaction.prompt_tokens, completion_tokens=interaction.completion_tokens,
             memory_available=interaction.memory_available, variant=interaction.variant,
             confidence=interaction.confidence, reviewed_sources=interaction.reviewed_sources,
-            taught=interaction.taught,
+            taught=interaction.taught, confidence_parts=interaction.confidence_parts,
         )
 
 
