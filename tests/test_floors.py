@@ -80,7 +80,7 @@ def test_the_claims_domain_learns_its_severity_floor(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     from pathlib import Path
 
-    from rag_middleware.domains.loader import DomainRegistry
+    from rag_middleware.domains.registry import DomainRegistry
 
     domain = DomainRegistry(Path(__file__).resolve().parents[1] / "knowledge_base").get("claims_intake")
     floor = domain.declarative.spec.floor[("severity",)]
@@ -91,7 +91,7 @@ def test_an_example_below_its_inferred_floor_is_not_a_load_error(tmp_path):
     """Up to a tenth of the examples may sit below the floor (the data's own noise); loading never fails on it."""
     import json
 
-    from rag_middleware.domains.loader import DomainRegistry
+    from rag_middleware.domains.registry import DomainRegistry
 
     root = tmp_path / "kb" / "sev"
     root.mkdir(parents=True)

@@ -11,7 +11,7 @@ from jsonschema import Draft202012Validator
 
 from rag_middleware.domains.clauses import regex_split
 from rag_middleware.domains.grounding import build_context, request_body
-from rag_middleware.domains.loader import DomainRegistry
+from rag_middleware.domains.registry import DomainRegistry
 from rag_middleware.domains.mechanisms import Declarative
 from rag_middleware.domains.spec import DeclarativeSpec, SplitSpec
 from rag_middleware.errors import DomainError

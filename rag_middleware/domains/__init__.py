@@ -1,6 +1,7 @@
 """Domains: ``knowledge_base/<name>/`` as data, and what the core does with it.
 
-- ``loader``: reads and checks a domain folder (errors name file and line);
+- ``loader``: reads and checks a domain folder (errors name file and line); ``registry``: the loaded ones;
+- ``glosses``: what descriptions and rules say each voted label means; ``word_shapes``: what word values look like;
 - ``spec``: the declarative sections of domain.yaml (context, ground, units, derive, vote, harden);
 - ``grounding``: facts taken from the request (contexts, numbers, units, words, pattern matches);
 - ``mechanisms``: the grammar narrowed per request, the answer hardened and its derived fields filled;
@@ -16,6 +17,7 @@ May import: the ground floor (errors, config, records, options), memory (embeddi
 Never the request path, a server or an LLM backend.
 """
 
-from .loader import CuratedExample, CuratedNegative, Domain, DomainRegistry, DomainSpec, load_domain
+from .loader import CuratedExample, CuratedNegative, Domain, DomainSpec, load_domain
+from .registry import DomainRegistry
 
 __all__ = ["CuratedExample", "CuratedNegative", "Domain", "DomainRegistry", "DomainSpec", "load_domain"]

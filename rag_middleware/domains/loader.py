@@ -11,8 +11,6 @@ Layout of a domain directory::
 from __future__ import annotations
 
 import json
-import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +19,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
-from ..errors import DomainError, UnknownDomainError
+from ..errors import DomainError
 from ..templating.variants import VariantSpec, check_variants
 from ..options import ModelOptions
 from .clauses import StepSpec, default_split, example_clauses, path_labels, read_bank, regex_split, yaml_rule
@@ -29,8 +27,8 @@ from .domain_files import fresh_package, key_lines, load_object, read_jsonl
 from .validation import JSONSchemaValidator, OutputValidator, PydanticValidator
 from .grounding import request_body
 from .infer import infer
-from .overrides import OverrideStore
 from .anchors import learnt_anchors
+from .glosses import gloss_pairs, label_glosses
 from .slots import learnt_slots
 from .word_shapes import word_shapes
 from .votes import mine_cues
@@ -38,7 +36,7 @@ from .mechanisms import Declarative, Flags
 from .paths import Path as FieldPath, inline_refs
 from .spec import DeclarativeSpec, SplitSpec
 
-__all__ = ["CuratedExample", "CuratedNegative", "Domain", "DomainRegistry", "DomainSpec"]
+__all__ = ["CuratedExample", "CuratedNegative", "Domain", "DomainSpec", "SETTLED", "load_domain"]
 
 
 class CotSpec(BaseModel):
@@ -115,6 +113,7 @@ class Domain(BaseModel):
     # reviewed answers of one tenant this copy also learnt from (learning/taught.py); never prompt examples
     learnt: list[CuratedExample] = Field(default_factory=list)
     learnt_key: str = ""  # a fingerprint of ``learnt`` ("" for the domain as loaded from its directory)
+    glossed: list[tuple[str, Any]] = Field(default_factory=list)  # glosses.gloss_pairs: cue-mining pseudo-examples
     _shown: Any = PrivateAttr(default=None)  # the schema shown to the model, derived fields hidden
 
     @property
@@ -214,8 +213,9 @@ def load_domain(path: Path, *, override: dict[str, Any] | None = None,
                 if spec.infer and validator is not None else [])
     declarative = Declarative(decl_spec, validator.json_schema() if validator is not None else None)
     _check_declared(declarative, path, examples, negatives)
-    cues = mine_cues([(e.question, e.answer) for e in taught],
-                     {p: v for p, v in decl_spec.vote.items() if not v.per_clause}) if decl_spec.vote else {}
+    voted = {p: v for p, v in decl_spec.vote.items() if not v.per_clause and "*" not in p}
+    glossed = gloss_pairs(label_glosses(declarative.schema, list(voted), declarative.vote_labels(), spec.rules))
+    cues = mine_cues([(e.question, e.answer) for e in taught] + glossed, voted) if voted else {}
     steps = _load_steps(spec, declarative, path, spec_path, lines, taught)
     pairs = [(request_body(e.question, decl_spec.context), e.answer) for e in taught]
     decl_spec.shape = word_shapes([p for p, g in decl_spec.ground.items() if g.source == "words"], pairs)
@@ -225,7 +225,7 @@ def load_domain(path: Path, *, override: dict[str, Any] | None = None,
     return Domain(name=path.name, path=path, spec=spec, examples=examples, negatives=negatives, validator=validator,
                   step_bank=steps.bank, split=steps.split, step_rule=steps.rule, steps_path=steps.path,
                   declarative=declarative, inferred=inferred, cues=cues, plain_steps=steps.plain, anchors=anchors,
-                  slots=slots, learnt=list(learnt or []))
+                  slots=slots, learnt=list(learnt or []), glossed=glossed)
 
 
 def _parse_yaml(spec_path: Path, text: str) -> Any:
@@ -452,52 +452,3 @@ def _check_declared(declarative: Declarative, path: Path, examples: list[Curated
             if changes:
                 raise DomainError(f"{item.id}: {attr} disagrees with domain.yaml: {changes[0]}", path=str(file),
                                   line=item.__dict__.get("_line"))
-
-
-class DomainRegistry:
-    """All domains under a knowledge base directory, loaded on first use and cached."""
-
-    def __init__(self, root: Path, *, overrides: Path | None = None) -> None:
-        self.root = Path(root)
-        self.overrides = OverrideStore(overrides) if overrides is not None else None
-        self._cache: dict[str, tuple[str | None, Domain]] = {}
-        self._lock = threading.Lock()
-        self._names: tuple[float, list[str]] | None = None
-
-    NAMES_TTL = 1.0  # seconds a directory listing is reused (the server asks on every request)
-
-    def names(self) -> list[str]:
-        now = time.monotonic()
-        cached = self._names
-        if cached is not None and now - cached[0] < self.NAMES_TTL:
-            return list(cached[1])
-        names = (sorted(p.name for p in self.root.iterdir() if (p / "domain.yaml").is_file())
-                 if self.root.is_dir() else [])
-        self._names = (now, names)
-        return list(names)
-
-    def get(self, name: str) -> Domain:
-        with self._lock:
-            live = self.overrides.live_name(name) if self.overrides is not None and name else None
-            if name in self._cache and self._cache[name][0] == live:
-                return self._cache[name][1]
-            if name and name not in self.names():
-                self._names = None  # a domain created within the last second: look again before refusing
-            if not name or name not in self.names():
-                raise UnknownDomainError(name, self.names())
-            override = self.overrides.live(name) if self.overrides is not None and live else None
-            domain = load_domain(self.root / name, override=override)
-            self._cache[name] = (live, domain)
-            return domain
-
-    def taught(self, base: Domain, learnt: list[CuratedExample], key: str) -> Domain:
-        """``base`` loaded again (with the same override), learning also from ``learnt``: reviewed answers."""
-        with self._lock:
-            live = self.overrides.live_name(base.name) if self.overrides is not None else None
-            override = self.overrides.live(base.name) if self.overrides is not None and live else None
-        domain = load_domain(base.path, override=override, learnt=learnt)
-        domain.learnt_key = key
-        return domain
-
-    def load_all(self) -> list[Domain]:
-        return [self.get(n) for n in self.names()]

@@ -366,7 +366,8 @@ def named_labels(examples: list[tuple[str, str, Any]], specs: dict[Path, VoteSpe
 
 
 def reliability(examples: list[tuple[str, str, Any]], vectors: Any, specs: dict[Path, VoteSpec], *,
-                body: Any = None, enums: dict[Path, list[Any]] | None = None) -> dict[str, dict[str, Any]]:
+                body: Any = None, enums: dict[Path, list[Any]] | None = None,
+                glossed: list[tuple[str, Any]] = ()) -> dict[str, dict[str, Any]]:
     """How often each field's vote is right, judged on the curated examples themselves: every example is
     voted on by the others (leave-one-out, cue words mined without it). Per field: ``cue_scale``, the weight
     of its cue words against its neighbours that got the most winners right (a field named by words, such as
@@ -376,20 +377,21 @@ def reliability(examples: list[tuple[str, str, Any]], vectors: Any, specs: dict[
     ``precision`` and ``reliable``: a field whose narrowed votes are right less than RELIABLE of the time is
     left to the model (its vote still feeds the confidence). Rules decide outright and are not judged here.
     With ``enums`` (each field's labels from the schema), ``names``: whether the one label a request names
-    decides the field (``named_labels``)."""
+    decides the field (``named_labels``). ``glossed``: (text, answer) pseudo-examples that join the cue-word
+    mining only (glosses.py), as they do at load."""
     out: dict[str, dict[str, Any]] = {}
     paths = {p: s for p, s in specs.items() if not s.per_clause}
     if not paths or len(examples) < 5:
         return out
     sims = vectors @ vectors.T
-    term_sets, seen, by_path, labels = _cue_counts([(q, a) for _, q, a in examples], list(paths),
+    term_sets, seen, by_path, labels = _cue_counts([(q, a) for _, q, a in examples] + list(glossed), list(paths),
                                                    {p for p, spec in paths.items() if spec.presence})
     bases = {p: _base(labels, p) for p in paths}
-    protos = Prototypes.build({p: [mine.get(p) for mine in labels] for p in paths}, vectors)
+    protos = Prototypes.build({p: [mine.get(p) for mine in labels[: len(examples)]] for p in paths}, vectors)
     settings = [(scale, share) for share in BLENDS for scale in CUE_SCALES]
     tallies = {key: {p: [0, 0, 0] for p in paths} for key in settings}  # narrowed, right, winner right
     judged = dict.fromkeys(paths, 0)  # examples with a value at the path
-    left_out = {p: _LeaveOneOutCues(by_path[p], seen, len(examples) - 1, bases[p]) for p in paths}
+    left_out = {p: _LeaveOneOutCues(by_path[p], seen, len(labels) - 1, bases[p]) for p in paths}
     for i, (_, question, answer) in enumerate(examples):
         neighbours = [Neighbour(examples[j][0], float(sims[i, j]), examples[j][2], 1.0)
                       for j in range(len(examples)) if j != i]

@@ -131,7 +131,7 @@ class Retriever:
         context = domain.declarative.spec.context
         return reliability([(e.id, e.question, e.answer) for e in domain.teaching], vectors,
                            domain.declarative.spec.vote, body=lambda q: request_body(q, context),
-                           enums=domain.declarative.vote_labels())
+                           enums=domain.declarative.vote_labels(), glossed=domain.glossed)
 
     def vote_prototypes(self, domain: Domain) -> Prototypes:
         """The voted fields' label prototypes from the curated examples (domains/prototypes.py)."""
