@@ -201,15 +201,18 @@ def test_export_cli_min_confidence(cli_project, mw, approved, capsys, tmp_path, 
     assert code == 2
 
 
-def test_token_probability_counts_the_tokens_of_values_not_keys_or_punctuation():
+def test_token_probability_is_the_mean_per_field_of_the_tokens_of_its_value_not_keys_or_punctuation():
     from rag_middleware.request.confidence import value_probability
 
     tokens = [('{"', -9.0), ("city", -6.0), ('": "', -3.0), ("Par", math.log(0.5)), ("is", math.log(1.0)),
               ('", "', -2.0), ("n", -7.0), ('": ', -4.0), ("12", math.log(0.3)), ("}", -1.0)]
-    assert value_probability(tokens) == pytest.approx((0.5 + 1.0 + 0.3) / 3)
+    assert value_probability(tokens) == pytest.approx(((0.5 + 1.0) / 2 + 0.3) / 2)  # per field, then mean
     assert value_probability([('{"', -1.0), ("a", -1.0), ('": ', -1.0), ('"x\\"y"', math.log(0.8)), ("}", -1.0)]) \
         == pytest.approx(0.8)  # an escaped quote stays inside its value
     assert value_probability(None) is None and value_probability([("{}", -1.0)]) is None
+    # a field without a token of its own (an empty list) counts as unknown
+    assert value_probability([('{"a": ', -1.0), ("1", math.log(0.9)), (', "b": []}', -1.0)]) == pytest.approx(
+        (0.9 + 0.5) / 2)
 
 
 def test_an_answer_with_token_probabilities_records_them_in_its_confidence(mw, fake_llm, monkeypatch):
@@ -227,3 +230,6 @@ def test_an_answer_with_token_probabilities_records_them_in_its_confidence(mw, f
     record = mw.journal.get(result.interaction_id)
     assert record.attempts[-1].logprobs and record.confidence_parts["token_probability"] == pytest.approx(
         math.exp(-0.1), abs=1e-3)
+    # with token probabilities, they are the evidence (agreement and familiarity are recorded beside them)
+    assert record.confidence == pytest.approx(math.exp(-0.1), abs=1e-3)
+    assert {"agreement", "familiarity"} <= set(record.confidence_parts)

@@ -1,17 +1,20 @@
 """How sure an answer is, from what the pipeline saw while making it, in [0, 1].
 
+- **token probability**, when the backend returns log-probabilities (both of ours do): per top-level field,
+  the mean probability the model gave the tokens that write its value (keys and JSON punctuation, which
+  the grammar writes, are left out), averaged over the fields (``value_probability``);
 - **agreement**: for each voted field, the share of the neighbours' vote (curated examples and reviewed
   answers, weighted by similarity and trust) that the answer's value holds: 1 when every close neighbour
   says the same, 0 when none does;
-- **familiarity**: the similarity of the nearest example or reviewed answer (a question unlike anything
-  seen is a guess), mapped from [0.3, 0.9] to [0, 1];
-- **attempts**: 1 on the first try, less for each repair turn the answer needed, 0 when none validated;
-- **token probability**, when the backend returns log-probabilities (both of ours do): the mean probability
-  the model gave the tokens of the answer's values (keys and JSON punctuation, which the grammar writes, are
-  left out; ``value_probability``).
+- **familiarity**: the similarity of the nearest example or reviewed answer, mapped from [0.3, 0.9] to [0, 1];
+- **attempts**: 1 on the first try, less for each repair turn the answer needed, 0 when none validated.
 
-confidence = attempts x mean(agreement, familiarity[, token probability]). Recorded on every interaction;
-``review --order confidence`` shows the least certain first.
+confidence = attempts x token probability when the backend gave one, else attempts x mean(agreement,
+familiarity). All parts are recorded and shown. Measured on the claims_intake and listing_search dev sets
+(benchmarks/RESULTS.md, 2026-12-02): field accuracy rose with every quartile of the token probability on
+both; with agreement or familiarity mixed in it did not (familiarity fell as accuracy rose: a question close
+to an example is often one whose small difference the model misses). ``review --order confidence`` shows the
+least certain first.
 """
 
 from __future__ import annotations
@@ -54,15 +57,20 @@ def confidence(*, valid: bool, output: Any, attempts: int, votes: list[dict[str,
                         ("token_probability", token_probability)):
         if value is not None:
             parts[name] = round(value, 4)
-    evidence = [v for k, v in parts.items() if k != "attempts"]
+    if token_probability is not None:
+        evidence = [token_probability]
+    else:
+        evidence = [v for k, v in parts.items() if k in ("agreement", "familiarity")]
     score = parts["attempts"] * (sum(evidence) / len(evidence) if evidence else 0.5)
     return {"score": round(score, 4), **parts}
 
 
-def _value_chars(text: str) -> list[bool]:
-    """Per character of a JSON text, whether it belongs to a value (not a key, quote or punctuation)."""
-    marks = [False] * len(text)
-    i = 0
+def _value_owners(text: str) -> tuple[list[str | None], list[str]]:
+    """Per character of a JSON object's text, the top-level key whose value it writes (None for keys, quotes
+    and punctuation)."""
+    owners: list[str | None] = [None] * len(text)
+    keys: list[str] = []  # the top-level keys, in order
+    depth, current, i = 0, None, 0
     while i < len(text):
         ch = text[i]
         if ch == '"':
@@ -70,26 +78,35 @@ def _value_chars(text: str) -> list[bool]:
             while j < len(text) and (escaped or text[j] != '"'):
                 escaped = not escaped and text[j] == "\\"
                 j += 1
-            rest = text[j + 1 :].lstrip()
-            if not rest.startswith(":"):  # a string value: its characters, not its quotes
-                for k in range(i + 1, min(j, len(text))):
-                    marks[k] = True
+            if text[j + 1 :].lstrip().startswith(":"):  # a key
+                if depth == 1:
+                    current = text[i + 1 : j]
+                    keys.append(current)
+            else:  # a string value: its characters, not its quotes
+                owners[i + 1 : min(j, len(text))] = [current] * (min(j, len(text)) - i - 1)
             i = j + 1
             continue
-        marks[i] = not (ch.isspace() or ch in "{}[],:")
+        depth += (ch in "{[") - (ch in "}]")
+        if not (ch.isspace() or ch in "{}[],:"):
+            owners[i] = current
         i += 1
-    return marks
+    return owners, keys
 
 
 def value_probability(logprobs: list[tuple[str, float]] | None) -> float | None:
-    """The mean probability of the tokens that write the answer's values; None without log-probabilities or
+    """The mean over top-level fields of the mean probability of the tokens that write each field's value (a
+    field without a token of its own, an empty list, counts 0.5: unknown); None without log-probabilities or
     without a value token."""
     if not logprobs:
         return None
-    marks = _value_chars("".join(token for token, _ in logprobs))
-    probabilities, at = [], 0
+    owners, keys = _value_owners("".join(token for token, _ in logprobs))
+    per_field: dict[str, list[float]] = {}
+    at = 0
     for token, logprob in logprobs:
-        if any(marks[at : at + len(token)]):
-            probabilities.append(math.exp(logprob))
+        for key in {o for o in owners[at : at + len(token)] if o is not None}:
+            per_field.setdefault(key, []).append(math.exp(logprob))
         at += len(token)
-    return sum(probabilities) / len(probabilities) if probabilities else None
+    if not per_field:
+        return None
+    means = [sum(found) / len(found) if (found := per_field.get(key)) else 0.5 for key in dict.fromkeys(keys)]
+    return sum(means) / len(means)
