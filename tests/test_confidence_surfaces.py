@@ -233,3 +233,18 @@ def test_an_answer_with_token_probabilities_records_them_in_its_confidence(mw, f
     # with token probabilities, they are the evidence (agreement and familiarity are recorded beside them)
     assert record.confidence == pytest.approx(math.exp(-0.1), abs=1e-3)
     assert {"agreement", "familiarity"} <= set(record.confidence_parts)
+
+
+def test_ask_explain_shows_the_confidence_and_its_parts(cli_project, capsys, monkeypatch):
+    class WithLogprobs(FakeLLM):
+        def generate(self, request):
+            completion = super().generate(request)
+            return completion.model_copy(update={"logprobs": [(completion.text, math.log(0.8))]})
+
+    answer = json.dumps({"claim_type": "home", "severity": "low", "channel": "email", "injury_reported": False,
+                         "department": "property_claims", "policy_number": None, "amount_claimed": None})
+    use_cli_backend(monkeypatch, lambda: WithLogprobs(default=answer))
+    code, _, err = run_cli(capsys, "--data-dir", "data", "ask", "Dear team, my fence blew over.", "--domain",
+                           "claims_intake", "--explain")
+    assert code == 0
+    assert "confidence 0.80 (attempts 1.00, agreement" in err and "token_probability 0.80" in err

@@ -75,6 +75,8 @@ def ask(
                 show_decisions(result.attempts[-1])
             show_timings(result.timings_ms)
             conf = "" if result.confidence is None else f" · confidence {result.confidence:.2f}"
+            parts = {k: v for k, v in result.confidence_parts.items() if k != "score"}
+            conf += f" ({', '.join(f'{k} {v:.2f}' for k, v in parts.items())})" if parts else ""
             used = result.reviewed_sources
             shaped = f" · reviewed answers used: {', '.join(used)}" if used else ""
             shaped += f" · learnt from {result.taught} reviewed answers" if result.taught else ""
