@@ -33,6 +33,11 @@ def test_clauses_and_parentheses_that_name_one_label_gloss_it():
                                      "area": ["biggest area desc"]}
     assert found[("sort", "order")]["asc"] == ["cheapest price asc", "oldest first is price asc"]
     assert not any("nothing" in c for g in found.values() for cs in g.values() for c in cs)
+    # the clauses after a label's first one gloss it too, until another label is named
+    listed = label_glosses({"properties": {"op": {"enum": ["gte", "lte"], "description":
+                                                  "gte for at least, minimum, or more; lte for at most, max"}}},
+                           [("op",)], {("op",): ["gte", "lte"]}, [])
+    assert listed[("op",)] == {"gte": ["gte for at least", "minimum", "or more"], "lte": ["lte for at most", "max"]}
 
 
 def test_glosses_become_weighted_pseudo_examples_at_their_path():

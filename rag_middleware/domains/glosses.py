@@ -4,7 +4,8 @@ A domain author describes the labels while writing the schema and the rules: "ch
 area_sqm asc" in the description of a sort, "pet for vet care of the customer's animal" in a rule. Those
 words are evidence the examples may lack ("smallest" in no example question). Each clause of a voted field's
 description (and of its top-level field's), and of each rule of domain.yaml that names the top-level field,
-that names exactly one of the field's labels glosses that label, and so do the parentheses after a label
+that names exactly one of the field's labels glosses that label (and the clauses after it in the same sentence, until
+another label is named: "gte for at least, minimum, or more"), and so do the parentheses after a label
 ("house (also home, villa, bungalow)"). Every gloss joins the cue-word mining as
 GLOSS_WEIGHT pseudo-examples carrying its label (votes.mine_cues), so its words become cues unless the
 examples contradict them; leave-one-out on the examples then judges the cues as usual.
@@ -21,7 +22,8 @@ from .paths import Path, schema_nodes
 __all__ = ["GLOSS_WEIGHT", "gloss_pairs", "label_glosses"]
 
 GLOSS_WEIGHT = 2  # pseudo-examples per gloss: its words alone reach the two examples a cue needs
-_CLAUSE = re.compile(r"[;,.]\s+|[()]|:\s+|\n")
+_SENTENCE = re.compile(r"[;.]\s+|:\s+|\n")
+_CLAUSE = re.compile(r",\s+|[()]")
 _ASIDE = re.compile(r"([\w-]+)\s*\(([^()]+)\)")  # a label and what its parentheses say of it
 
 
@@ -54,10 +56,13 @@ def label_glosses(schema: dict[str, Any] | None, paths: list[Path], labels: dict
                 named = [label for label in mine if _names(label, word)]
                 if len(named) == 1:
                     found.setdefault(named[0], []).append(inside.strip())
-            for clause in _CLAUSE.split(_ASIDE.sub(partial(_without_aside, mine), text)):
-                named = [label for label in mine if _names(label, clause)]
-                if len(named) == 1 and clause.strip():
-                    found.setdefault(named[0], []).append(clause.strip())
+            for sentence in _SENTENCE.split(_ASIDE.sub(partial(_without_aside, mine), text)):
+                current = None  # "gte for at least, minimum, or more": a list goes on glossing its label
+                for clause in _CLAUSE.split(sentence):
+                    named = [label for label in mine if _names(label, clause)]
+                    current = named[0] if len(named) == 1 else None if named else current
+                    if current is not None and clause.strip():
+                        found.setdefault(current, []).append(clause.strip())
         if found:
             out[path] = {label: list(dict.fromkeys(clauses)) for label, clauses in found.items()}
     return out
