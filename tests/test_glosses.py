@@ -53,3 +53,17 @@ def test_a_domains_glosses_teach_words_its_examples_never_use():
     assert domain.cues[("listing_type",)]["bungalow"][0] == "house"
     assert domain.cues[("listing_type",)]["acreage"][0] == "land"
     assert domain.glossed  # the retriever's leave-one-out judgement mines the same pseudo-examples
+
+
+def test_anchored_list_labels_read_the_glosses_where_no_example_has_the_words():
+    from rag_middleware.domains.anchors import AnchorBank
+
+    domain = load_domain(ROOT / "listing_search")
+    bank = domain.anchors[0]
+    assert any(labels == {("op",): "gte"} and "L1:since" in feats for feats, labels, _ in bank.glossed)
+    without = AnchorBank(bank.anchor, list(bank.windows), bank.k, bank.margin)
+    for question, op in (("houses built since 1990 in Leeds", "gte"),  # "since" and "below" are in no example
+                         ("apartments to rent in Lyon, 2 bedrooms, rent below 1,500", "lt")):
+        last = bank.vote(question)["items"][-1]
+        assert last["labels"]["op"] == [op]
+        assert without.vote(question)["items"][-1]["labels"]["op"] != [op]

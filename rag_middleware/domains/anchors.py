@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from . import grounding
-from .paths import Path, values_at
+from .glosses import label_glosses
+from .paths import Path, schema_nodes, values_at
 
 __all__ = ["JUDGED_EXAMPLES", "Anchor", "AnchorBank", "WindowIndex", "describe", "find_anchors", "judge",
            "learnt_anchors", "mentions"]
@@ -30,6 +31,7 @@ __all__ = ["JUDGED_EXAMPLES", "Anchor", "AnchorBank", "WindowIndex", "describe",
 JUDGED_EXAMPLES = 300  # leave-one-out is quadratic: the first this many examples judge a list
 WINDOW = 3  # words each side of a number
 FEATURE_DEFAULT = 0.3  # the weight of a window word seen in fewer than two item windows
+GLOSS_WINDOW = 0.5  # the weight of a gloss's window against an example's (1)
 _WORD = re.compile(r"[a-z]+|\d[\d,.]*", re.I)
 _RANGE = re.compile(r"\s*(and|to|-|–)\s*", re.I)  # "and" joins a range only after "between"
 
@@ -111,7 +113,6 @@ class Anchor:
 
 def find_anchors(schema: dict[str, Any], numbers: Iterable[Path]) -> list[Anchor]:
     """The anchored lists of a schema, given the paths grounded in the request's numbers."""
-    from .paths import schema_nodes
 
     out = []
     for path in numbers:
@@ -154,6 +155,8 @@ class AnchorBank:
     k: int = 5
     margin: float = 0.6
     judged: dict[str, Any] = field(default_factory=dict)  # judge() on the examples
+    # what the schema and rules say of each label ("lte for at most, up to"), as item windows (gloss_windows)
+    glossed: list[tuple[frozenset[str], dict[Path, str], float]] = field(default_factory=list)
     _index: WindowIndex = field(default_factory=WindowIndex, repr=False)
     _purity: dict[tuple[Path, int], dict[str, float]] = field(default_factory=dict, repr=False)
     _tallies: dict[tuple[Path, int], dict[str, dict[str, float]]] = field(default_factory=dict, repr=False)
@@ -182,7 +185,7 @@ class AnchorBank:
         ``items`` and a ``reason``. ``skip``: windows left out (one example's, for leave-one-out)."""
         bank = self
         if extra:
-            bank = AnchorBank(self.anchor, list(self.windows), self.k, self.margin)
+            bank = AnchorBank(self.anchor, list(self.windows), self.k, self.margin, glossed=self.glossed)
             for text, answer, weight in extra:
                 bank.learn(text, answer, weight)
         record: dict[str, Any] = {"path": self.anchor.shown, "value": "/".join(self.anchor.value), "allowed": [],
@@ -219,6 +222,7 @@ class AnchorBank:
         labels: dict[str, list[str]] = {}
         if is_item:
             items = [(i, self.windows[i]) for _, i in found if self.windows[i][1] is not None]
+            items += [(len(self.windows) + n, w) for n, w in enumerate(self.glossed)]  # after every real one
             for path in self.anchor.labels:
                 labels["/".join(path)] = self._labels_at(own, items, path, skip)
         return {"sure": sure, "item": is_item, "share": round(item_share, 3), "labels": labels}
@@ -288,7 +292,7 @@ def judge(bank: AnchorBank, examples: list[tuple[str, Any]]) -> dict[str, Any]:
     """Leave-one-out on the examples: how often a plan admits the example's own list (``precision``), each
     position's labels among its candidates."""
     planned = right = 0
-    every = AnchorBank(bank.anchor, [], bank.k, bank.margin)  # one index for all, each example's windows skipped
+    every = AnchorBank(bank.anchor, [], bank.k, bank.margin, glossed=bank.glossed)  # one index, own windows skipped
     spans = []
     for question, answer in examples:
         start = len(every.windows)
@@ -320,10 +324,34 @@ def admits(items: list[dict[str, Any]], truth: list[Any], anchor: Anchor) -> boo
     return True
 
 
-def learnt_anchors(schema: dict[str, Any], spec: Any, pairs: list[tuple[str, Any]]) -> list[AnchorBank]:
-    """A domain's anchored lists, each learnt from its examples (``(request body, answer)``) and judged on them."""
+def gloss_windows(anchor: Anchor, schema: dict[str, Any], rules: list[str]) -> list[tuple[frozenset[str],
+                                                                                            dict[Path, str], float]]:
+    """Each gloss of an item label (glosses.py: "lte for at most, up to") as two small item windows, its words
+    on the left of a number and on its right, at GLOSS_WINDOW weight: they label a mention whose words no
+    example has, and weigh little where examples are near."""
+    out = []
+    for path in anchor.labels:
+        full = anchor.path + ("*",) + path
+        labels = [v for node in schema_nodes(schema, full) for v in node.get("enum", []) if isinstance(v, str)]
+        for label, clauses in label_glosses(schema, [full], {full: labels}, rules).get(full, {}).items():
+            for clause in clauses:
+                words = [w.lower() for w in _WORD.findall(clause) if w.lower() != label.lower()]
+                if words:
+                    out.append((frozenset({f"L:{w}" for w in words[-WINDOW:]} | {f"L1:{words[-1]}"}), {path: label},
+                                GLOSS_WINDOW))
+                    out.append((frozenset({f"R:{w}" for w in words[:WINDOW]} | {f"R1:{words[0]}"}), {path: label},
+                                GLOSS_WINDOW))
+    return out
+
+
+def learnt_anchors(schema: dict[str, Any], spec: Any, pairs: list[tuple[str, Any]],
+                   rules: list[str] = ()) -> list[AnchorBank]:
+    """A domain's anchored lists, each learnt from its examples (``(request body, answer)``) and the glosses of
+    its labels, and judged on them."""
     numbers = [p for p, g in spec.ground.items() if g.source == "numbers" and p not in spec.units]
     banks = [AnchorBank(a) for a in find_anchors(schema, numbers)]
+    for bank in banks:
+        bank.glossed = gloss_windows(bank.anchor, schema, list(rules))
     for bank in banks:
         for question, answer in pairs:
             bank.learn(question, answer)

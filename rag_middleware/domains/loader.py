@@ -219,7 +219,7 @@ def load_domain(path: Path, *, override: dict[str, Any] | None = None,
     steps = _load_steps(spec, declarative, path, spec_path, lines, taught)
     pairs = [(request_body(e.question, decl_spec.context), e.answer) for e in taught]
     decl_spec.shape = word_shapes([p for p, g in decl_spec.ground.items() if g.source == "words"], pairs)
-    anchors = learnt_anchors(declarative.schema, decl_spec, pairs) if validator is not None else []
+    anchors = learnt_anchors(declarative.schema, decl_spec, pairs, spec.rules) if validator is not None else []
     slots = learnt_slots(decl_spec, pairs) if validator is not None else None
     check_variants(spec.variants, domain_dir=path, spec_path=spec_path, text=text)
     return Domain(name=path.name, path=path, spec=spec, examples=examples, negatives=negatives, validator=validator,
