@@ -8,8 +8,9 @@ the wall time of the whole ``render`` call.
 What is real and what is synthetic:
 
 - The query path is the production one: ``Middleware`` with the default settings (embedded backend, so the
-  token counter is the packaged Gemma GGUF tokenizer), the real ``SentenceTransformerEmbedder`` for
-  all-MiniLM-L6-v2 wrapped by the Middleware's ``CachedEmbedder``, the SQLite memory store, the real
+  token counter is the packaged Gemma GGUF tokenizer), the embedder the default settings make
+  (all-MiniLM-L6-v2 on ``embedding.runtime``, onnx by default) wrapped by the Middleware's
+  ``CachedEmbedder``, the SQLite memory store, the real
   templates and knowledge base. Every measured query is a text never embedded before, so its embedding is
   really computed (checked with ``CachedEmbedder.computed``).
 - Memory records are realistic data_ops requests ("Columns: a, b, c\\n<request>") with ActionPlan answers
@@ -58,7 +59,8 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from rag_middleware import MemoryRecord, Middleware, load_settings  # noqa: E402
-from rag_middleware.memory.embedding import SentenceTransformerEmbedder, normalize  # noqa: E402
+from rag_middleware.memory.embedding import Embedder, normalize  # noqa: E402
+from rag_middleware.memory.onnx_embedding import make_embedder  # noqa: E402
 
 DOMAIN = "data_ops"
 TENANT = "bench"
@@ -612,7 +614,7 @@ def _measure(mw: Middleware, size: int, queries: list[Request], progress: Progre
 
 
 def run_size(size: int, pool: list[Request], queries: list[Request], warmup: list[Request],
-             profile_queries: list[Request], anchors: dict[int, np.ndarray], inner: SentenceTransformerEmbedder,
+             profile_queries: list[Request], anchors: dict[int, np.ndarray], inner: Embedder,
              workdir: Path, keep: bool, profile_top: int, idle_wait: float,
              more_queries: Callable[[int], list[Request]]) -> SizeResult:
     data_dir = Path(tempfile.mkdtemp(prefix=f"rag-mw-bench-{size}-", dir=workdir))
@@ -763,11 +765,13 @@ def main(argv: list[str] | None = None) -> int:
     console.print(f"[bold]rag_middleware render overhead[/] - {os.cpu_count()} CPU(s), sizes "
                   f"{', '.join(f'{n:,}' for n in sizes)}, {args.queries} queries per size ({args.warmup} warm-up)")
     t0 = time.perf_counter()
-    inner = SentenceTransformerEmbedder("all-MiniLM-L6-v2")
+    embedding = load_settings(None).embedding  # the production embedder: the runtime the settings choose
+    inner = make_embedder(embedding.model, runtime=embedding.runtime, batch_size=embedding.batch_size,
+                          device=embedding.device)
     anchor_ids = choose_anchors(pool, min(args.anchors, len(pool)))
     vectors = inner.encode([pool[i].question for i in anchor_ids])
     anchors = dict(zip(anchor_ids, vectors, strict=True))
-    console.print(f"embedded {len(anchor_ids)} anchor questions with all-MiniLM-L6-v2 in "
+    console.print(f"embedded {len(anchor_ids)} anchor questions with {embedding.model} ({embedding.runtime}) in "
                   f"{time.perf_counter() - t0:.1f} s (model load included)")
     results = []
     for n in sizes:

@@ -69,6 +69,7 @@ class _Entry:
     checked: float = float("-inf")
     ids: frozenset[str] = field(default_factory=frozenset)
     building: threading.Thread | None = None
+    raw: str = ""  # a hash of the reviewed records last read
 
 
 class TaughtDomains:
@@ -125,6 +126,10 @@ class TaughtDomains:
                 log.warning("memory unavailable, the domain learns from its curated examples only: %s", exc)
             self._down_logged = True
             return
+        raw = hashlib.sha256(json.dumps([[r.id, r.question, r.answer] for r in records]).encode()).hexdigest()
+        if raw == entry.raw:
+            return  # the same reviewed answers as last time: nothing to check again
+        entry.raw = raw
         learnt = teachable(base, records)
         key = fingerprint(learnt) if learnt else ""
         if key == entry.key:
