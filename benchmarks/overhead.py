@@ -619,8 +619,10 @@ def run_size(size: int, pool: list[Request], queries: list[Request], warmup: lis
              more_queries: Callable[[int], list[Request]]) -> SizeResult:
     data_dir = Path(tempfile.mkdtemp(prefix=f"rag-mw-bench-{size}-", dir=workdir))
     try:
+        # the memory's records are approved, so the domain learns from them (request/taught.py) in a background
+        # build; the first warm-up request waits for it: the benchmark measures the steady request path
         settings = load_settings(data_dir=data_dir, knowledge_base=ROOT / "knowledge_base",
-                                 prompts_dir=ROOT / "prompts")
+                                 prompts_dir=ROOT / "prompts", selection={"teach_wait": 600.0})
         if settings.llm.backend != "embedded":
             console.print(f"[yellow]warning: llm.backend is {settings.llm.backend!r} (from the environment or a "
                           "config file), so the token counter is not the Gemma GGUF one[/]")
