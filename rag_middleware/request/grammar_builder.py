@@ -73,6 +73,8 @@ def prototype_shares(prototypes: Prototypes | None, reliability: dict[str, Any],
 
 
 class GrammarBuilder:
+    MAX_GUIDES = 96  # per-clause guides kept (a domain's, and its taught copies')
+
     def __init__(self, *, embedder: CachedEmbedder) -> None:
         self.embedder = embedder
         self._guides: dict[str, tuple[int, StepGuide]] = {}
@@ -92,6 +94,9 @@ class GrammarBuilder:
                 split, rule, bank = ((domain.split, domain.step_rule, domain.step_bank) if hooks
                                      else domain.plain_steps)
                 cached = (id(domain), StepGuide(spec, bank, split, self.embedder, rule=rule))
+                self._guides.pop(key, None)
+                while len(self._guides) >= self.MAX_GUIDES:  # tenants' taught copies come and go: oldest first
+                    self._guides.pop(next(iter(self._guides)))
                 self._guides[key] = cached
             return cached[1]
 
