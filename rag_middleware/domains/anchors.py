@@ -23,7 +23,7 @@ from typing import Any
 
 from . import grounding
 from .glosses import label_glosses
-from .paths import Path, schema_nodes, values_at
+from .paths import Path, enum_values, schema_nodes, values_at
 
 __all__ = ["JUDGED_EXAMPLES", "Anchor", "AnchorBank", "WindowIndex", "describe", "find_anchors", "judge",
            "learnt_anchors", "mentions"]
@@ -332,7 +332,7 @@ def gloss_windows(anchor: Anchor, schema: dict[str, Any], rules: list[str]) -> l
     out = []
     for path in anchor.labels:
         full = anchor.path + ("*",) + path
-        labels = [v for node in schema_nodes(schema, full) for v in node.get("enum", []) if isinstance(v, str)]
+        labels = [v for node in schema_nodes(schema, full) for v in enum_values(node) if isinstance(v, str)]
         for label, clauses in label_glosses(schema, [full], {full: labels}, rules).get(full, {}).items():
             for clause in clauses:
                 words = [w.lower() for w in _WORD.findall(clause) if w.lower() != label.lower()]

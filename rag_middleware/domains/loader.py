@@ -11,6 +11,7 @@ Layout of a domain directory::
 from __future__ import annotations
 
 import json
+from functools import cached_property
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -120,6 +121,11 @@ class Domain(BaseModel):
     def cache_key(self) -> str:
         """What caches of a domain's derived data key on: a tenant's learnt copy is a different domain."""
         return f"{self.name}\0{self.learnt_key}" if self.learnt_key else self.name
+
+    @cached_property
+    def learnt_ids(self) -> frozenset[str]:
+        """The ids of the reviewed answers this copy learnt from."""
+        return frozenset(e.id for e in self.learnt)
 
     @property
     def teaching(self) -> list[CuratedExample]:

@@ -108,7 +108,7 @@ class GrammarBuilder:
         votes: list[dict[str, Any]] = []
         # reviewed answers the domain was taught are in its anchors, slots and prototypes once already: a far
         # one (trust 1) adds nothing more as a neighbour there, a close one adds its trust
-        taught = frozenset(n.id for n in voters if n.trust <= 1.0) & frozenset(e.id for e in domain.learnt)
+        taught = frozenset(n.id for n in voters if n.trust <= 1.0 and n.id in domain.learnt_ids)
         if switches.vote and domain.declarative is not None and domain.declarative.spec.vote:
             spec = domain.declarative.spec
             votes = field_votes(voters, spec.vote, cues=scaled(domain.cues, reliability),
