@@ -11,7 +11,7 @@ Grounding in ``words`` admits every word and phrase of the request, and a small 
   is not a value.
 
 Each needs at least MIN_VALUES values to be learnt. The request's candidates for the field (and the slot
-picks, slots.py) keep only what the shape admits; the shape and its reasons show in the grammar notes.
+picks, slots.py) keep only what the shape admits; the grammar notes list the candidates that remain.
 """
 
 from __future__ import annotations
@@ -43,21 +43,16 @@ class WordShape:
     def admits(self, candidate: Any, request: str) -> bool:
         if not isinstance(candidate, str):
             return True
-        words = _words(candidate)
-        if not words:
+        written = _WORD.findall(candidate)
+        if not written:
             return False
         if self.capitalised and not candidate[:1].isupper() and _cased(request):
             return False
         if not self.digits and any(ch.isdigit() for ch in candidate):
             return False
-        last = _WORD.findall(candidate)[-1]
+        first, last = written[0].lower(), written[-1].lower()
         # a name may end in a common word ("New York City"): a capitalised last word is part of it
-        return words[0] not in self.stop and (words[-1] not in self.stop or len(words) > 1 and last[:1].isupper())
-
-    def describe(self) -> str:
-        parts = ["capitalised"] if self.capitalised else []
-        parts += [] if self.digits else ["no digits"]
-        return ", ".join(parts + [f"{len(self.stop)} stop words"])
+        return first not in self.stop and (last not in self.stop or len(written) > 1 and written[-1][:1].isupper())
 
 
 def _cased(text: str) -> bool:
