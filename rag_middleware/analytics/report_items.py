@@ -27,6 +27,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from ..domains.anchors import describe
+from ..domains.glosses import glossed
 
 __all__ = [
     "ItemResult", "diff_values", "failing_items", "failing_items_html", "failing_items_md", "items_from_replay",
@@ -135,6 +136,8 @@ def explain(row: dict[str, Any]) -> list[str]:
             decided = f"rule {vote['rule']!r}"
         elif vote.get("mention"):
             decided = f"admitted {vote['mention']} (the request names it)"
+        elif vote.get("gloss") is not None:
+            decided = f"admitted {', '.join(map(str, vote['allowed']))} ({glossed(vote['gloss'])})"
         elif vote.get("allowed"):
             decided = f"admitted {', '.join(map(str, vote['allowed']))}" + (" (a clear winner)" if vote.get("decided")
                                                                            else "")

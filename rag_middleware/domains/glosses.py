@@ -14,12 +14,14 @@ examples contradict them; leave-one-out on the examples then judges the cues as 
 from __future__ import annotations
 
 import re
+from collections import Counter
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
 from .paths import Path, schema_nodes
 
-__all__ = ["GLOSS_WEIGHT", "gloss_pairs", "label_glosses"]
+__all__ = ["GLOSS_WEIGHT", "GlossRule", "gloss_pairs", "gloss_rules", "glossed", "label_glosses"]
 
 GLOSS_WEIGHT = 2  # pseudo-examples per gloss: its words alone reach the two examples a cue needs
 _SENTENCE = re.compile(r"[;.]\s+|:\s+|\n")
@@ -80,3 +82,125 @@ def gloss_pairs(glosses: dict[Path, dict[str, list[str]]]) -> list[tuple[str, An
             node[path[-1]] = label
             out += [(clause, answer) for clause in clauses for _ in range(GLOSS_WEIGHT)]
     return out
+
+
+GLOSS_RELIABLE = 0.9  # leave-one-out precision a field's gloss decisions need on the examples
+GLOSS_MIN = 3  # ... over at least this many examples
+DEFAULT_SHARE = 0.9  # the examples holding no gloss word of a field: the share one label needs to be its default
+DEFAULT_MIN = 5  # ... of at least this many examples
+
+
+@dataclass(frozen=True)
+class GlossRule:
+    """A field's gloss words decide it: a request holding words that gloss one label only ("calling" the phone
+    channel; "cheapest" a sort that is set) takes that label. A word some example contradicts (it holds the
+    word and carries another label) is no gloss word; so the examples, curated and reviewed, have the last
+    word. ``default``: the label of a request holding no gloss word, when the examples holding none agree on
+    it ("email otherwise"). Judged by leave-one-out on the examples: only a ``reliable`` rule decides."""
+
+    path: Path
+    terms: dict[str, str]  # gloss word or word pair -> the one label it glosses, no example contradicting it
+    default: str | None
+    decided: int  # leave-one-out: examples a gloss word decided, and how many of them it got right
+    right: int
+    defaulted: int = 0  # ... examples the default decided, and how many of them it got right
+    default_right: int = 0
+
+    @property
+    def reliable(self) -> bool:
+        return self.decided >= GLOSS_MIN and self.right >= GLOSS_RELIABLE * self.decided
+
+    def decide(self, terms: set[str]) -> tuple[str, list[str]] | None:
+        """(label, the gloss words found; none for the default) for a request's terms, or None."""
+        hits: dict[str, list[str]] = {}
+        for term in sorted(terms & self.terms.keys()):
+            hits.setdefault(self.terms[term], []).append(term)
+        if len(hits) == 1:
+            return next(iter(hits.items()))
+        return (self.default, []) if not hits and self.default is not None else None
+
+    def judged(self) -> dict[str, Any]:
+        return {"decided": self.decided, "right": self.right, "defaulted": self.defaulted,
+                "default_right": self.default_right, "default": self.default, "reliable": self.reliable}
+
+
+def glossed(words: list[str]) -> str:
+    """How a gloss decision is explained (``--explain``, the replay report)."""
+    return "gloss words: " + ", ".join(words) if words else "no gloss word: the examples' default"
+
+
+def gloss_rules(schema: dict[str, Any] | None, specs: dict[Path, Any], labels: dict[Path, list[Any]], rules: list[str],
+                examples: list[tuple[str, Any]]) -> dict[Path, GlossRule]:
+    """The gloss rule of every voted field (not per clause, not in a list) that has gloss words, judged on the
+    examples (``(request body, answer)``). A presence vote (an optional object) takes the glosses of the
+    labels voted inside the object as glosses of its being set."""
+    from .votes import PRESENT, _terms, labels_at  # votes imports nothing of this module at load
+
+    out: dict[Path, GlossRule] = {}
+    plain = [p for p, s in specs.items() if not s.per_clause and "*" not in p]
+    found = label_glosses(schema, [p for p in plain if not specs[p].presence], labels, rules)
+    texts = [_terms(q) for q, _ in examples]
+    for path in plain:
+        presence = bool(specs[path].presence)
+        inner = [p for p in plain if len(p) > len(path) and p[: len(path)] == path] if presence else [path]
+        names = {form for p in inner for label in labels.get(p, []) if isinstance(label, str)
+                 for form in (label.lower(), label.lower().replace("_", " "))}
+        parts = {w for name in names for w in re.split(r"[\s_-]+", name)} if presence else names
+        glossed: dict[str, set[str]] = {}
+        for p in inner:
+            for label, clauses in found.get(p, {}).items():
+                for clause in clauses:
+                    for term in _terms(clause):
+                        # "price" in "cheapest price asc" glosses no label (nor, for a presence vote, "area" of
+                        # area_sqm whether the object is set); a label's own name glosses that label
+                        if (term in names and not presence) or not (parts & {term, *term.split()}):
+                            glossed.setdefault(term, set()).add(PRESENT if presence else label)
+        candidates = {t: next(iter(ls)) for t, ls in glossed.items() if len(ls) == 1}
+        if not candidates:
+            continue
+        truths = [(lab[0] if len(lab := labels_at(answer, path, presence)) == 1 else None) for _, answer in examples]
+        against: dict[str, int] = {}
+        for terms, truth in zip(texts, truths, strict=True):
+            for term in terms & candidates.keys():
+                if truth is not None and truth != candidates[term]:
+                    against[term] = against.get(term, 0) + 1
+        out[path] = _judge_rule(path, candidates, against, texts, truths)
+    return out
+
+
+def _judge_rule(path: Path, candidates: dict[str, str], against: dict[str, int], texts: list[set[str]],
+                truths: list[str | None]) -> GlossRule:
+    """The rule with each example left out in turn: its own contradictions and its own vote for the default
+    do not count."""
+    terms = {t: label for t, label in candidates.items() if not against.get(t)}
+    unhit = Counter(truth for text, truth in zip(texts, truths, strict=True)
+                    if truth is not None and not text & terms.keys())
+    decided = right = defaulted = default_right = 0
+    for text, truth in zip(texts, truths, strict=True):
+        if truth is None:
+            continue
+        own = {t: label for t, label in candidates.items()
+               if t in text and against.get(t, 0) == (label != truth)}  # contradicted by this example alone
+        hits = {label for t, label in {**terms, **own}.items() if t in text}
+        if len(hits) == 1:
+            decided += 1
+            right += hits == {truth}
+        elif not hits:
+            others = unhit - Counter({truth: 1})
+            default = _default(others)
+            if default is not None:
+                defaulted += 1
+                default_right += default == truth
+    rule = GlossRule(path, terms, None, decided, right, defaulted, default_right)
+    default = _default(unhit)
+    if default is not None and defaulted and default_right >= GLOSS_RELIABLE * defaulted:
+        rule = GlossRule(path, terms, default, decided, right, defaulted, default_right)
+    return rule
+
+
+def _default(unhit: Counter[str]) -> str | None:
+    total = sum(unhit.values())
+    if total < DEFAULT_MIN:
+        return None
+    label, count = unhit.most_common(1)[0]
+    return label if count >= DEFAULT_SHARE * total else None

@@ -29,7 +29,7 @@ from .validation import JSONSchemaValidator, OutputValidator, PydanticValidator
 from .grounding import request_body
 from .infer import infer
 from .anchors import learnt_anchors
-from .glosses import gloss_pairs, label_glosses
+from .glosses import gloss_pairs, gloss_rules, label_glosses
 from .slots import learnt_slots
 from .word_shapes import word_shapes
 from .votes import mine_cues
@@ -115,6 +115,7 @@ class Domain(BaseModel):
     learnt: list[CuratedExample] = Field(default_factory=list)
     learnt_key: str = ""  # a fingerprint of ``learnt`` ("" for the domain as loaded from its directory)
     glossed: list[tuple[str, Any]] = Field(default_factory=list)  # glosses.gloss_pairs: cue-mining pseudo-examples
+    gloss_rules: dict[Any, Any] = Field(default_factory=dict)  # glosses.GlossRule per voted field, judged at load
     _shown: Any = PrivateAttr(default=None)  # the schema shown to the model, derived fields hidden
 
     @property
@@ -224,6 +225,7 @@ def load_domain(path: Path, *, override: dict[str, Any] | None = None,
     cues = mine_cues([(e.question, e.answer) for e in taught] + glossed, voted) if voted else {}
     steps = _load_steps(spec, declarative, path, spec_path, lines, taught)
     pairs = [(request_body(e.question, decl_spec.context), e.answer) for e in taught]
+    rules = gloss_rules(declarative.schema, decl_spec.vote, declarative.vote_labels(), spec.rules, pairs)
     decl_spec.shape = word_shapes([p for p, g in decl_spec.ground.items() if g.source == "words"], pairs)
     anchors = learnt_anchors(declarative.schema, decl_spec, pairs, spec.rules) if validator is not None else []
     slots = learnt_slots(decl_spec, pairs) if validator is not None else None
@@ -231,7 +233,7 @@ def load_domain(path: Path, *, override: dict[str, Any] | None = None,
     return Domain(name=path.name, path=path, spec=spec, examples=examples, negatives=negatives, validator=validator,
                   step_bank=steps.bank, split=steps.split, step_rule=steps.rule, steps_path=steps.path,
                   declarative=declarative, inferred=inferred, cues=cues, plain_steps=steps.plain, anchors=anchors,
-                  slots=slots, learnt=list(learnt or []), glossed=glossed)
+                  slots=slots, learnt=list(learnt or []), glossed=glossed, gloss_rules=rules)
 
 
 def _parse_yaml(spec_path: Path, text: str) -> Any:

@@ -90,7 +90,7 @@ STOP_WORDS = frozenset([  # words that name no value: never cues, never slot can
 
 
 def _terms(text: str) -> set[str]:
-    words = _WORD.findall(text.lower())
+    words = [w[:-2] if w.endswith("'s") else w for w in _WORD.findall(text.lower())]  # "caller's": caller
     singles = {w for w in words if w not in STOP_WORDS}
     pairs = {f"{a} {b}" for a, b in pairwise(words) if not (a in STOP_WORDS and b in STOP_WORDS)}
     return singles | pairs
@@ -190,15 +190,17 @@ def field_votes(neighbours: list[Neighbour], specs: dict[Path, VoteSpec], *,
                 cues: dict[Path, dict[str, tuple[str, float]]] | None = None,
                 question: str = "", context: dict[str, list[str]] | None = None,
                 named: dict[Path, list[Any]] | None = None, decide: bool = True,
-                protos: dict[Path, tuple[float, dict[str, float]]] | None = None) -> list[dict[str, Any]]:
+                protos: dict[Path, tuple[float, dict[str, float]]] | None = None,
+                glossed: dict[Path, Any] | None = None) -> list[dict[str, Any]]:
     """One vote record per (non per-clause) voted path. A declared rule that matches the request decides
     outright; so does the one label the request names, for the fields in ``named`` (path: its labels; those
     whose named labels proved right on the examples). Otherwise neighbours vote by similarity, and the
     request's cue words (mined from the examples) add their strength to the value they go with; with
     ``decide`` a winner holding ``spec.decide`` of the vote is admitted alone. ``protos``: per path, the label
-    prototypes' share of the vote and their label shares (domains/prototypes.py)."""
+    prototypes' share of the vote and their label shares (domains/prototypes.py). ``glossed``: per path, its
+    ``glosses.GlossRule``; a reliable one decides after rules and named labels (its words, or its default)."""
     out: list[dict[str, Any]] = []
-    terms = _terms(question) if cues else set()
+    terms = _terms(question) if cues or glossed else set()
     ranked = sorted(neighbours, key=lambda n: -n.similarity)
     for path, spec in specs.items():
         if spec.per_clause:
@@ -213,6 +215,11 @@ def field_votes(neighbours: list[Neighbour], specs: dict[Path, VoteSpec], *,
         if len(said) == 1:
             out.append({"path": shown, "allowed": said, "scores": {said[0]: 1.0}, "voters": [], "confident": True,
                         "mention": said[0]})
+            continue
+        rule = (glossed or {}).get(path)
+        if rule is not None and rule.reliable and (hit := rule.decide(terms)) is not None:
+            out.append({"path": shown, "allowed": [_unlabel(hit[0], spec)], "scores": {hit[0]: 1.0}, "voters": [],
+                        "confident": True, "gloss": hit[1]})
             continue
         out.append(_neighbour_vote(ranked, path, spec, shown, found_cues=[
             (t, *cues[path][t]) for t in sorted(terms) if t in (cues or {}).get(path, {})], decide=decide,
@@ -441,7 +448,7 @@ def gate(votes: list[dict[str, Any]], judged: dict[str, dict[str, Any]]) -> list
     for vote in votes:
         info = judged.get(vote["path"])
         strong = any(v.get("reviewed") and v.get("near_identical") for v in vote.get("voters", []))
-        strong = strong or bool(vote.get("decided") or vote.get("mention"))
+        strong = strong or bool(vote.get("decided") or vote.get("mention")) or vote.get("gloss") is not None
         if vote.get("allowed") and not vote.get("rule") and info is not None and not info["reliable"] and not strong:
             vote = {**vote, "allowed": [], "confident": False,
                     "reason": f"votes on this field were right {info['right']} of {info['narrowed']} times on the "

@@ -134,7 +134,8 @@ class AttemptLoop:
         extra = 2 if number >= 3 and not truncated else 0
         # a value the grammar admitted alone (a clear winner, a named label) may be what the validation
         # refused (a rule across fields): the retry gets the grammar without those decisions
-        relax = not truncated and any(v.get("decided") or v.get("mention") for v in current.votes)
+        relax = not truncated and any(v.get("decided") or v.get("mention") or v.get("gloss") is not None
+                                      for v in current.votes)
         if truncated or extra or relax:
             update: dict[str, Any] = {"options": opts}
             if relax:

@@ -116,7 +116,8 @@ class GrammarBuilder:
                                 context=domain.declarative.context(question),
                                 named=trusted_names(reliability, domain.declarative.vote_labels())
                                 if switches.decide else None, decide=switches.decide,
-                                protos=prototype_shares(prototypes, reliability, spec.vote, query, voters, taught))
+                                protos=prototype_shares(prototypes, reliability, spec.vote, query, voters, taught),
+                                glossed=domain.gloss_rules if switches.decide else None)
             votes = gate(votes, reliability)
         if switches.vote and switches.ground and (domain.anchors or domain.slots is not None):
             # they choose among grounded values; reviewed neighbours' questions teach them too
