@@ -219,7 +219,7 @@ def field_votes(neighbours: list[Neighbour], specs: dict[Path, VoteSpec], *,
         rule = (glossed or {}).get(path)
         if rule is not None and rule.reliable and (hit := rule.decide(terms)) is not None:
             out.append({"path": shown, "allowed": [_unlabel(hit[0], spec)], "scores": {hit[0]: 1.0}, "voters": [],
-                        "confident": True, "gloss": hit[1]})
+                        "confident": True, "gloss": hit[1], **({"presence": True} if spec.presence else {})})
             continue
         out.append(_neighbour_vote(ranked, path, spec, shown, found_cues=[
             (t, *cues[path][t]) for t in sorted(terms) if t in (cues or {}).get(path, {})], decide=decide,

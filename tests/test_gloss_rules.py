@@ -1,0 +1,126 @@
+"""Gloss rules (domains/glosses.py): the words a domain's descriptions and rules give a label decide a field,
+unless an example contradicts them; a field's default covers the requests that hold none of its words."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from rag_middleware.domains.glosses import GlossRule, gloss_rules, glossed
+from rag_middleware.domains.loader import CuratedExample, load_domain
+from rag_middleware.domains.spec import VoteSpec
+from rag_middleware.domains.votes import Neighbour, field_votes, gate
+
+ROOT = Path(__file__).resolve().parents[1] / "knowledge_base"
+CHANNEL = {"type": "object", "properties": {"channel": {
+    "enum": ["email", "phone", "chat"],
+    "description": "phone if the message is a call (calling, caller, on the line); chat if it is written in a "
+                   "chat (live chat); email otherwise"}}}
+SPECS = {("channel",): VoteSpec()}
+LABELS = {("channel",): ["email", "phone", "chat"]}
+
+
+def _channel(label: str) -> dict[str, str]:
+    return {"channel": label}
+
+
+def _examples() -> list[tuple[str, dict[str, str]]]:
+    return ([(f"calling about my claim number {i}", _channel("phone")) for i in range(3)]
+            + [(f"caller says the roof leaks {i}", _channel("phone")) for i in range(2)]
+            + [(f"hi from the live chat {i}", _channel("chat")) for i in range(3)]
+            + [(f"dear team, my fence fell over {i}", _channel("email")) for i in range(6)])
+
+
+def test_gloss_words_decide_and_the_examples_holding_none_give_the_default():
+    rule = gloss_rules(CHANNEL, SPECS, LABELS, [], _examples())[("channel",)]
+    assert rule.terms["calling"] == "phone" and rule.terms["caller"] == "phone" and rule.terms["chat"] == "chat"
+    assert "email" in rule.terms  # a label's own name glosses it
+    assert rule.decided == 8 and rule.right == 8 and rule.reliable
+    assert rule.default == "email" and rule.defaulted == 6 and rule.default_right == 6
+    assert rule.decide({"calling", "roof"}) == ("phone", ["calling"])
+    assert rule.decide({"fence", "roof"}) == ("email", [])
+    assert rule.decide({"calling", "chat"}) is None  # two labels' words: no decision
+
+
+def test_a_word_an_example_contradicts_is_no_gloss_word():
+    examples = _examples() + [("calling you back about the fence", _channel("email"))]
+    rule = gloss_rules(CHANNEL, SPECS, LABELS, [], examples)[("channel",)]
+    assert "calling" not in rule.terms and rule.terms["caller"] == "phone"
+    # leave-one-out is honest: the example that alone contradicts "calling" is decided by it, and wrongly; the
+    # three "calling" examples now hold no gloss word, and with them the requests holding none disagree
+    assert rule.decided == 6 and rule.right == 5 and rule.default is None
+
+
+def test_a_rule_right_too_rarely_is_not_reliable_and_no_mixed_default_is_learnt():
+    examples = [(f"calling about a fire {i}", _channel("phone" if i % 2 else "email")) for i in range(4)] + [
+        (f"the roof {i}", _channel(["email", "chat"][i % 2])) for i in range(6)]
+    rule = gloss_rules(CHANNEL, SPECS, LABELS, [], examples)[("channel",)]
+    assert "calling" not in rule.terms and not rule.reliable and rule.default is None
+
+
+def test_a_presence_vote_takes_the_glosses_of_the_labels_inside_its_object():
+    schema = {"type": "object", "properties": {"sort": {
+        "description": "the order asked for, or null: cheapest price asc, biggest area desc",
+        "anyOf": [{"type": "object", "properties": {"by": {"enum": ["price", "area"]},
+                                                    "order": {"enum": ["asc", "desc"]}}}, {"type": "null"}]}}}
+    specs = {("sort",): VoteSpec(presence=True), ("sort", "by"): VoteSpec(), ("sort", "order"): VoteSpec()}
+    labels = {("sort", "by"): ["price", "area"], ("sort", "order"): ["asc", "desc"], ("sort",): []}
+    examples = ([(f"flats under {i}00 price, cheapest first", {"sort": {"by": "price", "order": "asc"}})
+                 for i in range(3)] + [(f"biggest plots {i}", {"sort": {"by": "area", "order": "desc"}})
+                                       for i in range(2)]
+                + [(f"flats in town {i} with a price under {i}00", {"sort": None}) for i in range(6)])
+    rules = gloss_rules(schema, specs, labels, [], examples)
+    presence = rules[("sort",)]
+    assert presence.terms == {"cheapest": "set", "biggest": "set"}  # "price" and "area" name labels: no gloss
+    assert presence.reliable and presence.default == "null"
+    assert rules[("sort", "by")].decide({"cheapest", "flats"}) == ("price", ["cheapest"])
+
+
+def test_a_reliable_rule_decides_the_vote_after_named_labels_and_is_not_gated():
+    rule = GlossRule(("channel",), {"calling": "phone"}, "email", decided=5, right=5)
+    voters = [Neighbour(str(i), 0.9, _channel("chat"), 1.0) for i in range(5)]
+    record = field_votes(voters, SPECS, question="I am calling about the claim", glossed={("channel",): rule})[0]
+    assert record["allowed"] == ["phone"] and record["gloss"] == ["calling"] and record["confident"]
+    default = field_votes(voters, SPECS, question="the roof leaks", glossed={("channel",): rule})[0]
+    assert default["allowed"] == ["email"] and default["gloss"] == []
+    assert gate([default], {"/channel": {"reliable": False, "right": 0, "narrowed": 9}})[0]["allowed"] == ["email"]
+    named = field_votes(voters, SPECS, question="calling from the chat", glossed={("channel",): rule},
+                        named={("channel",): ["email", "phone", "chat"]})[0]
+    assert named["mention"] == "chat"  # the label the request names comes first
+    unreliable = GlossRule(("channel",), {"calling": "phone"}, None, decided=5, right=3)
+    assert "gloss" not in field_votes(voters, SPECS, question="calling", glossed={("channel",): unreliable})[0]
+    assert glossed(["calling"]) == "gloss words: calling" and "default" in glossed([])
+
+
+@pytest.fixture(scope="module")
+def listing():
+    return load_domain(ROOT / "listing_search")
+
+
+def test_a_domain_learns_its_gloss_rules_at_load(listing):
+    sort = listing.gloss_rules[("sort",)]
+    assert sort.reliable and sort.default == "null" and sort.terms["cheapest"] == "set"
+    assert not {"price", "area", "year", "built"} & set(sort.terms)  # label words say nothing of presence
+    assert listing.gloss_rules[("sort", "by")].decide({"cheapest"})[0] == "price"
+
+
+def test_a_reviewed_answer_that_contradicts_a_gloss_word_removes_it(listing):
+    assert listing.gloss_rules[("sort",)].terms.get("cheapest") == "set"
+    answer = {"listing_type": "apartment", "deal": "rent", "city": "Rome", "filters": [], "max_age_days": None,
+              "sort": None, "limit": None}
+    taught = load_domain(ROOT / "listing_search", learnt=[CuratedExample(id="r1", question="the cheapest area of Rome",
+                                                                         answer=answer)])
+    assert "cheapest" not in taught.gloss_rules[("sort",)].terms
+
+
+def test_the_grammar_follows_a_gloss_decision(mw):
+    assembly = mw.render("Land for sale in Edinburgh, more than 800 square meters, biggest first",
+                         domain="listing_search")
+    sort = next(v for v in assembly.votes if v["path"] == "/sort")
+    assert sort["allowed"] == ["set"] and sort["gloss"] == ["biggest"]
+    node = assembly.json_schema["properties"]["sort"]
+    assert "null" not in str(node.get("type", "")) and not any(b.get("type") == "null" for b in node.get("anyOf", []))
+    plain = mw.render("Townhouses in Charlotte with 3 bedrooms built after 2000", domain="listing_search")
+    assert next(v for v in plain.votes if v["path"] == "/sort")["allowed"] == ["null"]
+    assert plain.json_schema["properties"]["sort"]["type"] == "null"
