@@ -124,3 +124,45 @@ def test_the_grammar_follows_a_gloss_decision(mw):
     plain = mw.render("Townhouses in Charlotte with 3 bedrooms built after 2000", domain="listing_search")
     assert next(v for v in plain.votes if v["path"] == "/sort")["allowed"] == ["null"]
     assert plain.json_schema["properties"]["sort"]["type"] == "null"
+
+
+LIMIT = {"type": "object", "properties": {"limit": {
+    "type": ["integer", "null"],
+    "description": "how many results the question asks to see (show me 5, top ten); null otherwise"}}}
+
+
+def test_a_nullable_scalars_clauses_gloss_whether_it_is_set():
+    from rag_middleware.domains.glosses import presence_glosses
+
+    found = presence_glosses(LIMIT, ["limit is never a filter"], set())
+    assert found[("limit",)] == [("how many results the question asks to see", "set"), ("show me 5", "set"),
+                                 ("top ten", "set"), ("null otherwise", "null"), ("limit is never a filter", "null")]
+    assert presence_glosses(LIMIT, [], {("limit",)}) == {}  # voted or derived fields have rules of their own
+
+
+def test_a_presence_rule_sets_or_nulls_a_grounded_scalar_no_vote_covers():
+    from rag_middleware.domains.narrowing import set_or_null
+
+    examples = ([(f"show me {i} flats in Rome", {"limit": i}) for i in range(2, 6)]
+                + [(f"flats with {i} bedrooms in Rome", {"limit": None}) for i in range(2, 8)])
+    rules = gloss_rules(LIMIT, {}, {}, [], examples)
+    rule = rules[("limit",)]
+    assert rule.presence and rule.reliable and rule.default == "null" and rule.terms["show"] == "set"
+    record = field_votes([], {}, question="show me 3 flats", glossed=rules)[0]
+    assert record == {"path": "/limit", "allowed": ["set"], "scores": {"set": 1.0}, "voters": [], "confident": True,
+                      "gloss": ["show"], "presence": True}
+    assert field_votes([], {}, question="flats with 3 bedrooms", glossed=rules)[0]["allowed"] == ["null"]
+    # a grounded field's values without null, or null alone
+    assert set_or_null({"enum": [3, 2000, None]}, ["set"]) == {"enum": [3, 2000]}
+    assert set_or_null({"enum": [None]}, ["set"]) is None
+    assert set_or_null({"enum": [3, None]}, ["null"]) == {"type": "null"}
+
+
+def test_the_grammar_of_a_listing_follows_its_scalars_presence(mw):
+    assembly = mw.render("Houses for rent in Brisbane with more than 200 sqm, largest first, limit 4",
+                         domain="listing_search")
+    limit = next(v for v in assembly.votes if v["path"] == "/limit")
+    assert limit["allowed"] == ["set"] and "limit" in limit["gloss"]
+    assert None not in assembly.json_schema["properties"]["limit"]["enum"]
+    plain = mw.render("Show me flats to rent in Rome with 2 bedrooms", domain="listing_search")
+    assert next(v for v in plain.votes if v["path"] == "/max_age_days")["allowed"] == ["null"]

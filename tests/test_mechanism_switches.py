@@ -114,9 +114,11 @@ def test_ground_switch(mw):
 
 
 def test_ground_units_turn_a_time_window_into_the_fields_unit(mw):
-    on = mw.render(LISTING, domain="listing_search").json_schema["properties"]
+    on = mw.render(LISTING, domain="listing_search", switches=Switches(vote=False)).json_schema["properties"]
     off = mw.render(LISTING, domain="listing_search", switches=Switches(ground=False)).json_schema["properties"]
     assert on["max_age_days"]["enum"] == [14, None]  # "the last 2 weeks"
+    # with votes on, the field's gloss words ("last", "weeks") say it is set: the window alone
+    assert mw.render(LISTING, domain="listing_search").json_schema["properties"]["max_age_days"]["enum"] == [14]
     assert on["city"]["enum"][0] == "Berlin"
     assert "enum" not in off["max_age_days"] and "enum" not in off["city"]
 

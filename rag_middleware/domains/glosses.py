@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any
 
 from .paths import Path, schema_nodes
 
-__all__ = ["GLOSS_WEIGHT", "GlossRule", "gloss_pairs", "gloss_rules", "glossed", "label_glosses"]
+__all__ = ["GLOSS_WEIGHT", "GlossRule", "gloss_pairs", "gloss_rules", "glossed", "presence_glosses", "label_glosses"]
 
 GLOSS_WEIGHT = 2  # pseudo-examples per gloss: its words alone reach the two examples a cue needs
 _SENTENCE = re.compile(r"[;.]\s+|:\s+|\n")
@@ -85,7 +85,8 @@ def gloss_pairs(glosses: dict[Path, dict[str, list[str]]]) -> list[tuple[str, An
 
 
 GLOSS_RELIABLE = 0.9  # leave-one-out precision a field's gloss decisions need on the examples
-GLOSS_MIN = 3  # ... over at least this many examples
+GLOSS_MIN = 3  # ... over at least this many examples (its words and its default together)
+WORDS_RELIABLE = 0.8  # ... and its words alone
 DEFAULT_SHARE = 0.9  # the examples holding no gloss word of a field: the share one label needs to be its default
 DEFAULT_MIN = 5  # ... of at least this many examples
 
@@ -105,10 +106,15 @@ class GlossRule:
     right: int
     defaulted: int = 0  # ... examples the default decided, and how many of them it got right
     default_right: int = 0
+    presence: bool = False  # a nullable scalar with no vote of its own: the rule decides whether it is set
 
     @property
     def reliable(self) -> bool:
-        return self.decided >= GLOSS_MIN and self.right >= GLOSS_RELIABLE * self.decided
+        """Right GLOSS_RELIABLE of the time over its words and its default together, and its words alone at least
+        WORDS_RELIABLE of the time."""
+        done, right = self.decided + self.defaulted, self.right + self.default_right
+        return (self.decided >= GLOSS_MIN and self.right >= WORDS_RELIABLE * self.decided
+                and right >= GLOSS_RELIABLE * done)
 
     def decide(self, terms: set[str]) -> tuple[str, list[str]] | None:
         """(label, the gloss words found; none for the default) for a request's terms, or None."""
@@ -130,13 +136,17 @@ def glossed(words: list[str]) -> str:
 
 
 def gloss_rules(schema: dict[str, Any] | None, specs: dict[Path, Any], labels: dict[Path, list[Any]], rules: list[str],
-                examples: list[tuple[str, Any]]) -> dict[Path, GlossRule]:
+                examples: list[tuple[str, Any]], *, derived: set[Path] | frozenset[Path] = frozenset()
+                ) -> dict[Path, GlossRule]:
     """The gloss rule of every voted field (not per clause, not in a list) that has gloss words, judged on the
     examples (``(request body, answer)``). A presence vote (an optional object) takes the glosses of the
-    labels voted inside the object as glosses of its being set."""
+    labels voted inside the object as glosses of its being set. So does a nullable top-level scalar that is
+    neither voted nor derived (a limit, a time window, a city), from its own description and rules
+    (``presence_glosses``)."""
     from .votes import PRESENT, _terms, labels_at  # votes imports nothing of this module at load
 
-    out: dict[Path, GlossRule] = {}
+    out = _presence_rules(schema, set(specs) | set(derived), rules, examples)
+
     plain = [p for p, s in specs.items() if not s.per_clause and "*" not in p]
     found = label_glosses(schema, [p for p in plain if not specs[p].presence], labels, rules)
     texts = [_terms(q) for q, _ in examples]
@@ -158,20 +168,62 @@ def gloss_rules(schema: dict[str, Any] | None, specs: dict[Path, Any], labels: d
         candidates = {t: next(iter(ls)) for t, ls in glossed.items() if len(ls) == 1}
         if not candidates:
             continue
-        truths = [(lab[0] if len(lab := labels_at(answer, path, presence)) == 1 else None) for _, answer in examples]
-        against: dict[str, int] = {}
-        for terms, truth in zip(texts, truths, strict=True):
-            for term in terms & candidates.keys():
-                if truth is not None and truth != candidates[term]:
-                    against[term] = against.get(term, 0) + 1
-        out[path] = _judge_rule(path, candidates, against, texts, truths)
+        out[path] = _judge_rule(path, candidates, texts, [labels_at(a, path, presence) for _, a in examples])
     return out
 
 
-def _judge_rule(path: Path, candidates: dict[str, str], against: dict[str, int], texts: list[set[str]],
-                truths: list[str | None]) -> GlossRule:
-    """The rule with each example left out in turn: its own contradictions and its own vote for the default
-    do not count."""
+_NULL_CLAUSE = re.compile(r"\b(?:null|none|never|not|no|otherwise)\b", re.I)
+
+
+def presence_glosses(schema: dict[str, Any] | None, rules: list[str], skip: set[Path]
+                     ) -> dict[Path, list[tuple[str, str]]]:
+    """Per nullable top-level scalar field not in ``skip``: (clause, "set" or "null") for each clause of its
+    description and of the rules that name it; a clause saying null, none, never, not, no or otherwise glosses
+    its being null ("null when the question sets no time window"), any other its being set ("yesterday or the
+    last day 1")."""
+    from .narrowing import nullable, types_of
+
+    out: dict[Path, list[tuple[str, str]]] = {}
+    for name, node in ((schema or {}).get("properties") or {}).items():
+        if (name,) in skip or not isinstance(node, dict) or not nullable(node) or types_of(node) & {"object", "array"}:
+            continue
+        if not types_of(node) - {"null"} and not [v for v in node.get("enum") or [] if v is not None]:
+            continue
+        texts = [str(node.get("description", "")), *(rule for rule in rules if _names(name, rule))]
+        clauses = [c.strip() for text in texts for sentence in _SENTENCE.split(text) for c in _CLAUSE.split(sentence)]
+        found = [(c, "null" if _NULL_CLAUSE.search(c) else "set") for c in clauses if c]
+        if found:
+            out[(name,)] = found
+    return out
+
+
+def _presence_rules(schema: dict[str, Any] | None, skip: set[Path], rules: list[str],
+                    examples: list[tuple[str, Any]]) -> dict[Path, GlossRule]:
+    from .votes import _terms, labels_at
+
+    out: dict[Path, GlossRule] = {}
+    texts = [_terms(q) for q, _ in examples]
+    for path, clauses in presence_glosses(schema, rules, skip).items():
+        glossed: dict[str, set[str]] = {}
+        for clause, label in clauses:
+            for term in _terms(clause):
+                glossed.setdefault(term, set()).add(label)
+        candidates = {t: next(iter(ls)) for t, ls in glossed.items() if len(ls) == 1}
+        if candidates:
+            rule = _judge_rule(path, candidates, texts, [labels_at(a, path, True) for _, a in examples])
+            out[path] = replace(rule, presence=True)
+    return out
+
+
+def _judge_rule(path: Path, candidates: dict[str, str], texts: list[set[str]], found: list[list[str]]) -> GlossRule:
+    """The rule judged with each example left out in turn: its own contradictions and its own vote for the
+    default do not count. A word an example holding it contradicts (it carries another label) is dropped."""
+    truths = [labels[0] if len(labels) == 1 else None for labels in found]
+    against: dict[str, int] = {}
+    for text, truth in zip(texts, truths, strict=True):
+        for term in text & candidates.keys():
+            if truth is not None and truth != candidates[term]:
+                against[term] = against.get(term, 0) + 1
     terms = {t: label for t, label in candidates.items() if not against.get(t)}
     unhit = Counter(truth for text, truth in zip(texts, truths, strict=True)
                     if truth is not None and not text & terms.keys())
@@ -191,11 +243,10 @@ def _judge_rule(path: Path, candidates: dict[str, str], against: dict[str, int],
             if default is not None:
                 defaulted += 1
                 default_right += default == truth
-    rule = GlossRule(path, terms, None, decided, right, defaulted, default_right)
     default = _default(unhit)
     if default is not None and defaulted and default_right >= GLOSS_RELIABLE * defaulted:
-        rule = GlossRule(path, terms, default, decided, right, defaulted, default_right)
-    return rule
+        return GlossRule(path, terms, default, decided, right, defaulted, default_right)
+    return GlossRule(path, terms, None, decided, right)
 
 
 def _default(unhit: Counter[str]) -> str | None:

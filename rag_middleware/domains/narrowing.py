@@ -196,4 +196,7 @@ def set_or_null(node: dict[str, Any], allowed: list[str]) -> dict[str, Any] | No
             return {**rest, **copy.deepcopy(kept[0])} if len(kept) == 1 else {**rest, key: copy.deepcopy(kept)}
     if isinstance(node.get("type"), list) and "null" in node["type"]:
         return {**copy.deepcopy(node), "type": [t for t in node["type"] if t != "null"]}
+    if isinstance(node.get("enum"), list) and None in node["enum"]:  # a grounded field: its values, or null
+        kept = [v for v in node["enum"] if v is not None]
+        return {**copy.deepcopy(node), "enum": kept} if kept else None
     return None

@@ -224,6 +224,10 @@ def field_votes(neighbours: list[Neighbour], specs: dict[Path, VoteSpec], *,
         out.append(_neighbour_vote(ranked, path, spec, shown, found_cues=[
             (t, *cues[path][t]) for t in sorted(terms) if t in (cues or {}).get(path, {})], decide=decide,
             proto=(protos or {}).get(path)))
+    for path, rule in (glossed or {}).items():  # nullable scalars no vote covers: whether they are set
+        if rule.presence and path not in specs and rule.reliable and (hit := rule.decide(terms)) is not None:
+            out.append({"path": "/" + "/".join(path), "allowed": [hit[0]], "scores": {hit[0]: 1.0}, "voters": [],
+                        "confident": True, "gloss": hit[1], "presence": True})
     return out
 
 
