@@ -24,6 +24,7 @@ from typing import Any
 from . import grounding
 from .glosses import label_glosses
 from .paths import Path, enum_values, schema_nodes, values_at
+from .phrases import PhraseRule, gloss_phrases, learn_phrase_rule
 
 __all__ = ["JUDGED_EXAMPLES", "Anchor", "AnchorBank", "WindowIndex", "describe", "find_anchors", "judge",
            "learnt_anchors", "mentions"]
@@ -157,6 +158,10 @@ class AnchorBank:
     judged: dict[str, Any] = field(default_factory=dict)  # judge() on the examples
     # what the schema and rules say of each label ("lte for at most, up to"), as item windows (gloss_windows)
     glossed: list[tuple[frozenset[str], dict[Path, str], float]] = field(default_factory=list)
+    # per item label, the gloss phrases beside a number that decide it (phrases.py), judged at load
+    phrases: dict[Path, PhraseRule] = field(default_factory=dict)
+    # every labelled item mention learnt: (question, mention, its labels); what the phrases are judged on
+    spots: list[tuple[str, Mention, dict[Path, str]]] = field(default_factory=list, repr=False)
     _index: WindowIndex = field(default_factory=WindowIndex, repr=False)
     _purity: dict[tuple[Path, int], dict[str, float]] = field(default_factory=dict, repr=False)
     _tallies: dict[tuple[Path, int], dict[str, dict[str, float]]] = field(default_factory=dict, repr=False)
@@ -177,6 +182,8 @@ class AnchorBank:
             labelled[spot] = {p: str(v[0]) for p in self.anchor.labels if (v := values_at(item, p))}
         for n, mention in enumerate(found):
             self.windows.append((window(question, mention), labelled.get(n), weight))
+            if n in labelled:
+                self.spots.append((question, mention, labelled[n]))
 
     def vote(self, question: str, *, extra: list[tuple[str, Any, float]] = (), skip: range = range(0)
              ) -> dict[str, Any]:
@@ -185,7 +192,8 @@ class AnchorBank:
         ``items`` and a ``reason``. ``skip``: windows left out (one example's, for leave-one-out)."""
         bank = self
         if extra:
-            bank = AnchorBank(self.anchor, list(self.windows), self.k, self.margin, glossed=self.glossed)
+            bank = AnchorBank(self.anchor, list(self.windows), self.k, self.margin, glossed=self.glossed,
+                              phrases=self.phrases)
             for text, answer, weight in extra:
                 bank.learn(text, answer, weight)
         record: dict[str, Any] = {"path": self.anchor.shown, "value": "/".join(self.anchor.value), "allowed": [],
@@ -194,6 +202,8 @@ class AnchorBank:
         for mention in mentions(question):
             seen = bank._label(window(question, mention), skip)
             seen["value"] = mention.value
+            if seen["item"]:
+                self._phrased(question, mention, seen)
             record["mentions"].append(seen)
             if seen["sure"] and seen["item"] and any(i.get("optional") for i in items):
                 record["reason"] = f"not sure whether a number before {mention.value} is an item"
@@ -202,11 +212,20 @@ class AnchorBank:
                 # the grammar admits each label's winner alone (the model picks worse than the vote's order
                 # between two); the runner-up stays a candidate, which the leave-one-out judgement reads
                 items.append({"value": mention.value, "labels": {k: v[:1] for k, v in seen["labels"].items()},
-                              "candidates": seen["labels"], **({} if seen["sure"] else {"optional": True})})
+                              "candidates": seen["labels"], **({} if seen["sure"] else {"optional": True}),
+                              **({"phrases": seen["phrases"]} if seen.get("phrases") else {})})
         if record["mentions"]:
             record["items"] = items
             record["confident"] = True
         return record
+
+    def _phrased(self, question: str, mention: Mention, seen: dict[str, Any]) -> None:
+        """An item label that a reliable gloss phrase beside the number decides takes that label alone."""
+        for path, rule in self.phrases.items():
+            decided = rule.decide(question, mention.start, mention.end) if rule.reliable else None
+            if decided is not None:
+                seen["labels"]["/".join(path)] = [decided[0]]
+                seen.setdefault("phrases", {})["/".join(path)] = decided[1]
 
     def _label(self, own: frozenset[str], skip: range = range(0)) -> dict[str, Any]:
         """Item or not, by the nearest windows; an item's labels by the nearest item windows (one search)."""
@@ -292,7 +311,8 @@ def judge(bank: AnchorBank, examples: list[tuple[str, Any]]) -> dict[str, Any]:
     """Leave-one-out on the examples: how often a plan admits the example's own list (``precision``), each
     position's labels among its candidates."""
     planned = right = 0
-    every = AnchorBank(bank.anchor, [], bank.k, bank.margin, glossed=bank.glossed)  # one index, own windows skipped
+    every = AnchorBank(bank.anchor, [], bank.k, bank.margin, glossed=bank.glossed,  # one index, own windows skipped
+                       phrases=bank.phrases)
     spans = []
     for question, answer in examples:
         start = len(every.windows)
@@ -355,15 +375,34 @@ def learnt_anchors(schema: dict[str, Any], spec: Any, pairs: list[tuple[str, Any
     for bank in banks:
         for question, answer in pairs:
             bank.learn(question, answer)
+        bank.phrases = item_phrases(bank, schema, list(rules))
         bank.judged = judge(bank, pairs[:JUDGED_EXAMPLES])
     return banks
+
+
+def item_phrases(bank: AnchorBank, schema: dict[str, Any], rules: list[str]) -> dict[Path, PhraseRule]:
+    """Per item label with glosses, its phrase rule judged on the numbers the bank learnt."""
+    out = {}
+    paths = {path: bank.anchor.path + ("*",) + path for path in bank.anchor.labels}
+    labels = {path: [v for node in schema_nodes(schema, full) for v in enum_values(node) if isinstance(v, str)]
+              for path, full in paths.items()}
+    every = {str(v).lower() for found in labels.values() for v in found}
+    for path, full in paths.items():
+        glosses = label_glosses(schema, [full], {full: labels[path]}, rules).get(full, {})
+        candidates = gloss_phrases(glosses, every)
+        if candidates:
+            spots = [(q, m.start, m.end, found[path]) for q, m, found in bank.spots if path in found]
+            out[path] = learn_phrase_rule(candidates, spots)
+    return out
 
 
 def describe(vote: dict[str, Any]) -> str:
     """An anchored list's plan in one line: each position's number and admitted labels (for --explain and the
     replay report)."""
     def one(item: dict[str, Any]) -> str:
-        labels = ", ".join(f"{k} {'|'.join(v)}" for k, v in item["labels"].items() if v)
+        said = item.get("phrases", {})
+        labels = ", ".join(f"{k} {'|'.join(v)}" + (f" ({said[k]!r})" if k in said else "")
+                           for k, v in item["labels"].items() if v)
         return f"{item['value']}{' (optional)' if item.get('optional') else ''}{': ' + labels if labels else ''}"
 
     return "one item per number: " + ("; ".join(one(i) for i in vote["items"]) or "no item")
