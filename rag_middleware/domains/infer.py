@@ -9,6 +9,8 @@ What a domain author would declare, the examples often already show:
 - a free string field whose values are copied from the questions is **grounded** in the request's words;
 - an ordered enum field that a number field of the same answer lifts in every example ("at least medium
   from 1,000") gets that **floor** (domains/floors.py);
+- a nullable field grounded in the request's numbers or words that the examples set whenever the request
+  holds a candidate for it is **set when found**: null is then admitted only when nothing is found;
 - every other enum or boolean field, at the top level or in an object (``/sort/order``), not in a list item,
   is **voted** on by the nearest examples (a confident vote narrows the grammar; an unsure one changes nothing),
   and so is whether an optional top-level object (a sort, an aggregate) is set or null.
@@ -26,13 +28,14 @@ from .floors import infer_floors
 from .paths import Path, enum_values, values_at
 from .spec import DeclarativeSpec, DeriveSpec, GroundSpec, VoteSpec
 
-__all__ = ["infer", "time_units"]
+__all__ = ["found_here", "infer", "set_when_found", "time_units"]
 
 _MINUTES = {"second": 1 / 60, "minute": 1, "hour": 60, "day": 1440, "week": 10080, "month": 43200, "year": 525600}
 _UNIT_IN_NAME = re.compile(r"(?:^|_|\b)(sec(?:ond)?|min(?:ute)?|h(?:ou)?r|day|week|month|year)s?(?:$|_|\b)", re.I)
 _ALIASES = {"sec": "second", "min": "minute", "hr": "hour", "hour": "hour"}
 MIN_SEEN = 3  # values needed before a grounding is inferred
 MIN_SHARE = 0.9  # of the seen values that must come from the question
+FOUND_MIN = 5  # examples holding a candidate before a grounded field is set when found
 
 
 def time_units(name: str, description: str = "") -> dict[str, float] | None:
@@ -179,3 +182,38 @@ def _derive(spec: DeclarativeSpec, top: list[tuple[Path, dict[str, Any]]], examp
             spec.derive[target] = DeriveSpec.model_validate({"from": "/" + source[0], "map": mapping})
             notes.append(f"/{target[0]}: derived from /{source[0]} (the examples follow one map)")
             break
+
+
+def set_when_found(spec: DeclarativeSpec, pairs: list[tuple[str, Any]]) -> dict[Path, tuple[int, int]]:
+    """The top-level fields grounded in the request's numbers or words (the words' shapes applied) whose
+    examples (``(request body, answer)``) are set in at least MIN_SHARE of those holding a candidate, at least
+    FOUND_MIN of them: ``{path: (holding a candidate, set)}``. Words count only where their shape tells names
+    apart (``found_here``)."""
+    out = {}
+    for path, ground in spec.ground.items():
+        if len(path) != 1 or ground.source not in ("numbers", "words"):
+            continue
+        found = done = 0
+        for body, answer in pairs:
+            if not found_here(spec, path, body):
+                continue
+            values = grounding.candidates(ground.source, request=body, body=body, context={},
+                                          units=spec.units.get(path), pattern=None, only_mentioned=False) or []
+            if ground.source == "words":
+                values = [v for v in values if spec.shape[path].admits(v, body)]
+            if values and isinstance(answer, dict) and path[0] in answer:
+                found += 1
+                done += answer[path[0]] is not None
+        if found >= FOUND_MIN and done >= MIN_SHARE * found:
+            out[path] = (found, done)
+    return out
+
+
+def found_here(spec: DeclarativeSpec, path: Path, body: str) -> bool:
+    """Whether a candidate found in this request says the field is set: always for numbers; for words, only
+    where the field's shape tells names apart (a request in lower case throughout has every word a candidate)."""
+    ground = spec.ground.get(path)
+    if ground is None or ground.source != "words":
+        return True
+    shape = spec.shape.get(path)
+    return shape is not None and shape.names(body)

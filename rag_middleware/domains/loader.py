@@ -27,7 +27,7 @@ from .clauses import StepSpec, default_split, example_clauses, path_labels, read
 from .domain_files import fresh_package, key_lines, load_object, read_jsonl
 from .validation import JSONSchemaValidator, OutputValidator, PydanticValidator
 from .grounding import request_body
-from .infer import infer
+from .infer import infer, set_when_found
 from .anchors import learnt_anchors
 from .glosses import gloss_pairs, gloss_rules, label_glosses
 from .slots import learnt_slots
@@ -228,6 +228,7 @@ def load_domain(path: Path, *, override: dict[str, Any] | None = None,
     rules = gloss_rules(declarative.schema, decl_spec.vote, declarative.vote_labels(), spec.rules, pairs,
                         derived=set(decl_spec.derive))
     decl_spec.shape = word_shapes([p for p, g in decl_spec.ground.items() if g.source == "words"], pairs)
+    decl_spec.found = set_when_found(decl_spec, pairs) if spec.infer else {}
     anchors = learnt_anchors(declarative.schema, decl_spec, pairs, spec.rules) if validator is not None else []
     slots = learnt_slots(decl_spec, pairs) if validator is not None else None
     check_variants(spec.variants, domain_dir=path, spec_path=spec_path, text=text)

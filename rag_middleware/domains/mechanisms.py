@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 from . import grounding
 from .floors import lift
+from .infer import found_here
 from .narrowing import (ANNOTATION, annotated, fix_items, ground_annotated_node, ground_node, narrowed_copy, no_items,
                         nullable, replace_node, restrict, set_or_null, strip_annotations, types_of)
 from .paths import MISSING, Path, inline_refs, parent_objects, schema_nodes, set_at, values_at
@@ -181,8 +182,10 @@ class Declarative:
                         break
                     notes.append(f"{show_path(path)}: nothing in the request to ground it; left open")
                     continue
-                # a code the request writes in the field's own pattern is that field's value: no null then
-                ground_node(node, values, may_be_null and not (source == "request" and values),
+                # a code the request writes in the field's own pattern is that field's value: no null then; nor
+                # for a field the examples set whenever the request holds a candidate (infer.set_when_found)
+                found = path in self.spec.found and found_here(self.spec, path, body)
+                ground_node(node, values, may_be_null and not (values and (source == "request" or found)),
                             numeric=source == "numbers")
                 notes.append(f"{show_path(path)}: grounded in {source}: {values[:12]}")
         for node in annotated(schema):

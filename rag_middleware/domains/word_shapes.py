@@ -40,6 +40,11 @@ class WordShape:
     digits: bool
     stop: frozenset[str]
 
+    def names(self, request: str) -> bool:
+        """Whether the shape tells names apart in this request: its values are capitalised and the request
+        writes capitals at all."""
+        return self.capitalised and _cased(request)
+
     def admits(self, candidate: Any, request: str) -> bool:
         if not isinstance(candidate, str):
             return True
