@@ -166,3 +166,11 @@ def test_the_grammar_of_a_listing_follows_its_scalars_presence(mw):
     assert None not in assembly.json_schema["properties"]["limit"]["enum"]
     plain = mw.render("Show me flats to rent in Rome with 2 bedrooms", domain="listing_search")
     assert next(v for v in plain.votes if v["path"] == "/max_age_days")["allowed"] == ["null"]
+
+
+def test_a_gloss_word_matches_its_plural_and_back():
+    from rag_middleware.domains.glosses import singulars
+
+    assert singulars({"cottages", "class", "bus", "last days"}) >= {"cottage", "class", "bus", "last day"}
+    rule = GlossRule(("kind",), {"cottage": "house", "listing": "set"}, None, decided=5, right=5)
+    assert rule.decide({"cottages", "rent"}) == ("house", ["cottage"])

@@ -117,9 +117,10 @@ class GlossRule:
                 and right >= GLOSS_RELIABLE * done)
 
     def decide(self, terms: set[str]) -> tuple[str, list[str]] | None:
-        """(label, the gloss words found; none for the default) for a request's terms, or None."""
+        """(label, the gloss words found; none for the default) for a request's terms (``votes._terms``; their
+        singulars count too), or None."""
         hits: dict[str, list[str]] = {}
-        for term in sorted(terms & self.terms.keys()):
+        for term in sorted(singulars(terms) & self.terms.keys()):
             hits.setdefault(self.terms[term], []).append(term)
         if len(hits) == 1:
             return next(iter(hits.items()))
@@ -128,6 +129,15 @@ class GlossRule:
     def judged(self) -> dict[str, Any]:
         return {"decided": self.decided, "right": self.right, "defaulted": self.defaulted,
                 "default_right": self.default_right, "default": self.default, "reliable": self.reliable}
+
+
+def _singular(word: str) -> str:
+    return word[:-1] if len(word) > 3 and word.endswith("s") and not word.endswith("ss") else word
+
+
+def singulars(terms: set[str]) -> set[str]:
+    """The terms and their singulars ("cottages": cottage), so a gloss word matches its plural and back."""
+    return terms | {" ".join(map(_singular, t.split())) for t in terms}
 
 
 def glossed(words: list[str]) -> str:
@@ -149,7 +159,7 @@ def gloss_rules(schema: dict[str, Any] | None, specs: dict[Path, Any], labels: d
 
     plain = [p for p, s in specs.items() if not s.per_clause and "*" not in p]
     found = label_glosses(schema, [p for p in plain if not specs[p].presence], labels, rules)
-    texts = [_terms(q) for q, _ in examples]
+    texts = [singulars(_terms(q)) for q, _ in examples]
     for path in plain:
         presence = bool(specs[path].presence)
         inner = [p for p in plain if len(p) > len(path) and p[: len(path)] == path] if presence else [path]
@@ -160,7 +170,7 @@ def gloss_rules(schema: dict[str, Any] | None, specs: dict[Path, Any], labels: d
         for p in inner:
             for label, clauses in found.get(p, {}).items():
                 for clause in clauses:
-                    for term in _terms(clause):
+                    for term in singulars(_terms(clause)):
                         # "price" in "cheapest price asc" glosses no label (nor, for a presence vote, "area" of
                         # area_sqm whether the object is set); a label's own name glosses that label
                         if (term in names and not presence) or not (parts & {term, *term.split()}):
@@ -202,11 +212,11 @@ def _presence_rules(schema: dict[str, Any] | None, skip: set[Path], rules: list[
     from .votes import _terms, labels_at
 
     out: dict[Path, GlossRule] = {}
-    texts = [_terms(q) for q, _ in examples]
+    texts = [singulars(_terms(q)) for q, _ in examples]
     for path, clauses in presence_glosses(schema, rules, skip).items():
         glossed: dict[str, set[str]] = {}
         for clause, label in clauses:
-            for term in _terms(clause):
+            for term in singulars(_terms(clause)):
                 glossed.setdefault(term, set()).add(label)
         candidates = {t: next(iter(ls)) for t, ls in glossed.items() if len(ls) == 1}
         if candidates:
