@@ -61,9 +61,9 @@ def test_each_number_is_labelled_by_its_words_and_a_count_of_results_is_no_item(
 
 
 def test_an_unsure_number_before_a_sure_item_leaves_the_list_to_the_model():
-    record = bank().vote("zzz 9 qqq qqq qqq; flats with at least 3 bedrooms")
+    record = bank().vote("zzz 98765432 qqq qqq qqq; flats with at least 3 bedrooms")  # no word, no size seen
     assert "items" not in record and "not sure" in record["reason"]
-    record = bank().vote("flats with at least 3 bedrooms; zzz zzz zzz 9 qqq qqq qqq")
+    record = bank().vote("flats with at least 3 bedrooms; zzz zzz zzz 98765432 qqq qqq qqq")
     assert [i.get("optional", False) for i in record["items"]] == [False, True]
 
 
@@ -83,13 +83,13 @@ def test_the_plan_fixes_each_position_in_the_grammar():
 
 
 def test_a_reviewed_answer_teaches_a_new_phrasing():
-    question = "homes sized 120 m2 or more"
+    question = "homes sized 12000000 m2 or more"  # no word of it, nor a number that size, in the examples
     before = bank().vote(question)
-    assert before["items"] == [{"value": 120, "labels": {}, "candidates": {}, "optional": True}]  # unsure
+    assert before["items"] == [{"value": 12000000, "labels": {}, "candidates": {}, "optional": True}]  # unsure
     reviewed = [("plots sized 700 m2 or more", {"filters": [item("area", "gte", 700)]}, 3.0)]
     after = bank().vote(question, extra=reviewed)
     assert [(i["value"], i["labels"], i.get("optional")) for i in after["items"]] == [
-        (120, {"field": ["area"], "op": ["gte"]}, None)]
+        (12000000, {"field": ["area"], "op": ["gte"]}, None)]
 
 
 def test_leave_one_out_judges_the_plans_on_the_examples():
@@ -126,8 +126,8 @@ def test_the_plan_reads_in_one_line_in_explain_and_the_replay_report():
     from rag_middleware.analytics.report_items import explain
     from rag_middleware.domains.anchors import describe
 
-    vote = bank().vote("flats with at least 3 bedrooms; zzz zzz zzz 9 qqq qqq qqq")
-    assert describe(vote) == "one item per number: 3: field bedrooms, op gte; 9 (optional)"
+    vote = bank().vote("flats with at least 3 bedrooms; zzz zzz zzz 98765432 qqq qqq qqq")
+    assert describe(vote) == "one item per number: 3: field bedrooms, op gte; 98765432 (optional)"
     assert explain({"votes": [vote]}) == [f"vote /filters: {describe(vote)}"]
 
 

@@ -56,8 +56,9 @@ def mentions(text: str) -> list[Mention]:
 
 def window(text: str, mention: Mention) -> frozenset[str]:
     """The words around a mention, tagged by side (numbers as ``#``); the adjacent word on each side twice,
-    once tagged as adjacent, since it says most ("at least 3", "3 bedrooms"). The first number of a range
-    ("between 1,000 and 3,000 m2", "2 to 3 bedrooms", "2-3") reads its right words after the second."""
+    once tagged as adjacent, since it says most ("at least 3", "3 bedrooms"); and the number's digit count.
+    The first number of a range ("between 1,000 and 3,000 m2", "2 to 3 bedrooms", "2-3") reads its right
+    words after the second."""
     def words(part: str) -> list[str]:
         return ["#" if w[0].isdigit() else w.lower() for w in _WORD.findall(part)]
 
@@ -68,6 +69,8 @@ def window(text: str, mention: Mention) -> frozenset[str]:
         rest = rest[joined.end() + second.end():]
     left, right = before[-WINDOW:], words(rest)[:WINDOW]
     out = {f"L:{w}" for w in left} | {f"R:{w}" for w in right}
+    if float(mention.value).is_integer():  # its digits say much of which field (a price, a year, a count)
+        out.add(f"N:{len(str(int(abs(mention.value))))}")
     if left:
         out.add(f"L1:{left[-1]}")
     if right:
