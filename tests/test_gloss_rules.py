@@ -174,3 +174,14 @@ def test_a_gloss_word_matches_its_plural_and_back():
     assert singulars({"cottages", "class", "bus", "last days"}) >= {"cottage", "class", "bus", "last day"}
     rule = GlossRule(("kind",), {"cottage": "house", "listing": "set"}, None, decided=5, right=5)
     assert rule.decide({"cottages", "rent"}) == ("house", ["cottage"])
+
+
+def test_domains_check_shows_what_the_gloss_words_decide():
+    from rag_middleware.domains.authoring import check_domain
+
+    notes = check_domain(ROOT / "claims_intake", near_duplicates=False).notes
+    assert any(n.startswith("/channel: gloss words decide its label: right 24 of 24") and "default email" in n
+               and n.endswith("used") for n in notes)
+    assert any(n.startswith("/claim_type: gloss words decide its label") and "not used" in n for n in notes)
+    listing = check_domain(ROOT / "listing_search", near_duplicates=False).notes
+    assert any(n.startswith("/filters/*/op: gloss phrases beside a number") and n.endswith("used") for n in listing)

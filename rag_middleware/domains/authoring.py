@@ -293,6 +293,25 @@ def _derived(items: list[_Item], fields: dict[FieldPath, SchemaField], decl: Dec
     return out
 
 
+def _gloss_notes(domain: Any) -> list[str]:
+    """What the descriptions' and rules' words decide (glosses.GlossRule, phrases.PhraseRule), as judged on the
+    examples: an author sees which wording the examples bear out."""
+    out = []
+    for path, rule in domain.gloss_rules.items():
+        default = f", default {rule.default} right {rule.default_right} of {rule.defaulted}" if rule.default else ""
+        judged = f"right {rule.right} of {rule.decided} (leave-one-out){default}"
+        spec = domain.declarative.spec.vote.get(path)
+        what = "whether it is set" if rule.presence or (spec is not None and spec.presence) else "its label"
+        out.append(f"/{'/'.join(path)}: gloss words decide {what}: {judged}; "
+                   + ("used" if rule.reliable else "not used (fewer than 3, or below 80% for the words or 90% "
+                                                    "with the default)"))
+    for bank in domain.anchors:
+        for path, rule in bank.phrases.items():
+            out.append(f"{bank.anchor.shown}/*/{'/'.join(path)}: gloss phrases beside a number: right {rule.right} "
+                       f"of {rule.decided} (leave-one-out); " + ("used" if rule.reliable else "not used"))
+    return out
+
+
 def check_domain(path: Path, *, embedder: Any = None, threshold: float = 0.9,
                  near_duplicates: bool = True) -> CheckReport:
     """Every problem of the domain at ``path``. ``embedder``: for near duplicates (default: MiniLM)."""
@@ -307,6 +326,7 @@ def check_domain(path: Path, *, embedder: Any = None, threshold: float = 0.9,
         domain = load_domain(path)
         validator, decl = domain.validator, domain.declarative.spec
         report.notes += [f"inferred from the examples: {x}" for x in getattr(domain, "inferred", [])]
+        report.notes += _gloss_notes(domain)
     except DomainError as exc:
         if not (exc.path or "").endswith(("examples.jsonl", "negatives.jsonl")):
             report.problems.append(_problem(exc))
