@@ -20,7 +20,7 @@ from typing import Any, Protocol, runtime_checkable
 from ..errors import BackendError
 
 __all__ = ["ApproxTokenCounter", "BackendTokenCounter", "GGUFTokenCounter", "HFTokenCounter", "LazyTokenCounter",
-           "TokenCounter", "make_token_counter"]
+           "TokenCounter", "make_token_counter", "plain_backend"]
 
 
 @runtime_checkable
@@ -47,6 +47,7 @@ class HFTokenCounter:
 
     def __init__(self, tokenizer, name: str, *, cache_size: int = 20_000) -> None:
         self._tok = tokenizer
+        self._plain = plain_backend(tokenizer)
         self.name = name
         self._cache: OrderedDict[str, int] = OrderedDict()
         self._cache_size = cache_size
@@ -63,12 +64,33 @@ class HFTokenCounter:
             if text in self._cache:
                 self._cache.move_to_end(text)
                 return self._cache[text]
-        with self._lock:  # a Rust tokenizer shared across threads can raise "Already borrowed"
-            n = len(self._tok(text, add_special_tokens=False)["input_ids"])
+        if self._plain is not None:  # a private copy that no call changes: safe without the lock
+            n = len(self._plain.encode(text, add_special_tokens=False).ids)
+        else:
+            with self._lock:  # a Rust tokenizer shared across threads can raise "Already borrowed"
+                n = len(self._tok(text, add_special_tokens=False)["input_ids"])
+        with self._lock:
             self._cache[text] = n
             while len(self._cache) > self._cache_size:
                 self._cache.popitem(last=False)
         return n
+
+
+def plain_backend(tokenizer: Any) -> Any | None:
+    """A private copy of a fast tokenizer's Rust tokenizer, set up as ``tokenizer(text, add_special_tokens=False)``
+    leaves it (no truncation, no padding, special tokens in the text recognised as transformers decides), so a
+    count is the same without transformers' bookkeeping around each call (~60 us). None for a slow tokenizer."""
+    backend = getattr(tokenizer, "backend_tokenizer", None) if getattr(tokenizer, "is_fast", False) else None
+    if backend is None:
+        return None
+    try:
+        plain = type(backend).from_str(backend.to_str())
+        plain.no_truncation()
+        plain.no_padding()
+        plain.encode_special_tokens = bool(getattr(tokenizer, "split_special_tokens", False))
+    except Exception:  # noqa: BLE001 - a tokenizer this does not know: counted through transformers
+        return None
+    return plain
 
 
 class GGUFTokenCounter(HFTokenCounter):
