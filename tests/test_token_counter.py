@@ -68,3 +68,56 @@ def test_a_slow_tokenizer_is_counted_through_its_call():
 
     assert plain_backend(Slow()) is None
     assert HFTokenCounter(Slow(), "slow").count("three little words") == 3
+
+
+def tiny_bpe(*, newline_added: bool = True, mixed_token: bool = False, pre_tokenizer=None):
+    """A Gemma-like BPE: spaces become '▁', a newline is an added token, merges build words from letters."""
+    from tokenizers import AddedToken, Tokenizer, models, normalizers
+    from transformers import PreTrainedTokenizerFast
+
+    letters = list("abcdefghijklmnopqrstuvwxyz▁.,:{}\"'0123456789")
+    merges = [("a", "b"), ("ab", "c"), ("▁", "a"), ("e", "r"), ("t", "h"), ("th", "e")]
+    vocab = {tok: i for i, tok in enumerate(["<unk>", "\n", *letters, *("".join(m) for m in merges)])}
+    if mixed_token:
+        vocab["a\n"] = len(vocab)
+        merges.append(("a", "\n"))
+    tok = Tokenizer(models.BPE(vocab=vocab, merges=merges, unk_token="<unk>", fuse_unk=True))
+    tok.normalizer = normalizers.Replace(" ", "▁")
+    if pre_tokenizer is not None:
+        tok.pre_tokenizer = pre_tokenizer
+    if newline_added:
+        tok.add_tokens([AddedToken("\n", normalized=False)])
+    return PreTrainedTokenizerFast(tokenizer_object=tok)
+
+
+def random_texts(seed: int, n: int = 300) -> list[str]:
+    import random
+
+    r = random.Random(seed)
+    parts = ["\n", "\n\n", " ", "abc", "the", "er", "a", "b", "x" * 30, "ab\n", "Ω", ".", "{\"k\": 1}"]
+    return ["".join(r.choice(parts) for _ in range(r.randint(1, 200))) for _ in range(n)]
+
+
+def test_a_tokenizer_that_cuts_at_newlines_is_counted_by_line_with_the_same_counts():
+    tokenizer = tiny_bpe()
+    counter = HFTokenCounter(tokenizer, "tiny")
+    assert counter._by_line
+    texts = random_texts(1) + ["\n" * 400, "abc " * 200, "\n" + "the er " * 80 + "\n\n"]
+    assert any(len(t) >= 256 and "\n" in t for t in texts)
+    for text in texts:
+        assert counter.count(text) == hf_count(tokenizer, text)
+    lines = [k for k in counter._cache if "\n" not in k]
+    assert lines and max(map(len, lines)) < max(map(len, texts))  # the pieces were counted and kept
+
+
+@pytest.mark.parametrize("kind", ["mixed token", "newline not added", "metaspace"])
+def test_other_tokenizers_are_counted_whole(kind):
+    from tokenizers import pre_tokenizers
+
+    tokenizer = {"mixed token": lambda: tiny_bpe(mixed_token=True, newline_added=False),  # "a\n" merges
+                 "newline not added": lambda: tiny_bpe(newline_added=False),
+                 "metaspace": lambda: tiny_bpe(pre_tokenizer=pre_tokenizers.Metaspace(prepend_scheme="first"))}[kind]()
+    counter = HFTokenCounter(tokenizer, kind)
+    assert not counter._by_line
+    for text in random_texts(2, 50):
+        assert counter.count(text) == hf_count(tokenizer, text)
