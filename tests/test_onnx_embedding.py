@@ -231,3 +231,33 @@ def test_the_quantize_setting(tmp_path, caplog):
     settings = load_settings(data_dir=tmp_path / "d", embedding={"quantize": "int8"})
     with Middleware(settings, backend=FakeLLM()) as mw:
         assert mw.embedder.inner.quantize == "int8" and mw.embedder.name == "all-MiniLM-L6-v2:int8"
+
+
+def test_a_busy_cpu_runs_on_one_thread_with_the_same_vectors(onnx, cache_dir, monkeypatch):
+    class Busy:
+        def __init__(self) -> None:
+            self.now = False
+
+        def busy(self) -> bool:
+            return self.now
+
+    embedder = OnnxEmbedder("all-MiniLM-L6-v2", cache_dir=cache_dir, threads=2)
+    embedder.encode(["load"])
+    runner = embedder._runner
+    assert runner.threads == 2 and runner.file == onnx.cache_path
+    runner.contention = busy = Busy()
+    calm = embedder.encode(TEXTS)
+    assert runner._solo is None  # made only when the CPU is busy
+    busy.now = True
+    assert runner.session_now() is not runner.session
+    crowded = embedder.encode(TEXTS)
+    assert cosines(crowded, calm).min() >= 0.99999
+    assert runner.session_now() is runner._solo  # made once, then reused
+    busy.now = False
+    assert runner.session_now() is runner.session
+
+
+def test_one_thread_needs_no_second_session(cache_dir):
+    embedder = OnnxEmbedder("all-MiniLM-L6-v2", cache_dir=cache_dir, threads=1)
+    embedder.encode(["load"])
+    assert embedder._runner.contention is None and embedder._runner.session_now() is embedder._runner.session

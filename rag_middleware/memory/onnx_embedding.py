@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import EmbeddingError
+from .cpu_contention import Contention
 from .embedding import PACKAGED_MINILM, SentenceTransformerEmbedder, normalize
 
 __all__ = ["OnnxEmbedder", "default_cache_dir", "make_embedder"]
@@ -180,25 +181,21 @@ def cache_file(name: str, layout: Layout, directory: Path, variant: str = "") ->
 class _Runner:
     """A loaded ONNX session with the tokenizer and pooling it needs. Thread-safe: encode changes no state."""
 
-    def __init__(self, source: Path | bytes, layout: Layout, threads: int | None) -> None:
-        import onnxruntime as ort
+    def __init__(self, source: Path | bytes, layout: Layout, threads: int | None,
+                 contention: Contention | None = None) -> None:
         from tokenizers import normalizers
         from transformers import AutoTokenizer
 
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-        options.intra_op_num_threads = threads or min(cores, 4)
-        options.inter_op_num_threads = 1
-        options.log_severity_level = 3
-        # the worker threads spin between the ops of a run (a run is ~100 short ops: waking a sleeping thread
-        # for each cost ~3 ms per run here), and stop spinning when the run ends, so they burn no core between
-        # requests. Under a fully loaded CPU spinning costs more than it saves (13 -> 25 ms per run measured)
-        options.add_session_config_entry("session.intra_op.allow_spinning", "1")
-        options.add_session_config_entry("session.force_spinning_stop", "1")
-        model = source if isinstance(source, bytes) else str(source)
+        self.threads = threads or min(cores, 4)
         self.source = source
-        self.session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+        self.session = self._session(source, self.threads)
+        # while other processes keep the CPUs busy, spinning threads fight them (a run takes twice as long as
+        # on one thread): runs then go to a one-thread session, made when first needed from the model's file
+        self.contention = contention if self.threads > 1 else None
+        self.file = source if isinstance(source, Path) else None  # set once the model is in the cache
+        self._solo: Any = None
+        self._solo_lock = threading.Lock()
         self.inputs = [i.name for i in self.session.get_inputs()]
         outputs = self.session.get_outputs()
         if not {"input_ids", "attention_mask"} <= set(self.inputs) or len(outputs) != 1 or len(outputs[0].shape) != 3:
@@ -222,6 +219,37 @@ class _Runner:
         self.pad = (int(hf.pad_token_id or 0), int(hf.pad_token_type_id or 0), hf.padding_side != "left")
         self.tokenizer = tokenizer
         self.max_length = max_length
+
+    @staticmethod
+    def _session(source: Path | bytes, threads: int) -> Any:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3
+        # the worker threads spin between the ops of a run (a run is ~100 short ops: waking a sleeping thread
+        # for each cost ~3 ms per run here), and stop spinning when the run ends, so they burn no core between
+        # requests. Under a busy CPU spinning costs more than it saves (see contention in __init__)
+        options.add_session_config_entry("session.intra_op.allow_spinning", "1")
+        options.add_session_config_entry("session.force_spinning_stop", "1")
+        model = source if isinstance(source, bytes) else str(source)
+        return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+
+    def session_now(self) -> Any:
+        """The spinning session, or the one-thread one while other processes keep the CPUs busy."""
+        if self.contention is None or self.file is None or not self.contention.busy():
+            return self.session
+        with self._solo_lock:
+            if self._solo is None:
+                try:
+                    self._solo = self._session(self.file, 1)
+                except Exception as exc:  # noqa: BLE001 - the file went away: keep the spinning session
+                    log.warning("no one-thread session for a busy CPU (%s)", f"{type(exc).__name__}: {exc}"[:200])
+                    self.contention = None
+                    return self.session
+            return self._solo
 
     def encode(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
         """The texts in groups of similar token counts: the model's cost grows with the padded tokens, so a
@@ -257,7 +285,7 @@ class _Runner:
             mask[row, start : start + len(e.ids)] = 1
             starts.append(start)
         feed = {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
-        hidden = self.session.run(None, {k: v for k, v in feed.items() if k in self.inputs})[0]
+        hidden = self.session_now().run(None, {k: v for k, v in feed.items() if k in self.inputs})[0]
         if self.pooling == "cls":
             pooled = hidden[np.arange(len(encodings)), starts]
         else:
@@ -328,6 +356,7 @@ class OnnxEmbedder:
         self._device = device
         self._cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
         self._threads = threads
+        self._contention = Contention()
         self._runner: _Runner | None = None
         self._fallback: SentenceTransformerEmbedder | None = None
         self._spare: SentenceTransformerEmbedder | None = None
@@ -380,13 +409,13 @@ class OnnxEmbedder:
         self.cache_path = path
         if path.is_file():
             try:
-                return _Runner(path, layout, self._threads), path
+                return _Runner(path, layout, self._threads, self._contention), path
             except Exception as exc:  # noqa: BLE001 - a damaged cache file: export again
                 log.warning("the cached ONNX model %s does not load (%s): exporting it again", path,
                             f"{type(exc).__name__}: {exc}"[:200])
         # the torch model is the export's source and its check; kept as the fallback if the export fails
         self._spare = SentenceTransformerEmbedder(self.model, batch_size=self.batch_size, device="cpu")
-        runner = _Runner(_export(self._spare._load()), layout, self._threads)
+        runner = _Runner(_export(self._spare._load()), layout, self._threads, self._contention)
         probes = [*PROBE_TEXTS, "word " * (runner.max_length + 20)]  # padding, and truncation at max_seq_length
         cosine = float(np.min(np.sum(runner.encode(probes) * self._spare.encode(probes), axis=1)))
         if cosine < MIN_COSINE:
@@ -394,7 +423,7 @@ class OnnxEmbedder:
         source: Path | bytes = runner.source
         try:
             _write_atomically(path, runner.source)
-            source = path
+            source = runner.file = path
         except OSError as exc:  # a read-only cache: the export serves this process only
             log.warning("cannot keep the ONNX export in %s (%s); it is exported again at the next start",
                         path.parent, exc.strerror or exc)
@@ -410,7 +439,7 @@ class OnnxEmbedder:
         path = cache_file(self.model, layout, self._cache_dir, variant=f"int8v{QUANTIZE_VERSION}")
         if path.is_file():
             try:
-                runner = _Runner(path, layout, self._threads)
+                runner = _Runner(path, layout, self._threads, self._contention)
                 self.cache_path = path
                 return runner
             except Exception as exc:  # noqa: BLE001 - a damaged cache file: quantise again
@@ -418,7 +447,7 @@ class OnnxEmbedder:
                             f"{type(exc).__name__}: {exc}"[:200])
         fp32, source = self._fp32_runner(layout)
         try:
-            runner = _Runner(quantize_int8(source), layout, self._threads)
+            runner = _Runner(quantize_int8(source), layout, self._threads, self._contention)
             probes = [*PROBE_TEXTS, "word " * (runner.max_length + 20)]
             cosine = float(np.min(np.sum(runner.encode(probes) * fp32.encode(probes), axis=1)))
             if cosine < MIN_INT8_COSINE:
@@ -430,6 +459,7 @@ class OnnxEmbedder:
             return fp32
         try:
             _write_atomically(path, runner.source)
+            runner.file = path
         except OSError as exc:
             log.warning("cannot keep the int8 model in %s (%s); it is quantised again at the next start",
                         path.parent, exc.strerror or exc)
