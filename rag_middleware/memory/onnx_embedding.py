@@ -11,7 +11,7 @@ session that fails - falls back to the torch embedder with one warning; a reques
 ``name`` is the model's, as for the torch embedder, so cached and stored vectors stay valid across runtimes.
 
 ``quantize="int8"`` (opt-in, ``embedding.quantize``) runs an int8 model made from the fp32 export
-(onnx_quantize.py), about 1.5x faster; its vectors are close to fp32's but not the same, so its ``name`` is
+(onnx_quantize.py), about 1.4x faster; its vectors are close to fp32's but not the same, so its ``name`` is
 the model's with ``:int8`` (the embedding cache keeps them apart). When the int8 model cannot be made, the
 fp32 one runs, with a warning.
 """
