@@ -769,11 +769,12 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     embedding = load_settings(None).embedding  # the production embedder: the runtime the settings choose
     inner = make_embedder(embedding.model, runtime=embedding.runtime, batch_size=embedding.batch_size,
-                          device=embedding.device)
+                          device=embedding.device, quantize=embedding.quantize)
     anchor_ids = choose_anchors(pool, min(args.anchors, len(pool)))
     vectors = inner.encode([pool[i].question for i in anchor_ids])
     anchors = dict(zip(anchor_ids, vectors, strict=True))
-    console.print(f"embedded {len(anchor_ids)} anchor questions with {embedding.model} ({embedding.runtime}) in "
+    runtime = embedding.runtime + (f", {embedding.quantize}" if embedding.quantize != "none" else "")
+    console.print(f"embedded {len(anchor_ids)} anchor questions with {embedding.model} ({runtime}) in "
                   f"{time.perf_counter() - t0:.1f} s (model load included)")
     results = []
     for n in sizes:

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from rag_middleware.config import EmbeddingSettings, load_settings
-from rag_middleware.memory import onnx_embedding
+from rag_middleware.memory import onnx_embedding, onnx_quantize
 from rag_middleware.memory.embedding import CachedEmbedder, SentenceTransformerEmbedder
 from rag_middleware.memory.onnx_embedding import OnnxEmbedder, UnsupportedModel, make_embedder, read_layout
 from rag_middleware.request.pipeline import Middleware
@@ -185,3 +185,79 @@ def test_the_setting_chooses_the_runtime(tmp_path, monkeypatch, caplog):
         settings = load_settings(data_dir=tmp_path / runtime, embedding={"runtime": runtime})
         with Middleware(settings, backend=FakeLLM()) as mw:
             assert isinstance(mw.embedder, CachedEmbedder) and isinstance(mw.embedder.inner, kind)
+
+
+def test_int8_is_opt_in_close_to_fp32_and_cached_apart(onnx, cache_dir, monkeypatch):
+    assert EmbeddingSettings().quantize == "none" and onnx.name == "all-MiniLM-L6-v2"
+    int8 = OnnxEmbedder("all-MiniLM-L6-v2", cache_dir=cache_dir, quantize="int8")
+    assert int8.name == "all-MiniLM-L6-v2:int8"  # its vectors are not the exact model's: cached under their own name
+    vectors = int8.encode(TEXTS)
+    assert int8.runtime == "onnx" and not int8.exported  # made from the module's fp32 export
+    assert int8.cache_path.name.endswith("-int8v1.onnx") and int8.cache_path.is_file()
+    assert int8.cache_path.stat().st_size < onnx.cache_path.stat().st_size * 0.7  # the MatMul weights in 8 bits
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    assert 0.95 <= cosines(vectors, onnx.encode(TEXTS)).min() < 0.99999
+    # the next start loads the int8 file: nothing is exported or quantised again
+    monkeypatch.setattr(onnx_embedding, "_export", lambda *a: pytest.fail("exported again"))
+    monkeypatch.setattr(onnx_quantize, "quantize_int8", lambda *a: pytest.fail("quantised again"))
+    again = OnnxEmbedder("all-MiniLM-L6-v2", cache_dir=cache_dir, quantize="int8")
+    assert cosines(again.encode(TEXTS), vectors).min() >= 0.99999 and again.cache_path == int8.cache_path
+
+
+def test_int8_that_cannot_be_made_runs_in_fp32(onnx, cache_dir, monkeypatch, caplog):
+    def broken(source):
+        raise RuntimeError("quantiser exploded")
+
+    monkeypatch.setattr(onnx_quantize, "quantize_int8", broken)
+    fresh = cache_dir / "int8-fails"
+    fresh.mkdir()
+    (fresh / onnx.cache_path.name).write_bytes(onnx.cache_path.read_bytes())
+    with caplog.at_level(logging.WARNING, logger="rag_middleware.memory.onnx_embedding"):
+        embedder = OnnxEmbedder("all-MiniLM-L6-v2", cache_dir=fresh, quantize="int8")
+        vectors = embedder.encode(TEXTS[:3])
+    assert embedder.runtime == "onnx" and "runs in fp32" in caplog.text and "quantiser exploded" in caplog.text
+    assert cosines(vectors, onnx.encode(TEXTS[:3])).min() >= 0.99999
+    assert [p.name for p in fresh.iterdir()] == [onnx.cache_path.name]
+
+
+def test_the_quantize_setting(tmp_path, caplog):
+    with pytest.raises(ValueError):
+        EmbeddingSettings(quantize="int4")
+    with pytest.raises(ValueError):
+        OnnxEmbedder("all-MiniLM-L6-v2", quantize="int4")
+    with caplog.at_level(logging.WARNING, logger="rag_middleware.memory.onnx_embedding"):
+        assert isinstance(make_embedder(runtime="torch", quantize="int8"), SentenceTransformerEmbedder)
+    assert "runs in fp32" in caplog.text
+    settings = load_settings(data_dir=tmp_path / "d", embedding={"quantize": "int8"})
+    with Middleware(settings, backend=FakeLLM()) as mw:
+        assert mw.embedder.inner.quantize == "int8" and mw.embedder.name == "all-MiniLM-L6-v2:int8"
+
+
+def test_a_busy_cpu_runs_on_one_thread_with_the_same_vectors(onnx, cache_dir, monkeypatch):
+    class Busy:
+        def __init__(self) -> None:
+            self.now = False
+
+        def busy(self) -> bool:
+            return self.now
+
+    embedder = OnnxEmbedder("all-MiniLM-L6-v2", cache_dir=cache_dir, threads=2)
+    embedder.encode(["load"])
+    runner = embedder._runner
+    assert runner.threads == 2 and runner.file == onnx.cache_path
+    runner.contention = busy = Busy()
+    calm = embedder.encode(TEXTS)
+    assert runner._solo is None  # made only when the CPU is busy
+    busy.now = True
+    assert runner.session_now() is not runner.session
+    crowded = embedder.encode(TEXTS)
+    assert cosines(crowded, calm).min() >= 0.99999
+    assert runner.session_now() is runner._solo  # made once, then reused
+    busy.now = False
+    assert runner.session_now() is runner.session
+
+
+def test_one_thread_needs_no_second_session(cache_dir):
+    embedder = OnnxEmbedder("all-MiniLM-L6-v2", cache_dir=cache_dir, threads=1)
+    embedder.encode(["load"])
+    assert embedder._runner.contention is None and embedder._runner.session_now() is embedder._runner.session

@@ -153,3 +153,15 @@ def test_select_negatives_drops_duplicate_wrong_answers():
         cand("n3", OTHER, similarity=0.7, question="q", wrong="another wrong"),
     ]
     assert [c.id for c in select_negatives(negs, k=2, min_similarity=0.0)] == ["n1", "n3"]
+
+
+def test_rescored_is_a_replaced_copy():
+    import dataclasses
+
+    original = cand("a", unit(1, 0, 0), similarity=0.1, boost=0.2)
+    original.extra["value"] = {"x": 1}
+    for kwargs in ({"similarity": 0.7}, {"similarity": 0.7, "boost": 0.05}):
+        copy = original.rescored(kwargs["similarity"], boost=kwargs.get("boost"))
+        assert copy == dataclasses.replace(original, **kwargs) and type(copy) is Candidate
+        assert copy.extra is original.extra and copy.vector is original.vector  # shared, as replace shares them
+    assert (original.similarity, original.boost) == (0.1, 0.2)

@@ -250,6 +250,49 @@ def test_record_moved_to_another_tenant_leaves_the_old_partition(filled):
     assert ids(filled.search(QUERY, filters=scope(tenant="t2"), limit=10)) == ["a"]
 
 
+def hit_of(store: SQLiteStore, rid: str) -> MemoryRecord:
+    return next(h.record for h in store.search(QUERY, filters=scope(), limit=10) if h.record.id == rid)
+
+
+def test_search_hits_are_parsed_once_and_kept(filled, monkeypatch):
+    first = hit_of(filled, "a")
+    monkeypatch.setattr(filled, "get", lambda *a, **k: pytest.fail("read again"))
+    again = hit_of(filled, "a")
+    assert again == first and again is not first  # a copy: changing it changes nothing kept
+    again.answer, again.meta["x"] = "changed by a caller", 1
+    assert hit_of(filled, "a") == first
+
+
+def test_kept_hits_follow_every_write(filled):
+    assert hit_of(filled, "a").answer == "a a"
+    filled.update("a", answer="new answer", meta={"k": 1})
+    assert (hit_of(filled, "a").answer, hit_of(filled, "a").meta) == ("new answer", {"k": 1})
+    filled.upsert([rec("a", answer="upserted")], np.stack([unit(1, 0, 0, 0)]))
+    assert hit_of(filled, "a").answer == "upserted"
+    filled.delete(["a"])
+    assert "a" not in ids(filled.search(QUERY, filters=scope(), limit=10))
+    filled.upsert([rec("a", answer="back")], np.stack([unit(1, 0, 0, 0)]))
+    assert hit_of(filled, "a").answer == "back"
+
+
+def test_kept_hits_follow_another_processs_writes(db_path):
+    mine, other = SQLiteStore(db_path), SQLiteStore(db_path)
+    try:
+        mine.upsert([rec("a")], np.stack([unit(1, 0, 0, 0)]))
+        assert hit_of(other, "a").answer == "a a"
+        mine.update("a", answer="edited elsewhere")
+        assert hit_of(other, "a").answer == "edited elsewhere"
+    finally:
+        mine.close()
+        other.close()
+
+
+def test_kept_hits_are_bounded(filled, monkeypatch):
+    monkeypatch.setattr("rag_middleware.memory.stores.sqlite.HIT_RECORDS", 2)
+    filled.search(QUERY, filters=scope(), limit=10)
+    assert len(filled._hits) == 2
+
+
 # -- the database itself -------------------------------------------------------------------------------------
 
 

@@ -9,6 +9,11 @@ file renamed into place), so another process never reads half a file.
 Whatever this path cannot do - onnxruntime or onnx not installed, a pooling it does not know, an export or a
 session that fails - falls back to the torch embedder with one warning; a request never fails for it. The
 ``name`` is the model's, as for the torch embedder, so cached and stored vectors stay valid across runtimes.
+
+``quantize="int8"`` (opt-in, ``embedding.quantize``) runs an int8 model made from the fp32 export
+(onnx_quantize.py), about 1.4x faster; its vectors are close to fp32's but not the same, so its ``name`` is
+the model's with ``:int8`` (the embedding cache keeps them apart). When the int8 model cannot be made, the
+fp32 one runs, with a warning.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import EmbeddingError
+from .cpu_contention import Contention
 from .embedding import PACKAGED_MINILM, SentenceTransformerEmbedder, normalize
 
 __all__ = ["OnnxEmbedder", "default_cache_dir", "make_embedder"]
@@ -38,6 +44,8 @@ log = logging.getLogger(__name__)
 EXPORT_VERSION = 1  # part of every cache key: bump it when the export changes, older files are then not used
 OPSET = 17
 MIN_COSINE = 0.9999  # an export whose vectors differ more from the torch model's is not used
+MIN_INT8_COSINE = 0.95  # an int8 model whose vectors differ more from the fp32 export's is not used
+QUANTIZE_MODES = ("none", "int8")
 PROBE_TEXTS = (  # different lengths, so the check covers padding too
     "hello",
     "Columns: id, name, amount, region\nshow me the total amount per region, sorted from highest to lowest",
@@ -164,33 +172,30 @@ def fingerprint(layout: Layout) -> str:
     return digest.hexdigest()[:16]
 
 
-def cache_file(name: str, layout: Layout, directory: Path) -> Path:
+def cache_file(name: str, layout: Layout, directory: Path, variant: str = "") -> Path:
+    """The export's file in the cache; ``variant`` names a derived model (the int8 one)."""
     safe = re.sub(r"[^A-Za-z0-9._-]+", "_", name.lower()).strip("_") or "model"
-    return directory / f"{safe}-{fingerprint(layout)}.onnx"
+    return directory / f"{safe}-{fingerprint(layout)}{'-' + variant if variant else ''}.onnx"
 
 
 class _Runner:
     """A loaded ONNX session with the tokenizer and pooling it needs. Thread-safe: encode changes no state."""
 
-    def __init__(self, source: Path | bytes, layout: Layout, threads: int | None) -> None:
-        import onnxruntime as ort
+    def __init__(self, source: Path | bytes, layout: Layout, threads: int | None,
+                 contention: Contention | None = None) -> None:
         from tokenizers import normalizers
         from transformers import AutoTokenizer
 
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-        options.intra_op_num_threads = threads or min(cores, 4)
-        options.inter_op_num_threads = 1
-        options.log_severity_level = 3
-        # the worker threads spin between the ops of a run (a run is ~100 short ops: waking a sleeping thread
-        # for each cost ~3 ms per run here), and stop spinning when the run ends, so they burn no core between
-        # requests. Under a fully loaded CPU spinning costs more than it saves (13 -> 25 ms per run measured)
-        options.add_session_config_entry("session.intra_op.allow_spinning", "1")
-        options.add_session_config_entry("session.force_spinning_stop", "1")
-        model = source if isinstance(source, bytes) else str(source)
+        self.threads = threads or min(cores, 4)
         self.source = source
-        self.session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+        self.session = self._session(source, self.threads)
+        # while other processes keep the CPUs busy, spinning threads fight them (a run takes twice as long as
+        # on one thread): runs then go to a one-thread session, made when first needed from the model's file
+        self.contention = contention if self.threads > 1 else None
+        self.file = source if isinstance(source, Path) else None  # set once the model is in the cache
+        self._solo: Any = None
+        self._solo_lock = threading.Lock()
         self.inputs = [i.name for i in self.session.get_inputs()]
         outputs = self.session.get_outputs()
         if not {"input_ids", "attention_mask"} <= set(self.inputs) or len(outputs) != 1 or len(outputs[0].shape) != 3:
@@ -214,6 +219,37 @@ class _Runner:
         self.pad = (int(hf.pad_token_id or 0), int(hf.pad_token_type_id or 0), hf.padding_side != "left")
         self.tokenizer = tokenizer
         self.max_length = max_length
+
+    @staticmethod
+    def _session(source: Path | bytes, threads: int) -> Any:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3
+        # the worker threads spin between the ops of a run (a run is ~100 short ops: waking a sleeping thread
+        # for each cost ~3 ms per run here), and stop spinning when the run ends, so they burn no core between
+        # requests. Under a busy CPU spinning costs more than it saves (see contention in __init__)
+        options.add_session_config_entry("session.intra_op.allow_spinning", "1")
+        options.add_session_config_entry("session.force_spinning_stop", "1")
+        model = source if isinstance(source, bytes) else str(source)
+        return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+
+    def session_now(self) -> Any:
+        """The spinning session, or the one-thread one while other processes keep the CPUs busy."""
+        if self.contention is None or self.file is None or not self.contention.busy():
+            return self.session
+        with self._solo_lock:
+            if self._solo is None:
+                try:
+                    self._solo = self._session(self.file, 1)
+                except Exception as exc:  # noqa: BLE001 - the file went away: keep the spinning session
+                    log.warning("no one-thread session for a busy CPU (%s)", f"{type(exc).__name__}: {exc}"[:200])
+                    self.contention = None
+                    return self.session
+            return self._solo
 
     def encode(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
         """The texts in groups of similar token counts: the model's cost grows with the padded tokens, so a
@@ -249,7 +285,7 @@ class _Runner:
             mask[row, start : start + len(e.ids)] = 1
             starts.append(start)
         feed = {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
-        hidden = self.session.run(None, {k: v for k, v in feed.items() if k in self.inputs})[0]
+        hidden = self.session_now().run(None, {k: v for k, v in feed.items() if k in self.inputs})[0]
         if self.pooling == "cls":
             pooled = hidden[np.arange(len(encodings)), starts]
         else:
@@ -309,12 +345,18 @@ class OnnxEmbedder:
     """A sentence-transformers model through onnxruntime (CPU), with the torch embedder as the fallback."""
 
     def __init__(self, model: str = "all-MiniLM-L6-v2", *, batch_size: int = 64, device: str = "cpu",
-                 cache_dir: Path | str | None = None, threads: int | None = None) -> None:
-        self.name = model
+                 cache_dir: Path | str | None = None, threads: int | None = None, quantize: str = "none") -> None:
+        if quantize not in QUANTIZE_MODES:
+            raise ValueError(f"quantize must be one of {', '.join(QUANTIZE_MODES)}, not {quantize!r}")
+        self.model = model
+        self.quantize = quantize
+        # the int8 model's vectors are close to fp32's, not the same: cached under their own name
+        self.name = model if quantize == "none" else f"{model}:{quantize}"
         self.batch_size = batch_size
         self._device = device
         self._cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
         self._threads = threads
+        self._contention = Contention()
         self._runner: _Runner | None = None
         self._fallback: SentenceTransformerEmbedder | None = None
         self._spare: SentenceTransformerEmbedder | None = None
@@ -341,10 +383,10 @@ class OnnxEmbedder:
             except Exception as exc:  # noqa: BLE001 - whatever it is, torch does the work instead
                 reason = (str(exc) if isinstance(exc, UnsupportedModel) else f"{exc.name} is not installed"
                           if isinstance(exc, ImportError) and exc.name else f"{type(exc).__name__}: {exc}")
-                log.warning("embedding model %r runs on torch, not onnxruntime (%s)", self.name, reason[:300])
+                log.warning("embedding model %r runs on torch, not onnxruntime (%s)", self.model, reason[:300])
             finally:
                 spare, self._spare = self._spare, None
-            self._fallback = spare or SentenceTransformerEmbedder(self.name, batch_size=self.batch_size,
+            self._fallback = spare or SentenceTransformerEmbedder(self.model, batch_size=self.batch_size,
                                                                   device=self._device)
             self._fallback._load()
             self.dim = self._fallback.dim
@@ -353,30 +395,76 @@ class OnnxEmbedder:
     def _onnx_runner(self) -> _Runner:
         import onnxruntime  # noqa: F401 - fail here, before any work, when it is missing
 
-        layout = read_layout(model_dir(self.name))
-        path = cache_file(self.name, layout, self._cache_dir)
+        layout = read_layout(model_dir(self.model))
+        if self.quantize == "int8":
+            return self._int8_runner(layout)
+        runner, _ = self._fp32_runner(layout)
+        runner.source = b""
+        return runner
+
+    def _fp32_runner(self, layout: Layout) -> tuple[_Runner, Path | bytes]:
+        """The exported model, from the cache or exported now; with where its bytes are (the cache file, or the
+        bytes themselves when the cache cannot be written)."""
+        path = cache_file(self.model, layout, self._cache_dir)
         self.cache_path = path
         if path.is_file():
             try:
-                return _Runner(path, layout, self._threads)
+                return _Runner(path, layout, self._threads, self._contention), path
             except Exception as exc:  # noqa: BLE001 - a damaged cache file: export again
                 log.warning("the cached ONNX model %s does not load (%s): exporting it again", path,
                             f"{type(exc).__name__}: {exc}"[:200])
         # the torch model is the export's source and its check; kept as the fallback if the export fails
-        self._spare = SentenceTransformerEmbedder(self.name, batch_size=self.batch_size, device="cpu")
-        runner = _Runner(_export(self._spare._load()), layout, self._threads)
+        self._spare = SentenceTransformerEmbedder(self.model, batch_size=self.batch_size, device="cpu")
+        runner = _Runner(_export(self._spare._load()), layout, self._threads, self._contention)
         probes = [*PROBE_TEXTS, "word " * (runner.max_length + 20)]  # padding, and truncation at max_seq_length
         cosine = float(np.min(np.sum(runner.encode(probes) * self._spare.encode(probes), axis=1)))
         if cosine < MIN_COSINE:
             raise UnsupportedModel(f"the export's vectors differ from torch's (cosine {cosine:.6f})")
+        source: Path | bytes = runner.source
         try:
             _write_atomically(path, runner.source)
+            source = runner.file = path
         except OSError as exc:  # a read-only cache: the export serves this process only
             log.warning("cannot keep the ONNX export in %s (%s); it is exported again at the next start",
                         path.parent, exc.strerror or exc)
-        runner.source = b""
         self.exported = True
-        log.info("exported embedding model %r to ONNX (%s)", self.name, path)
+        log.info("exported embedding model %r to ONNX (%s)", self.model, path)
+        return runner, source
+
+    def _int8_runner(self, layout: Layout) -> _Runner:
+        """The int8 model from the cache, else quantised from the fp32 export (onnx_quantize.py) and kept. When
+        that fails, or its vectors are too far from fp32's, the fp32 model runs (with a warning)."""
+        from .onnx_quantize import QUANTIZE_VERSION, quantize_int8
+
+        path = cache_file(self.model, layout, self._cache_dir, variant=f"int8v{QUANTIZE_VERSION}")
+        if path.is_file():
+            try:
+                runner = _Runner(path, layout, self._threads, self._contention)
+                self.cache_path = path
+                return runner
+            except Exception as exc:  # noqa: BLE001 - a damaged cache file: quantise again
+                log.warning("the cached int8 model %s does not load (%s): quantising again", path,
+                            f"{type(exc).__name__}: {exc}"[:200])
+        fp32, source = self._fp32_runner(layout)
+        try:
+            runner = _Runner(quantize_int8(source), layout, self._threads, self._contention)
+            probes = [*PROBE_TEXTS, "word " * (runner.max_length + 20)]
+            cosine = float(np.min(np.sum(runner.encode(probes) * fp32.encode(probes), axis=1)))
+            if cosine < MIN_INT8_COSINE:
+                raise UnsupportedModel(f"its vectors differ from fp32's (cosine {cosine:.4f})")
+        except Exception as exc:  # noqa: BLE001 - whatever it is, the fp32 model does the work instead
+            log.warning("embedding model %r runs in fp32, not int8 (%s)", self.model,
+                        f"{type(exc).__name__}: {exc}"[:300])
+            fp32.source = b""
+            return fp32
+        try:
+            _write_atomically(path, runner.source)
+            runner.file = path
+        except OSError as exc:
+            log.warning("cannot keep the int8 model in %s (%s); it is quantised again at the next start",
+                        path.parent, exc.strerror or exc)
+        runner.source = b""
+        self.cache_path = path
         return runner
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
@@ -392,10 +480,14 @@ class OnnxEmbedder:
 
 
 def make_embedder(model: str = "all-MiniLM-L6-v2", *, runtime: str = "onnx", batch_size: int = 64, device: str = "cpu",
-                  cache_dir: Path | str | None = None) -> OnnxEmbedder | SentenceTransformerEmbedder:
-    """The embedder for a runtime: ``onnx`` (CPU only; any other device runs on torch) or ``torch``."""
+                  cache_dir: Path | str | None = None,
+                  quantize: str = "none") -> OnnxEmbedder | SentenceTransformerEmbedder:
+    """The embedder for a runtime: ``onnx`` (CPU only; any other device runs on torch) or ``torch``;
+    ``quantize="int8"`` (onnx only) runs the int8 model (onnx_quantize.py)."""
     if runtime == "onnx" and device == "cpu":
-        return OnnxEmbedder(model, batch_size=batch_size, device=device, cache_dir=cache_dir)
+        return OnnxEmbedder(model, batch_size=batch_size, device=device, cache_dir=cache_dir, quantize=quantize)
     if runtime == "onnx":
         log.warning("embedding.runtime onnx runs on the CPU only: device %r uses torch", device)
+    if quantize != "none":
+        log.warning("embedding.quantize %s needs embedding.runtime onnx on the CPU: the model runs in fp32", quantize)
     return SentenceTransformerEmbedder(model, batch_size=batch_size, device=device)

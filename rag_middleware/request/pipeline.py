@@ -102,9 +102,9 @@ class Middleware:
                                      on_version=TemplateStore.from_settings(self.settings).save)
         self.backend = backend or make_backend(self.settings)
         self._attempts = AttemptLoop(self.backend, self.settings)
-        inner = embedder or make_embedder(self.settings.embedding.model, runtime=self.settings.embedding.runtime,
-                                          batch_size=self.settings.embedding.batch_size,
-                                          device=self.settings.embedding.device)
+        embedding = self.settings.embedding
+        inner = embedder or make_embedder(embedding.model, runtime=embedding.runtime, batch_size=embedding.batch_size,
+                                          device=embedding.device, quantize=embedding.quantize)
         self.embedder = CachedEmbedder(inner, connect(self.settings.db_path))
         self.store = store or open_store(self.settings)
         self.journal = InteractionLog(self.settings.db_path)

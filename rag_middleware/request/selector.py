@@ -3,7 +3,7 @@ negatives, and name the neighbours that vote. The algorithms are in ``selection.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from ..config import SelectionSettings
 from ..domains.votes import REVIEWED_STATUSES, Neighbour
@@ -29,7 +29,7 @@ class Selector:
                                  near_threshold=params.near_dup_threshold, min_similarity=params.min_similarity)
         negatives: list[Candidate] = []
         if switches.negatives and params.use_negatives and params.negatives_k:
-            candidates = [replace(c, similarity=float(c.vector @ found.query)) for c in found.curated_negatives
+            candidates = [c.rescored(float(c.vector @ found.query)) for c in found.curated_negatives
                           if c.id not in exclude_ids]
             negatives = select_negatives(candidates + found.memory_negatives, k=params.negatives_k,
                                          min_similarity=params.negatives_min_similarity)
@@ -42,7 +42,7 @@ class Selector:
         near-identical question comes first). Held-out ids never enter (cross-validation in tune)."""
         if not (switches.examples and params.use_examples):
             return []
-        pool = [replace(c, similarity=float(c.vector @ found.query), boost=params.curated_boost)
+        pool = [c.rescored(float(c.vector @ found.query), boost=params.curated_boost)
                 for c in found.curated_examples if c.id not in exclude_ids]
         for cand in found.memory_examples:
             reviewed = cand.status in REVIEWED_STATUSES

@@ -1,14 +1,18 @@
 """The default memory store: SQLite (WAL) with float32 vector blobs and exact cosine search in numpy.
 
 Vectors of a (tenant, domain) partition are held in RAM after the first search and kept in step with this
-process's writes; a commit by another process (seen through ``PRAGMA data_version``) drops the cache.
+process's writes; a commit by another process (seen through ``PRAGMA data_version``) drops the cache. The
+records that searches return are kept parsed too (a few thousand, most recent first): a write to a record
+drops it, another process's write drops them all.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import sqlite3
 import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,6 +33,7 @@ _COLUMNS = (
 )
 _CONTENT = tuple(c for c in _COLUMNS if c not in ("id", "created_at", "updated_at"))
 _UPDATABLE = {"status", "source", "answer", "reason", "wrong", "score", "template_version", "meta", "kind", "question"}
+HIT_RECORDS = 4096  # parsed records of recent search hits kept (neighbourhoods repeat from request to request)
 
 
 class _Codes:
@@ -127,6 +132,7 @@ class SQLiteStore:
         self._conn = connect(self.path)
         self._lock = threading.RLock()
         self._parts: dict[tuple[str, str], _Partition] = {}
+        self._hits: OrderedDict[str, MemoryRecord] = OrderedDict()  # id -> record, see _hit_records
         with sqlite_errors(f"opening memory in {self.path}"):
             self._data_version = self._read_data_version()
             self._generation = self._read_generation()
@@ -152,6 +158,7 @@ class SQLiteStore:
             generation = self._read_generation()
             if generation != self._generation:
                 self._parts.clear()
+                self._hits.clear()
                 self._generation = generation
 
     @staticmethod
@@ -271,6 +278,7 @@ class SQLiteStore:
     def _cache_written(self, rows: list[tuple[dict[str, Any], bytes]], existing: dict[str, tuple]) -> None:
         """Bring the cached partitions in step with rows just written."""
         for values, blob in rows:
+            self._hits.pop(values["id"], None)
             part = self._parts.get((values["tenant"], values["domain"]))
             if part is not None:
                 created = self._created_of(values["id"]) if values["id"] in existing else values["created_at"]
@@ -344,12 +352,31 @@ class SQLiteStore:
             top = top[np.argsort(-scores[top], kind="stable")]
             chosen_rows = rows[top]
             ids = [part.ids[r] for r in chosen_rows]
-            records = {r.id: r for r in self.get(ids)}
+            records = self._hit_records(ids)
             return [
                 SearchHit(record=records[part.ids[r]], similarity=float(scores[t]), vector=part.vectors[r].copy())
                 for r, t in zip(chosen_rows, top, strict=True)
                 if part.ids[r] in records
             ]
+
+    def _hit_records(self, ids: list[str]) -> dict[str, MemoryRecord]:
+        """The records of a search's hits by id (under the lock): the kept ones, the others read and kept.
+        Each is a copy, so a caller that changes one changes nothing kept."""
+        found: dict[str, MemoryRecord] = {}
+        missing = []
+        for rid in ids:
+            rec = self._hits.get(rid)
+            if rec is None:
+                missing.append(rid)
+            else:
+                self._hits.move_to_end(rid)
+                found[rid] = rec
+        for rec in self.get(missing) if missing else []:
+            found[rec.id] = self._hits[rec.id] = rec
+        while len(self._hits) > HIT_RECORDS:
+            self._hits.popitem(last=False)
+        return {rid: rec.model_copy(update={"meta": copy.deepcopy(rec.meta)}) if rec.meta else rec.model_copy()
+                for rid, rec in found.items()}
 
     @sqlite_errors("memory get")
     def get(self, ids: Sequence[str], *, tenant: str | None = None) -> list[MemoryRecord]:
@@ -383,6 +410,7 @@ class SQLiteStore:
                 [*values.values(), record_id, *scope_params],
             )
             self._generation = self._read_generation()
+            self._hits.pop(record_id, None)
             if cur.rowcount and ("status" in fields or "kind" in fields):
                 for part in self._parts.values():
                     row = part.index.get(record_id)
@@ -403,6 +431,8 @@ class SQLiteStore:
                 cur = self._conn.execute(f"DELETE FROM memory WHERE id IN ({','.join('?' * len(chunk))})", chunk)
                 removed += cur.rowcount
             self._generation = self._read_generation()
+            for rid in ids:
+                self._hits.pop(rid, None)
             for part in self._parts.values():
                 for rid in ids:
                     row = part.index.get(rid)
