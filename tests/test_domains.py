@@ -52,6 +52,11 @@ def test_shipped_domains_load(project):
     assert all(isinstance(e.answer, str) for e in assistant.examples)
     assert assistant.answer_text("plain words") == "plain words"
     assert data_ops.answer_text({"a": 1}) == '{"a": 1}'
+    claims = registry.get("claims_intake")  # a stored answer: derived fields hidden, kept for the next hit
+    stored = '{"claim_type": "pet", "department": "medical_claims"}'
+    assert claims.answer_text(stored) == '{"claim_type": "pet"}' == claims.answer_text(stored)
+    assert claims.answer_text(stored, hide_derived=False) == '{"claim_type": "pet", "department": "medical_claims"}'
+    assert claims.answer_text("not json") == "not json"
     assert registry.get("data_ops") is data_ops  # cached
     assert [d.name for d in registry.load_all()] == SHIPPED
 

@@ -68,7 +68,9 @@ def test_inference_reads_the_map_the_numbers_and_the_votes_off_the_examples(tmp_
     grammar = domain.grammar_schema("Charged twice on ORD-9876 during the past 2 hours", notes=notes)
     assert "team" not in grammar["properties"] and "team" not in grammar["required"]  # never asked
     assert grammar["properties"]["order_id"]["enum"] == ["ORD-9876"]  # a pattern string the request writes is copied
-    assert grammar["properties"]["minutes"]["enum"] == [120, None]  # "2 hours" in the field's unit
+    # "2 hours" in the field's unit, and not null: the examples set minutes whenever they state a duration
+    assert grammar["properties"]["minutes"]["enum"] == [120]
+    assert ("minutes",) in domain.declarative.spec.found
     value, repairs = domain.post(None, "x")({"category": "bug", "urgent": True, "order_id": None, "minutes": 5})
     assert value["team"] == "engineering" and any("derived from /category" in r for r in repairs)
     assert domain.validator.validate_value(value, "x").ok

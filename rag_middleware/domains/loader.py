@@ -117,6 +117,7 @@ class Domain(BaseModel):
     glossed: list[tuple[str, Any]] = Field(default_factory=list)  # glosses.gloss_pairs: cue-mining pseudo-examples
     gloss_rules: dict[Any, Any] = Field(default_factory=dict)  # glosses.GlossRule per voted field, judged at load
     _shown: Any = PrivateAttr(default=None)  # the schema shown to the model, derived fields hidden
+    _texts: dict[tuple[str, bool], str] = PrivateAttr(default_factory=dict)  # answer_text of stored answers
 
     @property
     def cache_key(self) -> str:
@@ -177,7 +178,17 @@ class Domain(BaseModel):
         """How an answer is shown to the model: compact JSON for schema'd domains, text otherwise."""
         if isinstance(answer, str) and self.free_text:
             return answer
-        if isinstance(answer, str):  # a stored answer (JSON text)
+        if isinstance(answer, str):  # a stored answer (JSON text): memory hits repeat, so kept (bounded)
+            key = (answer, hide_derived)
+            if key not in self._texts:
+                if len(self._texts) >= 4096:
+                    self._texts.pop(next(iter(self._texts)))
+                self._texts[key] = self._shown_text(answer, hide_derived)
+            return self._texts[key]
+        return self._shown_text(answer, hide_derived)
+
+    def _shown_text(self, answer: Any, hide_derived: bool) -> str:
+        if isinstance(answer, str):
             try:
                 answer = json.loads(answer)
             except ValueError:
