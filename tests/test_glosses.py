@@ -63,7 +63,7 @@ def test_anchored_list_labels_read_the_glosses_where_no_example_has_the_words():
     assert any(labels == {("op",): "gte"} and "L1:since" in feats for feats, labels, _ in bank.glossed)
     without = AnchorBank(bank.anchor, list(bank.windows), bank.k, bank.margin)
     for question, op in (("houses built since 1990 in Leeds", "gte"),  # "since" and "below" are in no example
-                         ("apartments to rent in Lyon, 2 bedrooms, rent below 1,500", "lt")):
+                         ("flats in Lyon, 3 bedrooms, area below 70 square meters", "lt")):
         last = bank.vote(question)["items"][-1]
         assert last["labels"]["op"] == [op]
         assert without.vote(question)["items"][-1]["labels"]["op"] != [op]
