@@ -185,3 +185,27 @@ def test_domains_check_shows_what_the_gloss_words_decide():
     assert any(n.startswith("/claim_type: gloss words decide its label") and "not used" in n for n in notes)
     listing = check_domain(ROOT / "listing_search", near_duplicates=False).notes
     assert any(n.startswith("/filters/*/op: gloss phrases beside a number") and n.endswith("used") for n in listing)
+
+
+def test_a_vote_on_a_union_discriminator_drops_the_branches_that_cannot_hold_it():
+    from rag_middleware.domains.narrowing import apply_votes
+
+    schema = {"anyOf": [
+        {"type": "object", "properties": {"tool": {"enum": ["count", "find"]}, "field": {"type": "null"}}},
+        {"type": "object", "properties": {"tool": {"enum": ["sum"]}, "field": {"type": "string"}}}]}
+    notes: list[str] = []
+    apply_votes(schema, [{"path": "/tool", "allowed": ["count"]}], notes)
+    assert schema == {"anyOf": [{"type": "object", "properties": {"tool": {"enum": ["count"]},
+                                                                  "field": {"type": "null"}}}]}
+    assert "other branches" in notes[0]
+    untouched = {"anyOf": [{"type": "object", "properties": {"tool": {"enum": ["sum"]}}}]}
+    apply_votes(untouched, [{"path": "/tool", "allowed": ["count"]}], notes)  # no branch holds it: unchanged
+    assert untouched == {"anyOf": [{"type": "object", "properties": {"tool": {"enum": ["sum"]}}}]}
+
+
+def test_a_shop_query_grammar_follows_its_tools_gloss_words(mw):
+    assembly = mw.render("Count the products in the garden category.", domain="shop_query")
+    tool = next(v for v in assembly.votes if v["path"] == "/tool")
+    assert tool["allowed"] == ["count_documents"] and tool["gloss"] == ["count"]
+    branches = assembly.json_schema.get("anyOf") or [assembly.json_schema]
+    assert [b["properties"]["tool"]["enum"] for b in branches] == [["count_documents"]]

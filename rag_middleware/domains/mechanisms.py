@@ -17,8 +17,8 @@ from typing import Any, Protocol
 from . import grounding
 from .floors import lift
 from .infer import found_here
-from .narrowing import (ANNOTATION, annotated, fix_items, ground_annotated_node, ground_node, narrowed_copy, no_items,
-                        nullable, replace_node, restrict, set_or_null, strip_annotations, types_of)
+from .narrowing import (ANNOTATION, annotated, apply_votes, ground_annotated_node, ground_node, narrowed_copy, no_items,
+                        nullable, restrict, strip_annotations, types_of)
 from .paths import MISSING, Path, inline_refs, parent_objects, schema_nodes, set_at, values_at
 from .spec import BUILTIN_SOURCES, DeclarativeSpec
 
@@ -125,7 +125,7 @@ class Declarative:
         if flags.ground:
             self._ground(schema, request, notes)
         if flags.vote:
-            _apply_votes(schema, votes or [], notes)
+            apply_votes(schema, votes or [], notes)
             if flags.ground:
                 self._spent(schema, votes or [], notes)
         if steps and steps_path:
@@ -389,26 +389,6 @@ class Declarative:
                 if isinstance(parent.get("required"), list):
                     parent["required"] = [r for r in parent["required"] if r != path[-1]]
         return shown
-
-
-def _apply_votes(schema: dict[str, Any], votes: list[dict[str, Any]], notes: list[str]) -> None:
-    """Each vote's field admits only the labels it allows, where every node at its path can be narrowed so."""
-    for vote in votes:
-        if vote.get("items") is not None:
-            arrays = schema_nodes(schema, tuple(vote["path"].strip("/").split("/")))
-            value = tuple(vote["value"].split("/"))
-            if arrays and all(fix_items(a, value, vote["items"]) for a in arrays):
-                notes.append(f"{vote['path']}: one item per number, {[i['value'] for i in vote['items']]}")
-            continue
-        if not vote.get("allowed"):
-            continue
-        nodes = schema_nodes(schema, tuple(vote["path"].strip("/").split("/")))
-        narrow = set_or_null if vote.get("presence") else restrict
-        narrowed = [(n, narrow(n, vote["allowed"])) for n in nodes]
-        if nodes and all(new is not None for _, new in narrowed):
-            for node, new in narrowed:
-                replace_node(node, new)  # type: ignore[arg-type]
-            notes.append(f"{vote['path']}: vote admits {vote['allowed']}")
 
 
 NUMBER_BOUND = 10**12 - 1  # numbers the grammar admits: at most 12 digits

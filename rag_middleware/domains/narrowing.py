@@ -15,8 +15,8 @@ from typing import Any
 
 from .paths import Path, schema_nodes
 
-__all__ = ["ANNOTATION", "annotated", "ground_node", "narrowed_copy", "nullable", "replace_node", "restrict",
-           "set_or_null", "strip_annotations", "types_of"]
+__all__ = ["ANNOTATION", "annotated", "apply_votes", "ground_node", "narrowed_copy", "nullable", "replace_node",
+           "restrict", "set_or_null", "strip_annotations", "types_of"]
 
 ANNOTATION = "x-ground"
 
@@ -200,3 +200,28 @@ def set_or_null(node: dict[str, Any], allowed: list[str]) -> dict[str, Any] | No
         kept = [v for v in node["enum"] if v is not None]
         return {**copy.deepcopy(node), "enum": kept} if kept else None
     return None
+
+
+def apply_votes(schema: dict[str, Any], votes: list[dict[str, Any]], notes: list[str]) -> None:
+    """Each vote's field admits only the labels it allows, where every node at its path can be narrowed so."""
+    for vote in votes:
+        if vote.get("items") is not None:
+            arrays = schema_nodes(schema, tuple(vote["path"].strip("/").split("/")))
+            value = tuple(vote["value"].split("/"))
+            if arrays and all(fix_items(a, value, vote["items"]) for a in arrays):
+                notes.append(f"{vote['path']}: one item per number, {[i['value'] for i in vote['items']]}")
+            continue
+        if not vote.get("allowed"):
+            continue
+        path = tuple(vote["path"].strip("/").split("/"))
+        nodes = schema_nodes(schema, path)
+        narrow = set_or_null if vote.get("presence") else restrict
+        narrowed = [(n, narrow(n, vote["allowed"])) for n in nodes]
+        if nodes and all(new is not None for _, new in narrowed):
+            for node, new in narrowed:
+                replace_node(node, new)  # type: ignore[arg-type]
+            notes.append(f"{vote['path']}: vote admits {vote['allowed']}")
+        elif nodes and not vote.get("presence") and (pruned := narrowed_copy(schema, path, vote["allowed"])):
+            # a label that picks the branch of a union (a tool whose arguments differ): the other branches go
+            replace_node(schema, pruned)
+            notes.append(f"{vote['path']}: vote admits {vote['allowed']} (the other branches of the schema dropped)")
