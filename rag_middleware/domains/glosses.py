@@ -155,27 +155,22 @@ def gloss_rules(schema: dict[str, Any] | None, specs: dict[Path, Any], labels: d
     (``presence_glosses``)."""
     from .votes import PRESENT, _terms, labels_at  # votes imports nothing of this module at load
 
-    out = _presence_rules(schema, set(specs) | set(derived), rules, examples)
-
+    texts = [singulars(_terms(q)) for q, _ in examples]
+    out = _presence_rules(schema, set(specs) | set(derived), rules, texts, examples)
     plain = [p for p, s in specs.items() if not s.per_clause and "*" not in p]
     found = label_glosses(schema, [p for p in plain if not specs[p].presence], labels, rules)
-    texts = [singulars(_terms(q)) for q, _ in examples]
     for path in plain:
         presence = bool(specs[path].presence)
         inner = [p for p in plain if len(p) > len(path) and p[: len(path)] == path] if presence else [path]
         names = {form for p in inner for label in labels.get(p, []) if isinstance(label, str)
                  for form in (label.lower(), label.lower().replace("_", " "))}
         parts = {w for name in names for w in re.split(r"[\s_-]+", name)} if presence else names
-        glossed: dict[str, set[str]] = {}
-        for p in inner:
-            for label, clauses in found.get(p, {}).items():
-                for clause in clauses:
-                    for term in singulars(_terms(clause)):
-                        # "price" in "cheapest price asc" glosses no label (nor, for a presence vote, "area" of
-                        # area_sqm whether the object is set); a label's own name glosses that label
-                        if (term in names and not presence) or not (parts & {term, *term.split()}):
-                            glossed.setdefault(term, set()).add(PRESENT if presence else label)
-        candidates = {t: next(iter(ls)) for t, ls in glossed.items() if len(ls) == 1}
+        # "price" in "cheapest price asc" glosses no label (nor, for a presence vote, "area" of area_sqm whether
+        # the object is set); a label's own name glosses that label
+        candidates = _one_label((term, PRESENT if presence else label) for p in inner
+                                for label, clauses in found.get(p, {}).items() for clause in clauses
+                                for term in singulars(_terms(clause))
+                                if (term in names and not presence) or not (parts & {term, *term.split()}))
         if not candidates:
             continue
         out[path] = _judge_rule(path, candidates, texts, [labels_at(a, path, presence) for _, a in examples])
@@ -207,18 +202,21 @@ def presence_glosses(schema: dict[str, Any] | None, rules: list[str], skip: set[
     return out
 
 
-def _presence_rules(schema: dict[str, Any] | None, skip: set[Path], rules: list[str],
+def _one_label(pairs: Any) -> dict[str, str]:
+    """``{term: label}`` of the (term, label) pairs whose term glosses one label only."""
+    labels: dict[str, set[str]] = {}
+    for term, label in pairs:
+        labels.setdefault(term, set()).add(label)
+    return {t: next(iter(found)) for t, found in labels.items() if len(found) == 1}
+
+
+def _presence_rules(schema: dict[str, Any] | None, skip: set[Path], rules: list[str], texts: list[set[str]],
                     examples: list[tuple[str, Any]]) -> dict[Path, GlossRule]:
     from .votes import _terms, labels_at
 
     out: dict[Path, GlossRule] = {}
-    texts = [singulars(_terms(q)) for q, _ in examples]
     for path, clauses in presence_glosses(schema, rules, skip).items():
-        glossed: dict[str, set[str]] = {}
-        for clause, label in clauses:
-            for term in singulars(_terms(clause)):
-                glossed.setdefault(term, set()).add(label)
-        candidates = {t: next(iter(ls)) for t, ls in glossed.items() if len(ls) == 1}
+        candidates = _one_label((term, label) for clause, label in clauses for term in singulars(_terms(clause)))
         if candidates:
             rule = _judge_rule(path, candidates, texts, [labels_at(a, path, True) for _, a in examples])
             out[path] = replace(rule, presence=True)
