@@ -218,17 +218,21 @@ def field_votes(neighbours: list[Neighbour], specs: dict[Path, VoteSpec], *,
             continue
         rule = (glossed or {}).get(path)
         if rule is not None and rule.reliable and (hit := rule.decide(terms)) is not None:
-            out.append({"path": shown, "allowed": [_unlabel(hit[0], spec)], "scores": {hit[0]: 1.0}, "voters": [],
-                        "confident": True, "gloss": hit[1], **({"presence": True} if spec.presence else {})})
+            out.append(_glossed(shown, _unlabel(hit[0], spec), hit, spec.presence))
             continue
         out.append(_neighbour_vote(ranked, path, spec, shown, found_cues=[
             (t, *cues[path][t]) for t in sorted(terms) if t in (cues or {}).get(path, {})], decide=decide,
             proto=(protos or {}).get(path)))
     for path, rule in (glossed or {}).items():  # nullable scalars no vote covers: whether they are set
         if rule.presence and path not in specs and rule.reliable and (hit := rule.decide(terms)) is not None:
-            out.append({"path": "/" + "/".join(path), "allowed": [hit[0]], "scores": {hit[0]: 1.0}, "voters": [],
-                        "confident": True, "gloss": hit[1], "presence": True})
+            out.append(_glossed("/" + "/".join(path), hit[0], hit, True))
     return out
+
+
+def _glossed(shown: str, value: Any, hit: tuple[str, list[str]], presence: bool) -> dict[str, Any]:
+    """The vote record of a gloss rule's decision (``hit``: its label and the gloss words found)."""
+    return {"path": shown, "allowed": [value], "scores": {hit[0]: 1.0}, "voters": [], "confident": True,
+            "gloss": hit[1], **({"presence": True} if presence else {})}
 
 
 def _neighbour_vote(ranked: list[Neighbour], path: Path, spec: VoteSpec, shown: str, *,

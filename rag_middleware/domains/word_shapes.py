@@ -51,7 +51,7 @@ class WordShape:
         written = _WORD.findall(candidate)
         if not written:
             return False
-        if self.capitalised and not candidate[:1].isupper() and _cased(request):
+        if self.names(request) and not candidate[:1].isupper():
             return False
         if not self.digits and any(ch.isdigit() for ch in candidate):
             return False
