@@ -183,6 +183,9 @@ def test_domains_check_shows_what_the_gloss_words_decide():
     assert any(n.startswith("/channel: gloss words decide its label: right 24 of 24") and "default email" in n
                and n.endswith("used") for n in notes)
     assert any(n.startswith("/claim_type: gloss words decide its label") and "not used" in n for n in notes)
+    assert any(n.startswith("/severity: gloss words decide its label, the highest of low < medium < high < critical")
+               and "amount_claimed >= 10,000" in n and n.endswith("break the neighbours' ties (below 90% with the "
+                                                                  "default)") for n in notes)
     listing = check_domain(ROOT / "listing_search", near_duplicates=False).notes
     assert any(n.startswith("/filters/*/op: gloss phrases beside a number") and n.endswith("used") for n in listing)
 

@@ -302,9 +302,11 @@ def _gloss_notes(domain: Any) -> list[str]:
         judged = f"right {rule.right} of {rule.decided} (leave-one-out){default}"
         spec = domain.declarative.spec.vote.get(path)
         what = "whether it is set" if rule.presence or (spec is not None and spec.presence) else "its label"
-        out.append(f"/{'/'.join(path)}: gloss words decide {what}: {judged}; "
-                   + ("used" if rule.reliable else "not used (fewer than 3, or below 80% for the words or 90% "
-                                                    "with the default)"))
+        how = "".join([f", the highest of {' < '.join(rule.ranks)} winning" if rule.ranks else "",
+                       f", number ranges {', '.join(t for t, _, _ in rule.ranges)}" if rule.ranges else ""])
+        out.append(f"/{'/'.join(path)}: gloss words decide {what}{how}: {judged}; "
+                   + ("used" if rule.reliable else "used to break the neighbours' ties (below 90% with the default)"
+                      if rule.tiebreak else "not used (fewer than 3, or below 80% for the words)"))
     for bank in domain.anchors:
         for path, rule in bank.phrases.items():
             out.append(f"{bank.anchor.shown}/*/{'/'.join(path)}: gloss phrases beside a number: right {rule.right} "

@@ -19,7 +19,8 @@ from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any
 
-from .paths import Path, schema_nodes
+from .paths import Path, schema_nodes, values_at
+from .ranges import NumberRange, number_fields, range_glosses
 
 __all__ = ["GLOSS_WEIGHT", "GlossRule", "gloss_pairs", "gloss_rules", "glossed", "presence_glosses", "label_glosses"]
 
@@ -107,6 +108,20 @@ class GlossRule:
     defaulted: int = 0  # ... examples the default decided, and how many of them it got right
     default_right: int = 0
     presence: bool = False  # a nullable scalar with no vote of its own: the rule decides whether it is set
+    ranges: tuple[tuple[str, Path, NumberRange], ...] = ()  # (its term, numeric field, range): ranges.py
+    ranks: tuple[str, ...] = ()  # ordered labels, lowest first: the highest label hit wins ("the highest level
+    # any condition reaches"); empty: a request hitting two labels' words is undecided
+
+    @property
+    def tiebreak(self) -> bool:
+        """Its words right WORDS_RELIABLE of the time over GLOSS_MIN examples: when the neighbours' vote admits
+        several labels, one of them the words' label, they choose it (short of ``reliable``, they decide no
+        more than that)."""
+        return self.decided >= GLOSS_MIN and self.right >= WORDS_RELIABLE * self.decided
+
+    def range_terms(self, numbers: dict[Path, Any] | None) -> set[str]:
+        """The range terms a request's numeric field values (``numbers``: field -> its likeliest value) hit."""
+        return {term for term, field, found in self.ranges if found.holds((numbers or {}).get(field))}
 
     @property
     def reliable(self) -> bool:
@@ -116,12 +131,15 @@ class GlossRule:
         return (self.decided >= GLOSS_MIN and self.right >= WORDS_RELIABLE * self.decided
                 and right >= GLOSS_RELIABLE * done)
 
-    def decide(self, terms: set[str]) -> tuple[str, list[str]] | None:
+    def decide(self, terms: set[str], numbers: dict[Path, Any] | None = None) -> tuple[str, list[str]] | None:
         """(label, the gloss words found; none for the default) for a request's terms (``votes._terms``; their
-        singulars count too), or None."""
+        singulars count too) and its numeric fields' likeliest values, or None."""
         hits: dict[str, list[str]] = {}
-        for term in sorted(singulars(terms) & self.terms.keys()):
+        for term in sorted((singulars(terms) | self.range_terms(numbers)) & self.terms.keys()):
             hits.setdefault(self.terms[term], []).append(term)
+        if hits and self.ranks:
+            top = max(hits, key=self.ranks.index)
+            return top, hits[top]
         if len(hits) == 1:
             return next(iter(hits.items()))
         return (self.default, []) if not hits and self.default is not None else None
@@ -159,6 +177,7 @@ def gloss_rules(schema: dict[str, Any] | None, specs: dict[Path, Any], labels: d
     out = _presence_rules(schema, set(specs) | set(derived), rules, texts, examples)
     plain = [p for p, s in specs.items() if not s.per_clause and "*" not in p]
     found = label_glosses(schema, [p for p in plain if not specs[p].presence], labels, rules)
+    fields = number_fields(schema)
     for path in plain:
         presence = bool(specs[path].presence)
         inner = [p for p in plain if len(p) > len(path) and p[: len(path)] == path] if presence else [path]
@@ -169,12 +188,41 @@ def gloss_rules(schema: dict[str, Any] | None, specs: dict[Path, Any], labels: d
         # the object is set); a label's own name glosses that label
         candidates = _one_label((term, PRESENT if presence else label) for p in inner
                                 for label, clauses in found.get(p, {}).items() for clause in clauses
-                                for term in singulars(_terms(clause))
+                                for term in singulars(_terms(affirmed(clause)))
                                 if (term in names and not presence) or not (parts & {term, *term.split()}))
+        about = [] if presence else range_glosses(found.get(path, {}), fields, path)
+        ranges = tuple((f"{'/'.join(field)} {span.shown}", field, span) for field, span, _ in about)
+        candidates |= _one_label((term, label) for (term, _, _), (_, _, label) in zip(ranges, about, strict=True))
         if not candidates:
             continue
-        out[path] = _judge_rule(path, candidates, texts, [labels_at(a, path, presence) for _, a in examples])
+        hit = [texts[i] | {t for t, field, r in ranges if r.holds(next(iter(values_at(a, field)), None))}
+               for i, (_, a) in enumerate(examples)] if ranges else texts
+        truths = [labels_at(a, path, presence) for _, a in examples]
+        ordered = [str(v) for v in labels.get(path, []) if isinstance(v, str)] if _ranked(schema, path, rules) else []
+        rule = max((_judge_rule(path, candidates, hit, truths, ranks) for ranks in
+                    ((), *((tuple(ordered), tuple(ordered[::-1])) if len(ordered) >= 3 and not presence else ()))),
+                   key=lambda r: (r.reliable, r.tiebreak, 2 * r.right + r.default_right - r.decided))
+        out[path] = replace(rule, ranges=tuple(r for r in ranges if r[0] in rule.terms))
     return out
+
+
+_RANKED = re.compile(r"\b(?:highest|lowest|most|least|maximum|minimum|worst|best)\b", re.I)
+
+
+def _ranked(schema: dict[str, Any] | None, path: Path, rules: list[str]) -> bool:
+    """Whether the field's words say its labels are levels, the highest (or lowest) one reached winning
+    ("the highest level any condition reaches"); the examples then judge either order against none."""
+    texts = [str(node.get("description", "")) for node in schema_nodes(schema or {}, path)]
+    return any(_RANKED.search(t) for t in texts + [r for r in rules if _names(path[-1], r)])
+
+
+_NEGATED = re.compile(r"\b(?:without|not|no|never|except|excluding|unless)\b.*", re.I | re.S)
+
+
+def affirmed(clause: str) -> str:
+    """A clause without its negated tail: "a person hurt without hospital care" glosses its label by "person
+    hurt", not by "hospital" (a request that names a hospital is the very case the clause leaves out)."""
+    return _NEGATED.sub("", clause)
 
 
 _NULL_CLAUSE = re.compile(r"\b(?:null|none|never|not|no|otherwise)\b", re.I)
@@ -223,14 +271,22 @@ def _presence_rules(schema: dict[str, Any] | None, skip: set[Path], rules: list[
     return out
 
 
-def _judge_rule(path: Path, candidates: dict[str, str], texts: list[set[str]], found: list[list[str]]) -> GlossRule:
+def _judge_rule(path: Path, candidates: dict[str, str], texts: list[set[str]], found: list[list[str]],
+                ranks: tuple[str, ...] = ()) -> GlossRule:
     """The rule judged with each example left out in turn: its own contradictions and its own vote for the
-    default do not count. A word an example holding it contradicts (it carries another label) is dropped."""
+    default do not count. A word an example holding it contradicts is dropped: the example carries another
+    label, or with ``ranks`` a lower one (a lower level's words may well be there too)."""
     truths = [labels[0] if len(labels) == 1 else None for labels in found]
+    if ranks and any(t is not None and t not in ranks for t in truths):
+        ranks = ()
+
+    def contradicts(label: str, truth: str) -> bool:
+        return ranks.index(label) > ranks.index(truth) if ranks and label in ranks else label != truth
+
     against: dict[str, int] = {}
     for text, truth in zip(texts, truths, strict=True):
         for term in text & candidates.keys():
-            if truth is not None and truth != candidates[term]:
+            if truth is not None and contradicts(candidates[term], truth):
                 against[term] = against.get(term, 0) + 1
     terms = {t: label for t, label in candidates.items() if not against.get(t)}
     unhit = Counter(truth for text, truth in zip(texts, truths, strict=True)
@@ -240,11 +296,11 @@ def _judge_rule(path: Path, candidates: dict[str, str], texts: list[set[str]], f
         if truth is None:
             continue
         own = {t: label for t, label in candidates.items()
-               if t in text and against.get(t, 0) == (label != truth)}  # contradicted by this example alone
+               if t in text and against.get(t, 0) == contradicts(label, truth)}  # contradicted by this example alone
         hits = {label for t, label in {**terms, **own}.items() if t in text}
-        if len(hits) == 1:
+        if len(hits) == 1 or (hits and ranks and hits <= set(ranks)):
             decided += 1
-            right += hits == {truth}
+            right += max(hits, key=ranks.index) == truth if ranks else hits == {truth}
         elif not hits:
             others = unhit - Counter({truth: 1})
             default = _default(others)
@@ -253,8 +309,8 @@ def _judge_rule(path: Path, candidates: dict[str, str], texts: list[set[str]], f
                 default_right += default == truth
     default = _default(unhit)
     if default is not None and defaulted and default_right >= GLOSS_RELIABLE * defaulted:
-        return GlossRule(path, terms, default, decided, right, defaulted, default_right)
-    return GlossRule(path, terms, None, decided, right)
+        return GlossRule(path, terms, default, decided, right, defaulted, default_right, ranks=ranks)
+    return GlossRule(path, terms, None, decided, right, ranks=ranks)
 
 
 def _default(unhit: Counter[str]) -> str | None:

@@ -111,6 +111,23 @@ class SlotBank:
         return out
 
 
+    def likeliest(self, question: str, path: Path) -> Any:
+        """The number of the request most likely a numbers field's (its windows' share, however small), or
+        None: the value a gloss rule's number ranges are judged on (glosses.GlossRule.ranges)."""
+        if path not in self.numbers or not self.windows["numbers"]:
+            return None
+        bank = self.windows["numbers"]
+        feature_sets = [w for w, _ in bank]
+        best, value = 0.0, None
+        for candidate, feats in self.candidates(question, "numbers"):
+            ranked = self._indexes["numbers"].nearest(feats, feature_sets)[: self.k]
+            total = sum(sim for sim, _ in ranked)
+            share = sum(sim for sim, i in ranked if path in bank[i][1]) / total if total else 0.0
+            if share > best:
+                best, value = share, candidate
+        return value
+
+
 def _same(expected: Any, value: Any) -> bool:
     if isinstance(expected, str) and isinstance(value, str):
         return expected.casefold() == value.casefold()

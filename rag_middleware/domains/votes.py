@@ -191,14 +191,17 @@ def field_votes(neighbours: list[Neighbour], specs: dict[Path, VoteSpec], *,
                 question: str = "", context: dict[str, list[str]] | None = None,
                 named: dict[Path, list[Any]] | None = None, decide: bool = True,
                 protos: dict[Path, tuple[float, dict[str, float]]] | None = None,
-                glossed: dict[Path, Any] | None = None) -> list[dict[str, Any]]:
+                glossed: dict[Path, Any] | None = None, numbers: dict[Path, Any] | None = None
+                ) -> list[dict[str, Any]]:
     """One vote record per (non per-clause) voted path. A declared rule that matches the request decides
     outright; so does the one label the request names, for the fields in ``named`` (path: its labels; those
     whose named labels proved right on the examples). Otherwise neighbours vote by similarity, and the
     request's cue words (mined from the examples) add their strength to the value they go with; with
     ``decide`` a winner holding ``spec.decide`` of the vote is admitted alone. ``protos``: per path, the label
     prototypes' share of the vote and their label shares (domains/prototypes.py). ``glossed``: per path, its
-    ``glosses.GlossRule``; a reliable one decides after rules and named labels (its words, or its default)."""
+    ``glosses.GlossRule``; a reliable one decides after rules and named labels (its words, or its default); one
+    that is only a ``tiebreak`` chooses its label among those the neighbours admit. ``numbers``: the request's
+    likeliest value of each numeric field a gloss rule's ranges are about."""
     out: list[dict[str, Any]] = []
     terms = _terms(question) if cues or glossed else set()
     ranked = sorted(neighbours, key=lambda n: -n.similarity)
@@ -217,14 +220,18 @@ def field_votes(neighbours: list[Neighbour], specs: dict[Path, VoteSpec], *,
                         "mention": said[0]})
             continue
         rule = (glossed or {}).get(path)
-        if rule is not None and rule.reliable and (hit := rule.decide(terms)) is not None:
+        hit = rule.decide(terms, numbers) if rule is not None and rule.tiebreak else None
+        if hit is not None and rule.reliable:
             out.append(_glossed(shown, _unlabel(hit[0], spec), hit, spec.presence))
             continue
-        out.append(_neighbour_vote(ranked, path, spec, shown, found_cues=[
+        record = _neighbour_vote(ranked, path, spec, shown, found_cues=[
             (t, *cues[path][t]) for t in sorted(terms) if t in (cues or {}).get(path, {})], decide=decide,
-            proto=(protos or {}).get(path)))
+            proto=(protos or {}).get(path))
+        if hit is not None and hit[1] and len(record["allowed"]) > 1 and _unlabel(hit[0], spec) in record["allowed"]:
+            record.update(allowed=[_unlabel(hit[0], spec)], confident=True, gloss=hit[1], tiebreak=True)
+        out.append(record)
     for path, rule in (glossed or {}).items():  # nullable scalars no vote covers: whether they are set
-        if rule.presence and path not in specs and rule.reliable and (hit := rule.decide(terms)) is not None:
+        if rule.presence and path not in specs and rule.reliable and (hit := rule.decide(terms, numbers)) is not None:
             out.append(_glossed("/" + "/".join(path), hit[0], hit, True))
     return out
 

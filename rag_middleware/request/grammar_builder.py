@@ -11,7 +11,7 @@ import numpy as np
 
 from ..domains import Domain
 from ..domains.clauses import StepGuide
-from ..domains.grounding import request_body
+from ..domains.grounding import numbers_in, request_body
 from ..domains.prototypes import Prototypes
 from ..domains.votes import Neighbour, field_votes, gate, labels_at, scaled, trusted_names
 from ..memory.embedding import CachedEmbedder
@@ -51,6 +51,21 @@ def slotted(domain: Domain, question: str, reviewed: list[tuple[str, Any, float]
     judged = domain.slots.judged
     return [r for r in domain.slots.vote(question, extra=[(q, a) for q, a, _ in reviewed])
             if judged.get(r["path"], {}).get("reliable")]
+
+
+def range_values(domain: Domain, body: str) -> dict[Any, Any]:
+    """Per numeric field some gloss rule's number ranges are about, the request's likeliest value of it: the
+    slots' pick, else the request's one number."""
+    out: dict[Any, Any] = {}
+    for rule in domain.gloss_rules.values():
+        for _, path, _ in rule.ranges:
+            if path in out:
+                continue
+            value = domain.slots.likeliest(body, path) if domain.slots is not None else None
+            if value is None and len(found := numbers_in(body)) == 1:
+                value = found[0]
+            out[path] = value
+    return out
 
 
 def prototype_shares(prototypes: Prototypes | None, reliability: dict[str, Any], specs: dict[Any, Any],
@@ -117,7 +132,8 @@ class GrammarBuilder:
                                 named=trusted_names(reliability, domain.declarative.vote_labels())
                                 if switches.decide else None, decide=switches.decide,
                                 protos=prototype_shares(prototypes, reliability, spec.vote, query, voters, taught),
-                                glossed=domain.gloss_rules if switches.decide else None)
+                                glossed=domain.gloss_rules if switches.decide else None,
+                                numbers=range_values(domain, request_body(question, spec.context)))
             votes = gate(votes, reliability)
         if switches.vote and switches.ground and (domain.anchors or domain.slots is not None):
             # they choose among grounded values; reviewed neighbours' questions teach them too

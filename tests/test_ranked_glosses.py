@@ -1,0 +1,120 @@
+"""Ranked gloss rules (domains/glosses.py, domains/ranges.py): number ranges in a label's clauses ("an amount
+of 10,000 or more") gloss it for a request whose value falls in them; a field whose highest hit label wins
+("the highest level any condition reaches") is judged so; a negated clause tail glosses nothing; and a rule
+short of deciding alone breaks the neighbours' ties."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+
+from rag_middleware.domains.glosses import GlossRule, affirmed, gloss_rules
+from rag_middleware.domains.loader import load_domain
+from rag_middleware.domains.ranges import NumberRange, number_fields, range_glosses, ranges_in
+from rag_middleware.domains.spec import VoteSpec
+from rag_middleware.domains.votes import Neighbour, field_votes
+
+ROOT = Path(__file__).resolve().parents[1] / "knowledge_base"
+LEVELS = ["low", "medium", "high"]
+SCHEMA = {"type": "object", "properties": {
+    "level": {"enum": LEVELS, "description": "the highest level any condition reaches: high (a fire, or an "
+              "amount of 10,000 or more); medium (a leak without a fire; or an amount from 1,000 to 9,999); "
+              "low (otherwise: an amount under 1,000)"},
+    "amount": {"type": ["integer", "null"], "description": "the money amount"}}}
+SPECS = {("level",): VoteSpec()}
+LABELS = {("level",): LEVELS}
+
+
+def _examples() -> list[tuple[str, dict]]:
+    return ([(f"a fire in the kitchen, {n}", {"level": "high", "amount": n}) for n in (300, 2500, 40000)]
+            + [(f"a leak under the sink, {n}", {"level": "medium", "amount": n}) for n in (200, 1500, 3000)]
+            + [(f"the fence fell over, {n}", {"level": lvl, "amount": n})
+               for n, lvl in ((120, "low"), (450, "low"), (1800, "medium"), (12000, "high"), (8000, "medium"))])
+
+
+def test_ranges_read_the_usual_forms():
+    shown = {t: [r.shown for r in ranges_in(t)] for t in (
+        "an amount of 10,000 or more", "an amount from 1,000 to 9,999", "an amount under 1,000", "5+ bedrooms",
+        "more than 100 users", "between 2 and 5 nights", "up to 2.5k", "at least 3", "no amount at all")}
+    assert shown == {"an amount of 10,000 or more": [">= 10,000"], "an amount from 1,000 to 9,999": ["1,000 to 9,999"],
+                     "an amount under 1,000": ["< 1,000"], "5+ bedrooms": [">= 5"], "more than 100 users": ["> 100"],
+                     "between 2 and 5 nights": ["2 to 5"], "up to 2.5k": ["<= 2,500"], "at least 3": [">= 3"],
+                     "no amount at all": []}
+    under = NumberRange(high=1000, high_in=False)
+    assert under.holds(999) and not under.holds(1000) and not under.holds(None) and not under.holds(True)
+    assert NumberRange(low=100, low_in=False).holds(101) and not NumberRange(low=100, low_in=False).holds(100)
+    assert NumberRange(5, 5).holds(5) and NumberRange().high == math.inf
+
+
+def test_a_range_is_about_the_numeric_field_its_clause_names():
+    fields = number_fields({"properties": {"amount_claimed": {"type": ["integer", "null"]},
+                                           "nights": {"type": "integer"}, "city": {"type": "string"}}})
+    assert fields[("amount_claimed",)] >= {"amount", "claimed", "amount claimed"} and ("city",) not in fields
+    found = range_glosses({"high": ["an amount of 10,000 or more", "more than 3 nights", "a long text 5+"]},
+                          fields, ("level",))
+    assert [(f, r.shown, label) for f, r, label in found] == [(("amount_claimed",), ">= 10,000", "high"),
+                                                            (("nights",), "> 3", "high")]  # "5+" names no field
+    assert range_glosses({"high": ["an amount of 10,000 or more"]}, fields, ("amount_claimed",)) == []  # not its own
+
+
+def test_a_negated_tail_glosses_nothing():
+    assert affirmed("a person hurt without hospital care") == "a person hurt "
+    assert affirmed("a fire, not a leak") == "a fire, "
+
+
+def test_the_highest_label_hit_wins_when_the_examples_bear_it_out():
+    rule = gloss_rules(SCHEMA, SPECS, LABELS, [], _examples())[("level",)]
+    assert rule.ranks == tuple(LEVELS)  # a fire with 300 is high: read as "the highest level wins"
+    assert {t for t, _, _ in rule.ranges} == {"amount >= 10,000", "amount 1,000 to 9,999", "amount < 1,000"}
+    assert rule.terms["fire"] == "high" and rule.terms["leak"] == "medium"
+    assert "sink" not in rule.terms  # no clause says it
+    assert rule.decide({"fire"}, {("amount",): 200}) == ("high", ["fire"])
+    assert rule.decide({"fence"}, {("amount",): 2500}) == ("medium", ["amount 1,000 to 9,999"])
+    assert rule.decide({"fence"}, {("amount",): None}) is None
+    assert rule.reliable and rule.right == rule.decided  # every example is decided, and rightly
+
+
+def test_a_field_whose_words_say_no_levels_keeps_plain_semantics():
+    schema = {"type": "object", "properties": {"kind": {"enum": ["car", "home", "pet"],
+              "description": "car (a vehicle), home (a house), pet (a dog or a cat)"}}}
+    examples = ([(f"my vehicle {i}", {"kind": "car"}) for i in range(3)]
+                + [(f"my house {i}", {"kind": "home"}) for i in range(3)]
+                + [(f"my dog hit a vehicle {i}", {"kind": "pet"}) for i in range(2)])
+    rule = gloss_rules(schema, {("kind",): VoteSpec()}, {("kind",): ["car", "home", "pet"]}, [], examples)[("kind",)]
+    assert rule.ranks == ()  # no word of the field says its labels are levels
+    assert "vehicle" not in rule.terms and rule.decide({"dog", "vehicle"}) == ("pet", ["dog"])
+    assert rule.decide({"dog", "house"}) is None  # two labels' words: no decision
+
+
+def test_a_tiebreak_rule_chooses_among_the_labels_the_neighbours_admit():
+    rule = GlossRule(("level",), {"fire": "high", "leak": "medium"}, None, decided=10, right=8)
+    assert rule.tiebreak and not rule.reliable
+    spec = {("level",): VoteSpec(margin=0.9, decide=1.0)}
+    voters = [Neighbour("a", 0.9, {"level": "high"}, 1.0), Neighbour("b", 0.89, {"level": "medium"}, 1.0)]
+    record = field_votes(voters, spec, question="a leak in the roof", glossed={("level",): rule})[0]
+    assert record["allowed"] == ["medium"] and record["tiebreak"] and record["gloss"] == ["leak"]
+    far = field_votes(voters, spec, question="a fire? no, low", glossed={("level",): GlossRule(
+        ("level",), {"low": "low"}, None, decided=10, right=8)})[0]
+    assert set(far["allowed"]) == {"high", "medium"} and "tiebreak" not in far  # its label is not admitted
+    weak = GlossRule(("level",), {"leak": "medium"}, None, decided=10, right=6)
+    assert "tiebreak" not in field_votes(voters, spec, question="a leak", glossed={("level",): weak})[0]
+
+
+@pytest.fixture(scope="module")
+def claims():
+    return load_domain(ROOT / "claims_intake")
+
+
+def test_claims_severity_reads_its_amount_ranges_and_its_slots_give_the_amount(claims):
+    from rag_middleware.request.grammar_builder import range_values
+
+    rule = claims.gloss_rules[("severity",)]
+    assert rule.ranks == ("low", "medium", "high", "critical") and rule.tiebreak
+    assert {t for t, _, _ in rule.ranges} >= {"amount_claimed >= 10,000", "amount_claimed 1,000 to 9,999"}
+    assert "hospital" in rule.terms and rule.terms["hospital"] == "high"  # "without hospital care" is medium's
+    body = "Online form\nIncident date: 03/04\nVehicle: Toyota Yaris\nRepair estimate: 4,700\nPolicy: POL-663018"
+    values = range_values(claims, body)
+    assert values[("amount_claimed",)] == 4700  # the slots' pick, not the date's 3
+    assert rule.decide({"engine"}, values) == ("medium", ["amount_claimed 1,000 to 9,999"])
