@@ -118,3 +118,18 @@ def test_claims_severity_reads_its_amount_ranges_and_its_slots_give_the_amount(c
     values = range_values(claims, body)
     assert values[("amount_claimed",)] == 4700  # the slots' pick, not the date's 3
     assert rule.decide({"engine"}, values) == ("medium", ["amount_claimed 1,000 to 9,999"])
+
+
+def test_a_boolean_fields_true_and_false_clauses_gloss_it():
+    schema = {"type": "object", "properties": {"refund": {
+        "type": "boolean", "description": "true when the customer asks for a refund or their money back; false "
+                                          "for a question, a complaint without a refund"}}}
+    examples = ([(f"I want a refund for order {i}", {"refund": True}) for i in range(3)]
+                + [(f"please send my money back {i}", {"refund": True}) for i in range(2)]
+                + [(f"where is my parcel {i}", {"refund": False}) for i in range(6)])
+    rule = gloss_rules(schema, {("refund",): VoteSpec()}, {("refund",): []}, [], examples)[("refund",)]
+    assert rule.terms["refund"] == "true" and rule.terms["money back"] == "true"
+    assert rule.reliable and rule.default == "false"
+    record = field_votes([Neighbour("a", 0.9, {"refund": False}, 1.0)], {("refund",): VoteSpec()},
+                         question="can I get my money back?", glossed={("refund",): rule})[0]
+    assert record["allowed"] == [True] and "money back" in record["gloss"]

@@ -173,9 +173,13 @@ def gloss_rules(schema: dict[str, Any] | None, specs: dict[Path, Any], labels: d
     (``presence_glosses``)."""
     from .votes import PRESENT, _terms, labels_at  # votes imports nothing of this module at load
 
+    from .narrowing import types_of
+
     texts = [singulars(_terms(q)) for q, _ in examples]
     out = _presence_rules(schema, set(specs) | set(derived), rules, texts, examples)
     plain = [p for p, s in specs.items() if not s.per_clause and "*" not in p]
+    labels = {**labels, **{p: ["true", "false"] for p in plain if not labels.get(p) and any(
+        types_of(node) - {"null"} == {"boolean"} for node in schema_nodes(schema or {}, p))}}  # "true when ..."
     found = label_glosses(schema, [p for p in plain if not specs[p].presence], labels, rules)
     fields = number_fields(schema)
     for path in plain:
