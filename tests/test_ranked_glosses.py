@@ -133,3 +133,16 @@ def test_a_boolean_fields_true_and_false_clauses_gloss_it():
     record = field_votes([Neighbour("a", 0.9, {"refund": False}, 1.0)], {("refund",): VoteSpec()},
                          question="can I get my money back?", glossed={("refund",): rule})[0]
     assert record["allowed"] == [True] and "money back" in record["gloss"]
+
+
+def test_a_sentence_that_negates_without_saying_null_glosses_no_presence():
+    from rag_middleware.domains.glosses import presence_glosses
+
+    schema = {"type": "object", "properties": {"amount": {
+        "type": ["integer", "null"],
+        "description": "the money amount the customer claims; years, dates, ages or reference numbers are never "
+                       "amounts; null when the message states none"}}}
+    found = dict(presence_glosses(schema, [], set())[("amount",)])
+    assert found["the money amount the customer claims"] == "set"
+    assert found["null when the message states none"] == "null"
+    assert not {"years", "dates", "ages or reference numbers are never amounts"} & found.keys()

@@ -229,15 +229,17 @@ def affirmed(clause: str) -> str:
     return _NEGATED.sub("", clause)
 
 
-_NULL_CLAUSE = re.compile(r"\b(?:null|none|never|not|no|otherwise)\b", re.I)
+_NULL_CLAUSE = re.compile(r"\b(?:null|none|otherwise)\b", re.I)
+_NEGATION = re.compile(r"\b(?:never|not|no)\b", re.I)
 
 
 def presence_glosses(schema: dict[str, Any] | None, rules: list[str], skip: set[Path]
                      ) -> dict[Path, list[tuple[str, str]]]:
     """Per nullable top-level scalar field not in ``skip``: (clause, "set" or "null") for each clause of its
-    description and of the rules that name it; a clause saying null, none, never, not, no or otherwise glosses
-    its being null ("null when the question sets no time window"), any other its being set ("yesterday or the
-    last day 1")."""
+    description and of the rules that name it; a clause saying null, none or otherwise glosses its being null
+    ("null when the question sets no time window"), any other its being set ("yesterday or the last day 1").
+    A sentence that negates (never, not, no) without saying null speaks of what the values are not ("years,
+    dates, ages or reference numbers are never amounts"): its words gloss neither."""
     from .narrowing import nullable, types_of
 
     out: dict[Path, list[tuple[str, str]]] = {}
@@ -247,7 +249,8 @@ def presence_glosses(schema: dict[str, Any] | None, rules: list[str], skip: set[
         if not types_of(node) - {"null"} and not [v for v in node.get("enum") or [] if v is not None]:
             continue
         texts = [str(node.get("description", "")), *(rule for rule in rules if _names(name, rule))]
-        clauses = [c.strip() for text in texts for sentence in _SENTENCE.split(text) for c in _CLAUSE.split(sentence)]
+        clauses = [c.strip() for text in texts for sentence in _SENTENCE.split(text) for c in _CLAUSE.split(sentence)
+                   if _NULL_CLAUSE.search(sentence) or not _NEGATION.search(sentence)]
         found = [(c, "null" if _NULL_CLAUSE.search(c) else "set") for c in clauses if c]
         if found:
             out[(name,)] = found
