@@ -210,7 +210,8 @@ def gloss_rules(schema: dict[str, Any] | None, specs: dict[Path, Any], labels: d
     return out
 
 
-_RANKED = re.compile(r"\b(?:highest|lowest|most|least|maximum|minimum|worst|best)\b", re.I)
+_RANKED = re.compile(r"\b(?:highest|lowest|maximum|minimum|worst|(?:most|least) (?:severe|serious|urgent|important))\b",
+                     re.I)  # not a bare "most" or "best": "most recent first" is a sort, not a level
 
 
 def _ranked(schema: dict[str, Any] | None, path: Path, rules: list[str]) -> bool:
