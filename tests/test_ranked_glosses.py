@@ -12,7 +12,7 @@ import pytest
 
 from rag_middleware.domains.glosses import GlossRule, affirmed, gloss_rules
 from rag_middleware.domains.loader import load_domain
-from rag_middleware.domains.ranges import NumberRange, number_fields, range_glosses, ranges_in
+from rag_middleware.domains.ranges import NumberRange, number_fields, range_glosses, ranges_in, unit_values
 from rag_middleware.domains.spec import VoteSpec
 from rag_middleware.domains.votes import Neighbour, field_votes
 
@@ -35,13 +35,15 @@ def _examples() -> list[tuple[str, dict]]:
 
 
 def test_ranges_read_the_usual_forms():
-    shown = {t: [r.shown for r in ranges_in(t)] for t in (
+    shown = {t: [r.shown for r, _ in ranges_in(t)] for t in (
         "an amount of 10,000 or more", "an amount from 1,000 to 9,999", "an amount under 1,000", "5+ bedrooms",
         "more than 100 users", "between 2 and 5 nights", "up to 2.5k", "at least 3", "no amount at all")}
     assert shown == {"an amount of 10,000 or more": [">= 10,000"], "an amount from 1,000 to 9,999": ["1,000 to 9,999"],
                      "an amount under 1,000": ["< 1,000"], "5+ bedrooms": [">= 5"], "more than 100 users": ["> 100"],
                      "between 2 and 5 nights": ["2 to 5"], "up to 2.5k": ["<= 2,500"], "at least 3": [">= 3"],
                      "no amount at all": []}
+    assert sorted(str(u) for _, u in ranges_in("more than 100 users, 5+ bedrooms, an amount of 10,000 or more")) == [
+        "None", "bedroom", "user"]
     under = NumberRange(high=1000, high_in=False)
     assert under.holds(999) and not under.holds(1000) and not under.holds(None) and not under.holds(True)
     assert NumberRange(low=100, low_in=False).holds(101) and not NumberRange(low=100, low_in=False).holds(100)
@@ -57,6 +59,8 @@ def test_a_range_is_about_the_numeric_field_its_clause_names():
     assert [(f, r.shown, label) for f, r, label in found] == [(("amount_claimed",), ">= 10,000", "high"),
                                                             (("nights",), "> 3", "high")]  # "5+" names no field
     assert range_glosses({"high": ["an amount of 10,000 or more"]}, fields, ("amount_claimed",)) == []  # not its own
+    about_users = range_glosses({"urgent": ["more than 100 users are affected"]}, fields, ("level",))
+    assert [(source, r.shown) for source, r, _ in about_users] == [("user", "> 100")]  # no field named: the unit
 
 
 def test_a_negated_tail_glosses_nothing():
@@ -146,3 +150,17 @@ def test_a_sentence_that_negates_without_saying_null_glosses_no_presence():
     assert found["the money amount the customer claims"] == "set"
     assert found["null when the message states none"] == "null"
     assert not {"years", "dates", "ages or reference numbers are never amounts"} & found.keys()
+
+
+def test_a_range_about_a_unit_word_is_judged_on_the_numbers_the_requests_write_with_it():
+    assert unit_values("250 users cannot log in, 3 of them admins; 1 user reported it", "user") == [250.0, 1.0]
+    schema = {"type": "object", "properties": {"priority": {
+        "enum": ["low", "urgent"], "description": "urgent (more than 100 users affected); low (otherwise)"}}}
+    examples = ([(f"{n} users cannot log in", {"priority": "urgent"}) for n in (150, 400, 2000)]
+                + [(f"{n} users see a typo", {"priority": "low"}) for n in (3, 12, 40)]
+                + [(f"the logo is blurry {i}", {"priority": "low"}) for i in range(5)])
+    rule = gloss_rules(schema, {("priority",): VoteSpec()}, {("priority",): ["low", "urgent"]}, [],
+                       examples)[("priority",)]
+    assert [t for t, _, _ in rule.ranges] == ["> 100 user"] and rule.reliable
+    assert rule.decide({"users", "outage"}, {"user": [300.0]}) == ("urgent", ["> 100 user"])
+    assert rule.decide({"users"}, {"user": [30.0]}) == ("low", [])  # below the range: the default

@@ -20,7 +20,7 @@ from functools import partial
 from typing import Any
 
 from .paths import Path, schema_nodes, values_at
-from .ranges import NumberRange, number_fields, range_glosses
+from .ranges import NumberRange, Source, number_fields, range_glosses, unit_values
 
 __all__ = ["GLOSS_WEIGHT", "GlossRule", "gloss_pairs", "gloss_rules", "glossed", "presence_glosses", "label_glosses"]
 
@@ -108,7 +108,7 @@ class GlossRule:
     defaulted: int = 0  # ... examples the default decided, and how many of them it got right
     default_right: int = 0
     presence: bool = False  # a nullable scalar with no vote of its own: the rule decides whether it is set
-    ranges: tuple[tuple[str, Path, NumberRange], ...] = ()  # (its term, numeric field, range): ranges.py
+    ranges: tuple[tuple[str, Source, NumberRange], ...] = ()  # (its term, numeric field or unit, range): ranges.py
     ranks: tuple[str, ...] = ()  # ordered labels, lowest first: the highest label hit wins ("the highest level
     # any condition reaches"); empty: a request hitting two labels' words is undecided
 
@@ -119,9 +119,10 @@ class GlossRule:
         more than that)."""
         return self.decided >= GLOSS_MIN and self.right >= WORDS_RELIABLE * self.decided
 
-    def range_terms(self, numbers: dict[Path, Any] | None) -> set[str]:
-        """The range terms a request's numeric field values (``numbers``: field -> its likeliest value) hit."""
-        return {term for term, field, found in self.ranges if found.holds((numbers or {}).get(field))}
+    def range_terms(self, numbers: dict[Source, Any] | None) -> set[str]:
+        """The range terms a request's numbers hit (``numbers``: numeric field -> its likeliest value, unit word
+        -> the numbers written with it)."""
+        return {term for term, source, found in self.ranges if found.holds((numbers or {}).get(source))}
 
     @property
     def reliable(self) -> bool:
@@ -131,7 +132,7 @@ class GlossRule:
         return (self.decided >= GLOSS_MIN and self.right >= WORDS_RELIABLE * self.decided
                 and right >= GLOSS_RELIABLE * done)
 
-    def decide(self, terms: set[str], numbers: dict[Path, Any] | None = None) -> tuple[str, list[str]] | None:
+    def decide(self, terms: set[str], numbers: dict[Source, Any] | None = None) -> tuple[str, list[str]] | None:
         """(label, the gloss words found; none for the default) for a request's terms (``votes._terms``; their
         singulars count too) and its numeric fields' likeliest values, or None."""
         hits: dict[str, list[str]] = {}
@@ -195,12 +196,14 @@ def gloss_rules(schema: dict[str, Any] | None, specs: dict[Path, Any], labels: d
                                 for term in singulars(_terms(affirmed(clause)))
                                 if (term in names and not presence) or not (parts & {term, *term.split()}))
         about = [] if presence else range_glosses(found.get(path, {}), fields, path)
-        ranges = tuple((f"{'/'.join(field)} {span.shown}", field, span) for field, span, _ in about)
+        ranges = tuple((f"{'/'.join(source)} {span.shown}" if isinstance(source, tuple) else f"{span.shown} {source}",
+                        source, span) for source, span, _ in about)
         candidates |= _one_label((term, label) for (term, _, _), (_, _, label) in zip(ranges, about, strict=True))
         if not candidates:
             continue
-        hit = [texts[i] | {t for t, field, r in ranges if r.holds(next(iter(values_at(a, field)), None))}
-               for i, (_, a) in enumerate(examples)] if ranges else texts
+        hit = [texts[i] | {t for t, source, r in ranges if r.holds(
+            next(iter(values_at(a, source)), None) if isinstance(source, tuple) else unit_values(q, source))}
+               for i, (q, a) in enumerate(examples)] if ranges else texts
         truths = [labels_at(a, path, presence) for _, a in examples]
         ordered = [str(v) for v in labels.get(path, []) if isinstance(v, str)] if _ranked(schema, path, rules) else []
         rule = max((_judge_rule(path, candidates, hit, truths, ranks) for ranks in

@@ -1,7 +1,8 @@
 """Number ranges a domain's words give a label: "high (... an amount of 10,000 or more)", "medium (an amount
-from 1,000 to 9,999)", "low (an amount under 1,000)". A range in a label's gloss clause, about a numeric field
-the clause names ("amount" of amount_claimed), glosses that label for a request whose value of that field
-falls in it; glosses.GlossRule judges these ranges on the examples as it judges gloss words.
+from 1,000 to 9,999)", "low (an amount under 1,000)", "urgent if more than 100 users are affected". A range in
+a label's gloss clause glosses that label for a request whose number falls in it: the request's value of the
+numeric field the clause names ("amount" of amount_claimed), else a number the request writes with the
+range's unit word ("250 users"); glosses.GlossRule judges these ranges on the examples as it judges words.
 """
 
 from __future__ import annotations
@@ -14,7 +15,12 @@ from typing import Any
 from .grounding import number_matches, number_of
 from .paths import Path
 
-__all__ = ["NumberRange", "number_fields", "ranges_in", "range_glosses"]
+__all__ = ["NumberRange", "number_fields", "ranges_in", "range_glosses", "unit_values"]
+
+Source = Path | str  # a numeric field, or a unit word ("user")
+_NOT_UNITS = {"or", "and", "to", "the", "a", "an", "of", "in", "per", "is", "are", "than", "more", "less", "if",
+              "when", "for", "with", "at", "on", "by", "as", "from"}
+_UNIT = re.compile(r"\s*([A-Za-z][A-Za-z-]{2,})")
 
 _N = r"(\d[\d,.\s]*\d|\d)(?:\s*(k|thousand|million)\b)?"
 _FORMS: list[tuple[re.Pattern[str], str]] = [
@@ -38,6 +44,8 @@ class NumberRange:
     high_in: bool = True
 
     def holds(self, value: Any) -> bool:
+        if isinstance(value, list):
+            return any(self.holds(v) for v in value)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             return False
         above = value >= self.low if self.low_in else value > self.low
@@ -61,10 +69,16 @@ def _value(text: str) -> float | None:
     return float(value) if value is not None else None
 
 
-def ranges_in(text: str) -> list[NumberRange]:
+def _singular(word: str) -> str:
+    word = word.lower()
+    return word[:-1] if len(word) > 3 and word.endswith("s") and not word.endswith("ss") else word
+
+
+def ranges_in(text: str) -> list[tuple[NumberRange, str | None]]:
     """The number ranges a text states, each once, in the forms of _FORMS (the first form to claim a span
-    wins: "from 1,000 to 9,999" is one range, not two)."""
-    out: list[NumberRange] = []
+    wins: "from 1,000 to 9,999" is one range, not two), each with the unit word written after it ("100
+    users": "user"), or None."""
+    out: list[tuple[NumberRange, str | None]] = []
     taken: list[tuple[int, int]] = []
     for pattern, form in _FORMS:
         for match in pattern.finditer(text):
@@ -83,8 +97,20 @@ def ranges_in(text: str) -> list[NumberRange]:
             else:
                 found = NumberRange(high=first, high_in=form == "to")
             taken.append((match.start(), match.end()))
-            if found not in out:
-                out.append(found)
+            after = _UNIT.match(text, match.end())
+            unit = _singular(after.group(1)) if after and after.group(1).lower() not in _NOT_UNITS else None
+            if (found, unit) not in out:
+                out.append((found, unit))
+    return out
+
+
+def unit_values(text: str, unit: str) -> list[float]:
+    """The numbers a text writes with a unit word, singular or plural ("250 users", "1 user")."""
+    out = []
+    for match in number_matches(text):
+        after = _UNIT.match(text, match.end())
+        if after and _singular(after.group(1)) == unit and (value := number_of(match)) is not None:
+            out.append(float(value))
     return out
 
 
@@ -103,11 +129,11 @@ def number_fields(schema: dict[str, Any] | None) -> dict[Path, set[str]]:
 
 
 def range_glosses(clauses: dict[str, list[str]], fields: dict[Path, set[str]], own: Path
-                  ) -> list[tuple[Path, NumberRange, str]]:
-    """(numeric field, range, label) for each range in a label's clauses, about the numeric field the clause
-    names (the only numeric field, when it names none); never about the voted field ``own`` itself."""
+                  ) -> list[tuple[Source, NumberRange, str]]:
+    """(source, range, label) for each range in a label's clauses: about the numeric field the clause names,
+    else about its unit word, else about the only numeric field; never about the voted field ``own``."""
     others = [p for p in fields if p != own]
-    out: list[tuple[Path, NumberRange, str]] = []
+    out: list[tuple[Source, NumberRange, str]] = []
     for label, texts in clauses.items():
         for text in texts:
             found = ranges_in(text)
@@ -116,9 +142,10 @@ def range_glosses(clauses: dict[str, list[str]], fields: dict[Path, set[str]], o
             low = text.lower()
             named = [p for p, words in fields.items()
                      if any(re.search(rf"(?<![\w-]){re.escape(w)}(?![\w-])", low) for w in words)]
-            if not named and len(others) == 1:
-                named = list(others)
-            if len(named) != 1 or named[0] == own:
-                continue
-            out += [(named[0], r, label) for r in found if (named[0], r, label) not in out]
+            for span, unit in found:
+                source: Source | None = named[0] if len(named) == 1 else None
+                if not named:
+                    source = unit if unit is not None else others[0] if len(others) == 1 else None
+                if source is not None and source != own and (source, span, label) not in out:
+                    out.append((source, span, label))
     return out

@@ -12,6 +12,7 @@ import numpy as np
 from ..domains import Domain
 from ..domains.clauses import StepGuide
 from ..domains.grounding import numbers_in, request_body
+from ..domains.ranges import unit_values
 from ..domains.prototypes import Prototypes
 from ..domains.votes import Neighbour, field_votes, gate, labels_at, scaled, trusted_names
 from ..memory.embedding import CachedEmbedder
@@ -54,17 +55,20 @@ def slotted(domain: Domain, question: str, reviewed: list[tuple[str, Any, float]
 
 
 def range_values(domain: Domain, body: str) -> dict[Any, Any]:
-    """Per numeric field some gloss rule's number ranges are about, the request's likeliest value of it: the
-    slots' pick, else the request's one number."""
+    """Per numeric field some gloss rule's number ranges are about, the request's likeliest value of it (the
+    slots' pick, else the request's one number); per unit word they are about, the numbers written with it."""
     out: dict[Any, Any] = {}
     for rule in domain.gloss_rules.values():
-        for _, path, _ in rule.ranges:
-            if path in out:
+        for _, source, _ in rule.ranges:
+            if source in out:
                 continue
-            value = domain.slots.likeliest(body, path) if domain.slots is not None else None
+            if isinstance(source, str):
+                out[source] = unit_values(body, source)
+                continue
+            value = domain.slots.likeliest(body, source) if domain.slots is not None else None
             if value is None and len(found := numbers_in(body)) == 1:
                 value = found[0]
-            out[path] = value
+            out[source] = value
     return out
 
 
