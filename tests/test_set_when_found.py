@@ -41,3 +41,14 @@ def test_the_grammar_admits_null_only_when_nothing_is_found(mw):
     claims = mw.render("my bike was stolen, it cost 800", domain="claims_intake",
                        switches=off).json_schema["properties"]["amount_claimed"]
     assert claims["enum"] == [800]
+
+
+def test_a_number_no_example_window_puts_in_the_field_leaves_null_admitted(mw):
+    widow = ("I regret to inform you that my husband died in a car accident on Route 7 on Friday. I am his widow "
+             "and a named driver on the policy, POL-836190. Please tell me what I need to send.")
+    assembly = mw.render(widow, domain="claims_intake")
+    assert any(v.get("unfound") and v["path"] == "/amount_claimed" for v in assembly.votes)
+    assert None in assembly.json_schema["properties"]["amount_claimed"]["enum"]  # 7 may be no amount
+    bike = mw.render("my bike was stolen, it cost 800", domain="claims_intake")
+    assert not any(v.get("unfound") for v in bike.votes)
+    assert bike.json_schema["properties"]["amount_claimed"]["enum"] == [800]

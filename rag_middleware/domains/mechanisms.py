@@ -123,7 +123,7 @@ class Declarative:
         if flags.derive:
             self._unask_derived(schema, notes)
         if flags.ground:
-            self._ground(schema, request, notes)
+            self._ground(schema, request, notes, unfound={v["path"] for v in votes or [] if v.get("unfound")})
         if flags.vote:
             apply_votes(schema, votes or [], notes)
             if flags.ground:
@@ -155,7 +155,8 @@ class Declarative:
             for node in _arrays(schema):
                 node["maxItems"] = min(node.get("maxItems", self.spec.harden.max_items), self.spec.harden.max_items)
 
-    def _ground(self, schema: dict[str, Any], request: str, notes: list[str]) -> None:
+    def _ground(self, schema: dict[str, Any], request: str, notes: list[str], *, unfound: set[str] = frozenset()
+                ) -> None:
         body = grounding.request_body(request, self.spec.context)
         ctx = self.context(request)
         targets = [(p, g.source, g.mentioned) for p, g in self.spec.ground.items()]
@@ -184,7 +185,7 @@ class Declarative:
                     continue
                 # a code the request writes in the field's own pattern is that field's value: no null then; nor
                 # for a field the examples set whenever the request holds a candidate (infer.set_when_found)
-                found = path in self.spec.found and found_here(self.spec, path, body)
+                found = path in self.spec.found and show_path(path) not in unfound and found_here(self.spec, path, body)
                 ground_node(node, values, may_be_null and not (values and (source == "request" or found)),
                             numeric=source == "numbers")
                 notes.append(f"{show_path(path)}: grounded in {source}: {values[:12]}")

@@ -111,21 +111,26 @@ class SlotBank:
         return out
 
 
-    def likeliest(self, question: str, path: Path) -> Any:
-        """The number of the request most likely a numbers field's (its windows' share, however small), or
-        None: the value a gloss rule's number ranges are judged on (glosses.GlossRule.ranges)."""
+    def shares(self, question: str, path: Path) -> dict[Any, float]:
+        """Per number of the request, the share of its nearest windows that fill a numbers field (however
+        small); empty for a field that is not a numbers slot or without windows."""
         if path not in self.numbers or not self.windows["numbers"]:
-            return None
+            return {}
         bank = self.windows["numbers"]
         feature_sets = [w for w, _ in bank]
-        best, value = 0.0, None
+        out: dict[Any, float] = {}
         for candidate, feats in self.candidates(question, "numbers"):
             ranked = self._indexes["numbers"].nearest(feats, feature_sets)[: self.k]
             total = sum(sim for sim, _ in ranked)
             share = sum(sim for sim, i in ranked if path in bank[i][1]) / total if total else 0.0
-            if share > best:
-                best, value = share, candidate
-        return value
+            out[candidate] = max(share, out.get(candidate, 0.0))
+        return out
+
+    def likeliest(self, question: str, path: Path) -> Any:
+        """The number of the request most likely a numbers field's, or None: the value a gloss rule's number
+        ranges are judged on (glosses.GlossRule.ranges)."""
+        found = {v: s for v, s in self.shares(question, path).items() if s > 0}
+        return max(found, key=lambda v: found[v]) if found else None
 
 
 def _same(expected: Any, value: Any) -> bool:

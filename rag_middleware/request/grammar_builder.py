@@ -54,6 +54,21 @@ def slotted(domain: Domain, question: str, reviewed: list[tuple[str, Any, float]
             if judged.get(r["path"], {}).get("reliable")]
 
 
+def unfound(domain: Domain, body: str) -> list[dict[str, Any]]:
+    """A field set whenever the request holds a candidate (infer.set_when_found) keeps null when no number of
+    the request sits where the examples' values of it do ("Route 7", "she is 82" beside amounts)."""
+    if domain.slots is None or domain.declarative is None:
+        return []
+    out = []
+    for path in domain.declarative.spec.found:
+        shares = domain.slots.shares(body, path)
+        if shares and max(shares.values()) <= 0:
+            out.append({"path": "/" + "/".join(path), "allowed": [], "scores": {}, "voters": [], "confident": False,
+                        "unfound": True, "reason": "no number of the request stands where the examples' values "
+                                                   "of this field do: null stays admitted"})
+    return out
+
+
 def range_values(domain: Domain, body: str) -> dict[Any, Any]:
     """Per numeric field some gloss rule's number ranges are about, the request's likeliest value of it (the
     slots' pick, else the request's one number); per unit word they are about, the numbers written with it."""
@@ -147,6 +162,7 @@ class GrammarBuilder:
             body = request_body(question, context)
             votes += anchored(domain, body, reviewed, any(n.reviewed and n.near_identical for n in voters))
             votes += slotted(domain, body, reviewed) if domain.slots is not None else []
+            votes += unfound(domain, body)
         notes: list[str] = []
         schema = domain.grammar_schema(question, steps=steps, flags=switches, votes=votes, notes=notes)
         return Grammar(schema=schema, steps=steps, votes=votes, notes=notes)
