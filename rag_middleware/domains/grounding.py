@@ -43,7 +43,7 @@ _NUMBER = re.compile(rf"(?<![\w./])(?<!\w-)(?:(?P<d>{_DIGITS})\s*(?P<suffix>k\b|
 
 def request_body(request: str, context: dict[str, ContextSpec] | None = None) -> str:
     """The request without the lines a ``line`` context was read from (those name values, not instructions)."""
-    lines = [re.compile(spec.line, re.I) for spec in (context or {}).values() if spec.line]
+    lines = [compiled(spec.line, re.I) for spec in (context or {}).values() if spec.line]
     if not lines:
         return request
     return "\n".join(text for text in request.splitlines() if not any(p.search(text) for p in lines))
@@ -91,17 +91,84 @@ def build_context(request: str, specs: dict[str, ContextSpec]) -> dict[str, list
 
 def cued(values: list[str], body: str, cues: list[str]) -> list[str]:
     """The values some cue names. A cue is a regex where ``{value}`` stands for a value (as written or with
-    spaces for underscores); it runs on the lower-cased text."""
+    spaces for underscores); it runs on the lower-cased text.
+
+    A cue compiled with the values in it is new for every new set of columns (~0.4 ms a cue), so two exact
+    shortcuts come first: a cue whose value-free form (``_gate``, compiled once) finds nothing cannot match
+    with any value, and a value written nowhere in the text (followed by no letter, digit or underscore)
+    can never be the one matched, so it leaves the alternation."""
     forms: dict[str, str] = {}
     for v in values:
         for form in (v.lower(), v.lower().replace("_", " ")):
             forms.setdefault(form, v)
     if not forms:
         return []
-    alt = "(?P<value>" + "|".join(re.escape(f) for f in sorted(forms, key=len, reverse=True)) + ")(?![a-z0-9_])"
+    ordered = sorted(forms, key=len, reverse=True)
     low = body.lower()
-    found = {forms[m.group("value")] for cue in cues for m in compiled(cue.replace("{value}", alt)).finditer(low)}
+    found: set[str] = set()
+    written = [f for f in ordered if _written(f, low, after_only=True)]
+    span = 1 << max(4, (len(ordered[0]) - 1).bit_length())  # the longest value's length, rounded up
+    for cue in cues:
+        gate = _gate(cue, span)
+        if gate is not None and not (written and gate.search(low)):
+            continue
+        pattern = compiled(cue.replace("{value}", _alternation(ordered if gate is None else written)))
+        found.update(forms[m.group("value")] for m in pattern.finditer(low))
     return [v for v in values if v in found]
+
+
+def _alternation(forms: list[str]) -> str:
+    return "(?P<value>" + "|".join(re.escape(f) for f in forms) + ")" + _VALUE_END
+
+
+_VALUE_END = "(?![a-z0-9_])"
+_WORD_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_")  # what [a-z0-9_] matches (no flags)
+# not read by _gate: inline flags i (a value matched in other cases) and x (comments), comment groups, and
+# atomic groups and possessive quantifiers (they commit to one path)
+_UNREAD = re.compile(r"\(\?[aiLmsux-]*[ix]|\(\?#|\(\?>|[*+?}]\+")
+
+
+def _inside_negation(cue: str) -> bool | None:
+    """Whether ``{value}`` sits in a negative lookaround or a character class (None: the cue is not read)."""
+    stack: list[bool] = []
+    i, found = 0, None
+    while i < len(cue):
+        ch = cue[i]
+        if ch == "\\":
+            i += 2
+            continue
+        if ch == "[":
+            i += 2 if cue.startswith("[^", i) else 1
+            i += 1 if cue.startswith("]", i) else 0  # a leading ] is a member
+            while i < len(cue) and cue[i] != "]":
+                if cue.startswith("{value}", i):
+                    return True
+                i += 2 if cue[i] == "\\" else 1
+        elif ch == "(":
+            stack.append(cue.startswith(("(?!", "(?<!"), i))
+        elif ch == ")":
+            if not stack:
+                return None
+            stack.pop()
+        elif cue.startswith("{value}", i):
+            found = any(stack)
+        i += 1
+    return found if not stack else None
+
+
+@functools.lru_cache(maxsize=1024)
+def _gate(cue: str, span: int) -> re.Pattern[str] | None:
+    """The cue with any text of up to ``span`` characters where ``{value}`` stands: whatever the cue matches
+    with a value that long, this matches too (None: no such guarantee, as ``{value}`` is not written once, in
+    plain context, case-sensitively)."""
+    after = cue.split("{value}", 1)[-1][:1]
+    if (cue.count("{value}") != 1 or after in ("*", "+", "?", "{") or _UNREAD.search(cue)
+            or _inside_negation(cue) is not False):
+        return None
+    try:
+        return re.compile(cue.replace("{value}", rf"(?P<value>[\s\S]{{0,{span}}}?){_VALUE_END}"))
+    except re.error:
+        return None
 
 
 def _group(match: re.Match[str]) -> str:
@@ -228,6 +295,19 @@ def _abbreviates(name: str, word: str) -> bool:
     return all(ch in rest for ch in name)  # the name's letters, in order, within the word
 
 
+def _written(form: str, low: str, *, after_only: bool = False) -> bool:
+    """Whether the text writes ``form`` with no [a-z0-9_] after it, nor (unless ``after_only``) before it: a
+    string scan, where a regex per value would be compiled anew for every new column."""
+    i = low.find(form)
+    while i >= 0:
+        end = i + len(form)
+        if ((after_only or i == 0 or low[i - 1] not in _WORD_CHARS)
+                and (end == len(low) or low[end] not in _WORD_CHARS)):
+            return True
+        i = low.find(form, i + 1)
+    return False
+
+
 def mentioned(values: list[str], body: str) -> list[str]:
     """The values the text names: as written, with spaces for underscores ('interest rate'), or as a word
     they abbreviate (a value 'dept' is named by 'department', 'qty' by 'quantity'). A word of the text is
@@ -238,7 +318,7 @@ def mentioned(values: list[str], body: str) -> list[str]:
     for value in values:
         low = value.lower().strip()
         forms = {low, low.replace("_", " ")}
-        as_written = any(f and re.search(rf"(?<![a-z0-9_]){re.escape(f)}(?![a-z0-9_])", low_body) for f in forms)
+        as_written = any(f and _written(f, low_body) for f in forms)
         if as_written or (len(low) >= 3 and re.fullmatch(r"[a-z0-9]+", low)
                           and any(_abbreviates(low, w) for w in words)):
             named.append(value)

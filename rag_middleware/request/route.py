@@ -55,7 +55,8 @@ class Router:
         tenant = self.tenant(ask.tenant)
         domain = self.domains.get(ask.domain)
         variant = assign(domain.spec.variants, domain=domain.name, tenant=tenant, key=ask.user, forced=ask.variant)
-        ask = ask.model_copy(update={"tenant": tenant})
+        if ask.tenant != tenant:  # a frozen model: one that names its tenant is used as it is
+            ask = ask.model_copy(update={"tenant": tenant})
         if self.taught is not None:
             domain = self.taught.domain(domain, ask)
         return Route(ask=ask, domain=domain, variant=variant, assembler=self.assembler_for(domain, variant))
