@@ -164,3 +164,15 @@ def test_a_range_about_a_unit_word_is_judged_on_the_numbers_the_requests_write_w
     assert [t for t, _, _ in rule.ranges] == ["> 100 user"] and rule.reliable
     assert rule.decide({"users", "outage"}, {"user": [300.0]}) == ("urgent", ["> 100 user"])
     assert rule.decide({"users"}, {"user": [30.0]}) == ("low", [])  # below the range: the default
+
+
+def test_a_labels_own_name_breaks_ties_even_when_the_rule_is_weak():
+    weak = GlossRule(("kind",), {"liability": "liability", "person": "liability", "vehicle": "auto"}, None,
+                     decided=10, right=6)
+    assert not weak.tiebreak
+    spec = {("kind",): VoteSpec(margin=0.9, decide=1.0)}
+    voters = [Neighbour("a", 0.9, {"kind": "auto"}, 1.0), Neighbour("b", 0.89, {"kind": "liability"}, 1.0)]
+    named = field_votes(voters, spec, question="online liability claim form", glossed={("kind",): weak})[0]
+    assert named["allowed"] == ["liability"] and named["tiebreak"]
+    worded = field_votes(voters, spec, question="a person slipped", glossed={("kind",): weak})[0]
+    assert set(worded["allowed"]) == {"auto", "liability"}  # a weak rule's other words do not

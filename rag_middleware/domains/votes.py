@@ -221,7 +221,9 @@ def field_votes(neighbours: list[Neighbour], specs: dict[Path, VoteSpec], *,
                         "mention": said[0]})
             continue
         rule = (glossed or {}).get(path)
-        hit = rule.decide(terms, numbers) if rule is not None and rule.tiebreak else None
+        hit = rule.decide(terms, numbers) if rule is not None else None
+        if hit is not None and not rule.tiebreak and not (hit[1] and set(hit[1]) <= _names_of(hit[0])):
+            hit = None  # a rule short of a tiebreak still breaks ties by the label's own name ("liability")
         if hit is not None and rule.reliable:
             out.append(_glossed(shown, _unlabel(hit[0], spec), hit, spec.presence))
             continue
@@ -235,6 +237,10 @@ def field_votes(neighbours: list[Neighbour], specs: dict[Path, VoteSpec], *,
         if rule.presence and path not in specs and rule.reliable and (hit := rule.decide(terms, numbers)) is not None:
             out.append(_glossed("/" + "/".join(path), hit[0], hit, True))
     return out
+
+
+def _names_of(label: str) -> set[str]:
+    return {label.lower(), label.lower().replace("_", " ")}
 
 
 def _glossed(shown: str, value: Any, hit: tuple[str, list[str]], presence: bool) -> dict[str, Any]:
