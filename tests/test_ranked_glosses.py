@@ -176,3 +176,21 @@ def test_a_labels_own_name_breaks_ties_even_when_the_rule_is_weak():
     assert named["allowed"] == ["liability"] and named["tiebreak"]
     worded = field_votes(voters, spec, question="a person slipped", glossed={("kind",): weak})[0]
     assert set(worded["allowed"]) == {"auto", "liability"}  # a weak rule's other words do not
+
+
+def test_what_a_request_denies_is_no_gloss_word_and_a_fields_own_name_glosses_nothing():
+    from rag_middleware.domains.votes import asserted_terms
+
+    said = asserted_terms("I was not injured, but the car is wrecked. Nobody was hurt; the driver didn't stop")
+    assert "injured" not in said and "hurt" not in said and "stop" not in said and "wrecked" in said
+    assert affirmed("injury_reported is true when a person was hurt", {"injury_reported"}).split() == [
+        "is", "true", "when", "a", "person", "was", "hurt"]
+    assert "web_form" in affirmed("web_form for an online form", {"injury_reported"})  # a label's name stays
+    schema = {"type": "object", "properties": {"injury_reported": {
+        "type": "boolean", "description": "true when a person was injured or hurt; damage to things is false"}}}
+    examples = ([(f"my son was injured in the crash {i}", {"injury_reported": True}) for i in range(3)]
+                + [(f"the car was damaged, I was not injured {i}", {"injury_reported": False}) for i in range(3)])
+    rule = gloss_rules(schema, {("injury_reported",): VoteSpec()}, {("injury_reported",): []}, [],
+                       examples)[("injury_reported",)]
+    assert rule.terms.get("injured") == "true"  # "not injured" contradicts nothing
+    assert not {"reported", "injury reported"} & set(rule.terms)

@@ -172,17 +172,19 @@ def gloss_rules(schema: dict[str, Any] | None, specs: dict[Path, Any], labels: d
     labels voted inside the object as glosses of its being set. So does a nullable top-level scalar that is
     neither voted nor derived (a limit, a time window, a city), from its own description and rules
     (``presence_glosses``)."""
-    from .votes import PRESENT, _terms, labels_at  # votes imports nothing of this module at load
+    from .votes import PRESENT, _terms, asserted_terms, labels_at  # votes imports nothing of this module at load
 
     from .narrowing import types_of
 
     texts = [singulars(_terms(q)) for q, _ in examples]
     out = _presence_rules(schema, set(specs) | set(derived), rules, texts, examples)
+    said = [singulars(asserted_terms(q)) for q, _ in examples]  # a label's words count where not denied
     plain = [p for p, s in specs.items() if not s.per_clause and "*" not in p]
     labels = {**labels, **{p: ["true", "false"] for p in plain if not labels.get(p) and any(
         types_of(node) - {"null"} == {"boolean"} for node in schema_nodes(schema or {}, p))}}  # "true when ..."
     found = label_glosses(schema, [p for p in plain if not specs[p].presence], labels, rules)
     fields = number_fields(schema)
+    fields_named = {n for n in _field_names(schema) if "_" in n}
     for path in plain:
         presence = bool(specs[path].presence)
         inner = [p for p in plain if len(p) > len(path) and p[: len(path)] == path] if presence else [path]
@@ -193,7 +195,7 @@ def gloss_rules(schema: dict[str, Any] | None, specs: dict[Path, Any], labels: d
         # the object is set); a label's own name glosses that label
         candidates = _one_label((term, PRESENT if presence else label) for p in inner
                                 for label, clauses in found.get(p, {}).items() for clause in clauses
-                                for term in singulars(_terms(affirmed(clause)))
+                                for term in singulars(_terms(affirmed(clause, fields_named)))
                                 if (term in names and not presence) or not (parts & {term, *term.split()}))
         about = [] if presence else range_glosses(found.get(path, {}), fields, path)
         ranges = tuple((f"{'/'.join(source)} {span.shown}" if isinstance(source, tuple) else f"{span.shown} {source}",
@@ -201,9 +203,10 @@ def gloss_rules(schema: dict[str, Any] | None, specs: dict[Path, Any], labels: d
         candidates |= _one_label((term, label) for (term, _, _), (_, _, label) in zip(ranges, about, strict=True))
         if not candidates:
             continue
-        hit = [texts[i] | {t for t, source, r in ranges if r.holds(
+        base = texts if presence else said
+        hit = [base[i] | {t for t, source, r in ranges if r.holds(
             next(iter(values_at(a, source)), None) if isinstance(source, tuple) else unit_values(q, source))}
-               for i, (q, a) in enumerate(examples)] if ranges else texts
+               for i, (q, a) in enumerate(examples)] if ranges else base
         truths = [labels_at(a, path, presence) for _, a in examples]
         ordered = [str(v) for v in labels.get(path, []) if isinstance(v, str)] if _ranked(schema, path, rules) else []
         rule = max((_judge_rule(path, candidates, hit, truths, ranks) for ranks in
@@ -227,10 +230,25 @@ def _ranked(schema: dict[str, Any] | None, path: Path, rules: list[str]) -> bool
 _NEGATED = re.compile(r"\b(?:without|not|no|never|except|excluding|unless)\b.*", re.I | re.S)
 
 
-def affirmed(clause: str) -> str:
-    """A clause without its negated tail: "a person hurt without hospital care" glosses its label by "person
-    hurt", not by "hospital" (a request that names a hospital is the very case the clause leaves out)."""
-    return _NEGATED.sub("", clause)
+_IDENTIFIER = re.compile(r"\b[a-z][a-z0-9]*(?:_[a-z0-9]+)+\b", re.I)
+
+
+def affirmed(clause: str, fields: frozenset[str] | set[str] = frozenset()) -> str:
+    """A clause without its negated tail ("a person hurt without hospital care" glosses its label by "person
+    hurt", not by "hospital": a request that names a hospital is the very case the clause leaves out), and
+    without the snake_case field names it writes ("injury_reported is true when ...": a field's name is no
+    evidence; a label's, such as web_form, is)."""
+    return _IDENTIFIER.sub(lambda m: " " if m.group(0) in fields else m.group(0), _NEGATED.sub("", clause))
+
+
+def _field_names(schema: Any) -> set[str]:
+    """Every property name the schema declares, at any depth."""
+    if isinstance(schema, list):
+        return {name for item in schema for name in _field_names(item)}
+    if not isinstance(schema, dict):
+        return set()
+    own = set(schema.get("properties") or {}) if isinstance(schema.get("properties"), dict) else set()
+    return own | {name for value in schema.values() for name in _field_names(value)}
 
 
 _NULL_CLAUSE = re.compile(r"\b(?:null|none|otherwise)\b", re.I)

@@ -97,6 +97,16 @@ def _terms(text: str) -> set[str]:
     return singles | pairs
 
 
+_CLAUSES = re.compile(r"[,;.!?()\n]+")
+_DENIED = re.compile(r"\b(?:not|no|never|without|nobody|none|neither|nor|cannot)\b|n't\b", re.I)
+
+
+def asserted_terms(text: str) -> set[str]:
+    """A text's terms without what it denies: each clause up to its first negation ("I was not injured" holds
+    no "injured"; "nobody was hurt" no "hurt"). Gloss rules read requests and examples so."""
+    return _terms(" , ".join(_DENIED.split(clause, maxsplit=1)[0] for clause in _CLAUSES.split(text)))
+
+
 def _cue_counts(examples: list[tuple[str, Any]], paths: list[Path], presence: set[Path] | frozenset[Path] = frozenset()
                 ) -> tuple[list[set[str]], Counter[str], dict[Path, dict[str, Counter[str]]], list[dict[Path, str]]]:
     term_sets = [_terms(q) for q, _ in examples]
@@ -205,6 +215,7 @@ def field_votes(neighbours: list[Neighbour], specs: dict[Path, VoteSpec], *,
     likeliest value of each numeric field a gloss rule's ranges are about."""
     out: list[dict[str, Any]] = []
     terms = _terms(question) if cues or glossed else set()
+    asserted = asserted_terms(question) if glossed else set()  # label gloss words count where not denied
     ranked = sorted(neighbours, key=lambda n: -n.similarity)
     for path, spec in specs.items():
         if spec.per_clause:
@@ -221,7 +232,7 @@ def field_votes(neighbours: list[Neighbour], specs: dict[Path, VoteSpec], *,
                         "mention": said[0]})
             continue
         rule = (glossed or {}).get(path)
-        hit = rule.decide(terms, numbers) if rule is not None else None
+        hit = rule.decide(terms if spec.presence else asserted, numbers) if rule is not None else None
         if hit is not None and not rule.tiebreak and not (hit[1] and set(hit[1]) <= _names_of(hit[0])):
             hit = None  # a rule short of a tiebreak still breaks ties by the label's own name ("liability")
         if hit is not None and rule.reliable:
