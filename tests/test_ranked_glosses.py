@@ -99,6 +99,8 @@ def test_a_tiebreak_rule_chooses_among_the_labels_the_neighbours_admit():
     voters = [Neighbour("a", 0.9, {"level": "high"}, 1.0), Neighbour("b", 0.89, {"level": "medium"}, 1.0)]
     record = field_votes(voters, spec, question="a leak in the roof", glossed={("level",): rule})[0]
     assert record["allowed"] == ["medium"] and record["tiebreak"] and record["gloss"] == ["leak"]
+    from rag_middleware.domains.glosses import glossed
+    assert glossed(record["gloss"], record["tiebreak"]) == "gloss words: leak, breaking the neighbours' tie"
     far = field_votes(voters, spec, question="a fire? no, low", glossed={("level",): GlossRule(
         ("level",), {"low": "low"}, None, decided=10, right=8)})[0]
     assert set(far["allowed"]) == {"high", "medium"} and "tiebreak" not in far  # its label is not admitted

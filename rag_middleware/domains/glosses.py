@@ -159,9 +159,10 @@ def singulars(terms: set[str]) -> set[str]:
     return terms | {" ".join(map(_singular, t.split())) for t in terms}
 
 
-def glossed(words: list[str]) -> str:
+def glossed(words: list[str], tiebreak: bool = False) -> str:
     """How a gloss decision is explained (``--explain``, the replay report)."""
-    return "gloss words: " + ", ".join(words) if words else "no gloss word: the examples' default"
+    shown = "gloss words: " + ", ".join(words) if words else "no gloss word: the examples' default"
+    return shown + ", breaking the neighbours' tie" if tiebreak else shown
 
 
 def gloss_rules(schema: dict[str, Any] | None, specs: dict[Path, Any], labels: dict[Path, list[Any]], rules: list[str],
