@@ -196,3 +196,20 @@ def test_what_a_request_denies_is_no_gloss_word_and_a_fields_own_name_glosses_no
                        examples)[("injury_reported",)]
     assert rule.terms.get("injured") == "true"  # "not injured" contradicts nothing
     assert not {"reported", "injury reported"} & set(rule.terms)
+
+
+def test_a_request_written_as_a_form_takes_the_forms_label_instead_of_the_default(claims):
+    from rag_middleware.domains.votes import field_lines
+
+    assert field_lines("Name: Jo Smith\nPolicy: POL-123456\nIncident: bike stolen") and not field_lines("Policy: 1")
+    channel = claims.gloss_rules[("channel",)]
+    assert channel.default == "email" and channel.shaped == "web_form"
+    assert claims.gloss_rules[("severity",)].shaped is None  # no default to stand in for
+    form = "Name: Jo Smith\nPolicy: POL-123456\nIncident: my bike was stolen from the station\nValue: 800"
+    record = next(v for v in field_votes([], claims.declarative.spec.vote, question=form,
+                                         glossed=claims.gloss_rules) if v["path"] == "/channel")
+    assert record["allowed"] == ["web_form"] and record["gloss"] == ["<field: value lines>"]
+    chat = "hi, on the chat:\nName: Jo\nPolicy: POL-123456"  # a gloss word still comes first
+    record = next(v for v in field_votes([], claims.declarative.spec.vote, question=chat,
+                                         glossed=claims.gloss_rules) if v["path"] == "/channel")
+    assert record["allowed"] == ["chat"]

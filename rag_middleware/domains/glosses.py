@@ -21,6 +21,7 @@ from typing import Any
 
 from .paths import Path, schema_nodes, values_at
 from .ranges import NumberRange, Source, number_fields, range_glosses, unit_values
+from .votes import FIELD_LINES, field_lines
 
 __all__ = ["GLOSS_WEIGHT", "GlossRule", "gloss_pairs", "gloss_rules", "glossed", "presence_glosses", "label_glosses"]
 
@@ -111,6 +112,8 @@ class GlossRule:
     ranges: tuple[tuple[str, Source, NumberRange], ...] = ()  # (its term, numeric field or unit, range): ranges.py
     ranks: tuple[str, ...] = ()  # ordered labels, lowest first: the highest label hit wins ("the highest level
     # any condition reaches"); empty: a request hitting two labels' words is undecided
+    shaped: str | None = None  # the label of the examples written as forms ("Label: value" lines), when it is
+    # not the default: such a request holding no gloss word takes it instead of the default
 
     @property
     def tiebreak(self) -> bool:
@@ -143,6 +146,8 @@ class GlossRule:
             return top, hits[top]
         if len(hits) == 1:
             return next(iter(hits.items()))
+        if not hits and self.shaped is not None and FIELD_LINES in terms:
+            return self.shaped, [FIELD_LINES]
         return (self.default, []) if not hits and self.default is not None else None
 
     def judged(self) -> dict[str, Any]:
@@ -213,8 +218,20 @@ def gloss_rules(schema: dict[str, Any] | None, specs: dict[Path, Any], labels: d
         rule = max((_judge_rule(path, candidates, hit, truths, ranks) for ranks in
                     ((), *((tuple(ordered), tuple(ordered[::-1])) if len(ordered) >= 3 and not presence else ()))),
                    key=lambda r: (r.reliable, r.tiebreak, 2 * r.right + r.default_right - r.decided))
-        out[path] = replace(rule, ranges=tuple(r for r in ranges if r[0] in rule.terms))
+        out[path] = replace(rule, ranges=tuple(r for r in ranges if r[0] in rule.terms),
+                            shaped=_shaped(rule, examples, truths))
     return out
+
+
+def _shaped(rule: GlossRule, examples: list[tuple[str, Any]], truths: list[list[str]]) -> str | None:
+    """The one label (not the default) that the examples written as forms carry: at least 2, 90% of them."""
+    if rule.default is None or rule.presence:
+        return None
+    found = Counter(t[0] for (q, _), t in zip(examples, truths, strict=True) if len(t) == 1 and field_lines(q))
+    if not found:
+        return None
+    label, count = found.most_common(1)[0]
+    return label if count >= 2 and count >= DEFAULT_SHARE * sum(found.values()) and label != rule.default else None
 
 
 _RANKED = re.compile(r"\b(?:highest|lowest|maximum|minimum|worst|(?:most|least) (?:severe|serious|urgent|important))\b",

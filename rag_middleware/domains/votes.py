@@ -97,6 +97,15 @@ def _terms(text: str) -> set[str]:
     return singles | pairs
 
 
+FIELD_LINES = "<field: value lines>"  # the shape of a message written as two lines or more of "Label: value"
+_FIELD_LINE = re.compile(r"^[ \t]*[A-Za-z][\w /&'()-]{0,30}:[ \t]*\S", re.M)
+
+
+def field_lines(text: str) -> bool:
+    """Whether the text is written as a form: two lines or more of "Label: value"."""
+    return len(_FIELD_LINE.findall(text)) >= 2
+
+
 _CLAUSES = re.compile(r"[,;.!?()\n]+")
 _DENIED = re.compile(r"\b(?:not|no|never|without|nobody|none|neither|nor|cannot)\b|n't\b", re.I)
 
@@ -216,6 +225,7 @@ def field_votes(neighbours: list[Neighbour], specs: dict[Path, VoteSpec], *,
     out: list[dict[str, Any]] = []
     terms = _terms(question) if cues or glossed else set()
     asserted = asserted_terms(question) if glossed else set()  # label gloss words count where not denied
+    asserted |= {FIELD_LINES} if glossed and field_lines(question) else set()
     ranked = sorted(neighbours, key=lambda n: -n.similarity)
     for path, spec in specs.items():
         if spec.per_clause:
