@@ -77,7 +77,8 @@ def test_the_highest_label_hit_wins_when_the_examples_bear_it_out():
     assert rule.decide({"fire"}, {("amount",): 200}) == ("high", ["fire"])
     assert rule.decide({"fence"}, {("amount",): 2500}) == ("medium", ["amount 1,000 to 9,999"])
     assert rule.decide({"fence"}, {("amount",): None}) is None
-    assert rule.reliable and rule.right == rule.decided  # every example is decided, and rightly
+    assert rule.right == rule.decided  # every example is decided, and rightly
+    assert rule.tiebreak and not rule.reliable  # levels break ties only: unnamed conditions read too low
 
 
 def test_a_field_whose_words_say_no_levels_keeps_plain_semantics():

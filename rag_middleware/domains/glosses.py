@@ -130,9 +130,11 @@ class GlossRule:
     @property
     def reliable(self) -> bool:
         """Right GLOSS_RELIABLE of the time over its words and its default together, and its words alone at least
-        WORDS_RELIABLE of the time."""
+        WORDS_RELIABLE of the time. A rule of levels never decides alone: the highest level its words reach is
+        only as high as the conditions the domain's words name (a surgery they do not name reads as medium), so
+        it breaks ties at most."""
         done, right = self.decided + self.defaulted, self.right + self.default_right
-        return (self.decided >= GLOSS_MIN and self.right >= WORDS_RELIABLE * self.decided
+        return (not self.ranks and self.decided >= GLOSS_MIN and self.right >= WORDS_RELIABLE * self.decided
                 and right >= GLOSS_RELIABLE * done)
 
     def decide(self, terms: set[str], numbers: dict[Source, Any] | None = None) -> tuple[str, list[str]] | None:
@@ -217,7 +219,7 @@ def gloss_rules(schema: dict[str, Any] | None, specs: dict[Path, Any], labels: d
         ordered = [str(v) for v in labels.get(path, []) if isinstance(v, str)] if _ranked(schema, path, rules) else []
         rule = max((_judge_rule(path, candidates, hit, truths, ranks) for ranks in
                     ((), *((tuple(ordered), tuple(ordered[::-1])) if len(ordered) >= 3 and not presence else ()))),
-                   key=lambda r: (r.reliable, r.tiebreak, 2 * r.right + r.default_right - r.decided))
+                   key=lambda r: (r.tiebreak, 2 * r.right + r.default_right - r.decided))
         out[path] = replace(rule, ranges=tuple(r for r in ranges if r[0] in rule.terms),
                             shaped=_shaped(rule, examples, truths))
     return out
