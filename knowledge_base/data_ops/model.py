@@ -7,6 +7,7 @@ knows its message, check, columns, repair and grammar. The model, the grammar an
 
 from __future__ import annotations
 
+import copy
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -72,10 +73,10 @@ class Arg:
     def schema(self) -> dict[str, Any]:
         """The argument's shape; columns carry the contexts of domain.yaml the core grounds them in (``POOLS``). A
         grounded list holds each column once; a map has no maxProperties (llama.cpp's llguidance drops those)."""
-        ground = {"x-ground": _fresh(POOLS.get(self.pool))}
+        ground, value = {"x-ground": copy.deepcopy(POOLS.get(self.pool))}, copy.deepcopy(self.value)
         return {"query": {"type": "string", "minLength": 3, "maxLength": 200},
                 "columns": {"type": "array", "items": {"type": "string"}, "minItems": 1, **ground},
-                "map": {"type": "object", "additionalProperties": _fresh(self.value), "minProperties": 1, **ground},
+                "map": {"type": "object", "additionalProperties": value, "minProperties": 1, **ground},
                 "n": {"type": "integer", "minimum": 1}, "flag": {"type": "boolean"},
                 "const": {"const": self.value}}.get(self.kind, {"type": "string", **ground})
 
@@ -166,17 +167,10 @@ def grammar_schema(context: dict[str, Any]) -> dict[str, Any]:
         return _obj({"type": {"const": kind}, "execution_instructions": _obj(
             {"method": {"type": "string", "maxLength": 60}, "args": args, "kwargs": kwargs})})
 
-    return _obj({  # built new each call, module-level values copied (_fresh): the caller may edit it
+    return _obj({  # built new each call, module-level values copied: the caller may edit it
         "task": {"enum": list(Task.__args__)}, "chart_type": {"enum": list(Chart.__args__)},
         "operations": {"type": "array", "items": {"anyOf": [branch(k, op) for k, op in OPS.items()]},
                        "minItems": 1, "maxItems": 6}})
-
-
-def _fresh(node: Any) -> Any:
-    """A copy of a JSON value's dicts and lists (a shared table's, such as FUNC or POOLS', put in a grammar)."""
-    if isinstance(node, dict):
-        return {k: _fresh(v) for k, v in node.items()}
-    return [_fresh(v) for v in node] if isinstance(node, list) else node
 
 
 def _typed(schema: dict[str, Any], _cls: Any = None) -> None:
