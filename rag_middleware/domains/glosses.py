@@ -21,7 +21,7 @@ from typing import Any
 
 from .paths import Path, schema_nodes, values_at
 from .ranges import NumberRange, Source, number_fields, range_glosses, unit_values
-from .votes import FIELD_LINES, field_lines
+from .votes import FIELD_LINES, PRESENT, _terms, asserted_terms, field_lines, label_forms, labels_at
 
 __all__ = ["GLOSS_WEIGHT", "GlossRule", "gloss_pairs", "gloss_rules", "glossed", "presence_glosses", "label_glosses"]
 
@@ -33,7 +33,7 @@ _ASIDE = re.compile(r"([\w-]+)\s*\(([^()]+)\)")  # a label and what its parenthe
 
 def _names(label: str, text: str) -> bool:
     low = text.lower()
-    forms = {label.lower(), label.lower().replace("_", " ")}
+    forms = label_forms(label)
     return any(re.search(rf"(?<![\w-]){re.escape(f)}(?![\w-])", low) for f in forms if f)
 
 
@@ -180,8 +180,6 @@ def gloss_rules(schema: dict[str, Any] | None, specs: dict[Path, Any], labels: d
     labels voted inside the object as glosses of its being set. So does a nullable top-level scalar that is
     neither voted nor derived (a limit, a time window, a city), from its own description and rules
     (``presence_glosses``)."""
-    from .votes import PRESENT, _terms, asserted_terms, labels_at  # votes imports nothing of this module at load
-
     from .narrowing import types_of
 
     texts = [singulars(_terms(q)) for q, _ in examples]
@@ -197,7 +195,7 @@ def gloss_rules(schema: dict[str, Any] | None, specs: dict[Path, Any], labels: d
         presence = bool(specs[path].presence)
         inner = [p for p in plain if len(p) > len(path) and p[: len(path)] == path] if presence else [path]
         names = {form for p in inner for label in labels.get(p, []) if isinstance(label, str)
-                 for form in (label.lower(), label.lower().replace("_", " "))}
+                 for form in label_forms(label)}
         parts = {w for name in names for w in re.split(r"[\s_-]+", name)} if presence else names
         # "price" in "cheapest price asc" glosses no label (nor, for a presence vote, "area" of area_sqm whether
         # the object is set); a label's own name glosses that label
@@ -309,8 +307,6 @@ def _one_label(pairs: Any) -> dict[str, str]:
 
 def _presence_rules(schema: dict[str, Any] | None, skip: set[Path], rules: list[str], texts: list[set[str]],
                     examples: list[tuple[str, Any]]) -> dict[Path, GlossRule]:
-    from .votes import _terms, labels_at
-
     out: dict[Path, GlossRule] = {}
     for path, clauses in presence_glosses(schema, rules, skip).items():
         candidates = _one_label((term, label) for clause, label in clauses for term in singulars(_terms(clause)))

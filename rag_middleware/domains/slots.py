@@ -61,6 +61,8 @@ class SlotBank:
     shapes: dict[Path, Any] = field(default_factory=dict)  # word_shapes.WordShape of the words fields
     _indexes: dict[str, WindowIndex] = field(default_factory=lambda: {"numbers": WindowIndex(),
                                                                        "words": WindowIndex()}, repr=False)
+    _shares: dict[tuple[str, Path, int], dict[Any, float]] = field(default_factory=dict, repr=False,
+                                                                   compare=False)  # the last few requests
 
     def candidates(self, question: str, kind: str) -> list[tuple[Any, frozenset[str]]]:
         if kind == "numbers":
@@ -116,6 +118,9 @@ class SlotBank:
         small); empty for a field that is not a numbers slot or without windows."""
         if path not in self.numbers or not self.windows["numbers"]:
             return {}
+        key = (question, path, len(self.windows["numbers"]))  # one request asks twice (ranges, set when found)
+        if key in self._shares:
+            return dict(self._shares[key])
         bank = self.windows["numbers"]
         feature_sets = [w for w, _ in bank]
         out: dict[Any, float] = {}
@@ -124,7 +129,10 @@ class SlotBank:
             total = sum(sim for sim, _ in ranked)
             share = sum(sim for sim, i in ranked if path in bank[i][1]) / total if total else 0.0
             out[candidate] = max(share, out.get(candidate, 0.0))
-        return out
+        if len(self._shares) >= 16:
+            self._shares.clear()  # one step, safe beside another thread
+        self._shares[key] = out
+        return dict(out)
 
     def likeliest(self, question: str, path: Path) -> Any:
         """The number of the request most likely a numbers field's, or None: the value a gloss rule's number

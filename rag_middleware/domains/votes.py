@@ -243,7 +243,7 @@ def field_votes(neighbours: list[Neighbour], specs: dict[Path, VoteSpec], *,
             continue
         rule = (glossed or {}).get(path)
         hit = rule.decide(terms if spec.presence else asserted, numbers) if rule is not None else None
-        if hit is not None and not rule.tiebreak and not (hit[1] and set(hit[1]) <= _names_of(hit[0])):
+        if hit is not None and not rule.tiebreak and not (hit[1] and set(hit[1]) <= label_forms(hit[0])):
             hit = None  # a rule short of a tiebreak still breaks ties by the label's own name ("liability")
         if hit is not None and rule.reliable:
             out.append(_glossed(shown, _unlabel(hit[0], spec), hit, spec.presence))
@@ -260,7 +260,8 @@ def field_votes(neighbours: list[Neighbour], specs: dict[Path, VoteSpec], *,
     return out
 
 
-def _names_of(label: str) -> set[str]:
+def label_forms(label: str) -> set[str]:
+    """How a text writes a label as words: "web_form" and "web form"."""
     return {label.lower(), label.lower().replace("_", " ")}
 
 
