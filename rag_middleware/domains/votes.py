@@ -90,8 +90,7 @@ STOP_WORDS = frozenset([  # words that name no value: never cues, never slot can
 
 
 def _terms(text: str) -> set[str]:
-    words = [w[:-2] if w.endswith("'s") else w.strip("'-") for w in _WORD.findall(text.lower())]  # "caller's":
-    # caller; "'how many'" in a rule: how many
+    words = [w[:-2] if w.endswith("'s") else w.strip("'-") for w in _WORD.findall(text.lower())]  # caller's, 'many'
     singles = {w for w in words if w not in STOP_WORDS}
     pairs = {f"{a} {b}" for a, b in pairwise(words) if not (a in STOP_WORDS and b in STOP_WORDS)}
     return singles | pairs
