@@ -96,11 +96,9 @@ class SlotBank:
             feature_sets = [w for w, _ in bank]
             gone = skip.get(kind, range(0)) if skip else range(0)
             for value, feats in self.candidates(question, kind) if paths and bank else []:
-                found = [(sim, i) for sim, i in index.nearest(feats, feature_sets) if i not in gone]
-                ranked = [(sim, bank[i][1]) for sim, i in found[: self.k]]
-                total = sum(s for s, _ in ranked)
+                ranked = self._ranked(bank, index, feature_sets, feats, gone)
                 for path in paths:
-                    share = sum(s for s, labels in ranked if path in labels) / total if total else 0.0
+                    share = _share(ranked, path)
                     if share >= self.margin and (path not in self.shapes or self.shapes[path].admits(value, question)):
                         picks.setdefault(path, []).append((value, share))
         out = []
@@ -112,6 +110,12 @@ class SlotBank:
                             "voters": [], "confident": True, "slot": True})
         return out
 
+    def _ranked(self, bank: list[tuple[frozenset[str], frozenset[Path]]], index: WindowIndex,
+                feature_sets: list[frozenset[str]], feats: frozenset[str], gone: range = range(0)
+                ) -> list[tuple[float, frozenset[Path]]]:
+        """The similarity and the fields of a mention's ``k`` nearest windows in ``bank`` (``gone`` left out)."""
+        found = [(sim, i) for sim, i in index.nearest(feats, feature_sets) if i not in gone]
+        return [(sim, bank[i][1]) for sim, i in found[: self.k]]
 
     def shares(self, question: str, path: Path) -> dict[Any, float]:
         """Per number of the request, the share of its nearest windows that fill a numbers field (however
@@ -125,9 +129,7 @@ class SlotBank:
         feature_sets = [w for w, _ in bank]
         out: dict[Any, float] = {}
         for candidate, feats in self.candidates(question, "numbers"):
-            ranked = self._indexes["numbers"].nearest(feats, feature_sets)[: self.k]
-            total = sum(sim for sim, _ in ranked)
-            share = sum(sim for sim, i in ranked if path in bank[i][1]) / total if total else 0.0
+            share = _share(self._ranked(bank, self._indexes["numbers"], feature_sets, feats), path)
             out[candidate] = max(share, out.get(candidate, 0.0))
         if len(self._shares) >= 16:
             self._shares.clear()  # one step, safe beside another thread
@@ -139,6 +141,12 @@ class SlotBank:
         ranges are judged on (glosses.GlossRule.ranges)."""
         found = {v: s for v, s in self.shares(question, path).items() if s > 0}
         return max(found, key=lambda v: found[v]) if found else None
+
+
+def _share(ranked: list[tuple[float, frozenset[Path]]], path: Path) -> float:
+    """The share of the nearest windows' similarity held by those that fill ``path``."""
+    total = sum(s for s, _ in ranked)
+    return sum(s for s, labels in ranked if path in labels) / total if total else 0.0
 
 
 def _same(expected: Any, value: Any) -> bool:

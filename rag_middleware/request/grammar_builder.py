@@ -143,23 +143,23 @@ class GrammarBuilder:
         # reviewed answers the domain was taught are in its anchors, slots and prototypes once already: a far
         # one (trust 1) adds nothing more as a neighbour there, a close one adds its trust
         taught = frozenset(n.id for n in voters if n.trust <= 1.0 and n.id in domain.learnt_ids)
+        body = request_body(question, domain.declarative.spec.context) if domain.declarative is not None else question
         if switches.vote and domain.declarative is not None and domain.declarative.spec.vote:
             spec = domain.declarative.spec
             votes = field_votes(voters, spec.vote, cues=scaled(domain.cues, reliability),
-                                question=request_body(question, spec.context),
+                                question=body,
                                 context=domain.declarative.context(question),
                                 named=trusted_names(reliability, domain.declarative.vote_labels())
                                 if switches.decide else None, decide=switches.decide,
                                 protos=prototype_shares(prototypes, reliability, spec.vote, query, voters, taught),
                                 glossed=domain.gloss_rules if switches.decide else None,
-                                numbers=range_values(domain, request_body(question, spec.context)))
+                                numbers=range_values(domain, body) if switches.decide else None)
             votes = gate(votes, reliability)
         if switches.vote and switches.ground and (domain.anchors or domain.slots is not None):
             # they choose among grounded values; reviewed neighbours' questions teach them too
             context = domain.declarative.spec.context
             reviewed = [(request_body(n.question, context), n.answer, n.trust) for n in voters
                         if n.reviewed and n.question and n.id not in taught]
-            body = request_body(question, context)
             votes += anchored(domain, body, reviewed, any(n.reviewed and n.near_identical for n in voters))
             votes += slotted(domain, body, reviewed) if domain.slots is not None else []
             votes += unfound(domain, body)
