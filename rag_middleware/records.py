@@ -115,6 +115,7 @@ class Attempt(BaseModel):
     repairs: list[str] = Field(default_factory=list)  # what the domain's deterministic repair changed
     votes: list[dict[str, Any]] = Field(default_factory=list)  # label votes that shaped this attempt's grammar
     grammar_notes: list[str] = Field(default_factory=list)  # grounding, derived fields, votes, per-clause steps
+    calibration: list[dict[str, Any]] = Field(default_factory=list)  # request/calibration.py: per label field
     error_kind: ErrorKind = ""
     transport_retries: int = 0
     done_reason: str = ""

@@ -41,7 +41,8 @@ class Mode:
     description: str
 
 
-_OFF = dict(memory=False, cot=False, repair=False, guide=False, ground=False, derive=False, vote=False, harden=False)
+_OFF = dict(memory=False, cot=False, repair=False, guide=False, ground=False, derive=False, vote=False, harden=False,
+            calibrate=False)
 MODES: dict[str, Mode] = {m.name: m for m in (
     Mode("baseline", Switches(examples=False, negatives=False, **_OFF), 1, "schema only, 1 attempt"),
     Mode("examples", Switches(examples=True, negatives=True, **_OFF), 1, "examples + negatives, 1 attempt"),
@@ -50,6 +51,7 @@ MODES: dict[str, Mode] = {m.name: m for m in (
     Mode("no-vote", Switches(memory=False, vote=False), 3, "full without label votes (ablation)"),
     Mode("no-ground", Switches(memory=False, ground=False), 3, "full without grounding (ablation)"),
     Mode("no-derive", Switches(memory=False, derive=False), 3, "full without derived fields (ablation)"),
+    Mode("no-calibrate", Switches(memory=False, calibrate=False), 3, "full without label calibration (ablation)"),
     Mode("declarative", Switches(memory=False, hooks=False), 3,
          "full with the domain's Python hooks off: what domain.yaml declares, and nothing else"),
 )}
@@ -125,6 +127,7 @@ def run_item(mw: Any, item: dict[str, Any], mode: Mode, *, learn: bool = False,
                    selected=[{"id": s.id, "source": s.source, "status": s.status, "similarity": s.similarity}
                              for s in result.selected],
                    votes=last.votes if last else [], repairs=last.repairs if last else [],
+                   calibration=last.calibration if last else [],
                    interaction_id=result.interaction_id, confidence=result.confidence,
                    confidence_parts=result.confidence_parts, logprobs=last.logprobs if last else None,
                    reviewed_sources=result.reviewed_sources,

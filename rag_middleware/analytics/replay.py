@@ -136,6 +136,7 @@ def _row(item: ReplayItem, mw: Middleware, opts: ReplayOptions) -> dict[str, Any
         template_version=result.template_version, interaction_id=result.interaction_id,
         first_try_valid=result.first_try_valid, confidence=result.confidence,
         votes=last.votes if last else [], repairs=last.repairs if last else [],
+        calibration=last.calibration if last else [],
     )
     reference = item.expected if item.expected is not None else item.recorded
     if reference is not None:

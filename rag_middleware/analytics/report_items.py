@@ -28,6 +28,7 @@ from pydantic import BaseModel, Field
 
 from ..domains.anchors import describe
 from ..domains.glosses import glossed
+from ..request.calibration import calibrated
 
 __all__ = [
     "ItemResult", "diff_values", "failing_items", "failing_items_html", "failing_items_md", "items_from_replay",
@@ -146,6 +147,7 @@ def explain(row: dict[str, Any]) -> list[str]:
             decided = f"left open ({vote.get('reason', 'no confident vote')})"
         shown = f"; scores {scores}" if scores and not vote.get("rule") else ""
         lines.append(f"vote {vote['path']}: {decided}{shown}")
+    lines += [f"calibrated {calibrated(c)}" for c in row.get("calibration") or [] if c.get("changed")]
     lines += [f"repair {r}" for r in row.get("repairs") or []]
     return lines
 

@@ -11,6 +11,7 @@ from rich.table import Table
 from ..domains.anchors import describe
 from ..domains.glosses import glossed
 from ..records import Attempt, SelectedExample
+from ..request.calibration import calibrated
 from .context import console
 
 __all__ = ["show_attempts", "show_decisions", "show_messages", "show_selection", "show_timings"]
@@ -77,8 +78,12 @@ def show_decisions(attempt: Attempt) -> None:
     if attempt.grammar_notes:
         console.print("[bold]grammar[/bold]\n  " + "\n  ".join(_clip(n, 160) for n in attempt.grammar_notes),
                       highlight=False)
+    if attempt.calibration:
+        console.print("[bold]calibration[/bold] (the model's lean, divided out)\n  "
+                      + "\n  ".join(calibrated(c) for c in attempt.calibration), highlight=False)
     if attempt.repairs:
         console.print("[bold]repairs[/bold]\n  " + "\n  ".join(attempt.repairs), highlight=False)
+
 
 
 def show_timings(timings: dict[str, float]) -> None:

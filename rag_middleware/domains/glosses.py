@@ -269,6 +269,28 @@ def _field_names(schema: Any) -> set[str]:
     return own | {name for value in schema.values() for name in _field_names(value)}
 
 
+_LEVELS = frozenset({"none", "minor", "low", "normal", "medium", "moderate", "mild", "high", "major", "severe",
+                     "critical", "urgent", "blocker", "trivial", "p0", "p1", "p2", "p3", "p4"})
+_DEFAULTING = re.compile(r"\b(?:otherwise|by default|unless|(?:when|if) (?:no|neither|none|nothing)\b)", re.I)
+
+
+def label_kinds(glosses: dict[Path, dict[str, list[str]]], rules: dict[Path, GlossRule]) -> set[Path]:
+    """The voted fields whose labels are kinds: a request that says nothing about the field has no label of its
+    own. Not a field whose examples show a default, whose labels are levels, or whose words give one label to a
+    request that names none ("apartment when no type is named", "otherwise low"): there, what a model answers
+    for an empty request is that label, no lean to divide out (request/calibration.py)."""
+    out = set()
+    for path, by_label in glosses.items():
+        rule = rules.get(path)
+        if rule is not None and (rule.default is not None or rule.ranks):
+            continue
+        if len({label.lower() for label in by_label} & _LEVELS) >= 2:  # "low", "high": levels by their names
+            continue
+        if not any(_DEFAULTING.search(clause) for clauses in by_label.values() for clause in clauses):
+            out.add(path)
+    return out
+
+
 _NULL_CLAUSE = re.compile(r"\b(?:null|none|otherwise)\b", re.I)
 _NEGATION = re.compile(r"\b(?:never|not|no)\b", re.I)
 

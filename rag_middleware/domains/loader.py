@@ -29,7 +29,7 @@ from .validation import JSONSchemaValidator, OutputValidator, PydanticValidator
 from .grounding import request_body
 from .infer import infer, set_when_found
 from .anchors import learnt_anchors
-from .glosses import gloss_pairs, gloss_rules, label_glosses
+from .glosses import gloss_pairs, gloss_rules, label_glosses, label_kinds
 from .slots import learnt_slots
 from .word_shapes import word_shapes
 from .votes import mine_cues
@@ -116,6 +116,7 @@ class Domain(BaseModel):
     learnt_key: str = ""  # a fingerprint of ``learnt`` ("" for the domain as loaded from its directory)
     glossed: list[tuple[str, Any]] = Field(default_factory=list)  # glosses.gloss_pairs: cue-mining pseudo-examples
     gloss_rules: dict[Any, Any] = Field(default_factory=dict)  # glosses.GlossRule per voted field, judged at load
+    label_kinds: set[Any] = Field(default_factory=set)  # glosses.label_kinds: the fields calibration may correct
     _shown: Any = PrivateAttr(default=None)  # the schema shown to the model, derived fields hidden
     _texts: dict[tuple[str, bool], str] = PrivateAttr(default_factory=dict)  # answer_text of stored answers
 
@@ -232,7 +233,8 @@ def load_domain(path: Path, *, override: dict[str, Any] | None = None,
     declarative = Declarative(decl_spec, validator.json_schema() if validator is not None else None)
     _check_declared(declarative, path, examples, negatives)
     voted = {p: v for p, v in decl_spec.vote.items() if not v.per_clause and "*" not in p}
-    glossed = gloss_pairs(label_glosses(declarative.schema, list(voted), declarative.vote_labels(), spec.rules))
+    by_label = label_glosses(declarative.schema, list(voted), declarative.vote_labels(), spec.rules)
+    glossed = gloss_pairs(by_label)
     cues = mine_cues([(e.question, e.answer) for e in taught] + glossed, voted) if voted else {}
     steps = _load_steps(spec, declarative, path, spec_path, lines, taught)
     pairs = [(request_body(e.question, decl_spec.context), e.answer) for e in taught]
@@ -246,7 +248,8 @@ def load_domain(path: Path, *, override: dict[str, Any] | None = None,
     return Domain(name=path.name, path=path, spec=spec, examples=examples, negatives=negatives, validator=validator,
                   step_bank=steps.bank, split=steps.split, step_rule=steps.rule, steps_path=steps.path,
                   declarative=declarative, inferred=inferred, cues=cues, plain_steps=steps.plain, anchors=anchors,
-                  slots=slots, learnt=list(learnt or []), glossed=glossed, gloss_rules=rules)
+                  slots=slots, learnt=list(learnt or []), glossed=glossed, gloss_rules=rules,
+                  label_kinds=label_kinds(by_label, rules))
 
 
 def _parse_yaml(spec_path: Path, text: str) -> Any:

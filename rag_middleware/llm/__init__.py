@@ -7,12 +7,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .base import Completion, GenerateRequest, LLMBackend, StreamChunk
+from .base import Completion, GenerateRequest, LLMBackend, StreamChunk, TokenProbe
 
 if TYPE_CHECKING:
     from ..config import Settings
 
-__all__ = ["LLM_BACKENDS", "Completion", "GenerateRequest", "LLMBackend", "StreamChunk", "make_backend"]
+__all__ = ["LLM_BACKENDS", "Completion", "GenerateRequest", "LLMBackend", "StreamChunk", "TokenProbe", "make_backend"]
 
 
 def _embedded(settings: Settings) -> LLMBackend:

@@ -7,7 +7,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, Field
 
-__all__ = ["Completion", "GenerateRequest", "LLMBackend", "StreamChunk"]
+__all__ = ["Completion", "GenerateRequest", "LLMBackend", "StreamChunk", "TokenProbe"]
 
 
 class GenerateRequest(BaseModel):
@@ -58,3 +58,11 @@ class LLMBackend(Protocol):
     def stream(self, request: GenerateRequest) -> Iterator[StreamChunk]: ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class TokenProbe(Protocol):
+    """An optional capability of a backend (request/calibration.py): the likeliest next tokens after a request,
+    as (token, log-probability) pairs, or None when this model or server cannot give them."""
+
+    def next_tokens(self, request: GenerateRequest, top: int) -> list[tuple[str, float]] | None: ...

@@ -160,6 +160,23 @@ class EmbeddedBackend:
         except (LookupError, TypeError, ValueError, AttributeError) as exc:
             raise self._malformed(exc) from None
 
+    def next_tokens(self, request: GenerateRequest, top: int) -> list[tuple[str, float]] | None:
+        """The ``top`` likeliest next tokens after the request's prompt, with their log-probabilities (one
+        token generated; the prompt is cached, so a probe that shares it costs its tail alone)."""
+        server, _ = self._loaded()
+        payload = {**self._payload(request.model_copy(update={"json_schema": None}), stream=False),
+                   "n_predict": 1, "logprobs": top}
+        try:
+            result = server.handle_completions(payload)
+        except Exception as exc:  # noqa: BLE001 - native errors
+            raise BackendError(f"embedded model failed: {type(exc).__name__}: {_one_line(exc)}") from None
+        self._check_error(result)
+        try:
+            content = result["choices"][0]["logprobs"]["content"]
+            return [(str(t["token"]), float(t["logprob"])) for t in content[0]["top_logprobs"]] if content else None
+        except (LookupError, TypeError, ValueError) as exc:
+            raise self._malformed(exc) from None
+
     def _completion(self, request: GenerateRequest, result: dict[str, Any], *, start: float,
                     load_ms: float) -> Completion:
         choice = result["choices"][0]

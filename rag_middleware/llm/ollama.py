@@ -40,6 +40,7 @@ class OllamaBackend:
         self._client = ollama.Client(host=host, timeout=httpx.Timeout(timeout, connect=connect_timeout))
         # token log-probabilities (request/confidence.py), when the installed client can ask for them
         self._logprobs = "logprobs" in inspect.signature(ollama.Client.chat).parameters
+        self._top_logprobs = "top_logprobs" in inspect.signature(ollama.Client.chat).parameters  # calibration
         # Ollama has no tokenize endpoint: 'auto' is the estimate, unless a tokenizer file is configured
         self._tokens = LazyTokenCounter(tokenizer)
 
@@ -122,6 +123,25 @@ class OllamaBackend:
         finally:
             if one_off:
                 client._client.close()
+
+    def next_tokens(self, request: GenerateRequest, top: int) -> list[tuple[str, float]] | None:
+        """The ``top`` likeliest next tokens after the request's messages (the last, an assistant turn, is
+        continued), with their log-probabilities; None when the client or the server cannot give them."""
+        if not self._top_logprobs:
+            return None
+        kwargs = {**self._kwargs(request, stream=False), "logprobs": True, "top_logprobs": top}
+        kwargs["options"] = {**kwargs["options"], "num_predict": 1}
+        kwargs.pop("format", None)
+        client, one_off = self._client_for(request)
+        try:
+            found = getattr(client.chat(**kwargs), "logprobs", None)
+        except Exception as exc:  # noqa: BLE001 - translated at the boundary
+            raise self._translate(exc) from None
+        finally:
+            if one_off:
+                client._client.close()
+        first = getattr(found[0], "top_logprobs", None) if found else None
+        return [(str(t.token), float(t.logprob)) for t in first] if first else None
 
     def stream(self, request: GenerateRequest) -> Iterator[StreamChunk]:
         start = time.perf_counter()

@@ -32,6 +32,7 @@ class Switches:
     vote: bool = True  # neighbours vote on voted fields; a confident vote narrows the grammar
     decide: bool = True  # a clear winner or a named label is admitted alone (off on a retry after it failed)
     harden: bool = True  # near misses snapped, repeats dropped, lists bounded
+    calibrate: bool = True  # the model's lean towards some labels divided out (calibration.py)
     hooks: bool = True  # the domain's Python hooks (grammar, repair, clause split/rule); off: data only
 
 

@@ -27,6 +27,7 @@ from tenacity import (
 
 from .ask import Request, Switches
 from .assembly import Assembler, Assembly
+from .calibration import calibrate, eligible_fields, fixed
 from .route import Route
 from ..llm import Completion, GenerateRequest, LLMBackend, StreamChunk
 from ..config import Settings
@@ -110,6 +111,7 @@ class AttemptLoop:
                     attempt.repairs = outcome.repairs
                     if outcome.ok:
                         attempt.output = outcome.value
+                        self._calibrated(call, current, attempt)
                     else:
                         attempt.error_kind = "validation"
                         attempt.errors = outcome.errors
@@ -117,6 +119,46 @@ class AttemptLoop:
                 if attempt.errors:
                     raise InvalidAnswer()
         return current
+
+    def _calibrated(self, call: Call, assembly: Assembly, attempt: Attempt) -> None:
+        """Label calibration (calibration.py) of a valid answer: where it changes a label, the answer is
+        generated again with the changed labels fixed, and replaces this attempt's when it is valid too."""
+        domain = call.domain
+        if not call.switches.calibrate or assembly.json_schema is None or not isinstance(attempt.output, dict):
+            return
+        declared = ((domain.declarative.schema if domain.declarative is not None else None) or {}).get("properties")
+        kinds = {path[0] for path in domain.label_kinds if len(path) == 1}
+        fields = eligible_fields(assembly.json_schema, declared or {}, kinds)
+        if not fields:
+            return
+        sent = GenerateRequest(model=call.model, messages=attempt.messages, prompt=attempt.prompt,
+                               json_schema=assembly.json_schema, options=attempt.options,
+                               keep_alive=self.settings.llm.keep_alive)
+        started = time.perf_counter()
+        try:
+            decisions = calibrate(self.backend, sent, call.request.question, attempt.output, fields)
+            attempt.calibration = [d.record() for d in decisions]
+            if not any(d.chosen != d.answered for d in decisions):
+                return
+            completion = self._call(sent.model_copy(update={"json_schema": fixed(assembly.json_schema, decisions)}),
+                                    call.deadline, attempt)
+        except RagMiddlewareError as exc:  # the first answer stands
+            attempt.calibration.append({"kept": f"calibration failed: {exc.one_line()}"})
+            return
+        finally:
+            attempt.duration_ms += (time.perf_counter() - started) * 1000
+        outcome = domain.validator.validate_text(
+            completion.text, call.request.question, repair=call.switches.repair and call.switches.hooks,
+            pre=domain.post(call.switches, call.request.question))
+        if not outcome.ok or completion.done_reason == "length":
+            attempt.calibration.append({"kept": "the calibrated answer was not valid: the first answer stands"})
+            return
+        attempt.calibration.append({"answer": attempt.raw_output})  # the first answer, as the model gave it
+        attempt.raw_output, attempt.output, attempt.repairs = completion.text, outcome.value, outcome.repairs
+        attempt.prompt_tokens += completion.prompt_tokens
+        attempt.completion_tokens += completion.completion_tokens
+        if completion.logprobs is not None:
+            attempt.logprobs = [(token, round(lp, 4)) for token, lp in completion.logprobs]
 
     def _escalate(self, call: Call, current: Assembly, number: int) -> Assembly:
         """Progressive prompting. 1: plain. 2+: the errors in a repair turn, temperature down, and the grammar

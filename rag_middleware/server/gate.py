@@ -138,6 +138,13 @@ class GatedBackend:
             meter.add(completion)
         return completion
 
+    def next_tokens(self, request: GenerateRequest, top: int) -> list[tuple[str, float]] | None:
+        probe = getattr(self.inner, "next_tokens", None)
+        if probe is None:
+            return None
+        with self._turn(_meter.get()):
+            return probe(request, top)
+
     def stream(self, request: GenerateRequest) -> Iterator[StreamChunk]:
         meter = _meter.get()
         with self._turn(meter):

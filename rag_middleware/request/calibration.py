@@ -1,0 +1,169 @@
+"""Label calibration: a small model leans towards some labels whatever the request says.
+
+Given a grammar that admits several labels of a field, the 270M model answers "auto" for a vase knocked over
+in a shop, a stroke in intensive care and a camera ruined on a beach: its first-token probability for "auto"
+is high before it has read the request at all. Contextual calibration (Zhao et al., 2021) divides that lean
+out. For each top-level label field whose grammar still admits two or more labels, in answer order:
+
+1. the model's next-token probabilities after the prompt and the answer so far, up to the field's value;
+2. the same, with the request replaced by a content-free one ("N/A");
+3. the admitted label whose probability gains most from the request (the ratio of 1 to 2) is chosen.
+
+When a chosen label differs from the answer's, the answer is generated again with those labels fixed (the
+grammar admits them alone), so every other field is conditioned on them. A field is left alone when its
+labels cannot be told apart by their first token, when the backend cannot give next-token probabilities, or
+when its labels are no kinds (glosses.label_kinds: levels, a yes or no, a field with a default label for a
+request that says nothing; there the content-free answer is that default, not a lean to divide out). Each
+decision is recorded on the attempt (``Attempt.calibration``), so ``--explain`` and the replay report show it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from ..llm import GenerateRequest, LLMBackend
+
+__all__ = ["CONTENT_FREE", "Calibration", "calibrate", "calibrated", "eligible_fields", "fixed", "label_probabilities"]
+
+CONTENT_FREE = "N/A"
+TOP_TOKENS = 20
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """One field's decision: the model's and the content-free probabilities of each admitted label."""
+
+    field: str
+    answered: Any
+    chosen: Any
+    model: dict[str, float]
+    content_free: dict[str, float]
+
+    def record(self) -> dict[str, Any]:
+        return {"path": "/" + self.field, "answered": self.answered, "chosen": self.chosen,
+                "changed": self.chosen != self.answered,
+                "model": {k: round(v, 4) for k, v in self.model.items()},
+                "content_free": {k: round(v, 4) for k, v in self.content_free.items()}}
+
+
+def eligible_fields(schema: dict[str, Any], declared: dict[str, Any], kinds: set[str]) -> dict[str, list[Any]]:
+    """Top-level fields (in answer order) whose grammar admits two or more labels of the domain's own: an enum
+    of strings declared in the output schema (``declared``: its properties), not values grounded in the
+    request, on a field whose labels are kinds (``kinds``: glosses.label_kinds; not levels, not a field with a
+    default label, not a yes or no)."""
+    out: dict[str, list[Any]] = {}
+    for name, node in (schema.get("properties") or {}).items():
+        labels = node.get("enum") if isinstance(node, dict) else None
+        if not labels or len(labels) < 2 or name not in kinds:
+            continue
+        own = set((declared.get(name) or {}).get("enum") or [])
+        if all(isinstance(v, str) for v in labels) and set(labels) <= own and _distinct_firsts(labels):
+            out[name] = list(labels)
+    return out
+
+
+def _distinct_firsts(labels: list[Any]) -> bool:
+    """No label is a prefix of another ("high" and "highest" share every first token)."""
+    words = [_shown(v) for v in labels]
+    return not any(a != b and b.startswith(a) for a in words for b in words)
+
+
+def _shown(value: Any) -> str:
+    return json.dumps(value).strip('"')
+
+
+def label_probabilities(top: list[tuple[str, float]], labels: list[Any]) -> dict[str, float] | None:
+    """Each label's share of the next-token probability: the tokens that begin exactly one label (whitespace
+    aside) count for it. A label no listed token begins gets half the least listed probability. None when no
+    listed token begins any label (the model wanted something else entirely: nothing to calibrate)."""
+    shown = {_shown(v): v for v in labels}
+    mass = dict.fromkeys(shown, 0.0)
+    for token, logprob in top:
+        piece = token.strip()
+        owners = [w for w in shown if piece and w.startswith(piece)]
+        if len(owners) == 1:
+            mass[owners[0]] += math.exp(logprob)
+    if not any(mass.values()):
+        return None
+    floor = min(math.exp(lp) for _, lp in top) / 2
+    found = {w: (m if m > 0 else floor) for w, m in mass.items()}
+    total = sum(found.values())
+    return {w: m / total for w, m in found.items()}
+
+
+def _content_free(request: GenerateRequest, question: str) -> GenerateRequest | None:
+    """The request with the question (its last occurrence) replaced by a content-free one; None when the
+    question is not found as written (a template that rewrites it)."""
+    if request.prompt is not None:
+        at = request.prompt.rfind(question)
+        if at < 0:
+            return None
+        prompt = request.prompt[:at] + CONTENT_FREE + request.prompt[at + len(question):]
+        return request.model_copy(update={"prompt": prompt})
+    messages = [dict(m) for m in request.messages]
+    for message in reversed(messages):
+        if message.get("role") == "user":
+            at = message.get("content", "").rfind(question)
+            if at < 0:
+                return None
+            message["content"] = message["content"][:at] + CONTENT_FREE + message["content"][at + len(question):]
+            return request.model_copy(update={"messages": messages})
+    return None
+
+
+def _continued(request: GenerateRequest, head: str) -> GenerateRequest:
+    """The request with the answer begun: appended to a flat prompt, or as an assistant turn to continue."""
+    options = {**request.options, "temperature": 0.0, "num_predict": 1}
+    if request.prompt is not None:
+        return request.model_copy(update={"prompt": request.prompt + head, "options": options, "json_schema": None})
+    return request.model_copy(update={"messages": [*request.messages, {"role": "assistant", "content": head}],
+                                      "options": options, "json_schema": None})
+
+
+def calibrate(backend: LLMBackend, request: GenerateRequest, question: str, output: dict[str, Any],
+              fields: dict[str, list[Any]]) -> list[Calibration]:
+    """The decisions for ``fields`` (``eligible_fields``) of ``output``, the answer ``request`` produced. Fields
+    are taken in the grammar's order, each conditioned on the (calibrated) values before it."""
+    probe = getattr(backend, "next_tokens", None)
+    neutral = _content_free(request, question)
+    order = list((request.json_schema or {}).get("properties") or {})
+    if probe is None or neutral is None or not fields or any(name not in output for name in order):
+        return []
+    decisions: list[Calibration] = []
+    head = "{"
+    chosen = dict(output)
+    for name in order:
+        key = json.dumps(name) + ":"
+        if name in fields and output[name] in fields[name]:
+            opening = key + (' "' if isinstance(fields[name][0], str) else "")
+            seen = probe(_continued(request, head + opening), TOP_TOKENS)
+            empty = probe(_continued(neutral, head + opening), TOP_TOKENS)
+            model = label_probabilities(seen, fields[name]) if seen else None
+            prior = label_probabilities(empty, fields[name]) if empty else None
+            if model is not None and prior is not None:
+                best = max(model, key=lambda w: (math.log(model[w]) - math.log(prior[w]), model[w]))
+                value = next(v for v in fields[name] if _shown(v) == best)
+                decisions.append(Calibration(name, output[name], value, model, prior))
+                chosen[name] = value
+        head += key + " " + json.dumps(chosen[name], ensure_ascii=False) + ", "
+    return decisions
+
+
+def fixed(schema: dict[str, Any], decisions: list[Calibration]) -> dict[str, Any]:
+    """The grammar with each changed field admitting its chosen label alone."""
+    changed = {d.field: d.chosen for d in decisions if d.chosen != d.answered}
+    properties = {name: ({**node, "enum": [changed[name]]} if name in changed else node)
+                  for name, node in schema["properties"].items()}
+    return {**schema, "properties": properties}
+
+
+def calibrated(record: dict[str, Any]) -> str:
+    """One calibration record (``Calibration.record``, or what became of the answer) as a line."""
+    if "path" not in record:
+        return (record.get("kept") or f"first answer: {record.get('answer', '')}")[:160]
+    ratios = ", ".join(f"{k} {p:.2f}/{record['content_free'].get(k, 0):.2f}" for k, p in record["model"].items())
+    verdict = f"{record['answered']} -> {record['chosen']}" if record["changed"] else f"{record['chosen']} kept"
+    return f"{record['path']}: {verdict} (probability with the request / without it: {ratios})"
