@@ -93,7 +93,7 @@ def test_a_field_whose_words_say_no_levels_keeps_plain_semantics():
     assert rule.decide({"dog", "house"}) is None  # two labels' words: no decision
 
 
-def test_a_tiebreak_rule_chooses_among_the_labels_the_neighbours_admit():
+def test_a_tiebreak_rule_settles_a_split_vote():
     rule = GlossRule(("level",), {"fire": "high", "leak": "medium"}, None, decided=10, right=8)
     assert rule.tiebreak and not rule.reliable
     spec = {("level",): VoteSpec(margin=0.9, decide=1.0)}
@@ -102,9 +102,13 @@ def test_a_tiebreak_rule_chooses_among_the_labels_the_neighbours_admit():
     assert record["allowed"] == ["medium"] and record["tiebreak"] and record["gloss"] == ["leak"]
     from rag_middleware.domains.glosses import glossed
     assert glossed(record["gloss"], record["tiebreak"]) == "gloss words: leak, breaking the neighbours' tie"
-    far = field_votes(voters, spec, question="a fire? no, low", glossed={("level",): GlossRule(
-        ("level",), {"low": "low"}, None, decided=10, right=8)})[0]
-    assert set(far["allowed"]) == {"high", "medium"} and "tiebreak" not in far  # its label is not admitted
+    low = {("level",): GlossRule(("level",), {"low": "low"}, None, decided=10, right=8)}
+    # a split vote (or an open one) yields to the rule's words, even for a label it did not admit ...
+    far = field_votes(voters, spec, question="a fire? no, low", glossed=low)[0]
+    assert far["allowed"] == ["low"] and far["tiebreak"]
+    # ... a vote that admits one label does not
+    one = field_votes(voters, {("level",): VoteSpec(margin=0.5, decide=1.0)}, question="low", glossed=low)[0]
+    assert one["allowed"] == ["high"] and "tiebreak" not in one
     weak = GlossRule(("level",), {"leak": "medium"}, None, decided=10, right=6)
     assert "tiebreak" not in field_votes(voters, spec, question="a leak", glossed={("level",): weak})[0]
 
@@ -214,3 +218,11 @@ def test_a_request_written_as_a_form_takes_the_forms_label_instead_of_the_defaul
     record = next(v for v in field_votes([], claims.declarative.spec.vote, question=chat,
                                          glossed=claims.gloss_rules) if v["path"] == "/channel")
     assert record["allowed"] == ["chat"]
+
+
+def test_a_form_is_read_without_its_labels():
+    from rag_middleware.domains.votes import asserted_terms
+
+    form = asserted_terms("Claim form\nProperty: apartment, 3rd floor\nInjured: none\nCause: lightning")
+    assert {"apartment", "lightning"} <= form and not {"property", "injured", "cause"} & form
+    assert "property" in asserted_terms("lightning hit my property: the fence")  # prose keeps its words

@@ -118,8 +118,8 @@ class GlossRule:
     @property
     def tiebreak(self) -> bool:
         """Its words right WORDS_RELIABLE of the time over GLOSS_MIN examples: when the neighbours' vote admits
-        several labels, one of them the words' label, they choose it (short of ``reliable``, they decide no
-        more than that)."""
+        several labels or none, the words' label is admitted alone, even one the neighbours left out (short of
+        ``reliable``, they decide no more than that; a vote for one label stands)."""
         return self.decided >= GLOSS_MIN and self.right >= WORDS_RELIABLE * self.decided
 
     def range_terms(self, numbers: dict[Source, Any] | None) -> set[str]:

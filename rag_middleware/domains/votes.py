@@ -46,9 +46,7 @@ def label_of(value: Any) -> str | None:
     """How a value is counted in a vote: strings as they are, other scalars as JSON, containers not at all."""
     if isinstance(value, str):
         return value
-    if isinstance(value, bool) or value is None or isinstance(value, (int, float)):
-        return json.dumps(value)
-    return None
+    return json.dumps(value) if isinstance(value, bool | int | float) or value is None else None
 
 
 PRESENT, ABSENT = "set", "null"
@@ -111,7 +109,9 @@ _DENIED = re.compile(r"\b(?:not|no|never|without|nobody|none|neither|nor|cannot)
 
 def asserted_terms(text: str) -> set[str]:
     """A text's terms without what it denies: each clause up to its first negation ("I was not injured" holds
-    no "injured"; "nobody was hurt" no "hurt"). Gloss rules read requests and examples so."""
+    no "injured"; "nobody was hurt" no "hurt"), and a form without its labels ("Property: apartment" is about
+    an apartment). Gloss rules read requests and examples so."""
+    text = _FIELD_LINE.sub(lambda m: " , " + m.group().split(":", 1)[1], text) if field_lines(text) else text
     return _terms(" , ".join(_DENIED.split(clause, maxsplit=1)[0] for clause in _CLAUSES.split(text)))
 
 
@@ -219,7 +219,7 @@ def field_votes(neighbours: list[Neighbour], specs: dict[Path, VoteSpec], *,
     ``decide`` a winner holding ``spec.decide`` of the vote is admitted alone. ``protos``: per path, the label
     prototypes' share of the vote and their label shares (domains/prototypes.py). ``glossed``: per path, its
     ``glosses.GlossRule``; a reliable one decides after rules and named labels (its words, or its default); one
-    that is only a ``tiebreak`` chooses its label among those the neighbours admit. ``numbers``: the request's
+    that is only a ``tiebreak`` settles a split or open vote (not one label). ``numbers``: the request's
     likeliest value of each numeric field a gloss rule's ranges are about."""
     out: list[dict[str, Any]] = []
     terms = _terms(question) if cues or glossed else set()
@@ -250,7 +250,7 @@ def field_votes(neighbours: list[Neighbour], specs: dict[Path, VoteSpec], *,
         record = _neighbour_vote(ranked, path, spec, shown, found_cues=[
             (t, *cues[path][t]) for t in sorted(terms) if t in (cues or {}).get(path, {})], decide=decide,
             proto=(protos or {}).get(path))
-        if hit is not None and hit[1] and len(record["allowed"]) > 1 and _unlabel(hit[0], spec) in record["allowed"]:
+        if hit is not None and hit[1] and len(record["allowed"]) != 1:  # split or open: the rule's words choose
             record.update(allowed=[_unlabel(hit[0], spec)], confident=True, gloss=hit[1], tiebreak=True)
         out.append(record)
     for path, rule in (glossed or {}).items():  # nullable scalars no vote covers: whether they are set
