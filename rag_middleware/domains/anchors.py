@@ -24,7 +24,7 @@ from typing import Any
 from . import grounding
 from .glosses import label_glosses
 from .paths import Path, enum_values, schema_nodes, values_at
-from .phrases import PhraseRule, gloss_phrases, learn_phrase_rule
+from .phrases import RANGE_HIGH, RANGE_LOW, PhraseRule, bound_phrases, gloss_phrases, learn_phrase_rule
 
 __all__ = ["JUDGED_EXAMPLES", "Anchor", "AnchorBank", "WindowIndex", "describe", "find_anchors", "judge",
            "learnt_anchors", "mentions"]
@@ -206,7 +206,7 @@ class AnchorBank:
             seen = bank._label(window(question, mention), skip)
             seen["value"] = mention.value
             if seen["item"]:
-                self._phrased(question, mention, seen)
+                self._phrased(question, mention, seen, record["mentions"][-1:])
             record["mentions"].append(seen)
             if seen["sure"] and seen["item"] and any(i.get("optional") for i in items):
                 record["reason"] = f"not sure whether a number before {mention.value} is an item"
@@ -222,13 +222,19 @@ class AnchorBank:
             record["confident"] = True
         return record
 
-    def _phrased(self, question: str, mention: Mention, seen: dict[str, Any]) -> None:
-        """An item label that a reliable gloss phrase beside the number decides takes that label alone."""
+    def _phrased(self, question: str, mention: Mention, seen: dict[str, Any], last: list[dict[str, Any]]) -> None:
+        """An item label that a reliable gloss phrase beside the number decides takes that label alone. The
+        second number of a range ("between 1990 and 2010") bounds the first's quantity: it takes the first's
+        other labels (the first's window reads the words on both sides of the range)."""
         for path, rule in self.phrases.items():
             decided = rule.decide(question, mention.start, mention.end) if rule.reliable else None
             if decided is not None:
                 seen["labels"]["/".join(path)] = [decided[0]]
                 seen.setdefault("phrases", {})["/".join(path)] = decided[1]
+        said = seen.get("phrases", {})
+        if last and last[0]["item"] and any(last[0].get("phrases", {}).get(k) == RANGE_LOW and p == RANGE_HIGH
+                                            for k, p in said.items()):
+            seen["labels"].update({k: v for k, v in last[0]["labels"].items() if k not in said})
 
     def _label(self, own: frozenset[str], skip: range = range(0)) -> dict[str, Any]:
         """Item or not, by the nearest windows; an item's labels by the nearest item windows (one search)."""
@@ -393,6 +399,7 @@ def item_phrases(bank: AnchorBank, schema: dict[str, Any], rules: list[str]) -> 
     for path, full in paths.items():
         glosses = label_glosses(schema, [full], {full: labels[path]}, rules).get(full, {})
         candidates = gloss_phrases(glosses, every)
+        candidates |= bound_phrases(candidates)  # core bound words, where the glosses name both bounds
         if candidates:
             spots = [(q, m.start, m.end, found[path]) for q, m, found in bank.spots if path in found]
             out[path] = learn_phrase_rule(candidates, spots)

@@ -9,6 +9,13 @@ The examples have the last word: a phrase that decides an example's number wrong
 does), and the rule is judged by leave-one-out on the examples' numbers; only a rule right PHRASE_RELIABLE of
 the time decides. Anchors (anchors.py) apply it over their nearest windows' labels, which mix up words that
 look alike ("more than" and "less than" share most of a window).
+
+English bound words the glosses may not spell out come in as more candidates (bound_phrases), judged the same
+way: a small core lexicon tells which label's phrases mean an inclusive lower bound ("at least", "minimum") and
+which an inclusive upper bound ("at most", "up to"); the lower label then gets "a minimum of N", "N bedrooms or
+more" (``N … or more``: after the number, past up to UNIT_WORDS words, not up to another number) and the first
+number of a range ("between 1,000 and 3,000", "2 to 3", "1990 - 2010": ``[N]-M``), the upper label their
+counterparts ("N-[M]" the range's second number). A domain whose labels have no such pair gets none.
 """
 
 from __future__ import annotations
@@ -16,13 +23,32 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-__all__ = ["PhraseRule", "gloss_phrases", "learn_phrase_rule"]
+from . import grounding
+
+__all__ = ["PhraseRule", "bound_phrases", "gloss_phrases", "learn_phrase_rule"]
 
 PHRASE_RELIABLE = 0.9
 PHRASE_MIN = 3
 _TOKEN = re.compile(r"[a-z]+|\+")
 _BOUNDARY = re.compile(r"[,;:.!?()\n]")
 _FILLER = frozenset({"for", "a", "an", "the", "is", "are"})
+UNIT_WORDS = 3  # "45 square meters minimum": a trailing bound word may follow the number's unit words
+RANGE_LOW, RANGE_HIGH = "[N]-M", "N-[M]"  # the first and the second number of a range
+AFTER, TRAILING = "N ", "N … "  # a phrase said right after the number only; after it, past its unit words
+_JOIN = re.compile(r"\s*(and|to|through|-|–|—)\s*[€£$]?", re.I)  # "and" joins a range only after "between"
+# core English bound words: said before a number, said after it (maybe past unit words), right after it only
+_BOUNDS = {
+    "lower": (("at least", "minimum", "min", "minimum of", "min of", "no less than", "no fewer than",
+               "not less than", "not fewer than"),
+              ("or more", "or higher", "or above", "or later", "or newer", "or greater", "or over", "and up",
+               "and above", "and over", "and higher", "minimum", "min", "at least", "at the least"),
+              ("plus", "+")),
+    "upper": (("at most", "up to", "max", "maximum", "maximum of", "max of", "no more than", "no greater than",
+               "not more than", "not over"),
+              ("or less", "or fewer", "or lower", "or below", "or under", "or earlier", "or older", "or smaller",
+               "and under", "and below", "and less", "max", "maximum", "at most", "at the most"),
+              ()),
+}
 
 
 def _tokens(text: str) -> list[str]:
@@ -43,16 +69,75 @@ def gloss_phrases(glosses: dict[str, list[str]], labels: set[str]) -> dict[str, 
     return {p: next(iter(ls)) for p, ls in found.items() if len(ls) == 1}
 
 
+def bound_phrases(candidates: dict[str, str]) -> dict[str, str]:
+    """More candidates from the core bound words, for the label whose ``candidates`` (gloss_phrases) alone
+    the lexicon calls an inclusive lower bound and the one it calls an inclusive upper bound; none without
+    both. A phrase the glosses have already is left to them."""
+    bound = {}
+    for side, words in _BOUNDS.items():
+        labels = {label for phrase, label in candidates.items() if any(phrase in kind for kind in words)}
+        if len(labels) != 1:
+            return {}
+        bound[side] = labels.pop()
+    if bound["lower"] == bound["upper"]:
+        return {}
+    out = {RANGE_LOW: bound["lower"], RANGE_HIGH: bound["upper"]}
+    for side, (before, trailing, right_after) in _BOUNDS.items():
+        out.update({p: bound[side] for p in before})
+        out.update({TRAILING + p: bound[side] for p in trailing})
+        out.update({AFTER + p: bound[side] for p in right_after})
+    return {p: label for p, label in out.items() if p not in candidates and p.removeprefix(AFTER) not in candidates}
+
+
 def adjacent(text: str, start: int, end: int, phrases: dict[str, str] | set[str]) -> str | None:
     """The phrase right before the number at ``text[start:end]`` (the longest), else right after it, within its
-    clause. (Not after the word after it: "3 bedrooms under 2800" is no "under 3".)"""
+    clause. (Not after the word after it: "3 bedrooms under 2800" is no "under 3".) Bound phrases: a range's
+    ends first; ``N … `` phrases last, past up to UNIT_WORDS words and not right before another number."""
+    if RANGE_LOW in phrases or RANGE_HIGH in phrases:
+        end_of = range_end(text, start, end)
+        if end_of in phrases:
+            return end_of
     left = " " + " ".join(_tokens(_BOUNDARY.split(text[:start])[-1])[-5:])
     before = [p for p in phrases if left.endswith(" " + p)]
     if before:
         return max(before, key=len)
-    right = " ".join(_tokens(_BOUNDARY.split(text[end:])[0])[:5]) + " "
-    after = [p for p in phrases if right.startswith(p + " ")]
-    return max(after, key=len) if after else None
+    clause = _BOUNDARY.split(text[end:])[0]
+    right = " ".join(_tokens(clause)[:5]) + " "
+    after = [p for p in phrases if right.startswith(p.removeprefix(AFTER) + " ") and not p.startswith(TRAILING)]
+    if after:
+        return max(after, key=len)
+    trailing = [p for p in phrases if p.startswith(TRAILING)]
+    if not trailing:
+        return None
+    following = next(grounding.number_matches(clause), None)  # not past another number, nor its phrase
+    words = _tokens(clause[: following.start()] if following else clause)
+    for skip in range(min(UNIT_WORDS, len(words)) + 1):
+        here = " ".join(words[skip:]) + " "
+        found = [p for p in trailing if here.startswith(p.removeprefix(TRAILING) + " ") and
+                 not (following and here == p.removeprefix(TRAILING) + " ")]
+        if found:
+            return max(found, key=len)
+    return None
+
+
+def range_end(text: str, start: int, end: int) -> str | None:
+    """RANGE_LOW for the first number of a range in one clause ("between 1,000 and 3,000", "2 to 3", "10 -
+    20"), RANGE_HIGH for its second, else None. Both must be numbers of the text ("2-3" states only the 2)."""
+    found = list(grounding.number_matches(text))
+    starts = {m.start() for m in found}
+    join = _JOIN.match(text, end)
+    if join is not None and join.end() in starts and _joins(text, start, join):
+        return RANGE_LOW
+    for m in found:
+        join = _JOIN.match(text, m.end())
+        if m.end() <= start and join is not None and join.end() == start and _joins(text, m.start(), join):
+            return RANGE_HIGH
+    return None
+
+
+def _joins(text: str, start: int, join: re.Match[str]) -> bool:
+    """Whether ``join`` joins a range whose first number starts at ``start`` ("and" only after "between")."""
+    return join.group(1).lower() != "and" or _tokens(text[:start])[-1:] == ["between"]
 
 
 @dataclass(frozen=True)
