@@ -56,7 +56,7 @@ def test_a_range_gives_its_first_number_the_lower_bound_and_its_second_the_upper
     text = "3 hosts and 20 errors"  # "and" joins a range only after "between"
     assert [range_end(text, m.start, m.end) for m in mentions(text)] == [None, None]
     assert range_end("errors between 10, and 50", 15, 17) is None  # not one clause
-    assert range_end("2-3 hosts", 0, 1) == RANGE_LOW  # a bare hyphen range states both numbers (grounding.py)
+    assert range_end("2-3 hosts", 0, 1) is None  # the 3 of "2-3" is no number of the text
     assert _decide("hosts 2 to 5", "2", {k: v for k, v in phrases.items() if k != RANGE_LOW}) is None
 
 
