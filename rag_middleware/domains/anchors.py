@@ -34,7 +34,6 @@ WINDOW = 3  # words each side of a number
 FEATURE_DEFAULT = 0.3  # the weight of a window word seen in fewer than two item windows
 GLOSS_WINDOW = 0.5  # the weight of a gloss's window against an example's (1)
 _WORD = re.compile(r"[a-z]+|\d[\d,.]*", re.I)
-_COMPOUND = re.compile(r"-[a-z]", re.I)  # a number joined to the word after it by a hyphen ("2-bed", "3-day")
 _RANGE = re.compile(r"\s*(and|to|-|–)\s*", re.I)  # "and" joins a range only after "between"
 
 
@@ -58,8 +57,6 @@ def mentions(text: str) -> list[Mention]:
 def window(text: str, mention: Mention) -> frozenset[str]:
     """The words around a mention, tagged by side (numbers as ``#``); the adjacent word on each side twice,
     once tagged as adjacent, since it says most ("at least 3", "3 bedrooms"); and the number's digit count.
-    A number joined by a hyphen to the word after it ("show me 2-bed flats") is that word's: its window has
-    no left words (they are the compound's noun's, "show me … flats", not the number's).
     The first number of a range ("between 1,000 and 3,000 m2", "2 to 3 bedrooms", "2-3") reads its right
     words after the second."""
     def words(part: str) -> list[str]:
@@ -71,8 +68,6 @@ def window(text: str, mention: Mention) -> frozenset[str]:
             second := next(grounding.number_matches(rest[joined.end():]), None)) is not None and second.start() == 0:
         rest = rest[joined.end() + second.end():]
     left, right = before[-WINDOW:], words(rest)[:WINDOW]
-    if _COMPOUND.match(rest):  # "show me 2-bed flats": the number is the word's; the words before are the flats'
-        left = []
     out = {f"L:{w}" for w in left} | {f"R:{w}" for w in right}
     if float(mention.value).is_integer():  # its digits say much of which field (a price, a year, a count)
         out.add(f"N:{len(str(int(abs(mention.value))))}")

@@ -39,10 +39,6 @@ _DIGITS = (r"\d{1,3}(?:,\d{3})+(?:\.\d+)?"  # 2,300 / 1,234.56
 _NOT_A_COUNT = r"(?<!\bno )(?<!\bthe )(?<!\bthis )(?<!\bthat )(?<!\bwhich )(?<!\bany)(?<!\bsome)(?<!\bevery)"
 _NUMBER = re.compile(rf"(?<![\w./])(?<!\w-)(?:(?P<d>{_DIGITS})\s*(?P<suffix>k\b|m\b|thousand\b|million\b)?"
                      rf"|{_NOT_A_COUNT}(?P<w>{_WORD_ALT})\b)", re.I)
-# the second number of a range joined by a bare hyphen ("2-3 bedrooms", "1990-2010"), which _NUMBER does not read
-# after a hyphen (an id's or a date's parts): only a larger one right after a number, not followed by more parts
-_HYPHEN_SECOND = re.compile(rf"(?<=-)(?P<d>{_DIGITS})\s*(?P<suffix>k\b|m\b|thousand\b|million\b)?"
-                            r"(?![-/.,]?\d)(?P<w>(?!))?", re.I)
 
 
 def request_body(request: str, context: dict[str, ContextSpec] | None = None) -> str:
@@ -206,18 +202,8 @@ def _tidy(value: float) -> int | float:
 
 
 def number_matches(text: str) -> Iterator[re.Match[str]]:
-    """The matches of every number the text states (digits or words), repeats included; a hyphen range's
-    second number ("2-3", "1990-2010") right after its first."""
-    past = 0  # the end of a range's second number: no part of it is a number of its own
-    for match in _NUMBER.finditer(text):
-        if match.start() < past:
-            continue
-        yield match
-        if match.group("d") and text.startswith("-", match.end()):
-            second = _HYPHEN_SECOND.match(text, match.end() + 1)
-            if second is not None and (_as_number(second) or 0) > (_as_number(match) or 0):
-                past = second.end()
-                yield second
+    """The matches of every number the text states (digits or words), repeats included."""
+    return _NUMBER.finditer(text)
 
 
 def number_of(match: re.Match[str]) -> int | float | None:
@@ -228,7 +214,7 @@ def number_of(match: re.Match[str]) -> int | float | None:
 def numbers_in(text: str) -> list[int | float]:
     """Numbers the text states, in order, without repeats: digits ('2,300', '2.5k') and number words."""
     found = []
-    for match in number_matches(text):
+    for match in _NUMBER.finditer(text):
         value = _as_number(match)
         if value is not None:
             found.append(_tidy(value))

@@ -14,7 +14,7 @@ English bound words the glosses may not spell out come in as more candidates (bo
 way: a small core lexicon tells which label's phrases mean an inclusive lower bound ("at least", "minimum") and
 which an inclusive upper bound ("at most", "up to"); the lower label then gets "a minimum of N", "N bedrooms or
 more" (``N … or more``: after the number, past up to UNIT_WORDS words, not up to another number) and the first
-number of a range ("between 1,000 and 3,000", "2 to 3", "1990-2010": ``[N]-M``), the upper label their
+number of a range ("between 1,000 and 3,000", "2 to 3", "1990 - 2010": ``[N]-M``), the upper label their
 counterparts ("N-[M]" the range's second number). A domain whose labels have no such pair gets none.
 """
 
@@ -122,8 +122,7 @@ def adjacent(text: str, start: int, end: int, phrases: dict[str, str] | set[str]
 
 def range_end(text: str, start: int, end: int) -> str | None:
     """RANGE_LOW for the first number of a range in one clause ("between 1,000 and 3,000", "2 to 3", "10 -
-    20", "1990-2010"), RANGE_HIGH for its second, else None. Both must be numbers of the text
-    (grounding.number_matches reads a bare hyphen's second number only where it is a range's: larger)."""
+    20"), RANGE_HIGH for its second, else None. Both must be numbers of the text ("2-3" states only the 2)."""
     found = list(grounding.number_matches(text))
     starts = {m.start() for m in found}
     join = _JOIN.match(text, end)
