@@ -105,9 +105,7 @@ class AttemptLoop:
                     attempt.errors = [f"(root): the answer was cut off after {completion.completion_tokens} tokens; "
                                       "answer with a shorter, complete JSON object"]
                 else:
-                    outcome = call.domain.validator.validate_text(
-                        completion.text, call.request.question, repair=call.switches.repair and call.switches.hooks,
-                        pre=call.domain.post(call.switches, call.request.question))
+                    outcome = _validated(call, completion.text)
                     attempt.repairs = outcome.repairs
                     if outcome.ok:
                         attempt.output = outcome.value
@@ -147,9 +145,7 @@ class AttemptLoop:
             return
         finally:
             attempt.duration_ms += (time.perf_counter() - started) * 1000
-        outcome = domain.validator.validate_text(
-            completion.text, call.request.question, repair=call.switches.repair and call.switches.hooks,
-            pre=domain.post(call.switches, call.request.question))
+        outcome = _validated(call, completion.text)
         if not outcome.ok or completion.done_reason == "length":
             attempt.calibration.append({"kept": "the calibrated answer was not valid: the first answer stands"})
             return
@@ -157,8 +153,7 @@ class AttemptLoop:
         attempt.raw_output, attempt.output, attempt.repairs = completion.text, outcome.value, outcome.repairs
         attempt.prompt_tokens += completion.prompt_tokens
         attempt.completion_tokens += completion.completion_tokens
-        if completion.logprobs is not None:
-            attempt.logprobs = [(token, round(lp, 4)) for token, lp in completion.logprobs]
+        attempt.logprobs = _rounded(completion.logprobs) if completion.logprobs is not None else attempt.logprobs
 
     def _escalate(self, call: Call, current: Assembly, number: int) -> Assembly:
         """Progressive prompting. 1: plain. 2+: the errors in a repair turn, temperature down, and the grammar
@@ -274,7 +269,18 @@ def _settle(attempt: Attempt, completion: Completion | None, text: str, started:
         attempt.prompt_tokens = completion.prompt_tokens
         attempt.completion_tokens = completion.completion_tokens
         if completion.logprobs is not None:
-            attempt.logprobs = [(token, round(lp, 4)) for token, lp in completion.logprobs]
+            attempt.logprobs = _rounded(completion.logprobs)
+
+
+def _rounded(logprobs: list[tuple[str, float]]) -> list[tuple[str, float]]:
+    return [(token, round(lp, 4)) for token, lp in logprobs]
+
+
+def _validated(call: Call, text: str) -> Any:
+    """The domain's validation of an answer's text (with its deterministic repair and hardening)."""
+    return call.domain.validator.validate_text(text, call.request.question,
+                                               repair=call.switches.repair and call.switches.hooks,
+                                               pre=call.domain.post(call.switches, call.request.question))
 
 
 def request_key(messages: list[dict[str, Any]], prompt: str | None, options: dict[str, Any]) -> str:

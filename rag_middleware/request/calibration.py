@@ -138,7 +138,7 @@ def calibrate(backend: LLMBackend, request: GenerateRequest, question: str, outp
     for name in order:
         key = json.dumps(name) + ":"
         if name in fields and output[name] in fields[name]:
-            opening = key + (' "' if isinstance(fields[name][0], str) else "")
+            opening = key + ' "'  # string labels only (eligible_fields)
             seen = probe(_continued(request, head + opening), TOP_TOKENS)
             empty = probe(_continued(neutral, head + opening), TOP_TOKENS)
             model = label_probabilities(seen, fields[name]) if seen else None
