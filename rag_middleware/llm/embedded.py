@@ -122,6 +122,17 @@ class EmbeddedBackend:
                 payload["logprobs"] = 1  # each token's probability: how sure the model was (request/confidence.py)
         return payload
 
+    def _handled(self, server: Any, payload: dict[str, Any]) -> dict[str, Any]:
+        """llama.cpp's answer to one completion payload, its native errors and error answers as ours."""
+        try:
+            result = server.handle_completions(payload)
+        except RagMiddlewareError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - native errors
+            raise BackendError(f"embedded model failed: {type(exc).__name__}: {_one_line(exc)}") from None
+        self._check_error(result)
+        return result
+
     @staticmethod
     def _check_error(result: Any) -> None:
         if isinstance(result, dict) and "error" in result:
@@ -148,13 +159,7 @@ class EmbeddedBackend:
     def generate(self, request: GenerateRequest) -> Completion:
         start = time.perf_counter()
         server, load_ms = self._loaded()
-        try:
-            result = server.handle_completions(self._payload(request, stream=False))
-        except RagMiddlewareError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - native errors
-            raise BackendError(f"embedded model failed: {type(exc).__name__}: {_one_line(exc)}") from None
-        self._check_error(result)
+        result = self._handled(server, self._payload(request, stream=False))
         try:
             return self._completion(request, result, start=start, load_ms=load_ms)
         except (LookupError, TypeError, ValueError, AttributeError) as exc:
@@ -166,11 +171,7 @@ class EmbeddedBackend:
         server, _ = self._loaded()
         payload = {**self._payload(request.model_copy(update={"json_schema": None}), stream=False),
                    "n_predict": 1, "logprobs": top}
-        try:
-            result = server.handle_completions(payload)
-        except Exception as exc:  # noqa: BLE001 - native errors
-            raise BackendError(f"embedded model failed: {type(exc).__name__}: {_one_line(exc)}") from None
-        self._check_error(result)
+        result = self._handled(server, payload)
         try:
             content = result["choices"][0]["logprobs"]["content"]
             return [(str(t["token"]), float(t["logprob"])) for t in content[0]["top_logprobs"]] if content else None

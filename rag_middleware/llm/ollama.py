@@ -115,9 +115,13 @@ class OllamaBackend:
 
     def generate(self, request: GenerateRequest) -> Completion:
         start = time.perf_counter()
+        return self._chat(request, self._kwargs(request, stream=False), lambda resp: self._completion(resp, start))
+
+    def _chat(self, request: GenerateRequest, kwargs: dict[str, Any], read: Any) -> Any:
+        """One non-streamed chat call, its answer ``read``; every error translated at the boundary."""
         client, one_off = self._client_for(request)
         try:
-            return self._completion(client.chat(**self._kwargs(request, stream=False)), start)
+            return read(client.chat(**kwargs))
         except Exception as exc:  # noqa: BLE001 - translated at the boundary
             raise self._translate(exc) from None
         finally:
@@ -132,14 +136,7 @@ class OllamaBackend:
         kwargs = {**self._kwargs(request, stream=False), "logprobs": True, "top_logprobs": top}
         kwargs["options"] = {**kwargs["options"], "num_predict": 1}
         kwargs.pop("format", None)
-        client, one_off = self._client_for(request)
-        try:
-            found = getattr(client.chat(**kwargs), "logprobs", None)
-        except Exception as exc:  # noqa: BLE001 - translated at the boundary
-            raise self._translate(exc) from None
-        finally:
-            if one_off:
-                client._client.close()
+        found = self._chat(request, kwargs, lambda resp: getattr(resp, "logprobs", None))
         first = getattr(found[0], "top_logprobs", None) if found else None
         return [(str(t.token), float(t.logprob)) for t in first] if first else None
 

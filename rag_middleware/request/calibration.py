@@ -24,7 +24,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from ..llm import GenerateRequest, LLMBackend
+from ..llm import GenerateRequest, LLMBackend, TokenProbe
 
 __all__ = ["CONTENT_FREE", "Calibration", "calibrate", "calibrated", "eligible_fields", "fixed", "label_probabilities"]
 
@@ -127,10 +127,9 @@ def calibrate(backend: LLMBackend, request: GenerateRequest, question: str, outp
               fields: dict[str, list[Any]]) -> list[Calibration]:
     """The decisions for ``fields`` (``eligible_fields``) of ``output``, the answer ``request`` produced. Fields
     are taken in the grammar's order, each conditioned on the (calibrated) values before it."""
-    probe = getattr(backend, "next_tokens", None)
     neutral = _content_free(request, question)
     order = list((request.json_schema or {}).get("properties") or {})
-    if probe is None or neutral is None or not fields or any(name not in output for name in order):
+    if not isinstance(backend, TokenProbe) or neutral is None or not fields or not set(order) <= set(output):
         return []
     decisions: list[Calibration] = []
     head = "{"
@@ -139,8 +138,8 @@ def calibrate(backend: LLMBackend, request: GenerateRequest, question: str, outp
         key = json.dumps(name) + ":"
         if name in fields and output[name] in fields[name]:
             opening = key + ' "'  # string labels only (eligible_fields)
-            seen = probe(_continued(request, head + opening), TOP_TOKENS)
-            empty = probe(_continued(neutral, head + opening), TOP_TOKENS)
+            seen = backend.next_tokens(_continued(request, head + opening), TOP_TOKENS)
+            empty = backend.next_tokens(_continued(neutral, head + opening), TOP_TOKENS)
             model = label_probabilities(seen, fields[name]) if seen else None
             prior = label_probabilities(empty, fields[name]) if empty else None
             if model is not None and prior is not None:
