@@ -22,6 +22,7 @@ from rag_middleware.request.calibration import (
     calibrate,
     eligible_fields,
     label_probabilities,
+    vote_prior,
 )
 
 QUESTION = "I knocked over a vase in a shop and the owner wants 1,200 from me. Policy POL-412290."
@@ -142,6 +143,32 @@ def test_a_flat_prompt_is_probed_with_the_answer_appended():
     # a template that rewrote the request: nothing to replace, nothing calibrated
     assert calibrate(Flat(), request, "not in the prompt", {"claim_type": "auto", "severity": "low"},
                      {"claim_type": ["auto", "liability"]}) == []
+
+
+def test_the_vote_is_the_prior_the_ratio_multiplies():
+    class Flat:
+        def next_tokens(self, request, top):
+            return READ if QUESTION in request.prompt else LEAN
+
+    request = GenerateRequest(model="m", messages=[], prompt=f"Request: {QUESTION}\nAnswer:",
+                              json_schema={"properties": {"claim_type": {}}}, options={})
+    labels = {"claim_type": ["auto", "liability", "home"]}
+
+    def chosen(scores):
+        return calibrate(Flat(), request, QUESTION, {"claim_type": "auto"}, labels, {"claim_type": scores})[0]
+
+    # the request raises liability three-fold: a vote that leans to auto only mildly does not hold it ...
+    assert chosen({"auto": 0.5, "liability": 0.3, "home": 0.2}).chosen == "liability"
+    # ... one that the nearest neighbours carry for auto does, and the record shows the prior
+    strong = chosen({"auto": 0.8, "liability": 0.1, "home": 0.1, "travel": 0.5})
+    assert strong.chosen == "auto" and strong.record()["vote"]["auto"] > 0.7
+    # a label no neighbour holds keeps a small share: a strong enough lift still wins it
+    prior = vote_prior({"auto": 1.0}, ["auto", "liability", "home"])
+    assert prior["auto"] > 0.9 and 0 < prior["liability"] == prior["home"] < 0.05
+    assert sum(prior.values()) == pytest.approx(1.0)
+    # no vote on the field, or none on an admitted label: the ratio decides alone, as without neighbours
+    assert vote_prior(None, ["auto", "home"]) is None and vote_prior({"pet": 1.0}, ["auto", "home"]) is None
+    assert chosen({}).chosen == "liability" and "vote" not in chosen({}).record()
 
 
 @pytest.fixture

@@ -134,7 +134,9 @@ class AttemptLoop:
                                keep_alive=self.settings.llm.keep_alive)
         started = time.perf_counter()
         try:
-            decisions = calibrate(self.backend, sent, call.request.question, attempt.output, fields)
+            votes = {v["path"][1:]: v["scores"] for v in assembly.votes
+                     if v.get("scores") and v["path"][1:] in fields and not v.get("presence")}
+            decisions = calibrate(self.backend, sent, call.request.question, attempt.output, fields, votes)
             attempt.calibration = [d.record() for d in decisions]
             if not any(d.chosen != d.answered for d in decisions):
                 return

@@ -7,7 +7,12 @@ out. For each top-level label field whose grammar still admits two or more label
 
 1. the model's next-token probabilities after the prompt and the answer so far, up to the field's value;
 2. the same, with the request replaced by a content-free one ("N/A");
-3. the admitted label whose probability gains most from the request (the ratio of 1 to 2) is chosen.
+3. the ratio of 1 to 2 is how much the request raises each admitted label; times the label's share of the
+   field's vote (votes.py: the nearest curated examples and reviewed answers, smoothed so that a label no
+   neighbour holds keeps a tenth of an even share), it is the label's posterior, and the best is chosen. The
+   vote is the prior the neighbours give and the ratio the evidence the model reads in the request: on
+   their own, the ratio follows probability differences of a few hundredths on the labels the model finds
+   alike, and the vote cannot read the request.
 
 When a chosen label differs from the answer's, the answer is generated again with those labels fixed (the
 grammar admits them alone), so every other field is conditioned on them. A field is left alone when its
@@ -30,6 +35,7 @@ __all__ = ["CONTENT_FREE", "Calibration", "calibrate", "calibrated", "eligible_f
 
 CONTENT_FREE = "N/A"
 TOP_TOKENS = 20
+PRIOR_SMOOTHING = 0.1  # of one vote, spread evenly over the admitted labels
 
 
 @dataclass(frozen=True)
@@ -41,12 +47,14 @@ class Calibration:
     chosen: Any
     model: dict[str, float]
     content_free: dict[str, float]
+    vote: dict[str, float] | None = None  # the smoothed vote prior over the admitted labels, when there was a vote
 
     def record(self) -> dict[str, Any]:
         return {"path": "/" + self.field, "answered": self.answered, "chosen": self.chosen,
                 "changed": self.chosen != self.answered,
                 "model": {k: round(v, 4) for k, v in self.model.items()},
-                "content_free": {k: round(v, 4) for k, v in self.content_free.items()}}
+                "content_free": {k: round(v, 4) for k, v in self.content_free.items()},
+                **({"vote": {k: round(v, 4) for k, v in self.vote.items()}} if self.vote else {})}
 
 
 def eligible_fields(schema: dict[str, Any], declared: dict[str, Any], kinds: set[str]) -> dict[str, list[Any]]:
@@ -94,6 +102,17 @@ def label_probabilities(top: list[tuple[str, float]], labels: list[Any]) -> dict
     return {w: m / total for w, m in found.items()}
 
 
+def vote_prior(scores: dict[str, float] | None, labels: list[Any]) -> dict[str, float] | None:
+    """The vote's shares of the admitted labels, renormalised and smoothed (``PRIOR_SMOOTHING``); None without a
+    vote on the field or when no admitted label holds any of it."""
+    shares = {_shown(v): float((scores or {}).get(_shown(v), 0.0)) for v in labels}
+    total = sum(shares.values())
+    if total <= 0:
+        return None
+    even = PRIOR_SMOOTHING / len(shares)
+    return {w: (s / total + even) / (1 + PRIOR_SMOOTHING) for w, s in shares.items()}
+
+
 def _content_free(request: GenerateRequest, question: str) -> GenerateRequest | None:
     """The request with the question (its last occurrence) replaced by a content-free one; None when the
     question is not found as written (a template that rewrites it)."""
@@ -124,9 +143,10 @@ def _continued(request: GenerateRequest, head: str) -> GenerateRequest:
 
 
 def calibrate(backend: LLMBackend, request: GenerateRequest, question: str, output: dict[str, Any],
-              fields: dict[str, list[Any]]) -> list[Calibration]:
+              fields: dict[str, list[Any]], votes: dict[str, dict[str, float]] | None = None) -> list[Calibration]:
     """The decisions for ``fields`` (``eligible_fields``) of ``output``, the answer ``request`` produced. Fields
-    are taken in the grammar's order, each conditioned on the (calibrated) values before it."""
+    are taken in the grammar's order, each conditioned on the (calibrated) values before it. ``votes``: per
+    field, the label vote's scores (the prior; without one the ratio decides alone)."""
     neutral = _content_free(request, question)
     order = list((request.json_schema or {}).get("properties") or {})
     if not isinstance(backend, TokenProbe) or neutral is None or not fields or not set(order) <= set(output):
@@ -143,9 +163,11 @@ def calibrate(backend: LLMBackend, request: GenerateRequest, question: str, outp
             model = label_probabilities(seen, fields[name]) if seen else None
             prior = label_probabilities(empty, fields[name]) if empty else None
             if model is not None and prior is not None:
-                best = max(model, key=lambda w: (math.log(model[w]) - math.log(prior[w]), model[w]))
+                vote = vote_prior((votes or {}).get(name), fields[name])
+                lean = {w: math.log(model[w] / prior[w]) + (math.log(vote[w]) if vote else 0.0) for w in model}
+                best = max(model, key=lambda w: (lean[w], model[w]))
                 value = next(v for v in fields[name] if _shown(v) == best)
-                decisions.append(Calibration(name, output[name], value, model, prior))
+                decisions.append(Calibration(name, output[name], value, model, prior, vote))
                 chosen[name] = value
         head += key + " " + json.dumps(chosen[name], ensure_ascii=False) + ", "
     return decisions
@@ -165,4 +187,6 @@ def calibrated(record: dict[str, Any]) -> str:
         return (record.get("kept") or f"first answer: {record.get('answer', '')}")[:160]
     ratios = ", ".join(f"{k} {p:.2f}/{record['content_free'].get(k, 0):.2f}" for k, p in record["model"].items())
     verdict = f"{record['answered']} -> {record['chosen']}" if record["changed"] else f"{record['chosen']} kept"
-    return f"{record['path']}: {verdict} (probability with the request / without it: {ratios})"
+    vote = record.get("vote")
+    shares = "; vote: " + ", ".join(f"{k} {p:.2f}" for k, p in vote.items()) if vote else ""
+    return f"{record['path']}: {verdict} (probability with the request / without it: {ratios}{shares})"
