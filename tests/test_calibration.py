@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 
 import pytest
 from conftest import FakeLLM, fake_middleware
@@ -140,6 +141,16 @@ def test_a_flat_prompt_is_probed_with_the_answer_appended():
     assert [(d.field, d.chosen) for d in decisions] == [("claim_type", "liability")]
     assert seen[0].prompt.endswith('Answer:{"claim_type": "') and seen[0].json_schema is None
     assert seen[1].prompt == f"Request: {CONTENT_FREE}\nAnswer:" + '{"claim_type": "'
+    # the call's deadline: each probe is given what is left of it; once it has passed, no probe starts
+    seen.clear()
+    soon = time.perf_counter() + 5
+    assert calibrate(Flat(), request, QUESTION, {"claim_type": "auto", "severity": "low"},
+                     {"claim_type": ["auto", "liability", "home"]}, deadline=soon)[0].chosen == "liability"
+    assert seen and all(0 < p.timeout <= 5 for p in seen)
+    seen.clear()
+    assert calibrate(Flat(), request, QUESTION, {"claim_type": "auto", "severity": "low"},
+                     {"claim_type": ["auto", "liability", "home"]}, deadline=time.perf_counter() - 1) == []
+    assert not seen
     # a template that rewrote the request: nothing to replace, nothing calibrated
     assert calibrate(Flat(), request, "not in the prompt", {"claim_type": "auto", "severity": "low"},
                      {"claim_type": ["auto", "liability"]}) == []

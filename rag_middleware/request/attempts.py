@@ -136,7 +136,8 @@ class AttemptLoop:
         try:
             votes = {v["path"][1:]: v["scores"] for v in assembly.votes
                      if v.get("scores") and v["path"][1:] in fields and not v.get("presence")}
-            decisions = calibrate(self.backend, sent, call.request.question, attempt.output, fields, votes)
+            decisions = calibrate(self.backend, sent, call.request.question, attempt.output, fields, votes,
+                                  deadline=call.deadline)
             attempt.calibration = [d.record() for d in decisions]
             if not any(d.chosen != d.answered for d in decisions):
                 return

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -133,20 +134,26 @@ def _content_free(request: GenerateRequest, question: str) -> GenerateRequest | 
     return None
 
 
-def _continued(request: GenerateRequest, head: str) -> GenerateRequest:
-    """The request with the answer begun: appended to a flat prompt, or as an assistant turn to continue."""
-    options = {**request.options, "temperature": 0.0, "num_predict": 1}
+def _continued(request: GenerateRequest, head: str, deadline: float | None) -> GenerateRequest:
+    """The request with the answer begun: appended to a flat prompt, or as an assistant turn to continue; its
+    timeout what is left of the call's deadline."""
+    update: dict[str, Any] = {"options": {**request.options, "temperature": 0.0, "num_predict": 1}, "json_schema": None}
+    if deadline is not None:
+        update["timeout"] = max(0.1, min(request.timeout or math.inf, deadline - time.perf_counter()))
     if request.prompt is not None:
-        return request.model_copy(update={"prompt": request.prompt + head, "options": options, "json_schema": None})
-    return request.model_copy(update={"messages": [*request.messages, {"role": "assistant", "content": head}],
-                                      "options": options, "json_schema": None})
+        return request.model_copy(update={**update, "prompt": request.prompt + head})
+    turn = {"role": "assistant", "content": head}
+    return request.model_copy(update={**update, "messages": [*request.messages, turn]})
 
 
 def calibrate(backend: LLMBackend, request: GenerateRequest, question: str, output: dict[str, Any],
-              fields: dict[str, list[Any]], votes: dict[str, dict[str, float]] | None = None) -> list[Calibration]:
+              fields: dict[str, list[Any]], votes: dict[str, dict[str, float]] | None = None,
+              deadline: float | None = None) -> list[Calibration]:
     """The decisions for ``fields`` (``eligible_fields``) of ``output``, the answer ``request`` produced. Fields
     are taken in the grammar's order, each conditioned on the (calibrated) values before it. ``votes``: per
-    field, the label vote's scores (the prior; without one the ratio decides alone)."""
+    field, the label vote's scores (the prior; without one the ratio decides alone). ``deadline`` (a
+    ``time.perf_counter()`` instant): no probe starts after it, and each is given what is left; the fields
+    not probed by then keep the answer's labels."""
     neutral = _content_free(request, question)
     order = list((request.json_schema or {}).get("properties") or {})
     if not isinstance(backend, TokenProbe) or neutral is None or not fields or not set(order) <= set(output):
@@ -157,9 +164,11 @@ def calibrate(backend: LLMBackend, request: GenerateRequest, question: str, outp
     for name in order:
         key = json.dumps(name) + ":"
         if name in fields and output[name] in fields[name]:
+            if deadline is not None and time.perf_counter() >= deadline:
+                break
             opening = key + ' "'  # string labels only (eligible_fields)
-            seen = backend.next_tokens(_continued(request, head + opening), TOP_TOKENS)
-            empty = backend.next_tokens(_continued(neutral, head + opening), TOP_TOKENS)
+            seen = backend.next_tokens(_continued(request, head + opening, deadline), TOP_TOKENS)
+            empty = backend.next_tokens(_continued(neutral, head + opening, deadline), TOP_TOKENS)
             model = label_probabilities(seen, fields[name]) if seen else None
             prior = label_probabilities(empty, fields[name]) if empty else None
             if model is not None and prior is not None:
