@@ -22,6 +22,7 @@ from rag_middleware.request.calibration import (
     CONTENT_FREE,
     calibrate,
     eligible_fields,
+    calibrated,
     label_probabilities,
     vote_prior,
 )
@@ -180,6 +181,10 @@ def test_the_vote_is_the_prior_the_ratio_multiplies():
     # no vote on the field, or none on an admitted label: the ratio decides alone, as without neighbours
     assert vote_prior(None, ["auto", "home"]) is None and vote_prior({"pet": 1.0}, ["auto", "home"]) is None
     assert chosen({}).chosen == "liability" and "vote" not in chosen({}).record()
+    # what --explain and the replay report print: both probabilities and the prior
+    line = calibrated(strong.record())
+    assert line.startswith("/claim_type: auto kept") and "liability 0.33/0.12" in line and "vote: auto 0.7" in line
+    assert "vote" not in calibrated(chosen({}).record()) and "auto -> liability" in calibrated(chosen({}).record())
 
 
 @pytest.fixture
