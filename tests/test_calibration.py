@@ -21,8 +21,8 @@ from rag_middleware.request.ask import Switches
 from rag_middleware.request.calibration import (
     CONTENT_FREE,
     calibrate,
-    eligible_fields,
     calibrated,
+    eligible_fields,
     label_probabilities,
     vote_prior,
 )
@@ -127,17 +127,23 @@ def test_no_probe_no_switch_no_change(settings):
         assert result.output["claim_type"] == "auto" and not probed.probes and not result.attempts[0].calibration
 
 
+class FlatProbe:
+    """A backend with a flat prompt whose probes read the request's lift ("liability" three-fold) or the lean."""
+
+    def __init__(self) -> None:
+        self.seen: list[GenerateRequest] = []
+
+    def next_tokens(self, request: GenerateRequest, top: int) -> list[tuple[str, float]]:
+        self.seen.append(request)
+        return READ if QUESTION in request.prompt else LEAN
+
+
 def test_a_flat_prompt_is_probed_with_the_answer_appended():
-    seen: list[GenerateRequest] = []
-
-    class Flat:
-        def next_tokens(self, request, top):
-            seen.append(request)
-            return READ if QUESTION in request.prompt else LEAN
-
+    probe = FlatProbe()
+    seen = probe.seen
     request = GenerateRequest(model="m", messages=[], prompt=f"Request: {QUESTION}\nAnswer:",
                               json_schema={"properties": {"claim_type": {}, "severity": {}}}, options={"seed": 1})
-    decisions = calibrate(Flat(), request, QUESTION, {"claim_type": "auto", "severity": "low"},
+    decisions = calibrate(probe, request, QUESTION, {"claim_type": "auto", "severity": "low"},
                           {"claim_type": ["auto", "liability", "home"]})
     assert [(d.field, d.chosen) for d in decisions] == [("claim_type", "liability")]
     assert seen[0].prompt.endswith('Answer:{"claim_type": "') and seen[0].json_schema is None
@@ -145,29 +151,25 @@ def test_a_flat_prompt_is_probed_with_the_answer_appended():
     # the call's deadline: each probe is given what is left of it; once it has passed, no probe starts
     seen.clear()
     soon = time.perf_counter() + 5
-    assert calibrate(Flat(), request, QUESTION, {"claim_type": "auto", "severity": "low"},
+    assert calibrate(probe, request, QUESTION, {"claim_type": "auto", "severity": "low"},
                      {"claim_type": ["auto", "liability", "home"]}, deadline=soon)[0].chosen == "liability"
     assert seen and all(0 < p.timeout <= 5 for p in seen)
     seen.clear()
-    assert calibrate(Flat(), request, QUESTION, {"claim_type": "auto", "severity": "low"},
+    assert calibrate(probe, request, QUESTION, {"claim_type": "auto", "severity": "low"},
                      {"claim_type": ["auto", "liability", "home"]}, deadline=time.perf_counter() - 1) == []
     assert not seen
     # a template that rewrote the request: nothing to replace, nothing calibrated
-    assert calibrate(Flat(), request, "not in the prompt", {"claim_type": "auto", "severity": "low"},
+    assert calibrate(probe, request, "not in the prompt", {"claim_type": "auto", "severity": "low"},
                      {"claim_type": ["auto", "liability"]}) == []
 
 
 def test_the_vote_is_the_prior_the_ratio_multiplies():
-    class Flat:
-        def next_tokens(self, request, top):
-            return READ if QUESTION in request.prompt else LEAN
-
     request = GenerateRequest(model="m", messages=[], prompt=f"Request: {QUESTION}\nAnswer:",
                               json_schema={"properties": {"claim_type": {}}}, options={})
     labels = {"claim_type": ["auto", "liability", "home"]}
 
     def chosen(scores):
-        return calibrate(Flat(), request, QUESTION, {"claim_type": "auto"}, labels, {"claim_type": scores})[0]
+        return calibrate(FlatProbe(), request, QUESTION, {"claim_type": "auto"}, labels, {"claim_type": scores})[0]
 
     # the request raises liability three-fold: a vote that leans to auto only mildly does not hold it ...
     assert chosen({"auto": 0.5, "liability": 0.3, "home": 0.2}).chosen == "liability"
