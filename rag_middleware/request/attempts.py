@@ -32,6 +32,7 @@ from .route import Route
 from ..llm import Completion, GenerateRequest, LLMBackend, StreamChunk
 from ..config import Settings
 from ..domains import Domain
+from ..domains.paths import parse_path
 from ..errors import GenerationTimeoutError, RagMiddlewareError, TransportError
 from ..records import Attempt, Interaction
 
@@ -134,8 +135,9 @@ class AttemptLoop:
                                keep_alive=self.settings.llm.keep_alive)
         started = time.perf_counter()
         try:
-            votes = {v["path"][1:]: v["scores"] for v in assembly.votes
-                     if v.get("scores") and v["path"][1:] in fields and not v.get("presence")}
+            top = {path[0]: v for v in assembly.votes if len(path := parse_path(v["path"])) == 1}
+            votes = {name: v["scores"] for name, v in top.items()
+                     if name in fields and v.get("scores") and not v.get("presence")}
             decisions = calibrate(self.backend, sent, call.request.question, attempt.output, fields, votes,
                                   deadline=call.deadline)
             attempt.calibration = [d.record() for d in decisions]
