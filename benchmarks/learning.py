@@ -64,18 +64,19 @@ def halves(items: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], list[dict
     return a, b
 
 
-def lift_items(items: list[dict[str, Any]], replay: list[dict[str, Any]] | None = None
-               ) -> tuple[str, list[dict[str, Any]], list[dict[str, Any]]]:
-    """(name, reviewed, answered) of the lift runs: half A is the reviewed memory; half B is answered, or the
-    replay items when given (their ids must not be in half A: a replayed item is never its own memory)."""
+def lift_items(items: list[dict[str, Any]], replay: list[dict[str, Any]] | None = None, *, both: bool = False
+               ) -> tuple[str, list[tuple[list[dict[str, Any]], list[dict[str, Any]]]]]:
+    """(name, folds) of the lift runs, each fold (reviewed, answered): half A is the reviewed memory and half B
+    is answered, or the replay items when given (their ids must not be in half A: a replayed item is never its
+    own memory). ``both``: a second fold answers half A with half B reviewed, so every item is scored once."""
     half_a, half_b = halves(items)
     if replay is None:
-        return "B", half_a, half_b
+        return ("A+B", [(half_a, half_b), (half_b, half_a)]) if both else ("B", [(half_a, half_b)])
     reviewed_ids = {i["id"] for i in half_a}
     clash = sorted(i["id"] for i in replay if i["id"] in reviewed_ids)
     if clash:
         raise SystemExit(f"replay items share ids with half A: {', '.join(clash[:5])}")
-    return "paraphrases", half_a, replay
+    return "paraphrases", [(half_a, replay)]
 
 
 def middleware(tmp: Path, *, learn: str) -> Middleware:
@@ -104,6 +105,14 @@ def closeness(mw: Middleware, reviewed: list[dict[str, Any]], answered: list[dic
     return {"near_identical": near, "reaching": int((best >= near).sum()), "min": round(float(best.min()), 3),
             "median": round(float(sorted(best)[len(best) // 2]), 3),
             "best_cosine": {i["id"]: round(float(c), 3) for i, c in zip(answered, best, strict=True)}}
+
+
+def pool_closeness(close: dict[str, Any], found: dict[str, Any]) -> None:
+    """Add one fold's closeness to ``close`` (the pooled figures of every fold so far)."""
+    best = sorted({**close.get("best_cosine", {}), **found["best_cosine"]}.values())
+    close.update(near_identical=found["near_identical"], best_cosine={**close.get("best_cosine", {}),
+                                                                      **found["best_cosine"]},
+                 reaching=sum(c >= found["near_identical"] for c in best), min=best[0], median=best[len(best) // 2])
 
 
 def run(label: str, items: list[dict[str, Any]], *, learn: str, mode: str, progress: Progress,
@@ -154,44 +163,52 @@ def chart(path: Path, summaries: dict[str, dict[str, Any]], title: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--domain", required=True)
-    parser.add_argument("--set", required=True, type=Path)
+    parser.add_argument("--set", required=True, type=Path, nargs="+", help="one or more sets, pooled")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "out")
     parser.add_argument("--skip-lift", action="store_true")
     parser.add_argument("--skip-drift", action="store_true")
     parser.add_argument("--limit", type=int, default=0)
     parser.add_argument("--replay", type=Path, default=None,
                         help="answer this set's items in the lift runs instead of half B (e.g. half A paraphrased)")
+    parser.add_argument("--both-halves", action="store_true",
+                        help="two folds: B with A reviewed and A with B reviewed, so the lift covers every item")
     args = parser.parse_args()
 
-    items = [i for i in load_set(args.set, domain=args.domain) if i["domain"] == args.domain][: args.limit or None]
+    items = [i for s in args.set for i in load_set(s, domain=args.domain) if i["domain"] == args.domain]
+    items = items[: args.limit or None]
     replay = None
     if args.replay is not None:
         replay = [i for i in load_set(args.replay, domain=args.domain) if i["domain"] == args.domain]
-    who, half_a, answered = lift_items(items, replay)
-    empty_run, reviewed_run = f"{who}, empty memory", f"{who}, A reviewed"
+    who, folds = lift_items(items, replay, both=args.both_halves)
+    half_a, answered = folds[0][0], [i for _, fold in folds for i in fold]
+    empty_run = f"{who}, empty memory"
+    reviewed_run = f"{who}, other half reviewed" if args.both_halves else f"{who}, A reviewed"
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     rows: dict[str, list[dict[str, Any]]] = {}
     close: dict[str, Any] = {}
 
-    def prepare(mw: Middleware) -> None:
-        import_reviewed(mw, half_a)
-        if replay is not None:
-            close.update(closeness(mw, half_a, answered))
+    def prepare(reviewed: list[dict[str, Any]], fold: list[dict[str, Any]]) -> Any:
+        def imported(mw: Middleware) -> None:
+            import_reviewed(mw, reviewed)
+            pool_closeness(close, closeness(mw, reviewed, fold))
+        return imported
 
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with Progress(*columns, console=console) as progress:
         if not args.skip_lift:
             rows[empty_run] = run(empty_run, answered, learn="off", mode="full-memory", progress=progress)
-            rows[reviewed_run] = run(reviewed_run, answered, learn="off", mode="full-memory", progress=progress,
-                                     prepare=prepare)
+            rows[reviewed_run] = [row for reviewed, fold in folds
+                                  for row in run(reviewed_run, fold, learn="off", mode="full-memory",
+                                                 progress=progress, prepare=prepare(reviewed, fold))]
         if not args.skip_drift:
             rows["all, learn off"] = run("all, learn off", items, learn="off", mode="full-memory", progress=progress)
             rows["all, learn reviewed"] = run("all, learn reviewed", items, learn="reviewed", mode="full-memory",
                                               progress=progress)
             rows["all, learn all"] = run("all, learn all", items, learn="all", mode="full-memory", progress=progress)
     summaries = {name: summarize(r) for name, r in rows.items()}
-    result: dict[str, Any] = {"domain": args.domain, "set": str(args.set), "date": stamp, "commit": commit(),
-                              "half_a": len(half_a), "half_b": len(items) - len(half_a), "summaries": summaries}
+    result: dict[str, Any] = {"domain": args.domain, "set": [str(s) for s in args.set], "date": stamp,
+                              "commit": commit(), "folds": len(folds), "half_a": len(half_a),
+                              "half_b": len(items) - len(half_a), "summaries": summaries}
     if replay is not None:
         result["replay"] = {"set": str(args.replay), "n": len(replay)}
     if close:
@@ -205,7 +222,8 @@ def main() -> None:
         result["drift_all"] = round(summaries["all, learn all"]["field_accuracy"] - off, 4)
 
     replayed = f" · replay {args.replay.name}" if args.replay is not None else ""
-    table = Table(title=f"learning · {args.domain} · {args.set.name}{replayed} · {stamp} · {result['commit']}")
+    names = "+".join(s.name for s in args.set)
+    table = Table(title=f"learning · {args.domain} · {names}{replayed} · {stamp} · {result['commit']}")
     fields = sorted({f for s in summaries.values() for f in s.get("per_field", {})})
     for col in ("run", "n", "valid", "field acc", "exact", *fields):
         table.add_column(col, justify="left" if col == "run" else "right")

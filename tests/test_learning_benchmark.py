@@ -41,15 +41,21 @@ def test_halves_partition_the_set_by_id(learning):
 def test_without_replay_the_lift_answers_half_b(learning):
     items = _items(20)
     a, b = learning.halves(items)
-    assert learning.lift_items(items) == ("B", a, b)
+    assert learning.lift_items(items) == ("B", [(a, b)])
+
+
+def test_both_halves_answer_each_half_with_the_other_reviewed(learning):
+    items = _items(20)
+    a, b = learning.halves(items)
+    assert learning.lift_items(items, both=True) == ("A+B", [(a, b), (b, a)])
 
 
 def test_replay_answers_its_items_with_half_a_still_reviewed(learning):
     items = _items(20)
     a, _ = learning.halves(items)
     replay = [{**i, "id": i["id"] + "-para", "question": "reworded " + i["question"]} for i in a]
-    who, reviewed, answered = learning.lift_items(items, replay)
-    assert who == "paraphrases" and reviewed == a and answered == replay
+    who, folds = learning.lift_items(items, replay)
+    assert who == "paraphrases" and folds == [(a, replay)]
 
 
 def test_a_replayed_item_is_never_its_own_memory(learning):
@@ -84,22 +90,24 @@ def test_closeness_counts_near_identical_questions(learning):
     assert close["best_cosine"]["a-para"] == pytest.approx(1.0, abs=1e-3) and close["best_cosine"]["x"] < 0.9
 
 
-def _main(learning, monkeypatch, tmp_path, items, replay=None):
-    """Run main() with the pipeline stubbed: answers are right only with A reviewed. (labels, ids, result)."""
-    (tmp_path / "set.jsonl").write_text("".join(json.dumps(i) + "\n" for i in items), encoding="utf-8")
-    argv = ["learning.py", "--domain", "d", "--set", str(tmp_path / "set.jsonl"), "--skip-drift",
-            "--out", str(tmp_path / "out")]
+def _main(learning, monkeypatch, tmp_path, items, replay=None, extra=()):
+    """Run main() with the pipeline stubbed: answers are right only with A reviewed. (labels, ids, result).
+    The items are written to two set files, pooled by ``--set``."""
+    (tmp_path / "set.jsonl").write_text("".join(json.dumps(i) + "\n" for i in items[:5]), encoding="utf-8")
+    (tmp_path / "set2.jsonl").write_text("".join(json.dumps(i) + "\n" for i in items[5:]), encoding="utf-8")
+    argv = ["learning.py", "--domain", "d", "--set", str(tmp_path / "set.jsonl"), str(tmp_path / "set2.jsonl"),
+            "--skip-drift", "--out", str(tmp_path / "out"), *extra]
     if replay is not None:
         (tmp_path / "para.jsonl").write_text("".join(json.dumps(i) + "\n" for i in replay), encoding="utf-8")
         argv += ["--replay", str(tmp_path / "para.jsonl")]
     seen: dict[str, list[str]] = {}
-    imported: list[str] = []
+    imported: list[list[str]] = []
 
     def fake_run(label, run_items, *, learn, mode, progress, prepare=None):
         if prepare is not None:
-            store = SimpleNamespace(upsert=lambda records, vectors: imported.extend(r.question for r in records))
+            store = SimpleNamespace(upsert=lambda records, vectors: imported.append([r.question for r in records]))
             prepare(SimpleNamespace(embedder=HashEmbedder(), settings=load_settings(None), store=store))
-        seen[label] = [i["id"] for i in run_items]
+        seen.setdefault(label, []).extend(i["id"] for i in run_items)
         good = prepare is not None
         return [{"id": i["id"], "fields": {"x": good}, "exact": good, "valid": True, "attempts": 1,
                  "latency_ms": 1.0} for i in run_items]
@@ -119,7 +127,7 @@ def test_replay_run_is_labelled_and_recorded(learning, monkeypatch, tmp_path):
     seen, imported, result = _main(learning, monkeypatch, tmp_path, items, replay)
     assert list(seen) == ["paraphrases, empty memory", "paraphrases, A reviewed"]
     assert all(ids == [r["id"] for r in replay] for ids in seen.values())
-    assert imported == [i["question"] for i in a]
+    assert imported == [[i["question"] for i in a]]
     assert result["lift"] == 1.0 and result["replay"] == {"set": str(tmp_path / "para.jsonl"), "n": len(replay)}
     assert set(result["summaries"]) == set(seen)
     assert set(result["closeness"]["best_cosine"]) == {r["id"] for r in replay}
@@ -130,6 +138,18 @@ def test_without_replay_the_run_is_unchanged(learning, monkeypatch, tmp_path):
     a, b = learning.halves(items)
     seen, imported, result = _main(learning, monkeypatch, tmp_path, items)
     assert seen == {"B, empty memory": [i["id"] for i in b], "B, A reviewed": [i["id"] for i in b]}
-    assert imported == [i["question"] for i in a]
-    assert (result["half_a"], result["half_b"], result["lift"]) == (len(a), len(b), 1.0)
-    assert "replay" not in result and "closeness" not in result
+    assert imported == [[i["question"] for i in a]]
+    assert (result["half_a"], result["half_b"], result["lift"], result["folds"]) == (len(a), len(b), 1.0, 1)
+    assert "replay" not in result and set(result["closeness"]["best_cosine"]) == {i["id"] for i in b}
+    assert result["set"] == [str(tmp_path / "set.jsonl"), str(tmp_path / "set2.jsonl")]
+
+
+def test_both_halves_score_every_item_once_per_run(learning, monkeypatch, tmp_path):
+    items = _items(12)
+    a, b = learning.halves(items)
+    seen, imported, result = _main(learning, monkeypatch, tmp_path, items, extra=["--both-halves"])
+    order = [i["id"] for i in b + a]
+    assert seen == {"A+B, empty memory": order, "A+B, other half reviewed": order}
+    assert imported == [[i["question"] for i in a], [i["question"] for i in b]]  # each fold its own memory
+    assert result["folds"] == 2 and result["lift"] == 1.0
+    assert set(result["closeness"]["best_cosine"]) == set(order)
