@@ -59,6 +59,37 @@ def test_a_rule_right_too_rarely_is_not_reliable_and_no_mixed_default_is_learnt(
     assert "calling" not in rule.terms and not rule.reliable and rule.default is None
 
 
+def _form(i: int) -> str:
+    return f"Name: Jo Smith\nPolicy: POL-12345{i}\nIncident: bike stolen from the station {i}"
+
+
+def test_forms_holding_no_gloss_word_take_their_own_label_and_leave_the_default_to_the_messages():
+    # five forms all carry chat: together with the six plain messages (email) no label holds 90% of the
+    # examples that hold no gloss word, yet each group agrees on its own label
+    examples = _examples() + [(_form(i), _channel("chat")) for i in range(5)]
+    rule = gloss_rules(CHANNEL, SPECS, LABELS, [], examples)[("channel",)]
+    assert rule.default == "email" and rule.shaped == "chat" and rule.reliable
+    assert (rule.defaulted, rule.default_right) == (11, 11)  # each judged with itself left out
+    assert rule.decide({"fence", "roof"}) == ("email", [])
+    assert rule.decide({"bike", "<field: value lines>"}) == ("chat", ["<field: value lines>"])
+
+
+def test_forms_that_disagree_among_themselves_give_no_label_and_cost_the_mixed_default():
+    examples = _examples() + [(_form(i), _channel("chat" if i % 2 else "phone")) for i in range(4)]
+    rule = gloss_rules(CHANNEL, SPECS, LABELS, [], examples)[("channel",)]
+    assert rule.default is None and rule.shaped is None
+
+
+def test_reviewed_forms_do_not_cost_the_shipped_channel_its_default():
+    claims = ROOT / "claims_intake"
+    reviewed = [CuratedExample(id=f"r{i}", question=_form(i) + "\nValue claimed: 800", answer={
+        "claim_type": "home", "severity": "low", "amount_claimed": 800, "policy_number": f"POL-12345{i}",
+        "channel": "web_form", "injury_reported": False, "department": "property"}) for i in range(6)]
+    rule = load_domain(claims, learnt=reviewed).gloss_rules[("channel",)]
+    assert rule.default == "email" and rule.shaped == "web_form" and rule.reliable
+    assert load_domain(claims).gloss_rules[("channel",)].judged() != rule.judged()  # the reviewed forms count
+
+
 def test_a_presence_vote_takes_the_glosses_of_the_labels_inside_its_object():
     schema = {"type": "object", "properties": {"sort": {
         "description": "the order asked for, or null: cheapest price asc, biggest area desc",

@@ -191,6 +191,7 @@ def gloss_rules(schema: dict[str, Any] | None, specs: dict[Path, Any], labels: d
     found = label_glosses(schema, [p for p in plain if not specs[p].presence], labels, rules)
     fields = number_fields(schema)
     fields_named = {n for n in _field_names(schema) if "_" in n}
+    forms = [field_lines(q) for q, _ in examples]
     for path in plain:
         presence = bool(specs[path].presence)
         inner = [p for p in plain if len(p) > len(path) and p[: len(path)] == path] if presence else [path]
@@ -215,11 +216,11 @@ def gloss_rules(schema: dict[str, Any] | None, specs: dict[Path, Any], labels: d
                for i, (q, a) in enumerate(examples)] if ranges else base
         truths = [labels_at(a, path, presence) for _, a in examples]
         ordered = [str(v) for v in labels.get(path, []) if isinstance(v, str)] if _ranked(schema, path, rules) else []
-        rule = max((_judge_rule(path, candidates, hit, truths, ranks) for ranks in
+        rule = max((_judge_rule(path, candidates, hit, truths, ranks, forms=forms) for ranks in
                     ((), *((tuple(ordered), tuple(ordered[::-1])) if len(ordered) >= 3 and not presence else ()))),
                    key=lambda r: (r.tiebreak, 2 * r.right + r.default_right - r.decided))
         out[path] = replace(rule, ranges=tuple(r for r in ranges if r[0] in rule.terms),
-                            shaped=_shaped(rule, examples, truths))
+                            shaped=rule.shaped or _shaped(rule, examples, truths))
     return out
 
 
@@ -339,10 +340,13 @@ def _presence_rules(schema: dict[str, Any] | None, skip: set[Path], rules: list[
 
 
 def _judge_rule(path: Path, candidates: dict[str, str], texts: list[set[str]], found: list[list[str]],
-                ranks: tuple[str, ...] = ()) -> GlossRule:
+                ranks: tuple[str, ...] = (), *, forms: list[bool] | None = None) -> GlossRule:
     """The rule judged with each example left out in turn: its own contradictions and its own vote for the
     default do not count. A word an example holding it contradicts is dropped: the example carries another
-    label, or with ``ranks`` a lower one (a lower level's words may well be there too)."""
+    label, or with ``ranks`` a lower one (a lower level's words may well be there too). ``forms``: which
+    examples are written as forms ("Label: value" lines); when the examples holding no gloss word agree on no
+    default together, the forms among them may take a label of their own (``shaped``) and the rest the
+    default, each judged on its own examples: reviewed forms must not cost the plain messages their default."""
     truths = [labels[0] if len(labels) == 1 else None for labels in found]
     if ranks and any(t is not None and t not in ranks for t in truths):
         ranks = ()
@@ -356,10 +360,13 @@ def _judge_rule(path: Path, candidates: dict[str, str], texts: list[set[str]], f
             if truth is not None and contradicts(candidates[term], truth):
                 against[term] = against.get(term, 0) + 1
     terms = {t: label for t, label in candidates.items() if not against.get(t)}
-    unhit = Counter(truth for text, truth in zip(texts, truths, strict=True)
-                    if truth is not None and not text & terms.keys())
+    shapes = forms or [False] * len(texts)
+    unhit = {shape: Counter(truth for text, truth, form in zip(texts, truths, shapes, strict=True)
+                            if truth is not None and form == shape and not text & terms.keys())
+             for shape in (False, True)}
+    split = _default(unhit[False] + unhit[True]) is None and _split_defaults(unhit[False], unhit[True]) is not None
     decided = right = defaulted = default_right = 0
-    for text, truth in zip(texts, truths, strict=True):
+    for text, truth, form in zip(texts, truths, shapes, strict=True):
         if truth is None:
             continue
         own = {t: label for t, label in candidates.items()
@@ -369,15 +376,28 @@ def _judge_rule(path: Path, candidates: dict[str, str], texts: list[set[str]], f
             decided += 1
             right += max(hits, key=ranks.index) == truth if ranks else hits == {truth}
         elif not hits:
-            others = unhit - Counter({truth: 1})
-            default = _default(others)
+            if split:
+                left = {shape: unhit[shape] - Counter({truth: 1} if shape == form else {}) for shape in unhit}
+                default = (_split_defaults(left[False], left[True]) or (None, None))[form]
+            else:
+                default = _default(unhit[False] + unhit[True] - Counter({truth: 1}))
             if default is not None:
                 defaulted += 1
                 default_right += default == truth
-    default = _default(unhit)
+    both = _split_defaults(unhit[False], unhit[True]) if split else None
+    default, shaped = both if both is not None else (_default(unhit[False] + unhit[True]), None)
     if default is not None and defaulted and default_right >= GLOSS_RELIABLE * defaulted:
-        return GlossRule(path, terms, default, decided, right, defaulted, default_right, ranks=ranks)
+        return GlossRule(path, terms, default, decided, right, defaulted, default_right, ranks=ranks, shaped=shaped)
     return GlossRule(path, terms, None, decided, right, ranks=ranks)
+
+
+def _split_defaults(plain: Counter[str], shaped: Counter[str]) -> tuple[str, str] | None:
+    """(the plain examples' default, the forms' label) when each agrees on its own label and they differ."""
+    default = _default(plain)
+    if default is None or sum(shaped.values()) < 2:
+        return None
+    label, count = shaped.most_common(1)[0]
+    return (default, label) if label != default and count >= DEFAULT_SHARE * sum(shaped.values()) else None
 
 
 def _default(unhit: Counter[str]) -> str | None:
