@@ -10,7 +10,8 @@ import pytest
 from rag_middleware.domains.glosses import GlossRule, gloss_rules, glossed
 from rag_middleware.domains.loader import CuratedExample, load_domain
 from rag_middleware.domains.spec import VoteSpec
-from rag_middleware.domains.votes import Neighbour, field_votes, gate
+from rag_middleware.domains.judgement import gate
+from rag_middleware.domains.votes import Neighbour, field_votes
 
 ROOT = Path(__file__).resolve().parents[1] / "knowledge_base"
 CHANNEL = {"type": "object", "properties": {"channel": {
@@ -243,3 +244,52 @@ def test_a_shop_query_grammar_follows_its_tools_gloss_words(mw):
     assert tool["allowed"] == ["count_documents"] and tool["gloss"] == ["count"]
     branches = assembly.json_schema.get("anyOf") or [assembly.json_schema]
     assert [b["properties"]["tool"]["enum"] for b in branches] == [["count_documents"]]
+
+
+def test_a_rule_whose_words_beat_the_neighbours_on_the_same_examples_leads_the_field():
+    import numpy as np
+
+    from rag_middleware.domains.judgement import reliability
+
+    # the topic (the vector) follows i % 3, the channel (i // 3) % 3: the neighbours cannot know it, and the
+    # questions hold no word to mine; the rule's words decided 12 of the examples, 11 of them right
+    rng = np.random.default_rng(1)
+    examples, vectors = [], []
+    for i in range(18):
+        v = np.eye(3, 8, dtype=np.float32)[i % 3] + 0.05 * rng.standard_normal(8).astype(np.float32)
+        vectors.append(v / np.linalg.norm(v))
+        examples.append((f"e{i}", f"question {i}", _channel(["phone", "chat", "email"][(i // 3) % 3])))
+    rule = GlossRule(("channel",), {"calling": "phone"}, None, decided=12, right=11,
+                     decisions=tuple((i, i != 0) for i in range(12)))
+    judged = reliability(examples, np.stack(vectors), SPECS, rules={("channel",): rule})["/channel"]
+    by_rule, by_neighbours, both = judged["gloss_vs_neighbours"]
+    assert (by_rule, both) == (11, 12) and by_neighbours <= 9 and judged["gloss_leads"]
+    # neighbours that know the channel (the vector follows it) are right as often: no lead
+    topical = [np.eye(3, 8, dtype=np.float32)[(i // 3) % 3] for i in range(18)]
+    again = reliability(examples, np.stack(topical), SPECS, rules={("channel",): rule})["/channel"]
+    assert again["gloss_vs_neighbours"][1] == 12 and not again["gloss_leads"]
+    assert "gloss_leads" not in reliability(examples, np.stack(vectors), SPECS)["/channel"]  # no rule, no judgement
+
+
+def test_a_leading_rule_overrules_the_neighbours_and_says_so():
+    rule = GlossRule(("channel",), {"calling": "phone"}, None, decided=5, right=3)  # short of a tiebreak
+    voters = [Neighbour(str(i), 0.9, _channel("chat"), 1.0) for i in range(5)]
+    plain = field_votes(voters, SPECS, question="I am calling about the claim", glossed={("channel",): rule})[0]
+    assert plain["allowed"] == ["chat"] and plain["decided"] and "gloss" not in plain
+    led = field_votes(voters, SPECS, question="I am calling about the claim", glossed={("channel",): rule},
+                      leading={("channel",)})[0]
+    assert led["allowed"] == ["phone"] and led["gloss"] == ["calling"] and led["leads"] and "decided" not in led
+    assert gate([led], {"/channel": {"reliable": False, "right": 0, "narrowed": 9}})[0]["allowed"] == ["phone"]
+    assert "over the neighbours' vote" in glossed(led["gloss"], True, True)
+    agreeing = [Neighbour(str(i), 0.9, _channel("phone"), 1.0) for i in range(5)]
+    same = field_votes(agreeing, SPECS, question="calling again", glossed={("channel",): rule},
+                       leading={("channel",)})[0]
+    assert same["allowed"] == ["phone"] and "leads" not in same  # nothing to overrule
+    silent = field_votes(voters, SPECS, question="the roof leaks", glossed={("channel",): rule},
+                         leading={("channel",)})[0]
+    assert silent["allowed"] == ["chat"]  # no gloss word: the neighbours stand
+
+
+def test_claims_severity_words_lead_its_neighbours(mw):
+    judged = mw.assembler.vote_reliability(mw.domains.get("claims_intake"))
+    assert judged["/severity"]["gloss_leads"] and not judged["/channel"]["gloss_leads"]

@@ -125,7 +125,7 @@ def test_votes_that_prove_unreliable_on_the_examples_narrow_nothing():
     import numpy as np
 
     from rag_middleware.domains.spec import VoteSpec
-    from rag_middleware.domains.votes import gate, reliability
+    from rag_middleware.domains.judgement import gate, reliability
 
     rng = np.random.default_rng(0)
     topics = np.eye(3, 16, dtype=np.float32)

@@ -8,7 +8,8 @@ import pytest
 
 from rag_middleware.domains.prototypes import Prototypes, blend
 from rag_middleware.domains.spec import VoteSpec
-from rag_middleware.domains.votes import Neighbour, field_votes, reliability
+from rag_middleware.domains.judgement import reliability
+from rag_middleware.domains.votes import Neighbour, field_votes
 from rag_middleware.request.grammar_builder import prototype_shares
 
 PATH = ("kind",)

@@ -9,7 +9,8 @@ import itertools
 import numpy as np
 
 from rag_middleware.domains.spec import VoteSpec
-from rag_middleware.domains.votes import CUE_SCALES, Neighbour, field_votes, mine_cues, reliability, scaled
+from rag_middleware.domains.judgement import CUE_SCALES, reliability, scaled
+from rag_middleware.domains.votes import Neighbour, field_votes, mine_cues
 
 TOPICS = {"car": "my car was hit in the car park", "pet": "my dog needed the vet for his paw",
           "home": "a pipe burst and flooded the kitchen at home"}

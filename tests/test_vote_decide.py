@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from rag_middleware.domains.spec import VoteSpec
-from rag_middleware.domains.votes import Neighbour, field_votes, gate, mentioned, named_labels, trusted_names
+from rag_middleware.domains.judgement import gate, named_labels, trusted_names
+from rag_middleware.domains.votes import Neighbour, field_votes, mentioned
 
 SPEC = {("kind",): VoteSpec(k=7, margin=0.7, max_labels=2)}
 KINDS = ["house", "townhouse", "apartment", "web_form"]

@@ -138,7 +138,7 @@ def explain(row: dict[str, Any]) -> list[str]:
         elif vote.get("mention"):
             decided = f"admitted {vote['mention']} (the request names it)"
         elif vote.get("gloss") is not None:
-            why = glossed(vote["gloss"], bool(vote.get("tiebreak")))
+            why = glossed(vote["gloss"], bool(vote.get("tiebreak")), bool(vote.get("leads")))
             decided = f"admitted {', '.join(map(str, vote['allowed']))} ({why})"
         elif vote.get("allowed"):
             decided = f"admitted {', '.join(map(str, vote['allowed']))}" + (" (a clear winner)" if vote.get("decided")

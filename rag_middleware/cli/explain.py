@@ -70,7 +70,8 @@ def show_decisions(attempt: Attempt) -> None:
                                f"{', reviewed' if x.get('reviewed') else ''})" for x in v.get("voters", [])[:5])
             admitted = (describe(v) if v.get("items") is not None
                         else ", ".join(map(str, v.get("allowed") or [])) or f"(open: {v.get('reason', '')})")
-            gloss = f" ({glossed(v['gloss'], bool(v.get('tiebreak')))})" if v.get("gloss") is not None else ""
+            gloss = (f" ({glossed(v['gloss'], bool(v.get('tiebreak')), bool(v.get('leads')))})"
+                     if v.get("gloss") is not None else "")
             admitted += " (named)" if v.get("mention") else " (clear winner)" if v.get("decided") else gloss
             scores = ", ".join(f"{k} {s:.2f}" for k, s in v.get("scores", {}).items())
             table.add_row(v["path"], admitted, scores, voters)

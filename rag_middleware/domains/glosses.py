@@ -114,6 +114,8 @@ class GlossRule:
     # any condition reaches"); empty: a request hitting two labels' words is undecided
     shaped: str | None = None  # the label of the examples written as forms ("Label: value" lines), when it is
     # not the default: such a request holding no gloss word takes it instead of the default
+    decisions: tuple[tuple[int, bool], ...] = ()  # leave-one-out: (example index, right) of each word decision,
+    # so the neighbours' vote can be judged on the same examples (judgement.reliability: ``gloss_leads``)
 
     @property
     def tiebreak(self) -> bool:
@@ -166,9 +168,11 @@ def singulars(terms: set[str]) -> set[str]:
     return terms | {" ".join(map(_singular, t.split())) for t in terms}
 
 
-def glossed(words: list[str], tiebreak: bool = False) -> str:
+def glossed(words: list[str], tiebreak: bool = False, leads: bool = False) -> str:
     """How a gloss decision is explained (``--explain``, the replay report)."""
     shown = "gloss words: " + ", ".join(words) if words else "no gloss word: the examples' default"
+    if leads:
+        return shown + ", over the neighbours' vote (right more often on the examples both decide)"
     return shown + ", breaking the neighbours' tie" if tiebreak else shown
 
 
@@ -366,7 +370,8 @@ def _judge_rule(path: Path, candidates: dict[str, str], texts: list[set[str]], f
              for shape in (False, True)}
     split = _default(unhit[False] + unhit[True]) is None and _split_defaults(unhit[False], unhit[True]) is not None
     decided = right = defaulted = default_right = 0
-    for text, truth, form in zip(texts, truths, shapes, strict=True):
+    decisions: list[tuple[int, bool]] = []
+    for index, (text, truth, form) in enumerate(zip(texts, truths, shapes, strict=True)):
         if truth is None:
             continue
         own = {t: label for t, label in candidates.items()
@@ -374,7 +379,8 @@ def _judge_rule(path: Path, candidates: dict[str, str], texts: list[set[str]], f
         hits = {label for t, label in {**terms, **own}.items() if t in text}
         if len(hits) == 1 or (hits and ranks and hits <= set(ranks)):
             decided += 1
-            right += max(hits, key=ranks.index) == truth if ranks else hits == {truth}
+            decisions.append((index, max(hits, key=ranks.index) == truth if ranks else hits == {truth}))
+            right += decisions[-1][1]
         elif not hits:
             if split:
                 left = {shape: unhit[shape] - Counter({truth: 1} if shape == form else {}) for shape in unhit}
@@ -387,8 +393,9 @@ def _judge_rule(path: Path, candidates: dict[str, str], texts: list[set[str]], f
     both = _split_defaults(unhit[False], unhit[True]) if split else None
     default, shaped = both if both is not None else (_default(unhit[False] + unhit[True]), None)
     if default is not None and defaulted and default_right >= GLOSS_RELIABLE * defaulted:
-        return GlossRule(path, terms, default, decided, right, defaulted, default_right, ranks=ranks, shaped=shaped)
-    return GlossRule(path, terms, None, decided, right, ranks=ranks)
+        return GlossRule(path, terms, default, decided, right, defaulted, default_right, ranks=ranks, shaped=shaped,
+                         decisions=tuple(decisions))
+    return GlossRule(path, terms, None, decided, right, ranks=ranks, decisions=tuple(decisions))
 
 
 def _split_defaults(plain: Counter[str], shaped: Counter[str]) -> tuple[str, str] | None:

@@ -4,7 +4,7 @@ The nearest neighbours of a request vote by what the closest few questions say; 
 the questions with a value have in common. A field that follows the topic of a request (a claim's type, a
 listing's type) is told better by the nearest prototype, a field named by a few words (the channel) by the
 neighbours and their cue words. Leave-one-out on the examples chooses, per field, how much the prototypes
-weigh against the neighbours (``blend`` in the field's judgement, ``votes.reliability``).
+weigh against the neighbours (``blend`` in the field's judgement, ``judgement.reliability``).
 
 Reviewed answers join their value's prototype with their trust, so every approved answer moves the
 prototypes of the next requests, not only of the near-identical ones.

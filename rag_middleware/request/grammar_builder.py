@@ -14,7 +14,8 @@ from ..domains.clauses import StepGuide
 from ..domains.grounding import numbers_in, request_body
 from ..domains.ranges import unit_values
 from ..domains.prototypes import Prototypes
-from ..domains.votes import Neighbour, field_votes, gate, labels_at, scaled, trusted_names
+from ..domains.judgement import gate, scaled, trusted_names
+from ..domains.votes import Neighbour, field_votes, labels_at
 from ..memory.embedding import CachedEmbedder
 from .ask import Switches
 
@@ -153,7 +154,9 @@ class GrammarBuilder:
                                 if switches.decide else None, decide=switches.decide,
                                 protos=prototype_shares(prototypes, reliability, spec.vote, query, voters, taught),
                                 glossed=domain.gloss_rules if switches.decide else None,
-                                numbers=range_values(domain, body) if switches.decide else None)
+                                numbers=range_values(domain, body) if switches.decide else None,
+                                leading={path for path in domain.gloss_rules
+                                         if (reliability.get("/" + "/".join(path)) or {}).get("gloss_leads")})
             votes = gate(votes, reliability)
         if switches.vote and switches.ground and (domain.anchors or domain.slots is not None):
             # they choose among grounded values; reviewed neighbours' questions teach them too

@@ -16,7 +16,8 @@ from ..config import SelectionSettings, Settings
 from ..domains import Domain
 from ..domains.grounding import request_body
 from ..domains.prototypes import Prototypes
-from ..domains.votes import REVIEWED_STATUSES, labels_at, parse_answer, reliability
+from ..domains.judgement import reliability
+from ..domains.votes import REVIEWED_STATUSES, labels_at, parse_answer
 from ..errors import StoreError
 from ..memory.embedding import CachedEmbedder
 from ..memory.stores.base import MemoryStore
@@ -125,13 +126,13 @@ class Retriever:
 
     @staticmethod
     def _judge(domain: Domain, vectors: np.ndarray) -> dict[str, Any]:
-        """Leave-one-out precision of each voted field on the examples it learns from (domains/votes.py)."""
+        """Leave-one-out precision of each voted field on the examples it learns from (domains/judgement.py)."""
         if domain.declarative is None or not domain.declarative.spec.vote:
             return {}
         context = domain.declarative.spec.context
         return reliability([(e.id, e.question, e.answer) for e in domain.teaching], vectors,
                            domain.declarative.spec.vote, body=lambda q: request_body(q, context),
-                           enums=domain.declarative.vote_labels(), glossed=domain.glossed)
+                           enums=domain.declarative.vote_labels(), glossed=domain.glossed, rules=domain.gloss_rules)
 
     def vote_prototypes(self, domain: Domain) -> Prototypes:
         """The voted fields' label prototypes from the curated examples (domains/prototypes.py)."""

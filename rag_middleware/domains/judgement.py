@@ -1,0 +1,158 @@
+"""Judging each voted field's voices on the examples themselves, by leave-one-out: how far its neighbours'
+vote may narrow the grammar (``reliability``, ``gate``), how much its cue words weigh (``scaled``), whether the
+label a request names decides it (``named_labels``), and whether its gloss words beat its neighbours on the
+examples both decide (``gloss_leads``). The vote itself is in votes.py."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .paths import Path
+from .prototypes import BLENDS, Prototypes
+from .spec import VoteSpec
+from .votes import (_LeaveOneOutCues, Neighbour, _base, _cue_counts, _terms, field_votes, label_of, labels_at,
+                    mentioned)
+
+__all__ = ["CUE_SCALES", "RELIABLE", "gate", "named_labels", "reliability", "scaled", "trusted_names"]
+
+
+RELIABLE = 0.7  # leave-one-out precision a field's confident votes need before they may narrow the grammar
+CUE_SCALES = (1.0, 3.0, 10.0)  # how much a field's cue words may weigh against its neighbours, chosen per field
+
+
+def scaled(cues: dict[Path, dict[str, tuple[str, float]]], judged: dict[str, dict[str, Any]]
+           ) -> dict[Path, dict[str, tuple[str, float]]]:
+    """The cue words with each field's strength scaled by the ``cue_scale`` its leave-one-out judgement chose."""
+    out = {}
+    for path, found in cues.items():
+        scale = float((judged.get("/" + "/".join(path)) or {}).get("cue_scale", 1.0))
+        out[path] = found if scale == 1.0 else _times(found, scale)
+    return out
+
+
+def _times(found: dict[str, tuple[str, float]], scale: float) -> dict[str, tuple[str, float]]:
+    return {t: (label, w * scale) for t, (label, w) in found.items()}
+
+
+NAMED_RELIABLE = 0.8  # share of the examples naming one label of a field that must carry it, for names to decide
+NAMED_MIN = 3
+
+
+def named_labels(examples: list[tuple[str, str, Any]], specs: dict[Path, VoteSpec], labels: dict[Path, list[Any]],
+                 *, body: Any = None) -> dict[Path, dict[str, Any]]:
+    """Per field with string labels: of the examples whose question names exactly one of them, how many carry
+    that label. A field is ``trusted`` when at least NAMED_MIN do and NAMED_RELIABLE of them are right (a
+    channel named "by phone" is the phone channel; a severity "high" in "high street" is not)."""
+    out = {}
+    for path, spec in specs.items():
+        found = [x for x in labels.get(path, []) if isinstance(x, str)]
+        if spec.per_clause or spec.presence or len(found) < 2:
+            continue
+        named = right = 0
+        for _, question, answer in examples:
+            truth = labels_at(answer, path)
+            said = mentioned(found, body(question) if body is not None else question)
+            if len(truth) == 1 and len(said) == 1:
+                named += 1
+                right += said[0] == truth[0]
+        out[path] = {"named": named, "right": right,
+                     "trusted": named >= NAMED_MIN and right >= NAMED_RELIABLE * named}
+    return out
+
+
+def reliability(examples: list[tuple[str, str, Any]], vectors: Any, specs: dict[Path, VoteSpec], *,
+                body: Any = None, enums: dict[Path, list[Any]] | None = None,
+                glossed: list[tuple[str, Any]] = (), rules: dict[Path, Any] | None = None
+                ) -> dict[str, dict[str, Any]]:
+    """How often each field's vote is right, judged on the curated examples themselves: every example is
+    voted on by the others (leave-one-out, cue words mined without it). Per field: ``cue_scale``, the weight
+    of its cue words against its neighbours that got the most winners right (a field named by words, such as
+    the channel a message came by, trusts its cues; a field that follows the topic trusts its neighbours;
+    ties keep the smaller scale), ``blend``, the label prototypes' share of the vote chosen with it (a field
+    that follows the topic gains by them; ties keep none), ``top1``, that share; and with those ``narrowed``, ``right``,
+    ``precision`` and ``reliable``: a field whose narrowed votes are right less than RELIABLE of the time is
+    left to the model (its vote still feeds the confidence). Rules decide outright and are not judged here.
+    With ``enums`` (each field's labels from the schema), ``names``: whether the one label a request names
+    decides the field (``named_labels``). ``glossed``: (text, answer) pseudo-examples that join the cue-word
+    mining only (glosses.py), as they do at load. ``rules``: the fields' gloss rules (glosses.GlossRule, judged
+    at load on the same examples in the same order): ``gloss_leads`` when, on the examples its words decided,
+    the rule was right at least twice more than the neighbours' winner (of at least 3); its words then decide
+    the field over a neighbours' vote for another label (``field_votes``: ``leading``)."""
+    out: dict[str, dict[str, Any]] = {}
+    paths = {p: s for p, s in specs.items() if not s.per_clause}
+    if not paths or len(examples) < 5:
+        return out
+    sims = vectors @ vectors.T
+    term_sets, seen, by_path, labels = _cue_counts([(q, a) for _, q, a in examples] + list(glossed), list(paths),
+                                                   {p for p, spec in paths.items() if spec.presence})
+    bases = {p: _base(labels, p) for p in paths}
+    protos = Prototypes.build({p: [mine.get(p) for mine in labels[: len(examples)]] for p in paths}, vectors)
+    settings = [(scale, share) for share in BLENDS for scale in CUE_SCALES]
+    tallies = {key: {p: [0, 0, 0] for p in paths} for key in settings}  # narrowed, right, winner right
+    wins: dict[tuple[float, float], dict[Path, dict[int, bool]]] = {key: {p: {} for p in paths} for key in settings}
+    judged = dict.fromkeys(paths, 0)  # examples with a value at the path
+    left_out = {p: _LeaveOneOutCues(by_path[p], seen, len(labels) - 1, bases[p]) for p in paths}
+    for i, (_, question, answer) in enumerate(examples):
+        neighbours = [Neighbour(examples[j][0], float(sims[i, j]), examples[j][2], 1.0)
+                      for j in range(len(examples)) if j != i]
+        text = body(question) if body is not None else question
+        needed = _terms(text)
+        cues = {p: left_out[p].without(term_sets[i], labels[i].get(p), needed) for p in paths}
+        own = {p: protos.shares(p, vectors[i], minus=(labels[i][p], vectors[i]) if p in labels[i] else None)
+               for p in paths}
+        truths = {p: labels_at(answer, p, spec.presence) for p, spec in paths.items()}
+        for path, truth in truths.items():
+            judged[path] += bool(truth)
+        for (scale, share), stats in tallies.items():
+            weighted = {p: _times(c, scale) for p, c in cues.items()}
+            for record in field_votes(neighbours, paths, cues=weighted, question=text, decide=False,
+                                      protos={p: (share, own[p]) for p in paths}):
+                path = tuple(record["path"].strip("/").split("/"))
+                truth = truths[path]
+                if record.get("rule") or not truth:
+                    continue  # a rule is not judged; no value there (a null object): nothing to judge
+                wins[(scale, share)][path][i] = next(iter(record.get("scores", {})), None) == truth[0]
+                stats[path][2] += wins[(scale, share)][path][i]
+                if record.get("allowed"):
+                    stats[path][0] += 1
+                    stats[path][1] += truth[0] in [label_of(a) for a in record["allowed"]]
+    for path in paths:
+        scale, share = max(settings, key=lambda key: (tallies[key][path][2], -key[1], -key[0]))
+        narrowed, right, winners = tallies[(scale, share)][path]
+        precision = right / narrowed if narrowed else 0.0
+        out["/" + "/".join(path)] = {"narrowed": narrowed, "right": right, "precision": round(precision, 3),
+                                     "reliable": narrowed >= 3 and precision >= RELIABLE, "cue_scale": scale,
+                                     "blend": share, "top1": round(winners / max(1, judged[path]), 3)}
+        rule = (rules or {}).get(path)
+        if rule is not None and rule.decisions:
+            won = wins[(scale, share)][path]
+            both = [(ok, won[i]) for i, ok in rule.decisions if i in won]
+            by_rule, by_neighbours = sum(r for r, _ in both), sum(n for _, n in both)
+            out["/" + "/".join(path)].update(gloss_vs_neighbours=[by_rule, by_neighbours, len(both)],
+                                             gloss_leads=len(both) >= 3 and by_rule >= by_neighbours + 2)
+    for path, names in named_labels(examples, paths, enums or {}, body=body).items():
+        out["/" + "/".join(path)]["names"] = names
+    return out
+
+
+def trusted_names(judged: dict[str, dict[str, Any]], labels: dict[Path, list[Any]]) -> dict[Path, list[Any]]:
+    """The labels of the fields whose named labels decide (``named_labels``)."""
+    return {path: found for path, found in labels.items()
+            if (judged.get("/" + "/".join(path)) or {}).get("names", {}).get("trusted")}
+
+
+def gate(votes: list[dict[str, Any]], judged: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """Votes of fields that proved unreliable on the examples narrow nothing, unless a reviewed answer to a
+    near-identical question voted (the learning loop speaks for itself), the request named the label, or the
+    winner held ``decide`` of the vote."""
+    out = []
+    for vote in votes:
+        info = judged.get(vote["path"])
+        strong = any(v.get("reviewed") and v.get("near_identical") for v in vote.get("voters", []))
+        strong = strong or bool(vote.get("decided") or vote.get("mention")) or vote.get("gloss") is not None
+        if vote.get("allowed") and not vote.get("rule") and info is not None and not info["reliable"] and not strong:
+            vote = {**vote, "allowed": [], "confident": False,
+                    "reason": f"votes on this field were right {info['right']} of {info['narrowed']} times on the "
+                              "examples (leave-one-out): left to the model"}
+        out.append(vote)
+    return out
