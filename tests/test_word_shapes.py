@@ -31,6 +31,15 @@ def test_the_shape_is_read_off_the_examples():
     assert "city" not in city.stop and "paris" not in city.stop  # in a value / in one question only
 
 
+def test_an_example_written_in_lower_case_throughout_does_not_uncapitalise_the_shape():
+    lower = ("hey any condos in porto", {"city": "porto", "tag": None})
+    assert word_shapes([("city",)], [*PAIRS, lower])[("city",)].capitalised
+    cased = ("Any condos in porto", {"city": "porto", "tag": None})  # a writer who uses capitals, a lower name
+    assert not word_shapes([("city",)], [*PAIRS, cased])[("city",)].capitalised
+    only_lower = [(q.lower(), {"city": (a["city"] or "").lower() or None}) for q, a in PAIRS]
+    assert not word_shapes([("city",)], only_lower)[("city",)].capitalised  # nothing to tell names by
+
+
 @pytest.mark.parametrize(("candidate", "request_text", "admitted"), [
     ("Nashville", "townhome for rent Nashville, newest listings", True),
     ("newest", "townhome for rent Nashville, newest listings", False),  # lower case in a cased request

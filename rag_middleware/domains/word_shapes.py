@@ -4,7 +4,8 @@ Grounding in ``words`` admits every word and phrase of the request, and a small 
 "2" or "Townhouses" as a city. The examples say what the field's values look like:
 
 - **capitalised**: every value the examples give starts with a capital letter (a name). A request written in
-  lower case throughout is exempt ("flats in nice" still has its city);
+  lower case throughout is exempt ("flats in nice" still has its city), and so is such an example: a
+  reviewed "condos in porto" does not teach that names are written in lower case;
 - **digits**: whether any value holds a digit; when none does, a candidate with a digit is not a value;
 - **stop words**: words of at least STOP_MIN example questions that are never part of one of the field's
   values ("show", "flats", "bedrooms", "I"). A phrase that starts with one, or ends with one in lower case,
@@ -72,11 +73,15 @@ def word_shapes(paths: list[Path], pairs: list[tuple[str, Any]]) -> dict[Path, W
         in_questions.update(set(_words(question)))
     out = {}
     for path in paths:
-        values = [v for _, a in pairs for v in values_at(a, path) if isinstance(v, str) and v.strip()]
+        found = [(q, v) for q, a in pairs for v in values_at(a, path) if isinstance(v, str) and v.strip()]
+        values = [v for _, v in found]
         if len(values) < MIN_VALUES:
             continue
         in_values = {w for v in values for w in _words(v)}
         stop = frozenset(w for w, n in in_questions.items() if n >= STOP_MIN and w not in in_values)
-        out[path] = WordShape(capitalised=all(v[:1].isupper() for v in values),
+        # a request in lower case throughout is exempt here as in ``admits``: "condos in porto" says nothing
+        # of how names are written where the writer uses capitals
+        cased = [v for q, v in found if _cased(q)]
+        out[path] = WordShape(capitalised=bool(cased) and all(v[:1].isupper() for v in cased),
                               digits=any(ch.isdigit() for v in values for ch in v), stop=stop)
     return out
