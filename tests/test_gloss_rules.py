@@ -290,6 +290,28 @@ def test_a_leading_rule_overrules_the_neighbours_and_says_so():
     assert silent["allowed"] == ["chat"]  # no gloss word: the neighbours stand
 
 
-def test_claims_severity_words_lead_its_neighbours(mw):
-    judged = mw.assembler.vote_reliability(mw.domains.get("claims_intake"))
-    assert judged["/severity"]["gloss_leads"] and not judged["/channel"]["gloss_leads"]
+def test_a_number_range_never_leads_the_neighbours():
+    from rag_middleware.domains.glosses import _judge_rule
+    from rag_middleware.domains.ranges import NumberRange
+
+    # leave-one-out holds a range on the example's true amount; a request has only a guess of it, so a decision
+    # a range took part in is no evidence against the neighbours, and a range hit overrules no vote
+    texts = [{"amount big"}] * 3 + [{"calling"}] * 3
+    rule = _judge_rule(("channel",), {"amount big": "email", "calling": "phone"}, texts,
+                       [["email"]] * 3 + [["phone"]] * 3, measured={"amount big"})
+    assert (rule.decided, rule.right) == (6, 6)  # the range still counts toward the rule's own reliability
+    assert rule.decisions == ((3, True), (4, True), (5, True))  # not toward its lead: the range examples are out
+    ranged = GlossRule(("channel",), {"amount big": "email", "calling": "phone"}, None, decided=5, right=3,
+                       ranges=(("amount big", ("amount",), NumberRange(low=1000)),))
+    voters = [Neighbour(str(i), 0.9, _channel("chat"), 1.0) for i in range(5)]
+    by_range = field_votes(voters, SPECS, question="the roof",
+                           glossed={("channel",): ranged}, numbers={("amount",): 5000}, leading={("channel",)})[0]
+    assert by_range["allowed"] == ["chat"] and "leads" not in by_range
+    by_words = field_votes(voters, SPECS, question="calling about the roof", glossed={("channel",): ranged},
+                           leading={("channel",)})[0]
+    assert by_words["allowed"] == ["phone"] and by_words["leads"]
+
+
+def test_claims_severity_amount_ranges_are_left_out_of_its_lead(mw):
+    rule = mw.domains.get("claims_intake").gloss_rules[("severity",)]
+    assert rule.ranges and len(rule.decisions) < rule.decided  # the range decisions are not in the comparison

@@ -220,7 +220,8 @@ def gloss_rules(schema: dict[str, Any] | None, specs: dict[Path, Any], labels: d
                for i, (q, a) in enumerate(examples)] if ranges else base
         truths = [labels_at(a, path, presence) for _, a in examples]
         ordered = [str(v) for v in labels.get(path, []) if isinstance(v, str)] if _ranked(schema, path, rules) else []
-        rule = max((_judge_rule(path, candidates, hit, truths, ranks, forms=forms) for ranks in
+        rule = max((_judge_rule(path, candidates, hit, truths, ranks, forms=forms, measured={t for t, _, _ in ranges})
+                    for ranks in
                     ((), *((tuple(ordered), tuple(ordered[::-1])) if len(ordered) >= 3 and not presence else ()))),
                    key=lambda r: (r.tiebreak, 2 * r.right + r.default_right - r.decided))
         out[path] = replace(rule, ranges=tuple(r for r in ranges if r[0] in rule.terms),
@@ -344,13 +345,17 @@ def _presence_rules(schema: dict[str, Any] | None, skip: set[Path], rules: list[
 
 
 def _judge_rule(path: Path, candidates: dict[str, str], texts: list[set[str]], found: list[list[str]],
-                ranks: tuple[str, ...] = (), *, forms: list[bool] | None = None) -> GlossRule:
+                ranks: tuple[str, ...] = (), *, forms: list[bool] | None = None,
+                measured: set[str] | frozenset[str] = frozenset()) -> GlossRule:
     """The rule judged with each example left out in turn: its own contradictions and its own vote for the
     default do not count. A word an example holding it contradicts is dropped: the example carries another
     label, or with ``ranks`` a lower one (a lower level's words may well be there too). ``forms``: which
     examples are written as forms ("Label: value" lines); when the examples holding no gloss word agree on no
     default together, the forms among them may take a label of their own (``shaped``) and the rest the
-    default, each judged on its own examples: reviewed forms must not cost the plain messages their default."""
+    default, each judged on its own examples: reviewed forms must not cost the plain messages their default.
+    ``measured``: the range terms, which hold on an example's true value of another field; a request has only a
+    guess of that value, so a decision they take part in is left out of ``decisions`` (the rule against the
+    neighbours is judged on its words alone)."""
     truths = [labels[0] if len(labels) == 1 else None for labels in found]
     if ranks and any(t is not None and t not in ranks for t in truths):
         ranks = ()
@@ -379,8 +384,10 @@ def _judge_rule(path: Path, candidates: dict[str, str], texts: list[set[str]], f
         hits = {label for t, label in {**terms, **own}.items() if t in text}
         if len(hits) == 1 or (hits and ranks and hits <= set(ranks)):
             decided += 1
-            decisions.append((index, max(hits, key=ranks.index) == truth if ranks else hits == {truth}))
-            right += decisions[-1][1]
+            ok = max(hits, key=ranks.index) == truth if ranks else hits == {truth}
+            right += ok
+            if not text & measured:
+                decisions.append((index, ok))
         elif not hits:
             if split:
                 left = {shape: unhit[shape] - Counter({truth: 1} if shape == form else {}) for shape in unhit}

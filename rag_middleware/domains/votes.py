@@ -219,9 +219,9 @@ def field_votes(neighbours: list[Neighbour], specs: dict[Path, VoteSpec], *,
     prototypes' share of the vote and their label shares (domains/prototypes.py). ``glossed``: per path, its
     ``glosses.GlossRule``; a reliable one decides after rules and named labels (its words, or its default); one
     that is only a ``tiebreak`` settles a split or open vote (not one label), and on a field in ``leading``
-    (its words were right more often than the neighbours on the examples: ``judgement.reliability``) its words also
-    overrule a neighbours' vote for another label. ``numbers``: the request's likeliest value of each numeric
-    field a gloss rule's ranges are about."""
+    (its words were right more often than the neighbours on the examples: ``judgement.reliability``) its words,
+    with no number range among them, also overrule a neighbours' vote for another label. ``numbers``: the
+    request's likeliest value of each numeric field a gloss rule's ranges are about."""
     out: list[dict[str, Any]] = []
     terms = _terms(question) if cues or glossed else set()
     asserted = asserted_terms(question) if glossed else set()  # label gloss words count where not denied
@@ -243,7 +243,8 @@ def field_votes(neighbours: list[Neighbour], specs: dict[Path, VoteSpec], *,
             continue
         rule = (glossed or {}).get(path)
         hit = rule.decide(terms if spec.presence else asserted, numbers) if rule is not None else None
-        leads = hit is not None and bool(hit[1]) and path in leading
+        leads = (hit is not None and bool(hit[1]) and path in leading
+                 and not set(hit[1]) & {term for term, _, _ in rule.ranges})  # words lead, a guessed number not
         if hit is not None and not (rule.tiebreak or leads or (hit[1] and set(hit[1]) <= label_forms(hit[0]))):
             hit = None  # a rule short of a tiebreak still breaks ties by the label's own name ("liability")
         if hit is not None and rule.reliable:
