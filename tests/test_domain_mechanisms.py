@@ -132,6 +132,13 @@ def test_numbers_written_the_european_or_swiss_way():
     assert numbers_in("a fee of 12,50 €") == [12.5]
 
 
+def test_a_comma_grouped_number_with_decimals_keeps_its_thousands():
+    # the last mark is the decimal one: "1,250.00" is 1250 (it was read as 1.25, the European way)
+    assert numbers_in("Value claimed: 1,250.00 | Policy: POL-1") == [1250]
+    assert numbers_in("a total of $1,234.56") == [1234.56]
+    assert numbers_in("R$ 18.500,00 and 1,250.00") == [18500, 1250]
+
+
 def test_ambiguous_groupings_stay_separate_numbers():
     assert numbers_in("3 500 people came") == [3, 500]  # spaced groups count only beside a currency
     assert numbers_in("floors 1,2 and 3") == [1, 2, 3]

@@ -180,7 +180,8 @@ def _group(match: re.Match[str]) -> str:
 def _digits_value(text: str) -> float:
     """A number as written in any of _DIGITS' forms: grouping marks dropped, a decimal comma made a point."""
     text = re.sub(r"[\s\u00a0\u202f']", "", text)
-    if "," in text and (text.count(".") > 0 or re.fullmatch(r"\d+,\d{1,2}", text)):
+    if "," in text and (("." in text and text.rindex(",") > text.rindex("."))  # 18.500,00, not 1,250.00
+                        or re.fullmatch(r"\d+,\d{1,2}", text)):
         return float(text.replace(".", "").replace(",", "."))  # 18.500,00 / 12,50
     if text.count(".") > 1:
         return float(text.replace(".", ""))  # 1.250.000
