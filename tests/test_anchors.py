@@ -170,3 +170,35 @@ def test_the_first_number_of_a_range_reads_the_words_after_the_range():
     assert right("homes from 2 to 4 bedrooms")[0] == ["R1:bedrooms", "R:bedrooms"]
     # "and" without "between" joins no range: the price keeps its own words
     assert right("under 2,000 and 3 bedrooms")[0] == ["R1:and", "R:#", "R:and", "R:bedrooms"]
+
+
+def test_a_month_or_a_currency_is_one_window_word_whichever_the_text_uses():
+    from rag_middleware.domains.anchors import window
+
+    def feats(text):
+        return [window(text, m) for m in mentions(text)]
+
+    # "on 2 April" reads as "on 3 May" did in an example: a date, whichever month
+    assert feats("surgery on 2 April")[0] == feats("surgery on 3 May")[0]
+    assert "R1:<month>" in feats("surgery on 2 April")[0] and "A:<month>" in feats("on 14 June")[0]
+    # money, by a sign (which takes no place among the window's words) or by a word, on either side
+    signed, worded = feats("the invoice came to £4,300")[0], feats("the invoice came to 4,300 euros")[0]
+    assert "A:<money>" in signed and "A:<money>" in worded and "L:invoice" in signed
+    assert "A:<money>" in feats("fees of $120 in total")[0] and "A:<money>" not in feats("fees of 120 in total")[0]
+
+
+def test_a_currency_sign_points_to_the_money_field_the_examples_wrote_in_words():
+    b = AnchorBank(ANCHOR)  # every price written with a currency word, after the number, never a sign
+    b.learn("a flat of 80 square meters for 900 euros",
+            {"filters": [item("area", "gte", 80), item("price", "lt", 900)]})
+    b.learn("a house for 700 pounds with 150 square meters",
+            {"filters": [item("price", "lt", 700), item("area", "gte", 150)]})
+    b.learn("a loft for 1,200 dollars of 95 square meters",
+            {"filters": [item("price", "lt", 1200), item("area", "gte", 95)]})
+
+    def field(question):
+        return [i["labels"]["field"][0] for i in b.vote(question)["items"]]
+
+    assert field("a studio of 650 in the centre") == ["area"]  # "of 650", as "of 80 square meters"
+    assert field("a studio of £650 in the centre") == ["price"]
+    assert field("a studio of 650 quid in the centre") == ["price"]

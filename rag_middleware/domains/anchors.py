@@ -34,6 +34,14 @@ WINDOW = 3  # words each side of a number
 FEATURE_DEFAULT = 0.3  # the weight of a window word seen in fewer than two item windows
 GLOSS_WINDOW = 0.5  # the weight of a gloss's window against an example's (1)
 _WORD = re.compile(r"[a-z]+|\d[\d,.]*", re.I)
+_SIGN_BEFORE = re.compile(r"[$£€¥₹]\s?$")  # "£4,300", "€ 215": a currency sign takes no place among the words
+_SIGN_AFTER = re.compile(r"^\s?[$£€¥₹]")
+# words that say the same beside any number, whichever of them an example happened to use: "on 2 April" and
+# "3 May" are dates alike, "£4,300" and "4,300 euros" money alike; each class is one window word
+_MONTHS = ("january", "february", "march", "april", "may", "june", "july", "august", "september", "october",
+           "november", "december", "jan", "feb", "mar", "apr", "jun", "jul", "aug", "sep", "sept", "oct", "nov", "dec")
+_MONEY = ("usd", "eur", "gbp", "chf", "pound", "pounds", "quid", "dollar", "dollars", "euro", "euros", "bucks")
+_CLASSES = {**dict.fromkeys(_MONTHS, "<month>"), **dict.fromkeys(_MONEY, "<money>")}
 _RANGE = re.compile(r"\s*(and|to|-|–)\s*", re.I)  # "and" joins a range only after "between"
 
 
@@ -60,7 +68,7 @@ def window(text: str, mention: Mention) -> frozenset[str]:
     The first number of a range ("between 1,000 and 3,000 m2", "2 to 3 bedrooms", "2-3") reads its right
     words after the second."""
     def words(part: str) -> list[str]:
-        return ["#" if w[0].isdigit() else w.lower() for w in _WORD.findall(part)]
+        return [_token(w) for w in _WORD.findall(part)]
 
     before, rest = words(text[: mention.start]), text[mention.end :]
     joined = _RANGE.match(rest)  # "between 1,000 and 3,000 square meters": the words after a range are its too
@@ -75,7 +83,17 @@ def window(text: str, mention: Mention) -> frozenset[str]:
         out.add(f"L1:{left[-1]}")
     if right:
         out.add(f"R1:{right[0]}")
+    signed = _SIGN_BEFORE.search(text[max(0, mention.start - 2): mention.start]) or _SIGN_AFTER.match(
+        text[mention.end: mention.end + 2])
+    out |= {f"A:{w}" for w in (left[-1:] + right[:1] + (["<money>"] if signed else [])) if w.startswith("<")}
     return frozenset(out)
+
+
+def _token(word: str) -> str:
+    """A window word: numbers as ``#``, a month or a currency as its class (``_CLASSES``), else lower case."""
+    if word[0].isdigit():
+        return "#"
+    return _CLASSES.get(word.lower(), word.lower())
 
 
 class WindowIndex:
@@ -364,7 +382,7 @@ def gloss_windows(anchor: Anchor, schema: dict[str, Any], rules: list[str]) -> l
         labels = [v for node in schema_nodes(schema, full) for v in enum_values(node) if isinstance(v, str)]
         for label, clauses in label_glosses(schema, [full], {full: labels}, rules).get(full, {}).items():
             for clause in clauses:
-                words = [w.lower() for w in _WORD.findall(clause) if w.lower() != label.lower()]
+                words = [_token(w) for w in _WORD.findall(clause) if w.lower() != label.lower()]
                 if words:
                     out.append((frozenset({f"L:{w}" for w in words[-WINDOW:]} | {f"L1:{words[-1]}"}), {path: label},
                                 GLOSS_WINDOW))
