@@ -132,6 +132,12 @@ def test_numbers_written_the_european_or_swiss_way():
     assert numbers_in("a fee of 12,50 €") == [12.5]
 
 
+def test_dates_times_and_references_are_no_numbers():
+    # a digit group joined to another by '/', ':' or a second '.' is a date, a time or a reference
+    assert numbers_in("Incident date: 02/09/2024, call at 09:40, born 12.06.1958, crime ref 4471/22") == []
+    assert numbers_in("Call note 14/03: 2 bags lost, 1,250.00 claimed, 3.5 stars, then 5.") == [2, 1250, 3.5, 5]
+
+
 def test_a_comma_grouped_number_with_decimals_keeps_its_thousands():
     # the last mark is the decimal one: "1,250.00" is 1250 (it was read as 1.25, the European way)
     assert numbers_in("Value claimed: 1,250.00 | Policy: POL-1") == [1250]

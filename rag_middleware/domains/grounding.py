@@ -37,7 +37,8 @@ _DIGITS = (r"\d{1,3}(?:,\d{3})+(?:\.\d+)?"  # 2,300 / 1,234.56
            r"|\d+(?:[.,]\d{1,2}(?=" + _CURRENCY_AFTER + r"))?"  # 12,50 € (a decimal comma before a currency)
            r"(?:\.\d+)?")
 _NOT_A_COUNT = r"(?<!\bno )(?<!\bthe )(?<!\bthis )(?<!\bthat )(?<!\bwhich )(?<!\bany)(?<!\bsome)(?<!\bevery)"
-_NUMBER = re.compile(rf"(?<![\w./])(?<!\w-)(?:(?P<d>{_DIGITS})\s*(?P<suffix>k\b|m\b|thousand\b|million\b)?"
+_JOINED = r"(?!\d|[/:.]\d)"  # 02/09/2024, 14:20, 12.06.1958, ref 4471/22: a date, a time or a reference, no number
+_NUMBER = re.compile(rf"(?<![\w./:])(?<!\w-)(?:(?P<d>{_DIGITS}){_JOINED}\s*(?P<suffix>k\b|m\b|thousand\b|million\b)?"
                      rf"|{_NOT_A_COUNT}(?P<w>{_WORD_ALT})\b)", re.I)
 
 
