@@ -178,9 +178,10 @@ def test_a_month_or_a_currency_is_one_window_word_whichever_the_text_uses():
     def feats(text):
         return [window(text, m) for m in mentions(text)]
 
-    # "on 2 April" reads as "on 3 May" did in an example: a date, whichever month
-    assert feats("surgery on 2 April")[0] == feats("surgery on 3 May")[0]
-    assert "R1:<month>" in feats("surgery on 2 April")[0] and "A:<month>" in feats("on 14 June")[0]
+    # "since April 2005" reads as "since May 2010" did in an example: a year of a date, whichever month
+    assert feats("built since April 2005")[0] == feats("built since May 2010")[0]
+    assert "L1:<month>" in feats("since April 2005")[0] and "A:<month>" in feats("posted in June 2024")[0]
+    assert [m.value for m in mentions("on 2 April, 3 rooms")] == [3]  # a day of a date is no number at all
     # money, by a sign (which takes no place among the window's words) or by a word, on either side
     signed, worded = feats("the invoice came to £4,300")[0], feats("the invoice came to 4,300 euros")[0]
     assert "A:<money>" in signed and "A:<money>" in worded and "L:invoice" in signed

@@ -138,6 +138,11 @@ def test_dates_times_and_references_are_no_numbers():
     assert numbers_in("Call note 14/03: 2 bags lost, 1,250.00 claimed, 3.5 stars, then 5.") == [2, 1250, 3.5, 5]
 
 
+def test_a_day_of_a_date_and_an_hour_are_no_numbers_but_a_year_is():
+    assert numbers_in("killed on 21 May; trip 14-21 June; on April 8th; the 3rd of March; around 11pm") == []
+    assert numbers_in("since May 2024, 300 may be left, 2,300 Jan, 3 decks") == [2024, 300, 2300, 3]
+
+
 def test_a_comma_grouped_number_with_decimals_keeps_its_thousands():
     # the last mark is the decimal one: "1,250.00" is 1250 (it was read as 1.25, the European way)
     assert numbers_in("Value claimed: 1,250.00 | Policy: POL-1") == [1250]

@@ -38,6 +38,11 @@ _DIGITS = (r"\d{1,3}(?:,\d{3})+(?:\.\d+)?"  # 2,300 / 1,234.56
            r"(?:\.\d+)?")
 _NOT_A_COUNT = r"(?<!\bno )(?<!\bthe )(?<!\bthis )(?<!\bthat )(?<!\bwhich )(?<!\bany)(?<!\bsome)(?<!\bevery)"
 _JOINED = r"(?!\d|[/:.]\d)"  # 02/09/2024, 14:20, 12.06.1958, ref 4471/22: a date, a time or a reference, no number
+_MONTH = (r"(?:january|february|march|april|may|june|july|august|september|october|november|december"
+          r"|jan|feb|mar|apr|jun|jul|aug|sept?|oct|nov|dec)\b")
+_DATED_AFTER = re.compile(rf"(?:-\d{{1,2}})?(?:st|nd|rd|th)?\s*(?:of\s+)?{_MONTH}", re.I)  # 21 May, 14-21 June
+_DATED_BEFORE = re.compile(rf"\b{_MONTH}\.?\s+(?:the\s+)?$", re.I)  # May 21, April the 8th
+_CLOCK = re.compile(r"\s?(?:am|pm|a\.m\.|p\.m\.)(?!\w)", re.I)  # 11pm
 _NUMBER = re.compile(rf"(?<![\w./:])(?<!\w-)(?:(?P<d>{_DIGITS}){_JOINED}\s*(?P<suffix>k\b|m\b|thousand\b|million\b)?"
                      rf"|{_NOT_A_COUNT}(?P<w>{_WORD_ALT})\b)", re.I)
 
@@ -204,8 +209,15 @@ def _tidy(value: float) -> int | float:
 
 
 def number_matches(text: str) -> Iterator[re.Match[str]]:
-    """The matches of every number the text states (digits or words), repeats included."""
-    return _NUMBER.finditer(text)
+    """The matches of every number the text states (digits or words), repeats included; a day of a date
+    ("21 May", "April 8th", "14-21 June") and an hour ("11pm") are no numbers (a year stays one)."""
+    for match in _NUMBER.finditer(text):
+        digits = match.group("d") or ""
+        day = re.fullmatch(r"\d{1,2}", digits) is not None and int(digits) <= 31
+        if day and (_DATED_AFTER.match(text, match.end("d")) or _CLOCK.match(text, match.end("d"))
+                    or _DATED_BEFORE.search(text[max(0, match.start() - 16): match.start()])):
+            continue
+        yield match
 
 
 def number_of(match: re.Match[str]) -> int | float | None:
@@ -216,7 +228,7 @@ def number_of(match: re.Match[str]) -> int | float | None:
 def numbers_in(text: str) -> list[int | float]:
     """Numbers the text states, in order, without repeats: digits ('2,300', '2.5k') and number words."""
     found = []
-    for match in _NUMBER.finditer(text):
+    for match in number_matches(text):
         value = _as_number(match)
         if value is not None:
             found.append(_tidy(value))
