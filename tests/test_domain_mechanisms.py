@@ -193,6 +193,11 @@ def test_words_in_finds_phrases_quotes_and_identifiers():
     assert found.index("New York") < found.index("Show")  # phrases first, then tokens
 
 
+def test_words_in_keeps_accented_words_whole():
+    found = words_in("Malmö, flats near Óbidos or in Zürich")
+    assert {"Malmö", "Óbidos", "Zürich"} <= set(found) and "Malm" not in found  # "Malm" was all it read
+
+
 def test_words_in_keeps_a_dotted_identifier_whole():
     assert "api.example.com" in words_in("errors from api.example.com today")
 

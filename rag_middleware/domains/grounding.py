@@ -262,8 +262,10 @@ def quantities(text: str, units: dict[str, float]) -> list[int | float]:
 
 
 _QUOTED = re.compile(r"[\"“']([^\"”'\n]{1,60})[\"”']")
-_CAPITALISED = re.compile(r"\b[A-Z][\w'-]*(?:[ -](?:[A-Z][\w'-]*|de|del|la|le|am|upon|on|of))*(?:[ -][A-Z][\w'-]*)?")
-_TOKEN = re.compile(r"[A-Za-z0-9][\w.@:/-]*[A-Za-z0-9]|[A-Za-z0-9]")
+_UPPER = "A-ZÀ-ÖØ-Þ"  # a capital, accented ones too ("Óbidos", "Île")
+_CAPITALISED = re.compile(rf"\b[{_UPPER}][\w'-]*(?:[ -](?:[{_UPPER}][\w'-]*|de|del|la|le|am|upon|on|of))*"
+                          rf"(?:[ -][{_UPPER}][\w'-]*)?")
+_TOKEN = re.compile(r"[^\W_][\w.@:/-]*[^\W_]|[^\W_]")  # letters and digits of any script: "Malmö" whole
 _SENTENCE_START = re.compile(r"(?:^|[.!?]\s+|\n)$")
 
 

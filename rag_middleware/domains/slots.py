@@ -24,7 +24,7 @@ from .votes import STOP_WORDS
 __all__ = ["SlotBank", "judge_slots", "learnt_slots", "slot_paths", "word_mentions"]
 
 RELIABLE = 0.7
-_CANDIDATE = re.compile(r"[A-Z][\w'-]*(?:[ -][A-Z][\w'-]*)*|[a-z][\w'-]*")
+_CANDIDATE = re.compile(r"[A-ZÀ-ÖØ-Þ][\w'-]*(?:[ -][A-ZÀ-ÖØ-Þ][\w'-]*)*|[a-zß-öø-ÿ][\w'-]*")
 
 
 def word_mentions(text: str) -> list[tuple[str, Mention]]:
