@@ -49,6 +49,10 @@ def test_an_example_written_in_lower_case_throughout_does_not_uncapitalise_the_s
     ("flats in nashville", "flats in nashville", False),  # starts with one
     ("New York City", "Lofts in New York City", True),  # ends in a common word, capitalised: part of the name
     ("Lofts in", "Lofts in New York City", False),  # ends in one in lower case
+    ("Could you pull", "Could you pull up 12 condos?", False),  # a sentence's capital, then common words
+    ("Family of", "Family of five moving to Galway", False),
+    ("Rio de Janeiro", "Flats in Rio de Janeiro", True),  # a name's own lower-case joining word
+    ("Frankfurt am Main", "Lofts in Frankfurt am Main", True),
 ])
 def test_candidates_are_admitted_by_the_shape(candidate, request_text, admitted):
     shape = WordShape(capitalised=True, digits=False, stop=frozenset({"flats", "in", "city"}))

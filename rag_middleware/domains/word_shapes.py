@@ -52,13 +52,19 @@ class WordShape:
         written = _WORD.findall(candidate)
         if not written:
             return False
-        if self.names(request) and not candidate[:1].isupper():
-            return False
+        if self.names(request) and not (candidate[:1].isupper() and written[-1][:1].isupper() and all(
+                w[:1].isupper() or w.lower() in _JOINING for w in written[1:])):
+            return False  # "Could you pull", "Family of": a capital that starts a sentence, then common words
         if not self.digits and any(ch.isdigit() for ch in candidate):
             return False
         first, last = written[0].lower(), written[-1].lower()
         # a name may end in a common word ("New York City"): a capitalised last word is part of it
         return first not in self.stop and (last not in self.stop or len(written) > 1 and written[-1][:1].isupper())
+
+
+# the lower-case words a place's name may hold between capitalised ones ("Rio de Janeiro", "Frankfurt am Main")
+_JOINING = frozenset({"de", "del", "della", "di", "da", "do", "dos", "das", "du", "des", "la", "le", "les", "el",
+                      "am", "an", "im", "on", "upon", "of", "en", "sur", "y"})
 
 
 def _cased(text: str) -> bool:
