@@ -111,6 +111,19 @@ def test_the_pipeline_plans_the_listing_filters():
     assert rendered.json_schema["properties"]["filters"]["minItems"] == 2
 
 
+def test_a_plan_longer_than_the_lists_bound_still_compiles():
+    from rag_middleware import Middleware, load_settings
+
+    mw = Middleware(load_settings(None, data_dir=Path(tempfile.mkdtemp())))
+    # listing_search bounds filters at 4 (harden max_items); this request's numbers plan more items than that
+    rendered = mw.render("We're a family of five (3 kids and 1 very large dog) relocating to Calgary in 2 months. We "
+                         "need a house to rent, somewhere between 2,500 and 3,200 a month, with at least 4 bedrooms.",
+                         domain="listing_search")
+    filters = rendered.json_schema["properties"]["filters"]
+    assert filters["maxItems"] == 4 and filters.get("minItems", 0) <= 4
+    assert len(filters.get("prefixItems", [])) <= 4
+
+
 def test_a_number_the_list_takes_is_no_other_fields_value():
     spec = DeclarativeSpec.from_sections(context={}, ground={"/filters/*/value": "numbers", "/limit": "numbers"},
                                          units={}, derive={}, vote={}, harden=[])

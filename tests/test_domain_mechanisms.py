@@ -372,6 +372,18 @@ def test_drop_repeats_dedupe_and_max_items():
     assert grammar["properties"]["tags"]["maxItems"] == 2 and grammar["properties"]["filters"]["maxItems"] == 2
 
 
+def test_max_items_cuts_a_planned_list_so_the_grammar_stays_satisfiable():
+    # a plan of three fixed positions (anchored items) under a bound of two: minItems 3 > maxItems 2 is a grammar
+    # llama.cpp drops without a word, leaving the answer unconstrained
+    planned = copy.deepcopy(SCHEMA)
+    positions = [{"const": "a"}, {"const": "b"}, {"const": "c"}]
+    planned["properties"]["tags"].update(prefixItems=positions, items=False, minItems=3, maxItems=3)
+    grammar, _ = declarative(harden=[{"max_items": 2}]).grammar(planned, "x", flags=On())
+    tags = grammar["properties"]["tags"]
+    assert (tags["minItems"], tags["maxItems"]) == (2, 2) and tags["prefixItems"] == positions[:2]
+    assert planned["properties"]["tags"]["minItems"] == 3  # the caller's schema is left alone
+
+
 def test_post_leaves_the_callers_value_alone():
     d = declarative(harden=["drop_repeats"])
     original = {"tags": ["a", "a"]}

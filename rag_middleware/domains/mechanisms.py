@@ -153,7 +153,13 @@ class Declarative:
                 node.setdefault("minimum", -NUMBER_BOUND)
         if self.spec.harden.max_items:
             for node in _arrays(schema):
-                node["maxItems"] = min(node.get("maxItems", self.spec.harden.max_items), self.spec.harden.max_items)
+                cap = min(node.get("maxItems", self.spec.harden.max_items), self.spec.harden.max_items)
+                node["maxItems"] = cap
+                # a planned list longer than the bound keeps its first positions: minItems above maxItems is a
+                # grammar llama.cpp cannot compile, and drops without a word (the answer is then unconstrained)
+                node["minItems"] = min(node.get("minItems", 0), cap)
+                if isinstance(node.get("prefixItems"), list) and len(node["prefixItems"]) > cap:
+                    node["prefixItems"] = node["prefixItems"][:cap]
 
     def _ground(self, schema: dict[str, Any], request: str, notes: list[str], *, unfound: set[str] = frozenset()
                 ) -> None:
