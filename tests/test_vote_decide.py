@@ -84,6 +84,18 @@ def test_a_trusted_name_decides_over_the_neighbours_and_two_names_do_not():
     assert untrusted["allowed"] == ["apartment"]
 
 
+def test_a_forms_labels_name_no_answer_its_values_do():
+    voters = neighbours("apartment", "apartment", "apartment")
+    named = trusted_names({"/kind": {"names": {"trusted": True}}}, {("kind",): KINDS})
+    form = "Type of house: townhouse\nCity: Oslo"  # the label names house, the value townhouse
+    assert field_votes(voters, SPEC, question=form, named=named)[0]["mention"] == "townhouse"
+    labelled = "House or flat: flat\nCity: Oslo"  # the label names a house, the value no kind
+    record = field_votes(voters, SPEC, question=labelled, named=named)[0]
+    assert "mention" not in record and record["allowed"] == ["apartment"]
+    prose = "Type of house? A townhouse in Oslo"  # not a form: both names count, and two names decide nothing
+    assert "mention" not in field_votes(voters, SPEC, question=prose, named=named)[0]
+
+
 def test_the_pipeline_lets_a_named_channel_decide(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     from rag_middleware import Middleware, load_settings

@@ -10,8 +10,8 @@ from typing import Any
 from .paths import Path
 from .prototypes import BLENDS, Prototypes
 from .spec import VoteSpec
-from .votes import (_LeaveOneOutCues, Neighbour, _base, _cue_counts, _terms, field_votes, label_of, labels_at,
-                    mentioned)
+from .votes import (_LeaveOneOutCues, Neighbour, _base, _cue_counts, _terms, field_votes, form_values, label_of,
+                    labels_at, mentioned)
 
 __all__ = ["CUE_SCALES", "RELIABLE", "gate", "named_labels", "reliability", "scaled", "trusted_names"]
 
@@ -51,7 +51,7 @@ def named_labels(examples: list[tuple[str, str, Any]], specs: dict[Path, VoteSpe
         named = right = 0
         for _, question, answer in examples:
             truth = labels_at(answer, path)
-            said = mentioned(found, body(question) if body is not None else question)
+            said = mentioned(found, form_values(body(question) if body is not None else question))
             if len(truth) == 1 and len(said) == 1:
                 named += 1
                 right += said[0] == truth[0]

@@ -106,11 +106,17 @@ _CLAUSES = re.compile(r"[,;.!?()\n]+")
 _DENIED = re.compile(r"\b(?:not|no|never|without|nobody|none|neither|nor|cannot)\b|n't\b", re.I)
 
 
+def form_values(text: str) -> str:
+    """A message written as a form without its labels ("Property: apartment" is about an apartment; "Let or buy:
+    let" names no purchase); any other text as it is."""
+    return _FIELD_LINE.sub(lambda m: " , " + m.group().split(":", 1)[1], text) if field_lines(text) else text
+
+
 def asserted_terms(text: str) -> set[str]:
     """A text's terms without what it denies: each clause up to its first negation ("I was not injured" holds
-    no "injured"; "nobody was hurt" no "hurt"), and a form without its labels ("Property: apartment" is about
-    an apartment). Gloss rules read requests and examples so."""
-    text = _FIELD_LINE.sub(lambda m: " , " + m.group().split(":", 1)[1], text) if field_lines(text) else text
+    no "injured"; "nobody was hurt" no "hurt"), and a form without its labels (``form_values``). Gloss rules
+    read requests and examples so."""
+    text = form_values(text)
     return _terms(" , ".join(_DENIED.split(clause, maxsplit=1)[0] for clause in _CLAUSES.split(text)))
 
 
@@ -236,7 +242,8 @@ def field_votes(neighbours: list[Neighbour], specs: dict[Path, VoteSpec], *,
             out.append({"path": shown, "allowed": [ruled[1]], "scores": {str(ruled[1]): 1.0}, "voters": [],
                         "confident": True, "rule": ruled[0]})
             continue
-        said = mentioned(named[path], question) if named and path in named and not spec.presence else []
+        # a form's labels name no answer ("Let or buy: let" is no purchase): its values only
+        said = mentioned(named[path], form_values(question)) if named and path in named and not spec.presence else []
         if len(said) == 1:
             out.append({"path": shown, "allowed": said, "scores": {said[0]: 1.0}, "voters": [], "confident": True,
                         "mention": said[0]})
