@@ -315,3 +315,38 @@ def test_a_number_range_never_leads_the_neighbours():
 def test_claims_severity_amount_ranges_are_left_out_of_its_lead(mw):
     rule = mw.domains.get("claims_intake").gloss_rules[("severity",)]
     assert rule.ranges and len(rule.decisions) < rule.decided  # the range decisions are not in the comparison
+
+
+DEAL = {"type": "object", "properties": {"deal": {
+    "enum": ["rent", "buy"], "description": "rent (rent, lease, let) or buy (buy, purchase, for sale); buy when the "
+                                            "question says neither"}}}
+DEAL_SPECS, DEAL_LABELS = {("deal",): VoteSpec()}, {("deal",): ["rent", "buy"]}
+
+
+def _deal(label: str) -> dict[str, str]:
+    return {"deal": label}
+
+
+def test_a_default_the_fields_words_declare_holds_where_every_example_names_its_label():
+    examples = [(f"flats to rent in town {i}", _deal("rent")) for i in range(4)] + [
+        (f"houses to buy near the park {i}", _deal("buy")) for i in range(4)]
+    rule = gloss_rules(DEAL, DEAL_SPECS, DEAL_LABELS, [], examples)[("deal",)]
+    assert rule.default == "buy" and rule.defaulted == 0 and rule.reliable
+    assert not {"question", "says", "neither", "say"} & set(rule.terms)  # the condition glosses nothing
+    assert rule.decide({"flats", "bathrooms"}) == ("buy", []) and rule.decide({"rent", "flats"}) == ("rent", ["rent"])
+
+
+def test_the_examples_overrule_a_declared_default():
+    examples = [(f"flats to rent in town {i}", _deal("rent")) for i in range(4)] + [
+        (f"houses to buy near the park {i}", _deal("buy")) for i in range(4)] + [
+        (f"flats in the old town {i}", _deal("rent")) for i in range(6)]  # naming neither, they are rent
+    rule = gloss_rules(DEAL, DEAL_SPECS, DEAL_LABELS, [], examples)[("deal",)]
+    assert rule.default == "rent" and rule.defaulted == 6  # learnt from them, not declared
+    split = examples[:8] + [("flats in the old town", _deal("rent")), ("a flat by the sea", _deal("buy"))]
+    assert gloss_rules(DEAL, DEAL_SPECS, DEAL_LABELS, [], split)[("deal",)].default is None  # half of them disagree
+
+
+def test_the_listing_deal_takes_its_declared_default(mw):
+    deal = next(v for v in mw.render("apartments with 2 bathrooms", domain="listing_search").votes
+                if v["path"] == "/deal")
+    assert deal["allowed"] == ["buy"] and deal["gloss"] == []

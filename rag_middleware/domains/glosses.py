@@ -220,13 +220,22 @@ def gloss_rules(schema: dict[str, Any] | None, specs: dict[Path, Any], labels: d
                for i, (q, a) in enumerate(examples)] if ranges else base
         truths = [labels_at(a, path, presence) for _, a in examples]
         ordered = [str(v) for v in labels.get(path, []) if isinstance(v, str)] if _ranked(schema, path, rules) else []
-        rule = max((_judge_rule(path, candidates, hit, truths, ranks, forms=forms, measured={t for t, _, _ in ranges})
+        declared = None if presence else declared_default(found.get(path, {}))
+        rule = max((_judge_rule(path, candidates, hit, truths, ranks, forms=forms, measured={t for t, _, _ in ranges},
+                                declared=declared)
                     for ranks in
                     ((), *((tuple(ordered), tuple(ordered[::-1])) if len(ordered) >= 3 and not presence else ()))),
                    key=lambda r: (r.tiebreak, 2 * r.right + r.default_right - r.decided))
         out[path] = replace(rule, ranges=tuple(r for r in ranges if r[0] in rule.terms),
                             shaped=rule.shaped or _shaped(rule, examples, truths))
     return out
+
+
+def declared_default(clauses: dict[str, list[str]]) -> str | None:
+    """The one label whose clauses say it holds when the question says nothing of the field ("buy when the
+    question says neither"); None when no label's or several labels' do."""
+    found = {label for label, said in clauses.items() if any(_ABSENCE.search(c) for c in said)}
+    return next(iter(found)) if len(found) == 1 else None
 
 
 def _shaped(rule: GlossRule, examples: list[tuple[str, Any]], truths: list[list[str]]) -> str | None:
@@ -252,6 +261,9 @@ def _ranked(schema: dict[str, Any] | None, path: Path, rules: list[str]) -> bool
 
 
 _NEGATED = re.compile(r"\b(?:without|not|no|never|except|excluding|unless)\b.*", re.I | re.S)
+# "buy when the question says neither", "apartment when no type is named": a condition of absence, which glosses
+# nothing (its words are about the question, not the label) and declares the label the field's default
+_ABSENCE = re.compile(r"\b(?:when|if)\b[^,;:]*?\b(?:no|neither|none|nothing|nor)\b.*", re.I | re.S)
 
 
 _IDENTIFIER = re.compile(r"\b[a-z][a-z0-9]*(?:_[a-z0-9]+)+\b", re.I)
@@ -260,9 +272,11 @@ _IDENTIFIER = re.compile(r"\b[a-z][a-z0-9]*(?:_[a-z0-9]+)+\b", re.I)
 def affirmed(clause: str, fields: frozenset[str] | set[str] = frozenset()) -> str:
     """A clause without its negated tail ("a person hurt without hospital care" glosses its label by "person
     hurt", not by "hospital": a request that names a hospital is the very case the clause leaves out), and
+    without a condition of absence ("buy when the question says neither" glosses buy by its name only), and
     without the snake_case field names it writes ("injury_reported is true when ...": a field's name is no
     evidence; a label's, such as web_form, is)."""
-    return _IDENTIFIER.sub(lambda m: " " if m.group(0) in fields else m.group(0), _NEGATED.sub("", clause))
+    kept = _NEGATED.sub("", _ABSENCE.sub("", clause))
+    return _IDENTIFIER.sub(lambda m: " " if m.group(0) in fields else m.group(0), kept)
 
 
 def _field_names(schema: Any) -> set[str]:
@@ -346,7 +360,7 @@ def _presence_rules(schema: dict[str, Any] | None, skip: set[Path], rules: list[
 
 def _judge_rule(path: Path, candidates: dict[str, str], texts: list[set[str]], found: list[list[str]],
                 ranks: tuple[str, ...] = (), *, forms: list[bool] | None = None,
-                measured: set[str] | frozenset[str] = frozenset()) -> GlossRule:
+                measured: set[str] | frozenset[str] = frozenset(), declared: str | None = None) -> GlossRule:
     """The rule judged with each example left out in turn: its own contradictions and its own vote for the
     default do not count. A word an example holding it contradicts is dropped: the example carries another
     label, or with ``ranks`` a lower one (a lower level's words may well be there too). ``forms``: which
@@ -355,7 +369,9 @@ def _judge_rule(path: Path, candidates: dict[str, str], texts: list[set[str]], f
     default, each judged on its own examples: reviewed forms must not cost the plain messages their default.
     ``measured``: the range terms, which hold on an example's true value of another field; a request has only a
     guess of that value, so a decision they take part in is left out of ``decisions`` (the rule against the
-    neighbours is judged on its words alone)."""
+    neighbours is judged on its words alone). ``declared``: the default the field's words declare
+    (``declared_default``); it is the rule's default when the examples learn none and no more than a tenth of
+    those holding no gloss word carry another label (none hold none where every example names its label)."""
     truths = [labels[0] if len(labels) == 1 else None for labels in found]
     if ranks and any(t is not None and t not in ranks for t in truths):
         ranks = ()
@@ -402,6 +418,10 @@ def _judge_rule(path: Path, candidates: dict[str, str], texts: list[set[str]], f
     if default is not None and defaulted and default_right >= GLOSS_RELIABLE * defaulted:
         return GlossRule(path, terms, default, decided, right, defaulted, default_right, ranks=ranks, shaped=shaped,
                          decisions=tuple(decisions))
+    unhit_all = unhit[False] + unhit[True]
+    if declared is not None and unhit_all[declared] >= DEFAULT_SHARE * sum(unhit_all.values()):
+        return GlossRule(path, terms, declared, decided, right, sum(unhit_all.values()), unhit_all[declared],
+                         ranks=ranks, decisions=tuple(decisions))
     return GlossRule(path, terms, None, decided, right, ranks=ranks, decisions=tuple(decisions))
 
 
