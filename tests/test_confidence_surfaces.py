@@ -215,6 +215,27 @@ def test_token_probability_is_the_mean_per_field_of_the_tokens_of_its_value_not_
         (0.9 + 0.5) / 2)
 
 
+def test_fields_the_grammar_settled_weigh_less_than_fields_left_to_the_model():
+    from rag_middleware.request.confidence import confidence, left_open, value_probability
+
+    votes = [{"path": "/kind", "allowed": ["a"]}, {"path": "/level", "allowed": ["x", "y"]},
+             {"path": "/tags", "allowed": []}, {"path": "/tags/0", "allowed": ["t"]},
+             {"path": "/size", "allowed": []}, {"path": "/size", "allowed": [3]}]  # a second record settles it
+    assert left_open(votes) == {"level", "tags"}
+    tokens = [('{"kind": "', -1.0), ("a", math.log(0.5)), ('", "level": "', -1.0), ("x", math.log(0.5)), ('"}', -1.0)]
+    assert value_probability(tokens, {"level"}) == pytest.approx(((0.9 + 0.05) + 0.5) / 2)
+    assert value_probability(tokens) == pytest.approx(0.5)
+    output = {"kind": "a", "level": "x"}
+    unsure_open = confidence(valid=True, output=output, attempts=1, votes=votes, similarities=[0.5], logprobs=tokens)
+    sure_open = [('{"kind": "', -1.0), ("a", math.log(0.5)), ('", "level": "', -1.0), ("x", 0.0), ('"}', -1.0)]
+    sure = confidence(valid=True, output=output, attempts=1, votes=votes, similarities=[0.5], logprobs=sure_open)
+    unsure_settled = [('{"kind": "', -1.0), ("a", math.log(0.1)), ('", "level": "', -1.0), ("x", 0.0), ('"}', -1.0)]
+    settled = confidence(valid=True, output=output, attempts=1, votes=votes, similarities=[0.5],
+                         logprobs=unsure_settled)
+    assert unsure_open["settled_fields"] == 0.5 and unsure_open["score"] < settled["score"] < sure["score"]
+    assert sure["token_probability"] == pytest.approx(0.75) and settled["token_probability"] == pytest.approx(0.55)
+
+
 def test_an_answer_with_token_probabilities_records_them_in_its_confidence(mw, fake_llm, monkeypatch):
     real = fake_llm.generate
 
@@ -230,8 +251,14 @@ def test_an_answer_with_token_probabilities_records_them_in_its_confidence(mw, f
     record = mw.journal.get(result.interaction_id)
     assert record.attempts[-1].logprobs and record.confidence_parts["token_probability"] == pytest.approx(
         math.exp(-0.1), abs=1e-3)
-    # with token probabilities, they are the evidence (agreement and familiarity are recorded beside them)
-    assert record.confidence == pytest.approx(math.exp(-0.1), abs=1e-3)
+    # with token probabilities, they are the evidence, each field the grammar settled counting 0.9 and a tenth
+    # of its own (agreement and familiarity are recorded beside them)
+    parts = record.confidence_parts
+    settled = parts["settled_fields"]
+    assert 0 < settled < 1  # this fence claim leaves some voted fields open
+    assert record.confidence == pytest.approx(parts["settled_probability"], abs=1e-3)
+    assert parts["settled_probability"] == pytest.approx(
+        settled * (0.9 + 0.1 * math.exp(-0.1)) + (1 - settled) * math.exp(-0.1), abs=1e-3)
     assert {"agreement", "familiarity"} <= set(record.confidence_parts)
 
 
@@ -247,4 +274,7 @@ def test_ask_explain_shows_the_confidence_and_its_parts(cli_project, capsys, mon
     code, _, err = run_cli(capsys, "--data-dir", "data", "ask", "Dear team, my fence blew over.", "--domain",
                            "claims_intake", "--explain")
     assert code == 0
-    assert "confidence 0.80 (attempts 1.00, agreement" in err and "token_probability 0.80" in err
+    shown = " ".join(err.split())
+    assert "confidence 0.90 (attempts 1.00, settled_fields 0.57, agreement" in shown
+    # 4 of 7 fields settled: (4 x 0.98 + 3 x 0.8) / 7
+    assert "token_probability 0.80, settled_probability 0.90)" in shown

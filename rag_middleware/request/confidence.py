@@ -9,12 +9,16 @@
 - **familiarity**: the similarity of the nearest example or reviewed answer, mapped from [0.3, 0.9] to [0, 1];
 - **attempts**: 1 on the first try, less for each repair turn the answer needed, 0 when none validated.
 
-confidence = attempts x token probability when the backend gave one, else attempts x mean(agreement,
-familiarity). All parts are recorded and shown. Measured on the claims_intake and listing_search dev sets
-(benchmarks/RESULTS.md, 2026-12-02): field accuracy rose with every quartile of the token probability on
-both; with agreement or familiarity mixed in it did not (familiarity fell as accuracy rose: a question close
-to an example is often one whose small difference the model misses). ``review --order confidence`` shows the
-least certain first.
+- **settled fields**: the share of the top-level fields the request's grammar admitted one value for (a rule,
+  a named label, gloss words, a decided vote, grounding); a field left to the model is one whose vote record
+  admitted no single value (``left_open``).
+
+confidence = attempts x settled probability when the backend gave log-probabilities, else attempts x
+mean(agreement, familiarity). The settled probability is the token probability with each settled field
+counted as SETTLED plus the rest of its own probability: on our dev and fresh sets a settled field was right
+0.88-0.96 of the time whatever the model's probability of it, a field left open 0.50-0.67 of the time
+(benchmarks/RESULTS.md, 2026-12-03), so how many fields were left open says more than how sure the model
+sounded. All parts are recorded and shown; ``review --order confidence`` shows the least certain first.
 """
 
 from __future__ import annotations
@@ -24,9 +28,21 @@ from typing import Any
 
 from ..domains.votes import labels_at
 
-__all__ = ["confidence", "value_probability"]
+__all__ = ["confidence", "left_open", "value_probability"]
 
 ATTEMPT_FACTOR = {1: 1.0, 2: 0.7, 3: 0.5}
+SETTLED = 0.9  # a settled field's floor in the settled probability (its token probability adds the rest)
+
+
+def left_open(votes: list[dict[str, Any]]) -> set[str]:
+    """The top-level fields the grammar left to the model: voted on, and no vote record of the field itself
+    admitted a single value (open, or several values admitted)."""
+    voted: dict[str, bool] = {}
+    for vote in votes:
+        parts = vote["path"].strip("/").split("/")
+        if len(parts) == 1:
+            voted[parts[0]] = voted.get(parts[0], False) or len(vote.get("allowed") or []) == 1
+    return {field for field, settled in voted.items() if not settled}
 
 
 def agreement(output: Any, votes: list[dict[str, Any]]) -> float | None:
@@ -48,17 +64,25 @@ def familiarity(similarities: list[float]) -> float | None:
 
 
 def confidence(*, valid: bool, output: Any, attempts: int, votes: list[dict[str, Any]],
-               similarities: list[float], token_probability: float | None = None) -> dict[str, Any]:
-    """{"score", and each part} for one answer."""
+               similarities: list[float], token_probability: float | None = None,
+               logprobs: list[tuple[str, float]] | None = None) -> dict[str, Any]:
+    """{"score", and each part} for one answer. ``logprobs``: the answer's tokens, read with the votes (the
+    settled probability); ``token_probability``: a probability already read, used as it is."""
     if not valid:
         return {"score": 0.0, "attempts": 0.0}
     parts: dict[str, float] = {"attempts": ATTEMPT_FACTOR.get(attempts, 0.3)}
+    settled = None
+    if logprobs is not None:
+        token_probability = value_probability(logprobs)
+        settled = value_probability(logprobs, left_open(votes))
+        if isinstance(output, dict) and output:
+            parts["settled_fields"] = round(1 - len(left_open(votes) & output.keys()) / len(output), 4)
     for name, value in (("agreement", agreement(output, votes)), ("familiarity", familiarity(similarities)),
-                        ("token_probability", token_probability)):
+                        ("token_probability", token_probability), ("settled_probability", settled)):
         if value is not None:
             parts[name] = round(value, 4)
     if token_probability is not None:
-        evidence = [token_probability]
+        evidence = [settled if settled is not None else token_probability]
     else:
         evidence = [v for k, v in parts.items() if k in ("agreement", "familiarity")]
     score = parts["attempts"] * (sum(evidence) / len(evidence) if evidence else 0.5)
@@ -93,10 +117,12 @@ def _value_owners(text: str) -> tuple[list[str | None], list[str]]:
     return owners, keys
 
 
-def value_probability(logprobs: list[tuple[str, float]] | None) -> float | None:
+def value_probability(logprobs: list[tuple[str, float]] | None, open_fields: set[str] | None = None
+                      ) -> float | None:
     """The mean over top-level fields of the mean probability of the tokens that write each field's value (a
     field without a token of its own, an empty list, counts 0.5: unknown); None without log-probabilities or
-    without a value token."""
+    without a value token. With ``open_fields`` (``left_open``), the settled probability: every other field
+    counts SETTLED plus (1 - SETTLED) times its own probability."""
     if not logprobs:
         return None
     owners, keys = _value_owners("".join(token for token, _ in logprobs))
@@ -108,5 +134,7 @@ def value_probability(logprobs: list[tuple[str, float]] | None) -> float | None:
         at += len(token)
     if not per_field:
         return None
-    means = [sum(found) / len(found) if (found := per_field.get(key)) else 0.5 for key in dict.fromkeys(keys)]
-    return sum(means) / len(means)
+    means = {key: sum(found) / len(found) if (found := per_field.get(key)) else 0.5 for key in dict.fromkeys(keys)}
+    if open_fields is not None:
+        means = {key: p if key in open_fields else SETTLED + (1 - SETTLED) * p for key, p in means.items()}
+    return sum(means.values()) / len(means)

@@ -32,7 +32,7 @@ from ..errors import (
     RequestError,
     StoreError,
 )
-from .confidence import confidence, value_probability
+from .confidence import confidence
 from ..domains.votes import REVIEWED_STATUSES
 from ..memory.interaction_log import InteractionLog
 from ..records import Attempt, Interaction, MemoryRecord, SelectedExample
@@ -263,7 +263,7 @@ class Middleware:
         if not call.domain.free_text:
             conf = confidence(valid=interaction.status == "validated", output=interaction.output,
                               attempts=len(ledger), votes=votes, similarities=[s.similarity for s in assembly.selected],
-                              token_probability=value_probability(ledger[-1].logprobs) if ledger else None)
+                              logprobs=ledger[-1].logprobs if ledger else None)
             interaction.confidence, interaction.confidence_parts = conf["score"], conf
         if learn and interaction.succeeded and assembly.query_vector is not None:
             self._remember(interaction, assembly.query_vector)
