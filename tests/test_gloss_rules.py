@@ -350,3 +350,12 @@ def test_the_listing_deal_takes_its_declared_default(mw):
     deal = next(v for v in mw.render("apartments with 2 bathrooms", domain="listing_search").votes
                 if v["path"] == "/deal")
     assert deal["allowed"] == ["buy"] and deal["gloss"] == []
+
+
+def test_a_labels_own_name_matches_its_ing_and_ed_forms():
+    examples = [(f"flats to rent in town {i}", _deal("rent")) for i in range(4)] + [
+        (f"houses to buy near the park {i}", _deal("buy")) for i in range(4)]
+    rule = gloss_rules(DEAL, DEAL_SPECS, DEAL_LABELS, [], examples)[("deal",)]
+    assert rule.decide({"renting", "christchurch"}) == ("rent", ["rent"])
+    assert rule.decide({"leasing"}) == ("buy", [])  # "lease" is a gloss word, no label's name: not read so
+    assert rule.decide({"buying", "rented"}) is None  # both labels' names: no decision

@@ -143,7 +143,9 @@ class GlossRule:
         """(label, the gloss words found; none for the default) for a request's terms (``votes._terms``; their
         singulars count too) and its numeric fields' likeliest values, or None."""
         hits: dict[str, list[str]] = {}
-        for term in sorted((singulars(terms) | self.range_terms(numbers)) & self.terms.keys()):
+        names = {t for t, label in self.terms.items() if t in label_forms(label)} if not self.presence else set()
+        found = singulars(terms) | inflected(terms, names) | self.range_terms(numbers)
+        for term in sorted(found & self.terms.keys()):
             hits.setdefault(self.terms[term], []).append(term)
         if hits and self.ranks:
             top = max(hits, key=self.ranks.index)
@@ -161,6 +163,20 @@ class GlossRule:
 
 def _singular(word: str) -> str:
     return word[:-1] if len(word) > 3 and word.endswith("s") and not word.endswith("ss") else word
+
+
+def inflected(terms: set[str], names: set[str]) -> set[str]:
+    """The label names among ``names`` that the terms write as a verb's -ing or -ed form ("renting", "rented":
+    rent; "phoned": phone; "emailed": email). Only a label's own name is read so: other gloss words in -ed and
+    -ing ("referred", "listed") read as guesses broke more requests than they fixed."""
+    out = set()
+    for word in terms:
+        for end in ("ing", "ed"):
+            stem = word[: -len(end)]
+            if " " not in word and word.endswith(end) and len(stem) >= 3:
+                doubled = {stem[:-1]} if len(stem) > 3 and stem[-1] == stem[-2] else set()
+                out |= {stem, stem + "e", *doubled} & names
+    return out
 
 
 def singulars(terms: set[str]) -> set[str]:
@@ -214,7 +230,7 @@ def gloss_rules(schema: dict[str, Any] | None, specs: dict[Path, Any], labels: d
         candidates |= _one_label((term, label) for (term, _, _), (_, _, label) in zip(ranges, about, strict=True))
         if not candidates:
             continue
-        base = texts if presence else said
+        base = texts if presence else [text | inflected(text, names & candidates.keys()) for text in said]
         hit = [base[i] | {t for t, source, r in ranges if r.holds(
             next(iter(values_at(a, source)), None) if isinstance(source, tuple) else unit_values(q, source))}
                for i, (q, a) in enumerate(examples)] if ranges else base
