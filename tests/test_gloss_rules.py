@@ -350,6 +350,9 @@ def test_the_listing_deal_takes_its_declared_default(mw):
     deal = next(v for v in mw.render("apartments with 2 bathrooms", domain="listing_search").votes
                 if v["path"] == "/deal")
     assert deal["allowed"] == ["buy"] and deal["gloss"] == []
+    kind = next(v for v in mw.render("anything listed in Lisbon this month?", domain="listing_search").votes
+                if v["path"] == "/listing_type")
+    assert kind["allowed"] == ["apartment"] and kind["gloss"] == []  # "house" now glosses house: the rest default
 
 
 def test_a_labels_own_name_matches_its_ing_and_ed_forms():
@@ -359,3 +362,24 @@ def test_a_labels_own_name_matches_its_ing_and_ed_forms():
     assert rule.decide({"renting", "christchurch"}) == ("rent", ["rent"])
     assert rule.decide({"leasing"}) == ("buy", [])  # "lease" is a gloss word, no label's name: not read so
     assert rule.decide({"buying", "rented"}) is None  # both labels' names: no decision
+
+
+KIND = {"type": "object", "properties": {"kind": {
+    "enum": ["house", "townhouse", "condo"],
+    "description": "house (also villa), townhouse (also terraced or row house), condo; house when no kind is named"}}}
+KIND_SPECS, KIND_LABELS = {("kind",): VoteSpec()}, {("kind",): ["house", "townhouse", "condo"]}
+
+
+def test_a_labels_own_name_glosses_it_though_another_labels_clause_uses_it():
+    examples = ([(f"a house by the river {i}", {"kind": "house"}) for i in range(3)]
+                + [(f"a terraced home near the station {i}", {"kind": "townhouse"}) for i in range(3)]
+                + [(f"condo downtown {i}", {"kind": "condo"}) for i in range(3)])
+    rule = gloss_rules(KIND, KIND_SPECS, KIND_LABELS, [], examples)[("kind",)]
+    assert rule.terms["house"] == "house" and rule.terms["row"] == "townhouse"
+    assert rule.decide({"house", "garden"}) == ("house", ["house"])
+    # both labels' words in "row house": no decision, the neighbours settle it (an example of one contradicting
+    # "house" would drop it, as any gloss word)
+    assert rule.decide({"row", "house", "row house"}) is None
+    assert rule.default == "house" and rule.decide({"garden"}) == ("house", [])  # declared, no example against it
+    # a word built on a label's name is no request for the default
+    assert rule.decide({"condominium", "garden"}) is None

@@ -154,6 +154,9 @@ class GlossRule:
             return next(iter(hits.items()))
         if not hits and self.shaped is not None and FIELD_LINES in terms:
             return self.shaped, [FIELD_LINES]
+        if not hits and any(len(name) >= 4 and len(word) > len(name) and word.startswith(name)
+                            for word in terms for name in names):
+            return None  # a word built on a label's name ("condominium"): no default over it, nor a reading
         return (self.default, []) if not hits and self.default is not None else None
 
     def judged(self) -> dict[str, Any]:
@@ -220,10 +223,15 @@ def gloss_rules(schema: dict[str, Any] | None, specs: dict[Path, Any], labels: d
         parts = {w for name in names for w in re.split(r"[\s_-]+", name)} if presence else names
         # "price" in "cheapest price asc" glosses no label (nor, for a presence vote, "area" of area_sqm whether
         # the object is set); a label's own name glosses that label
-        candidates = _one_label((term, PRESENT if presence else label) for p in inner
-                                for label, clauses in found.get(p, {}).items() for clause in clauses
-                                for term in singulars(_terms(affirmed(clause, fields_named)))
-                                if (term in names and not presence) or not (parts & {term, *term.split()}))
+        pairs = [(term, PRESENT if presence else label) for p in inner
+                 for label, clauses in found.get(p, {}).items() for clause in clauses
+                 for term in singulars(_terms(affirmed(clause, fields_named)))
+                 if (term in names and not presence) or not (parts & {term, *term.split()})]
+        candidates = _one_label(pairs)
+        if not presence:  # a label's own name glosses it, though another label's clause uses it ("row house")
+            glossing = {term for term, _ in pairs}
+            candidates |= {form: label for label in labels.get(path, []) if isinstance(label, str)
+                           for form in label_forms(label) if form in glossing}
         about = [] if presence else range_glosses(found.get(path, {}), fields, path)
         ranges = tuple((f"{'/'.join(source)} {span.shown}" if isinstance(source, tuple) else f"{span.shown} {source}",
                         source, span) for source, span, _ in about)
