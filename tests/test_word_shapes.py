@@ -59,6 +59,15 @@ def test_candidates_are_admitted_by_the_shape(candidate, request_text, admitted)
     assert shape.admits(candidate, request_text) is admitted
 
 
+def test_a_month_or_a_weekday_is_no_value_unless_an_example_gives_one():
+    city = word_shapes([("city",)], PAIRS)[("city",)]
+    assert not city.calendar
+    assert not city.admits("June", "relocating to Nashville in June") and city.admits("Nashville", "in Nashville")
+    assert not city.admits("Tuesday", "viewings in Leeds on Tuesday")
+    dated = [*PAIRS, ("the May issue", {"city": "May", "tag": None})]
+    assert word_shapes([("city",)], dated)[("city",)].admits("June", "relocating to Nashville in June")
+
+
 def test_the_listing_grammar_admits_the_city_not_the_other_words_of_the_request():
     domain = load_domain(ROOT / "knowledge_base" / "listing_search")
     assert ("city",) in domain.declarative.spec.shape

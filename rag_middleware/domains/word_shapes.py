@@ -9,7 +9,9 @@ Grounding in ``words`` admits every word and phrase of the request, and a small 
 - **digits**: whether any value holds a digit; when none does, a candidate with a digit is not a value;
 - **stop words**: words of at least STOP_MIN example questions that are never part of one of the field's
   values ("show", "flats", "bedrooms", "I"). A phrase that starts with one, or ends with one in lower case,
-  is not a value.
+  is not a value;
+- **calendar words**: whether any value is the name of a month or a weekday; when none is, such a name is
+  not a value ("relocating to Nashville in June": June is capitalised, and no city).
 
 Each needs at least MIN_VALUES values to be learnt. The request's candidates for the field (and the slot
 picks, slots.py) keep only what the shape admits; the grammar notes list the candidates that remain.
@@ -35,11 +37,17 @@ def _words(text: str) -> list[str]:
     return [w.lower() for w in _WORD.findall(text)]
 
 
+_CALENDAR = frozenset({"january", "february", "march", "april", "may", "june", "july", "august", "september",
+                       "october", "november", "december", "monday", "tuesday", "wednesday", "thursday", "friday",
+                       "saturday", "sunday"})
+
+
 @dataclass(frozen=True)
 class WordShape:
     capitalised: bool
     digits: bool
     stop: frozenset[str]
+    calendar: bool = True  # a month's or a weekday's name may be a value (some example's value is one)
 
     def names(self, request: str) -> bool:
         """Whether the shape tells names apart in this request: its values are capitalised and the request
@@ -56,6 +64,8 @@ class WordShape:
                 w[:1].isupper() or w.lower() in _JOINING for w in written[1:])):
             return False  # "Could you pull", "Family of": a capital that starts a sentence, then common words
         if not self.digits and any(ch.isdigit() for ch in candidate):
+            return False
+        if not self.calendar and all(w.lower() in _CALENDAR for w in written):
             return False
         first, last = written[0].lower(), written[-1].lower()
         # a name may end in a common word ("New York City"): a capitalised last word is part of it
@@ -89,5 +99,6 @@ def word_shapes(paths: list[Path], pairs: list[tuple[str, Any]]) -> dict[Path, W
         # of how names are written where the writer uses capitals
         cased = [v for q, v in found if _cased(q)]
         out[path] = WordShape(capitalised=bool(cased) and all(v[:1].isupper() for v in cased),
-                              digits=any(ch.isdigit() for v in values for ch in v), stop=stop)
+                              digits=any(ch.isdigit() for v in values for ch in v), stop=stop,
+                              calendar=any(w in _CALENDAR for v in values for w in _words(v)))
     return out
