@@ -413,7 +413,8 @@ def _judge_rule(path: Path, candidates: dict[str, str], texts: list[set[str]], f
     unhit = {shape: Counter(truth for text, truth, form in zip(texts, truths, shapes, strict=True)
                             if truth is not None and form == shape and not text & terms.keys())
              for shape in (False, True)}
-    split = _default(unhit[False] + unhit[True]) is None and _split_defaults(unhit[False], unhit[True]) is not None
+    unhit_all = unhit[False] + unhit[True]
+    split = _default(unhit_all) is None and _split_defaults(unhit[False], unhit[True]) is not None
     decided = right = defaulted = default_right = 0
     decisions: list[tuple[int, bool]] = []
     for index, (text, truth, form) in enumerate(zip(texts, truths, shapes, strict=True)):
@@ -433,16 +434,15 @@ def _judge_rule(path: Path, candidates: dict[str, str], texts: list[set[str]], f
                 left = {shape: unhit[shape] - Counter({truth: 1} if shape == form else {}) for shape in unhit}
                 default = (_split_defaults(left[False], left[True]) or (None, None))[form]
             else:
-                default = _default(unhit[False] + unhit[True] - Counter({truth: 1}))
+                default = _default(unhit_all - Counter({truth: 1}))
             if default is not None:
                 defaulted += 1
                 default_right += default == truth
     both = _split_defaults(unhit[False], unhit[True]) if split else None
-    default, shaped = both if both is not None else (_default(unhit[False] + unhit[True]), None)
+    default, shaped = both if both is not None else (_default(unhit_all), None)
     if default is not None and defaulted and default_right >= GLOSS_RELIABLE * defaulted:
         return GlossRule(path, terms, default, decided, right, defaulted, default_right, ranks=ranks, shaped=shaped,
                          decisions=tuple(decisions))
-    unhit_all = unhit[False] + unhit[True]
     if declared is not None and unhit_all[declared] >= DEFAULT_SHARE * sum(unhit_all.values()):
         return GlossRule(path, terms, declared, decided, right, sum(unhit_all.values()), unhit_all[declared],
                          ranks=ranks, decisions=tuple(decisions))

@@ -26,6 +26,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from ..domains.paths import parse_path
 from ..domains.votes import labels_at
 
 __all__ = ["confidence", "left_open", "value_probability"]
@@ -39,9 +40,9 @@ def left_open(votes: list[dict[str, Any]]) -> set[str]:
     admitted a single value (open, or several values admitted)."""
     voted: dict[str, bool] = {}
     for vote in votes:
-        parts = vote["path"].strip("/").split("/")
-        if len(parts) == 1:
-            voted[parts[0]] = voted.get(parts[0], False) or len(vote.get("allowed") or []) == 1
+        path = parse_path(vote["path"])
+        if len(path) == 1:
+            voted[path[0]] = voted.get(path[0], False) or len(vote.get("allowed") or []) == 1
     return {field for field, settled in voted.items() if not settled}
 
 
@@ -73,10 +74,11 @@ def confidence(*, valid: bool, output: Any, attempts: int, votes: list[dict[str,
     parts: dict[str, float] = {"attempts": ATTEMPT_FACTOR.get(attempts, 0.3)}
     settled = None
     if logprobs is not None:
+        unsettled = left_open(votes)
         token_probability = value_probability(logprobs)
-        settled = value_probability(logprobs, left_open(votes))
+        settled = value_probability(logprobs, unsettled)
         if isinstance(output, dict) and output:
-            parts["settled_fields"] = round(1 - len(left_open(votes) & output.keys()) / len(output), 4)
+            parts["settled_fields"] = round(1 - len(unsettled & output.keys()) / len(output), 4)
     for name, value in (("agreement", agreement(output, votes)), ("familiarity", familiarity(similarities)),
                         ("token_probability", token_probability), ("settled_probability", settled)):
         if value is not None:
