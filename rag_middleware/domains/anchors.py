@@ -38,8 +38,7 @@ _SIGN_BEFORE = re.compile(r"[$£€¥₹]\s?$")  # "£4,300", "€ 215": a curre
 _SIGN_AFTER = re.compile(r"^\s?[$£€¥₹]")
 # words that say the same beside any number, whichever of them an example happened to use: "on 2 April" and
 # "3 May" are dates alike, "£4,300" and "4,300 euros" money alike; each class is one window word
-_MONTHS = ("january", "february", "march", "april", "may", "june", "july", "august", "september", "october",
-           "november", "december", "jan", "feb", "mar", "apr", "jun", "jul", "aug", "sep", "sept", "oct", "nov", "dec")
+_MONTHS = grounding.MONTH_NAMES + grounding.MONTH_SHORT
 _MONEY = ("usd", "eur", "gbp", "chf", "pound", "pounds", "quid", "dollar", "dollars", "euro", "euros", "bucks")
 _CLASSES = {**dict.fromkeys(_MONTHS, "<month>"), **dict.fromkeys(_MONEY, "<money>")}
 _RANGE = re.compile(r"\s*(and|to|-|–)\s*", re.I)  # "and" joins a range only after "between"

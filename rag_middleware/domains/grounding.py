@@ -38,8 +38,10 @@ _DIGITS = (r"\d{1,3}(?:,\d{3})+(?:\.\d+)?"  # 2,300 / 1,234.56
            r"(?:\.\d+)?")
 _NOT_A_COUNT = r"(?<!\bno )(?<!\bthe )(?<!\bthis )(?<!\bthat )(?<!\bwhich )(?<!\bany)(?<!\bsome)(?<!\bevery)"
 _JOINED = r"(?!\d|[/:.]\d)"  # 02/09/2024, 14:20, 12.06.1958, ref 4471/22: a date, a time or a reference, no number
-_MONTH = (r"(?:january|february|march|april|may|june|july|august|september|october|november|december"
-          r"|jan|feb|mar|apr|jun|jul|aug|sept?|oct|nov|dec)\b")
+MONTH_NAMES = ("january", "february", "march", "april", "may", "june", "july", "august", "september", "october",
+               "november", "december")
+MONTH_SHORT = ("jan", "feb", "mar", "apr", "jun", "jul", "aug", "sep", "sept", "oct", "nov", "dec")
+_MONTH = rf"(?:{'|'.join(MONTH_NAMES + MONTH_SHORT)})\b"
 _DATED_AFTER = re.compile(rf"(?:-\d{{1,2}})?(?:st|nd|rd|th)?\s*(?:of\s+)?{_MONTH}", re.I)  # 21 May, 14-21 June
 _DATED_BEFORE = re.compile(rf"\b{_MONTH}\.?\s+(?:the\s+)?$", re.I)  # May 21, April the 8th
 _CLOCK = re.compile(r"\s?(?:am|pm|a\.m\.|p\.m\.)(?!\w)", re.I)  # 11pm
