@@ -373,3 +373,13 @@ def test_checks_labels_and_counts():
     masker.mask("a@example.com and b@example.org")
     masker.mask("c@example.net")
     assert masker.hits == {"email": 3}
+
+
+def test_a_digit_run_inside_a_hex_id_is_no_card():
+    # an interaction id is a uuid4 hex; one held a Luhn-valid run of 16 digits and the export masked it as a card
+    masker = PiiMasker()
+    run = "4111111111111111"
+    assert luhn_valid(run)
+    text = f"id 4124f0c{run}b84 and card {run}."
+    assert masker.mask(text) == "id 4124f0c4111111111111111b84 and card <CARD>."
+    assert masker.hits == {"card": 1}

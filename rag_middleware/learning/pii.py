@@ -67,7 +67,9 @@ class _Detector:
 _DETECTORS = (
     _Detector("email", re.compile(r"(?<![\w.+-])[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b")),
     _Detector("iban", re.compile(r"\b[A-Z]{2}\d{2}(?:[ -]?[A-Z0-9]{2,4}){3,8}\b"), iban_valid),
-    _Detector("card", re.compile(r"(?<![\d.])\d(?:[ -]?\d){12,18}(?![\d.])"),
+    # a card number is a word of its own (a digit run inside a hex id is none) and no part of a decimal; a full
+    # stop that ends the sentence is no decimal point
+    _Detector("card", re.compile(r"(?<!\w)(?<!\d\.)\d(?:[ -]?\d){12,18}(?!\w|\.\d)"),
               lambda m: 13 <= len(_digits(m)) <= 19 and luhn_valid(_digits(m))),
     _Detector("ip", re.compile(r"(?<![\d.])(?:\d{1,3}\.){3}\d{1,3}(?![\d.])"), _ip_valid),
     _Detector("ip", re.compile(r"(?<![\w:])(?:[0-9A-Fa-f]{1,4}:){2,7}(?::|[0-9A-Fa-f]{1,4})(?:[0-9A-Fa-f:]*)(?![\w:])"),
