@@ -154,6 +154,14 @@ def test_ambiguous_groupings_stay_separate_numbers():
     assert numbers_in("3 500 people came") == [3, 500]  # spaced groups count only beside a currency
     assert numbers_in("floors 1,2 and 3") == [1, 2, 3]
     assert numbers_in("version 18.500") == [18.5]  # one dot group may be decimals
+    assert numbers_in("3.250 kg, $4.99") == [3.25, 4.99]
+
+
+def test_one_dot_group_beside_a_currency_is_thousands():
+    # money has two decimals or none: "4.180 EUR" is 4180, not 4.18
+    assert numbers_in("the repair was 4.180 EUR, the van €12.400") == [4180, 12400]
+    assert numbers_in("EUR 2.300 claimed, CHF 1.250 paid, 10.950 € in all") == [2300, 1250, 10950]
+    assert numbers_in("USD 1.250 and 3.5 hours") == [1250, 3.5]
 
 
 def test_numbers_inside_identifiers_are_not_numbers():

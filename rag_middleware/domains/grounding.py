@@ -196,9 +196,24 @@ def _digits_value(text: str) -> float:
     return float(text.replace(",", ""))
 
 
+_CURRENCY_BEFORE = re.compile(r"(?:[€£$]|\b(?:EUR|USD|GBP|CHF|PLN|SEK|NOK|DKK)\b)\s?$")
+_CURRENCY_NEXT = re.compile(_CURRENCY_AFTER)
+
+
+def _money_grouped(match: re.Match[str]) -> bool:
+    """'4.180 EUR', '€12.400': one dot then three digits beside a currency groups thousands, as money is
+    written with two decimals (or none), never three."""
+    digits = match.group("d")
+    if not re.fullmatch(r"\d{1,3}\.\d{3}", digits):
+        return False
+    text = match.string
+    return bool(_CURRENCY_NEXT.match(text, match.end("d"))
+                or _CURRENCY_BEFORE.search(text[max(0, match.start("d") - 5): match.start("d")]))
+
+
 def _as_number(match: re.Match[str]) -> float | None:
     if match.group("d"):
-        value = _digits_value(match.group("d"))
+        value = _digits_value(match.group("d").replace(".", "") if _money_grouped(match) else match.group("d"))
         suffix = (match.group("suffix") or "").lower()
         value *= {"k": 1e3, "thousand": 1e3, "m": 1e6, "million": 1e6}.get(suffix, 1)
         return value
