@@ -20,6 +20,7 @@ from .infer import found_here
 from .narrowing import (ANNOTATION, annotated, apply_votes, ground_annotated_node, ground_node, narrowed_copy, no_items,
                         nullable, restrict, strip_annotations, types_of)
 from .paths import MISSING, Path, inline_refs, parent_objects, schema_nodes, set_at, values_at
+from .satisfiable import guarded
 from .spec import BUILTIN_SOURCES, DeclarativeSpec
 
 __all__ = ["Declarative", "Flags", "show_path"]
@@ -132,7 +133,9 @@ class Declarative:
             self._per_position(schema, steps_path, steps, notes)
         self._bound(schema, harden=getattr(flags, "harden", True))
         # grounding took every annotation off as it read it; with grounding off they are still there
-        return (schema if flags.ground else strip_annotations(schema)), list(dict.fromkeys(notes))
+        schema = guarded(schema if flags.ground else strip_annotations(schema),
+                         lambda: strip_annotations(inline_refs(base)), notes)
+        return schema, list(dict.fromkeys(notes))
 
     def _unask_derived(self, schema: dict[str, Any], notes: list[str]) -> None:
         """Derived fields leave the grammar: the core fills them in after generation."""
