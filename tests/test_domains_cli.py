@@ -238,6 +238,19 @@ def test_check_finds_every_planted_problem_where_the_loader_stops_at_the_first(t
     assert set(by_kind) == {"invalid", "derived", "near_duplicate", "uncovered"}
 
 
+def test_check_reports_a_schema_node_that_admits_nothing(tmp_path):
+    path = planted_domain(tmp_path / "kb")
+    (path / "examples.jsonl").write_text(PLANTED[0] + "\n", encoding="utf-8")
+    contradictory = json.loads(json.dumps(TICKETS))
+    contradictory["properties"]["steps"]["minItems"] = 4  # maxItems 3
+    (path / "output.schema.json").write_text(json.dumps(contradictory), encoding="utf-8")
+    found = [p for p in check_domain(path, near_duplicates=False).problems if p.kind == "schema"]
+    assert [(p.message, Path(p.file).name) for p in found] == [
+        ("/steps admits nothing (minItems 4 > maxItems 3): no answer can be valid", "output.schema.json")]
+    assert not [p for p in check_domain(planted_domain(tmp_path / "kb2"), near_duplicates=False).problems
+                if p.kind == "schema"]
+
+
 def test_check_threshold_and_no_embed(tmp_path):
     path = planted_domain(tmp_path / "kb")
     assert not [p for p in check_domain(path, embedder=HashEmbedder(), threshold=0.999).problems

@@ -22,6 +22,7 @@ from .domain_files import load_object
 from .loader import CuratedExample, CuratedNegative, DomainSpec, load_domain
 from .mechanisms import Declarative
 from .paths import MISSING, Path as FieldPath, inline_refs, parse_path, values_at
+from .satisfiable import shown, unsatisfiable
 from .spec import DeclarativeSpec
 
 __all__ = ["CheckReport", "Problem", "SchemaField", "check_domain", "make_embedder", "schema_fields"]
@@ -77,7 +78,7 @@ def schema_fields(schema: dict[str, Any] | None) -> dict[FieldPath, SchemaField]
 
 @dataclass
 class Problem:
-    kind: str  # domain | invalid | empty | uncovered | near_duplicate | derived | derive_map
+    kind: str  # domain | schema | invalid | empty | uncovered | near_duplicate | derived | derive_map
     message: str
     file: str = ""
     line: int | None = None
@@ -349,6 +350,10 @@ def check_domain(path: Path, *, embedder: Any = None, threshold: float = 0.9,
         report.problems.append(Problem("empty", "no examples yet: add 10 to 30 answered requests",
                                        str(path / "examples.jsonl")))
     fields = schema_fields(validator.json_schema()) if validator is not None else {}
+    schema_file = str(path / "output.schema.json") if (path / "output.schema.json").is_file() else spec_file
+    report.problems += [Problem("schema", f"{shown(where)} admits nothing ({why}): no answer can be valid",
+                                schema_file)
+                        for where, why in (unsatisfiable(inline_refs(validator.json_schema())) if validator else [])]
     report.problems += _uncovered(examples, fields, decl, str(path / "examples.jsonl"))
     report.problems += _derived(examples + negatives, fields, decl, spec_file)
     why = ("--no-embed" if not near_duplicates else "a free-text domain" if validator is None
@@ -360,6 +365,7 @@ def check_domain(path: Path, *, embedder: Any = None, threshold: float = 0.9,
             report.problems += _near_duplicates(examples + negatives, embedder or make_embedder(), threshold)
         except EmbeddingError as exc:
             report.notes.append(f"near-duplicate questions not checked: {exc.one_line()}")
-    order = {"domain": 0, "invalid": 1, "empty": 2, "derive_map": 3, "derived": 4, "near_duplicate": 5, "uncovered": 6}
+    order = {"domain": 0, "schema": 0, "invalid": 1, "empty": 2, "derive_map": 3, "derived": 4, "near_duplicate": 5,
+             "uncovered": 6}
     report.problems.sort(key=lambda p: (order.get(p.kind, 9), p.file, p.line or 0))
     return report

@@ -15,7 +15,7 @@ import copy
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["guarded", "unsatisfiable"]
+__all__ = ["guarded", "shown", "unsatisfiable"]
 
 Where = tuple[str | int, ...]  # keys from the schema's root to a node
 
@@ -67,6 +67,11 @@ def unsatisfiable(node: Any, where: Where = ()) -> list[tuple[Where, str]]:
     return found
 
 
+def shown(where: Where) -> str:
+    """A node's place as a field path: ``/filters/0/value``."""
+    return "/" + "/".join(str(k) for k in where if k not in ("properties", "items", "prefixItems"))
+
+
 def _at(node: Any, where: Where) -> Any:
     for key in where:
         try:
@@ -91,8 +96,7 @@ def guarded(schema: dict[str, Any], before: Callable[[], dict[str, Any]], notes:
         back = where
         while back and _at(reference, back) is None:
             back = back[:-1]
-        shown = "/" + "/".join(str(k) for k in back if k not in ("properties", "items", "prefixItems"))
-        notes.append(f"grammar: {shown} admitted nothing ({why}); left as the schema has it")
+        notes.append(f"grammar: {shown(back)} admitted nothing ({why}); left as the schema has it")
         if not back:
             return copy.deepcopy(reference)
         parent = _at(schema, back[:-1])
