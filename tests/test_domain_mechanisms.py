@@ -22,7 +22,7 @@ from rag_middleware.domains.grounding import (
 )
 from rag_middleware.domains.mechanisms import Declarative
 from rag_middleware.domains.paths import MISSING, inline_refs, parse_path, remove_at, schema_nodes, set_at, values_at
-from rag_middleware.domains.spec import ContextSpec, DeclarativeSpec, VoteSpec
+from rag_middleware.domains.spec import ContextSpec, DeclarativeSpec, VoteSpec, against_schema
 from rag_middleware.domains.votes import Neighbour, field_votes, margin_of
 from rag_middleware.errors import DomainError
 
@@ -466,6 +466,15 @@ def _line_of(path: Path, key: str) -> int:
     ("units:\n  /since_minutes: {hour: sixty}\n", "units", r"units\./since_minutes: give \{unit word: factor\}"),
     ("ground:\n  order_id: request\n", "ground", r"ground: a path starts with '/'"),
     ("context:\n  numbers: {line: 'x'}\n", "context", r"context\.numbers: numbers is built in"),
+    # what the schema cannot hold: a typo would pass, and inference quietly cover the real field
+    ("ground:\n  /orderid: request\n", "ground", r"ground: /orderid is not a field of the output schema"),
+    ("units:\n  /category: {hour: 60}\n", "units", r"units: /category takes no number"),
+    ("vote:\n  /categry: {k: 5}\n", "vote", r"vote: /categry is not a field"),
+    ("vote:\n  /category: {rules: [{pattern: 'invoice', label: biling}]}\n", "vote",
+     r"vote: /category rule label 'biling' is not one of billing, bug, other"),
+    ("derive:\n  /teams: {from: /category, map: {billing: payments}}\n", "derive", r"derive: /teams is not a field"),
+    ("derive:\n  /team: {from: /categori, map: {billing: payments}}\n", "derive",
+     r"derive: /team is derived from /categori, which is not a field"),
 ])
 def test_a_bad_declarative_section_names_domain_yaml_and_its_line(tmp_path, sections, key, message):
     path = _domain(tmp_path, sections)
@@ -474,6 +483,22 @@ def test_a_bad_declarative_section_names_domain_yaml_and_its_line(tmp_path, sect
     assert info.value.path.endswith("domain.yaml")
     assert info.value.line == _line_of(path, key)
     assert re.search(rf"domain\.yaml:{info.value.line}: {message}", str(info.value)), str(info.value)
+
+
+def test_a_rule_label_may_be_an_unquoted_yaml_boolean_or_null_and_must_be_the_fields():
+    schema = {"type": "object", "properties": {"refund": {"type": "boolean"}, "level": {"enum": ["warn", None]},
+                                               "note": {"type": "string"}}}
+    spec = DeclarativeSpec.from_sections(context={}, ground={}, units={}, derive={}, harden=None, vote={
+        "/refund": {"rules": [{"pattern": "money back", "label": True}, {"pattern": "exchange", "label": False}]},
+        "/level": {"rules": [{"pattern": "quiet", "label": None}]},
+        "/note": {"rules": [{"pattern": "x", "label": "anything"}]}})  # open values: any label
+    assert [r.label for r in spec.vote[("refund",)].rules] == ["true", "false"]
+    assert against_schema(spec, schema) == []
+    spec.vote[("refund",)].rules[0].label = "maybe"
+    spec.vote[("level",)].rules[0].label = "error"
+    assert against_schema(spec, schema) == [
+        ("vote", "vote: /refund rule label 'maybe' is not one of true, false"),
+        ("vote", "vote: /level rule label 'error' is not one of warn, null")]
 
 
 def test_a_bad_hardening_names_its_line(tmp_path):

@@ -336,6 +336,16 @@ def test_a_default_the_fields_words_declare_holds_where_every_example_names_its_
     assert rule.decide({"flats", "bathrooms"}) == ("buy", []) and rule.decide({"rent", "flats"}) == ("rent", ["rent"])
 
 
+def test_a_condition_joined_to_another_declares_no_default():
+    # "complains of nothing" is one part of a condition, not the absence of the field
+    mood = {"type": "object", "properties": {"mood": {"enum": ["positive", "negative"], "description": (
+        "positive when the customer praises or thanks warmly and complains of nothing; negative (angry, upset)")}}}
+    examples = [(f"thanks so much, great service {i}", {"mood": "positive"}) for i in range(4)] + [
+        (f"I am angry about the delay {i}", {"mood": "negative"}) for i in range(4)]
+    rule = gloss_rules(mood, {("mood",): VoteSpec()}, {("mood",): ["positive", "negative"]}, [], examples)[("mood",)]
+    assert rule.default is None
+
+
 def test_the_examples_overrule_a_declared_default():
     examples = [(f"flats to rent in town {i}", _deal("rent")) for i in range(4)] + [
         (f"houses to buy near the park {i}", _deal("buy")) for i in range(4)] + [

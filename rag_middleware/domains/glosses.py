@@ -286,8 +286,10 @@ def _ranked(schema: dict[str, Any] | None, path: Path, rules: list[str]) -> bool
 
 _NEGATED = re.compile(r"\b(?:without|not|no|never|except|excluding|unless)\b.*", re.I | re.S)
 # "buy when the question says neither", "apartment when no type is named": a condition of absence, which glosses
-# nothing (its words are about the question, not the label) and declares the label the field's default
-_ABSENCE = re.compile(r"\b(?:when|if)\b[^,;:]*?\b(?:no|neither|none|nothing|nor)\b.*", re.I | re.S)
+# nothing (its words are about the question, not the label) and declares the label the field's default; a
+# condition joined to another ("when the customer praises or thanks and complains of nothing") is no absence
+_ABSENCE = re.compile(r"\b(?:when|if)\b(?:(?!\b(?:and|or|but)\b)[^,;:])*?\b(?:no|neither|none|nothing|nor)\b.*",
+                      re.I | re.S)
 
 
 _IDENTIFIER = re.compile(r"\b[a-z][a-z0-9]*(?:_[a-z0-9]+)+\b", re.I)

@@ -35,7 +35,7 @@ from .word_shapes import word_shapes
 from .votes import mine_cues
 from .mechanisms import Declarative, Flags
 from .paths import Path as FieldPath, inline_refs
-from .spec import DeclarativeSpec, SplitSpec
+from .spec import DeclarativeSpec, SplitSpec, against_schema
 
 __all__ = ["CuratedExample", "CuratedNegative", "Domain", "DomainSpec", "SETTLED", "load_domain"]
 
@@ -226,6 +226,8 @@ def load_domain(path: Path, *, override: dict[str, Any] | None = None,
     validator = _load_validator(spec, path, spec_path, lines, declared)
     if validator is None:
         _check_free_text(decl_spec, spec_path, lines)
+    for section, message in against_schema(decl_spec, inline_refs(validator.json_schema())) if validator else []:
+        raise DomainError(message, path=str(spec_path), line=lines.get(section))
     examples, negatives = _load_curated(path, spec_path, validator, (override or {}).get("negatives"))
     taught = [*examples, *(learnt or [])]
     inferred = (infer(decl_spec, inline_refs(validator.json_schema()), [(e.question, e.answer) for e in taught])

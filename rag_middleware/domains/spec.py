@@ -24,15 +24,17 @@ A string field with a ``pattern`` in the output schema is grounded in the reques
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from .paths import Path, parse_path
+from .narrowing import types_of
+from .paths import Path, enum_values, parse_path, schema_nodes
 
 __all__ = ["ContextSpec", "DeclarativeSpec", "DeriveSpec", "GroundSpec", "HardenSpec", "RuleSpec", "SplitSpec",
-           "VoteSpec"]
+           "VoteSpec", "against_schema"]
 
 BUILTIN_SOURCES = ("request", "numbers", "words")
 DEFAULT_HARDEN = ["snap_enums", "dedupe_lists", "drop_repeats"]
@@ -94,9 +96,15 @@ class GroundSpec(BaseModel):
 class RuleSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
     pattern: str
-    label: str
+    label: str  # a string value as it is; true, false and null as JSON (YAML's unquoted ones are read so)
 
     _check = field_validator("pattern")(classmethod(lambda cls, v: _regex(v)))
+
+    @field_validator("label", mode="before")
+    @classmethod
+    def _json_scalar(cls, value: Any) -> Any:
+        return value if isinstance(value, str) else json.dumps(value) if value is None or isinstance(
+            value, (bool, int, float)) else value
 
 
 class SplitSpec(BaseModel):
@@ -260,3 +268,54 @@ def _parse(model: type[BaseModel], raw: Any, where: str) -> Any:
         err = exc.errors(include_url=False)[0]
         loc = ".".join(str(p) for p in err["loc"])
         raise ValueError(f"{where}{'.' + loc if loc else ''}: {err['msg'].removeprefix('Value error, ')}") from None
+
+
+def against_schema(spec: DeclarativeSpec, schema: dict[str, Any]) -> list[tuple[str, str]]:
+    """What domain.yaml declares that the output schema cannot hold, as ``(section, message)``: a path no field
+    has (a typo would otherwise pass, and inference quietly cover the real field), units on a field that takes
+    no number, a derive map's source that is no field, a vote rule's label the field does not allow.
+    ``schema`` is an ``inline_refs`` copy."""
+    found: list[tuple[str, str]] = []
+
+    def nodes(path: Path, section: str) -> list[dict[str, Any]]:
+        got = schema_nodes(schema, path)
+        if not got:
+            found.append((section, f"{section}: /{'/'.join(path)} is not a field of the output schema"))
+        return got
+
+    for section, paths in (("ground", [p for p in spec.ground if p not in spec.units]), ("units", spec.units),
+                           ("vote", spec.vote)):
+        for path in paths:
+            got = nodes(path, section)
+            if section == "units" and got and not any(types_of(n) & {"integer", "number"} for n in got):
+                found.append(("units", f"units: /{'/'.join(path)} takes no number, so no unit can convert to it"))
+            if section == "vote" and got and (allowed := _labels(got)):
+                for rule in spec.vote[path].rules:
+                    if rule.label not in allowed:
+                        found.append(("vote", f"vote: /{'/'.join(path)} rule label {rule.label!r} is not one of "
+                                              f"{', '.join(allowed)}"))
+    for path, derive in spec.derive.items():
+        nodes(path, "derive")
+        try:
+            source = parse_path(derive.source)
+        except ValueError:
+            continue
+        if not schema_nodes(schema, source):
+            found.append(("derive", f"derive: /{'/'.join(path)} is derived from {derive.source}, which is not a "
+                                    "field of the output schema"))
+    return found
+
+
+def _labels(nodes: list[dict[str, Any]]) -> list[str]:
+    """The labels a vote rule may give a field: its enum values (non-strings as JSON), true and false for a
+    boolean, null where it is nullable; empty for a field of open values (any string is a label then)."""
+    out: list[str] = []
+    for node in nodes:
+        values = enum_values(node)
+        types = types_of(node)
+        if not values and not types & {"boolean"}:
+            return []
+        values += [True, False] if "boolean" in types else []
+        values += [None] if "null" in types else []
+        out += [v if isinstance(v, str) else json.dumps(v) for v in values]
+    return list(dict.fromkeys(out))
