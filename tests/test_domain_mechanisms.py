@@ -184,6 +184,11 @@ MINUTES = {"minute": 1, "hour": 60, "day": 1440, "week": 10080}
     ("within 45 minutes", [45]),
     ("since yesterday", [1440]),
     ("the previous hour", [60]),
+    # the usual short forms: after a number only, one letter only joined to its digits
+    ("last 30 mins, then 2 hrs", [30, 120]),
+    ("errors in the last 24h (or 7d, 1.5h)", [1440, 10080, 90]),
+    ("half an hour ago", [30]),
+    ("3 wks", [30240]),
 ])
 def test_quantities_in_words_become_the_field_unit(text, expected):
     assert quantities(text, MINUTES) == expected
@@ -191,6 +196,7 @@ def test_quantities_in_words_become_the_field_unit(text, expected):
 
 def test_a_bare_unit_word_is_not_a_quantity():
     assert quantities("send the daily report", {"day": 1}) == []
+    assert quantities("the min latency on host x24h, 5 m away", MINUTES) == []
     assert quantities("anything", {}) == []
 
 

@@ -23,6 +23,7 @@ _NUMBER_WORDS = {
     "seventeen": 17, "eighteen": 18, "nineteen": 19, "twenty": 20, "thirty": 30, "forty": 40, "fifty": 50,
     "sixty": 60, "seventy": 70, "eighty": 80, "ninety": 90, "hundred": 100, "thousand": 1000,
     "a dozen": 12, "dozen": 12, "a couple of": 2, "a couple": 2, "couple of": 2, "a pair of": 2, "half a": 0.5,
+    "half an": 0.5,
     "a hundred": 100, "a thousand": 1000,
 }
 _WORD_ALT = "|".join(sorted((re.escape(w) for w in _NUMBER_WORDS), key=len, reverse=True))
@@ -252,18 +253,46 @@ def numbers_in(text: str) -> list[int | float]:
     return list(dict.fromkeys(found))
 
 
+# the usual short forms of a declared unit: '30 mins', '2 hrs'; the one-letter ones only joined to digits
+# ('24h', '7d', '2w'), where they cannot be a word
+_SHORT = {"second": ("sec", "secs"), "minute": ("min", "mins"), "hour": ("hr", "hrs"), "week": ("wk", "wks"),
+          "month": ("mo", "mos", "mth", "mths"), "year": ("yr", "yrs")}
+_JOINED_LETTER = {"hour": "h", "day": "d", "week": "w", "year": "y"}
+
+
+def _unit_forms(units: dict[str, float]) -> dict[str, str]:
+    """Every form a declared unit is written in (lower case) -> the declared unit word."""
+    forms = {u.lower(): u for u in units}
+    for unit in units:
+        for short in _SHORT.get(unit.lower(), ()):
+            forms.setdefault(short, unit)
+    return forms
+
+
 def quantities(text: str, units: dict[str, float]) -> list[int | float]:
     """Quantities in the units' terms: '3 hours' -> 3 * units['hour']; 'the last day', 'a week', 'yesterday'
-    (one of the unit) -> 1 * units[...]. Plurals and ``-ly`` forms are understood."""
+    (one of the unit) -> 1 * units[...]. Plurals, ``-ly`` forms and the usual short forms ('2 hrs', '30min',
+    '24h', '7d') are understood."""
     if not units:
         return []
-    alt = "|".join(sorted((re.escape(u) for u in units), key=len, reverse=True))
+    forms = _unit_forms(units)
+    letters = {letter: unit for unit in units if (letter := _JOINED_LETTER.get(unit.lower())) and letter not in forms}
+    alt = "|".join(sorted((re.escape(u) for u in forms), key=len, reverse=True))
+    joined = (rf"|(?P<jd>\d+(?:\.\d+)?)(?P<letter>{'|'.join(letters)})(?!\w)") if letters else ""
     pattern = re.compile(
-        rf"(?:(?P<d>{_DIGITS})\s*(?P<suffix>k\b|thousand\b)?|(?P<w>{_WORD_ALT})\b)?[\s-]*(?P<unit>{alt})(?:s|es)?\b",
-        re.I)
+        rf"(?:(?P<d>{_DIGITS})\s*(?P<suffix>k\b|thousand\b)?|(?P<w>{_WORD_ALT})\b)?[\s-]*(?P<unit>{alt})(?:s|es)?\b"
+        rf"{joined}", re.I)
     found: list[int | float] = []
     for match in pattern.finditer(text):
-        unit = match.group("unit").lower()
+        if match.group("letter"):
+            if not re.search(r"(?:^|[\s(])$", text[: match.start()]):
+                continue  # 'x24h' is an identifier
+            found.append(_tidy(float(match.group("jd")) * units[letters[match.group("letter").lower()]]))
+            continue
+        written = match.group("unit").lower()
+        unit = forms[written]
+        if written != unit.lower() and not (match.group("d") or match.group("w")):
+            continue  # a short form counts after a number only: 'the min price' is no minute
         if match.group("d") or match.group("w"):
             count = _as_number(match)
         else:
