@@ -103,6 +103,18 @@ def test_the_yaml_names_the_schemas_fields_and_its_commented_sections_parse(cli_
     assert spec.harden.max_items == 6 and ("category",) in spec.vote
 
 
+def test_new_declares_the_contexts_a_given_schema_grounds_in(cli_project, capsys):
+    grounded = json.loads(json.dumps(TICKETS))
+    grounded["properties"]["steps"]["items"]["properties"]["path"] = {"type": "string", "x-ground": "paths"}
+    schema = cli_project / "grounded.schema.json"
+    schema.write_text(json.dumps(grounded), encoding="utf-8")
+    code, _, err = run_cli(capsys, "domains", "new", "tickets", "--schema", str(schema))
+    assert code == 0, err  # it had refused: "the output schema grounds in paths: declare it under context:"
+    domain = DomainRegistry(cli_project / "knowledge_base").get("tickets")
+    assert list(domain.declarative.spec.context) == ["paths"]
+    assert domain.declarative.context("see /api/v2/orders") == {"paths": []}  # matches nothing until written
+
+
 def test_new_without_a_schema_writes_a_starter_schema(cli_project, capsys):
     code, out, _ = run_cli(capsys, "domains", "new", "notes")
     assert code == 0 and "replace the starter schema" in out

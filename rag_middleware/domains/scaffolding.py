@@ -19,7 +19,9 @@ from typing import Any
 from ..errors import DomainError
 from .authoring import SchemaField, schema_fields
 from .loader import load_domain
+from .narrowing import ANNOTATION, annotated
 from .paths import Path as FieldPath, inline_refs
+from .spec import BUILTIN_SOURCES
 
 __all__ = ["NAME", "STARTER_SCHEMA", "Scaffold", "scaffold", "skeleton"]
 
@@ -72,7 +74,19 @@ class Scaffold:
     next_steps: list[str]
 
 
-def _yaml_template(name: str, output_line: str, fields: dict[FieldPath, SchemaField]) -> str:
+def _contexts_named(schema: Path | None) -> list[str]:
+    """The contexts a given schema grounds in (``x-ground`` naming no built-in source): the scaffold declares
+    each, so that the domain loads before its author writes how to read it."""
+    if schema is None:
+        return []
+    found = annotated(json.loads(Path(schema).read_text(encoding="utf-8")))
+    names = [s for node in found for s in ([node[ANNOTATION]] if isinstance(node[ANNOTATION], str)
+                                           else node[ANNOTATION])]
+    return sorted({str(n) for n in names if n not in BUILTIN_SOURCES and re.fullmatch(r"[A-Za-z_]\w*", str(n))})
+
+
+def _yaml_template(name: str, output_line: str, fields: dict[FieldPath, SchemaField],
+                   contexts: list[str] = ()) -> str:
     enums = [f for f in fields.values() if f.enum and f.path]
     numbers = [f for f in fields.values() if f.types & {"integer", "number"} and not f.enum and f.path]
     patterned = [f for f in fields.values() if f.pattern and "string" in f.types]
@@ -91,8 +105,11 @@ def _yaml_template(name: str, output_line: str, fields: dict[FieldPath, SchemaFi
         "#   - \"one short sentence per mistake the model keeps making\"",
         "",
         "# -- declarative mechanisms: uncomment what fits (paths are /field, /list/*/field) ------------",
-        "# context:                     # named lists of strings taken from the request",
-        "#   columns: {line: '^Columns:\\s*(.*)$', split: ','}",
+        *(["context:                       # your schema grounds in these: write how to read each from the request",
+            *[f"  {c}: {{regex: '(?!)'}}   # TODO: a regex; each match's (?P<value>...) group (else group 1, else the match) is a value"
+              for c in contexts]] if contexts else
+          ["# context:                     # named lists of strings taken from the request",
+           "#   columns: {line: '^Columns:\\s*(.*)$', split: ','}"]),
         "# ground:                      # the grammar admits only values found in the request",
         f"#   {(number + ':').ljust(22)} numbers  # a number the request states (digits or words), or null",
         "#   /city:                 words    # a word or phrase written in the request, or null",
@@ -168,10 +185,11 @@ def scaffold(root: Path, name: str, *, schema: Path | None = None, model: str | 
             (target / "output.schema.json").write_text(json.dumps(STARTER_SCHEMA, indent=2) + "\n", encoding="utf-8")
         for file in ("examples.jsonl", "negatives.jsonl"):
             (target / file).write_text("", encoding="utf-8")
-        (target / "domain.yaml").write_text(_yaml_template(name, output_line, {}), encoding="utf-8")
+        contexts = _contexts_named(schema)
+        (target / "domain.yaml").write_text(_yaml_template(name, output_line, {}, contexts), encoding="utf-8")
         domain = load_domain(target)
         fields = schema_fields(domain.validator.json_schema()) if domain.validator else {}
-        (target / "domain.yaml").write_text(_yaml_template(name, output_line, fields), encoding="utf-8")
+        (target / "domain.yaml").write_text(_yaml_template(name, output_line, fields, contexts), encoding="utf-8")
     except BaseException as exc:
         shutil.rmtree(target, ignore_errors=True)
         if isinstance(exc, DomainError):
