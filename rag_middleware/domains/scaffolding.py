@@ -106,8 +106,8 @@ def _yaml_template(name: str, output_line: str, fields: dict[FieldPath, SchemaFi
         "",
         "# -- declarative mechanisms: uncomment what fits (paths are /field, /list/*/field) ------------",
         *(["context:                       # your schema grounds in these: write how to read each from the request",
-            *[f"  {c}: {{regex: '(?!)'}}   # TODO: a regex; each match's (?P<value>...) group (else group 1, else the match) is a value"
-              for c in contexts]] if contexts else
+            *[f"  {c}: {{regex: '(?!)'}}   # TODO: a regex; each match's (?P<value>...) group (else group 1, "
+              "else the match) is a value" for c in contexts]] if contexts else
           ["# context:                     # named lists of strings taken from the request",
            "#   columns: {line: '^Columns:\\s*(.*)$', split: ','}"]),
         "# ground:                      # the grammar admits only values found in the request",
