@@ -460,26 +460,34 @@ def _domain(tmp_path: Path, sections: str) -> Path:
 
 
 def _line_of(path: Path, key: str) -> int:
+    """The line of a top-level key (``vote``) or of an entry of its section (``vote./category``)."""
     lines = (path / "domain.yaml").read_text(encoding="utf-8").splitlines()
-    return next(i for i, line in enumerate(lines, 1) if line.startswith(key + ":"))
+    section, _, entry = key.partition(".")
+    top = next(i for i, line in enumerate(lines, 1) if line.startswith(section + ":"))
+    if not entry:
+        return top
+    return next(i for i, line in enumerate(lines, 1) if i > top and line.strip().startswith(entry + ":"))
 
 
 @pytest.mark.parametrize("sections,key,message", [
-    ("context:\n  columns: {line: '^Columns:(('}\n", "context", r"context\.columns\.line: not a valid regex"),
-    ("ground:\n  /order_id: nowhere\n", "ground", r"ground\./order_id: unknown source 'nowhere'"),
-    ("derive:\n  /team: {from: /category}\n", "derive", r"derive\./team: give map or precedence"),
-    ("vote:\n  /category: {margin: 2}\n", "vote", r"vote\./category\.margin"),
-    ("units:\n  /since_minutes: {hour: sixty}\n", "units", r"units\./since_minutes: give \{unit word: factor\}"),
+    ("context:\n  columns: {line: '^Columns:(('}\n", "context.columns", r"context\.columns\.line: not a valid regex"),
+    ("ground:\n  /order_id: nowhere\n", "ground./order_id", r"ground\./order_id: unknown source 'nowhere'"),
+    ("derive:\n  /team: {from: /category}\n", "derive./team", r"derive\./team: give map or precedence"),
+    ("vote:\n  /category: {margin: 2}\n", "vote./category", r"vote\./category\.margin"),
+    ("units:\n  /since_minutes: {hour: sixty}\n", "units./since_minutes",
+     r"units\./since_minutes: give \{unit word: factor\}"),
     ("ground:\n  order_id: request\n", "ground", r"ground: a path starts with '/'"),
-    ("context:\n  numbers: {line: 'x'}\n", "context", r"context\.numbers: numbers is built in"),
+    ("context:\n  numbers: {line: 'x'}\n", "context.numbers", r"context\.numbers: numbers is built in"),
     # what the schema cannot hold: a typo would pass, and inference quietly cover the real field
-    ("ground:\n  /orderid: request\n", "ground", r"ground: /orderid is not a field of the output schema"),
-    ("units:\n  /category: {hour: 60}\n", "units", r"units: /category takes no number"),
-    ("vote:\n  /categry: {k: 5}\n", "vote", r"vote: /categry is not a field"),
-    ("vote:\n  /category: {rules: [{pattern: 'invoice', label: biling}]}\n", "vote",
+    ("ground:\n  /orderid: request\n", "ground./orderid", r"ground: /orderid is not a field of the output schema"),
+    ("units:\n  /category: {hour: 60}\n", "units./category", r"units: /category takes no number"),
+    ("vote:\n  /categry: {k: 5}\n", "vote./categry", r"vote: /categry is not a field"),
+    ("vote:\n  /ref: {k: 5}\n  /category: {rules: [{pattern: 'invoice', label: biling}]}\n",
+     "vote./category",
      r"vote: /category rule label 'biling' is not one of billing, bug, other"),
-    ("derive:\n  /teams: {from: /category, map: {billing: payments}}\n", "derive", r"derive: /teams is not a field"),
-    ("derive:\n  /team: {from: /categori, map: {billing: payments}}\n", "derive",
+    ("derive:\n  /teams: {from: /category, map: {billing: payments}}\n", "derive./teams",
+     r"derive: /teams is not a field"),
+    ("derive:\n  /team: {from: /categori, map: {billing: payments}}\n", "derive./team",
      r"derive: /team is derived from /categori, which is not a field"),
 ])
 def test_a_bad_declarative_section_names_domain_yaml_and_its_line(tmp_path, sections, key, message):
@@ -503,8 +511,8 @@ def test_a_rule_label_may_be_an_unquoted_yaml_boolean_or_null_and_must_be_the_fi
     spec.vote[("refund",)].rules[0].label = "maybe"
     spec.vote[("level",)].rules[0].label = "error"
     assert against_schema(spec, schema) == [
-        ("vote", "vote: /refund rule label 'maybe' is not one of true, false"),
-        ("vote", "vote: /level rule label 'error' is not one of warn, null")]
+        ("vote./refund", "vote: /refund rule label 'maybe' is not one of true, false"),
+        ("vote./level", "vote: /level rule label 'error' is not one of warn, null")]
 
 
 def test_a_bad_hardening_names_its_line(tmp_path):

@@ -308,7 +308,7 @@ def test_check_a_domain_whose_spec_is_broken_reports_it(cli_project, capsys, fak
     code, out, _ = run_cli(capsys, "domains", "check", "tickets", "--json")
     assert code == 1
     [problem] = json.loads(out)["problems"]
-    assert problem["kind"] == "domain" and problem["line"] == 3 and "unknown source 'nowhere'" in problem["message"]
+    assert problem["kind"] == "domain" and problem["line"] == 4 and "unknown source 'nowhere'" in problem["message"]
 
 
 def test_check_an_unknown_domain_lists_the_known_ones(cli_project, capsys):

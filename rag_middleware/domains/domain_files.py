@@ -16,20 +16,33 @@ from pydantic import BaseModel, ValidationError
 
 from ..errors import DomainError
 
-__all__ = ["fresh_package", "key_lines", "load_object", "read_jsonl"]
+__all__ = ["fresh_package", "key_lines", "line_of", "load_object", "read_jsonl"]
 
 
 def key_lines(path: Path, text: str) -> dict[str, int]:
-    """Top-level key -> line number in a YAML file, for error messages."""
+    """Key -> line number in a YAML file, for error messages: top-level keys (``vote``) and the keys of a
+    top-level mapping (``vote./level``), so an error in one entry of a section names that entry's line."""
     try:
         node = yaml.compose(text)
     except yaml.YAMLError:
         return {}
     lines: dict[str, int] = {}
     if isinstance(node, yaml.MappingNode):
-        for key, _ in node.value:
+        for key, value in node.value:
             lines[str(key.value)] = key.start_mark.line + 1
+            if isinstance(value, yaml.MappingNode):
+                for inner, _ in value.value:
+                    lines.setdefault(f"{key.value}.{inner.value}", inner.start_mark.line + 1)
     return lines
+
+
+def line_of(lines: dict[str, int], where: str) -> int | None:
+    """The line of the most specific key that ``where`` (``vote./level.rules.0``, ``ground``) starts with."""
+    parts = where.split(".")
+    for n in range(len(parts), 0, -1):
+        if ".".join(parts[:n]) in lines:
+            return lines[".".join(parts[:n])]
+    return None
 
 
 def _domain_package(base: Path) -> str:

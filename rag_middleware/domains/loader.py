@@ -24,7 +24,7 @@ from ..errors import DomainError
 from ..templating.variants import VariantSpec, check_variants
 from ..options import ModelOptions
 from .clauses import StepSpec, default_split, example_clauses, path_labels, read_bank, regex_split, yaml_rule
-from .domain_files import fresh_package, key_lines, load_object, read_jsonl
+from .domain_files import fresh_package, key_lines, line_of, load_object, read_jsonl
 from .validation import JSONSchemaValidator, OutputValidator, PydanticValidator
 from .grounding import request_body
 from .infer import infer, set_when_found
@@ -226,8 +226,8 @@ def load_domain(path: Path, *, override: dict[str, Any] | None = None,
     validator = _load_validator(spec, path, spec_path, lines, declared)
     if validator is None:
         _check_free_text(decl_spec, spec_path, lines)
-    for section, message in against_schema(decl_spec, inline_refs(validator.json_schema())) if validator else []:
-        raise DomainError(message, path=str(spec_path), line=lines.get(section))
+    for where, message in against_schema(decl_spec, inline_refs(validator.json_schema())) if validator else []:
+        raise DomainError(message, path=str(spec_path), line=line_of(lines, where))
     examples, negatives = _load_curated(path, spec_path, validator, (override or {}).get("negatives"))
     taught = [*examples, *(learnt or [])]
     inferred = (infer(decl_spec, inline_refs(validator.json_schema()), [(e.question, e.answer) for e in taught])
@@ -306,8 +306,7 @@ def _declarative_spec(spec: DomainSpec, spec_path: Path, lines: dict[str, int]) 
         return DeclarativeSpec.from_sections(context=spec.context, ground=spec.ground, units=spec.units,
                                              derive=spec.derive, vote=spec.vote, harden=spec.harden)
     except ValueError as exc:
-        section = str(exc).split(".", 1)[0].split(":", 1)[0]
-        raise DomainError(str(exc), path=str(spec_path), line=lines.get(section)) from None
+        raise DomainError(str(exc), path=str(spec_path), line=line_of(lines, str(exc).split(":", 1)[0])) from None
 
 
 def _load_validator(spec: DomainSpec, path: Path, spec_path: Path, lines: dict[str, int],

@@ -271,7 +271,8 @@ def _parse(model: type[BaseModel], raw: Any, where: str) -> Any:
 
 
 def against_schema(spec: DeclarativeSpec, schema: dict[str, Any]) -> list[tuple[str, str]]:
-    """What domain.yaml declares that the output schema cannot hold, as ``(section, message)``: a path no field
+    """What domain.yaml declares that the output schema cannot hold, as ``(where, message)`` (``where`` is the
+    section and its key, ``vote./level``, for the line): a path no field
     has (a typo would otherwise pass, and inference quietly cover the real field), units on a field that takes
     no number, a derive map's source that is no field, a vote rule's label the field does not allow.
     ``schema`` is an ``inline_refs`` copy."""
@@ -280,7 +281,8 @@ def against_schema(spec: DeclarativeSpec, schema: dict[str, Any]) -> list[tuple[
     def nodes(path: Path, section: str) -> list[dict[str, Any]]:
         got = schema_nodes(schema, path)
         if not got:
-            found.append((section, f"{section}: /{'/'.join(path)} is not a field of the output schema"))
+            found.append((f"{section}./{'/'.join(path)}",
+                          f"{section}: /{'/'.join(path)} is not a field of the output schema"))
         return got
 
     for section, paths in (("ground", [p for p in spec.ground if p not in spec.units]), ("units", spec.units),
@@ -288,12 +290,13 @@ def against_schema(spec: DeclarativeSpec, schema: dict[str, Any]) -> list[tuple[
         for path in paths:
             got = nodes(path, section)
             if section == "units" and got and not any(types_of(n) & {"integer", "number"} for n in got):
-                found.append(("units", f"units: /{'/'.join(path)} takes no number, so no unit can convert to it"))
+                found.append((f"units./{'/'.join(path)}",
+                              f"units: /{'/'.join(path)} takes no number, so no unit can convert to it"))
             if section == "vote" and got and (allowed := _labels(got)):
                 for rule in spec.vote[path].rules:
                     if rule.label not in allowed:
-                        found.append(("vote", f"vote: /{'/'.join(path)} rule label {rule.label!r} is not one of "
-                                              f"{', '.join(allowed)}"))
+                        found.append((f"vote./{'/'.join(path)}", f"vote: /{'/'.join(path)} rule label "
+                                      f"{rule.label!r} is not one of {', '.join(allowed)}"))
     for path, derive in spec.derive.items():
         nodes(path, "derive")
         try:
@@ -301,8 +304,8 @@ def against_schema(spec: DeclarativeSpec, schema: dict[str, Any]) -> list[tuple[
         except ValueError:
             continue
         if not schema_nodes(schema, source):
-            found.append(("derive", f"derive: /{'/'.join(path)} is derived from {derive.source}, which is not a "
-                                    "field of the output schema"))
+            found.append((f"derive./{'/'.join(path)}", f"derive: /{'/'.join(path)} is derived from "
+                          f"{derive.source}, which is not a field of the output schema"))
     return found
 
 
