@@ -551,3 +551,27 @@ def test_a_list_whose_items_need_a_number_the_request_lacks_admits_no_item():
     assert "maxItems" not in empty["properties"]["must"]  # a list that needs an item is left open instead
     some, _ = decl.grammar(schema, "plots under 50,000", flags=Switches())
     assert some["properties"]["filters"].get("maxItems") != 0
+
+
+SHAPES = {"type": "object", "properties": {"filters": {"type": "array", "maxItems": 4, "items": {"anyOf": [
+    {"type": "object", "properties": {"field": {"enum": ["status"]},
+                                      "value": {"type": "integer", "x-ground": "numbers"}},
+     "required": ["field", "value"]},
+    {"type": "object", "properties": {"field": {"enum": ["endpoint"]},
+                                      "value": {"type": "string", "pattern": "^/[a-z/]+$"}},
+     "required": ["field", "value"]}]}}}}
+
+
+def test_a_list_item_shape_whose_value_the_request_lacks_goes_and_the_other_shapes_stay():
+    # the endpoint shape's pattern finds nothing in the request: that shape goes, not every item (it had given
+    # the list maxItems 0, and "host db-1 ... status 503" lost its filters)
+    shapes = Declarative(DeclarativeSpec.from_sections(context={}, ground={}, units={}, derive={}, vote={},
+                                                       harden=None), SHAPES)
+    grammar, notes = shapes.grammar(SHAPES, "status 503 errors on host db-1", flags=On())
+    filters = grammar["properties"]["filters"]
+    assert filters.get("maxItems") != 0 and len(filters["items"]["anyOf"]) == 1
+    assert filters["items"]["anyOf"][0]["properties"]["value"] == {"enum": [503]}
+    assert "/filters: no item of a shape whose /value has nothing in the request to ground it" in notes
+    # a request with a path keeps both shapes
+    both, _ = shapes.grammar(SHAPES, "status 503 on /api/login", flags=On())
+    assert len(both["properties"]["filters"]["items"]["anyOf"]) == 2

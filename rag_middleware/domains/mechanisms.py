@@ -17,8 +17,8 @@ from typing import Any, Protocol
 from . import grounding
 from .floors import lift
 from .infer import found_here
-from .narrowing import (ANNOTATION, annotated, apply_votes, ground_annotated_node, ground_node, narrowed_copy, no_items,
-                        nullable, restrict, strip_annotations, types_of)
+from .narrowing import (ANNOTATION, annotated, apply_votes, drop_shape, ground_annotated_node, ground_node,
+                        narrowed_copy, no_items, nullable, restrict, strip_annotations, types_of)
 from .paths import MISSING, Path, inline_refs, parent_objects, schema_nodes, set_at, values_at
 from .satisfiable import guarded
 from .spec import BUILTIN_SOURCES, DeclarativeSpec
@@ -186,7 +186,14 @@ class Declarative:
                 if source == "words" and path in self.spec.shape:  # the examples' values are names: no "newest"
                     values = [v for v in values if self.spec.shape[path].admits(v, body)]
                 if not values and not may_be_null:
-                    if "*" in path and no_items(schema_nodes(schema, path[: path.index("*")])):
+                    star = path.index("*") if "*" in path else -1
+                    # a list that may be empty loses the item shape that needs the value (all of them: no item)
+                    if star >= 0 and no_items(schema_nodes(schema, path[:star]), dry=True) and drop_shape(
+                            schema_nodes(schema, path[: star + 1]), node):
+                        notes.append(f"{show_path(path[:star])}: no item of a shape whose {show_path(path[star + 1:])}"
+                                     " has nothing in the request to ground it")
+                        continue
+                    if star >= 0 and no_items(schema_nodes(schema, path[:star])):
                         notes.append(f"{show_path(path[: path.index('*')])}: no item (nothing in the request to "
                                      f"ground {show_path(path)})")
                         break

@@ -170,12 +170,33 @@ def fix_items(array: dict[str, Any], value: Path, items: list[dict[str, Any]]) -
     return True
 
 
-def no_items(arrays: list[dict[str, Any]]) -> bool:
+def drop_shape(items: list[dict[str, Any]], dead: dict[str, Any]) -> bool:
+    """Take out of a list's item union (``items``: the item schemas) the branch that holds ``dead``, a value
+    node nothing in the request can fill: the item cannot take that shape, the others stay. False, and
+    nothing changed, when no union holds it in one of several branches."""
+    def holds(node: Any) -> bool:
+        if node is dead:
+            return True
+        children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else ()
+        return any(holds(child) for child in children)
+
+    for item in items:
+        for key in ("anyOf", "oneOf"):
+            branches = item.get(key)
+            if isinstance(branches, list):
+                kept = [b for b in branches if not holds(b)]
+                if kept and len(kept) < len(branches):
+                    item[key] = kept
+                    return True
+    return False
+
+
+def no_items(arrays: list[dict[str, Any]], *, dry: bool = False) -> bool:
     """Optional lists whose items need a value the request does not have admit no item (True); False, and
-    nothing changed, unless every node is an array that may be empty."""
+    nothing changed, unless every node is an array that may be empty. ``dry``: only say whether they may."""
     if not arrays or any(a.get("type") != "array" or a.get("minItems", 0) > 0 for a in arrays):
         return False
-    for array in arrays:
+    for array in arrays if not dry else ():
         array["maxItems"] = 0
     return True
 
