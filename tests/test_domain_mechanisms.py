@@ -188,6 +188,7 @@ MINUTES = {"minute": 1, "hour": 60, "day": 1440, "week": 10080}
     ("last 30 mins, then 2 hrs", [30, 120]),
     ("errors in the last 24h (or 7d, 1.5h)", [1440, 10080, 90]),
     ("half an hour ago", [30]),
+    ("crashes in the last half hour, a half-day before", [30, 720]),
     ("3 wks", [30240]),
 ])
 def test_quantities_in_words_become_the_field_unit(text, expected):

@@ -280,8 +280,8 @@ def quantities(text: str, units: dict[str, float]) -> list[int | float]:
     alt = "|".join(sorted((re.escape(u) for u in forms), key=len, reverse=True))
     joined = (rf"|(?P<jd>\d+(?:\.\d+)?)(?P<letter>{'|'.join(letters)})(?!\w)") if letters else ""
     pattern = re.compile(
-        rf"(?:(?P<d>{_DIGITS})\s*(?P<suffix>k\b|thousand\b)?|(?P<w>{_WORD_ALT})\b)?[\s-]*(?P<unit>{alt})(?:s|es)?\b"
-        rf"{joined}", re.I)
+        rf"(?:(?P<d>{_DIGITS})\s*(?P<suffix>k\b|thousand\b)?|(?P<w>{_WORD_ALT})\b|(?P<half>\bhalf)(?=[\s-]+\w))?"
+        rf"[\s-]*(?P<unit>{alt})(?:s|es)?\b{joined}", re.I)
     found: list[int | float] = []
     for match in pattern.finditer(text):
         if match.group("letter"):
@@ -291,9 +291,11 @@ def quantities(text: str, units: dict[str, float]) -> list[int | float]:
             continue
         written = match.group("unit").lower()
         unit = forms[written]
-        if written != unit.lower() and not (match.group("d") or match.group("w")):
+        if written != unit.lower() and not (match.group("d") or match.group("w") or match.group("half")):
             continue  # a short form counts after a number only: 'the min price' is no minute
-        if match.group("d") or match.group("w"):
+        if match.group("half"):
+            count = 0.5  # "the last half hour", "a half-day"
+        elif match.group("d") or match.group("w"):
             count = _as_number(match)
         else:
             before = text[max(0, match.start() - 12) : match.start()].lower()
