@@ -18,6 +18,7 @@ from rag_middleware.domains.grounding import (
     pattern_matches,
     quantities,
     request_body,
+    unit_bound,
     words_in,
 )
 from rag_middleware.domains.mechanisms import Declarative
@@ -576,3 +577,36 @@ def test_a_list_item_shape_whose_value_the_request_lacks_goes_and_the_other_shap
     # a request with a path keeps both shapes
     both, _ = shapes.grammar(SHAPES, "status 503 on /api/login", flags=On())
     assert len(both["properties"]["filters"]["items"]["anyOf"]) == 2
+
+
+def test_a_number_written_with_a_declared_unit_is_no_other_fields_value():
+    assert unit_bound("errors per region in the last 24h, top 5", MINUTES) == {24}
+    assert unit_bound("latency over 90 ms in the last 90 minutes", MINUTES) == set()  # 90 is also written alone
+    d = Declarative(DeclarativeSpec.from_sections(context={}, ground={"/filters/*/value": "numbers"},
+                                                  units={"/since_minutes": {"minute": 1, "hour": 60}}, derive={},
+                                                  vote={}, harden=None), SCHEMA)
+    grammar, _ = d.grammar(SCHEMA, "prices above 300 in the last 90 minutes", flags=On())
+    assert grammar["properties"]["since_minutes"]["enum"][0] == 90
+    assert grammar["properties"]["filters"]["items"]["properties"]["value"] == {"enum": [300]}
+
+
+def test_the_schemas_own_words_are_no_grounded_words():
+    # "by category" names the field, not a value: the schema's field names and labels are not request words
+    d = Declarative(DeclarativeSpec.from_sections(context={}, ground={"/tags/*": "words"}, units={}, derive={},
+                                                  vote={}, harden=None), SCHEMA)
+    grammar, _ = d.grammar(SCHEMA, "Tag Pluto by category, billing first", flags=On())
+    words = grammar["properties"]["tags"]["items"]["enum"]
+    assert "Pluto" in words and not {"category", "billing"} & {w.lower() for w in words}
+
+
+def test_a_planned_item_whose_number_grounding_left_out_is_dropped_not_the_plan():
+    from rag_middleware.domains.narrowing import fix_items
+
+    item = {"type": "object", "properties": {"field": {"enum": ["price", "rooms"]}, "value": {"enum": [50, 900]}}}
+    array = {"type": "array", "items": item}  # 12 ("a 12-month contract") is a duration's, not an item's
+    plan = [{"value": 12, "labels": {"field": ["price"]}}, {"value": 50, "labels": {"field": ["rooms"]}},
+            {"value": 900, "labels": {"field": ["price"]}, "optional": True}]
+    assert fix_items(array, ("value",), plan)
+    assert [p["properties"]["value"]["enum"] for p in array["prefixItems"]] == [[50], [900]]
+    assert (array["minItems"], array["maxItems"]) == (1, 2)
+    assert not fix_items({"type": "array", "items": item}, ("value",), plan[:1])  # nothing placeable: left open

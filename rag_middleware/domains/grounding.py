@@ -15,7 +15,7 @@ from typing import Any
 from .spec import ContextSpec
 
 __all__ = ["build_context", "mentioned", "number_matches", "number_of", "numbers_in", "pattern_matches", "quantities",
-           "request_body", "words_in"]
+           "request_body", "unit_bound", "words_in"]
 
 _NUMBER_WORDS = {
     "zero": 0, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8, "nine": 9,
@@ -269,12 +269,8 @@ def _unit_forms(units: dict[str, float]) -> dict[str, str]:
     return forms
 
 
-def quantities(text: str, units: dict[str, float]) -> list[int | float]:
-    """Quantities in the units' terms: '3 hours' -> 3 * units['hour']; 'the last day', 'a week', 'yesterday'
-    (one of the unit) -> 1 * units[...]. Plurals, ``-ly`` forms and the usual short forms ('2 hrs', '30min',
-    '24h', '7d') are understood."""
-    if not units:
-        return []
+def _unit_pattern(units: dict[str, float]) -> tuple[re.Pattern[str], dict[str, str], dict[str, str]]:
+    """The pattern of a quantity in the units, the forms each unit is written in, the letters joined to digits."""
     forms = _unit_forms(units)
     letters = {letter: unit for unit in units if (letter := _JOINED_LETTER.get(unit.lower())) and letter not in forms}
     alt = "|".join(sorted((re.escape(u) for u in forms), key=len, reverse=True))
@@ -282,6 +278,32 @@ def quantities(text: str, units: dict[str, float]) -> list[int | float]:
     pattern = re.compile(
         rf"(?:(?P<d>{_DIGITS})\s*(?P<suffix>k\b|thousand\b)?|(?P<w>{_WORD_ALT})\b|(?P<half>\bhalf)(?=[\s-]+\w))?"
         rf"[\s-]*(?P<unit>{alt})(?:s|es)?\b{joined}", re.I)
+    return pattern, forms, letters
+
+
+def unit_bound(text: str, units: dict[str, float]) -> set[int | float]:
+    """The numbers every mention of which is written with one of the units ('the last 24h', '90 minutes'): a
+    quantity's number, no other field's value (a status code of 24, a latency of 90)."""
+    if not units:
+        return set()
+    spans = [m.span("d") if m.group("d") else m.span("jd") for m in _unit_pattern(units)[0].finditer(text)
+             if m.group("d") or m.group("jd")]
+    inside: dict[int | float, bool] = {}
+    for match in number_matches(text):
+        value = number_of(match)
+        if value is not None:
+            bound = any(start <= match.start() < end for start, end in spans)
+            inside[value] = inside.get(value, True) and bound
+    return {value for value, bound in inside.items() if bound}
+
+
+def quantities(text: str, units: dict[str, float]) -> list[int | float]:
+    """Quantities in the units' terms: '3 hours' -> 3 * units['hour']; 'the last day', 'a week', 'yesterday'
+    (one of the unit) -> 1 * units[...]. Plurals, ``-ly`` forms and the usual short forms ('2 hrs', '30min',
+    '24h', '7d') are understood."""
+    if not units:
+        return []
+    pattern, forms, letters = _unit_pattern(units)
     found: list[int | float] = []
     for match in pattern.finditer(text):
         if match.group("letter"):
@@ -390,14 +412,16 @@ def mentioned(values: list[str], body: str) -> list[str]:
 
 
 def candidates(source: str, *, request: str, body: str, context: dict[str, list[str]],
-               units: dict[str, float] | None, pattern: str | None, only_mentioned: bool) -> list[Any] | None:
-    """The values a grounded field may take for this request (None: this source cannot ground the field)."""
+               units: dict[str, float] | None, pattern: str | None, only_mentioned: bool,
+               spent: set[Any] | frozenset[Any] = frozenset()) -> list[Any] | None:
+    """The values a grounded field may take for this request (None: this source cannot ground the field).
+    ``spent``: numbers or words that are another field's (``unit_bound``; the schema's own words), left out."""
     if source == "numbers":
         if units:  # a quantity in the field's unit, or nothing: a bare number elsewhere is not a duration
             return quantities(body, units)
-        return numbers_in(body)
+        return [v for v in numbers_in(body) if v not in spent]
     if source == "words":
-        return words_in(body)
+        return [w for w in words_in(body) if w.lower() not in spent]
     if source == "request":
         return pattern_matches(pattern, request) if pattern else None
     values = list(context.get(source, []))

@@ -19,7 +19,7 @@ from .floors import lift
 from .infer import found_here
 from .narrowing import (ANNOTATION, annotated, apply_votes, drop_shape, ground_annotated_node, ground_node,
                         narrowed_copy, no_items, nullable, restrict, strip_annotations, types_of)
-from .paths import MISSING, Path, inline_refs, parent_objects, schema_nodes, set_at, values_at
+from .paths import MISSING, Path, inline_refs, parent_objects, schema_nodes, schema_words, set_at, values_at
 from .satisfiable import guarded
 from .spec import BUILTIN_SOURCES, DeclarativeSpec
 
@@ -64,6 +64,10 @@ class Declarative:
         self._contexts: dict[str, dict[str, list[str]]] = {}
         self.numbers = any(types_of(n) & {"integer", "number"} for n in _numeric_nodes(self.schema))
         self.annotated = bool(annotated(self.schema))
+        self.units = {word: factor for found in spec.units.values() for word, factor in found.items()}
+        # the schema's own words (field names, labels) are no request's values: "by host" names no host
+        self.vocabulary = frozenset(form for word in schema_words(self.schema)
+                                    for form in (word.lower(), word.lower().replace("_", " ")))
 
     def unknown_sources(self) -> list[str]:
         """The ``x-ground`` sources of the schema that name neither a built-in source nor a declared context."""
@@ -168,6 +172,7 @@ class Declarative:
                 ) -> None:
         body = grounding.request_body(request, self.spec.context)
         ctx = self.context(request)
+        spent = self.vocabulary | grounding.unit_bound(body, self.units)  # another field's, or the schema's
         targets = [(p, g.source, g.mentioned) for p, g in self.spec.ground.items()]
         targets += [(p, "request", False) for p in self.patterns]
         for path, source, only_mentioned in targets:
@@ -175,7 +180,7 @@ class Declarative:
                 may_be_null = nullable(node)
                 values = grounding.candidates(source, request=request, body=body, context=ctx,
                                               units=self.spec.units.get(path), pattern=_pattern(node),
-                                              only_mentioned=only_mentioned)
+                                              only_mentioned=only_mentioned, spent=spent)
                 if values is None:
                     continue
                 types = types_of(node)
@@ -209,7 +214,7 @@ class Declarative:
             sources = node.pop(ANNOTATION)
             for source in [sources] if isinstance(sources, str) else list(sources):
                 values = grounding.candidates(source, request=request, body=body, context=ctx, units=None,
-                                              pattern=_pattern(node), only_mentioned=False)
+                                              pattern=_pattern(node), only_mentioned=False, spent=spent)
                 if values:
                     done = ground_annotated_node(node, values)
                     notes.append(f"{ANNOTATION} {source}: {done} grounded in {values[:12]}")

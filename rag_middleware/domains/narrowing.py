@@ -151,21 +151,27 @@ def ground_annotated_node(node: dict[str, Any], values: list[Any]) -> str:
 
 def fix_items(array: dict[str, Any], value: Path, items: list[dict[str, Any]]) -> bool:
     """An anchored list's plan (domains/anchors.py): one position per item, its number fixed at ``value`` and
-    its labels narrowed to those voted; optional items (last) may be left out. False (and the node unchanged)
-    when the item schema cannot take it."""
+    its labels narrowed to those voted; optional items (last) may be left out. An item whose number grounding
+    no longer admits (another field's: "a 12-month contract") is left out. False (and the node unchanged)
+    when the item schema cannot take the plan."""
     item = array.get("items")
     if not isinstance(item, dict):
         return False
-    out = []
+    out, kept = [], []
     for plan in items:
         new = narrowed_copy(item, value, [plan["value"]])
+        if new is None:
+            continue
         for path, allowed in plan["labels"].items():
             if new is not None and allowed:
                 new = narrowed_copy(new, tuple(path.split("/")), allowed)
         if new is None:
             return False
         out.append(new)
-    required = sum(not plan.get("optional") for plan in items)
+        kept.append(plan)
+    if items and not kept:
+        return False
+    required = sum(not plan.get("optional") for plan in kept)
     array.update({"prefixItems": out, "items": False, "minItems": required, "maxItems": len(out)})
     return True
 

@@ -12,7 +12,7 @@ import copy
 from collections.abc import Callable, Iterator
 from typing import Any
 
-__all__ = ["Path", "inline_refs", "parse_path", "schema_nodes", "values_at", "set_at", "remove_at"]
+__all__ = ["Path", "inline_refs", "parse_path", "schema_nodes", "schema_words", "values_at", "set_at", "remove_at"]
 
 Path = tuple[str, ...]
 MISSING = object()
@@ -178,3 +178,14 @@ def enum_values(node: dict[str, Any]) -> list[Any]:
     for b in [node, *[b for k in ("anyOf", "oneOf") for b in node.get(k, []) or [] if isinstance(b, dict)]]:
         values += [v for v in b.get("enum", []) if v not in values]
     return values
+
+
+def schema_words(node: Any) -> set[str]:
+    """Every property name and string enum value of a schema, at any depth: the schema's own vocabulary."""
+    if isinstance(node, list):
+        return {word for item in node for word in schema_words(item)}
+    if not isinstance(node, dict):
+        return set()
+    own = set(node.get("properties") or {}) if isinstance(node.get("properties"), dict) else set()
+    own |= {v for v in node.get("enum") or [] if isinstance(v, str)} if isinstance(node.get("enum"), list) else set()
+    return own | {word for value in node.values() for word in schema_words(value)}
