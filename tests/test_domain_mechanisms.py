@@ -597,6 +597,15 @@ def test_the_schemas_own_words_are_no_grounded_words():
     grammar, _ = d.grammar(SCHEMA, "Tag Pluto by category, billing first", flags=On())
     words = grammar["properties"]["tags"]["items"]["enum"]
     assert "Pluto" in words and not {"category", "billing"} & {w.lower() for w in words}
+    runs = [w.lower() for w in words if " " in w]
+    assert runs and not [w for w in runs if {w.split()[0], w.split()[-1]} & {"category", "billing"}]  # "by category"
+
+
+def test_a_run_of_words_that_starts_or_ends_on_a_stop_word_is_no_value():
+    found = words_in("errors per region in the last 24h, on host db-1")
+    assert "errors per region" in found and "host db-1" in found
+    assert not {"region in the", "in the last", "on host", "the last 24h"} & set(found)
+    assert "New York City" in words_in("a flat in New York City")  # a name keeps its words
 
 
 def test_a_planned_item_whose_number_grounding_left_out_is_dropped_not_the_plan():

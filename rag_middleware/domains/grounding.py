@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from .spec import ContextSpec
+from .votes import STOP_WORDS
 
 __all__ = ["build_context", "mentioned", "number_matches", "number_of", "numbers_in", "pattern_matches", "quantities",
            "request_body", "unit_bound", "words_in"]
@@ -350,10 +351,21 @@ def words_in(text: str, *, max_words: int = 3) -> list[str]:
             found.append(phrase)
     for clause in re.split(r"[,;!?()\n]+|[.:](?=\s|$)", text):
         tokens = [m.group(0) for m in _TOKEN.finditer(clause)]
-        for size in range(1, max_words + 1):
-            found += [" ".join(tokens[i : i + size]) for i in range(len(tokens) - size + 1)]
+        found += tokens
+        for size in range(2, max_words + 1):  # a run that starts or ends on a stop word is no value ("host on the")
+            found += [" ".join(run) for i in range(len(tokens) - size + 1)
+                      if (run := tokens[i : i + size])[0].lower() not in STOP_WORDS
+                      and run[-1].lower() not in STOP_WORDS]
     found += [w.lower() for w in found]
     return [w for w in dict.fromkeys(found) if w]
+
+
+def _ends(phrase: str) -> set[str]:
+    """The first and last word of a run of lower-case words (a name's, 'New York City', are its own)."""
+    words = phrase.split()
+    if len(words) < 2 or all(w[:1].isupper() for w in words):
+        return set()
+    return {words[0].lower(), words[-1].lower()}
 
 
 def pattern_matches(pattern: str, text: str) -> list[str]:
@@ -420,8 +432,8 @@ def candidates(source: str, *, request: str, body: str, context: dict[str, list[
         if units:  # a quantity in the field's unit, or nothing: a bare number elsewhere is not a duration
             return quantities(body, units)
         return [v for v in numbers_in(body) if v not in spent]
-    if source == "words":
-        return [w for w in words_in(body) if w.lower() not in spent]
+    if source == "words":  # nor one that is, or starts or ends on, the schema's own word ("p95 latency")
+        return [w for w in words_in(body) if not ({w.lower(), *_ends(w)} & spent)]
     if source == "request":
         return pattern_matches(pattern, request) if pattern else None
     values = list(context.get(source, []))
