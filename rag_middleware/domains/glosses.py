@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any
 
-from .paths import Path, schema_nodes, values_at
+from .paths import Path, schema_nodes, schema_words, values_at
 from .ranges import NumberRange, Source, number_fields, range_glosses, unit_values
 from .votes import FIELD_LINES, PRESENT, _terms, asserted_terms, field_lines, label_forms, labels_at
 
@@ -213,7 +213,7 @@ def gloss_rules(schema: dict[str, Any] | None, specs: dict[Path, Any], labels: d
         types_of(node) - {"null"} == {"boolean"} for node in schema_nodes(schema or {}, p))}}  # "true when ..."
     found = label_glosses(schema, [p for p in plain if not specs[p].presence], labels, rules)
     fields = number_fields(schema)
-    fields_named = {n for n in _field_names(schema) if "_" in n}
+    fields_named = {n for n in schema_words(schema, labels=False) if "_" in n}
     forms = [field_lines(q) for q, _ in examples]
     for path in plain:
         presence = bool(specs[path].presence)
@@ -304,15 +304,6 @@ def affirmed(clause: str, fields: frozenset[str] | set[str] = frozenset()) -> st
     kept = _NEGATED.sub("", _ABSENCE.sub("", clause))
     return _IDENTIFIER.sub(lambda m: " " if m.group(0) in fields else m.group(0), kept)
 
-
-def _field_names(schema: Any) -> set[str]:
-    """Every property name the schema declares, at any depth."""
-    if isinstance(schema, list):
-        return {name for item in schema for name in _field_names(item)}
-    if not isinstance(schema, dict):
-        return set()
-    own = set(schema.get("properties") or {}) if isinstance(schema.get("properties"), dict) else set()
-    return own | {name for value in schema.values() for name in _field_names(value)}
 
 
 _LEVELS = frozenset({"none", "minor", "low", "normal", "medium", "moderate", "mild", "high", "major", "severe",

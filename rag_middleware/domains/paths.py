@@ -180,12 +180,14 @@ def enum_values(node: dict[str, Any]) -> list[Any]:
     return values
 
 
-def schema_words(node: Any) -> set[str]:
-    """Every property name and string enum value of a schema, at any depth: the schema's own vocabulary."""
+def schema_words(node: Any, *, labels: bool = True) -> set[str]:
+    """Every property name (and, with ``labels``, string enum value) of a schema, at any depth: the schema's
+    own vocabulary."""
     if isinstance(node, list):
-        return {word for item in node for word in schema_words(item)}
+        return {word for item in node for word in schema_words(item, labels=labels)}
     if not isinstance(node, dict):
         return set()
     own = set(node.get("properties") or {}) if isinstance(node.get("properties"), dict) else set()
-    own |= {v for v in node.get("enum") or [] if isinstance(v, str)} if isinstance(node.get("enum"), list) else set()
-    return own | {word for value in node.values() for word in schema_words(value)}
+    if labels and isinstance(node.get("enum"), list):
+        own |= {v for v in node["enum"] if isinstance(v, str)}
+    return own | {word for value in node.values() for word in schema_words(value, labels=labels)}
