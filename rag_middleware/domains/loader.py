@@ -226,12 +226,13 @@ def load_domain(path: Path, *, override: dict[str, Any] | None = None,
     validator = _load_validator(spec, path, spec_path, lines, declared)
     if validator is None:
         _check_free_text(decl_spec, spec_path, lines)
-    for where, message in against_schema(decl_spec, inline_refs(validator.json_schema())) if validator else []:
+    inlined = inline_refs(validator.json_schema()) if validator is not None else None
+    for where, message in against_schema(decl_spec, inlined) if inlined is not None else []:
         raise DomainError(message, path=str(spec_path), line=line_of(lines, where))
     examples, negatives = _load_curated(path, spec_path, validator, (override or {}).get("negatives"))
     taught = [*examples, *(learnt or [])]
-    inferred = (infer(decl_spec, inline_refs(validator.json_schema()), [(e.question, e.answer) for e in taught])
-                if spec.infer and validator is not None else [])
+    inferred = (infer(decl_spec, inlined, [(e.question, e.answer) for e in taught])
+                if spec.infer and inlined is not None else [])
     declarative = Declarative(decl_spec, validator.json_schema() if validator is not None else None)
     _check_declared(declarative, path, examples, negatives)
     voted = {p: v for p, v in decl_spec.vote.items() if not v.per_clause and "*" not in p}

@@ -19,9 +19,9 @@ from typing import Any
 from ..errors import DomainError
 from .authoring import SchemaField, schema_fields
 from .loader import load_domain
-from .narrowing import ANNOTATION, annotated
+from .mechanisms import Declarative
 from .paths import Path as FieldPath, inline_refs
-from .spec import BUILTIN_SOURCES
+from .spec import DeclarativeSpec
 
 __all__ = ["NAME", "STARTER_SCHEMA", "Scaffold", "scaffold", "skeleton"]
 
@@ -79,10 +79,8 @@ def _contexts_named(schema: Path | None) -> list[str]:
     each, so that the domain loads before its author writes how to read it."""
     if schema is None:
         return []
-    found = annotated(json.loads(Path(schema).read_text(encoding="utf-8")))
-    names = [s for node in found for s in ([node[ANNOTATION]] if isinstance(node[ANNOTATION], str)
-                                           else node[ANNOTATION])]
-    return sorted({str(n) for n in names if n not in BUILTIN_SOURCES and re.fullmatch(r"[A-Za-z_]\w*", str(n))})
+    named = Declarative(DeclarativeSpec(), json.loads(Path(schema).read_text(encoding="utf-8"))).unknown_sources()
+    return [n for n in named if re.fullmatch(r"[A-Za-z_]\w*", n)]
 
 
 def _yaml_template(name: str, output_line: str, fields: dict[FieldPath, SchemaField],
