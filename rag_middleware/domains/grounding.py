@@ -271,8 +271,14 @@ def _unit_forms(units: dict[str, float]) -> dict[str, str]:
 
 
 def _unit_pattern(units: dict[str, float]) -> tuple[re.Pattern[str], dict[str, str], dict[str, str]]:
-    """The pattern of a quantity in the units, the forms each unit is written in, the letters joined to digits."""
-    forms = _unit_forms(units)
+    """The pattern of a quantity in the units, the forms each unit is written in, the letters joined to digits
+    (built once per set of unit words: every request of a domain asks for the same)."""
+    return _unit_pattern_of(tuple(units))
+
+
+@functools.lru_cache(maxsize=64)
+def _unit_pattern_of(units: tuple[str, ...]) -> tuple[re.Pattern[str], dict[str, str], dict[str, str]]:
+    forms = _unit_forms(dict.fromkeys(units, 0.0))
     letters = {letter: unit for unit in units if (letter := _JOINED_LETTER.get(unit.lower())) and letter not in forms}
     alt = "|".join(sorted((re.escape(u) for u in forms), key=len, reverse=True))
     joined = (rf"|(?P<jd>\d+(?:\.\d+)?)(?P<letter>{'|'.join(letters)})(?!\w)") if letters else ""
