@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import pytest
 
 from rag_middleware.domains.clauses import rule_parts, yaml_rule
-from rag_middleware.domains.grounding import compiled
+from rag_middleware.domains.grounding import compiled, gate
 from rag_middleware.domains.loader import load_domain
 from rag_middleware.domains.votes import expand
 
@@ -43,12 +43,15 @@ def test_hand_made_rules_decide_as_the_whole_pattern():
              SimpleNamespace(pattern=r"^(?=.*\b(?:drop|remove)\b)(?=.*\b(?:missing|empty)\b).*\b{columns}\b",
                              label="drop_missing"),
              SimpleNamespace(pattern=r"^(?!.*\bmissing\b)(?:drop|remove)\s+(?:the\s+)?{columns}$", label="drop_column"),
-             SimpleNamespace(pattern=r"^(?=a)b|(?i:z)", label="alt")]
+             SimpleNamespace(pattern=r"^(?=a)b|(?i:z)", label="alt"),
+             SimpleNamespace(pattern=r"^sort(?!.*\b{columns}\b)", label="sort_unnamed"),  # no gate: negated
+             SimpleNamespace(pattern=r"\bby\s+{columns}\s+first\b", label="by_first")]  # gated
     context = {"columns": ["unit_price", "email"]}
     rule = yaml_rule(rules, None, context_of=lambda request: context)
     clauses = ["use the unit price", "please with email", "use the weight", "remove rows with missing email",
                "remove rows with missing weight", "drop the email", "drop the missing email", "Z", "ab", "b",
-               "Drop Unit_Price", "with"]
+               "Drop Unit_Price", "with", "sort it", "sort by email", "sort by weight", "order by email first",
+               "by UNIT PRICE first", "by weight first", "by  email first"]
     for clause in clauses:
         whole = next((s.label for s in rules if re.search(expand(s.pattern, context), clause, re.I)), None)
         assert rule(clause, "r") == ([whole] if whole else None), clause
@@ -69,6 +72,14 @@ def _requests() -> list[str]:
         "Take out unit price", "drop rows where region is blank then use region", "with signup_date",
         "Please remove the email field first", "delete missing values in unit_price", "skip empty region rows")]
     return out
+
+
+def test_a_rule_gate_vouches_only_for_a_context_in_plain_sight():
+    fill = r"(?:[\s\S]+?)"
+    assert gate(r"\bby\s+{columns}\s+first\b", fill, "{columns}", re.I).search("By Anything First")
+    for pattern in (r"^sort(?!.*\b{columns}\b)", r"(?<!{columns})x", r"[{columns}]", r"{columns}+",
+                    r"{columns}|{columns}", r"(?i){columns}", r"(?>{columns})x", r"(?#{columns}"):
+        assert gate(pattern, fill, "{columns}", re.I) is None, pattern
 
 
 def test_data_ops_rules_decide_as_their_whole_patterns():

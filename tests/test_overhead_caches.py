@@ -1,6 +1,7 @@
 """The per-request shortcuts give what the plain computation gives: cues (a value-free gate compiled once per
 cue, values the text never writes left out of the alternation), whole-word mentions (a string scan), the
-data_ops grammar (built new each call, no deep copy) and routing (a request that names its tenant is kept)."""
+data_ops grammar (built new each call, no deep copy), rule patterns narrowed to the values a text writes, stored
+answers parsed once, and routing (a request that names its tenant is kept)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import pytest
 
 from rag_middleware.domains import DomainRegistry, grounding
 from rag_middleware.domains.grounding import cued, mentioned
+from rag_middleware.domains.votes import expand
 from tests.conftest import ROOT
 
 DATA_OPS = DomainRegistry(ROOT / "knowledge_base").get("data_ops")
@@ -127,3 +129,53 @@ def test_route_resolves_the_tenant_and_keeps_a_resolved_request(mw, tenant):
     assert route.tenant == (tenant or mw.settings.default_tenant)
     assert route.ask.model_dump() == ask.model_copy(update={"tenant": route.tenant}).model_dump()
     assert mw.router.route(route.ask).ask is route.ask
+
+
+RULES = [r"^(?=.*\b{columns}\b)(?:use|with)\s+[\w ]{1,40}?$", r"(?!.*\b{columns}\b)^sort", r"{columns}|{other}",
+         r"\bby {columns}\b", r"(?:missing|blank).*\b{columns}\b", r"{none}"]
+
+
+def test_a_rule_narrowed_to_the_values_a_text_writes_finds_what_the_whole_rule_finds():
+    rnd = random.Random(3)
+    for _ in range(800):
+        context = {"columns": rnd.sample(COLUMNS + ["\u00e9t\u00e9", "Stra\u00dfe"], rnd.randint(0, 6)),
+                   "other": rnd.sample(COLUMNS, rnd.randint(0, 2)), "none": []}
+        text = " ".join(rnd.choice(WORDS + COLUMNS + ["use", "with", "sort", "\u00e9t\u00e9", "STRASSE"])
+                        for _ in range(rnd.randint(0, 12)))
+        for rule in RULES:
+            whole, narrowed = expand(rule, context), expand(rule, context, text)
+            assert len(narrowed) <= len(whole)
+            for start in range(0, len(text) + 1, 3):  # search and match, as the clause rules use them
+                assert bool(re.search(whole, text[start:], re.I)) == bool(re.search(narrowed, text[start:], re.I))
+                assert bool(re.match(whole, text, re.I)) == bool(re.match(narrowed, text, re.I))
+
+
+def test_a_narrowed_rule_is_the_same_for_texts_naming_the_same_values():
+    context = {"columns": ["region", "sales", "store_id", "order_date", "qty"]}
+    rule = r"\bby {columns}\b"
+    first = expand(rule, context, "Total sales by region, newest first")
+    assert first == expand(rule, context, "sort by REGION, sum the sales") == r"\bby (?:region|sales)\b"
+    assert expand(rule, context, "nothing named") == r"\bby (?!)\b"
+    assert expand(rule, context, "by store id") == r"\bby (?:store\ id)\b"  # the spaced form counts as written
+
+
+def test_a_stored_answer_is_parsed_once_into_its_value_and_texts():
+    stored = json.dumps({"task": "aggregate", "chart_type": "none", "operations": [
+        {"type": "group_by", "execution_instructions": {"method": "groupby", "args": [["region"]],
+                                                        "kwargs": {"sales": "sum"}}}]})
+    value, shown, full = DATA_OPS.stored_forms(stored)
+    assert value == json.loads(stored) and json.loads(full) == value
+    assert "task" not in json.loads(shown) and json.loads(shown) == DATA_OPS.declarative.for_display(value)
+    assert (shown, full) == (DATA_OPS.answer_text(stored), DATA_OPS.answer_text(stored, hide_derived=False))
+    assert shown == DATA_OPS.answer_text(value) and full == DATA_OPS.answer_text(value, hide_derived=False)
+    value["operations"].clear()  # the caller's own copy: the next read is not changed by it
+    again, shown_again, _ = DATA_OPS.stored_forms(stored)
+    assert again == json.loads(stored) and shown_again == shown and again is not value
+    assert DATA_OPS.stored_forms("not json") == (None, "not json", "not json")
+
+
+def test_hiding_derived_fields_edits_only_an_owned_answer():
+    answer = {"task": "aggregate", "chart_type": "none", "operations": []}
+    kept = DATA_OPS.declarative.for_display(answer)
+    assert "task" in answer and "task" not in kept
+    assert DATA_OPS.declarative.for_display(answer, owned=True) is answer and "task" not in answer

@@ -252,22 +252,28 @@ def yaml_rule(rules: list[Any], hook: Callable[[str, str], list[str] | None] | N
     Python rule hook."""
     if not rules:
         return hook
-    from .grounding import compiled
+    from .grounding import compiled, gate
     from .votes import expand
 
-    # (label, whole pattern?, [(part, names a context?)]): only the parts that name a context change with a
-    # request's values (and are compiled per set of values), and only when the others matched
-    prepared = [(spec.label, len(parts) == 1, [(p, bool(_PLACEHOLDER.search(p))) for p in parts])
+    # (label, whole pattern?, [(part, names a context?, its gate)]): only the parts that name a context change
+    # with a request's values (and are compiled per set of values), and only when the others matched and the
+    # part's gate (any text where its one context stands, compiled once) finds it could
+    prepared = [(spec.label, len(parts) == 1, [(p, bool(names), gate(p, r"(?:[\s\S]+?)", names[0], re.I)
+                                                if len(names) == 1 else None)
+                                               for p in parts for names in [_PLACEHOLDER.findall(p)]])
                 for spec in rules for parts in [rule_parts(spec.pattern)]]
 
-    def found(part: str, dynamic: bool, context: dict[str, list[str]], clause: str, whole: bool) -> bool:
-        regex = compiled(expand(part, context) if dynamic else part, re.I)
+    def found(part: str, dynamic: bool, screen: re.Pattern[str] | None, context: dict[str, list[str]], clause: str,
+              whole: bool) -> bool:
+        if screen is not None and not (screen.search(clause) if whole else screen.match(clause)):
+            return False
+        regex = compiled(expand(part, context, clause) if dynamic else part, re.I)
         return bool(regex.search(clause) if whole else regex.match(clause))
 
     def rule(clause: str, request: str) -> list[str] | None:
         context = context_of(request) if context_of is not None else {}
         for label, whole, parts in prepared:
-            if all(found(part, dynamic, context, clause, whole) for part, dynamic in parts):
+            if all(found(part, dynamic, screen, context, clause, whole) for part, dynamic, screen in parts):
                 return [label]
         return hook(clause, request) if hook is not None else None
 

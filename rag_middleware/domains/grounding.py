@@ -133,13 +133,13 @@ def _alternation(forms: list[str]) -> str:
 
 _VALUE_END = "(?![a-z0-9_])"
 _WORD_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_")  # what [a-z0-9_] matches (no flags)
-# not read by _gate: inline flags i (a value matched in other cases) and x (comments), comment groups, and
+# not read by gate: inline flags i (a value matched in other cases) and x (comments), comment groups, and
 # atomic groups and possessive quantifiers (they commit to one path)
 _UNREAD = re.compile(r"\(\?[aiLmsux-]*[ix]|\(\?#|\(\?>|[*+?}]\+")
 
 
-def _inside_negation(cue: str) -> bool | None:
-    """Whether ``{value}`` sits in a negative lookaround or a character class (None: the cue is not read)."""
+def _inside_negation(cue: str, placeholder: str = "{value}") -> bool | None:
+    """Whether the placeholder sits in a negative lookaround or a character class (None: the cue is not read)."""
     stack: list[bool] = []
     i, found = 0, None
     while i < len(cue):
@@ -151,7 +151,7 @@ def _inside_negation(cue: str) -> bool | None:
             i += 2 if cue.startswith("[^", i) else 1
             i += 1 if cue.startswith("]", i) else 0  # a leading ] is a member
             while i < len(cue) and cue[i] != "]":
-                if cue.startswith("{value}", i):
+                if cue.startswith(placeholder, i):
                     return True
                 i += 2 if cue[i] == "\\" else 1
         elif ch == "(":
@@ -160,23 +160,29 @@ def _inside_negation(cue: str) -> bool | None:
             if not stack:
                 return None
             stack.pop()
-        elif cue.startswith("{value}", i):
+        elif cue.startswith(placeholder, i):
             found = any(stack)
         i += 1
     return found if not stack else None
 
 
-@functools.lru_cache(maxsize=1024)
 def _gate(cue: str, span: int) -> re.Pattern[str] | None:
-    """The cue with any text of up to ``span`` characters where ``{value}`` stands: whatever the cue matches
-    with a value that long, this matches too (None: no such guarantee, as ``{value}`` is not written once, in
-    plain context, case-sensitively)."""
-    after = cue.split("{value}", 1)[-1][:1]
-    if (cue.count("{value}") != 1 or after in ("*", "+", "?", "{") or _UNREAD.search(cue)
-            or _inside_negation(cue) is not False):
+    """The cue with any text of up to ``span`` characters where ``{value}`` stands (see :func:`gate`)."""
+    return gate(cue, rf"(?P<value>[\s\S]{{0,{span}}}?){_VALUE_END}")
+
+
+@functools.lru_cache(maxsize=1024)
+def gate(pattern: str, fill: str, placeholder: str = "{value}", flags: int = 0) -> re.Pattern[str] | None:
+    """``pattern`` with ``fill`` (a regex that matches every value, and more) where the placeholder stands:
+    whatever the pattern matches with a value, this matches too, so where this finds nothing no value can be
+    found. None: no such guarantee, as the placeholder is not written once, in plain context (outside a
+    negative lookaround or a class, not quantified; no inline i or x flag, no atomic group)."""
+    after = pattern.split(placeholder, 1)[-1][:1]
+    if (pattern.count(placeholder) != 1 or after in ("*", "+", "?", "{") or _UNREAD.search(pattern)
+            or _inside_negation(pattern, placeholder) is not False):
         return None
     try:
-        return re.compile(cue.replace("{value}", rf"(?P<value>[\s\S]{{0,{span}}}?){_VALUE_END}"))
+        return re.compile(pattern.replace(placeholder, fill), flags)
     except re.error:
         return None
 

@@ -118,7 +118,7 @@ class Domain(BaseModel):
     gloss_rules: dict[Any, Any] = Field(default_factory=dict)  # glosses.GlossRule per voted field, judged at load
     label_kinds: set[Any] = Field(default_factory=set)  # glosses.label_kinds: the fields calibration may correct
     _shown: Any = PrivateAttr(default=None)  # the schema shown to the model, derived fields hidden
-    _texts: dict[tuple[str, bool], str] = PrivateAttr(default_factory=dict)  # answer_text of stored answers
+    _texts: dict[str, tuple[str, str]] = PrivateAttr(default_factory=dict)  # stored answers' texts, shown and full
 
     @property
     def cache_key(self) -> str:
@@ -180,21 +180,36 @@ class Domain(BaseModel):
         if isinstance(answer, str) and self.free_text:
             return answer
         if isinstance(answer, str):  # a stored answer (JSON text): memory hits repeat, so kept (bounded)
-            key = (answer, hide_derived)
-            if key not in self._texts:
-                if len(self._texts) >= 4096:
-                    self._texts.pop(next(iter(self._texts)))
-                self._texts[key] = self._shown_text(answer, hide_derived)
-            return self._texts[key]
+            return self.stored_forms(answer)[1 if hide_derived else 2]
         return self._shown_text(answer, hide_derived)
 
+    def stored_forms(self, stored: str) -> tuple[Any, str, str]:
+        """A stored answer (JSON text) as a value (parsed anew: the caller may keep it), as shown to the model
+        and in full (with its derived fields). The texts are kept (bounded): memory hits repeat."""
+        texts = self._texts.get(stored)
+        if texts is None:
+            if self.free_text:
+                texts = (stored, stored)
+            else:
+                full = self._shown_text(stored, False)
+                texts = (self._shown_text(stored, True) if self.declarative.spec.derive else full, full)
+            if len(self._texts) >= 4096:
+                self._texts.pop(next(iter(self._texts)))
+            self._texts[stored] = texts
+        try:
+            value = json.loads(stored)
+        except ValueError:
+            value = None
+        return value, texts[0], texts[1]
+
     def _shown_text(self, answer: Any, hide_derived: bool) -> str:
-        if isinstance(answer, str):
+        fresh = isinstance(answer, str)
+        if fresh:
             try:
                 answer = json.loads(answer)
             except ValueError:
                 return answer
-        shown = self.declarative.for_display(answer) if hide_derived else answer
+        shown = self.declarative.for_display(answer, owned=fresh) if hide_derived else answer
         return json.dumps(shown, ensure_ascii=False, separators=(", ", ": "))
 
 

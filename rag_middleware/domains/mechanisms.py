@@ -392,11 +392,11 @@ class Declarative:
 
     # -- what the model is shown ----------------------------------------------------------------------
 
-    def for_display(self, answer: Any) -> Any:
-        """An answer without its derived fields: the model is never asked for them, so never shown them."""
+    def for_display(self, answer: Any, *, owned: bool = False) -> Any:
+        """An answer without derived fields (never asked, so never shown); an ``owned`` one is edited in place."""
         if not self.spec.derive or not isinstance(answer, (dict, list)):
             return answer
-        shown = copy.deepcopy(answer)
+        shown = answer if owned else copy.deepcopy(answer)
         for path in self.spec.derive:
             set_at(shown, path, lambda _old: MISSING)
         return shown

@@ -345,14 +345,19 @@ def _neighbour_vote(ranked: list[Neighbour], path: Path, spec: VoteSpec, shown: 
     return record
 
 
-def expand(pattern: str, context: dict[str, list[str]]) -> str:
+def expand(pattern: str, context: dict[str, list[str]], within: str | None = None) -> str:
     """``{name}`` in a rule stands for any value of that context (escaped, longest first, underscores or
-    spaces); a name with no values matches nothing."""
+    spaces); a name with no values matches nothing. ``within``: the only text the pattern will search, so a
+    form written nowhere in it (compared lower-cased, where both are ASCII) can never match and is left out:
+    the pattern is then the same for every text that names the same values, and compiles once."""
+    low = within.lower() if within is not None and within.isascii() else None
+
     def alternation(match: re.Match[str]) -> str:
         values = context.get(match.group(1))
         if values is None:
             return match.group(0)
-        forms = {f for v in values for f in (v.lower(), v.lower().replace("_", " ")) if f}
+        forms = {f for v in values for f in (v.lower(), v.lower().replace("_", " "))
+                 if f and (low is None or not f.isascii() or f in low)}
         return "(?:" + "|".join(re.escape(f) for f in sorted(forms, key=len, reverse=True)) + ")" if forms else "(?!)"
 
     return re.sub(r"\{([A-Za-z_][A-Za-z0-9_]*)\}", alternation, pattern)
@@ -361,7 +366,7 @@ def expand(pattern: str, context: dict[str, list[str]]) -> str:
 def decide_by_rule(spec: VoteSpec, text: str, context: dict[str, list[str]]) -> tuple[str, Any] | None:
     """(pattern, label) of the first rule whose pattern is found in the text (case-insensitive)."""
     for rule in spec.rules:
-        if re.search(expand(rule.pattern, context), text, re.I):
+        if re.search(expand(rule.pattern, context, text), text, re.I):
             label: Any = rule.label
             if label in ("true", "false", "null"):
                 label = json.loads(label)

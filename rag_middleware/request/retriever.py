@@ -17,7 +17,7 @@ from ..domains import Domain
 from ..domains.grounding import request_body
 from ..domains.prototypes import Prototypes
 from ..domains.judgement import reliability
-from ..domains.votes import REVIEWED_STATUSES, labels_at, parse_answer
+from ..domains.votes import REVIEWED_STATUSES, labels_at
 from ..errors import StoreError
 from ..memory.embedding import CachedEmbedder
 from ..memory.stores.base import MemoryStore
@@ -170,11 +170,11 @@ class Retriever:
         hits = self.store.search(query, filters=MemoryFilter(
             tenant=ask.tenant, domain=domain.name, kinds=kinds, statuses=statuses, created_before=as_of,
             exclude_ids=ask.exclude_ids), limit=limit, text=text)
-        return [
-            Candidate(id=h.record.id, source="memory", kind=h.record.kind, status=h.record.status,
-                      question=h.record.question, answer=domain.answer_text(h.record.answer), reason=h.record.reason,
-                      wrong=h.record.wrong, vector=np.asarray(h.vector, dtype=np.float32), similarity=h.similarity,
-                      extra={"value": parse_answer(h.record.answer),
-                             "full": domain.answer_text(h.record.answer, hide_derived=False)})
-            for h in hits
-        ]
+        out = []
+        for h in hits:
+            value, shown, full = domain.stored_forms(h.record.answer)
+            out.append(Candidate(id=h.record.id, source="memory", kind=h.record.kind, status=h.record.status,
+                                 question=h.record.question, answer=shown, reason=h.record.reason,
+                                 wrong=h.record.wrong, vector=np.asarray(h.vector, dtype=np.float32),
+                                 similarity=h.similarity, extra={"value": value, "full": full}))
+        return out
