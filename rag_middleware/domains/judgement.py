@@ -10,7 +10,7 @@ from typing import Any
 from .paths import Path
 from .prototypes import BLENDS, Prototypes
 from .spec import VoteSpec
-from .votes import (_LeaveOneOutCues, Neighbour, _base, _cue_counts, _terms, field_votes, form_values, label_of,
+from .votes import (_LeaveOneOutCues, Neighbour, _base, _cue_counts, cue_terms, field_votes, form_values, label_of,
                     labels_at, mentioned)
 
 __all__ = ["CUE_SCALES", "RELIABLE", "gate", "named_labels", "reliability", "scaled", "trusted_names"]
@@ -84,7 +84,7 @@ def reliability(examples: list[tuple[str, str, Any]], vectors: Any, specs: dict[
         return out
     sims = vectors @ vectors.T
     term_sets, seen, by_path, labels = _cue_counts([(q, a) for _, q, a in examples] + list(glossed), list(paths),
-                                                   {p for p, spec in paths.items() if spec.presence})
+                                                   {p for p, spec in paths.items() if spec.presence}, len(examples))
     bases = {p: _base(labels, p) for p in paths}
     protos = Prototypes.build({p: [mine.get(p) for mine in labels[: len(examples)]] for p in paths}, vectors)
     settings = [(scale, share) for share in BLENDS for scale in CUE_SCALES]
@@ -96,7 +96,7 @@ def reliability(examples: list[tuple[str, str, Any]], vectors: Any, specs: dict[
         neighbours = [Neighbour(examples[j][0], float(sims[i, j]), examples[j][2], 1.0)
                       for j in range(len(examples)) if j != i]
         text = body(question) if body is not None else question
-        needed = _terms(text)
+        needed = cue_terms(text)
         cues = {p: left_out[p].without(term_sets[i], labels[i].get(p), needed) for p in paths}
         own = {p: protos.shares(p, vectors[i], minus=(labels[i][p], vectors[i]) if p in labels[i] else None)
                for p in paths}

@@ -253,7 +253,7 @@ def load_domain(path: Path, *, override: dict[str, Any] | None = None,
     voted = {p: v for p, v in decl_spec.vote.items() if not v.per_clause and "*" not in p}
     by_label = label_glosses(declarative.schema, list(voted), declarative.vote_labels(), spec.rules)
     glossed = gloss_pairs(by_label)
-    cues = mine_cues([(e.question, e.answer) for e in taught] + glossed, voted) if voted else {}
+    cues = mine_cues([(e.question, e.answer) for e in taught] + glossed, voted, shaped=len(taught)) if voted else {}
     steps = _load_steps(spec, declarative, path, spec_path, lines, taught)
     pairs = [(request_body(e.question, decl_spec.context), e.answer) for e in taught]
     rules = gloss_rules(declarative.schema, decl_spec.vote, declarative.vote_labels(), spec.rules, pairs,

@@ -20,6 +20,7 @@ from functools import lru_cache
 from itertools import pairwise
 from typing import Any
 
+from .message_form import form_terms
 from .paths import Path, values_at
 from .prototypes import blend
 from .spec import VoteSpec
@@ -120,9 +121,19 @@ def asserted_terms(text: str) -> set[str]:
     return _terms(" , ".join(_DENIED.split(clause, maxsplit=1)[0] for clause in _CLAUSES.split(text)))
 
 
-def _cue_counts(examples: list[tuple[str, Any]], paths: list[Path], presence: set[Path] | frozenset[Path] = frozenset()
+def cue_terms(text: str) -> set[str]:
+    """What cue words are mined from and looked up in: a text's words and word pairs, and its form
+    (message_form.py: a greeting line, a sign-off, one line, all in lower case)."""
+    return _terms(text) | form_terms(text)
+
+
+def _cue_counts(examples: list[tuple[str, Any]], paths: list[Path], presence: set[Path] | frozenset[Path] = frozenset(),
+                shaped: int | None = None
                 ) -> tuple[list[set[str]], Counter[str], dict[Path, dict[str, Counter[str]]], list[dict[Path, str]]]:
-    term_sets = [_terms(q) for q, _ in examples]
+    """``shaped``: how many of the examples (the first ones) are messages whose form counts; the rest (gloss
+    pseudo-examples, glosses.py) give their words only."""
+    shaped = len(examples) if shaped is None else shaped
+    term_sets = [cue_terms(q) if i < shaped else _terms(q) for i, (q, _) in enumerate(examples)]
     seen = Counter(t for terms in term_sets for t in terms)
     labels: list[dict[Path, str]] = []
     by_path: dict[Path, dict[str, Counter[str]]] = {p: {} for p in paths}
@@ -182,16 +193,16 @@ class _LeaveOneOutCues:
         return cues
 
 
-def mine_cues(examples: list[tuple[str, Any]], paths: list[Path] | dict[Path, VoteSpec]
+def mine_cues(examples: list[tuple[str, Any]], paths: list[Path] | dict[Path, VoteSpec], *, shaped: int | None = None
               ) -> dict[Path, dict[str, tuple[str, float]]]:
     """Words and word pairs of the example questions that go with one value of a voted field:
     ``{path: {term: (value label, strength)}}``. A term is a cue when at least CUE_MIN examples hold it, at
     least CUE_PURITY of them carry the same value, and it is not a word many examples share (unless so many
-    carrying one value is far beyond chance)."""
+    carrying one value is far beyond chance). ``shaped``: see ``_cue_counts``."""
     if len(examples) < 4:
         return {}
     presence = {p for p, spec in paths.items() if spec.presence} if isinstance(paths, dict) else set()
-    _, seen, by_path, labels = _cue_counts(examples, list(paths), presence)
+    _, seen, by_path, labels = _cue_counts(examples, list(paths), presence, shaped)
     return {path: _select_cues(by_path[path], seen, len(examples), base=_base(labels, path)) for path in paths}
 
 
@@ -230,6 +241,7 @@ def field_votes(neighbours: list[Neighbour], specs: dict[Path, VoteSpec], *,
     request's likeliest value of each numeric field a gloss rule's ranges are about."""
     out: list[dict[str, Any]] = []
     terms = _terms(question) if cues or glossed else set()
+    shape = form_terms(question) if cues else set()  # cue words also go with a message's form
     asserted = asserted_terms(question) if glossed else set()  # label gloss words count where not denied
     asserted |= {FIELD_LINES} if glossed and field_lines(question) else set()
     ranked = sorted(neighbours, key=lambda n: -n.similarity)
@@ -258,7 +270,7 @@ def field_votes(neighbours: list[Neighbour], specs: dict[Path, VoteSpec], *,
             out.append(_glossed(shown, _unlabel(hit[0], spec), hit, spec.presence))
             continue
         record = _neighbour_vote(ranked, path, spec, shown, found_cues=[
-            (t, *cues[path][t]) for t in sorted(terms) if t in (cues or {}).get(path, {})], decide=decide,
+            (t, *cues[path][t]) for t in sorted(terms | shape) if t in (cues or {}).get(path, {})], decide=decide,
             proto=(protos or {}).get(path))
         if hit is not None and hit[1]:
             label = _unlabel(hit[0], spec)
