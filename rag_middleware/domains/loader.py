@@ -237,7 +237,8 @@ def load_domain(path: Path, *, override: dict[str, Any] | None = None,
     lines = key_lines(spec_path, text)
     spec = _read_spec(raw, override, spec_path, lines)
     decl_spec = _declarative_spec(spec, spec_path, lines)
-    declared = (lambda request: Declarative(decl_spec, None).context(request)) if decl_spec.context else None
+    reader = Declarative(decl_spec, None)  # the hook's contexts; the domain's mechanisms share what it read
+    declared = reader.context if decl_spec.context else None
     validator = _load_validator(spec, path, spec_path, lines, declared)
     if validator is None:
         _check_free_text(decl_spec, spec_path, lines)
@@ -248,7 +249,8 @@ def load_domain(path: Path, *, override: dict[str, Any] | None = None,
     taught = [*examples, *(learnt or [])]
     inferred = (infer(decl_spec, inlined, [(e.question, e.answer) for e in taught])
                 if spec.infer and inlined is not None else [])
-    declarative = Declarative(decl_spec, validator.json_schema() if validator is not None else None)
+    declarative = Declarative(decl_spec, validator.json_schema() if validator is not None else None,
+                              reader=reader)
     _check_declared(declarative, path, examples, negatives)
     voted = {p: v for p, v in decl_spec.vote.items() if not v.per_clause and "*" not in p}
     by_label = label_glosses(declarative.schema, list(voted), declarative.vote_labels(), spec.rules)

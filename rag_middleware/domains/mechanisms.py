@@ -51,9 +51,9 @@ def _pattern(node: dict[str, Any]) -> str | None:
 
 class Declarative:
     """One domain's declarative mechanisms. ``schema``: the domain's full output schema (for enums and
-    patterns); ``None`` for a free-text domain."""
+    patterns); ``None`` for a free-text domain. ``reader``: one of the same spec whose read contexts it shares."""
 
-    def __init__(self, spec: DeclarativeSpec, schema: dict[str, Any] | None) -> None:
+    def __init__(self, spec: DeclarativeSpec, schema: dict[str, Any] | None, *, reader: Declarative | None = None):
         self.spec = spec
         self.schema = inline_refs(schema) if schema else {}
         self.patterns: dict[Path, str] = {}  # pattern-bound strings, grounded in the request by default
@@ -61,7 +61,7 @@ class Declarative:
         for path in self.spec.ground:
             self.patterns.pop(path, None)
         self._enums: dict[Path, list[Any]] = {}
-        self._contexts: dict[str, dict[str, list[str]]] = {}
+        self._contexts: dict[str, dict[str, list[str]]] = {} if reader is None else reader._contexts
         self.numbers = any(types_of(n) & {"integer", "number"} for n in _numeric_nodes(self.schema))
         self.annotated = bool(annotated(self.schema))
         self.units = {word: factor for found in spec.units.values() for word, factor in found.items()}
