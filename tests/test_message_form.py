@@ -67,3 +67,25 @@ def test_gloss_pseudo_examples_give_their_words_only():
 
 
 FORM_CUES = {GREETING_LINE, SIGN_OFF, ONE_LINE, LOWER_CASE}
+
+
+def test_a_form_cue_outweighs_a_gloss_word_meant_otherwise(tmp_path):
+    """On the newcomers' ticket_routing: "live" is a gloss word of the chat channel; in an email (a greeting
+    line and a sign-off, which the examples' emails all have) it is where the customer lives."""
+    from rag_middleware import load_settings
+    from tests.conftest import ROOT, FakeLLM, HashEmbedder, fake_middleware
+
+    settings = load_settings(data_dir=tmp_path / "data", knowledge_base=ROOT / "benchmarks" / "probe_domains",
+                             prompts_dir=ROOT / "prompts")
+    body = "the courier left ORD-120937 at number 41 but I live at 14 and nobody there has it"
+    mw = fake_middleware(settings, FakeLLM(), HashEmbedder())
+    try:
+        def channel(text):
+            return next(v for v in mw.render(text, domain="ticket_routing").votes if v["path"] == "/channel")
+        plain = channel(body)
+        assert plain.get("gloss") == ["live"] and plain["allowed"] == ["chat"]  # the word alone decides
+        email = channel(f"Good afternoon,\n{body}.\nRegards,\nAnn")
+        assert "gloss" not in email and {c["term"] for c in email.get("cues", [])} >= {GREETING_LINE, SIGN_OFF}
+        assert next(iter(email["scores"])) == "email"
+    finally:
+        mw.close()

@@ -266,6 +266,8 @@ def field_votes(neighbours: list[Neighbour], specs: dict[Path, VoteSpec], *,
                  and not set(hit[1]) & {term for term, _, _ in rule.ranges})  # words lead, a guessed number not
         if hit is not None and not (rule.tiebreak or leads or (hit[1] and set(hit[1]) <= label_forms(hit[0]))):
             hit = None  # a rule short of a tiebreak still breaks ties by the label's own name ("liability")
+        if hit is not None and any(cues[path][t][0] != hit[0] for t in shape if t in (cues or {}).get(path, {})):
+            hit = None  # a word may be meant otherwise ("I live at 14"), the form a message is written in not
         if hit is not None and rule.reliable:
             out.append(_glossed(shown, _unlabel(hit[0], spec), hit, spec.presence))
             continue
