@@ -7,8 +7,19 @@ import json
 import typer
 
 from ..errors import AttemptsExhaustedError, GenerationTimeoutError
+from ..request.ask import parse_request
+from ..templating.engine import one_version_per_call
 from .context import CliState, console, err_console
-from .explain import dumps, show_attempts, show_decisions, show_messages, show_selection, show_timings
+from .explain import (
+    dumps,
+    show_attempts,
+    show_decisions,
+    show_grammar,
+    show_messages,
+    show_schema,
+    show_selection,
+    show_timings,
+)
 
 __all__ = ["register"]
 
@@ -34,6 +45,51 @@ def _summary(result) -> dict:
     }
 
 
+def _dry_run(mw, text: str, *, domain: str, tenant: str | None, as_json: bool) -> None:
+    """What ``ask`` would send for this request (retrieval, selection, votes, grammar, prompt), without calling
+    the model and without recording anything."""
+    parse_request(text)  # a malformed request is refused before the domain is looked up, as ask() does
+    with one_version_per_call():  # one template snapshot for the whole assembly, as ask() pins it
+        assembly = mw.render(text, domain=domain, tenant=tenant)
+    model = mw.domains.get(assembly.domain).spec.model or getattr(mw.backend, "model", "")
+    if as_json:
+        console.print_json(json.dumps({
+            "dry_run": True,
+            "recorded": False,
+            "domain": assembly.domain,
+            "tenant": assembly.tenant,
+            "backend": mw.backend.name,
+            "model": model,
+            "question": assembly.question,
+            "votes": assembly.votes,
+            "grammar_notes": assembly.grammar_notes,
+            "json_schema": assembly.json_schema,
+            "messages": assembly.messages,
+            "prompt": assembly.prompt,
+            "options": assembly.options,
+            "selected": [{"id": s.id, "source": s.source, "status": s.status, "similarity": s.similarity,
+                          "tokens": s.tokens} for s in assembly.selected],
+            "negatives": [{"id": n.id, "similarity": n.similarity, "reason": n.reason} for n in assembly.negatives],
+            "template_version": assembly.template_version,
+            "prompt_tokens": assembly.prompt_tokens,
+            "budget": assembly.budget,
+            "taught": assembly.taught,
+            "memory_available": assembly.memory_available,
+            "timings_ms": assembly.timings_ms,
+        }, default=str))
+        return
+    show_selection(assembly.selected, assembly.negatives)
+    show_messages(assembly.messages, assembly.prompt)
+    show_grammar(assembly.votes, assembly.grammar_notes)
+    show_schema(assembly.json_schema)
+    show_timings(assembly.timings_ms)
+    learnt = f" · learnt from {assembly.taught} reviewed answers" if assembly.taught else ""
+    memory = "" if assembly.memory_available else " · memory store unavailable (curated examples only)"
+    console.print(f"template {assembly.template_version} · prompt tokens {assembly.prompt_tokens} · "
+                  f"would call {mw.backend.name}{f' ({model})' if model else ''}{learnt}{memory}", markup=False)
+    console.print("dry run: no model was called, nothing was recorded", markup=False)
+
+
 def ask(
     ctx: typer.Context,
     text: str = typer.Argument(..., help="the request (for data_ops: 'Columns: a, b\\nwhat to do')"),
@@ -44,14 +100,19 @@ def ask(
     explain: bool = typer.Option(False, "--explain", help="show examples, negatives, messages and every attempt"),
     as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
     no_learn: bool = typer.Option(False, "--no-learn", help="do not add the answer to memory"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="show what would be sent (examples, votes, grammar, "
+                                 "prompt) without calling the model or recording anything"),
 ) -> None:
-    """Answer one request with retrieved examples, validate it, record it."""
+    """Answer one request with retrieved examples, validate it, record it (--dry-run: stop before the model)."""
     state: CliState = ctx.obj
     if backend is not None and backend not in ("embedded", "ollama"):
         raise typer.BadParameter("must be embedded or ollama", param_hint="--backend")
     text = text.replace("\\n", "\n")
     mw = state.middleware(**{"llm.backend": backend, "llm.model": model})
     with mw:
+        if dry_run:
+            _dry_run(mw, text, domain=domain, tenant=tenant, as_json=as_json)
+            return
         try:
             result = mw.ask(text, domain=domain, tenant=tenant, learn=False if no_learn else None)
         except (AttemptsExhaustedError, GenerationTimeoutError) as exc:

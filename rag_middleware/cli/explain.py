@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 
@@ -14,7 +15,8 @@ from ..records import Attempt, SelectedExample
 from ..request.calibration import calibrated
 from .context import console
 
-__all__ = ["show_attempts", "show_decisions", "show_messages", "show_selection", "show_timings"]
+__all__ = ["show_attempts", "show_decisions", "show_grammar", "show_messages", "show_schema", "show_selection",
+           "show_timings"]
 
 
 def _clip(text: str, n: int = 80) -> str:
@@ -28,14 +30,14 @@ def show_selection(selected: list[SelectedExample], negatives: list[SelectedExam
         table.add_column(col, overflow="fold")
     for ex in selected:
         table.add_row(str(ex.mmr_rank + 1), ex.id, ex.source, ex.status, f"{ex.similarity:.3f}", str(ex.tokens),
-                      _clip(ex.question))
+                      escape(_clip(ex.question)))
     console.print(table)
     if negatives:
         neg = Table(title=f"Negative examples ({len(negatives)})", title_justify="left")
         for col in ("id", "similarity", "why it is wrong"):
             neg.add_column(col, overflow="fold")
         for n in negatives:
-            neg.add_row(n.id, f"{n.similarity:.3f}", _clip(n.reason, 100))
+            neg.add_row(n.id, f"{n.similarity:.3f}", escape(_clip(n.reason, 100)))
         console.print(neg)
 
 
@@ -61,11 +63,21 @@ def show_attempts(attempts: list[Attempt]) -> None:
 def show_decisions(attempt: Attempt) -> None:
     """Why the grammar admitted what it did: label votes (with their voters), grounding, derived fields; and
     what the core and the domain changed in the answer."""
-    if attempt.votes:
+    show_grammar(attempt.votes, attempt.grammar_notes)
+    if attempt.calibration:
+        console.print("[bold]calibration[/bold] (the model's lean, divided out)\n  "
+                      + "\n  ".join(calibrated(c) for c in attempt.calibration), highlight=False)
+    if attempt.repairs:
+        console.print("[bold]repairs[/bold]\n  " + "\n  ".join(attempt.repairs), highlight=False)
+
+
+def show_grammar(votes: list[dict[str, Any]], notes: list[str]) -> None:
+    """The label votes (with their voters) and the grammar notes (grounding, derived fields, narrowing)."""
+    if votes:
         table = Table(title="Label votes", title_justify="left")
         for col in ("field", "admitted", "scores", "voters (similarity, weight)"):
             table.add_column(col, overflow="fold")
-        for v in attempt.votes:
+        for v in votes:
             voters = ", ".join(f"{x['id']}={x['value']} ({x['similarity']:.2f}, {x['weight']:.2f}"
                                f"{', reviewed' if x.get('reviewed') else ''})" for x in v.get("voters", [])[:5])
             admitted = (describe(v) if v.get("items") is not None
@@ -74,17 +86,19 @@ def show_decisions(attempt: Attempt) -> None:
                      if v.get("gloss") is not None else "")
             admitted += " (named)" if v.get("mention") else " (clear winner)" if v.get("decided") else gloss
             scores = ", ".join(f"{k} {s:.2f}" for k, s in v.get("scores", {}).items())
-            table.add_row(v["path"], admitted, scores, voters)
+            table.add_row(escape(v["path"]), escape(admitted), escape(scores), escape(voters))
         console.print(table)
-    if attempt.grammar_notes:
-        console.print("[bold]grammar[/bold]\n  " + "\n  ".join(_clip(n, 160) for n in attempt.grammar_notes),
-                      highlight=False)
-    if attempt.calibration:
-        console.print("[bold]calibration[/bold] (the model's lean, divided out)\n  "
-                      + "\n  ".join(calibrated(c) for c in attempt.calibration), highlight=False)
-    if attempt.repairs:
-        console.print("[bold]repairs[/bold]\n  " + "\n  ".join(attempt.repairs), highlight=False)
+    if notes:
+        console.print("[bold]grammar[/bold]\n  " + "\n  ".join(escape(_clip(n, 160)) for n in notes), highlight=False)
 
+
+def show_schema(schema: dict[str, Any] | None) -> None:
+    """The JSON schema sent to the backend as the grammar of the answer, as plain JSON (it can be copied)."""
+    if schema is None:
+        console.print("[bold]grammar schema[/bold]: none (the answer is free text)", highlight=False)
+        return
+    console.print("[bold]grammar schema[/bold] (the JSON schema sent with the request)", highlight=False)
+    console.print(dumps(schema), markup=False, soft_wrap=True)
 
 
 def show_timings(timings: dict[str, float]) -> None:
