@@ -266,7 +266,7 @@ def field_votes(neighbours: list[Neighbour], specs: dict[Path, VoteSpec], *,
                  and not set(hit[1]) & {term for term, _, _ in rule.ranges})  # words lead, a guessed number not
         if hit is not None and not (rule.tiebreak or leads or (hit[1] and set(hit[1]) <= label_forms(hit[0]))):
             hit = None  # a rule short of a tiebreak still breaks ties by the label's own name ("liability")
-        if hit is not None and any(cues[path][t][0] != hit[0] for t in shape if t in (cues or {}).get(path, {})):
+        if hit is not None and _form_against(hit[0], shape, (cues or {}).get(path, {})):
             hit = None  # a word may be meant otherwise ("I live at 14"), the form a message is written in not
         if hit is not None and rule.reliable:
             out.append(_glossed(shown, _unlabel(hit[0], spec), hit, spec.presence))
@@ -291,6 +291,13 @@ def field_votes(neighbours: list[Neighbour], specs: dict[Path, VoteSpec], *,
 def label_forms(label: str) -> set[str]:
     """How a text writes a label as words: "web_form" and "web form"."""
     return {label.lower(), label.lower().replace("_", " ")}
+
+
+def _form_against(label: str, shape: set[str], cues: dict[str, tuple[str, float]]) -> bool:
+    """Whether two traits of the message's form or more (a greeting line and a sign-off: a letter) are cues of
+    one other label than ``label``. One trait alone ("all in lower case") may go with a label by chance."""
+    others = Counter(cues[t][0] for t in shape if t in cues and cues[t][0] != label)
+    return bool(others) and others.most_common(1)[0][1] >= 2
 
 
 def _glossed(shown: str, value: Any, hit: tuple[str, list[str]], presence: bool) -> dict[str, Any]:
