@@ -2,8 +2,9 @@
 output schema's fields that it (and ``domains new``, :mod:`rag_middleware.domains.scaffolding`) reads.
 
 ``check`` reports every problem, not the first: examples (and negatives' ``right``) that fail the output
-model, with file and line; enum values no example answers; near-duplicate questions with different answers
-(by embedding cosine); derived fields that disagree with their map, and maps that miss or invent values.
+model, with file and line; enum values no example answers (per branch where a union's branches share
+values); near-duplicate questions with different answers (by embedding cosine); derived fields that
+disagree with their map, and maps that miss or invent values.
 It works on a domain the loader refuses because of a bad example: the validator is built from the spec.
 """
 
@@ -15,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from jsonschema import Draft202012Validator
+from jsonschema.validators import validator_for
 from pydantic import BaseModel, ValidationError
 
 from ..errors import DomainError, EmbeddingError, RagMiddlewareError, UnknownDomainError
@@ -25,9 +28,36 @@ from .paths import MISSING, Path as FieldPath, inline_refs, parse_path, values_a
 from .satisfiable import shown, unsatisfiable
 from .spec import DeclarativeSpec
 
-__all__ = ["CheckReport", "Problem", "SchemaField", "check_domain", "make_embedder", "schema_fields"]
+__all__ = ["Branch", "CheckReport", "Problem", "SchemaField", "alternatives", "check_domain", "make_embedder",
+           "schema_fields"]
 
 # -- the schema's fields ------------------------------------------------------------------------------------
+
+@dataclass(eq=False)
+class Branch:
+    """One branch of a union (``anyOf`` / ``oneOf``) at ``path``. A value there belongs to the branch when it
+    validates against it (a value that fits several branches belongs to each)."""
+    path: FieldPath
+    keyword: str  # anyOf | oneOf
+    index: int
+    schema: dict[str, Any]
+    name: str = ""  # how an author knows it: 'where field is "endpoint"', 'in Refund', 'in "a condition on..."'
+    root: dict[str, Any] = field(default_factory=dict, repr=False)  # the schema's $schema and definitions
+    _validator: Any = field(default=None, init=False, repr=False)
+
+    def shown(self, *, at: bool = False) -> str:
+        index = f"{self.keyword}[{self.index}]" + (f" at /{'/'.join(self.path)}" if at else "")
+        return f"{self.name} ({index})" if self.name else f"in {index}"
+
+    def fits(self, value: Any) -> bool:
+        if self._validator is None:
+            cls = validator_for(self.root, default=Draft202012Validator)
+            self._validator = cls({**{k: v for k, v in self.root.items() if k != "$schema"}, **self.schema})
+        try:
+            return bool(self._validator.is_valid(value))
+        except Exception:  # noqa: BLE001 - a reference it cannot resolve: count the value, as for a merged field
+            return True
+
 
 @dataclass
 class SchemaField:
@@ -36,41 +66,91 @@ class SchemaField:
     types: set[str] = field(default_factory=set)
     pattern: str | None = None
     max_items: int | None = None
+    # the enum values each chain of enclosing union branches gives (outermost first; () outside any union)
+    sources: list[tuple[tuple[Branch, ...], list[Any]]] = field(default_factory=list, repr=False, compare=False)
+    # the unions of object shapes (two or more branches with properties) at this path, in schema order
+    shapes: list[list[Branch]] = field(default_factory=list, repr=False, compare=False)
 
     @property
     def shown(self) -> str:
         return "/" + "/".join(self.path)
 
 
-def schema_fields(schema: dict[str, Any] | None) -> dict[FieldPath, SchemaField]:
-    """Every field path of a schema (``*`` for list items), with what its branches say."""
+def _literals(node: Any) -> list[Any]:
+    if not isinstance(node, dict):
+        return []
+    return list(node.get("enum") or []) + ([node["const"]] if "const" in node else [])
+
+
+def alternatives(values: list[Any]) -> str:
+    """``"a"``, ``"a" or "b"``, ``"a", "b" or "c"``."""
+    shown = [json.dumps(v, ensure_ascii=False) for v in values]
+    return shown[0] if len(shown) == 1 else f"{', '.join(shown[:-1])} or {shown[-1]}"
+
+
+def _names(branches: list[Any]) -> list[str]:
+    """How an author knows each branch of a union: the values it gives a field that tells the object shapes
+    apart (every shape gives it as const or enum, no value in two shapes), else its title, else the start of
+    its description ("" when it has neither)."""
+    names = []
+    for b in branches:
+        title = b.get("title") if isinstance(b, dict) else None
+        text = " ".join(b["description"].split()) if isinstance(b, dict) and isinstance(
+            b.get("description"), str) else ""
+        names.append(f"in {title.strip()}" if isinstance(title, str) and title.strip() else
+                     f'in "{text if len(text) <= 48 else text[:45].rstrip() + "..."}"' if text else "")
+    shapes = [i for i, b in enumerate(branches) if isinstance(b, dict) and isinstance(b.get("properties"), dict)]
+    for prop in branches[shapes[0]]["properties"] if len(shapes) > 1 else {}:
+        given = [_literals(branches[i]["properties"].get(prop)) for i in shapes]
+        keys = [json.dumps(v) for values in given for v in values]
+        if all(given) and len(keys) == len(set(keys)):
+            for i, values in zip(shapes, given, strict=True):
+                names[i] = f"where {prop} is {alternatives(values)}"
+            break
+    return names
+
+
+def schema_fields(schema: dict[str, Any] | None, at: FieldPath = ()) -> dict[FieldPath, SchemaField]:
+    """Every field path of a schema (``*`` for list items), with what its branches say. ``at``: the path the
+    schema's root stands at (a branch's own fields)."""
     out: dict[FieldPath, SchemaField] = {}
     if not schema:
         return out
+    root = inline_refs(schema)
+    dialect = {k: root[k] for k in ("$schema", "$defs", "definitions") if k in root}
 
-    def walk(node: Any, path: FieldPath) -> None:
+    def walk(node: Any, path: FieldPath, within: tuple[Branch, ...]) -> None:
         if not isinstance(node, dict):
             return
         info = out.setdefault(path, SchemaField(path))
-        values = list(node.get("enum") or []) + ([node["const"]] if "const" in node else [])
+        values = _literals(node)
         info.enum += [v for v in values if v not in info.enum]
+        if values:  # the branches of a union at this very path are this field's own alternatives
+            info.sources.append((tuple(b for b in within if b.path != path), values))
         t = node.get("type")
         info.types |= set(t) if isinstance(t, list) else {t} if isinstance(t, str) else set()
         if isinstance(node.get("pattern"), str):
             info.pattern = info.pattern or node["pattern"]
         if isinstance(node.get("maxItems"), int):
             info.max_items = node["maxItems"]
-        for key in ("anyOf", "oneOf", "allOf"):
-            for branch in node.get(key) or []:
-                walk(branch, path)
+        for key in ("anyOf", "oneOf"):
+            branches = node.get(key) or []
+            names = _names(branches)
+            made = [Branch(path, key, i, b, names[i], dialect) for i, b in enumerate(branches) if isinstance(b, dict)]
+            if sum(isinstance(b.schema.get("properties"), dict) for b in made) > 1:
+                info.shapes.append(made)
+            for branch in made:
+                walk(branch.schema, path, within + (branch,))
+        for branch in node.get("allOf") or []:
+            walk(branch, path, within)
         for name, child in (node.get("properties") or {}).items():
-            walk(child, path + (name,))
+            walk(child, path + (name,), within)
         for key in ("items", "additionalProperties"):
-            walk(node.get(key), path + ("*",))
+            walk(node.get(key), path + ("*",), within)
         for child in node.get("prefixItems") or []:
-            walk(child, path + ("*",))
+            walk(child, path + ("*",), within)
 
-    walk(inline_refs(schema), ())
+    walk(root, tuple(at), ())
     return out
 
 
@@ -195,18 +275,41 @@ def _read(file: Path, model: type[BaseModel], fields: tuple[str, ...], validator
     return items
 
 
+def _apart(info: SchemaField) -> list[tuple[tuple[Branch, ...], list[Any]]]:
+    """The enum values to check, with the union branches an example's value must sit in to cover them. A field
+    whose union branches share a value (``eq`` in two shapes of a filter) is checked per branch: an example
+    that answers the value in one shape does not show it in another. Any other field: all values, anywhere."""
+    groups: dict[tuple[Branch, ...], list[Any]] = {}
+    for within, values in info.sources:
+        kept = groups.setdefault(within, [])
+        kept += [v for v in values if v not in kept]
+    keys = [json.dumps(v) for values in groups.values() for v in values]
+    return list(groups.items()) if len(groups) > 1 and len(keys) > len(set(keys)) else [((), info.enum)]
+
+
+def _values_within(value: Any, at: FieldPath, path: FieldPath, within: tuple[Branch, ...]) -> list[Any]:
+    """The values at ``path`` of ``value`` (which stands at ``at``) inside parts that fit every branch of
+    ``within`` (outermost first)."""
+    if not within:
+        return values_at(value, path[len(at):])
+    branch, rest = within[0], within[1:]
+    return [v for part in values_at(value, branch.path[len(at):]) if branch.fits(part)
+            for v in _values_within(part, branch.path, path, rest)]
+
+
 def _uncovered(examples: list[_Item], fields: dict[FieldPath, SchemaField], decl: DeclarativeSpec,
                file: str) -> list[Problem]:
     out = []
     for path, info in fields.items():
         if not info.enum or not path or path in decl.derive:
             continue
-        seen = {json.dumps(v) for e in examples for v in values_at(e.answer, path)}
-        missing = [v for v in info.enum if json.dumps(v) not in seen]
-        if missing:
-            out.append(Problem("uncovered", f"{info.shown}: no example answers {', '.join(map(json.dumps, missing))} "
-                                            f"({len(info.enum) - len(missing)} of {len(info.enum)} values covered)",
-                               file))
+        for within, enum in _apart(info):
+            seen = {json.dumps(v) for e in examples for v in _values_within(e.answer, (), path, within)}
+            missing = [v for v in enum if json.dumps(v) not in seen]
+            if missing:
+                where = " ".join([info.shown, *(b.shown(at=len(within) > 1) for b in within)])
+                out.append(Problem("uncovered", f"{where}: no example answers {', '.join(map(json.dumps, missing))} "
+                                                f"({len(enum) - len(missing)} of {len(enum)} values covered)", file))
     return out
 
 

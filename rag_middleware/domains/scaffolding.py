@@ -1,10 +1,10 @@
 """``domains new``: scaffolding ``knowledge_base/<name>/`` for a domain author.
 
 The new folder holds a ``domain.yaml`` with every declarative section as a comment (and hints drawn from the
-output schema's fields), the output schema (``--schema``, a starter one) or the pydantic model (``--model``),
-and empty ``examples.jsonl`` / ``negatives.jsonl``. The result is loaded before it is kept: a scaffold that
-would not load is removed again. ``domains check`` (what is wrong with a domain's data) is in
-:mod:`rag_middleware.domains.authoring`, with the schema-field walk both use.
+output schema's fields, a union of object shapes shape by shape), the output schema (``--schema``, a starter
+one) or the pydantic model (``--model``), and empty ``examples.jsonl`` / ``negatives.jsonl``. The result is
+loaded before it is kept: a scaffold that would not load is removed again. ``domains check`` (what is wrong
+with a domain's data) is in :mod:`rag_middleware.domains.authoring`, with the schema-field walk both use.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import DomainError
-from .authoring import SchemaField, schema_fields
+from .authoring import SchemaField, alternatives, schema_fields
 from .loader import load_domain
 from .mechanisms import Declarative
 from .paths import Path as FieldPath, inline_refs
@@ -83,12 +83,64 @@ def _contexts_named(schema: Path | None) -> list[str]:
     return [n for n in named if re.fullmatch(r"[A-Za-z_]\w*", n)]
 
 
+def _kind(f: SchemaField) -> str:
+    """What one field of one shape of a union is, for its hint."""
+    if f.enum:
+        if len(f.enum) <= 8:
+            return f"enum of {len(f.enum)}: {alternatives(f.enum)}"
+        return f"enum of {len(f.enum)}: " + ", ".join(json.dumps(v, ensure_ascii=False) for v in f.enum[:8]) + ", ..."
+    if f.pattern and "string" in f.types:
+        return "has a pattern, grounded in the request automatically"
+    if f.types and f.types <= {"integer", "number", "null"} and f.types - {"null"}:
+        return "a number; ground it with x-ground in the schema (a ground: path reaches every shape)"
+    if "array" in f.types:
+        return f"a list{f' of at most {f.max_items}' if f.max_items else ''}"
+    kinds = {"string": "a string", "integer": "a number", "number": "a number", "boolean": "a boolean",
+             "object": "an object", "null": "null"}
+    named = list(dict.fromkeys(kinds[t] for t in sorted(f.types, key=list(kinds).index) if t in kinds))
+    return (named[0] if len(named) == 1 else f"{', '.join(named[:-1])} or {named[-1]}") if named else "any value"
+
+
+def _shape_fields(branch_schema: dict[str, Any], at: FieldPath) -> list[SchemaField]:
+    """The fields one shape gives below ``at``, shallow ones first; a mere container of listed fields (an
+    object, a list with no bound) is left out."""
+    own = [f for p, f in schema_fields(branch_schema, at=at).items() if len(p) > len(at)]
+    parents = {f.path[:n] for f in own for n in range(len(at) + 1, len(f.path))}
+    return sorted([f for f in own if f.path not in parents or f.enum or (f.types - {"object", "array"})
+                   or f.max_items], key=lambda f: len(f.path))
+
+
+def _shape_hints(fields: dict[FieldPath, SchemaField]) -> tuple[list[str], set[FieldPath]]:
+    """Hints for each union of object shapes (``anyOf``/``oneOf`` of two or more objects): every shape with its
+    own fields, and the paths so shown (left out of the flat hints, which would mix the shapes' fields). A union
+    inside a shape is shown with that shape's fields."""
+    lines: list[str] = []
+    shown: set[FieldPath] = set()
+    unions: list[FieldPath] = []
+    for info in fields.values():
+        for branches in info.shapes:
+            if any(info.path[: len(u)] == u for u in unions):
+                continue
+            unions.append(info.path)
+            shown |= {p for b in branches for p in schema_fields(b.schema, at=info.path) if len(p) > len(info.path)}
+            lines.append(f"#   {info.shown}: one of {len(branches)} shapes ({branches[0].keyword}); give each its "
+                         "examples, domains check counts each shape's values apart")
+            for branch in branches:
+                own = _shape_fields(branch.schema, info.path)
+                lines.append(f"#     {branch.shown()}:" + ("" if own else " no fields"))
+                lines += [f"#       {f.shown}: {_kind(f)}" for f in own[:8]]
+                lines += [f"#       ... and {len(own) - 8} more"] if len(own) > 8 else []
+    return lines, shown
+
+
 def _yaml_template(name: str, output_line: str, fields: dict[FieldPath, SchemaField],
                    contexts: list[str] = ()) -> str:
-    enums = [f for f in fields.values() if f.enum and f.path]
-    numbers = [f for f in fields.values() if f.types & {"integer", "number"} and not f.enum and f.path]
-    patterned = [f for f in fields.values() if f.pattern and "string" in f.types]
-    lists = [f for f in fields.values() if "array" in f.types and f.path]
+    shapes, in_shapes = _shape_hints(fields)
+    flat = [f for f in fields.values() if f.path not in in_shapes]
+    enums = [f for f in flat if f.enum and f.path]
+    numbers = [f for f in flat if f.types & {"integer", "number"} and not f.enum and f.path]
+    patterned = [f for f in flat if f.pattern and "string" in f.types]
+    lists = [f for f in flat if "array" in f.types and f.path]
     vote = enums[0].shown if enums else "/category"
     number = numbers[0].shown if numbers else "/limit"
     lines = [
@@ -128,6 +180,7 @@ def _yaml_template(name: str, output_line: str, fields: dict[FieldPath, SchemaFi
     hints += [f"#   {f.shown}: has a pattern, grounded in the request automatically" for f in patterned[:8]]
     hints += [f"#   {f.shown}: a list{f' of at most {f.max_items}' if f.max_items else ''}, max_items bounds it"
               for f in lists[:8]]
+    hints += shapes
     if hints:
         lines += ["", "# from your schema:", *hints]
     return "\n".join(lines) + "\n"
@@ -188,6 +241,7 @@ def scaffold(root: Path, name: str, *, schema: Path | None = None, model: str | 
         domain = load_domain(target)
         fields = schema_fields(domain.validator.json_schema()) if domain.validator else {}
         (target / "domain.yaml").write_text(_yaml_template(name, output_line, fields, contexts), encoding="utf-8")
+        domain = load_domain(target)  # with the hints too: what is kept is what was loaded
     except BaseException as exc:
         shutil.rmtree(target, ignore_errors=True)
         if isinstance(exc, DomainError):
