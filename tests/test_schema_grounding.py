@@ -139,3 +139,21 @@ def test_a_declared_splitter_is_used_with_the_hooks_off_too(tmp_path):
     assert split("Columns: a\nsort by a please; dedupe rows") == ["sort by a", "dedupe rows"]
     with pytest.raises(ValueError, match="not a valid regex"):
         SplitSpec(breaks="(")
+
+
+def test_grounded_values_the_fields_own_pattern_rejects_are_not_admitted():
+    """Values from words or a declared context that the field's pattern would fail are left out: a grammar that
+    admitted them would only make answers that fail validation."""
+    from rag_middleware.domains.grounding import candidates
+
+    request = "Hello, my order ORD-481203 has not arrived, and ORD-12 neither"
+    words = candidates("words", request=request, body=request, context={}, units=None, pattern=r"^ORD-\d{6}$",
+                       only_mentioned=False)
+    assert words == ["ORD-481203"]
+    context = {"paths": ["/api/v2/orders", "orders"]}
+    assert candidates("paths", request=request, body=request, context=context, units=None, pattern="^/",
+                      only_mentioned=False) == ["/api/v2/orders"]
+    assert candidates("paths", request=request, body=request, context=context, units=None, pattern=None,
+                      only_mentioned=False) == ["/api/v2/orders", "orders"]  # no pattern: all of them
+    assert candidates("paths", request=request, body=request, context=context, units=None, pattern="([",
+                      only_mentioned=False) == ["/api/v2/orders", "orders"]  # a pattern re cannot read: all

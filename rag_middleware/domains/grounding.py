@@ -445,10 +445,21 @@ def candidates(source: str, *, request: str, body: str, context: dict[str, list[
             return quantities(body, units)
         return [v for v in numbers_in(body) if v not in spent]
     if source == "words":  # nor one that is, or starts or ends on, the schema's own word ("p95 latency")
-        return [w for w in words_in(body) if not ({w.lower(), *_ends(w)} & spent)]
+        return _fitting([w for w in words_in(body) if not ({w.lower(), *_ends(w)} & spent)], pattern)
     if source == "request":
         return pattern_matches(pattern, request) if pattern else None
     values = list(context.get(source, []))
     if only_mentioned:
-        return mentioned(values, body) or values
-    return values
+        return _fitting(mentioned(values, body) or values, pattern)
+    return _fitting(values, pattern)
+
+
+def _fitting(values: list[str], pattern: str | None) -> list[str]:
+    """The values the field's own ``pattern`` admits (a value it does not admit would fail validation)."""
+    if not pattern:
+        return values
+    try:
+        regex = compiled(pattern)
+    except re.error:
+        return values
+    return [v for v in values if regex.search(str(v))]
