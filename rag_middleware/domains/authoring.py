@@ -381,19 +381,25 @@ def _derived(items: list[_Item], fields: dict[FieldPath, SchemaField], decl: Dec
             bad = {json.dumps(t): t for t in targets if t not in own_enum}
             out += [Problem("derive_map", f"derive {shown}: {t!r} is not allowed at {shown}", spec_file)
                     for t in bad.values()]
+        # each item of the nearest list both paths run through is derived from its own source values (as the
+        # core fills it, Declarative._derive): /operations/*/execution_instructions/method from that operation's
+        # /operations/*/type, never from the first operation's; with no shared list, from all of them
         parent_path = path[:-1]
-        shared = parent_path if source[: len(parent_path)] == parent_path else ()
+        common = next((i for i, (a, b) in enumerate(zip(parent_path, source, strict=False)) if a != b),
+                      min(len(parent_path), len(source)))
+        scope = parent_path[: max((i + 1 for i in range(common) if parent_path[i] == "*"), default=0)]
         for item in items:
-            for parent, where in _concrete(item.answer, parent_path):
-                if not isinstance(parent, dict):
+            for node, node_at in _concrete(item.answer, scope):
+                found, value = spec.derive(values_at(node, source[len(scope):]))
+                if not found:
                     continue
-                found, value = spec.derive(values_at(parent if shared else item.answer, source[len(shared):]))
-                old = parent.get(path[-1], MISSING)
-                if found and (old is MISSING or old != value):
-                    at = "/" + "/".join(where + (path[-1],))
-                    was = "missing" if old is MISSING else json.dumps(old)
-                    out.append(Problem("derived", f"{at} is {was} but its map from {spec.source} gives "
-                                                  f"{json.dumps(value)}", item.file, item.line, item.id))
+                for parent, where in _concrete(node, parent_path[len(scope):], node_at):
+                    old = parent.get(path[-1], MISSING) if isinstance(parent, dict) else value  # not an object: skip
+                    if old is MISSING or old != value:
+                        at = "/" + "/".join(where + (path[-1],))
+                        was = "missing" if old is MISSING else json.dumps(old)
+                        out.append(Problem("derived", f"{at} is {was} but its map from {spec.source} gives "
+                                                      f"{json.dumps(value)}", item.file, item.line, item.id))
     return out
 
 
