@@ -11,6 +11,7 @@ from ..request.ask import parse_request
 from ..templating.engine import one_version_per_call
 from .context import CliState, console, err_console
 from .explain import (
+    assembly_view,
     dumps,
     show_attempts,
     show_decisions,
@@ -56,7 +57,7 @@ def _dry_run(mw, text: str, *, domain: str, tenant: str | None, as_json: bool) -
         console.print_json(json.dumps({
             "dry_run": True,
             "recorded": False,
-            "domain": assembly.domain,
+            **assembly_view(assembly),
             "tenant": assembly.tenant,
             "backend": mw.backend.name,
             "model": model,
@@ -64,18 +65,11 @@ def _dry_run(mw, text: str, *, domain: str, tenant: str | None, as_json: bool) -
             "votes": assembly.votes,
             "grammar_notes": assembly.grammar_notes,
             "json_schema": assembly.json_schema,
-            "messages": assembly.messages,
-            "prompt": assembly.prompt,
-            "options": assembly.options,
             "selected": [{"id": s.id, "source": s.source, "status": s.status, "similarity": s.similarity,
                           "tokens": s.tokens} for s in assembly.selected],
             "negatives": [{"id": n.id, "similarity": n.similarity, "reason": n.reason} for n in assembly.negatives],
-            "template_version": assembly.template_version,
-            "prompt_tokens": assembly.prompt_tokens,
-            "budget": assembly.budget,
             "taught": assembly.taught,
             "memory_available": assembly.memory_available,
-            "timings_ms": assembly.timings_ms,
         }, default=str))
         return
     show_selection(assembly.selected, assembly.negatives)

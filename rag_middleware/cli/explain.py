@@ -107,3 +107,11 @@ def show_timings(timings: dict[str, float]) -> None:
 
 def dumps(value: Any) -> str:
     return json.dumps(value, indent=2, ensure_ascii=False, default=str)
+
+
+def assembly_view(assembly: Any) -> dict[str, Any]:
+    """What an assembled request (``Middleware.render``) sends, as JSON fields: the prompt, its budget and
+    timings. ``prompts render --json`` and ``ask --dry-run --json`` start from it."""
+    return {"domain": assembly.domain, "messages": assembly.messages, "prompt": assembly.prompt,
+            "options": assembly.options, "template_version": assembly.template_version,
+            "prompt_tokens": assembly.prompt_tokens, "budget": assembly.budget, "timings_ms": assembly.timings_ms}

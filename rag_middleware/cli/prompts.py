@@ -25,7 +25,7 @@ from ..templating.lint import Problem, lint_snapshot, lint_variants
 from ..templating.versions import TemplateStore, resolve_template_dir
 from ..templating.engine import TemplateSnapshot
 from .context import CliState, console, err_console
-from .explain import show_messages, show_selection, show_timings
+from .explain import assembly_view, show_messages, show_selection, show_timings
 
 __all__ = ["app"]
 
@@ -80,16 +80,9 @@ def render(
         assembly = mw.render(request.replace("\\n", "\n"), domain=domain, tenant=tenant, user=user, variant=variant)
     if as_json:
         console.print_json(json.dumps({
-            "domain": assembly.domain,
-            "messages": assembly.messages,
-            "prompt": assembly.prompt,
+            **assembly_view(assembly),
             "selected": [s.model_dump() for s in assembly.selected],
             "negatives": [n.model_dump() for n in assembly.negatives],
-            "template_version": assembly.template_version,
-            "options": assembly.options,
-            "prompt_tokens": assembly.prompt_tokens,
-            "budget": assembly.budget,
-            "timings_ms": assembly.timings_ms,
         }, default=str))
         return
     show_selection(assembly.selected, assembly.negatives)
