@@ -372,6 +372,21 @@ def words_in(text: str, *, max_words: int = 3) -> list[str]:
     return [w for w in dict.fromkeys(found) if w]
 
 
+_LEADING_NUMBER = re.compile(r"(\d[\d,]*(?:\.\d+)?)[a-z]*", re.I)
+
+
+def _spent_number(phrase: str, spent: set[Any] | frozenset[Any]) -> bool:
+    """A phrase that starts or ends on a number another field takes ('40 minutes ago', '24h' in 'the last 24h')."""
+    words = phrase.split()
+    for word in {words[0], words[-1]} if words else ():
+        match = _LEADING_NUMBER.fullmatch(word)
+        if match:
+            digits = match.group(1).replace(",", "")
+            if _tidy(float(digits)) in spent:
+                return True
+    return False
+
+
 def _ends(phrase: str) -> set[str]:
     """The first and last word of a run of lower-case words (a name's, 'New York City', are its own)."""
     words = phrase.split()
@@ -445,7 +460,8 @@ def candidates(source: str, *, request: str, body: str, context: dict[str, list[
             return quantities(body, units)
         return [v for v in numbers_in(body) if v not in spent]
     if source == "words":  # nor one that is, or starts or ends on, the schema's own word ("p95 latency")
-        return _fitting([w for w in words_in(body) if not ({w.lower(), *_ends(w)} & spent)], pattern)
+        return _fitting([w for w in words_in(body) if not ({w.lower(), *_ends(w)} & spent or _spent_number(w, spent))],
+                        pattern)
     if source == "request":
         return pattern_matches(pattern, request) if pattern else None
     values = list(context.get(source, []))

@@ -17,7 +17,8 @@ from typing import Any, Protocol
 from . import grounding
 from .floors import lift
 from .infer import found_here
-from .narrowing import (ANNOTATION, annotated, apply_votes, drop_shape, ground_annotated_node, ground_node,
+from .annotations import ground_annotations, iter_sources
+from .narrowing import (annotated, apply_votes, drop_shape, ground_node,
                         narrowed_copy, no_items, nullable, restrict, strip_annotations, types_of)
 from .paths import MISSING, Path, inline_refs, parent_objects, schema_nodes, schema_words, set_at, values_at
 from .satisfiable import guarded
@@ -72,8 +73,7 @@ class Declarative:
     def unknown_sources(self) -> list[str]:
         """The ``x-ground`` sources of the schema that name neither a built-in source nor a declared context."""
         known = set(BUILTIN_SOURCES) | set(self.spec.context)
-        found = [s for node in annotated(self.schema)
-                 for s in ([node[ANNOTATION]] if isinstance(node[ANNOTATION], str) else node[ANNOTATION])]
+        found = list(iter_sources(self.schema))
         return sorted({str(s) for s in found if s not in known})
 
     def _pattern_paths(self, node: Any, path: Path) -> None:
@@ -210,15 +210,10 @@ class Declarative:
                 ground_node(node, values, may_be_null and not (values and (source == "request" or found)),
                             numeric=source == "numbers")
                 notes.append(f"{show_path(path)}: grounded in {source}: {values[:12]}")
-        for node in annotated(schema):
-            sources = node.pop(ANNOTATION)
-            for source in [sources] if isinstance(sources, str) else list(sources):
-                values = grounding.candidates(source, request=request, body=body, context=ctx, units=None,
-                                              pattern=_pattern(node), only_mentioned=False, spent=spent)
-                if values:
-                    done = ground_annotated_node(node, values)
-                    notes.append(f"{ANNOTATION} {source}: {done} grounded in {values[:12]}")
-                    break
+        ground_annotations(schema, lambda source, node: grounding.candidates(
+            source, request=request, body=body, context=ctx, units=None, pattern=_pattern(node),
+            only_mentioned=False, spent=spent), lambda path, v: path not in self.spec.shape or self.spec.shape[
+            path].admits(v, body), notes)
 
     def _spent(self, schema: dict[str, Any], votes: list[dict[str, Any]], notes: list[str]) -> None:
         """A number that every mention of makes an item of an anchored list is no other field's value: the

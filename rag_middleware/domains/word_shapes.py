@@ -81,14 +81,20 @@ def _cased(text: str) -> bool:
     return any(ch.isupper() for ch in text)
 
 
-def word_shapes(paths: list[Path], pairs: list[tuple[str, Any]]) -> dict[Path, WordShape]:
-    """Per field grounded in words, the shape of its values in ``pairs`` (request body, answer)."""
+def word_shapes(paths: list[Path], pairs: list[tuple[str, Any]],
+                own: dict[Path, list[list[Any]]] | None = None) -> dict[Path, WordShape]:
+    """Per field grounded in words, the shape of its values in ``pairs`` (request body, answer). ``own``: per
+    path, each pair's values of the field's own shape where a union gives the path other shapes too
+    (annotations.own_values); these paths are learnt from those alone."""
     in_questions: Counter[str] = Counter()
     for question, _ in pairs:
         in_questions.update(set(_words(question)))
     out = {}
-    for path in paths:
-        found = [(q, v) for q, a in pairs for v in values_at(a, path) if isinstance(v, str) and v.strip()]
+    own = own or {}
+    for path in [*paths, *(p for p in own if p not in paths)]:
+        per_pair = own[path] if path in own else [values_at(a, path) for _, a in pairs]
+        found = [(q, v) for (q, _), values in zip(pairs, per_pair, strict=True) for v in values
+                 if isinstance(v, str) and v.strip()]
         values = [v for _, v in found]
         if len(values) < MIN_VALUES:
             continue
