@@ -56,11 +56,12 @@ def test_an_annotated_string_admits_the_first_source_with_values():
     assert any("x-ground named: values grounded" in n for n in notes)
 
 
-def test_a_nullable_annotated_string_keeps_null_and_an_empty_source_leaves_it_open():
+def test_a_nullable_annotated_string_keeps_null_and_an_empty_source_admits_only_null():
     schema, _ = grammar("Columns: region, sales\nShow sales")
     assert schema["properties"]["maybe"] == {"enum": ["sales", None]}
-    schema, _ = grammar("Columns: region, sales\nDo it")  # named is empty and nothing follows it
-    assert schema["properties"]["maybe"] == {"type": ["string", "null"]}
+    schema, notes = grammar("Columns: region, sales\nDo it")  # named is empty and nothing follows it
+    assert schema["properties"]["maybe"] == {"enum": [None]}  # as a ground: entry that finds nothing
+    assert "x-ground /maybe: nothing in the request to ground it; null" in notes
 
 
 def test_an_annotated_list_grounds_its_items_and_holds_each_value_once():
