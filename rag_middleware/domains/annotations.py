@@ -25,7 +25,7 @@ from .narrowing import ANNOTATION, drop_shape, ground_annotated_node, ground_nod
     strip_annotations, types_of
 from .paths import Path, schema_nodes, values_at
 
-__all__ = ["Annotated", "annotated_paths", "ground_annotations", "iter_sources", "own_values", "worded_values"]
+__all__ = ["Annotated", "annotated_paths", "ground_annotations", "iter_sources", "own_objects", "own_values"]
 
 
 @dataclass(frozen=True)
@@ -33,6 +33,7 @@ class Annotated:
     path: Path
     node: dict[str, Any]
     holder: dict[str, Any] | None  # the object branch whose ``properties`` hold the node (None at the root)
+    union: list[Any] | None = None  # the anyOf/oneOf list the holder is a branch of, if it is one
 
     @property
     def sources(self) -> list[str]:
@@ -44,59 +45,65 @@ def annotated_paths(schema: Any) -> list[Annotated]:
     """Every annotated node of ``schema`` with its path and holding object branch, in document order."""
     out: list[Annotated] = []
 
-    def walk(node: Any, path: Path, holder: dict[str, Any] | None) -> None:
+    def walk(node: Any, path: Path, holder: tuple[dict[str, Any] | None, list[Any] | None],
+             within: list[Any] | None) -> None:
         if not isinstance(node, dict):
             return
         if ANNOTATION in node:
-            out.append(Annotated(path, node, holder))
+            out.append(Annotated(path, node, *holder))
         for key in ("anyOf", "oneOf", "allOf"):
-            for branch in node.get(key) or []:
-                walk(branch, path, holder)
+            branches = node.get(key)
+            for branch in branches if isinstance(branches, list) else ():
+                walk(branch, path, holder, branches if key != "allOf" else None)
         props = node.get("properties")
         if isinstance(props, dict):
             for name, child in props.items():
-                walk(child, (*path, str(name)), node)
+                walk(child, (*path, str(name)), (node, within), None)
         for key in ("items", "additionalProperties"):
             if isinstance(node.get(key), dict):
-                walk(node[key], (*path, "*"), None)
+                walk(node[key], (*path, "*"), (None, None), None)
         for child in node.get("prefixItems") or []:
-            walk(child, (*path, "*"), None)
+            walk(child, (*path, "*"), (None, None), None)
 
-    walk(schema, (), None)
+    walk(schema, (), (None, None), None)
     return out
 
 
 def own_values(found: list[Annotated], answers: list[Any]) -> dict[Path, list[list[Any]]]:
     """Per annotated path, each answer's values there that sit in an object of the annotated node's own shape
     (its holder validates it), so that another branch's values at the same path are not counted."""
-    holders: dict[Path, list[Draft202012Validator]] = {}
+    holders: dict[Path, list[Annotated]] = {}
     out: dict[Path, list[list[Any]]] = {}
     for item in found:
         if item.holder is None:  # a list's items or a map's values: no sibling tells its shape
             out[item.path] = [values_at(answer, item.path) for answer in answers]
         else:
-            holders.setdefault(item.path, []).append(Draft202012Validator(strip_annotations(item.holder)))
-    for path, checks in holders.items():
+            holders.setdefault(item.path, []).append(item)
+    for path, items in holders.items():
         key = path[-1]
-        out[path] = [[obj[key] for obj in values_at(answer, path[:-1])
-                      if isinstance(obj, dict) and key in obj and any(c.is_valid(obj) for c in checks)]
-                     for answer in answers]
+        out[path] = [[obj[key] for obj in objects if key in obj] for objects in own_objects(items, answers)]
     return out
 
 
-def worded_values(schema: dict[str, Any] | None, answers: list[Any]) -> dict[Path, list[list[Any]]]:
-    """``own_values`` of the nodes grounded in the request's words (for their word shapes)."""
-    return own_values([a for a in annotated_paths(schema) if "words" in a.sources], answers)
+def own_objects(items: list[Annotated], answers: list[Any]) -> list[list[dict[str, Any]]]:
+    """Each answer's objects at the place of ``items`` (annotated nodes of one path) that one of their
+    holders validates: the objects of their own shape of a union."""
+    checks = [Draft202012Validator(strip_annotations(i.holder)) for i in items if i.holder is not None]
+    path = items[0].path[:-1] if items else ()
+    return [[o for o in values_at(answer, path) if isinstance(o, dict) and any(c.is_valid(o) for c in checks)]
+            for answer in answers]
 
 
 Candidates = Callable[[str, dict[str, Any]], "list[Any] | None"]
 
 
 def ground_annotations(schema: dict[str, Any], candidates: Candidates, admits: Callable[[Path, Any], bool],
-                       notes: list[str]) -> None:
+                       notes: list[str], *, named: dict[Path, Any] | None = None, body: str = "") -> None:
     """Ground every annotated node of ``schema`` (in place, the annotation taken off): the first source with
     values that ``admits`` (the field's word shape) keeps wins. With none: null where the node allows it,
-    else the list item's shape is dropped where the list may be empty, else the node is left open."""
+    else the list item's shape is dropped where the list may be empty, else the node is left open. ``named``:
+    per path, the words that name a value's label (named_values.py); a grounded item shape is split by them."""
+    splits = []
     for item in annotated_paths(schema):
         node, path = item.node, item.path
         sources = item.sources
@@ -111,10 +118,17 @@ def ground_annotations(schema: dict[str, Any], candidates: Candidates, admits: C
             if values:
                 done = ground_annotated_node(node, values)
                 notes.append(f"{ANNOTATION} {source}: {done} grounded in {values[:12]}")
+                if source == "words" and item.path in (named or {}) and item.union is not None:
+                    splits.append((item, named[item.path]))  # type: ignore[index]
                 break
         else:
             if known:
                 _unfilled(schema, item, notes)
+    for item, bank in splits:  # after every annotation is read: a split copies the shape's nodes
+        labels = bank.split(item.union, item.holder, body)
+        if labels:
+            notes.append(f"/{'/'.join(item.path)}: named beside the request's words, only as "
+                         + ", ".join(f"{bank.label} {label}" for label in labels))
 
 
 def _unfilled(schema: dict[str, Any], item: Annotated, notes: list[str]) -> None:

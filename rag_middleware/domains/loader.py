@@ -31,8 +31,7 @@ from .infer import infer, set_when_found
 from .anchors import learnt_anchors
 from .glosses import gloss_pairs, gloss_rules, label_glosses, label_kinds
 from .slots import learnt_slots
-from .annotations import worded_values
-from .word_shapes import word_shapes
+from .named_values import learn_words
 from .votes import mine_cues
 from .mechanisms import Declarative, Flags
 from .paths import Path as FieldPath, inline_refs
@@ -261,8 +260,7 @@ def load_domain(path: Path, *, override: dict[str, Any] | None = None,
     pairs = [(request_body(e.question, decl_spec.context), e.answer) for e in taught]
     rules = gloss_rules(declarative.schema, decl_spec.vote, declarative.vote_labels(), spec.rules, pairs,
                         derived=set(decl_spec.derive))
-    decl_spec.shape = word_shapes([p for p, g in decl_spec.ground.items() if g.source == "words"], pairs,
-                                  worded_values(inlined, [a for _, a in pairs]))
+    learn_words(decl_spec, inlined, pairs, declarative.vocabulary)  # word shapes; words naming a value's label
     decl_spec.found = set_when_found(decl_spec, pairs) if spec.infer else {}
     anchors = learnt_anchors(declarative.schema, decl_spec, pairs, spec.rules) if validator is not None else []
     slots = learnt_slots(decl_spec, pairs) if validator is not None else None

@@ -213,7 +213,7 @@ class Declarative:
         ground_annotations(schema, lambda source, node: grounding.candidates(
             source, request=request, body=body, context=ctx, units=None, pattern=_pattern(node),
             only_mentioned=False, spent=spent), lambda path, v: path not in self.spec.shape or self.spec.shape[
-            path].admits(v, body), notes)
+            path].admits(v, body), notes, named=self.spec.named, body=body)
 
     def _spent(self, schema: dict[str, Any], votes: list[dict[str, Any]], notes: list[str]) -> None:
         """A number that every mention of makes an item of an anchored list is no other field's value: the

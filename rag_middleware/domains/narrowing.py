@@ -192,7 +192,7 @@ def drop_shape(items: list[dict[str, Any]], dead: dict[str, Any]) -> bool:
             if isinstance(branches, list):
                 kept = [b for b in branches if not holds(b)]
                 if kept and len(kept) < len(branches):
-                    item[key] = kept
+                    branches[:] = kept  # in place: a caller may hold the list (annotations.Annotated.union)
                     return True
     return False
 

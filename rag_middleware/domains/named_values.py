@@ -1,0 +1,206 @@
+"""Named values: a word value written beside a word that names its label ("host pay-01", "service
+token-refresher", "region eu-central-1", "the checkout service").
+
+A list item of a union shape that takes a word of the request as its value (``x-ground: words``) and says
+with an enum which kind of value it is (``field: service | host | region ...``) leaves a small model to pair
+each word with its kind, and it mixes them up: "excluding host pay-01" becomes a service. The words beside a
+value say its kind, and the examples show which words do:
+
+- every value of such an item in an example question is a labelled mention; the word just before it and
+  the word just after it (``L:host``, ``R:service``) count for its label;
+- every other candidate word of the question (one that the field's word shape admits) counts for ``none``
+  beside its words, so a word that stands before anything ("in", "for") never names a label;
+- a label's own name words ("user" and "id" of ``user_id``) count as seen twice on each side, so a kind the
+  examples never wrote beside a value is still read where the request writes it.
+
+A word names a label when at least 2 mentions carry it and at least NAMED_SHARE of all mentions beside it are
+of that label. In a request, a grounded value with such a word beside it (and no word naming another label)
+is admitted only as an item of that label: the item's shape splits into one branch per named label, holding
+only its values, and one branch for the rest. Nothing forces a value into the list; the model still chooses
+which items there are.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from .annotations import annotated_paths, own_objects, own_values
+from .paths import Path
+from .word_shapes import word_shapes
+
+__all__ = ["NAMED_SHARE", "NamedBank", "learn_named", "learn_words"]
+
+NAMED_SHARE = 0.75  # of the mentions beside a word, the share that must be of one label
+NAMED_MIN = 2  # mentions of that label beside the word
+SEED = 2  # a label's own name words, as if seen this often beside its values on each side
+_TOKEN = re.compile(r"[^\W_][\w.@:/-]*[^\W_]|[^\W_]")
+
+
+def _tokens(text: str) -> list[tuple[str, int, int]]:
+    return [(m.group(0), m.start(), m.end()) for m in _TOKEN.finditer(text)]
+
+
+def _spans(tokens: list[tuple[str, int, int]], value: str) -> list[tuple[int, int]]:
+    """Token index ranges where ``value`` (one or more tokens) is written, case aside."""
+    want = [t.lower() for t, _, _ in _tokens(value)]
+    low = [t.lower() for t, _, _ in tokens]
+    n = len(want)
+    return [(i, i + n) for i in range(len(low) - n + 1) if n and low[i:i + n] == want]
+
+
+def _beside(tokens: list[tuple[str, int, int]], span: tuple[int, int]) -> list[str]:
+    out = []
+    if span[0] > 0:
+        out.append("L:" + tokens[span[0] - 1][0].lower())
+    if span[1] < len(tokens):
+        out.append("R:" + tokens[span[1]][0].lower())
+    return out
+
+
+@dataclass
+class NamedBank:
+    """For one item shape: which enum key names the kind (``label``), which key holds the word (``value``),
+    and the words that name a label beside a value."""
+
+    label: str
+    value: str
+    names: dict[str, str] = field(default_factory=dict)  # "L:host" -> "host"
+    counts: dict[str, dict[str, int]] = field(default_factory=dict)  # for --explain and the tests
+
+    def labelled(self, body: str, values: list[Any]) -> dict[str, str]:
+        """The grounded ``values`` that a naming word stands beside in ``body``, each with its one label (a
+        value beside words naming two labels gets none). A naming word between two values names both:
+        which side it names differs from word to word ("host pay-01", "the checkout service") and the
+        examples are too few to tell, and the wrong one ("excluding" in "excluding host pay-01") is no
+        value the model writes."""
+        tokens = _tokens(body)
+        out: dict[str, str] = {}
+        for value in values:
+            if not isinstance(value, str):
+                continue
+            named = {self.names[w] for span in _spans(tokens, value) for w in _beside(tokens, span) if w in self.names}
+            if len(named) == 1:
+                out[value] = named.pop()
+        return out
+
+    def split(self, union: list[Any], holder: dict[str, Any], body: str) -> list[str]:
+        """Replace ``holder`` (a grounded item shape in ``union``, its value node an enum of the request's words)
+        by one branch per label named beside its values in ``body``, holding only that label and its values,
+        and a branch for the other values. Returns the labels split off (none when the shape cannot be split so)."""
+        props = holder.get("properties") or {}
+        value_node, label_node = props.get(self.value), props.get(self.label)
+        if not (isinstance(value_node, dict) and isinstance(label_node, dict)
+                and isinstance(value_node.get("enum"), list) and isinstance(label_node.get("enum"), list)):
+            return []
+        named = self.labelled(body, value_node["enum"])
+        by_label: dict[str, list[Any]] = {}
+        for value in value_node["enum"]:
+            if value in named and named[value] in label_node["enum"]:
+                by_label.setdefault(named[value], []).append(value)
+        if not by_label:
+            return []
+        rest = [v for v in value_node["enum"] if not any(v in vals for vals in by_label.values())]
+        branches = []
+        for label, values in by_label.items():
+            branch = copy.deepcopy(holder)
+            branch["properties"][self.label] = {**label_node, "enum": [label]}
+            branch["properties"][self.value] = {**value_node, "enum": values}
+            branches.append(branch)
+        if rest:
+            holder["properties"][self.value] = {**value_node, "enum": rest}
+            branches.append(holder)
+        at = next(i for i, b in enumerate(union) if b is holder)
+        union[at:at + 1] = branches
+        return list(by_label)
+
+
+def _label_key(holder: dict[str, Any], value_key: str) -> tuple[str, list[str]] | None:
+    for key, node in (holder.get("properties") or {}).items():
+        enum = node.get("enum") if isinstance(node, dict) else None
+        if key != value_key and isinstance(enum, list) and len(enum) > 1 and all(isinstance(v, str) for v in enum):
+            return key, enum
+    return None
+
+
+def learn_named(found: list[Any], pairs: list[tuple[str, Any]], admits: Any) -> dict[Path, NamedBank]:
+    """Per word-grounded item path of ``found`` (annotations.Annotated) whose holder has a string enum key,
+    the naming words learnt from ``pairs`` (request body, answer); ``admits(path, word, body)``: the field's
+    word shape."""
+    out: dict[Path, NamedBank] = {}
+    for item in found:
+        if item.holder is None or "*" not in item.path or item.path in out:
+            continue
+        labelled = _label_key(item.holder, item.path[-1])
+        if labelled is None:
+            continue
+        key, labels = labelled
+        counts: dict[str, Counter[str]] = {}
+        objects = own_objects([item], [a for _, a in pairs])
+        for (body, _), items in zip(pairs, objects, strict=True):
+            _count(body, [(o.get(item.path[-1]), o.get(key)) for o in items if o.get(key) in labels], counts,
+                   lambda token, b=body, p=item.path: admits(p, token, b))
+        names = _names(counts, _seeds(labels))
+        if names:
+            out[item.path] = NamedBank(key, item.path[-1], names, {w: dict(c) for w, c in counts.items()})
+    return out
+
+
+def _seeds(labels: list[str]) -> dict[str, str]:
+    """A label's own name words, on each side ("L:user", "R:id" for ``user_id``); a word two labels share is
+    none's."""
+    seen: dict[str, set[str]] = {}
+    for label in labels:
+        for word in filter(None, re.split(r"[\W_]+", label.lower())):
+            for side in ("L:", "R:"):
+                seen.setdefault(side + word, set()).add(label)
+    return {word: next(iter(owners)) for word, owners in seen.items() if len(owners) == 1}
+
+
+def _count(body: str, items: list[tuple[Any, str]], counts: dict[str, Counter[str]], admits: Any) -> None:
+    """The words beside each item's value in ``body`` count for its label; those beside any other word the
+    shape admits count for none."""
+    tokens = _tokens(body)
+    taken: set[int] = set()
+    for value, label in items:
+        for span in _spans(tokens, value) if isinstance(value, str) else ():
+            taken.update(range(*span))
+            for word in _beside(tokens, span):
+                counts.setdefault(word, Counter())[label] += 1
+    for i, (token, _, _) in enumerate(tokens):
+        if i not in taken and admits(token):
+            for word in _beside(tokens, (i, i + 1)):
+                counts.setdefault(word, Counter())["none"] += 1
+
+
+def _names(counts: dict[str, Counter[str]], seeds: dict[str, str]) -> dict[str, str]:
+    """The words that name one label: at least NAMED_MIN of the values beside them (a label's own name words
+    counting SEED more) and NAMED_SHARE of them of that label; a word the examples taught, not a label's
+    name, must also stand beside that label's values at least twice as often as beside other words."""
+    names = {}
+    for word in set(counts) | set(seeds):
+        seen = Counter(counts.get(word, {}))
+        none = seen.pop("none", 0)
+        if word in seeds:
+            seen[seeds[word]] += SEED
+        if not seen:
+            continue
+        best, n = seen.most_common(1)[0]
+        if n >= NAMED_MIN and n >= NAMED_SHARE * sum(seen.values()) and (seeds.get(word) == best or 2 * none <= n):
+            names[word] = best
+    return names
+
+
+def learn_words(spec: Any, schema: dict[str, Any] | None, pairs: list[tuple[str, Any]],
+                vocabulary: frozenset[str] = frozenset()) -> None:
+    """What the examples (``(request body, answer)``) teach a domain's word-grounded fields, set on ``spec``
+    (DeclarativeSpec): their word shapes, and the words that name an item's label beside its value.
+    ``vocabulary``: the schema's own words, no request's values."""
+    worded = [a for a in annotated_paths(schema) if "words" in a.sources] if schema is not None else []
+    spec.shape = word_shapes([p for p, g in spec.ground.items() if g.source == "words"], pairs,
+                             own_values(worded, [a for _, a in pairs]))
+    spec.named = learn_named(worded, pairs, lambda path, token, body: token.lower() not in vocabulary and (
+        path not in spec.shape or spec.shape[path].admits(token, body)))

@@ -1,0 +1,75 @@
+"""Named values (domains/named_values.py): a word value written beside a word that names its label ("host
+pay-01", "the checkout service") is admitted only as an item of that label."""
+
+from __future__ import annotations
+
+from jsonschema import Draft202012Validator
+
+from rag_middleware.domains.named_values import NamedBank, _names
+from rag_middleware.request.ask import Switches
+from tests.test_annotations import answer, domain
+
+
+def branches(d, request):
+    schema, notes = d.declarative.grammar(d.validator.json_schema(), request, flags=Switches())
+    items = schema["properties"]["filters"]["items"]
+    return schema, notes, items.get("anyOf", [items])
+
+
+def words_branches(shapes):
+    return {tuple(b["properties"]["field"]["enum"]): b["properties"]["value"]["enum"] for b in shapes
+            if "service" in b["properties"]["field"]["enum"] or "host" in b["properties"]["field"]["enum"]}
+
+
+def test_the_examples_teach_which_words_name_a_label(tmp_path):
+    bank = domain(tmp_path).declarative.spec.named[("filters", "*", "value")]
+    assert bank.label == "field" and bank.value == "value"
+    assert bank.names["L:host"] == "host"  # "host web-03", "host pay-01", "host db-7"
+    assert bank.names["R:service"] == "service"  # "the billing service", and its own name
+    assert "L:the" not in bank.names and "L:from" not in bank.names  # beside anything, not only values
+
+
+def test_a_value_beside_a_naming_word_is_admitted_only_with_its_label(tmp_path):
+    d = domain(tmp_path)
+    schema, notes, shapes = branches(d, "show the logs of search-api excluding host pay-07 in the last hour")
+    found = words_branches(shapes)
+    assert "pay-07" in found[("host",)]
+    # the word before "host" is beside it too; it is no value the model writes
+    assert all("pay-07" in v or v.endswith("excluding") for v in found[("host",)])
+    rest = found[("service", "host")]
+    assert "pay-07" not in rest and "search-api" in rest  # no word names it: either label
+    assert any("named beside the request's words, only as field host" in n for n in notes)
+    truth = answer([("service", "eq", "search-api"), ("host", "neq", "pay-07")], 60)
+    assert not [e for e in Draft202012Validator(schema).iter_errors(truth) if e.validator != "additionalProperties"]
+
+
+def test_a_label_the_examples_never_wrote_beside_a_value_is_read_from_its_own_name(tmp_path):
+    d = domain(tmp_path)
+    _, _, shapes = branches(d, "show the logs for service ledger-sync in the last hour")
+    assert words_branches(shapes)[("service",)] == ["ledger-sync"]
+
+
+def test_a_value_between_words_naming_two_labels_is_left_to_the_model(tmp_path):
+    d = domain(tmp_path)
+    _, notes, shapes = branches(d, "show the logs for host web-9 service in the last hour")
+    found = words_branches(shapes)
+    assert "web-9" in found[("service", "host")]
+    assert not any(b for k, b in found.items() if len(k) == 1 and "web-9" in b)
+
+
+def test_a_taught_word_must_stand_beside_values_more_than_beside_other_words():
+    counts = {"L:the": {"service": 4, "none": 4}, "L:customer": {"user": 3, "none": 1},
+              "R:service": {"service": 1, "none": 9}, "L:on": {"host": 2, "service": 2}}
+    names = _names(counts, {"R:service": "service", "L:service": "service"})
+    assert names == {"L:customer": "user", "R:service": "service", "L:service": "service"}
+    # a label's own name words need no example, but examples against them count: split, it names none
+    assert _names({"L:service": {"host": 3}}, {"L:service": "service"}) == {}
+    assert _names({"L:service": {"host": 9}}, {"L:service": "service"}) == {"L:service": "host"}
+
+
+def test_a_shape_without_an_enum_to_narrow_is_left_as_it_is():
+    bank = NamedBank("field", "value", {"L:host": "host"})
+    holder = {"type": "object", "properties": {"field": {"type": "string"}, "value": {"enum": ["web-1"]}}}
+    union = [holder]
+    assert bank.split(union, holder, "host web-1") == []
+    assert union == [holder]
