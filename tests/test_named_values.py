@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from jsonschema import Draft202012Validator
 
-from rag_middleware.domains.named_values import NamedBank, _names
+from rag_middleware.domains.named_values import NamedBank, _names, evidenced
 from rag_middleware.request.ask import Switches
 from tests.test_annotations import answer, domain
 
@@ -71,5 +71,32 @@ def test_a_shape_without_an_enum_to_narrow_is_left_as_it_is():
     bank = NamedBank("field", "value", {"L:host": "host"})
     holder = {"type": "object", "properties": {"field": {"type": "string"}, "value": {"enum": ["web-1"]}}}
     union = [holder]
-    assert bank.split(union, holder, "host web-1") == []
+    assert bank.split(union, holder, "host web-1") == ([], 0, False)
     assert union == [holder]
+
+
+def test_a_mark_of_a_value_is_a_naming_word_an_identifier_or_quotes():
+    assert evidenced("web-03", "") and evidenced("u_48213", "") and evidenced("NullPointerException", "")
+    assert evidenced("card declined", 'any "card declined" messages') and not evidenced("timeout", "a timeout")
+
+
+def word_shape(values):
+    return {"type": "object", "properties": {"field": {"enum": ["service", "host"]}, "value": {"enum": values}}}
+
+
+def test_where_the_examples_values_all_carry_a_mark_the_others_are_left_out():
+    bank = NamedBank("field", "value", {"L:host": "host"}, evidenced=True)
+    number = {"type": "object", "properties": {"value": {"enum": [5]}}}
+    holder = word_shape(["how", "many", "web-1", "checkout", "pay-2"])
+    union = [number, holder]
+    assert bank.split(union, holder, "how many checkout errors on host pay-2 or web-1") == (["host"], 3, False)
+    assert [b["properties"]["value"]["enum"] for b in union] == [[5], ["pay-2"], ["web-1"]]
+    holder = word_shape(["how", "many"])
+    union = [number, holder]
+    assert bank.split(union, holder, "how many errors") == ([], 2, False)
+    assert union == [number]  # the word shape is gone, the number's stays
+    holder = word_shape(["how", "many"])
+    assert bank.split([holder], holder, "how many errors") == ([], 2, True)  # the caller empties the list
+    bank.evidenced = False
+    holder = word_shape(["how", "many"])
+    assert bank.split([number, holder], holder, "how many errors") == ([], 0, False)

@@ -125,10 +125,16 @@ def ground_annotations(schema: dict[str, Any], candidates: Candidates, admits: C
             if known:
                 _unfilled(schema, item, notes)
     for item, bank in splits:  # after every annotation is read: a split copies the shape's nodes
-        labels = bank.split(item.union, item.holder, body)
+        labels, dropped, empty = bank.split(item.union, item.holder, body)
+        star = len(item.path) - 1 - item.path[::-1].index("*")
+        if empty and no_items(schema_nodes(schema, item.path[:star])):
+            notes.append(f"/{'/'.join(item.path[:star])}: no item (no word of the request has a mark of a value)")
         if labels:
             notes.append(f"/{'/'.join(item.path)}: named beside the request's words, only as "
                          + ", ".join(f"{bank.label} {label}" for label in labels))
+        if dropped:
+            notes.append(f"/{'/'.join(item.path)}: {dropped} words with no mark of a value (no naming word beside "
+                         "them, not written like an identifier, not quoted) left out")
 
 
 def _unfilled(schema: dict[str, Any], item: Annotated, notes: list[str]) -> None:

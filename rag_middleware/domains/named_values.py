@@ -32,11 +32,13 @@ from .annotations import annotated_paths, own_objects, own_values
 from .paths import Path
 from .word_shapes import word_shapes
 
-__all__ = ["NAMED_SHARE", "NamedBank", "learn_named", "learn_words"]
+__all__ = ["NAMED_SHARE", "NamedBank", "evidenced", "learn_named", "learn_words"]
 
 NAMED_SHARE = 0.75  # of the mentions beside a word, the share that must be of one label
 NAMED_MIN = 2  # mentions of that label beside the word
 SEED = 2  # a label's own name words, as if seen this often beside its values on each side
+EVIDENCE_MIN = 8  # example values before "every value carries evidence" is learnt
+EVIDENCE_SHARE = 0.9  # of them that must
 _TOKEN = re.compile(r"[^\W_][\w.@:/-]*[^\W_]|[^\W_]")
 
 
@@ -69,6 +71,7 @@ class NamedBank:
     label: str
     value: str
     names: dict[str, str] = field(default_factory=dict)  # "L:host" -> "host"
+    evidenced: bool = False  # the examples' values are (nearly) all named, identifiers or quoted: others are not
     counts: dict[str, dict[str, int]] = field(default_factory=dict)  # for --explain and the tests
 
     def labelled(self, body: str, values: list[Any]) -> dict[str, str]:
@@ -87,35 +90,53 @@ class NamedBank:
                 out[value] = named.pop()
         return out
 
-    def split(self, union: list[Any], holder: dict[str, Any], body: str) -> list[str]:
+    def split(self, union: list[Any], holder: dict[str, Any], body: str) -> tuple[list[str], int, bool]:
         """Replace ``holder`` (a grounded item shape in ``union``, its value node an enum of the request's words)
         by one branch per label named beside its values in ``body``, holding only that label and its values,
-        and a branch for the other values. Returns the labels split off (none when the shape cannot be split so)."""
+        and a branch for the other values; where the examples' values all carry evidence (``evidenced``),
+        only those others that do. Returns the labels split off, how many values were left out, and whether
+        none is left where this was the union's only shape (the union is unchanged: the list takes no item)."""
         props = holder.get("properties") or {}
         value_node, label_node = props.get(self.value), props.get(self.label)
         if not (isinstance(value_node, dict) and isinstance(label_node, dict)
                 and isinstance(value_node.get("enum"), list) and isinstance(label_node.get("enum"), list)):
-            return []
+            return [], 0, False
         named = self.labelled(body, value_node["enum"])
         by_label: dict[str, list[Any]] = {}
         for value in value_node["enum"]:
             if value in named and named[value] in label_node["enum"]:
                 by_label.setdefault(named[value], []).append(value)
-        if not by_label:
-            return []
         rest = [v for v in value_node["enum"] if not any(v in vals for vals in by_label.values())]
+        kept = [v for v in rest if not self.evidenced or evidenced(v, body)]
+        if not by_label and len(kept) == len(rest):
+            return [], 0, False
+        if not by_label and not kept and len(union) < 2:
+            return [], len(rest), True
         branches = []
         for label, values in by_label.items():
             branch = copy.deepcopy(holder)
             branch["properties"][self.label] = {**label_node, "enum": [label]}
             branch["properties"][self.value] = {**value_node, "enum": values}
             branches.append(branch)
-        if rest:
-            holder["properties"][self.value] = {**value_node, "enum": rest}
+        if kept:
+            holder["properties"][self.value] = {**value_node, "enum": kept}
             branches.append(holder)
         at = next(i for i, b in enumerate(union) if b is holder)
         union[at:at + 1] = branches
-        return list(by_label)
+        return list(by_label), len(rest) - len(kept), False
+
+
+_IDENTIFIER = re.compile(r"[\d_./@:-]|[a-z][A-Z]")  # "web-03", "u_48213", "eu-west-1", "NullPointerException"
+_QUOTES = "\"'“”‘’`"
+
+
+def evidenced(value: Any, body: str) -> bool:
+    """A word value with a mark of one: written like an identifier, or quoted in the request."""
+    if not isinstance(value, str):
+        return True
+    if _IDENTIFIER.search(value):
+        return True
+    return re.search(f"[{_QUOTES}]\\s*{re.escape(value)}\\s*[{_QUOTES}]", body, re.I) is not None
 
 
 def _label_key(holder: dict[str, Any], value_key: str) -> tuple[str, list[str]] | None:
@@ -145,7 +166,11 @@ def learn_named(found: list[Any], pairs: list[tuple[str, Any]], admits: Any) -> 
                    lambda token, b=body, p=item.path: admits(p, token, b))
         names = _names(counts, _seeds(labels))
         if names:
-            out[item.path] = NamedBank(key, item.path[-1], names, {w: dict(c) for w, c in counts.items()})
+            bank = NamedBank(key, item.path[-1], names, {w: dict(c) for w, c in counts.items()})
+            marks = [bank.labelled(body, [v]).get(v) is not None or evidenced(v, body) for (body, _), items
+                     in zip(pairs, objects, strict=True) for o in items if isinstance(v := o.get(item.path[-1]), str)]
+            bank.evidenced = len(marks) >= EVIDENCE_MIN and sum(marks) >= EVIDENCE_SHARE * len(marks)
+            out[item.path] = bank
     return out
 
 
