@@ -32,6 +32,7 @@ from .anchors import learnt_anchors
 from .glosses import gloss_pairs, gloss_rules, label_glosses, label_kinds
 from .slots import learnt_slots
 from .named_values import learn_words
+from .used_values import used_sources
 from .votes import mine_cues
 from .mechanisms import Declarative, Flags
 from .paths import Path as FieldPath, inline_refs
@@ -261,6 +262,7 @@ def load_domain(path: Path, *, override: dict[str, Any] | None = None,
     rules = gloss_rules(declarative.schema, decl_spec.vote, declarative.vote_labels(), spec.rules, pairs,
                         derived=set(decl_spec.derive))
     learn_words(decl_spec, inlined, pairs, declarative.vocabulary)  # word shapes; words naming a value's label
+    decl_spec.used = used_sources(declarative, [(e.question, e.answer) for e in taught]) if spec.infer else []
     decl_spec.found = set_when_found(decl_spec, pairs) if spec.infer else {}
     anchors = learnt_anchors(declarative.schema, decl_spec, pairs, spec.rules) if validator is not None else []
     slots = learnt_slots(decl_spec, pairs) if validator is not None else None

@@ -23,6 +23,7 @@ from .narrowing import (annotated, apply_votes, drop_shape, ground_node,
 from .paths import MISSING, Path, inline_refs, parent_objects, schema_nodes, schema_words, set_at, values_at
 from .satisfiable import guarded
 from .spec import BUILTIN_SOURCES, DeclarativeSpec
+from .used_values import raise_minimum
 
 __all__ = ["Declarative", "Flags", "show_path"]
 
@@ -214,6 +215,7 @@ class Declarative:
             source, request=request, body=body, context=ctx, units=None, pattern=_pattern(node),
             only_mentioned=False, spent=spent), lambda path, v: path not in self.spec.shape or self.spec.shape[
             path].admits(v, body), notes, named=self.spec.named, body=body)
+        notes += raise_minimum(schema, self.spec.used, request, self.spec)
 
     def _spent(self, schema: dict[str, Any], votes: list[dict[str, Any]], notes: list[str]) -> None:
         """A number that every mention of makes an item of an anchored list is no other field's value: the
