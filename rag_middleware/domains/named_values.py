@@ -39,6 +39,8 @@ NAMED_MIN = 2  # mentions of that label beside the word
 SEED = 2  # a label's own name words, as if seen this often beside its values on each side
 EVIDENCE_MIN = 8  # example values before "every value carries evidence" is learnt
 EVIDENCE_SHARE = 0.9  # of them that must
+_SEPARATOR = re.compile(r"\s*[,&/]\s*")  # between two values of a list ("a, b", "a & b"), as "and" is
+_JOIN = re.compile(r"\s*,?\s*")  # between a value and the "and" or "or" after it
 _TOKEN = re.compile(r"[^\W_][\w.@:/-]*[^\W_]|[^\W_]")
 
 
@@ -82,13 +84,33 @@ class NamedBank:
         value the model writes."""
         tokens = _tokens(body)
         out: dict[str, str] = {}
-        for value in values:
-            if not isinstance(value, str):
-                continue
-            named = {self.names[w] for span in _spans(tokens, value) for w in _beside(tokens, span) if w in self.names}
+        spans = {v: _spans(tokens, v) for v in values if isinstance(v, str)}
+        for value, found in spans.items():
+            named = {self.names[w] for span in found for w in _beside(tokens, span) if w in self.names}
             if len(named) == 1:
                 out[value] = named.pop()
+        # a value joined to a named one ("host pay-01 and pay-04", "users 3318, 3319, 3320") is of its label too
+        grown = True
+        while grown:
+            grown = self._join(body, tokens, spans, out)
         return out
+
+    @staticmethod
+    def _join(body: str, tokens: list[tuple[str, int, int]], spans: dict[str, list[tuple[int, int]]],
+              out: dict[str, str]) -> bool:
+        ends = {span[1]: label for value, label in out.items() for span in spans[value]}
+        grown = False
+        for value, found in spans.items():
+            if value in out or " " in value:
+                continue
+            joined = {ends[s[0]] for s in found if s[0] in ends and _SEPARATOR.fullmatch(
+                body[tokens[s[0] - 1][2]:tokens[s[0]][1]])}
+            joined |= {ends[s[0] - 1] for s in found if s[0] >= 2 and s[0] - 1 in ends and tokens[s[0] - 1][0].lower()
+                       in ("and", "or", "nor") and _JOIN.fullmatch(body[tokens[s[0] - 2][2]:tokens[s[0] - 1][1]])}
+            if len(joined) == 1:
+                out[value] = joined.pop()
+                grown = True
+        return grown
 
     def split(self, union: list[Any], holder: dict[str, Any], body: str) -> tuple[list[str], int, bool]:
         """Replace ``holder`` (a grounded item shape in ``union``, its value node an enum of the request's words)
@@ -175,13 +197,14 @@ def learn_named(found: list[Any], pairs: list[tuple[str, Any]], admits: Any) -> 
 
 
 def _seeds(labels: list[str]) -> dict[str, str]:
-    """A label's own name words, on each side ("L:user", "R:id" for ``user_id``); a word two labels share is
-    none's."""
+    """A label's own name words and their plurals, on each side ("L:user", "L:users", "R:id" for ``user_id``);
+    a word two labels share is none's."""
     seen: dict[str, set[str]] = {}
     for label in labels:
         for word in filter(None, re.split(r"[\W_]+", label.lower())):
             for side in ("L:", "R:"):
-                seen.setdefault(side + word, set()).add(label)
+                for form in {word, word + "s"}:  # "host", "hosts"
+                    seen.setdefault(side + form, set()).add(label)
     return {word: next(iter(owners)) for word, owners in seen.items() if len(owners) == 1}
 
 
