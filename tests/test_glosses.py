@@ -38,6 +38,11 @@ def test_clauses_and_parentheses_that_name_one_label_gloss_it():
                                                   "gte for at least, minimum, or more; lte for at most, max"}}},
                            [("op",)], {("op",): ["gte", "lte"]}, [])
     assert listed[("op",)] == {"gte": ["gte for at least", "minimum", "or more"], "lte": ["lte for at most", "max"]}
+    # a label alone in its clause starts no gloss: a list of examples of a statistic names labels among others
+    statistic = label_glosses({"properties": {"func": {"enum": ["count", "avg", "max"], "description":
+                                                       "a statistic (how many, count, average, max, peak)"}}},
+                              [("func",)], {("func",): ["count", "avg", "max"]}, [])
+    assert statistic[("func",)] == {"count": ["count"], "max": ["max"]}  # "average" and "peak" gloss nothing
 
 
 def test_glosses_become_weighted_pseudo_examples_at_their_path():

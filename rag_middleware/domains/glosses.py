@@ -37,6 +37,14 @@ def _names(label: str, text: str) -> bool:
     return any(re.search(rf"(?<![\w-]){re.escape(f)}(?![\w-])", low) for f in forms if f)
 
 
+def _says_more(label: str, clause: str) -> bool:
+    """Whether a clause that names ``label`` has words of its own besides the label's name."""
+    rest = clause.lower()
+    for form in sorted(label_forms(label), key=len, reverse=True):
+        rest = re.sub(rf"(?<![\w-]){re.escape(form)}(?![\w-])", " ", rest)
+    return bool(re.search(r"\w", rest))
+
+
 def _without_aside(labels: list[str], match: re.Match[str]) -> str:
     """A label's parentheses are its gloss already: the clauses leave them out."""
     return match.group(1) if any(_names(label, match.group(1)) for label in labels) else match.group(0)
@@ -64,8 +72,13 @@ def label_glosses(schema: dict[str, Any] | None, paths: list[Path], labels: dict
                 current = None  # "gte for at least, minimum, or more": a list goes on glossing its label
                 for clause in _CLAUSE.split(sentence):
                     named = [label for label in mine if _names(label, clause)]
-                    current = named[0] if len(named) == 1 else None if named else current
-                    if current is not None and clause.strip():
+                    if len(named) == 1 and clause.strip():
+                        found.setdefault(named[0], []).append(clause.strip())
+                    # a label alone in its clause starts no gloss: "(how many, count, average, max)" lists
+                    # examples of a statistic, and "average" is no count
+                    current = (named[0] if _says_more(named[0], clause) else None) if len(named) == 1 else \
+                        None if named else current
+                    if current is not None and not named and clause.strip():
                         found.setdefault(current, []).append(clause.strip())
         if found:
             out[path] = {label: list(dict.fromkeys(clauses)) for label, clauses in found.items()}
