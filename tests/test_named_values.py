@@ -112,3 +112,13 @@ def test_a_value_joined_to_a_named_one_takes_its_label():
     assert bank.labelled("host web-1 web-2 then checkout", ["web-1", "web-2", "checkout"]) == {"web-1": "host"}
     # joined to two labels: none
     assert bank.labelled("host web-1 and user u-1, x-9", ["web-1", "u-1", "x-9"])["x-9"] == "user"
+
+
+def test_a_phrase_around_a_named_value_or_another_shapes_value_is_no_value():
+    bank = NamedBank("field", "value", {"L:host": "host"})
+    path = {"type": "object", "properties": {"field": {"enum": ["endpoint"]}, "value": {"enum": ["/api/v1/charge"]}}}
+    holder = word_shape(["POST api/v1/charge", "api/v1/charge", "excluding host pay-01", "pay-01", "checkout"])
+    union = [path, holder]
+    labels, dropped, _ = bank.split(union, holder, "POST /api/v1/charge from checkout excluding host pay-01")
+    assert labels == ["host"] and dropped == 3
+    assert [b["properties"]["value"]["enum"] for b in union] == [["/api/v1/charge"], ["pay-01"], ["checkout"]]

@@ -158,3 +158,12 @@ def test_grounded_values_the_fields_own_pattern_rejects_are_not_admitted():
                       only_mentioned=False) == ["/api/v2/orders", "orders"]  # no pattern: all of them
     assert candidates("paths", request=request, body=request, context=context, units=None, pattern="([",
                       only_mentioned=False) == ["/api/v2/orders", "orders"]  # a pattern re cannot read: all
+
+
+def test_a_sentences_full_stop_after_a_patterned_value_is_not_the_values():
+    from rag_middleware.domains.grounding import pattern_matches
+
+    path = "^/[A-Za-z0-9_./{}-]*$"
+    assert pattern_matches(path, "502s on /login.\nCould you") == ["/login"]
+    assert pattern_matches(path, "size of /static/app.js and /a/b. Thanks") == ["/static/app.js", "/a/b"]
+    assert pattern_matches(r"^ORD-\d{6}$", "order ORD-123456.") == ["ORD-123456"]

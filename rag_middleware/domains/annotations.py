@@ -133,8 +133,8 @@ def ground_annotations(schema: dict[str, Any], candidates: Candidates, admits: C
             notes.append(f"/{'/'.join(item.path)}: named beside the request's words, only as "
                          + ", ".join(f"{bank.label} {label}" for label in labels))
         if dropped:
-            notes.append(f"/{'/'.join(item.path)}: {dropped} words with no mark of a value (no naming word beside "
-                         "them, not written like an identifier, not quoted) left out")
+            notes.append(f"/{'/'.join(item.path)}: {dropped} words left out: part of another value, or with no "
+                         "mark of one (no naming word beside them, not written like an identifier, not quoted)")
 
 
 def _unfilled(schema: dict[str, Any], item: Annotated, notes: list[str]) -> None:

@@ -407,7 +407,19 @@ def pattern_matches(pattern: str, text: str) -> list[str]:
     except re.error:
         return []
     full = re.compile(pattern)
-    return list(dict.fromkeys(m.group(0) for m in regex.finditer(text) if full.search(m.group(0))))
+    found = []
+    for match in regex.finditer(text):
+        value = match.group(0)
+        # a sentence's full stop or comma after the value is not the value's ("errors on /login.")
+        trimmed = value.rstrip(".,;:!?")
+        if trimmed != value and trimmed and full.search(trimmed) and _SENTENCE_END.match(text, match.end()):
+            value = trimmed
+        if full.search(value):
+            found.append(value)
+    return list(dict.fromkeys(found))
+
+
+_SENTENCE_END = re.compile(r"\s|$")
 
 
 def _abbreviates(name: str, word: str) -> bool:

@@ -129,7 +129,13 @@ class NamedBank:
             if value in named and named[value] in label_node["enum"]:
                 by_label.setdefault(named[value], []).append(value)
         rest = [v for v in value_node["enum"] if not any(v in vals for vals in by_label.values())]
-        kept = [v for v in rest if not self.evidenced or evidenced(v, body)]
+        # a phrase around a named value or a naming word ("excluding host pay-01"), or a word another shape's
+        # value holds ("api/v1/orders" of the path "/api/v1/orders"), is none
+        others = [_lower_tokens(v) for b in union if b is not holder for v in _enum_at(b, self.value)
+                  if isinstance(v, str)] + [_lower_tokens(v) for v in named if " " not in v]
+        naming = {w[2:] for w in self.names}
+        kept = [v for v in rest if not (isinstance(v, str) and _spans_other(_lower_tokens(v), others, naming))
+                and (not self.evidenced or evidenced(v, body))]
         if not by_label and len(kept) == len(rest):
             return [], 0, False
         if not by_label and not kept and len(union) < 2:
@@ -146,6 +152,27 @@ class NamedBank:
         at = next(i for i, b in enumerate(union) if b is holder)
         union[at:at + 1] = branches
         return list(by_label), len(rest) - len(kept), False
+
+
+def _lower_tokens(text: str) -> list[str]:
+    return [t.lower() for t, _, _ in _tokens(text)]
+
+
+def _enum_at(branch: Any, key: str) -> list[Any]:
+    node = (branch.get("properties") or {}).get(key) if isinstance(branch, dict) else None
+    return node.get("enum") or [] if isinstance(node, dict) else []
+
+
+def _spans_other(words: list[str], others: list[list[str]], naming: set[str]) -> bool:
+    """Whether a candidate's words hold, or lie within, another value's words, or (a phrase) hold a naming
+    word."""
+    if len(words) > 1 and naming & set(words):
+        return True
+    for other in filter(None, others):
+        small, big = sorted((other, words), key=len)
+        if any(big[i:i + len(small)] == small for i in range(len(big) - len(small) + 1)):
+            return True
+    return False
 
 
 _IDENTIFIER = re.compile(r"[\d_./@:-]|[a-z][A-Z]")  # "web-03", "u_48213", "eu-west-1", "NullPointerException"
