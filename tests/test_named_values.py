@@ -122,3 +122,18 @@ def test_a_phrase_around_a_named_value_or_another_shapes_value_is_no_value():
     labels, dropped, _ = bank.split(union, holder, "POST /api/v1/charge from checkout excluding host pay-01")
     assert labels == ["host"] and dropped == 3
     assert [b["properties"]["value"]["enum"] for b in union] == [["/api/v1/charge"], ["pay-01"], ["checkout"]]
+
+
+def test_a_form_only_one_labels_values_take_names_that_label():
+    from rag_middleware.domains.named_values import _forms, form_of
+
+    assert form_of("pdf-renderer") == "a-a" and form_of("web-03") == "a-9" and form_of("u_48213") == "a_9"
+    forms = _forms([("stripe-gateway", "service"), ("search-api", "service"), ("email-sender", "service"),
+                    ("web-03", "host"), ("db-7", "host"), ("c-77", "user"),  # a-9 is two labels': none
+                    ("timeout", "message"), ("retry", "message"), ("deadlock", "message")])  # a plain word: none
+    assert forms == {"a-a": "service"}
+    bank = NamedBank("field", "value", {"L:host": "host"}, forms=forms)
+    assert bank.labelled("debug output of pdf-renderer on host pdf-1", ["pdf-renderer", "pdf-1"]) == {
+        "pdf-renderer": "service", "pdf-1": "host"}
+    # a naming word comes first
+    assert bank.labelled("host api-gateway", ["api-gateway"]) == {"api-gateway": "host"}

@@ -39,6 +39,7 @@ NAMED_MIN = 2  # mentions of that label beside the word
 SEED = 2  # a label's own name words, as if seen this often beside its values on each side
 EVIDENCE_MIN = 8  # example values before "every value carries evidence" is learnt
 EVIDENCE_SHARE = 0.9  # of them that must
+FORM_MIN = 3  # example values of one form, all of one label, before the form names that label
 _SEPARATOR = re.compile(r"\s*[,&/]\s*")  # between two values of a list ("a, b", "a & b"), as "and" is
 _JOIN = re.compile(r"\s*,?\s*")  # between a value and the "and" or "or" after it
 _TOKEN = re.compile(r"[^\W_][\w.@:/-]*[^\W_]|[^\W_]")
@@ -74,6 +75,7 @@ class NamedBank:
     value: str
     names: dict[str, str] = field(default_factory=dict)  # "L:host" -> "host"
     evidenced: bool = False  # the examples' values are (nearly) all named, identifiers or quoted: others are not
+    forms: dict[str, str] = field(default_factory=dict)  # a value's form ("a-a") -> the one label it has taken
     counts: dict[str, dict[str, int]] = field(default_factory=dict)  # for --explain and the tests
 
     def labelled(self, body: str, values: list[Any]) -> dict[str, str]:
@@ -93,6 +95,9 @@ class NamedBank:
         grown = True
         while grown:
             grown = self._join(body, tokens, spans, out)
+        for value in spans:  # no word names it: a form only one label's values take ("pdf-renderer")
+            if value not in out and " " not in value and (label := self.forms.get(form_of(value))):
+                out[value] = label
         return out
 
     @staticmethod
@@ -188,6 +193,22 @@ def evidenced(value: Any, body: str) -> bool:
     return re.search(f"[{_QUOTES}]\\s*{re.escape(value)}\\s*[{_QUOTES}]", body, re.I) is not None
 
 
+def form_of(value: str) -> str:
+    """A value's form: letters as ``a``, digits as ``9``, marks kept ("web-03" and "db-7" are ``a-9``)."""
+    return re.sub(r"\d+", "9", re.sub(r"[^\W\d_]+", "a", value))
+
+
+def _forms(values: list[tuple[str, Any]]) -> dict[str, str]:
+    """The forms with a mark (not a plain word's ``a`` or a number's ``9``) that FORM_MIN or more of the
+    examples' values take, all of one label."""
+    seen: dict[str, Counter[str]] = {}
+    for value, label in values:
+        if " " not in value:
+            seen.setdefault(form_of(value), Counter())[str(label)] += 1
+    return {form: next(iter(c)) for form, c in seen.items()
+            if len(c) == 1 and sum(c.values()) >= FORM_MIN and re.search(r"[^a9]", form)}
+
+
 def _label_key(holder: dict[str, Any], value_key: str) -> tuple[str, list[str]] | None:
     for key, node in (holder.get("properties") or {}).items():
         enum = node.get("enum") if isinstance(node, dict) else None
@@ -219,6 +240,8 @@ def learn_named(found: list[Any], pairs: list[tuple[str, Any]], admits: Any) -> 
             marks = [bank.labelled(body, [v]).get(v) is not None or evidenced(v, body) for (body, _), items
                      in zip(pairs, objects, strict=True) for o in items if isinstance(v := o.get(item.path[-1]), str)]
             bank.evidenced = len(marks) >= EVIDENCE_MIN and sum(marks) >= EVIDENCE_SHARE * len(marks)
+            bank.forms = _forms([(v, o.get(key)) for items in objects for o in items
+                                 if isinstance(v := o.get(item.path[-1]), str)])
             out[item.path] = bank
     return out
 
