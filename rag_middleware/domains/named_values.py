@@ -87,16 +87,20 @@ class NamedBank:
         tokens = _tokens(body)
         out: dict[str, str] = {}
         spans = {v: _spans(tokens, v) for v in values if isinstance(v, str)}
+        torn = set()  # beside words naming two labels: left to the model
         for value, found in spans.items():
             named = {self.names[w] for span in found for w in _beside(tokens, span) if w in self.names}
             if len(named) == 1:
                 out[value] = named.pop()
+            elif named:
+                torn.add(value)
         # a value joined to a named one ("host pay-01 and pay-04", "users 3318, 3319, 3320") is of its label too
         grown = True
         while grown:
             grown = self._join(body, tokens, spans, out)
         for value in spans:  # no word names it: a form only one label's values take ("pdf-renderer")
-            if value not in out and " " not in value and (label := self.forms.get(form_of(value))):
+            if value not in out and value not in torn and " " not in value and (
+                    label := self.forms.get(form_of(value))):
                 out[value] = label
         return out
 
