@@ -10,10 +10,10 @@ from typing import Any
 from .paths import Path
 from .prototypes import BLENDS, Prototypes
 from .spec import VoteSpec
-from .votes import (_LeaveOneOutCues, Neighbour, _base, _cue_counts, cue_terms, field_votes, form_values, label_of,
-                    labels_at, mentioned)
+from .votes import (ABSENT, _LeaveOneOutCues, Neighbour, _base, _cue_counts, any_label_word, cue_terms, field_votes,
+                    form_values, label_of, labels_at, mentioned)
 
-__all__ = ["CUE_SCALES", "RELIABLE", "gate", "named_labels", "reliability", "scaled", "trusted_names"]
+__all__ = ["CUE_SCALES", "RELIABLE", "gate", "named_labels", "quiet_names", "reliability", "scaled", "trusted_names"]
 
 
 RELIABLE = 0.7  # leave-one-out precision a field's confident votes need before they may narrow the grammar
@@ -36,6 +36,8 @@ def _times(found: dict[str, tuple[str, float]], scale: float) -> dict[str, tuple
 
 NAMED_RELIABLE = 0.8  # share of the examples naming one label of a field that must carry it, for names to decide
 NAMED_MIN = 3
+QUIET_MIN = 5  # set examples of a field, before "set only where a label's word is written" is learnt
+QUIET_SHARE = 0.9  # of them that must write one, and of the examples writing none, the share that must be null
 
 
 def named_labels(examples: list[tuple[str, str, Any]], specs: dict[Path, VoteSpec], labels: dict[Path, list[Any]],
@@ -48,16 +50,33 @@ def named_labels(examples: list[tuple[str, str, Any]], specs: dict[Path, VoteSpe
         found = [x for x in labels.get(path, []) if isinstance(x, str)]
         if spec.per_clause or spec.presence or len(found) < 2:
             continue
-        named = right = 0
+        named = right = given = worded = unnamed = null = 0
         for _, question, answer in examples:
             truth = labels_at(answer, path)
-            said = mentioned(found, form_values(body(question) if body is not None else question))
+            text = form_values(body(question) if body is not None else question)
+            said = mentioned(found, text)
             if len(truth) == 1 and len(said) == 1:
                 named += 1
                 right += said[0] == truth[0]
-        out[path] = {"named": named, "right": right,
-                     "trusted": named >= NAMED_MIN and right >= NAMED_RELIABLE * named}
+            if len(truth) == 1:
+                word = any_label_word(found, text)
+                given += truth[0] != ABSENT
+                worded += truth[0] != ABSENT and word
+                unnamed += not word
+                null += not word and truth[0] == ABSENT
+        trusted = named >= NAMED_MIN and right >= NAMED_RELIABLE * named
+        # set only where a word of some label is written (every "per host" names it), and null where none is
+        quiet = (trusted and given >= QUIET_MIN and worded >= QUIET_SHARE * given and unnamed > 0
+                 and null >= QUIET_SHARE * unnamed)
+        out[path] = {"named": named, "right": right, "trusted": trusted, "set": given, "set_worded": worded,
+                     "unnamed": unnamed, "null": null, "quiet": quiet}
     return out
+
+
+def quiet_names(judged: dict[str, dict[str, Any]]) -> set[Path]:
+    """The fields whose examples naming no label are null (``named_labels``: ``quiet``)."""
+    return {tuple(shown.strip("/").split("/")) for shown, info in judged.items()
+            if (info.get("names") or {}).get("quiet")}
 
 
 def reliability(examples: list[tuple[str, str, Any]], vectors: Any, specs: dict[Path, VoteSpec], *,

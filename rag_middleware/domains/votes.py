@@ -216,6 +216,12 @@ def _naming(label: str) -> re.Pattern[str]:
     return re.compile(rf"(?<![\w-]){words}(?:e?s)?(?![\w-])", re.I)
 
 
+def any_label_word(labels: list[Any], text: str) -> bool:
+    """Whether the text writes any word of 3 letters or more of any label ("user" of ``user_id``), or its plural."""
+    words = {w for label in labels if isinstance(label, str) for w in re.split(r"[\W_]+", label.lower()) if len(w) >= 3}
+    return any(re.search(rf"(?<![\w-]){re.escape(w)}(?:e?s)?(?![\w-])", text, re.I) for w in words)
+
+
 def mentioned(labels: list[Any], text: str) -> list[str]:
     """The string labels the text names as words (any case; ``_``, ``-`` and spaces alike; a plural s/es)."""
     return [label for label in labels if isinstance(label, str) and label.strip() and _naming(label).search(text)]
@@ -227,7 +233,8 @@ def field_votes(neighbours: list[Neighbour], specs: dict[Path, VoteSpec], *,
                 named: dict[Path, list[Any]] | None = None, decide: bool = True,
                 protos: dict[Path, tuple[float, dict[str, float]]] | None = None,
                 glossed: dict[Path, Any] | None = None, numbers: dict[Path, Any] | None = None,
-                leading: set[Path] | frozenset[Path] = frozenset()) -> list[dict[str, Any]]:
+                leading: set[Path] | frozenset[Path] = frozenset(),
+                quiet: set[Path] | frozenset[Path] = frozenset()) -> list[dict[str, Any]]:
     """One vote record per (non per-clause) voted path. A declared rule that matches the request decides
     outright; so does the one label the request names, for the fields in ``named`` (path: its labels; those
     whose named labels proved right on the examples). Otherwise neighbours vote by similarity, and the
@@ -238,7 +245,8 @@ def field_votes(neighbours: list[Neighbour], specs: dict[Path, VoteSpec], *,
     that is only a ``tiebreak`` settles a split or open vote (not one label), and on a field in ``leading``
     (its words were right more often than the neighbours on the examples: ``judgement.reliability``) its words,
     with no number range among them, also overrule a neighbours' vote for another label. ``numbers``: the
-    request's likeliest value of each numeric field a gloss rule's ranges are about."""
+    request's likeliest value of each numeric field a gloss rule's ranges are about. ``quiet``: fields of
+    ``named`` that are null where the request writes no word of any label (judgement.named_labels)."""
     out: list[dict[str, Any]] = []
     terms = _terms(question) if cues or glossed else set()
     shape = form_terms(question) if cues else set()  # cue words also go with a message's form
@@ -259,6 +267,10 @@ def field_votes(neighbours: list[Neighbour], specs: dict[Path, VoteSpec], *,
         if len(said) == 1:
             out.append({"path": shown, "allowed": said, "scores": {said[0]: 1.0}, "voters": [], "confident": True,
                         "mention": said[0]})
+            continue
+        if named and path in named and path in quiet and not any_label_word(named[path], form_values(question)):
+            out.append({"path": shown, "allowed": [None], "scores": {"null": 1.0}, "voters": [], "confident": True,
+                        "decided": True, "reason": "no label named: the examples that name none are null"})
             continue
         rule = (glossed or {}).get(path)
         hit = rule.decide(terms if spec.presence else asserted, numbers) if rule is not None else None

@@ -14,7 +14,7 @@ from ..domains.clauses import StepGuide
 from ..domains.grounding import numbers_in, request_body
 from ..domains.ranges import unit_values
 from ..domains.prototypes import Prototypes
-from ..domains.judgement import gate, scaled, trusted_names
+from ..domains.judgement import gate, quiet_names, scaled, trusted_names
 from ..domains.votes import Neighbour, field_votes, labels_at
 from ..memory.embedding import CachedEmbedder
 from .ask import Switches
@@ -156,7 +156,8 @@ class GrammarBuilder:
                                 glossed=domain.gloss_rules if switches.decide else None,
                                 numbers=range_values(domain, body) if switches.decide else None,
                                 leading={path for path in domain.gloss_rules
-                                         if (reliability.get("/" + "/".join(path)) or {}).get("gloss_leads")})
+                                         if (reliability.get("/" + "/".join(path)) or {}).get("gloss_leads")},
+                                quiet=quiet_names(reliability) if switches.decide else frozenset())
             votes = gate(votes, reliability)
         if switches.vote and switches.ground and (domain.anchors or domain.slots is not None):
             # they choose among grounded values; reviewed neighbours' questions teach them too
