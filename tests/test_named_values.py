@@ -137,3 +137,13 @@ def test_a_form_only_one_labels_values_take_names_that_label():
         "pdf-renderer": "service", "pdf-1": "host"}
     # a naming word comes first
     assert bank.labelled("host api-gateway", ["api-gateway"]) == {"api-gateway": "host"}
+
+
+def test_an_identifier_right_after_its_naming_word_is_surely_an_item(tmp_path):
+    bank = NamedBank("field", "value", {"L:host": "host", "L:user": "user", "R:service": "service"})
+    body = "errors for user 55102 on the checkout service, excluding host pay-01 and pay-04"
+    assert bank.sure(body, ["55102", "checkout", "pay-01", "pay-04", "excluding"]) == ["55102", "pay-01"]
+    d = domain(tmp_path)
+    schema, notes, _ = branches(d, "show the logs for host web-42 in the last hour")
+    assert schema["properties"]["filters"]["minItems"] == 1
+    assert any("at least 1 item(s): 1 named value(s)" in n for n in notes)

@@ -211,11 +211,11 @@ class Declarative:
                 ground_node(node, values, may_be_null and not (values and (source == "request" or found)),
                             numeric=source == "numbers")
                 notes.append(f"{show_path(path)}: grounded in {source}: {values[:12]}")
-        ground_annotations(schema, lambda source, node: grounding.candidates(
+        sure = ground_annotations(schema, lambda source, node: grounding.candidates(
             source, request=request, body=body, context=ctx, units=None, pattern=_pattern(node),
             only_mentioned=False, spent=spent), lambda path, v: path not in self.spec.shape or self.spec.shape[
             path].admits(v, body), notes, named=self.spec.named, body=body)
-        notes += raise_minimum(schema, self.spec.used, request, self.spec)
+        notes += raise_minimum(schema, self.spec.used, request, self.spec, sure)
 
     def _spent(self, schema: dict[str, Any], votes: list[dict[str, Any]], notes: list[str]) -> None:
         """A number that every mention of makes an item of an anchored list is no other field's value: the

@@ -3,10 +3,10 @@
 Some values take a form only they take: a request path matching the field's ``pattern`` (``/api/v2/orders``),
 a value of a declared context. Where a list item's value is grounded so and the examples, whenever their
 question writes such a value, always give it an item (at least USED_MIN such questions, USED_SHARE of them
-with every value used), a request that writes N such values gets a list of at least N items. A small model
-otherwise leaves a path it was asked about out ("average response size for /static/bundle.js" with no
-filter). Which item holds which value stays the model's choice; the grammar admits each value only where it
-is grounded.
+with every value used), a request that writes N such values gets a list of at least N items, and one more per
+named value that is surely an item (named_values.NamedBank.sure: "host pay-01"). A small model otherwise
+leaves a path it was asked about out ("average response size for /static/bundle.js" with no filter). Which
+item holds which value stays the model's choice; the grammar admits each value only where it is grounded.
 """
 
 from __future__ import annotations
@@ -69,18 +69,24 @@ def used_sources(declarative: Any, examples: list[tuple[str, Any]]) -> list[Used
     return out
 
 
-def raise_minimum(schema: dict[str, Any], used: list[UsedSource], request: str, spec: Any) -> list[str]:
-    """At least one item per used value the request writes, in each list that can hold that many."""
-    notes = []
+def raise_minimum(schema: dict[str, Any], used: list[UsedSource], request: str, spec: Any,
+                  sure: dict[Path, int] | None = None) -> list[str]:
+    """At least one item per used value the request writes, and per value surely an item (``sure``, per list
+    path: annotations.ground_annotations), in each list that can hold that many."""
+    needed: dict[Path, list[Any]] = {}
     for entry in used:
         values = _values(entry.source, entry.pattern, request, spec)
-        if not values:
-            continue
         star = len(entry.path) - 1 - entry.path[::-1].index("*")
-        for array in schema_nodes(schema, entry.path[:star]):
-            if array.get("type") == "array" and array.get("maxItems", len(values)) >= len(values) \
-                    and array.get("minItems", 0) < len(values) and "prefixItems" not in array:
-                array["minItems"] = len(values)
-                notes.append(f"/{'/'.join(entry.path[:star])}: at least {len(values)} item(s), for {values[:4]} "
-                             f"(the examples used every such value {entry.used} of {entry.seen} times)")
+        if values and len(values) > len(needed.get(entry.path[:star], [])):
+            needed[entry.path[:star]] = values
+    notes = []
+    for path in set(needed) | set(sure or {}):
+        count = len(needed.get(path, [])) + (sure or {}).get(path, 0)
+        for array in schema_nodes(schema, path):
+            if array.get("type") == "array" and array.get("maxItems", count) >= count \
+                    and array.get("minItems", 0) < count and "prefixItems" not in array:
+                array["minItems"] = count
+                notes.append(f"/{'/'.join(path)}: at least {count} item(s): " + ", ".join(
+                    [*([f"the used values {needed[path][:4]}"] if path in needed else []),
+                     *([f"{sure[path]} named value(s)"] if (sure or {}).get(path) else [])]))
     return notes
