@@ -26,6 +26,7 @@ import copy
 import re
 from collections import Counter
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from .annotations import annotated_paths, own_objects, own_values
@@ -49,12 +50,34 @@ def _tokens(text: str) -> list[tuple[str, int, int]]:
     return [(m.group(0), m.start(), m.end()) for m in _TOKEN.finditer(text)]
 
 
+@lru_cache(maxsize=8192)
+def _words_of(value: str) -> tuple[str, ...]:
+    return tuple(t.lower() for t, _, _ in _tokens(value))
+
+
 def _spans(tokens: list[tuple[str, int, int]], value: str) -> list[tuple[int, int]]:
     """Token index ranges where ``value`` (one or more tokens) is written, case aside."""
-    want = [t.lower() for t, _, _ in _tokens(value)]
-    low = [t.lower() for t, _, _ in tokens]
+    want = _words_of(value)
+    low = tuple(t.lower() for t, _, _ in tokens)
     n = len(want)
     return [(i, i + n) for i in range(len(low) - n + 1) if n and low[i:i + n] == want]
+
+
+class _Text:
+    """A request's tokens, lower-cased and indexed by word once for every value looked up in it."""
+
+    def __init__(self, body: str) -> None:
+        self.body = body
+        self.tokens = _tokens(body)
+        self.low = tuple(t.lower() for t, _, _ in self.tokens)
+        self.at: dict[str, list[int]] = {}
+        for i, word in enumerate(self.low):
+            self.at.setdefault(word, []).append(i)
+
+    def spans(self, value: str) -> list[tuple[int, int]]:
+        want = _words_of(value)
+        n = len(want)
+        return [(i, i + n) for i in self.at.get(want[0], []) if self.low[i:i + n] == want] if n else []
 
 
 def _beside(tokens: list[tuple[str, int, int]], span: tuple[int, int]) -> list[str]:
@@ -77,6 +100,8 @@ class NamedBank:
     evidenced: bool = False  # the examples' values are (nearly) all named, identifiers or quoted: others are not
     forms: dict[str, str] = field(default_factory=dict)  # a value's form ("a-a") -> the one label it has taken
     counts: dict[str, dict[str, int]] = field(default_factory=dict)  # for --explain and the tests
+    _last: tuple[Any, dict[str, str]] | None = field(default=None, repr=False, compare=False)
+    _text: _Text | None = field(default=None, repr=False, compare=False)
 
     def labelled(self, body: str, values: list[Any]) -> dict[str, str]:
         """The grounded ``values`` that a naming word stands beside in ``body``, each with its one label (a
@@ -84,9 +109,13 @@ class NamedBank:
         which side it names differs from word to word ("host pay-01", "the checkout service") and the
         examples are too few to tell, and the wrong one ("excluding" in "excluding host pay-01") is no
         value the model writes."""
-        tokens = _tokens(body)
+        key = (body, tuple(v for v in values if isinstance(v, str)))
+        if self._last is not None and self._last[0] == key:
+            return dict(self._last[1])
+        text = self._text = _Text(body)
+        tokens = text.tokens
         out: dict[str, str] = {}
-        spans = {v: _spans(tokens, v) for v in values if isinstance(v, str)}
+        spans = {v: text.spans(v) for v in key[1]}
         torn = set()  # beside words naming two labels: left to the model
         for value, found in spans.items():
             named = {self.names[w] for span in found for w in _beside(tokens, span) if w in self.names}
@@ -102,6 +131,7 @@ class NamedBank:
             if value not in out and value not in torn and " " not in value and (
                     label := self.forms.get(form_of(value))):
                 out[value] = label
+        self._last = (key, dict(out))  # sure() and split() ask for the same request's values in turn
         return out
 
     @staticmethod
@@ -125,10 +155,10 @@ class NamedBank:
         """The values surely items: one token written like an identifier (or quoted) right after a word that
         names its label ("host pay-01", "region eu-central-1", "user 55102"). On log_query's examples, dev
         and fresh rows (90), every such value was an item's."""
-        tokens = _tokens(body)
         named = self.labelled(body, values)
+        text = self._text if self._text is not None and self._text.body == body else _Text(body)
         return [v for v in named if " " not in v and evidenced(v, body) and any(
-            start > 0 and "L:" + tokens[start - 1][0].lower() in self.names for start, _ in _spans(tokens, v))]
+            start > 0 and "L:" + text.low[start - 1] in self.names for start, _ in text.spans(v))]
 
     def split(self, union: list[Any], holder: dict[str, Any], body: str) -> tuple[list[str], int, bool]:
         """Replace ``holder`` (a grounded item shape in ``union``, its value node an enum of the request's words)
@@ -172,8 +202,8 @@ class NamedBank:
         return list(by_label), len(rest) - len(kept), False
 
 
-def _lower_tokens(text: str) -> list[str]:
-    return [t.lower() for t, _, _ in _tokens(text)]
+def _lower_tokens(text: str) -> tuple[str, ...]:
+    return _words_of(text)
 
 
 def _enum_at(branch: Any, key: str) -> list[Any]:
@@ -181,7 +211,7 @@ def _enum_at(branch: Any, key: str) -> list[Any]:
     return node.get("enum") or [] if isinstance(node, dict) else []
 
 
-def _spans_other(words: list[str], others: list[list[str]], naming: set[str]) -> bool:
+def _spans_other(words: tuple[str, ...], others: list[tuple[str, ...]], naming: set[str]) -> bool:
     """Whether a candidate's words hold, or lie within, another value's words, or (a phrase) hold a naming
     word."""
     if len(words) > 1 and naming & set(words):
