@@ -147,3 +147,13 @@ def test_an_identifier_right_after_its_naming_word_is_surely_an_item(tmp_path):
     schema, notes, _ = branches(d, "show the logs for host web-42 in the last hour")
     assert schema["properties"]["filters"]["minItems"] == 1
     assert any("at least 1 item(s): 1 named value(s)" in n for n in notes)
+
+
+def test_a_number_another_shape_takes_is_no_word_value():
+    bank = NamedBank("field", "value", {"L:host": "host"})
+    number = {"type": "object", "properties": {"field": {"enum": ["status"]}, "value": {"enum": [429, 15]}}}
+    holder = word_shape(["429", "429s", "number of 429", "15", "gateway-2", "web-7"])
+    union = [number, holder]
+    labels, dropped, _ = bank.split(union, holder, "number of 429s on host web-7 from gateway-2, top 15")
+    assert labels == ["host"] and dropped == 4  # "429", "429s", "number of 429", "15": the status shape's
+    assert [b["properties"]["value"]["enum"] for b in union] == [[429, 15], ["web-7"], ["gateway-2"]]

@@ -181,7 +181,11 @@ class NamedBank:
         # value holds ("api/v1/orders" of the path "/api/v1/orders"), is none
         others = [_lower_tokens(v) for b in union if b is not holder for v in _enum_at(b, self.value)
                   if isinstance(v, str)] + [_lower_tokens(v) for v in named if " " not in v]
+        # a number another shape takes is that shape's, written plain or as a plural ("499", "403s")
+        numbers = {form for b in union if b is not holder for v in _enum_at(b, self.value)
+                   if isinstance(v, int | float) and not isinstance(v, bool) for form in (f"{v}", f"{v}s")}
         naming = {w[2:] for w in self.names}
+        others += [(form,) for form in numbers]
         kept = [v for v in rest if not (isinstance(v, str) and _spans_other(_lower_tokens(v), others, naming))
                 and (not self.evidenced or evidenced(v, body))]
         if not by_label and len(kept) == len(rest):
