@@ -7,6 +7,8 @@
 - ``mechanisms``: the grammar narrowed per request, the answer hardened and its derived fields filled;
 - ``votes``: neighbours vote on a field's value; ``narrowing``: a schema node cut down to allowed values;
 - ``anchors``: one list item per number the request states; ``slots``: which mention fills which field;
+- ``annotations``: ``x-ground`` in the schema read like a ``ground:`` entry; ``named_values``: the word beside a
+  word value names its kind ("host pay-01"); ``used_values``: values the examples always give a list item;
 - ``paths``: ``/a/*/b`` paths into answers and schemas;
 - ``clauses``: per-clause labels (a list's item types voted clause by clause, steering the grammar);
 - ``validation``: JSON extraction and the check of an answer against the domain's model;
