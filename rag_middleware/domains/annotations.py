@@ -23,7 +23,7 @@ from jsonschema import Draft202012Validator
 
 from .narrowing import ANNOTATION, drop_shape, ground_annotated_node, ground_node, no_items, nullable, \
     strip_annotations, types_of
-from .paths import Path, schema_nodes, values_at
+from .paths import Path, last_star, schema_nodes, values_at
 
 __all__ = ["Annotated", "annotated_paths", "ground_annotations", "iter_sources", "own_objects", "own_values"]
 
@@ -127,7 +127,7 @@ def ground_annotations(schema: dict[str, Any], candidates: Candidates, admits: C
             if known:
                 _unfilled(schema, item, notes)
     for item, bank in splits:  # after every annotation is read: a split copies the shape's nodes
-        star = len(item.path) - 1 - item.path[::-1].index("*")
+        star = last_star(item.path)
         sure[item.path[:star]] = sure.get(item.path[:star], 0) + len(bank.sure(body, item.node.get("enum") or []))
         labels, dropped, empty = bank.split(item.union, item.holder, body)
         if empty and no_items(schema_nodes(schema, item.path[:star])):
@@ -149,7 +149,7 @@ def _unfilled(schema: dict[str, Any], item: Annotated, notes: list[str]) -> None
         ground_node(node, [], True, numeric=False)
         notes.append(f"{ANNOTATION} {where}: nothing in the request to ground it; null")
         return
-    star = len(path) - 1 - path[::-1].index("*") if "*" in path else -1
+    star = last_star(path)
     needed = item.holder is not None and path[-1] in (item.holder.get("required") or [])
     if scalar and needed and star >= 0 and no_items(schema_nodes(schema, path[:star]), dry=True):
         if drop_shape(schema_nodes(schema, path[: star + 1]), node):

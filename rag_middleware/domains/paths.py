@@ -12,7 +12,8 @@ import copy
 from collections.abc import Callable, Iterator
 from typing import Any
 
-__all__ = ["Path", "inline_refs", "parse_path", "schema_nodes", "schema_words", "values_at", "set_at", "remove_at"]
+__all__ = ["Path", "inline_refs", "last_star", "parse_path", "schema_nodes", "schema_words", "values_at", "set_at",
+           "remove_at"]
 
 Path = tuple[str, ...]
 MISSING = object()
@@ -149,6 +150,12 @@ def _schema_children(node: dict[str, Any], part: str) -> Iterator[dict[str, Any]
             yield props[part]
         elif part.isdigit() and isinstance(branch.get("prefixItems"), list) and int(part) < len(branch["prefixItems"]):
             yield branch["prefixItems"][int(part)]
+
+
+def last_star(path: Path) -> int:
+    """The index of the innermost list step (``*``) of a path, -1 when it has none: ``path[:last_star(path)]``
+    is the list whose items hold the value."""
+    return len(path) - 1 - path[::-1].index("*") if "*" in path else -1
 
 
 def schema_nodes(schema: dict[str, Any], path: Path) -> list[dict[str, Any]]:

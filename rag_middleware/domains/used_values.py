@@ -16,7 +16,7 @@ from typing import Any
 
 from . import grounding
 from .annotations import annotated_paths
-from .paths import Path, schema_nodes, values_at
+from .paths import Path, last_star, schema_nodes, values_at
 
 __all__ = ["USED_MIN", "USED_SHARE", "UsedSource", "raise_minimum", "used_sources"]
 
@@ -76,7 +76,7 @@ def raise_minimum(schema: dict[str, Any], used: list[UsedSource], request: str, 
     needed: dict[Path, list[Any]] = {}
     for entry in used:
         values = _values(entry.source, entry.pattern, request, spec)
-        star = len(entry.path) - 1 - entry.path[::-1].index("*")
+        star = last_star(entry.path)
         if values and len(values) > len(needed.get(entry.path[:star], [])):
             needed[entry.path[:star]] = values
     notes = []
