@@ -55,14 +55,6 @@ def _words_of(value: str) -> tuple[str, ...]:
     return tuple(t.lower() for t, _, _ in _tokens(value))
 
 
-def _spans(tokens: list[tuple[str, int, int]], value: str) -> list[tuple[int, int]]:
-    """Token index ranges where ``value`` (one or more tokens) is written, case aside."""
-    want = _words_of(value)
-    low = tuple(t.lower() for t, _, _ in tokens)
-    n = len(want)
-    return [(i, i + n) for i in range(len(low) - n + 1) if n and low[i:i + n] == want]
-
-
 class _Text:
     """A request's tokens, lower-cased and indexed by word once for every value looked up in it."""
 
@@ -179,14 +171,14 @@ class NamedBank:
         rest = [v for v in value_node["enum"] if not any(v in vals for vals in by_label.values())]
         # a phrase around a named value or a naming word ("excluding host pay-01"), or a word another shape's
         # value holds ("api/v1/orders" of the path "/api/v1/orders"), is none
-        others = [_lower_tokens(v) for b in union if b is not holder for v in _enum_at(b, self.value)
-                  if isinstance(v, str)] + [_lower_tokens(v) for v in named if " " not in v]
+        others = [_words_of(v) for b in union if b is not holder for v in _enum_at(b, self.value)
+                  if isinstance(v, str)] + [_words_of(v) for v in named if " " not in v]
         # a number another shape takes is that shape's, written plain or as a plural ("499", "403s")
         numbers = {form for b in union if b is not holder for v in _enum_at(b, self.value)
                    if isinstance(v, int | float) and not isinstance(v, bool) for form in (f"{v}", f"{v}s")}
         naming = {w[2:] for w in self.names}
         others += [(form,) for form in numbers]
-        kept = [v for v in rest if not (isinstance(v, str) and _spans_other(_lower_tokens(v), others, naming))
+        kept = [v for v in rest if not (isinstance(v, str) and _spans_other(_words_of(v), others, naming))
                 and (not self.evidenced or evidenced(v, body))]
         if not by_label and len(kept) == len(rest):
             return [], 0, False
@@ -204,10 +196,6 @@ class NamedBank:
         at = next(i for i, b in enumerate(union) if b is holder)
         union[at:at + 1] = branches
         return list(by_label), len(rest) - len(kept), False
-
-
-def _lower_tokens(text: str) -> tuple[str, ...]:
-    return _words_of(text)
 
 
 def _enum_at(branch: Any, key: str) -> list[Any]:
@@ -308,10 +296,11 @@ def _seeds(labels: list[str]) -> dict[str, str]:
 def _count(body: str, items: list[tuple[Any, str]], counts: dict[str, Counter[str]], admits: Any) -> None:
     """The words beside each item's value in ``body`` count for its label; those beside any other word the
     shape admits count for none."""
-    tokens = _tokens(body)
+    text = _Text(body)
+    tokens = text.tokens
     taken: set[int] = set()
     for value, label in items:
-        for span in _spans(tokens, value) if isinstance(value, str) else ():
+        for span in text.spans(value) if isinstance(value, str) else ():
             taken.update(range(*span))
             for word in _beside(tokens, span):
                 counts.setdefault(word, Counter())[label] += 1
