@@ -124,7 +124,7 @@ def test_a_phrase_around_a_named_value_or_another_shapes_value_is_no_value():
     assert [b["properties"]["value"]["enum"] for b in union] == [["/api/v1/charge"], ["pay-01"], ["checkout"]]
 
 
-def test_a_form_only_one_labels_values_take_names_that_label():
+def test_a_form_nearly_only_one_labels_values_take_names_that_label():
     from rag_middleware.domains.named_values import _forms, form_of
 
     assert form_of("pdf-renderer") == "a-a" and form_of("web-03") == "a-9" and form_of("u_48213") == "a_9"
@@ -137,6 +137,28 @@ def test_a_form_only_one_labels_values_take_names_that_label():
         "pdf-renderer": "service", "pdf-1": "host"}
     # a naming word comes first
     assert bank.labelled("host api-gateway", ["api-gateway"]) == {"api-gateway": "host"}
+    # one odd value among a label's many (a host named like a service) does not unlearn the form
+    services = [(v, "service") for v in ("stripe-gateway", "search-api", "email-sender", "report-export",
+                                         "refunds-api")]
+    assert _forms([*services, ("db-analytics", "host")]) == {"a-a": "service"}
+    assert _forms([*services[:3], ("db-analytics", "host")]) == {}  # 3 of 4 is too few
+
+
+def test_a_word_that_stands_before_anything_names_nothing_however_many_values_follow_it(tmp_path):
+    from collections import Counter
+
+    from rag_middleware.domains.named_values import _count
+
+    counts: dict[str, Counter[str]] = {}
+    # "the" stands before 3 service values, and as often before words that are no value of the field at all
+    for body, value in [("errors on the billing service in the last hour", "billing"),
+                        ("the mailer service logs for the past day", "mailer"),
+                        ("the ledger service timed out during the night", "ledger")]:
+        _count(body, [(value, "service")], counts)
+    assert counts["L:the"]["service"] == 3 and counts["L:the"]["none"] == 3
+    assert "L:the" not in _names(counts, {})
+    bank = domain(tmp_path).declarative.spec.named[("filters", "*", "value")]
+    assert bank.counts["L:host"]["host"] >= 2  # what was counted is kept, for --explain
 
 
 def test_an_identifier_right_after_its_naming_word_is_surely_an_item(tmp_path):

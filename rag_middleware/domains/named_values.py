@@ -8,8 +8,8 @@ value say its kind, and the examples show which words do:
 
 - every value of such an item in an example question is a labelled mention; the word just before it and
   the word just after it (``L:host``, ``R:service``) count for its label;
-- every other candidate word of the question (one that the field's word shape admits) counts for ``none``
-  beside its words, so a word that stands before anything ("in", "for") never names a label;
+- every other word of the question counts for ``none`` beside its words, so a word that stands before
+  anything ("the", "in", "for") never names a label, however many values it also stands before;
 - a label's own name words ("user" and "id" of ``user_id``) count as seen twice on each side, so a kind the
   examples never wrote beside a value is still read where the request writes it.
 
@@ -40,7 +40,8 @@ NAMED_MIN = 2  # mentions of that label beside the word
 SEED = 2  # a label's own name words, as if seen this often beside its values on each side
 EVIDENCE_MIN = 8  # example values before "every value carries evidence" is learnt
 EVIDENCE_SHARE = 0.9  # of them that must
-FORM_MIN = 3  # example values of one form, all of one label, before the form names that label
+FORM_MIN = 3  # example values of one form and label before the form names that label
+FORM_SHARE = 0.8  # of the examples' values of that form, the share of that label (a form is a weaker mark than a word)
 _SEPARATOR = re.compile(r"\s*[,&/]\s*")  # between two values of a list ("a, b", "a & b"), as "and" is
 _JOIN = re.compile(r"\s*,?\s*")  # between a value and the "and" or "or" after it
 _TOKEN = re.compile(r"[^\W_][\w.@:/-]*[^\W_]|[^\W_]")
@@ -235,13 +236,14 @@ def form_of(value: str) -> str:
 
 def _forms(values: list[tuple[str, Any]]) -> dict[str, str]:
     """The forms with a mark (not a plain word's ``a`` or a number's ``9``) that FORM_MIN or more of the
-    examples' values take, all of one label."""
+    examples' values of one label take, and FORM_SHARE of all their values of that form: one odd value
+    ("db-analytics" a host among services) does not unlearn a form as reviewed answers add up."""
     seen: dict[str, Counter[str]] = {}
     for value, label in values:
         if " " not in value:
             seen.setdefault(form_of(value), Counter())[str(label)] += 1
-    return {form: next(iter(c)) for form, c in seen.items()
-            if len(c) == 1 and sum(c.values()) >= FORM_MIN and re.search(r"[^a9]", form)}
+    return {form: label for form, c in seen.items() for label, n in c.most_common(1)
+            if n >= FORM_MIN and n >= FORM_SHARE * sum(c.values()) and re.search(r"[^a9]", form)}
 
 
 def _label_key(holder: dict[str, Any], value_key: str) -> tuple[str, list[str]] | None:
@@ -252,10 +254,9 @@ def _label_key(holder: dict[str, Any], value_key: str) -> tuple[str, list[str]] 
     return None
 
 
-def learn_named(found: list[Any], pairs: list[tuple[str, Any]], admits: Any) -> dict[Path, NamedBank]:
+def learn_named(found: list[Any], pairs: list[tuple[str, Any]]) -> dict[Path, NamedBank]:
     """Per word-grounded item path of ``found`` (annotations.Annotated) whose holder has a string enum key,
-    the naming words learnt from ``pairs`` (request body, answer); ``admits(path, word, body)``: the field's
-    word shape."""
+    the naming words learnt from ``pairs`` (request body, answer)."""
     out: dict[Path, NamedBank] = {}
     for item in found:
         if item.holder is None or "*" not in item.path or item.path in out:
@@ -267,11 +268,10 @@ def learn_named(found: list[Any], pairs: list[tuple[str, Any]], admits: Any) -> 
         counts: dict[str, Counter[str]] = {}
         objects = own_objects([item], [a for _, a in pairs])
         for (body, _), items in zip(pairs, objects, strict=True):
-            _count(body, [(o.get(item.path[-1]), o.get(key)) for o in items if o.get(key) in labels], counts,
-                   lambda token, b=body, p=item.path: admits(p, token, b))
+            _count(body, [(o.get(item.path[-1]), o.get(key)) for o in items if o.get(key) in labels], counts)
         names = _names(counts, _seeds(labels))
         if names:
-            bank = NamedBank(key, item.path[-1], names, {w: dict(c) for w, c in counts.items()})
+            bank = NamedBank(key, item.path[-1], names, counts={w: dict(c) for w, c in counts.items()})
             marks = [bank.labelled(body, [v]).get(v) is not None or evidenced(v, body) for (body, _), items
                      in zip(pairs, objects, strict=True) for o in items if isinstance(v := o.get(item.path[-1]), str)]
             bank.evidenced = len(marks) >= EVIDENCE_MIN and sum(marks) >= EVIDENCE_SHARE * len(marks)
@@ -293,9 +293,9 @@ def _seeds(labels: list[str]) -> dict[str, str]:
     return {word: next(iter(owners)) for word, owners in seen.items() if len(owners) == 1}
 
 
-def _count(body: str, items: list[tuple[Any, str]], counts: dict[str, Counter[str]], admits: Any) -> None:
-    """The words beside each item's value in ``body`` count for its label; those beside any other word the
-    shape admits count for none."""
+def _count(body: str, items: list[tuple[Any, str]], counts: dict[str, Counter[str]]) -> None:
+    """The words beside each item's value in ``body`` count for its label; those beside any other word count
+    for none (counting only the words a value could be let "the" name a service from 7 values and 3 others)."""
     text = _Text(body)
     tokens = text.tokens
     taken: set[int] = set()
@@ -304,8 +304,8 @@ def _count(body: str, items: list[tuple[Any, str]], counts: dict[str, Counter[st
             taken.update(range(*span))
             for word in _beside(tokens, span):
                 counts.setdefault(word, Counter())[label] += 1
-    for i, (token, _, _) in enumerate(tokens):
-        if i not in taken and admits(token):
+    for i in range(len(tokens)):
+        if i not in taken:
             for word in _beside(tokens, (i, i + 1)):
                 counts.setdefault(word, Counter())["none"] += 1
 
@@ -328,13 +328,10 @@ def _names(counts: dict[str, Counter[str]], seeds: dict[str, str]) -> dict[str, 
     return names
 
 
-def learn_words(spec: Any, schema: dict[str, Any] | None, pairs: list[tuple[str, Any]],
-                vocabulary: frozenset[str] = frozenset()) -> None:
+def learn_words(spec: Any, schema: dict[str, Any] | None, pairs: list[tuple[str, Any]]) -> None:
     """What the examples (``(request body, answer)``) teach a domain's word-grounded fields, set on ``spec``
-    (DeclarativeSpec): their word shapes, and the words that name an item's label beside its value.
-    ``vocabulary``: the schema's own words, no request's values."""
+    (DeclarativeSpec): their word shapes, and the words that name an item's label beside its value."""
     worded = [a for a in annotated_paths(schema) if "words" in a.sources] if schema is not None else []
     spec.shape = word_shapes([p for p, g in spec.ground.items() if g.source == "words"], pairs,
                              own_values(worded, [a for _, a in pairs]))
-    spec.named = learn_named(worded, pairs, lambda path, token, body: token.lower() not in vocabulary and (
-        path not in spec.shape or spec.shape[path].admits(token, body)))
+    spec.named = learn_named(worded, pairs)
