@@ -261,7 +261,7 @@ def load_domain(path: Path, *, override: dict[str, Any] | None = None,
     pairs = [(request_body(e.question, decl_spec.context), e.answer) for e in taught]
     rules = gloss_rules(declarative.schema, decl_spec.vote, declarative.vote_labels(), spec.rules, pairs,
                         derived=set(decl_spec.derive))
-    learn_words(decl_spec, inlined, pairs)  # word shapes; words naming a value's label
+    learn_words(decl_spec, inlined, pairs, spec.rules)  # word shapes; naming words; value phrases
     decl_spec.used = used_sources(declarative, [(e.question, e.answer) for e in taught]) if spec.infer else []
     decl_spec.found = set_when_found(decl_spec, pairs) if spec.infer else {}
     anchors = learnt_anchors(declarative.schema, decl_spec, pairs, spec.rules) if validator is not None else []

@@ -18,6 +18,7 @@ from . import grounding
 from .floors import lift
 from .infer import found_here
 from .annotations import ground_annotations, iter_sources
+from .value_phrases import phrase_values
 from .narrowing import (annotated, apply_votes, drop_shape, ground_node,
                         narrowed_copy, no_items, nullable, restrict, strip_annotations, types_of)
 from .paths import MISSING, Path, inline_refs, parent_objects, schema_nodes, schema_words, set_at, values_at
@@ -215,6 +216,7 @@ class Declarative:
             source, request=request, body=body, context=ctx, units=None, pattern=_pattern(node),
             only_mentioned=False, spent=spent), lambda path, v: path not in self.spec.shape or self.spec.shape[
             path].admits(v, body), notes, named=self.spec.named, body=body)
+        phrase_values(schema, body, self.spec.phrased, notes)
         notes += raise_minimum(schema, self.spec.used, request, self.spec, sure)
 
     def _spent(self, schema: dict[str, Any], votes: list[dict[str, Any]], notes: list[str]) -> None:

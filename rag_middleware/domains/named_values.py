@@ -26,11 +26,12 @@ import copy
 import re
 from collections import Counter
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import Any
 
 from .annotations import annotated_paths, own_objects, own_values
 from .paths import Path
+from .request_words import Text, spread_to_joined, words_of
+from .value_phrases import learn_value_phrases
 from .word_shapes import word_shapes
 
 __all__ = ["NAMED_SHARE", "NamedBank", "evidenced", "learn_named", "learn_words"]
@@ -42,37 +43,6 @@ EVIDENCE_MIN = 8  # example values before "every value carries evidence" is lear
 EVIDENCE_SHARE = 0.9  # of them that must
 FORM_MIN = 3  # example values of one form and label before the form names that label
 FORM_SHARE = 0.8  # of the examples' values of that form, the share of that label (a form is a weaker mark than a word)
-_SEPARATOR = re.compile(r"\s*[,&/]\s*")  # between two values of a list ("a, b", "a & b"), as "and" is
-_JOIN = re.compile(r"\s*,?\s*")  # between a value and the "and" or "or" after it
-_TOKEN = re.compile(r"[^\W_][\w.@:/-]*[^\W_]|[^\W_]")
-
-
-def _tokens(text: str) -> list[tuple[str, int, int]]:
-    return [(m.group(0), m.start(), m.end()) for m in _TOKEN.finditer(text)]
-
-
-@lru_cache(maxsize=8192)
-def _words_of(value: str) -> tuple[str, ...]:
-    return tuple(t.lower() for t, _, _ in _tokens(value))
-
-
-class _Text:
-    """A request's tokens, lower-cased and indexed by word once for every value looked up in it."""
-
-    def __init__(self, body: str) -> None:
-        self.body = body
-        self.tokens = _tokens(body)
-        self.low = tuple(t.lower() for t, _, _ in self.tokens)
-        self.at: dict[str, list[int]] = {}
-        for i, word in enumerate(self.low):
-            self.at.setdefault(word, []).append(i)
-
-    def spans(self, value: str) -> list[tuple[int, int]]:
-        want = _words_of(value)
-        n = len(want)
-        return [(i, i + n) for i in self.at.get(want[0], []) if self.low[i:i + n] == want] if n else []
-
-
 def _beside(tokens: list[tuple[str, int, int]], span: tuple[int, int]) -> list[str]:
     out = []
     if span[0] > 0:
@@ -94,7 +64,7 @@ class NamedBank:
     forms: dict[str, str] = field(default_factory=dict)  # a value's form ("a-a") -> the one label it has taken
     counts: dict[str, dict[str, int]] = field(default_factory=dict)  # for --explain and the tests
     _last: tuple[Any, dict[str, str]] | None = field(default=None, repr=False, compare=False)
-    _text: _Text | None = field(default=None, repr=False, compare=False)
+    _text: Text | None = field(default=None, repr=False, compare=False)
 
     def labelled(self, body: str, values: list[Any]) -> dict[str, str]:
         """The grounded ``values`` that a naming word stands beside in ``body``, each with its one label (a
@@ -105,7 +75,7 @@ class NamedBank:
         key = (body, tuple(v for v in values if isinstance(v, str)))
         if self._last is not None and self._last[0] == key:
             return dict(self._last[1])
-        text = self._text = _Text(body)
+        text = self._text = Text(body)
         tokens = text.tokens
         out: dict[str, str] = {}
         spans = {v: text.spans(v) for v in key[1]}
@@ -117,9 +87,7 @@ class NamedBank:
             elif named:
                 torn.add(value)
         # a value joined to a named one ("host pay-01 and pay-04", "users 3318, 3319, 3320") is of its label too
-        grown = True
-        while grown:
-            grown = self._join(body, tokens, spans, out)
+        spread_to_joined(text, spans, out)
         for value in spans:  # no word names it: a form only one label's values take ("pdf-renderer")
             if value not in out and value not in torn and " " not in value and (
                     label := self.forms.get(form_of(value))):
@@ -127,29 +95,12 @@ class NamedBank:
         self._last = (key, dict(out))  # sure() and split() ask for the same request's values in turn
         return out
 
-    @staticmethod
-    def _join(body: str, tokens: list[tuple[str, int, int]], spans: dict[str, list[tuple[int, int]]],
-              out: dict[str, str]) -> bool:
-        ends = {span[1]: label for value, label in out.items() for span in spans[value]}
-        grown = False
-        for value, found in spans.items():
-            if value in out or " " in value:
-                continue
-            joined = {ends[s[0]] for s in found if s[0] in ends and _SEPARATOR.fullmatch(
-                body[tokens[s[0] - 1][2]:tokens[s[0]][1]])}
-            joined |= {ends[s[0] - 1] for s in found if s[0] >= 2 and s[0] - 1 in ends and tokens[s[0] - 1][0].lower()
-                       in ("and", "or", "nor") and _JOIN.fullmatch(body[tokens[s[0] - 2][2]:tokens[s[0] - 1][1]])}
-            if len(joined) == 1:
-                out[value] = joined.pop()
-                grown = True
-        return grown
-
     def sure(self, body: str, values: list[Any]) -> list[str]:
         """The values surely items: one token written like an identifier (or quoted) right after a word that
         names its label ("host pay-01", "region eu-central-1", "user 55102"). On log_query's examples, dev
         and fresh rows (90), every such value was an item's."""
         named = self.labelled(body, values)
-        text = self._text if self._text is not None and self._text.body == body else _Text(body)
+        text = self._text if self._text is not None and self._text.body == body else Text(body)
         return [v for v in named if " " not in v and evidenced(v, body) and any(
             start > 0 and "L:" + text.low[start - 1] in self.names for start, _ in text.spans(v))]
 
@@ -172,14 +123,14 @@ class NamedBank:
         rest = [v for v in value_node["enum"] if not any(v in vals for vals in by_label.values())]
         # a phrase around a named value or a naming word ("excluding host pay-01"), or a word another shape's
         # value holds ("api/v1/orders" of the path "/api/v1/orders"), is none
-        others = [_words_of(v) for b in union if b is not holder for v in _enum_at(b, self.value)
-                  if isinstance(v, str)] + [_words_of(v) for v in named if " " not in v]
+        others = [words_of(v) for b in union if b is not holder for v in _enum_at(b, self.value)
+                  if isinstance(v, str)] + [words_of(v) for v in named if " " not in v]
         # a number another shape takes is that shape's, written plain or as a plural ("499", "403s")
         numbers = {form for b in union if b is not holder for v in _enum_at(b, self.value)
                    if isinstance(v, int | float) and not isinstance(v, bool) for form in (f"{v}", f"{v}s")}
         naming = {w[2:] for w in self.names}
         others += [(form,) for form in numbers]
-        kept = [v for v in rest if not (isinstance(v, str) and _spans_other(_words_of(v), others, naming))
+        kept = [v for v in rest if not (isinstance(v, str) and _spans_other(words_of(v), others, naming))
                 and (not self.evidenced or evidenced(v, body))]
         if not by_label and len(kept) == len(rest):
             return [], 0, False
@@ -296,7 +247,7 @@ def _seeds(labels: list[str]) -> dict[str, str]:
 def _count(body: str, items: list[tuple[Any, str]], counts: dict[str, Counter[str]]) -> None:
     """The words beside each item's value in ``body`` count for its label; those beside any other word count
     for none (counting only the words a value could be let "the" name a service from 7 values and 3 others)."""
-    text = _Text(body)
+    text = Text(body)
     tokens = text.tokens
     taken: set[int] = set()
     for value, label in items:
@@ -328,10 +279,13 @@ def _names(counts: dict[str, Counter[str]], seeds: dict[str, str]) -> dict[str, 
     return names
 
 
-def learn_words(spec: Any, schema: dict[str, Any] | None, pairs: list[tuple[str, Any]]) -> None:
-    """What the examples (``(request body, answer)``) teach a domain's word-grounded fields, set on ``spec``
-    (DeclarativeSpec): their word shapes, and the words that name an item's label beside its value."""
-    worded = [a for a in annotated_paths(schema) if "words" in a.sources] if schema is not None else []
+def learn_words(spec: Any, schema: dict[str, Any] | None, pairs: list[tuple[str, Any]], rules: list[str]) -> None:
+    """What the examples (``(request body, answer)``) teach a domain's grounded fields, set on ``spec``
+    (DeclarativeSpec): their word shapes, the words that name an item's label beside its value, and the
+    phrases before an item's value that decide its other labels (value_phrases.py; ``rules``: domain.yaml's)."""
+    found = annotated_paths(schema) if schema is not None else []
+    worded = [a for a in found if "words" in a.sources]
     spec.shape = word_shapes([p for p, g in spec.ground.items() if g.source == "words"], pairs,
                              own_values(worded, [a for _, a in pairs]))
     spec.named = learn_named(worded, pairs)
+    spec.phrased = learn_value_phrases(schema, found, pairs, rules, spec.named) if schema is not None else {}

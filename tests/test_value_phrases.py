@@ -1,0 +1,108 @@
+"""Value phrases (domains/value_phrases.py): a gloss phrase right before a grounded list item's value decides
+the item's other label ("excluding host pay-01" is neq, "slower than 900" gt), judged on the examples."""
+
+from __future__ import annotations
+
+import json
+
+import yaml
+from jsonschema import Draft202012Validator
+
+from rag_middleware.domains.registry import DomainRegistry
+from rag_middleware.domains.request_words import Text, spread_to_joined
+from rag_middleware.request.ask import Switches
+
+OP = "eq for a plain value; neq for not, except or excluding; gt for more than, slower than, above; lt for under, below"
+NUMBER = {"type": "object", "properties": {
+    "field": {"enum": ["status", "latency"]}, "op": {"enum": ["eq", "neq", "gt", "lt"], "description": OP},
+    "value": {"type": "integer", "x-ground": "numbers"}}, "required": ["field", "op", "value"],
+    "additionalProperties": False}
+WORD = {"type": "object", "properties": {
+    "field": {"enum": ["service", "host"]}, "op": {"enum": ["eq", "neq"], "description": OP},
+    "value": {"type": "string", "x-ground": "words"}}, "required": ["field", "op", "value"],
+    "additionalProperties": False}
+SCHEMA = {"type": "object", "properties": {
+    "filters": {"type": "array", "maxItems": 3, "items": {"anyOf": [NUMBER, WORD]}}},
+    "required": ["filters"], "additionalProperties": False}
+
+QUESTIONS = [
+    ("show the errors from checkout", [("service", "eq", "checkout")]),
+    ("show the logs for host web-03 excluding host web-04", [("host", "eq", "web-03"), ("host", "neq", "web-04")]),
+    ("show the requests slower than 900 ms", [("latency", "gt", 900)]),
+    ("show the logs of stripe-gateway except host pay-01", [("service", "eq", "stripe-gateway"),
+                                                           ("host", "neq", "pay-01")]),
+    ("show the 500s from the billing service", [("status", "eq", 500), ("service", "eq", "billing")]),
+    ("show the requests under 40 ms on host db-7", [("latency", "lt", 40), ("host", "eq", "db-7")]),
+    ("show the statuses above 499 over the last hour", [("status", "gt", 499)]),
+]
+
+
+def domain(tmp_path, questions=QUESTIONS):
+    d = tmp_path / "logs"
+    d.mkdir()
+    (d / "output.schema.json").write_text(json.dumps(SCHEMA))
+    spec = {"description": "log filters", "output_schema": "output.schema.json"}
+    (d / "domain.yaml").write_text(yaml.safe_dump(spec))
+    rows = [{"id": f"e{i}", "question": q, "answer": {"filters": [{"field": f, "op": o, "value": v} for f, o, v in fs]}}
+            for i, (q, fs) in enumerate(questions)]
+    (d / "examples.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    return DomainRegistry(tmp_path).get("logs")
+
+
+def shapes(d, request):
+    schema, notes = d.declarative.grammar(d.validator.json_schema(), request, flags=Switches())
+    items = schema["properties"]["filters"]["items"]
+    return schema, notes, [(b["properties"]["op"]["enum"], b["properties"]["value"]["enum"])
+                           for b in items.get("anyOf", [items])]
+
+
+def test_the_phrases_are_learnt_from_the_glosses_and_judged_on_the_examples(tmp_path):
+    [rule] = domain(tmp_path).declarative.spec.phrased[("filters", "*", "value")]
+    assert rule.key == "op" and rule.value == "value"
+    # "except or excluding" is read one alternative at a time
+    assert rule.rule.phrases["excluding"] == rule.rule.phrases["except"] == "neq"
+    assert rule.rule.phrases["slower than"] == "gt" and rule.rule.phrases["under"] == "lt"
+    # the naming word "host" stands between "excluding" and the value, and is passed over
+    assert {"host", "status", "latency", "service"} <= rule.skip
+    assert rule.rule.reliable and rule.rule.decided >= 3 and rule.rule.right == rule.rule.decided
+
+
+def test_a_value_after_a_phrase_takes_only_its_label(tmp_path):
+    d = domain(tmp_path)
+    schema, notes, found = shapes(d, "show the logs of search-api excluding host pay-07 and pay-08 slower than 250 ms")
+    neq = [values for ops, values in found if ops == ["neq"]]
+    assert neq and {"pay-07", "pay-08"} <= set(neq[0])  # "and pay-08" is joined to the decided value
+    assert (["gt"], [250]) in found
+    assert any("op: neq for ['pay-07'" in n and "'excluding'" in n for n in notes)
+    assert "search-api" in [v for ops, values in found if ops == ["eq", "neq"] for v in values]  # no phrase: open
+    truth = {"filters": [{"field": "service", "op": "eq", "value": "search-api"},
+                         {"field": "host", "op": "neq", "value": "pay-07"},
+                         {"field": "latency", "op": "gt", "value": 250}]}
+    assert not list(Draft202012Validator(schema).iter_errors(truth))
+
+
+def test_a_phrase_after_the_value_decides_nothing(tmp_path):
+    # "over" after the value is the window's ("500s over the last hour"), never the value's operator
+    _, _, found = shapes(domain(tmp_path), "show the 503s from checkout over the last hour")
+    assert all(len(ops) > 1 for ops, _ in found)
+
+
+def test_phrases_the_examples_contradict_do_not_decide(tmp_path):
+    # here "excluding" precedes a plain value as often as a neq one: judged, the rule is not reliable
+    contradicted = [("show errors excluding host web-01", [("host", "eq", "web-01")]),
+                    ("show errors excluding host web-02", [("host", "eq", "web-02")]),
+                    ("show errors excluding host web-03", [("host", "neq", "web-03")]),
+                    ("show errors from checkout", [("service", "eq", "checkout")])]
+    d = domain(tmp_path, contradicted)
+    [rule] = d.declarative.spec.phrased[("filters", "*", "value")]
+    assert not rule.rule.reliable
+    _, _, found = shapes(d, "show errors excluding host web-09")
+    assert all(len(ops) > 1 for ops, _ in found)
+
+
+def test_a_list_spreads_a_label_to_the_values_it_joins():
+    text = Text("hosts pay-01, pay-02 and pay-03 but not web-1")
+    spans = {v: text.spans(v) for v in ("pay-01", "pay-02", "pay-03", "web-1")}
+    out = {"pay-01": "neq"}
+    spread_to_joined(text, spans, out)
+    assert out == {"pay-01": "neq", "pay-02": "neq", "pay-03": "neq"}
