@@ -24,6 +24,7 @@ from .narrowing import (annotated, apply_votes, drop_shape, ground_node,
 from .paths import MISSING, Path, inline_refs, parent_objects, schema_nodes, schema_words, set_at, values_at
 from .satisfiable import guarded
 from .spec import BUILTIN_SOURCES, DeclarativeSpec
+from .spent import spend_anchored, spend_settled
 from .used_values import raise_minimum
 
 __all__ = ["Declarative", "Flags", "show_path"]
@@ -134,7 +135,8 @@ class Declarative:
         if flags.vote:
             apply_votes(schema, votes or [], notes)
             if flags.ground:
-                self._spent(schema, votes or [], notes)
+                spend_anchored(self.spec, schema, votes or [], notes)
+                spend_settled(self.spec, schema, self.schema, grounding.request_body(request, self.spec.context), notes)
         if steps and steps_path:
             self._per_position(schema, steps_path, steps, notes)
         self._bound(schema, harden=getattr(flags, "harden", True))
@@ -218,28 +220,6 @@ class Declarative:
             path].admits(v, body), notes, named=self.spec.named, body=body)
         phrase_values(schema, body, self.spec.phrased, notes)
         notes += raise_minimum(schema, self.spec.used, request, self.spec, sure)
-
-    def _spent(self, schema: dict[str, Any], votes: list[dict[str, Any]], notes: list[str]) -> None:
-        """A number that every mention of makes an item of an anchored list is no other field's value: the
-        other fields grounded in the request's numbers no longer admit it."""
-        for vote in votes:
-            if not vote.get("items"):
-                continue
-            mentions = vote.get("mentions", [])
-            spent = {m["value"] for m in mentions if m.get("sure") and m.get("item")} - {
-                m["value"] for m in mentions if not (m.get("sure") and m.get("item"))}
-            anchor = tuple(vote["path"].strip("/").split("/"))
-            for path, ground in self.spec.ground.items():
-                if ground.source != "numbers" or path in self.spec.units or path[: len(anchor)] == anchor:
-                    continue
-                for node in schema_nodes(schema, path):
-                    for target in [node, *[b for k in ("anyOf", "oneOf") for b in node.get(k, []) or []]]:
-                        if isinstance(target, dict) and isinstance(target.get("enum"), list) and spent & set(
-                                v for v in target["enum"] if v is not None):
-                            kept = [v for v in target["enum"] if v is None or v not in spent]
-                            if kept:
-                                target["enum"] = kept
-                                notes.append(f"{show_path(path)}: {sorted(spent)} taken by {vote['path']}")
 
     @staticmethod
     def _per_position(schema: dict[str, Any], path: Path, steps: list[list[str]], notes: list[str]) -> None:
