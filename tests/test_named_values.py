@@ -179,3 +179,15 @@ def test_a_number_another_shape_takes_is_no_word_value():
     labels, dropped, _ = bank.split(union, holder, "number of 429s on host web-7 from gateway-2, top 15")
     assert labels == ["host"] and dropped == 4  # "429", "429s", "number of 429", "15": the status shape's
     assert [b["properties"]["value"]["enum"] for b in union] == [[429, 15], ["web-7"], ["gateway-2"]]
+
+
+def test_a_label_whose_values_all_carry_a_mark_names_no_plain_word():
+    from rag_middleware.domains.named_values import _marked
+
+    marked = _marked([("eu-west-1", "region", ""), ("us-east-1", "region", ""), ("checkout", "service", ""),
+                      ("pdf-renderer", "service", ""), ("web-03", "host", "")])
+    assert marked == {"region"}  # a service may be a plain word; one host is too few to tell
+    bank = NamedBank("field", "value", {"L:region": "region", "R:service": "service"}, marked=marked)
+    body = "how many errors per region yesterday from the checkout service in region eu-north-1"
+    assert bank.labelled(body, ["yesterday", "checkout", "eu-north-1"]) == {"checkout": "service",
+                                                                            "eu-north-1": "region"}

@@ -62,6 +62,7 @@ class NamedBank:
     names: dict[str, str] = field(default_factory=dict)  # "L:host" -> "host"
     evidenced: bool = False  # the examples' values are (nearly) all named, identifiers or quoted: others are not
     forms: dict[str, str] = field(default_factory=dict)  # a value's form ("a-a") -> the one label it has taken
+    marked: frozenset[str] = frozenset()  # labels whose values carry a mark of their own: an unmarked word is none
     counts: dict[str, dict[str, int]] = field(default_factory=dict)  # for --explain and the tests
     _last: tuple[Any, dict[str, str]] | None = field(default=None, repr=False, compare=False)
     _text: Text | None = field(default=None, repr=False, compare=False)
@@ -88,6 +89,8 @@ class NamedBank:
                 torn.add(value)
         # a value joined to a named one ("host pay-01 and pay-04", "users 3318, 3319, 3320") is of its label too
         spread_to_joined(text, spans, out)
+        for value in [v for v, label in out.items() if label in self.marked and not evidenced(v, body)]:
+            del out[value]  # "per region yesterday": a region is written like one
         for value in spans:  # no word names it: a form only one label's values take ("pdf-renderer")
             if value not in out and value not in torn and " " not in value and (
                     label := self.forms.get(form_of(value))):
@@ -197,6 +200,17 @@ def _forms(values: list[tuple[str, Any]]) -> dict[str, str]:
             if n >= FORM_MIN and n >= FORM_SHARE * sum(c.values()) and re.search(r"[^a9]", form)}
 
 
+def _marked(values: list[tuple[str, Any, str]]) -> frozenset[str]:
+    """The labels whose example values (``(value, label, request body)``) nearly all carry a mark of their own
+    (written like an identifier, or quoted): NAMED_MIN or more, EVIDENCE_SHARE of them. A region is
+    "eu-west-1", never "yesterday"; a service may be "checkout"."""
+    seen: dict[str, list[bool]] = {}
+    for value, label, body in values:
+        seen.setdefault(str(label), []).append(evidenced(value, body))
+    return frozenset(label for label, marks in seen.items()
+                     if len(marks) >= NAMED_MIN and sum(marks) >= EVIDENCE_SHARE * len(marks))
+
+
 def _label_key(holder: dict[str, Any], value_key: str) -> tuple[str, list[str]] | None:
     for key, node in (holder.get("properties") or {}).items():
         enum = node.get("enum") if isinstance(node, dict) else None
@@ -228,6 +242,8 @@ def learn_named(found: list[Any], pairs: list[tuple[str, Any]]) -> dict[Path, Na
             bank.evidenced = len(marks) >= EVIDENCE_MIN and sum(marks) >= EVIDENCE_SHARE * len(marks)
             bank.forms = _forms([(v, o.get(key)) for items in objects for o in items
                                  if isinstance(v := o.get(item.path[-1]), str)])
+            bank.marked = _marked([(v, o.get(key), body) for (body, _), items in zip(pairs, objects, strict=True)
+                                   for o in items if isinstance(v := o.get(item.path[-1]), str)])
             out[item.path] = bank
     return out
 
