@@ -128,9 +128,10 @@ def test_a_form_nearly_only_one_labels_values_take_names_that_label():
     from rag_middleware.domains.named_values import _forms, form_of
 
     assert form_of("pdf-renderer") == "a-a" and form_of("web-03") == "a-9" and form_of("u_48213") == "a_9"
-    forms = _forms([("stripe-gateway", "service"), ("search-api", "service"), ("email-sender", "service"),
-                    ("web-03", "host"), ("db-7", "host"), ("c-77", "user"),  # a-9 is two labels': none
-                    ("timeout", "message"), ("retry", "message"), ("deadlock", "message")])  # a plain word: none
+    forms = _forms([(v, label, "") for v, label in [
+        ("stripe-gateway", "service"), ("search-api", "service"), ("email-sender", "service"),
+        ("web-03", "host"), ("db-7", "host"), ("c-77", "user"),  # a-9 is two labels': none
+        ("timeout", "message"), ("retry", "message"), ("deadlock", "message")]])  # a plain word: none
     assert forms == {"a-a": "service"}
     bank = NamedBank("field", "value", {"L:host": "host"}, forms=forms)
     assert bank.labelled("debug output of pdf-renderer on host pdf-1", ["pdf-renderer", "pdf-1"]) == {
@@ -138,10 +139,17 @@ def test_a_form_nearly_only_one_labels_values_take_names_that_label():
     # a naming word comes first
     assert bank.labelled("host api-gateway", ["api-gateway"]) == {"api-gateway": "host"}
     # one odd value among a label's many (a host named like a service) does not unlearn the form
-    services = [(v, "service") for v in ("stripe-gateway", "search-api", "email-sender", "report-export",
-                                         "refunds-api")]
-    assert _forms([*services, ("db-analytics", "host")]) == {"a-a": "service"}
-    assert _forms([*services[:3], ("db-analytics", "host")]) == {}  # 3 of 4 is too few
+    services = [(v, "service", "") for v in ("stripe-gateway", "search-api", "email-sender", "report-export",
+                                             "refunds-api")]
+    assert _forms([*services, ("db-analytics", "host", "")]) == {"a-a": "service"}
+    assert _forms([*services[:3], ("db-analytics", "host", "")]) == {}  # 3 of 4 is too few
+    # quotes are a form: three quoted messages teach that an unnamed quoted phrase is a message
+    said = [(v, "message", f'logs with "{v}" in them') for v in ("card declined", "timeout", "deadlock found")]
+    forms = _forms([*said, ("checkout", "service", "the checkout service")])
+    assert forms == {"<quoted>": "message"}
+    bank = NamedBank("field", "value", {"R:service": "service"}, forms=forms)
+    assert bank.labelled("errors saying 'pool exhausted' from the mailer service", ["pool exhausted", "mailer"]) == {
+        "pool exhausted": "message", "mailer": "service"}
 
 
 def test_a_word_that_stands_before_anything_names_nothing_however_many_values_follow_it(tmp_path):

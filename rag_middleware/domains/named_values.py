@@ -91,9 +91,10 @@ class NamedBank:
         spread_to_joined(text, spans, out)
         for value in [v for v, label in out.items() if label in self.marked and not evidenced(v, body)]:
             del out[value]  # "per region yesterday": a region is written like one
-        for value in spans:  # no word names it: a form only one label's values take ("pdf-renderer")
-            if value not in out and value not in torn and " " not in value and (
-                    label := self.forms.get(form_of(value))):
+        for value in spans:  # no word names it: a form only one label's values take ("pdf-renderer", quoted)
+            form = form_of(value, body)
+            if value not in out and value not in torn and (" " not in value or form == QUOTED) and (
+                    label := self.forms.get(form)):
                 out[value] = label
         self._last = (key, dict(out))  # sure() and split() ask for the same request's values in turn
         return out
@@ -172,30 +173,38 @@ def _spans_other(words: tuple[str, ...], others: list[tuple[str, ...]], naming: 
 
 _IDENTIFIER = re.compile(r"[\d_./@:-]|[a-z][A-Z]")  # "web-03", "u_48213", "eu-west-1", "NullPointerException"
 _QUOTES = "\"'“”‘’`"
+QUOTED = "<quoted>"  # the form of a value quoted in the request ("contains 'card declined'")
+
+
+def quoted(value: str, body: str) -> bool:
+    return re.search(f"[{_QUOTES}]\\s*{re.escape(value)}\\s*[{_QUOTES}]", body, re.I) is not None
 
 
 def evidenced(value: Any, body: str) -> bool:
     """A word value with a mark of one: written like an identifier, or quoted in the request."""
     if not isinstance(value, str):
         return True
-    if _IDENTIFIER.search(value):
-        return True
-    return re.search(f"[{_QUOTES}]\\s*{re.escape(value)}\\s*[{_QUOTES}]", body, re.I) is not None
+    return _IDENTIFIER.search(value) is not None or quoted(value, body)
 
 
-def form_of(value: str) -> str:
-    """A value's form: letters as ``a``, digits as ``9``, marks kept ("web-03" and "db-7" are ``a-9``)."""
+def form_of(value: str, body: str = "") -> str:
+    """A value's form: letters as ``a``, digits as ``9``, marks kept ("web-03" and "db-7" are ``a-9``); a value
+    quoted in ``body`` is QUOTED, whatever its words."""
+    if body and quoted(value, body):
+        return QUOTED
     return re.sub(r"\d+", "9", re.sub(r"[^\W\d_]+", "a", value))
 
 
-def _forms(values: list[tuple[str, Any]]) -> dict[str, str]:
-    """The forms with a mark (not a plain word's ``a`` or a number's ``9``) that FORM_MIN or more of the
-    examples' values of one label take, and FORM_SHARE of all their values of that form: one odd value
-    ("db-analytics" a host among services) does not unlearn a form as reviewed answers add up."""
+def _forms(values: list[tuple[str, Any, str]]) -> dict[str, str]:
+    """The forms with a mark (not a plain word's ``a`` or a number's ``9``; quotes are one) that FORM_MIN or
+    more of the examples' values (``(value, label, request body)``) of one label take, and FORM_SHARE of all
+    their values of that form: one odd value ("db-analytics" a host among services) does not unlearn a form
+    as reviewed answers add up."""
     seen: dict[str, Counter[str]] = {}
-    for value, label in values:
-        if " " not in value:
-            seen.setdefault(form_of(value), Counter())[str(label)] += 1
+    for value, label, body in values:
+        form = form_of(value, body)
+        if " " not in value or form == QUOTED:
+            seen.setdefault(form, Counter())[str(label)] += 1
     return {form: label for form, c in seen.items() for label, n in c.most_common(1)
             if n >= FORM_MIN and n >= FORM_SHARE * sum(c.values()) and re.search(r"[^a9]", form)}
 
@@ -240,8 +249,8 @@ def learn_named(found: list[Any], pairs: list[tuple[str, Any]]) -> dict[Path, Na
             marks = [bank.labelled(body, [v]).get(v) is not None or evidenced(v, body) for (body, _), items
                      in zip(pairs, objects, strict=True) for o in items if isinstance(v := o.get(item.path[-1]), str)]
             bank.evidenced = len(marks) >= EVIDENCE_MIN and sum(marks) >= EVIDENCE_SHARE * len(marks)
-            bank.forms = _forms([(v, o.get(key)) for items in objects for o in items
-                                 if isinstance(v := o.get(item.path[-1]), str)])
+            bank.forms = _forms([(v, o.get(key), body) for (body, _), items in zip(pairs, objects, strict=True)
+                                 for o in items if isinstance(v := o.get(item.path[-1]), str)])
             bank.marked = _marked([(v, o.get(key), body) for (body, _), items in zip(pairs, objects, strict=True)
                                    for o in items if isinstance(v := o.get(item.path[-1]), str)])
             out[item.path] = bank
