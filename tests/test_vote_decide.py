@@ -153,3 +153,35 @@ def test_a_field_set_only_where_a_labels_word_is_written_is_null_where_none_is()
     rows[0] = ("count for every machine", "host")
     judged = named_labels([(f"e{i}", q, {"by": a}) for i, (q, a) in enumerate(rows)], by, labels)[("by",)]
     assert not judged["quiet"]
+
+
+def test_an_object_set_only_where_a_cue_word_says_so_is_null_where_none_does():
+    import numpy as np
+
+    from rag_middleware.domains.judgement import quiet_names, reliability
+
+    spec = {("aggregate",): VoteSpec(k=7, margin=0.7, presence=True)}
+    rows = [(f"how many errors on host web-{i}", {"aggregate": {"func": "count"}}) for i in range(4)]
+    rows += [(f"average latency of service s{i}", {"aggregate": {"func": "avg"}}) for i in range(3)]
+    rows += [(f"show the errors on host web-{i} today", {"aggregate": None}) for i in range(6)]
+    rows += [(f"list the logs of service s{i}", {"aggregate": None}) for i in range(4)]
+    vectors = np.random.default_rng(0).normal(size=(len(rows), 8))
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    judged = reliability([(f"e{i}", q, a) for i, (q, a) in enumerate(rows)], vectors, spec)
+    names = judged["/aggregate"]["names"]
+    assert names["quiet"] and (names["set"], names["set_worded"]) == (7, 7) and names["null"] == names["unnamed"]
+    assert quiet_names(judged) == {("aggregate",)}
+    # the neighbours all say set; no cue word of a statistic is written: null, decided
+    voters = [Neighbour(f"n{i}", 0.9, {"aggregate": {"func": "count"}}, 1.0) for i in range(4)]
+    cues = {("aggregate",): {"many": ("set", 0.8), "average": ("set", 0.7), "list": ("null", 0.5)}}
+    record = field_votes(voters, spec, cues=cues, question="errors on host web-9 today", quiet={("aggregate",)})[0]
+    assert record["allowed"] == ["null"] and record["decided"] and record["presence"]
+    record = field_votes(voters, spec, cues=cues, question="how many errors on host web-9", quiet={("aggregate",)})[0]
+    assert record["allowed"] == ["set"]
+    # a set example asking in words no other used ("the slowest"): one in ten is still quiet, three are not
+    from collections import Counter
+
+    from rag_middleware.domains.judgement import quiet_presence
+
+    assert quiet_presence(Counter({("set", True): 9, ("set", False): 1, ("null", False): 20}))["quiet"]
+    assert not quiet_presence(Counter({("set", True): 7, ("set", False): 3, ("null", False): 20}))["quiet"]

@@ -1,19 +1,22 @@
 """Judging each voted field's voices on the examples themselves, by leave-one-out: how far its neighbours'
 vote may narrow the grammar (``reliability``, ``gate``), how much its cue words weigh (``scaled``), whether the
-label a request names decides it (``named_labels``), and whether its gloss words beat its neighbours on the
-examples both decide (``gloss_leads``). The vote itself is in votes.py."""
+label a request names decides it (``named_labels``), whether an optional object is set only where a cue word
+says so (``quiet_presence``), and whether its gloss words beat its neighbours on the examples both decide
+(``gloss_leads``). The vote itself is in votes.py."""
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any
 
 from .paths import Path
 from .prototypes import BLENDS, Prototypes
 from .spec import VoteSpec
-from .votes import (ABSENT, _LeaveOneOutCues, Neighbour, _base, _cue_counts, any_label_word, cue_terms, field_votes,
-                    form_values, label_of, labels_at, mentioned)
+from .votes import (ABSENT, PRESENT, _LeaveOneOutCues, Neighbour, _base, _cue_counts, any_label_word, cue_terms,
+                    field_votes, form_values, label_of, labels_at, mentioned)
 
-__all__ = ["CUE_SCALES", "RELIABLE", "gate", "named_labels", "quiet_names", "reliability", "scaled", "trusted_names"]
+__all__ = ["CUE_SCALES", "RELIABLE", "gate", "named_labels", "quiet_names", "quiet_presence", "reliability", "scaled",
+           "trusted_names"]
 
 
 RELIABLE = 0.7  # leave-one-out precision a field's confident votes need before they may narrow the grammar
@@ -110,6 +113,7 @@ def reliability(examples: list[tuple[str, str, Any]], vectors: Any, specs: dict[
     tallies = {key: {p: [0, 0, 0] for p in paths} for key in settings}  # narrowed, right, winner right
     wins: dict[tuple[float, float], dict[Path, dict[int, bool]]] = {key: {p: {} for p in paths} for key in settings}
     judged = dict.fromkeys(paths, 0)  # examples with a value at the path
+    worded = {p: Counter() for p, spec in paths.items() if spec.presence}  # (truth, a set cue written): examples
     left_out = {p: _LeaveOneOutCues(by_path[p], seen, len(labels) - 1, bases[p]) for p in paths}
     for i, (_, question, answer) in enumerate(examples):
         neighbours = [Neighbour(examples[j][0], float(sims[i, j]), examples[j][2], 1.0)
@@ -122,6 +126,8 @@ def reliability(examples: list[tuple[str, str, Any]], vectors: Any, specs: dict[
         truths = {p: labels_at(answer, p, spec.presence) for p, spec in paths.items()}
         for path, truth in truths.items():
             judged[path] += bool(truth)
+            if path in worded and len(truth) == 1:
+                worded[path][(truth[0], any(label == PRESENT for label, _ in cues[path].values()))] += 1
         for (scale, share), stats in tallies.items():
             weighted = {p: _times(c, scale) for p, c in cues.items()}
             for record in field_votes(neighbours, paths, cues=weighted, question=text, decide=False,
@@ -151,7 +157,21 @@ def reliability(examples: list[tuple[str, str, Any]], vectors: Any, specs: dict[
                                              gloss_leads=len(both) >= 3 and by_rule >= by_neighbours + 2)
     for path, names in named_labels(examples, paths, enums or {}, body=body).items():
         out["/" + "/".join(path)]["names"] = names
+    for path, seen in worded.items():
+        out["/" + "/".join(path)]["names"] = quiet_presence(seen)
     return out
+
+
+def quiet_presence(seen: Counter[tuple[str, bool]]) -> dict[str, Any]:
+    """Whether an optional object is set only where the request writes a cue word of its being set ("how
+    many", "average", "per host"), each example judged by the cues mined without it: QUIET_MIN set examples
+    or more, QUIET_SHARE of them writing one, and QUIET_SHARE of the examples writing none null."""
+    given = seen[(PRESENT, True)] + seen[(PRESENT, False)]
+    unworded = seen[(PRESENT, False)] + seen[(ABSENT, False)]
+    quiet = (given >= QUIET_MIN and seen[(PRESENT, True)] >= QUIET_SHARE * given and unworded > 0
+             and seen[(ABSENT, False)] >= QUIET_SHARE * unworded)
+    return {"set": given, "set_worded": seen[(PRESENT, True)], "unnamed": unworded, "null": seen[(ABSENT, False)],
+            "quiet": quiet}
 
 
 def trusted_names(judged: dict[str, dict[str, Any]], labels: dict[Path, list[Any]]) -> dict[Path, list[Any]]:

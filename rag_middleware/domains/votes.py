@@ -246,7 +246,8 @@ def field_votes(neighbours: list[Neighbour], specs: dict[Path, VoteSpec], *,
     (its words were right more often than the neighbours on the examples: ``judgement.reliability``) its words,
     with no number range among them, also overrule a neighbours' vote for another label. ``numbers``: the
     request's likeliest value of each numeric field a gloss rule's ranges are about. ``quiet``: fields of
-    ``named`` that are null where the request writes no word of any label (judgement.named_labels)."""
+    ``named`` that are null where the request writes no word of any label (judgement.named_labels), and optional
+    objects that are null where it writes no cue word of their being set (judgement.quiet_presence)."""
     out: list[dict[str, Any]] = []
     terms = _terms(question) if cues or glossed else set()
     shape = form_terms(question) if cues else set()  # cue words also go with a message's form
@@ -271,6 +272,12 @@ def field_votes(neighbours: list[Neighbour], specs: dict[Path, VoteSpec], *,
         if named and path in named and path in quiet and not any_label_word(named[path], form_values(question)):
             out.append({"path": shown, "allowed": [None], "scores": {"null": 1.0}, "voters": [], "confident": True,
                         "decided": True, "reason": "no label named: the examples that name none are null"})
+            continue
+        if spec.presence and path in quiet and not any(
+                (cues or {}).get(path, {}).get(t, ("",))[0] == PRESENT for t in terms | shape):
+            out.append({"path": shown, "allowed": [ABSENT], "scores": {ABSENT: 1.0}, "voters": [], "confident": True,
+                        "decided": True, "presence": True,
+                        "reason": "no cue word of its being set: the examples that write none are null"})
             continue
         rule = (glossed or {}).get(path)
         hit = rule.decide(terms if spec.presence else asserted, numbers) if rule is not None else None
