@@ -185,3 +185,26 @@ def test_an_object_set_only_where_a_cue_word_says_so_is_null_where_none_does():
 
     assert quiet_presence(Counter({("set", True): 9, ("set", False): 1, ("null", False): 20}))["quiet"]
     assert not quiet_presence(Counter({("set", True): 7, ("set", False): 3, ("null", False): 20}))["quiet"]
+
+
+def test_a_field_its_declared_rules_set_is_null_where_none_of_them_fires():
+    from rag_middleware.domains.judgement import quiet_names
+    from rag_middleware.domains.spec import RuleSpec
+
+    rules = [RuleSpec(pattern=r"\berrors?\b", label="error"), RuleSpec(pattern=r"\bwarn(?:ings?)?\b", label="warn")]
+    level = {("level",): VoteSpec(k=7, margin=0.7, rules=rules)}
+    labels = {("level",): ["error", "warn", "fatal"]}
+    rows = [(f"errors on web-{i}", "error") for i in range(3)] + [(f"warnings on db-{i}", "warn") for i in range(3)]
+    rows += [(f"logs of web-{i} in the past week", None) for i in range(4)]
+    judged = named_labels([(f"e{i}", q, {"level": a}) for i, (q, a) in enumerate(rows)], level, labels)[("level",)]
+    assert judged["quiet"] and (judged["set"], judged["set_worded"], judged["null"]) == (6, 6, 4)
+    assert quiet_names({"/level": {"names": judged}}) == {("level",)}
+    voters = [Neighbour(f"n{i}", 0.8, {"level": "fatal"}, 1.0) for i in range(4)]  # "week" went with fatal
+    record = field_votes(voters, level, question="the largest payload in the past week", quiet={("level",)})[0]
+    assert record["allowed"] == [None] and record["decided"]
+    record = field_votes(voters, level, question="warnings in the past week", quiet={("level",)})[0]
+    assert record["allowed"] == ["warn"] and record.get("rule")
+    # an example set where no rule fires (a typo: "erors") in six: not learnt
+    rows[0] = ("erors on web-0", "error")
+    judged = named_labels([(f"e{i}", q, {"level": a}) for i, (q, a) in enumerate(rows)], level, labels)[("level",)]
+    assert not judged["quiet"]

@@ -13,7 +13,7 @@ from .paths import Path
 from .prototypes import BLENDS, Prototypes
 from .spec import VoteSpec
 from .votes import (ABSENT, PRESENT, _LeaveOneOutCues, Neighbour, _base, _cue_counts, any_label_word, cue_terms,
-                    field_votes, form_values, label_of, labels_at, mentioned)
+                    decide_by_rule, field_votes, form_values, label_of, labels_at, mentioned)
 
 __all__ = ["CUE_SCALES", "RELIABLE", "gate", "named_labels", "quiet_names", "quiet_presence", "reliability", "scaled",
            "trusted_names"]
@@ -62,14 +62,15 @@ def named_labels(examples: list[tuple[str, str, Any]], specs: dict[Path, VoteSpe
                 named += 1
                 right += said[0] == truth[0]
             if len(truth) == 1:
-                word = any_label_word(found, text)
+                # a field with declared rules is quiet by them: null where none of its rules fires
+                word = (decide_by_rule(spec, text, {}) is not None) if spec.rules else any_label_word(found, text)
                 given += truth[0] != ABSENT
                 worded += truth[0] != ABSENT and word
                 unnamed += not word
                 null += not word and truth[0] == ABSENT
         trusted = named >= NAMED_MIN and right >= NAMED_RELIABLE * named
         # set only where a word of some label is written (every "per host" names it), and null where none is
-        quiet = (trusted and given >= QUIET_MIN and worded >= QUIET_SHARE * given and unnamed > 0
+        quiet = ((trusted or bool(spec.rules)) and given >= QUIET_MIN and worded >= QUIET_SHARE * given and unnamed > 0
                  and null >= QUIET_SHARE * unnamed)
         out[path] = {"named": named, "right": right, "trusted": trusted, "set": given, "set_worded": worded,
                      "unnamed": unnamed, "null": null, "quiet": quiet}

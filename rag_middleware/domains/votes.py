@@ -269,6 +269,10 @@ def field_votes(neighbours: list[Neighbour], specs: dict[Path, VoteSpec], *,
             out.append({"path": shown, "allowed": said, "scores": {said[0]: 1.0}, "voters": [], "confident": True,
                         "mention": said[0]})
             continue
+        if path in quiet and spec.rules and not spec.presence:  # quiet by its rules, none of which fired
+            out.append({"path": shown, "allowed": [None], "scores": {"null": 1.0}, "voters": [], "confident": True,
+                        "decided": True, "reason": "no rule fired: the examples no rule decides are null"})
+            continue
         if named and path in named and path in quiet and not any_label_word(named[path], form_values(question)):
             out.append({"path": shown, "allowed": [None], "scores": {"null": 1.0}, "voters": [], "confident": True,
                         "decided": True, "reason": "no label named: the examples that name none are null"})
