@@ -40,7 +40,7 @@ def _times(found: dict[str, tuple[str, float]], scale: float) -> dict[str, tuple
 NAMED_RELIABLE = 0.8  # share of the examples naming one label of a field that must carry it, for names to decide
 NAMED_MIN = 3
 QUIET_MIN = 5  # set examples of a field, before "set only where a label's word is written" is learnt
-QUIET_SHARE = 0.9  # of them that must write one, and of the examples writing none, the share that must be null
+QUIET_SHARE = 0.85  # of them that must write one, and of the examples writing none, the share that must be null
 
 
 def named_labels(examples: list[tuple[str, str, Any]], specs: dict[Path, VoteSpec], labels: dict[Path, list[Any]],
