@@ -179,7 +179,7 @@ def test_an_object_set_only_where_a_cue_word_says_so_is_null_where_none_does():
     record = field_votes(voters, spec, cues=cues, question="how many errors on host web-9",
                          quiet={("aggregate",)})[0]
     assert record["allowed"] == ["set"]
-    # a set example asking in words no other used ("the slowest"): one in ten is still quiet, three are not (QUIET_SHARE 0.85)
+    # a set example asking in words no other used ("the slowest"): one in ten is still quiet, three are not
     from collections import Counter
 
     from rag_middleware.domains.judgement import quiet_presence
