@@ -149,6 +149,10 @@ def test_a_field_set_only_where_a_labels_word_is_written_is_null_where_none_is()
     record = field_votes(voters, by, question="the peak latency on db-7 for each user", named=named,
                          quiet={("by",)})[0]
     assert record["allowed"] == ["host"]
+    # a label written whole is its word ("per user_id": neither "user" nor "id" stands alone there)
+    from rag_middleware.domains.votes import any_label_word
+
+    assert any_label_word(["host", "user_id"], "429s per user_id") and not any_label_word(["host"], "per hostname")
     # one set example without a label's word in six: not learnt
     rows[0] = ("count for every machine", "host")
     judged = named_labels([(f"e{i}", q, {"by": a}) for i, (q, a) in enumerate(rows)], by, labels)[("by",)]

@@ -217,8 +217,10 @@ def _naming(label: str) -> re.Pattern[str]:
 
 
 def any_label_word(labels: list[Any], text: str) -> bool:
-    """Whether the text writes any word of 3 letters or more of any label ("user" of ``user_id``), or its plural."""
+    """Whether the text writes any word of 3 letters or more of any label ("user" of ``user_id``), or its plural,
+    or a whole label ("user_id")."""
     words = {w for label in labels if isinstance(label, str) for w in re.split(r"[\W_]+", label.lower()) if len(w) >= 3}
+    words |= {label.lower() for label in labels if isinstance(label, str) and len(label) >= 3}
     return any(re.search(rf"(?<![\w-]){re.escape(w)}(?:e?s)?(?![\w-])", text, re.I) for w in words)
 
 
