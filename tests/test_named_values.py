@@ -199,3 +199,21 @@ def test_a_label_whose_values_all_carry_a_mark_names_no_plain_word():
     body = "how many errors per region yesterday from the checkout service in region eu-north-1"
     assert bank.labelled(body, ["yesterday", "checkout", "eu-north-1"]) == {"checkout": "service",
                                                                             "eu-north-1": "region"}
+
+
+def test_a_number_a_word_names_is_no_other_shapes_number():
+    bank = NamedBank("field", "value", {"L:user": "user"})
+    number = {"type": "object", "properties": {"field": {"enum": ["status"]}, "value": {"enum": [5519023, 50]}}}
+    holder = word_shape(["5519023", "web-7"])
+    holder["properties"]["field"]["enum"] = ["service", "user"]
+    union = [number, holder]
+    bank.split(union, holder, "requests under 50 ms from user 5519023 on web-7")
+    assert union[0]["properties"]["value"]["enum"] == [50]  # the status shape keeps only its own number
+    assert ["5519023"] in [b["properties"]["value"]["enum"] for b in union[1:]]
+    # a number shape left with nothing is taken out
+    number = {"type": "object", "properties": {"field": {"enum": ["status"]}, "value": {"enum": [5519023]}}}
+    holder = word_shape(["5519023"])
+    holder["properties"]["field"]["enum"] = ["service", "user"]
+    union = [number, holder]
+    bank.split(union, holder, "errors from user 5519023")
+    assert [b["properties"]["field"]["enum"] for b in union] == [["user"]]

@@ -106,3 +106,11 @@ def test_a_list_spreads_a_label_to_the_values_it_joins():
     out = {"pay-01": "neq"}
     spread_to_joined(text, spans, out)
     assert out == {"pay-01": "neq", "pay-02": "neq", "pay-03": "neq"}
+
+
+def test_the_words_of_a_deciding_phrase_are_no_value(tmp_path):
+    schema, notes, found = shapes(domain(tmp_path), "show the errors of every service except billing-api")
+    assert (["neq"], ["billing-api"]) in found
+    values = [v for _, vs in found for v in vs]
+    assert "except" not in values  # the phrase's own word is no value
+    assert any("left out: the words of a phrase" in n for n in notes)

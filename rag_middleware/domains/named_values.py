@@ -151,7 +151,30 @@ class NamedBank:
             branches.append(holder)
         at = next(i for i, b in enumerate(union) if b is holder)
         union[at:at + 1] = branches
+        _named_numbers(union, branches, self.value, {v for vals in by_label.values() for v in vals})
         return list(by_label), len(rest) - len(kept), False
+
+
+def _named_numbers(union: list[Any], mine: list[Any], key: str, named: set[Any]) -> None:
+    """A number a word names as this shape's value ("user 5519023") is no other shape's number: the other
+    branches of ``union`` no longer admit it, and one left with none is taken out."""
+    taken = {float(v) for v in named if isinstance(v, str) and re.fullmatch(r"\d+(?:\.\d+)?", v)}
+    if not taken:
+        return
+    for branch in [b for b in union if not any(b is m for m in mine)]:
+        node = (branch.get("properties") or {}).get(key) if isinstance(branch, dict) else None
+        enum = node.get("enum") if isinstance(node, dict) else None
+        if not isinstance(enum, list) or not any(_number(v) in taken for v in enum):
+            continue
+        kept = [v for v in enum if _number(v) not in taken]
+        if kept:
+            node["enum"] = kept
+        elif len(union) > 1:
+            del union[next(i for i, b in enumerate(union) if b is branch)]
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
 def _enum_at(branch: Any, key: str) -> list[Any]:

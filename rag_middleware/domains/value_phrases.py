@@ -30,7 +30,7 @@ from .annotations import Annotated, own_objects
 from .glosses import label_glosses
 from .paths import Path, last_star, schema_nodes
 from .phrases import PhraseRule, gloss_phrases, learn_phrase_rule
-from .request_words import Text, spread_to_joined
+from .request_words import Text, spread_to_joined, words_of
 
 __all__ = ["ValuePhrases", "learn_value_phrases", "phrase_values"]
 
@@ -136,19 +136,34 @@ def phrase_values(schema: dict[str, Any], body: str, phrased: dict[Path, list[Va
     values in ``body``."""
     text = Text(body)
     for path, rules in phrased.items():
+        said: set[str] = set()
         for vp in (r for r in rules if r.rule.reliable):
             for node in schema_nodes(schema, path[:last_star(path) + 1]):
                 union = node.get("anyOf") if isinstance(node.get("anyOf"), list) else None
                 for branch in list(union if union is not None else [node]):
-                    _split(vp, branch, union, body, text, notes, path)
+                    said |= _split(vp, branch, union, body, text, notes, path)
+        if said:  # the words of a phrase that decided ("other than") are no value ("other")
+            _unsay(schema, path, {w for phrase in said for w in phrase.split()}, notes)
+
+
+def _unsay(schema: dict[str, Any], path: Path, words: set[str], notes: list[str]) -> None:
+    for node in schema_nodes(schema, path):
+        enum = node.get("enum")
+        if isinstance(enum, list) and any(isinstance(v, str) for v in enum):
+            kept = [v for v in enum if not (isinstance(v, str) and set(words_of(v)) <= words)]
+            if kept and len(kept) < len(enum):
+                notes.append(f"/{'/'.join(path)}: {[v for v in enum if v not in kept][:6]} left out: the words of "
+                             "a phrase that decided an item's label")
+                node["enum"] = kept
 
 
 def _split(vp: ValuePhrases, branch: Any, union: list[Any] | None, body: str, text: Text, notes: list[str],
-           path: Path) -> None:
+           path: Path) -> set[str]:
+    """Split ``branch`` by the labels decided for its values; the phrases that decided them."""
     props = branch.get("properties") if isinstance(branch, dict) else None
     values, labels = ((props or {}).get(vp.value) or {}).get("enum"), ((props or {}).get(vp.key) or {}).get("enum")
     if not (isinstance(values, list) and isinstance(labels, list) and len(labels) > 1):
-        return
+        return set()
     out, said = {}, {}
     for value in values:
         found = vp.decide(body, value, text)
@@ -156,7 +171,7 @@ def _split(vp: ValuePhrases, branch: Any, union: list[Any] | None, body: str, te
             out[value] = found[0]
             said.setdefault(found[0], found[1])
     if not out:
-        return
+        return set()
     # a value a list joins to a decided one takes its label: "excluding host pay-01 and pay-04"
     spread_to_joined(text, {v: text.spans(str(v)) for v in values}, out)
     decided: dict[str, list[Any]] = {}
@@ -164,7 +179,7 @@ def _split(vp: ValuePhrases, branch: Any, union: list[Any] | None, body: str, te
         if value in out:
             decided.setdefault(out[value], []).append(value)
     if union is None and (len(decided) > 1 or len(decided[next(iter(decided))]) < len(values)):
-        return  # one shape, no union to split into: only a label every value takes
+        return set()  # one shape, no union to split into: only a label every value takes
     rest = [v for v in values if not any(v in vs for vs in decided.values())]
     copies = []
     for label, vs in decided.items():
@@ -176,9 +191,10 @@ def _split(vp: ValuePhrases, branch: Any, union: list[Any] | None, body: str, te
                      f"{said[label]!r} before it)")
     if union is None:
         branch["properties"][vp.key] = copies[0]["properties"][vp.key]
-        return
+        return set(said.values())
     if rest:
         props[vp.value] = {**props[vp.value], "enum": rest}
         copies.append(branch)
     at = next(i for i, b in enumerate(union) if b is branch)
     union[at:at + 1] = copies
+    return set(said.values())
