@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import difflib
 import json
+from functools import cached_property
 from typing import Any, Protocol
 
 from . import grounding
@@ -21,10 +22,11 @@ from .annotations import ground_annotations, iter_sources
 from .value_phrases import phrase_values
 from .narrowing import (annotated, apply_votes, drop_shape, ground_node,
                         narrowed_copy, no_items, nullable, restrict, strip_annotations, types_of)
-from .paths import MISSING, Path, inline_refs, parent_objects, schema_nodes, schema_words, set_at, values_at
+from .paths import (MISSING, Path, inline_refs, parent_objects, schema_nodes, schema_words, set_at, show_path,
+                    values_at)
 from .satisfiable import guarded
 from .spec import BUILTIN_SOURCES, DeclarativeSpec
-from .spent import spend_anchored, spend_settled
+from .spent import numeric_annotations, spend_anchored, spend_settled
 from .used_values import raise_minimum
 
 __all__ = ["Declarative", "Flags", "show_path"]
@@ -37,10 +39,6 @@ class Flags(Protocol):
     derive: bool
     vote: bool
     harden: bool
-
-
-def show_path(path: Path) -> str:
-    return "/" + "/".join(path)
 
 
 def _pattern(node: dict[str, Any]) -> str | None:
@@ -72,6 +70,10 @@ class Declarative:
         # the schema's own words (field names, labels) are no request's values: "by host" names no host
         self.vocabulary = frozenset(form for word in schema_words(self.schema)
                                     for form in (word.lower(), word.lower().replace("_", " ")))
+
+    @cached_property
+    def _numeric_annotations(self) -> list[Path]:
+        return numeric_annotations(self.schema)  # the schema's, read once: it does not change between requests
 
     def unknown_sources(self) -> list[str]:
         """The ``x-ground`` sources of the schema that name neither a built-in source nor a declared context."""
@@ -136,7 +138,8 @@ class Declarative:
             apply_votes(schema, votes or [], notes)
             if flags.ground:
                 spend_anchored(self.spec, schema, votes or [], notes)
-                spend_settled(self.spec, schema, self.schema, grounding.request_body(request, self.spec.context), notes)
+                spend_settled(self.spec, schema, self._numeric_annotations, grounding.request_body(
+                    request, self.spec.context), notes)
         if steps and steps_path:
             self._per_position(schema, steps_path, steps, notes)
         self._bound(schema, harden=getattr(flags, "harden", True))

@@ -43,6 +43,8 @@ EVIDENCE_MIN = 8  # example values before "every value carries evidence" is lear
 EVIDENCE_SHARE = 0.9  # of them that must
 FORM_MIN = 3  # example values of one form and label before the form names that label
 FORM_SHARE = 0.8  # of the examples' values of that form, the share of that label (a form is a weaker mark than a word)
+
+
 def _beside(tokens: list[tuple[str, int, int]], span: tuple[int, int]) -> list[str]:
     out = []
     if span[0] > 0:

@@ -12,8 +12,8 @@ import copy
 from collections.abc import Callable, Iterator
 from typing import Any
 
-__all__ = ["Path", "inline_refs", "last_star", "parse_path", "schema_nodes", "schema_words", "values_at", "set_at",
-           "remove_at"]
+__all__ = ["Path", "inline_refs", "last_star", "parse_path", "schema_nodes", "schema_words", "show_path", "values_at",
+           "set_at", "remove_at"]
 
 Path = tuple[str, ...]
 MISSING = object()
@@ -150,6 +150,11 @@ def _schema_children(node: dict[str, Any], part: str) -> Iterator[dict[str, Any]
             yield props[part]
         elif part.isdigit() and isinstance(branch.get("prefixItems"), list) and int(part) < len(branch["prefixItems"]):
             yield branch["prefixItems"][int(part)]
+
+
+def show_path(path: Path) -> str:
+    """A path as notes and reports write it: ``/filters/*/value``."""
+    return "/" + "/".join(path)
 
 
 def last_star(path: Path) -> int:

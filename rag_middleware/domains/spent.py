@@ -21,20 +21,22 @@ from typing import Any
 from . import grounding
 from .annotations import annotated_paths
 from .narrowing import drop_shape, no_items, nullable
-from .paths import Path, last_star, schema_nodes
+from .paths import Path, last_star, schema_nodes, show_path
 from .spec import DeclarativeSpec
 
-__all__ = ["spend_anchored", "spend_settled"]
+__all__ = ["numeric_annotations", "spend_anchored", "spend_settled"]
 
 
-def _show(path: Path) -> str:
-    return "/" + "/".join(path)
-
-
-def _numeric_paths(spec: DeclarativeSpec, base: dict[str, Any]) -> list[Path]:
-    """The paths grounded in the request's numbers (not through units): ``ground:`` entries and ``x-ground``."""
+def _numeric_paths(spec: DeclarativeSpec, annotated: list[Path]) -> list[Path]:
+    """The paths grounded in the request's numbers (not through units): ``ground:`` entries and the ``x-ground``
+    ones (``annotated``)."""
     found = [p for p, g in spec.ground.items() if g.source == "numbers" and p not in spec.units]
-    return found + [a.path for a in annotated_paths(base) if "numbers" in a.sources and a.path not in found]
+    return found + [p for p in annotated if p not in found]
+
+
+def numeric_annotations(base: dict[str, Any]) -> list[Path]:
+    """The paths a domain's schema (with its annotations) grounds in the request's numbers by ``x-ground``."""
+    return [a.path for a in annotated_paths(base) if "numbers" in a.sources]
 
 
 def _targets(node: dict[str, Any]) -> list[dict[str, Any]]:
@@ -52,14 +54,15 @@ def _take(schema: dict[str, Any], path: Path, spent: set[Any], why: str, notes: 
             kept = [v for v in target["enum"] if v is None or v not in spent]
             if kept:
                 target["enum"] = kept
-                notes.append(f"{_show(path)}: {sorted(spent)} taken by {why}")
+                notes.append(f"{show_path(path)}: {sorted(spent)} taken by {why}")
             elif drop and "*" in path:
                 star = last_star(path)
                 if drop_shape(schema_nodes(schema, path[:star + 1]), node):
-                    notes.append(f"{_show(path[:star])}: no item of the shape whose {path[-1]} is only "
+                    notes.append(f"{show_path(path[:star])}: no item of the shape whose {path[-1]} is only "
                                  f"{sorted(spent)}, taken by {why}")
                 elif no_items(schema_nodes(schema, path[:star])):
-                    notes.append(f"{_show(path[:star])}: no item (its only value {sorted(spent)} is taken by {why})")
+                    notes.append(f"{show_path(path[:star])}: no item (its only value {sorted(spent)} is taken by "
+                                 f"{why})")
 
 
 def spend_anchored(spec: DeclarativeSpec, schema: dict[str, Any], votes: list[dict[str, Any]],
@@ -78,11 +81,12 @@ def spend_anchored(spec: DeclarativeSpec, schema: dict[str, Any], votes: list[di
                 _take(schema, path, spent, vote["path"], notes, drop=False)
 
 
-def spend_settled(spec: DeclarativeSpec, schema: dict[str, Any], base: dict[str, Any], body: str,
+def spend_settled(spec: DeclarativeSpec, schema: dict[str, Any], annotated: list[Path], body: str,
                   notes: list[str]) -> None:
     """A number written once that a scalar field grounded in numbers is settled on (``schema``, after the
-    votes) is no other numeric field's value; ``base``: the domain's schema with its annotations."""
-    paths = _numeric_paths(spec, base)
+    votes) is no other numeric field's value; ``annotated``: the paths its schema grounds in numbers by
+    ``x-ground`` (``numeric_annotations``)."""
+    paths = _numeric_paths(spec, annotated)
     for path in (p for p in paths if "*" not in p):
         nodes = schema_nodes(schema, path)
         enums = [t["enum"] for node in nodes for t in _targets(node)]
@@ -93,4 +97,4 @@ def spend_settled(spec: DeclarativeSpec, schema: dict[str, Any], base: dict[str,
             continue
         for other in paths:
             if other != path:
-                _take(schema, other, {number}, _show(path), notes)
+                _take(schema, other, {number}, show_path(path), notes)
