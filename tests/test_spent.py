@@ -8,15 +8,7 @@ import yaml
 
 from rag_middleware.domains.registry import DomainRegistry
 from rag_middleware.request.ask import Switches
-
-NUMBER = {"type": "object", "properties": {
-    "field": {"enum": ["status", "latency"]}, "op": {"enum": ["eq", "gt"]},
-    "value": {"type": "integer", "x-ground": "numbers"}}, "required": ["field", "op", "value"],
-    "additionalProperties": False}
-WORD = {"type": "object", "properties": {
-    "field": {"enum": ["service", "host"]}, "op": {"enum": ["eq", "neq"]},
-    "value": {"type": "string", "x-ground": "words"}}, "required": ["field", "op", "value"],
-    "additionalProperties": False}
+from tests.test_annotations import NUMBER, WORD  # the same number and word filter shapes
 
 
 def schema(items):
