@@ -99,12 +99,12 @@ Candidates = Callable[[str, dict[str, Any]], "list[Any] | None"]
 
 def ground_annotations(schema: dict[str, Any], candidates: Candidates, admits: Callable[[Path, Any], bool],
                        notes: list[str], *, named: dict[Path, Any] | None = None, body: str = ""
-                       ) -> dict[Path, int]:
+                       ) -> dict[Path, list[Any]]:
     """Ground every annotated node of ``schema`` (in place, the annotation taken off): the first source with
     values that ``admits`` (the field's word shape) keeps wins. With none: null where the node allows it,
     else the list item's shape is dropped where the list may be empty, else the node is left open. ``named``:
     per path, the words that name a value's label (named_values.py); a grounded item shape is split by them.
-    Returns, per list path, how many of its items the request's named values surely are (``NamedBank.sure``)."""
+    Returns, per annotated path, the values surely items of their own (``NamedBank.sure``)."""
     splits, sure = [], {}
     for item in annotated_paths(schema):
         node, path = item.node, item.path
@@ -128,7 +128,7 @@ def ground_annotations(schema: dict[str, Any], candidates: Candidates, admits: C
                 _unfilled(schema, item, notes)
     for item, bank in splits:  # after every annotation is read: a split copies the shape's nodes
         star = last_star(item.path)
-        sure[item.path[:star]] = sure.get(item.path[:star], 0) + len(bank.sure(body, item.node.get("enum") or []))
+        sure.setdefault(item.path, []).extend(bank.sure(body, item.node.get("enum") or []))
         labels, dropped, empty = bank.split(item.union, item.holder, body)
         if empty and no_items(schema_nodes(schema, item.path[:star])):
             notes.append(f"/{'/'.join(item.path[:star])}: no item (no word of the request has a mark of a value)")
@@ -138,7 +138,7 @@ def ground_annotations(schema: dict[str, Any], candidates: Candidates, admits: C
         if dropped:
             notes.append(f"/{'/'.join(item.path)}: {dropped} words left out: part of another value, or with no "
                          "mark of one (no naming word beside them, not written like an identifier, not quoted)")
-    return {path: n for path, n in sure.items() if n}
+    return {path: values for path, values in sure.items() if values}
 
 
 def _unfilled(schema: dict[str, Any], item: Annotated, notes: list[str]) -> None:

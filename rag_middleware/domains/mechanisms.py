@@ -27,7 +27,8 @@ from .paths import (MISSING, Path, inline_refs, parent_objects, schema_nodes, sc
 from .satisfiable import guarded
 from .spec import BUILTIN_SOURCES, DeclarativeSpec
 from .spent import numeric_annotations, spend_anchored, spend_settled
-from .used_values import raise_minimum
+from .sure_items import SureValues, add_sure, require_items
+from .used_values import raise_minimum, used_values
 
 __all__ = ["Declarative", "Flags", "show_path"]
 
@@ -132,16 +133,19 @@ class Declarative:
         schema = inline_refs(base)
         if flags.derive:
             self._unask_derived(schema, notes)
+        sure: SureValues = {}
         if flags.ground:
-            self._ground(schema, request, notes, unfound={v["path"] for v in votes or [] if v.get("unfound")})
+            self._ground(schema, request, notes, sure, unfound={v["path"] for v in votes or [] if v.get("unfound")})
+        body = grounding.request_body(request, self.spec.context)
         if flags.vote:
             apply_votes(schema, votes or [], notes)
             if flags.ground:
                 spend_anchored(self.spec, schema, votes or [], notes)
-                spend_settled(self.spec, schema, self._numeric_annotations, grounding.request_body(
-                    request, self.spec.context), notes)
+                spend_settled(self.spec, schema, self._numeric_annotations, body, notes)
         if steps and steps_path:
             self._per_position(schema, steps_path, steps, notes)
+        if sure:  # after the votes and the spent numbers (a value they took is no item), and one position per clause
+            require_items(schema, sure, body, notes)
         self._bound(schema, harden=getattr(flags, "harden", True))
         # grounding took every annotation off as it read it; with grounding off they are still there
         schema = guarded(schema if flags.ground else strip_annotations(schema),
@@ -175,8 +179,9 @@ class Declarative:
                 if isinstance(node.get("prefixItems"), list) and len(node["prefixItems"]) > cap:
                     node["prefixItems"] = node["prefixItems"][:cap]
 
-    def _ground(self, schema: dict[str, Any], request: str, notes: list[str], *, unfound: set[str] = frozenset()
-                ) -> None:
+    def _ground(self, schema: dict[str, Any], request: str, notes: list[str], sure: SureValues, *,
+                unfound: set[str] = frozenset()) -> None:
+        """Ground the request's values (in place); the values surely list items of their own go to ``sure``."""
         body = grounding.request_body(request, self.spec.context)
         ctx = self.context(request)
         spent = self.vocabulary | grounding.unit_bound(body, self.units)  # another field's, or the schema's
@@ -217,12 +222,15 @@ class Declarative:
                 ground_node(node, values, may_be_null and not (values and (source == "request" or found)),
                             numeric=source == "numbers")
                 notes.append(f"{show_path(path)}: grounded in {source}: {values[:12]}")
-        sure = ground_annotations(schema, lambda source, node: grounding.candidates(
+        named = ground_annotations(schema, lambda source, node: grounding.candidates(
             source, request=request, body=body, context=ctx, units=None, pattern=_pattern(node),
             only_mentioned=False, spent=spent), lambda path, v: path not in self.spec.shape or self.spec.shape[
             path].admits(v, body), notes, named=self.spec.named, body=body)
-        phrase_values(schema, body, self.spec.phrased, notes)
-        notes += raise_minimum(schema, self.spec.used, request, self.spec, sure)
+        phrased = phrase_values(schema, body, self.spec.phrased, notes)
+        notes += raise_minimum(schema, self.spec.used, request, self.spec)
+        for found in (named, phrased, used_values(self.spec.used, request, self.spec)):
+            for path, values in found.items():
+                add_sure(sure, path, values)
 
     @staticmethod
     def _per_position(schema: dict[str, Any], path: Path, steps: list[list[str]], notes: list[str]) -> None:

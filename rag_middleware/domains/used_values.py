@@ -3,10 +3,9 @@
 Some values take a form only they take: a request path matching the field's ``pattern`` (``/api/v2/orders``),
 a value of a declared context. Where a list item's value is grounded so and the examples, whenever their
 question writes such a value, always give it an item (at least USED_MIN such questions, USED_SHARE of them
-with every value used), a request that writes N such values gets a list of at least N items, and one more per
-named value that is surely an item (named_values.NamedBank.sure: "host pay-01"). A small model otherwise
-leaves a path it was asked about out ("average response size for /static/bundle.js" with no filter). Which
-item holds which value stays the model's choice; the grammar admits each value only where it is grounded.
+with every value used), a request that writes N such values gets a list of at least N items. A small model
+otherwise leaves a path it was asked about out ("average response size for /static/bundle.js" with no filter).
+Each such value is also surely an item of its own: sure_items.py gives it a position of its own in the list.
 """
 
 from __future__ import annotations
@@ -18,7 +17,7 @@ from . import grounding
 from .annotations import annotated_paths
 from .paths import Path, last_star, schema_nodes, values_at
 
-__all__ = ["USED_MIN", "USED_SHARE", "UsedSource", "raise_minimum", "used_sources"]
+__all__ = ["USED_MIN", "USED_SHARE", "UsedSource", "raise_minimum", "used_sources", "used_values"]
 
 USED_MIN = 3  # example questions writing such a value before "always used" is learnt
 USED_SHARE = 0.9  # of them that must use every value they write
@@ -69,10 +68,19 @@ def used_sources(declarative: Any, examples: list[tuple[str, Any]]) -> list[Used
     return out
 
 
-def raise_minimum(schema: dict[str, Any], used: list[UsedSource], request: str, spec: Any,
-                  sure: dict[Path, int] | None = None) -> list[str]:
-    """At least one item per used value the request writes, and per value surely an item (``sure``, per list
-    path: annotations.ground_annotations), in each list that can hold that many."""
+def used_values(used: list[UsedSource], request: str, spec: Any) -> dict[Path, list[Any]]:
+    """Per value path, the used values the request writes (each surely an item: sure_items.py)."""
+    out: dict[Path, list[Any]] = {}
+    for entry in used:
+        values = _values(entry.source, entry.pattern, request, spec)
+        if values:
+            found = out.setdefault(entry.path, [])
+            found += [v for v in values if v not in found]
+    return out
+
+
+def raise_minimum(schema: dict[str, Any], used: list[UsedSource], request: str, spec: Any) -> list[str]:
+    """At least one item per used value the request writes, in each list that can hold that many."""
     needed: dict[Path, list[Any]] = {}
     for entry in used:
         values = _values(entry.source, entry.pattern, request, spec)
@@ -80,13 +88,11 @@ def raise_minimum(schema: dict[str, Any], used: list[UsedSource], request: str, 
         if values and len(values) > len(needed.get(entry.path[:star], [])):
             needed[entry.path[:star]] = values
     notes = []
-    for path in set(needed) | set(sure or {}):
-        count = len(needed.get(path, [])) + (sure or {}).get(path, 0)
+    for path, values in needed.items():
+        count = len(values)
         for array in schema_nodes(schema, path):
             if array.get("type") == "array" and array.get("maxItems", count) >= count \
                     and array.get("minItems", 0) < count and "prefixItems" not in array:
                 array["minItems"] = count
-                notes.append(f"/{'/'.join(path)}: at least {count} item(s): " + ", ".join(
-                    [*([f"the used values {needed[path][:4]}"] if path in needed else []),
-                     *([f"{sure[path]} named value(s)"] if (sure or {}).get(path) else [])]))
+                notes.append(f"/{'/'.join(path)}: at least {count} item(s): the used values {values[:4]}")
     return notes

@@ -131,19 +131,21 @@ def learn_value_phrases(schema: dict[str, Any], found: list[Annotated], pairs: l
 
 
 def phrase_values(schema: dict[str, Any], body: str, phrased: dict[Path, list[ValuePhrases]],
-                  notes: list[str]) -> None:
+                  notes: list[str]) -> dict[Path, list[Any]]:
     """Split each grounded item shape of ``schema`` (in place) by the labels reliable phrases decide for its
-    values in ``body``."""
+    values in ``body``. Returns, per value path, the values a phrase decided (each surely an item)."""
     text = Text(body)
+    decided: dict[Path, list[Any]] = {}
     for path, rules in phrased.items():
         said: set[str] = set()
         for vp in (r for r in rules if r.rule.reliable):
             for node in schema_nodes(schema, path[:last_star(path) + 1]):
                 union = node.get("anyOf") if isinstance(node.get("anyOf"), list) else None
                 for branch in list(union if union is not None else [node]):
-                    said |= _split(vp, branch, union, body, text, notes, path)
+                    said |= _split(vp, branch, union, body, text, notes, path, decided.setdefault(path, []))
         if said:  # the words of a phrase that decided ("other than") are no value ("other")
             _unsay(schema, path, {w for phrase in said for w in phrase.split()}, notes)
+    return {path: values for path, values in decided.items() if values}
 
 
 def _unsay(schema: dict[str, Any], path: Path, words: set[str], notes: list[str]) -> None:
@@ -158,8 +160,9 @@ def _unsay(schema: dict[str, Any], path: Path, words: set[str], notes: list[str]
 
 
 def _split(vp: ValuePhrases, branch: Any, union: list[Any] | None, body: str, text: Text, notes: list[str],
-           path: Path) -> set[str]:
-    """Split ``branch`` by the labels decided for its values; the phrases that decided them."""
+           path: Path, sure: list[Any]) -> set[str]:
+    """Split ``branch`` by the labels decided for its values (added to ``sure``); the phrases that decided
+    them."""
     props = branch.get("properties") if isinstance(branch, dict) else None
     values, labels = ((props or {}).get(vp.value) or {}).get("enum"), ((props or {}).get(vp.key) or {}).get("enum")
     if not (isinstance(values, list) and isinstance(labels, list) and len(labels) > 1):
@@ -181,6 +184,7 @@ def _split(vp: ValuePhrases, branch: Any, union: list[Any] | None, body: str, te
     if union is None and (len(decided) > 1 or len(decided[next(iter(decided))]) < len(values)):
         return set()  # one shape, no union to split into: only a label every value takes
     rest = [v for v in values if not any(v in vs for vs in decided.values())]
+    sure += [v for vs in decided.values() for v in vs if v not in sure]
     copies = []
     for label, vs in decided.items():
         copied = copy.deepcopy(branch)
