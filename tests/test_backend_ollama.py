@@ -11,6 +11,7 @@ from ollama_fake import FakeOllama, Slow, free_port
 from rag_middleware import Middleware, load_settings
 from rag_middleware.llm.base import GenerateRequest
 from rag_middleware.llm.ollama import OllamaBackend
+from rag_middleware.llm.ollama_format import for_ollama
 from rag_middleware.errors import (
     TransportError,
     UpstreamResponseError,
@@ -65,6 +66,23 @@ def request(**kw) -> GenerateRequest:
 
 
 # -- the request body --------------------------------------------------------------------------------
+
+
+def test_format_folds_sure_positions_into_items_that_llama_cpp_reads(fake, backend):
+    """llama.cpp's converter reads ``items`` alone when both are there: a sure item kept only in prefixItems
+    would be unwritable upstream, so Ollama gets them as alternatives of ``items`` (bounds kept), and a
+    closed tuple as a bare ``prefixItems``."""
+    sure = {"type": "object", "properties": {"value": {"enum": ["pay-01"]}}}
+    rest = {"type": "object", "properties": {"value": {"enum": ["checkout"]}}}
+    schema = {"type": "object", "properties": {
+        "filters": {"type": "array", "prefixItems": [sure], "items": rest, "minItems": 1, "maxItems": 4},
+        "steps": {"type": "array", "prefixItems": [sure, rest], "items": False, "minItems": 2, "maxItems": 2}}}
+    fake.enqueue('{"filters": [], "steps": []}')
+    backend.generate(request(json_schema=schema))
+    sent = fake.bodies[0]["format"]["properties"]
+    assert sent["filters"] == {"type": "array", "items": {"anyOf": [sure, rest]}, "minItems": 1, "maxItems": 4}
+    assert sent["steps"] == {"type": "array", "prefixItems": [sure, rest], "minItems": 2, "maxItems": 2}
+    assert schema["properties"]["filters"]["prefixItems"] == [sure]  # the assembly's grammar is not changed
 
 
 def test_request_body_carries_schema_options_keep_alive_and_clean_messages(fake, backend):
@@ -237,7 +255,8 @@ def test_end_to_end_invalid_json_then_repair(ollama_mw, fake):
     first, second = fake.bodies
     assert first != second
     schema = ollama_mw.render(QUESTION, domain="data_ops").json_schema  # request-specific: columns, steps
-    assert first["format"] == second["format"] == schema
+    assert first["format"] == second["format"] == for_ollama(schema)
+    assert "items" not in first["format"]["properties"]["operations"]  # one position per step: a closed tuple
     assert first["options"]["num_ctx"] == ollama_mw.settings.llm.num_ctx
     for body in (first, second):
         assert all(set(m) == {"role", "content"} for m in body["messages"])

@@ -11,14 +11,23 @@ from tests.test_annotations import answer, domain
 
 
 def branches(d, request):
+    """The grammar, its notes and every item shape of its filters: the sure positions' and the other items'."""
     schema, notes = d.declarative.grammar(d.validator.json_schema(), request, flags=Switches())
-    items = schema["properties"]["filters"]["items"]
-    return schema, notes, items.get("anyOf", [items])
+    return schema, notes, item_shapes(schema["properties"]["filters"])
+
+
+def item_shapes(array):
+    found = [*array.get("prefixItems", []), *([array["items"]] if isinstance(array.get("items"), dict) else [])]
+    return [b for node in found for b in node.get("anyOf", [node])]
 
 
 def words_branches(shapes):
-    return {tuple(b["properties"]["field"]["enum"]): b["properties"]["value"]["enum"] for b in shapes
-            if "service" in b["properties"]["field"]["enum"] or "host" in b["properties"]["field"]["enum"]}
+    """Per field label(s), the values of the word shapes that admit them (a sure position's and the rest's)."""
+    out = {}
+    for b in shapes:
+        if "service" in b["properties"]["field"]["enum"] or "host" in b["properties"]["field"]["enum"]:
+            out.setdefault(tuple(b["properties"]["field"]["enum"]), []).extend(b["properties"]["value"]["enum"])
+    return out
 
 
 def test_the_examples_teach_which_words_name_a_label(tmp_path):
@@ -39,7 +48,7 @@ def test_a_value_beside_a_naming_word_is_admitted_only_with_its_label(tmp_path):
     rest = found[("service", "host")]
     assert "pay-07" not in rest and "search-api" in rest  # no word names it: either label
     assert any("named beside the request's words, only as field host" in n for n in notes)
-    truth = answer([("service", "eq", "search-api"), ("host", "neq", "pay-07")], 60)
+    truth = answer([("host", "neq", "pay-07"), ("service", "eq", "search-api")], 60)  # the sure item first
     assert not [e for e in Draft202012Validator(schema).iter_errors(truth) if e.validator != "additionalProperties"]
 
 
@@ -175,8 +184,11 @@ def test_an_identifier_right_after_its_naming_word_is_surely_an_item(tmp_path):
     assert bank.sure(body, ["55102", "checkout", "pay-01", "pay-04", "excluding"]) == ["55102", "pay-01"]
     d = domain(tmp_path)
     schema, notes, _ = branches(d, "show the logs for host web-42 in the last hour")
-    assert schema["properties"]["filters"]["minItems"] == 1
-    assert any("at least 1 item(s): 1 named value(s)" in n for n in notes)
+    filters = schema["properties"]["filters"]
+    assert filters["minItems"] == 1
+    [first] = filters["prefixItems"]  # its own position, holding only it, with the label its word names
+    assert first["properties"]["value"]["enum"] == ["web-42"] and first["properties"]["field"]["enum"] == ["host"]
+    assert any("one per value surely an item: ['web-42']" in n for n in notes)
 
 
 def test_a_number_another_shape_takes_is_no_word_value():

@@ -11,6 +11,7 @@ from jsonschema import Draft202012Validator
 from rag_middleware.domains.registry import DomainRegistry
 from rag_middleware.domains.request_words import Text, spread_to_joined
 from rag_middleware.request.ask import Switches
+from tests.test_named_values import item_shapes
 
 OP = "eq for a plain value; neq for not, except or excluding; gt for more than, slower than, above; lt for under, below"
 NUMBER = {"type": "object", "properties": {
@@ -51,9 +52,8 @@ def domain(tmp_path, questions=QUESTIONS):
 
 def shapes(d, request):
     schema, notes = d.declarative.grammar(d.validator.json_schema(), request, flags=Switches())
-    items = schema["properties"]["filters"]["items"]
     return schema, notes, [(b["properties"]["op"]["enum"], b["properties"]["value"]["enum"])
-                           for b in items.get("anyOf", [items])]
+                           for b in item_shapes(schema["properties"]["filters"])]
 
 
 def test_the_phrases_are_learnt_from_the_glosses_and_judged_on_the_examples(tmp_path):
@@ -70,15 +70,17 @@ def test_the_phrases_are_learnt_from_the_glosses_and_judged_on_the_examples(tmp_
 def test_a_value_after_a_phrase_takes_only_its_label(tmp_path):
     d = domain(tmp_path)
     schema, notes, found = shapes(d, "show the logs of search-api excluding host pay-07 and pay-08 slower than 250 ms")
-    neq = [values for ops, values in found if ops == ["neq"]]
-    assert neq and {"pay-07", "pay-08"} <= set(neq[0])  # "and pay-08" is joined to the decided value
+    neq = {v for ops, values in found if ops == ["neq"] for v in values}
+    assert {"pay-07", "pay-08"} <= neq  # "and pay-08" is joined to the decided value
     assert (["gt"], [250]) in found
     assert any("op: neq for ['pay-07'" in n and "'excluding'" in n for n in notes)
     assert "search-api" in [v for ops, values in found if ops == ["eq", "neq"] for v in values]  # no phrase: open
-    truth = {"filters": [{"field": "service", "op": "eq", "value": "search-api"},
-                         {"field": "host", "op": "neq", "value": "pay-07"},
+    # each decided value is surely an item: the list (at most 3 here) holds them, in the request's order
+    truth = {"filters": [{"field": "host", "op": "neq", "value": "pay-07"},
+                         {"field": "host", "op": "neq", "value": "pay-08"},
                          {"field": "latency", "op": "gt", "value": 250}]}
     assert not list(Draft202012Validator(schema).iter_errors(truth))
+    assert schema["properties"]["filters"]["minItems"] == 3
 
 
 def test_a_phrase_after_the_value_decides_nothing(tmp_path):

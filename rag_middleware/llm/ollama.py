@@ -11,6 +11,7 @@ import httpx
 
 from ..errors import BackendError, RagMiddlewareError, TransportError, UpstreamResponseError, UpstreamUnavailableError
 from .base import Completion, GenerateRequest, StreamChunk
+from .ollama_format import for_ollama
 from .tokens import LazyTokenCounter
 
 __all__ = ["OllamaBackend"]
@@ -64,7 +65,7 @@ class OllamaBackend:
             "stream": stream,
         }
         if request.json_schema is not None:
-            kwargs["format"] = request.json_schema
+            kwargs["format"] = for_ollama(request.json_schema)
             if not stream and self._logprobs:  # Ollama 0.12.11+ and its client 0.6.1+; older servers ignore it
                 kwargs["logprobs"] = True
         keep_alive = request.keep_alive if request.keep_alive is not None else self.keep_alive

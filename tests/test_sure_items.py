@@ -1,0 +1,74 @@
+"""Sure items (domains/sure_items.py): each value surely a list item gets a position of its own, in the
+request's order, holding only it; the list's other items admit no sure value again."""
+
+from __future__ import annotations
+
+import copy
+
+from jsonschema import Draft202012Validator
+
+from rag_middleware.domains.sure_items import add_sure, require_items
+
+WORD = {"type": "object", "properties": {"field": {"enum": ["service", "host"]}, "op": {"enum": ["eq", "neq"]},
+                                         "value": {"enum": ["checkout", "pay-01", "pay-01 and pay-04", "pay-04"]}}}
+NUMBER = {"type": "object", "properties": {"field": {"enum": ["latency"]}, "op": {"enum": ["gt", "lt"]},
+                                           "value": {"enum": [900, 5]}}}
+
+
+def grammar(max_items=4):
+    return {"type": "object", "properties": {"filters": {
+        "type": "array", "maxItems": max_items, "items": {"anyOf": [copy.deepcopy(WORD), copy.deepcopy(NUMBER)]}}}}
+
+
+def item(field, op, value):
+    return {"field": field, "op": op, "value": value}
+
+
+def test_sure_values_take_the_first_positions_in_the_request_order():
+    body = "checkout errors slower than 900 ms excluding host pay-01 and pay-04, top 5"
+    sure = {}
+    add_sure(sure, ("filters", "*", "value"), ["pay-04", "pay-01", "pay-01 and pay-04"])
+    add_sure(sure, ("filters", "*", "value"), [900])
+    schema, notes = grammar(), []
+    require_items(schema, sure, body, notes)
+    filters = schema["properties"]["filters"]
+    assert [p["properties"]["value"]["enum"] for p in filters["prefixItems"]] == [[900], ["pay-01"], ["pay-04"]]
+    assert filters["minItems"] == 3
+    # "pay-01 and pay-04" holds two sure values: no value of its own, and no position
+    rest = filters["items"]["anyOf"]
+    assert [b["properties"]["value"]["enum"] for b in rest] == [["checkout", "pay-01 and pay-04"], [5]]
+    valid = Draft202012Validator(schema)
+    assert valid.is_valid({"filters": [item("latency", "gt", 900), item("host", "neq", "pay-01"),
+                                       item("host", "neq", "pay-04"), item("service", "eq", "checkout")]})
+    assert not valid.is_valid({"filters": [item("latency", "gt", 900), item("host", "neq", "pay-01")]})  # too few
+    assert not valid.is_valid({"filters": [item("latency", "gt", 900), item("host", "neq", "pay-01"),
+                                           item("host", "neq", "pay-04"), item("host", "neq", "pay-01")]})  # twice
+    assert any("first 3 item(s)" in n for n in notes)
+
+
+def test_a_value_no_shape_admits_any_more_gets_no_position():
+    sure = {("filters",): {"value": ["web-9", "checkout"]}}  # web-9: a vote or a settled field took it
+    schema = grammar()
+    require_items(schema, sure, "checkout on web-9", [])
+    assert [p["properties"]["value"]["enum"] for p in schema["properties"]["filters"]["prefixItems"]] == [["checkout"]]
+
+
+def test_when_the_sure_values_fill_the_list_no_other_item_is_admitted():
+    sure = {("filters",): {"value": [900, 5]}}
+    schema = grammar(max_items=2)
+    require_items(schema, sure, "slower than 900 ms, under 5", [])
+    filters = schema["properties"]["filters"]
+    assert len(filters["prefixItems"]) == 2 and filters["minItems"] == 2
+    assert Draft202012Validator(schema).is_valid({"filters": [item("latency", "gt", 900), item("latency", "lt", 5)]})
+
+
+def test_more_sure_values_than_the_list_holds_or_positions_already_leave_the_list_as_it_is():
+    sure = {("filters",): {"value": [900, 5, "checkout"]}}
+    schema = grammar(max_items=2)
+    require_items(schema, sure, "checkout slower than 900 ms, under 5", [])
+    assert "prefixItems" not in schema["properties"]["filters"]
+    clauses = grammar()
+    clauses["properties"]["filters"].update({"prefixItems": [copy.deepcopy(WORD)], "items": False})
+    before = copy.deepcopy(clauses)
+    require_items(clauses, {("filters",): {"value": ["checkout"]}}, "checkout", [])
+    assert clauses == before
