@@ -19,6 +19,7 @@ from . import grounding
 from .floors import lift
 from .infer import found_here
 from .annotations import ground_annotations, iter_sources
+from .implied_labels import imply
 from .value_phrases import phrase_values
 from .narrowing import (annotated, apply_votes, drop_shape, ground_node,
                         narrowed_copy, no_items, nullable, restrict, strip_annotations, types_of)
@@ -227,6 +228,7 @@ class Declarative:
             only_mentioned=False, spent=spent), lambda path, v: path not in self.spec.shape or self.spec.shape[
             path].admits(v, body), notes, named=self.spec.named, body=body)
         phrased = phrase_values(schema, body, self.spec.phrased, notes)
+        imply(schema, self.spec.implied, notes)
         notes += raise_minimum(schema, self.spec.used, request, self.spec)
         for found in (named, phrased, used_values(self.spec.used, request, self.spec)):
             for path, values in found.items():

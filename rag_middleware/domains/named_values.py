@@ -31,6 +31,7 @@ from typing import Any
 from .annotations import annotated_paths, own_objects, own_values
 from .paths import Path
 from .request_words import Text, spread_to_joined, words_of
+from .implied_labels import learn_implied
 from .value_phrases import learn_value_phrases
 from .word_shapes import word_shapes
 
@@ -332,10 +333,12 @@ def _names(counts: dict[str, Counter[str]], seeds: dict[str, str]) -> dict[str, 
 def learn_words(spec: Any, schema: dict[str, Any] | None, pairs: list[tuple[str, Any]], rules: list[str]) -> None:
     """What the examples (``(request body, answer)``) teach a domain's grounded fields, set on ``spec``
     (DeclarativeSpec): their word shapes, the words that name an item's label beside its value, and the
-    phrases before an item's value that decide its other labels (value_phrases.py; ``rules``: domain.yaml's)."""
+    phrases before an item's value that decide its other labels (value_phrases.py; ``rules``: domain.yaml's),
+    and the labels of an item that imply its others (implied_labels.py)."""
     found = annotated_paths(schema) if schema is not None else []
     worded = [a for a in found if "words" in a.sources]
     spec.shape = word_shapes([p for p, g in spec.ground.items() if g.source == "words"], pairs,
                              own_values(worded, [a for _, a in pairs]))
     spec.named = learn_named(worded, pairs)
     spec.phrased = learn_value_phrases(schema, found, pairs, rules, spec.named) if schema is not None else {}
+    spec.implied = learn_implied(found, pairs, spec.phrased)

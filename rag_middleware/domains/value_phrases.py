@@ -32,7 +32,7 @@ from .paths import Path, last_star, schema_nodes
 from .phrases import PhraseRule, gloss_phrases, learn_phrase_rule
 from .request_words import Text, spread_to_joined, words_of
 
-__all__ = ["ValuePhrases", "learn_value_phrases", "phrase_values"]
+__all__ = ["ValuePhrases", "inflections", "learn_value_phrases", "phrase_values"]
 
 _ALTERNATIVE = re.compile(r"\s+or\s+")
 _WORD = re.compile(r"[a-z]+")
@@ -71,15 +71,29 @@ def _spans(text: Text, value: Any) -> list[tuple[int, int]]:
     return [(text.tokens[i][1], text.tokens[j - 1][2]) for i, j in text.spans(str(value))]
 
 
+def inflections(word: str) -> list[str]:
+    """A verb written in the third person ("contains", "mentions", "matches") and its other forms ("contain",
+    "containing", "contained"); nothing for any other word."""
+    if not (len(word) >= 5 and word.isalpha() and word.endswith("s") and not word.endswith(("ss", "us", "is"))):
+        return []
+    base = word[:-2] if word.endswith(("ches", "shes", "xes", "zes", "sses")) else word[:-1]
+    stem = base[:-1] if base.endswith("e") else base
+    return [base, stem + "ing", stem + "ed" if not base.endswith("e") else base + "d"]
+
+
 def _candidates(glosses: dict[str, list[str]], labels: set[str]) -> dict[str, str]:
+    """Phrase -> label: the glosses' phrases, their alternatives one by one, a verb's other forms, and a label
+    that is itself such a verb ("contains": "containing /health")."""
     alternatives = {label: [part for clause in clauses for part in [clause, *_ALTERNATIVE.split(clause)]]
                     for label, clauses in glosses.items()}
     found = gloss_phrases(alternatives, labels)
+    found.update({label: label for label in labels if inflections(label)})
     out: dict[str, str] = {}
     for phrase, label in found.items():
         phrase = re.sub(r"\s+it$", "", phrase)
-        if phrase and out.setdefault(phrase, label) != label:
-            out[phrase] = ""
+        for form in [phrase, *inflections(phrase)]:
+            if form and out.setdefault(form, label) != label:
+                out[form] = ""
     return {p: label for p, label in out.items() if label}
 
 
