@@ -44,7 +44,7 @@ QUIET_SHARE = 0.85  # of them that must write one, and of the examples writing n
 
 
 def named_labels(examples: list[tuple[str, str, Any]], specs: dict[Path, VoteSpec], labels: dict[Path, list[Any]],
-                 *, body: Any = None) -> dict[Path, dict[str, Any]]:
+                 *, body: Any = None, mentions: Any = None) -> dict[Path, dict[str, Any]]:
     """Per field with string labels: of the examples whose question names exactly one of them, how many carry
     that label. A field is ``trusted`` when at least NAMED_MIN do and NAMED_RELIABLE of them are right (a
     channel named "by phone" is the phone channel; a severity "high" in "high street" is not)."""
@@ -57,13 +57,14 @@ def named_labels(examples: list[tuple[str, str, Any]], specs: dict[Path, VoteSpe
         for _, question, answer in examples:
             truth = labels_at(answer, path)
             text = form_values(body(question) if body is not None else question)
-            said = mentioned(found, text)
+            naming = form_values(mentions(body(question) if body is not None else question)) if mentions else text
+            said = mentioned(found, naming)
             if len(truth) == 1 and len(said) == 1:
                 named += 1
                 right += said[0] == truth[0]
             if len(truth) == 1:
                 # a field with declared rules is quiet by them: null where none of its rules fires
-                word = (decide_by_rule(spec, text, {}) is not None) if spec.rules else any_label_word(found, text)
+                word = (decide_by_rule(spec, text, {}) is not None) if spec.rules else any_label_word(found, naming)
                 given += truth[0] != ABSENT
                 worded += truth[0] != ABSENT and word
                 unnamed += not word
@@ -85,7 +86,7 @@ def quiet_names(judged: dict[str, dict[str, Any]]) -> set[Path]:
 
 def reliability(examples: list[tuple[str, str, Any]], vectors: Any, specs: dict[Path, VoteSpec], *,
                 body: Any = None, enums: dict[Path, list[Any]] | None = None,
-                glossed: list[tuple[str, Any]] = (), rules: dict[Path, Any] | None = None
+                glossed: list[tuple[str, Any]] = (), rules: dict[Path, Any] | None = None, mentions: Any = None
                 ) -> dict[str, dict[str, Any]]:
     """How often each field's vote is right, judged on the curated examples themselves: every example is
     voted on by the others (leave-one-out, cue words mined without it). Per field: ``cue_scale``, the weight
@@ -156,7 +157,7 @@ def reliability(examples: list[tuple[str, str, Any]], vectors: Any, specs: dict[
             by_rule, by_neighbours = sum(r for r, _ in both), sum(n for _, n in both)
             out["/" + "/".join(path)].update(gloss_vs_neighbours=[by_rule, by_neighbours, len(both)],
                                              gloss_leads=len(both) >= 3 and by_rule >= by_neighbours + 2)
-    for path, names in named_labels(examples, paths, enums or {}, body=body).items():
+    for path, names in named_labels(examples, paths, enums or {}, body=body, mentions=mentions).items():
         out["/" + "/".join(path)]["names"] = names
     for path, seen in worded.items():
         out["/" + "/".join(path)]["names"] = quiet_presence(seen)

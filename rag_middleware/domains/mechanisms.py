@@ -20,6 +20,7 @@ from .floors import lift
 from .infer import found_here
 from .annotations import ground_annotations, iter_sources
 from .implied_labels import imply
+from .named_values import unnamed
 from .value_phrases import phrase_values
 from .narrowing import (annotated, apply_votes, drop_shape, ground_node,
                         narrowed_copy, no_items, nullable, restrict, strip_annotations, types_of)
@@ -106,6 +107,10 @@ class Declarative:
                     or self.annotated)
 
     # -- context --------------------------------------------------------------------------------------
+
+    def mentions(self, body: str) -> str:
+        """``body`` as the labels it names are read from: the words naming a grounded value's kind blanked."""
+        return unnamed(body, self.spec.named.values()) if self.spec.named else body
 
     def vote_labels(self) -> dict[Path, list[Any]]:
         """Each voted field's string labels, from the schema."""
@@ -227,7 +232,7 @@ class Declarative:
             source, request=request, body=body, context=ctx, units=None, pattern=_pattern(node),
             only_mentioned=False, spent=spent), lambda path, v: path not in self.spec.shape or self.spec.shape[
             path].admits(v, body), notes, named=self.spec.named, body=body)
-        phrased = phrase_values(schema, body, self.spec.phrased, notes)
+        phrased = phrase_values(schema, body, self.spec.phrased, notes, self.spec.numbered)
         imply(schema, self.spec.implied, notes)
         notes += raise_minimum(schema, self.spec.used, request, self.spec)
         for found in (named, phrased, used_values(self.spec.used, request, self.spec)):

@@ -32,10 +32,11 @@ from .annotations import annotated_paths, own_objects, own_values
 from .paths import Path
 from .request_words import Text, spread_to_joined, words_of
 from .implied_labels import learn_implied
+from .number_labels import learn_number_labels
 from .value_phrases import learn_value_phrases
 from .word_shapes import word_shapes
 
-__all__ = ["NAMED_SHARE", "NamedBank", "evidenced", "learn_named", "learn_words"]
+__all__ = ["NAMED_SHARE", "NamedBank", "evidenced", "learn_named", "learn_words", "unnamed"]
 
 NAMED_SHARE = 0.75  # of the mentions beside a word, the share that must be of one label
 NAMED_MIN = 2  # mentions of that label beside the word
@@ -110,6 +111,22 @@ class NamedBank:
         text = self._text if self._text is not None and self._text.body == body else Text(body)
         return [v for v in named if " " not in v and evidenced(v, body) and any(
             start > 0 and "L:" + text.low[start - 1] in self.names for start, _ in text.spans(v))]
+
+    def naming_spans(self, body: str) -> list[tuple[int, int]]:
+        """Where ``body`` writes a naming word right beside a token written like an identifier that it names
+        ("host pg-primary-1", "the fraud-scorer service"): the word says which kind of value that is, and asks
+        for nothing else (no "per host")."""
+        text = Text(body)
+        out = []
+        for i, (token, _, _) in enumerate(text.tokens):
+            if _IDENTIFIER.search(token) is None:
+                continue
+            # a number before a word counts what the word names ("top 3 hosts"); after it, it is its value
+            sides = ((i - 1, "L:"),) if token.isdigit() else ((i - 1, "L:"), (i + 1, "R:"))
+            for j, side in sides:
+                if 0 <= j < len(text.tokens) and side + text.low[j] in self.names:
+                    out.append(text.tokens[j][1:])
+        return out
 
     def split(self, union: list[Any], holder: dict[str, Any], body: str) -> tuple[list[str], int, bool]:
         """Replace ``holder`` (a grounded item shape in ``union``, its value node an enum of the request's words)
@@ -200,6 +217,15 @@ def _spans_other(words: tuple[str, ...], others: list[tuple[str, ...]], naming: 
 _IDENTIFIER = re.compile(r"[\d_./@:-]|[a-z][A-Z]")  # "web-03", "u_48213", "eu-west-1", "NullPointerException"
 _QUOTES = "\"'“”‘’`"
 QUOTED = "<quoted>"  # the form of a value quoted in the request ("contains 'card declined'")
+
+
+def unnamed(body: str, banks: Any) -> str:
+    """``body`` with the naming words beside its identifiers blanked (NamedBank.naming_spans), for reading which
+    label the request itself names for another field: "max duration on host pg-1" names no group_by host."""
+    spans = sorted({span for bank in banks for span in bank.naming_spans(body)})
+    for start, end in reversed(spans):
+        body = body[:start] + " " * (end - start) + body[end:]
+    return body
 
 
 def quoted(value: str, body: str) -> bool:
@@ -341,4 +367,5 @@ def learn_words(spec: Any, schema: dict[str, Any] | None, pairs: list[tuple[str,
                              own_values(worded, [a for _, a in pairs]))
     spec.named = learn_named(worded, pairs)
     spec.phrased = learn_value_phrases(schema, found, pairs, rules, spec.named) if schema is not None else {}
+    spec.numbered = learn_number_labels(found, pairs, spec.phrased)
     spec.implied = learn_implied(found, pairs, spec.phrased)

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 from . import grounding
 
-__all__ = ["PhraseRule", "bound_phrases", "gloss_phrases", "learn_phrase_rule"]
+__all__ = ["BOUND_WORDS", "PhraseRule", "bound_phrases", "gloss_phrases", "learn_phrase_rule"]
 
 PHRASE_RELIABLE = 0.9
 PHRASE_MIN = 3
@@ -49,6 +49,12 @@ _BOUNDS = {
                "and under", "and below", "and less", "max", "maximum", "at most", "at the most"),
               ()),
 }
+
+
+# every word of the core bound phrases ("greater", "than", "least"): words that may stand between a number and
+# the word that says what it counts (number_labels.py)
+BOUND_WORDS = frozenset(w for kinds in _BOUNDS.values() for phrases in kinds for p in phrases
+                        for w in re.findall(r"[a-z]+", p))
 
 
 def _tokens(text: str) -> list[str]:

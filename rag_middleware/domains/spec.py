@@ -221,6 +221,7 @@ class DeclarativeSpec(BaseModel):
     named: dict[Path, Any] = Field(default_factory=dict)  # words naming a value's label (named_values.py)
     phrased: dict[Path, Any] = Field(default_factory=dict)  # phrases deciding an item's label (value_phrases.py)
     implied: dict[Path, Any] = Field(default_factory=dict)  # an item's label the other implies (implied_labels.py)
+    numbered: dict[Path, Any] = Field(default_factory=dict)  # label words beside an item's number (number_labels.py)
     used: list[Any] = Field(default_factory=list)  # list item values the examples always use (used_values.py)
     # grounded fields the examples set whenever the request holds a candidate: (such examples, of them set)
     found: dict[Path, tuple[int, int]] = Field(default_factory=dict)

@@ -145,14 +145,17 @@ def learn_value_phrases(schema: dict[str, Any], found: list[Annotated], pairs: l
 
 
 def phrase_values(schema: dict[str, Any], body: str, phrased: dict[Path, list[ValuePhrases]],
-                  notes: list[str]) -> dict[Path, list[Any]]:
+                  notes: list[str], numbered: dict[Path, Any] | None = None) -> dict[Path, list[Any]]:
     """Split each grounded item shape of ``schema`` (in place) by the labels reliable phrases decide for its
-    values in ``body``. Returns, per value path, the values a phrase decided (each surely an item)."""
+    values in ``body``, and by the labels the label words beside its numbers decide (``numbered``:
+    number_labels.NumberLabels). Returns, per value path, the values so decided (each surely an item)."""
     text = Text(body)
     decided: dict[Path, list[Any]] = {}
-    for path, rules in phrased.items():
+    for path in dict.fromkeys([*phrased, *(numbered or {})]):
         said: set[str] = set()
-        for vp in (r for r in rules if r.rule.reliable):
+        deciders = [r for r in phrased.get(path, []) if r.rule.reliable]
+        deciders += [(numbered or {})[path]] if path in (numbered or {}) else []
+        for vp in deciders:
             for node in schema_nodes(schema, path[:last_star(path) + 1]):
                 union = node.get("anyOf") if isinstance(node.get("anyOf"), list) else None
                 for branch in list(union if union is not None else [node]):
@@ -173,7 +176,7 @@ def _unsay(schema: dict[str, Any], path: Path, words: set[str], notes: list[str]
                 node["enum"] = kept
 
 
-def _split(vp: ValuePhrases, branch: Any, union: list[Any] | None, body: str, text: Text, notes: list[str],
+def _split(vp: Any, branch: Any, union: list[Any] | None, body: str, text: Text, notes: list[str],
            path: Path, sure: list[Any]) -> set[str]:
     """Split ``branch`` by the labels decided for its values (added to ``sure``); the phrases that decided
     them."""
@@ -206,7 +209,7 @@ def _split(vp: ValuePhrases, branch: Any, union: list[Any] | None, body: str, te
         copied["properties"][vp.value] = {**props[vp.value], "enum": vs}
         copies.append(copied)
         notes.append(f"/{'/'.join(path[:-1])}/{vp.key}: {label} for {vs[:6]} (the request writes "
-                     f"{said[label]!r} before it)")
+                     f"{said[label]!r} beside it)")
     if union is None:
         branch["properties"][vp.key] = copies[0]["properties"][vp.key]
         return set(said.values())

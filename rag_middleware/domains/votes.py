@@ -236,7 +236,7 @@ def field_votes(neighbours: list[Neighbour], specs: dict[Path, VoteSpec], *,
                 protos: dict[Path, tuple[float, dict[str, float]]] | None = None,
                 glossed: dict[Path, Any] | None = None, numbers: dict[Path, Any] | None = None,
                 leading: set[Path] | frozenset[Path] = frozenset(),
-                quiet: set[Path] | frozenset[Path] = frozenset()) -> list[dict[str, Any]]:
+                quiet: set[Path] | frozenset[Path] = frozenset(), mentions: str | None = None) -> list[dict[str, Any]]:
     """One vote record per (non per-clause) voted path. A declared rule that matches the request decides
     outright; so does the one label the request names, for the fields in ``named`` (path: its labels; those
     whose named labels proved right on the examples). Otherwise neighbours vote by similarity, and the
@@ -249,13 +249,16 @@ def field_votes(neighbours: list[Neighbour], specs: dict[Path, VoteSpec], *,
     with no number range among them, also overrule a neighbours' vote for another label. ``numbers``: the
     request's likeliest value of each numeric field a gloss rule's ranges are about. ``quiet``: fields of
     ``named`` that are null where the request writes no word of any label (judgement.named_labels), and optional
-    objects that are null where it writes no cue word of their being set (judgement.quiet_presence)."""
+    objects that are null where it writes no cue word of their being set (judgement.quiet_presence).
+    ``mentions``: the request as the labels it names are read from (default ``question``; the assembly blanks
+    the words that name a value's kind: named_values.unnamed)."""
     out: list[dict[str, Any]] = []
     terms = _terms(question) if cues or glossed else set()
     shape = form_terms(question) if cues else set()  # cue words also go with a message's form
     asserted = asserted_terms(question) if glossed else set()  # label gloss words count where not denied
     asserted |= {FIELD_LINES} if glossed and field_lines(question) else set()
     ranked = sorted(neighbours, key=lambda n: -n.similarity)
+    naming = form_values(mentions if mentions is not None else question)
     for path, spec in specs.items():
         if spec.per_clause:
             continue
@@ -266,7 +269,7 @@ def field_votes(neighbours: list[Neighbour], specs: dict[Path, VoteSpec], *,
                         "confident": True, "rule": ruled[0]})
             continue
         # a form's labels name no answer ("Let or buy: let" is no purchase): its values only
-        said = mentioned(named[path], form_values(question)) if named and path in named and not spec.presence else []
+        said = mentioned(named[path], naming) if named and path in named and not spec.presence else []
         if len(said) == 1:
             out.append({"path": shown, "allowed": said, "scores": {said[0]: 1.0}, "voters": [], "confident": True,
                         "mention": said[0]})
@@ -275,7 +278,7 @@ def field_votes(neighbours: list[Neighbour], specs: dict[Path, VoteSpec], *,
             out.append({"path": shown, "allowed": [None], "scores": {"null": 1.0}, "voters": [], "confident": True,
                         "decided": True, "reason": "no rule fired: the examples no rule decides are null"})
             continue
-        if named and path in named and path in quiet and not any_label_word(named[path], form_values(question)):
+        if named and path in named and path in quiet and not any_label_word(named[path], naming):
             out.append({"path": shown, "allowed": [None], "scores": {"null": 1.0}, "voters": [], "confident": True,
                         "decided": True, "reason": "no label named: the examples that name none are null"})
             continue

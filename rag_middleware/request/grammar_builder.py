@@ -157,7 +157,8 @@ class GrammarBuilder:
                                 numbers=range_values(domain, body) if switches.decide else None,
                                 leading={path for path in domain.gloss_rules
                                          if (reliability.get("/" + "/".join(path)) or {}).get("gloss_leads")},
-                                quiet=quiet_names(reliability) if switches.decide else frozenset())
+                                quiet=quiet_names(reliability) if switches.decide else frozenset(),
+                                mentions=domain.declarative.mentions(body))
             votes = gate(votes, reliability)
         if switches.vote and switches.ground and (domain.anchors or domain.slots is not None):
             # they choose among grounded values; reviewed neighbours' questions teach them too

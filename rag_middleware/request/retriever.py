@@ -132,7 +132,8 @@ class Retriever:
         context = domain.declarative.spec.context
         return reliability([(e.id, e.question, e.answer) for e in domain.teaching], vectors,
                            domain.declarative.spec.vote, body=lambda q: request_body(q, context),
-                           enums=domain.declarative.vote_labels(), glossed=domain.glossed, rules=domain.gloss_rules)
+                           enums=domain.declarative.vote_labels(), glossed=domain.glossed, rules=domain.gloss_rules,
+                           mentions=domain.declarative.mentions)
 
     def vote_prototypes(self, domain: Domain) -> Prototypes:
         """The voted fields' label prototypes from the curated examples (domains/prototypes.py)."""
