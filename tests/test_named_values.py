@@ -229,3 +229,15 @@ def test_a_number_a_word_names_is_no_other_shapes_number():
     union = [number, holder]
     bank.split(union, holder, "errors from user 5519023")
     assert [b["properties"]["field"]["enum"] for b in union] == [["user"]]
+
+
+def test_a_word_naming_an_identifiers_kind_names_no_label_for_another_field():
+    from rag_middleware.domains.named_values import unnamed
+    from rag_middleware.domains.votes import mentioned
+    bank = NamedBank("field", "value", {"L:host": "host", "R:service": "service", "L:user": "user_id"})
+    body = "max duration on db host pg-primary-1 for the fraud-scorer service, per region, top 3 hosts, user 5519"
+    text = unnamed(body, [bank])
+    assert "pg-primary-1" in text and "fraud-scorer" in text and "host pg" not in text and "scorer service" not in text
+    assert "user 5519" not in text  # a number after its naming word is its value
+    assert mentioned(["host", "service", "region"], text) == ["host", "region"]  # "3 hosts" counts hosts: it asks
+    assert unnamed("errors per host", [bank]) == "errors per host"  # no identifier: the word asks for its label

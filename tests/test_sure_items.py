@@ -72,3 +72,23 @@ def test_more_sure_values_than_the_list_holds_or_positions_already_leave_the_lis
     before = copy.deepcopy(clauses)
     require_items(clauses, {("filters",): {"value": ["checkout"]}}, "checkout", [])
     assert clauses == before
+
+
+def test_an_answer_is_put_back_in_the_order_the_request_writes_its_values():
+    from rag_middleware.domains.annotations import annotated_paths
+    from rag_middleware.domains.sure_items import in_request_order, learn_order
+    schema = {"type": "object", "properties": {"filters": {"type": "array", "items": {"anyOf": [
+        {"type": "object", "properties": {"field": {"enum": ["host", "service"]},
+                                          "value": {"type": "string", "x-ground": "words"}}}]}}}}
+    found = annotated_paths(schema)
+    pairs = [(f"errors of {a} on host {b}", {"filters": [{"field": "service", "value": a},
+                                                         {"field": "host", "value": b}]})
+             for a, b in (("checkout", "web-1"), ("billing", "db-2"), ("search", "es-3"))]
+    assert learn_order(found, pairs) == {("filters",): "value"}
+    answer, repairs = {"filters": [{"field": "host", "value": "pay-9"}, {"field": "service", "value": "ledger"},
+                                   {"field": "service", "value": "unwritten"}]}, []
+    in_request_order(answer, {("filters",): "value"}, "errors of ledger on host pay-9", repairs)
+    assert [i["value"] for i in answer["filters"]] == ["ledger", "pay-9", "unwritten"]
+    assert repairs == ["/filters: items put in the order the request writes their values"]
+    flipped = [(q, {"filters": a["filters"][::-1]}) for q, a in pairs]
+    assert learn_order(found, flipped) == {}  # examples that keep another order teach none

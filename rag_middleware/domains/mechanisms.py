@@ -29,7 +29,7 @@ from .paths import (MISSING, Path, inline_refs, parent_objects, schema_nodes, sc
 from .satisfiable import guarded
 from .spec import BUILTIN_SOURCES, DeclarativeSpec
 from .spent import numeric_annotations, spend_anchored, spend_settled
-from .sure_items import SureValues, add_sure, require_items
+from .sure_items import SureValues, add_sure, in_request_order, require_items
 from .used_values import raise_minimum, used_values
 
 __all__ = ["Declarative", "Flags", "show_path"]
@@ -279,6 +279,8 @@ class Declarative:
                 self._snap(value, request, repairs, ground=flags.ground)
             if h.drop_repeats and flags.ground:
                 self._one_use(value, repairs)
+        if flags.ground and self.spec.ordered:  # sure items come first in the grammar: back in the request's order
+            in_request_order(value, self.spec.ordered, grounding.request_body(request, self.spec.context), repairs)
         if flags.vote:
             self._ruled(value, request, repairs)
         if flags.derive:

@@ -31,6 +31,7 @@ from typing import Any
 from .annotations import annotated_paths, own_objects, own_values
 from .paths import Path
 from .request_words import Text, spread_to_joined, words_of
+from .sure_items import learn_order
 from .implied_labels import learn_implied
 from .number_labels import learn_number_labels
 from .value_phrases import learn_value_phrases
@@ -360,7 +361,8 @@ def learn_words(spec: Any, schema: dict[str, Any] | None, pairs: list[tuple[str,
     """What the examples (``(request body, answer)``) teach a domain's grounded fields, set on ``spec``
     (DeclarativeSpec): their word shapes, the words that name an item's label beside its value, and the
     phrases before an item's value that decide its other labels (value_phrases.py; ``rules``: domain.yaml's),
-    and the labels of an item that imply its others (implied_labels.py)."""
+    the labels of an item that imply its others (implied_labels.py), the label words beside its numbers
+    (number_labels.py), and whether its lists keep the question's order (sure_items.learn_order)."""
     found = annotated_paths(schema) if schema is not None else []
     worded = [a for a in found if "words" in a.sources]
     spec.shape = word_shapes([p for p, g in spec.ground.items() if g.source == "words"], pairs,
@@ -369,3 +371,4 @@ def learn_words(spec: Any, schema: dict[str, Any] | None, pairs: list[tuple[str,
     spec.phrased = learn_value_phrases(schema, found, pairs, rules, spec.named) if schema is not None else {}
     spec.numbered = learn_number_labels(found, pairs, spec.phrased)
     spec.implied = learn_implied(found, pairs, spec.phrased)
+    spec.ordered = learn_order(found, pairs)

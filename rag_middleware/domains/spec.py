@@ -222,6 +222,7 @@ class DeclarativeSpec(BaseModel):
     phrased: dict[Path, Any] = Field(default_factory=dict)  # phrases deciding an item's label (value_phrases.py)
     implied: dict[Path, Any] = Field(default_factory=dict)  # an item's label the other implies (implied_labels.py)
     numbered: dict[Path, Any] = Field(default_factory=dict)  # label words beside an item's number (number_labels.py)
+    ordered: dict[Path, str] = Field(default_factory=dict)  # lists kept in the question's order (sure_items.py)
     used: list[Any] = Field(default_factory=list)  # list item values the examples always use (used_values.py)
     # grounded fields the examples set whenever the request holds a candidate: (such examples, of them set)
     found: dict[Path, tuple[int, int]] = Field(default_factory=dict)

@@ -13,6 +13,11 @@ and stops, or one value twice. So each sure value gets a position of its own: th
 hold one item per sure value, in the request's order, each the value's own item shape(s) with only that value;
 the list's other items (``items``) admit every other value as before, and no sure one again. Labels the
 grammar has not decided for the value (a number's field, a word's operator) stay the model's choice.
+
+The sure items come first, so an answer may hold its items in another order than the request writes their
+values. Where the examples keep that order as their convention (ORDER_MIN examples with two or more such
+items, ORDER_SHARE of them in order: ``learn_order``), the answer's items are put back in it after generation
+(``in_request_order``, a repair like the others).
 """
 
 from __future__ import annotations
@@ -21,10 +26,13 @@ import copy
 from typing import Any
 
 from . import grounding
-from .paths import Path, schema_nodes
+from .paths import Path, last_star, schema_nodes, show_path, values_at
 from .request_words import words_of
 
-__all__ = ["SureValues", "add_sure", "require_items"]
+__all__ = ["ORDER_MIN", "ORDER_SHARE", "SureValues", "add_sure", "in_request_order", "learn_order", "require_items"]
+
+ORDER_MIN = 3  # examples with two or more items whose values the question writes
+ORDER_SHARE = 0.75  # of them, those whose items follow the question's order: the convention most keep
 
 # per list path, per item key: the values surely items, in no order
 SureValues = dict[Path, dict[str, list[Any]]]
@@ -107,3 +115,44 @@ def require_items(schema: dict[str, Any], sure: SureValues, body: str, notes: li
                 array["minItems"] = len(prefix)
             notes.append(f"/{'/'.join(path)}: first {len(prefix)} item(s), one per value surely an item: "
                          f"{[v for v, _ in placed][:6]}")
+
+
+def _order(items: list[Any], key: str, body: str) -> list[int]:
+    return [_first_at(body, item.get(key)) if isinstance(item, dict) else len(body) for item in items]
+
+
+def learn_order(found: list[Any], pairs: list[tuple[str, Any]]) -> dict[Path, str]:
+    """Per list of grounded union items (``found``: annotations.Annotated), its value key, where the examples
+    (``pairs``: request body, answer) keep the items in the order the question writes their values."""
+    out: dict[Path, str] = {}
+    for item in found:
+        if item.holder is None or "*" not in item.path or len(item.path) != last_star(item.path) + 2:
+            continue
+        path, key = item.path[:last_star(item.path)], item.path[-1]
+        seen = kept = 0
+        for body, answer in pairs:
+            lists = _lists(answer, path)
+            for items in lists:
+                at = [p for p in _order(items, key, body) if p < len(body)]
+                if len(at) >= 2:
+                    seen += 1
+                    kept += at == sorted(at)
+        if seen >= ORDER_MIN and kept >= ORDER_SHARE * seen:
+            out[path] = key
+    return out
+
+
+def _lists(value: Any, path: Path) -> list[list[Any]]:
+    return [v for v in values_at(value, path) if isinstance(v, list)]
+
+
+def in_request_order(value: Any, ordered: dict[Path, str], body: str, repairs: list[str]) -> None:
+    """Put the items of each ordered list of ``value`` (in place) in the order the request writes their values;
+    items whose value it does not write keep their order, after them."""
+    for path, key in ordered.items():
+        for items in _lists(value, path):
+            at = _order(items, key, body)
+            order = sorted(range(len(items)), key=lambda i: at[i])
+            if order != list(range(len(items))):
+                items[:] = [items[i] for i in order]
+                repairs.append(f"{show_path(path)}: items put in the order the request writes their values")
