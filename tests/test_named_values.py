@@ -241,3 +241,11 @@ def test_a_word_naming_an_identifiers_kind_names_no_label_for_another_field():
     assert "user 5519" not in text  # a number after its naming word is its value
     assert mentioned(["host", "service", "region"], text) == ["host", "region"]  # "3 hosts" counts hosts: it asks
     assert unnamed("errors per host", [bank]) == "errors per host"  # no identifier: the word asks for its label
+
+
+def test_a_value_before_a_naming_word_the_examples_taught_is_surely_an_item():
+    counts = {"R:service": {"service": 2, "none": 3}, "R:messages": {"none": 1}}
+    bank = NamedBank("field", "value", {"R:service": "service", "R:messages": "message", "L:host": "host"},
+                     counts=counts)
+    body = "info-level messages from the fraud-scorer service on host pay-01"
+    assert bank.sure(body, ["info-level", "fraud-scorer", "pay-01"]) == ["fraud-scorer", "pay-01"]

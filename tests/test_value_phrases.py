@@ -116,3 +116,16 @@ def test_the_words_of_a_deciding_phrase_are_no_value(tmp_path):
     values = [v for _, vs in found for v in vs]
     assert "except" not in values  # the phrase's own word is no value
     assert any("left out: the words of a phrase" in n for n in notes)
+
+
+def test_a_decided_value_with_its_phrase_is_no_value_and_a_shape_left_empty_goes(tmp_path):
+    schema, notes, found = shapes(domain(tmp_path), "show the errors excluding search-api")
+    values = [v for _, vs in found for v in vs]
+    assert "search-api" in values and "excluding search-api" not in values and "excluding" not in values
+
+
+def test_a_number_written_with_thousands_separators_is_one_word():
+    from rag_middleware.domains.grounding import words_in
+    words = words_in("queries slower than 5,000 ms, then 12, 345 rows")
+    assert "5000" in words and "000" not in words
+    assert "12" in words and "345" in words  # a comma and a space: two numbers

@@ -352,6 +352,9 @@ _TOKEN = re.compile(r"[^\W_][\w.@:/-]*[^\W_]|[^\W_]")  # letters and digits of a
 _SENTENCE_START = re.compile(r"(?:^|[.!?]\s+|\n)$")
 
 
+_THOUSANDS = re.compile(r"(?<=\d),(?=\d{3}(?!\d))")
+
+
 def words_in(text: str, *, max_words: int = 3) -> list[str]:
     """Words and phrases the text writes: quoted phrases, capitalised runs ('New York', not a capital that
     only starts a sentence), every token (identifiers such as 'svc-12' or 'api.example.com' whole), runs of
@@ -361,7 +364,7 @@ def words_in(text: str, *, max_words: int = 3) -> list[str]:
         phrase = match.group(0).strip(" -")
         if " " in phrase or not _SENTENCE_START.search(text[: match.start()]):
             found.append(phrase)
-    for clause in re.split(r"[,;!?()\n]+|[.:](?=\s|$)", text):
+    for clause in re.split(r"[,;!?()\n]+|[.:](?=\s|$)", _THOUSANDS.sub("", text)):  # "5,000" is one word
         tokens = [m.group(0) for m in _TOKEN.finditer(clause)]
         found += tokens
         for size in range(2, max_words + 1):  # a run that starts or ends on a stop word is no value ("host on the")

@@ -106,12 +106,19 @@ class NamedBank:
 
     def sure(self, body: str, values: list[Any]) -> list[str]:
         """The values surely items: one token written like an identifier (or quoted) right after a word that
-        names its label ("host pay-01", "region eu-central-1", "user 55102"). On log_query's examples, dev
-        and fresh rows (90), every such value was an item's."""
+        names its label ("host pay-01", "region eu-central-1", "user 55102"), or right before one the examples
+        taught ("the fraud-scorer service"). On log_query's dev, fresh, fresh2 and fresh3 rows (120), every such
+        value was an item's."""
         named = self.labelled(body, values)
         text = self._text if self._text is not None and self._text.body == body else Text(body)
         return [v for v in named if " " not in v and evidenced(v, body) and any(
-            start > 0 and "L:" + text.low[start - 1] in self.names for start, _ in text.spans(v))]
+            (start > 0 and "L:" + text.low[start - 1] in self.names)
+            or (end < len(text.low) and self._taught("R:" + text.low[end])) for start, end in text.spans(v))]
+
+    def _taught(self, word: str) -> bool:
+        """A naming word after its value that the examples wrote so (NAMED_MIN times; "the billing service"),
+        not only a label's own name: "info-level messages" are no message."""
+        return word in self.names and self.counts.get(word, {}).get(self.names[word], 0) >= NAMED_MIN
 
     def naming_spans(self, body: str) -> list[tuple[int, int]]:
         """Where ``body`` writes a naming word right beside a token written like an identifier that it names

@@ -160,20 +160,39 @@ def phrase_values(schema: dict[str, Any], body: str, phrased: dict[Path, list[Va
                 union = node.get("anyOf") if isinstance(node.get("anyOf"), list) else None
                 for branch in list(union if union is not None else [node]):
                     said |= _split(vp, branch, union, body, text, notes, path, decided.setdefault(path, []))
-        if said:  # the words of a phrase that decided ("other than") are no value ("other")
-            _unsay(schema, path, {w for phrase in said for w in phrase.split()}, notes)
+        if said:  # the words of a phrase that decided ("other than") are no value ("other"), nor with its value
+            _unsay(schema, path, {w for phrase in said for w in phrase.split()}, decided.get(path, []), notes)
     return {path: values for path, values in decided.items() if values}
 
 
-def _unsay(schema: dict[str, Any], path: Path, words: set[str], notes: list[str]) -> None:
-    for node in schema_nodes(schema, path):
-        enum = node.get("enum")
-        if isinstance(enum, list) and any(isinstance(v, str) for v in enum):
-            kept = [v for v in enum if not (isinstance(v, str) and set(words_of(v)) <= words)]
-            if kept and len(kept) < len(enum):
-                notes.append(f"/{'/'.join(path)}: {[v for v in enum if v not in kept][:6]} left out: the words of "
-                             "a phrase that decided an item's label")
+def _unsay(schema: dict[str, Any], path: Path, words: set[str], decided: list[Any], notes: list[str]) -> None:
+    """Leave out of ``schema``'s values at ``path`` those of a deciding phrase's ``words`` only, and those that
+    are a ``decided`` value with such words ("except eu-central-1")."""
+    own = {words_of(str(v)) for v in decided}
+
+    def phrased(value: Any) -> bool:
+        if not isinstance(value, str):
+            return False
+        tokens = words_of(value)
+        return set(tokens) <= words or (len(tokens) > 1 and tuple(t for t in tokens if t not in words) in own
+                                        and tokens not in own)
+
+    for items in schema_nodes(schema, path[:last_star(path) + 1]):
+        union = items.get("anyOf") if isinstance(items.get("anyOf"), list) else [items]
+        for branch in list(union):
+            node = ((branch.get("properties") or {}).get(path[-1]) if isinstance(branch, dict) else None) or {}
+            enum = node.get("enum")
+            if not (isinstance(enum, list) and any(isinstance(v, str) for v in enum)):
+                continue
+            kept = [v for v in enum if not phrased(v)]
+            if len(kept) == len(enum) or not (kept or len(union) > 1):
+                continue
+            notes.append(f"/{'/'.join(path)}: {[v for v in enum if v not in kept][:6]} left out: the words of "
+                         "a phrase that decided an item's label")
+            if kept:
                 node["enum"] = kept
+            else:  # nothing else in that shape: the shape goes
+                union.remove(branch)
 
 
 def _split(vp: Any, branch: Any, union: list[Any] | None, body: str, text: Text, notes: list[str],
