@@ -109,6 +109,26 @@ def test_a_presence_vote_takes_the_glosses_of_the_labels_inside_its_object():
     assert rules[("sort", "by")].decide({"cheapest", "flats"}) == ("price", ["cheapest"])
 
 
+def test_a_presence_vote_reads_only_what_is_always_there_and_no_property_name():
+    from rag_middleware.domains.glosses import always_set
+    stat = {"type": "object", "required": ["func", "field"], "properties": {
+        "func": {"enum": ["count", "max"], "description": "count for how many; max for the maximum"},
+        "field": {"enum": ["duration", "size", None], "description": "duration for how long a job took; size "
+                  "for the payload size; null for count"}}}
+    schema = {"type": "object", "properties": {"stat": {"anyOf": [stat, {"type": "null"}]},
+                                               "limit": {"type": ["integer", "null"]}}}
+    assert always_set(schema, ("stat",), ("stat", "func")) and not always_set(schema, ("stat",), ("stat", "field"))
+    specs = {("stat",): VoteSpec(presence=True), ("stat", "func"): VoteSpec(), ("stat", "field"): VoteSpec()}
+    labels = {("stat", "func"): ["count", "max"], ("stat", "field"): ["duration", "size"], ("stat",): []}
+    rules = ["max N results is a limit, not a max"]
+    examples = ([(f"how many jobs failed {i}", {"stat": {"func": "count", "field": None}}) for i in range(3)]
+                + [(f"the maximum time a job took {i}", {"stat": {"func": "max", "field": "duration"}})
+                   for i in range(2)] + [(f"jobs that took long {i}", {"stat": None}) for i in range(4)])
+    terms = gloss_rules(schema, specs, labels, rules, examples)[("stat",)].terms
+    assert "how many" in terms and "maximum" in terms
+    assert not {"took", "payload", "limit", "null"} & set(terms)  # what is measured, another field, a literal
+
+
 def test_a_reliable_rule_decides_the_vote_after_named_labels_and_is_not_gated():
     rule = GlossRule(("channel",), {"calling": "phone"}, "email", decided=5, right=5)
     voters = [Neighbour(str(i), 0.9, _channel("chat"), 1.0) for i in range(5)]

@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any
 
-from .paths import Path, schema_nodes, schema_words, values_at
+from .paths import Path, parent_objects, schema_nodes, schema_words, values_at
 from .ranges import NumberRange, Source, number_fields, range_glosses, unit_values
 from .votes import FIELD_LINES, PRESENT, _terms, asserted_terms, field_lines, label_forms, labels_at
 
@@ -228,9 +228,13 @@ def gloss_rules(schema: dict[str, Any] | None, specs: dict[Path, Any], labels: d
     fields = number_fields(schema)
     fields_named = {n for n in schema_words(schema, labels=False) if "_" in n}
     forms = [field_lines(q) for q, _ in examples]
+    property_words = {w for n in schema_words(schema, labels=False) for w in re.split(r"[\W_]+", n.lower()) if w}
     for path in plain:
         presence = bool(specs[path].presence)
-        inner = [p for p in plain if len(p) > len(path) and p[: len(path)] == path] if presence else [path]
+        inner = [p for p in plain if len(p) > len(path) and p[: len(path)] == path and always_set(schema, path, p)
+                 ] if presence else [path]
+        # a presence vote's gloss words name no property ("a limit, not an aggregate"; "count has field null")
+        unnamed = (property_words | _LITERALS) - set(path) if presence else set()
         names = {form for p in inner for label in labels.get(p, []) if isinstance(label, str)
                  for form in label_forms(label)}
         parts = {w for name in names for w in re.split(r"[\s_-]+", name)} if presence else names
@@ -239,7 +243,8 @@ def gloss_rules(schema: dict[str, Any] | None, specs: dict[Path, Any], labels: d
         pairs = [(term, PRESENT if presence else label) for p in inner
                  for label, clauses in found.get(p, {}).items() for clause in clauses
                  for term in singulars(_terms(affirmed(clause, fields_named)))
-                 if (term in names and not presence) or not (parts & {term, *term.split()})]
+                 if ((term in names and not presence) or not (parts & {term, *term.split()}))
+                 and not unnamed & set(term.split())]
         candidates = _one_label(pairs)
         if not presence:  # a label's own name glosses it, though another label's clause uses it ("row house")
             glossing = {term for term, _ in pairs}
@@ -266,6 +271,25 @@ def gloss_rules(schema: dict[str, Any] | None, specs: dict[Path, Any], labels: d
         out[path] = replace(rule, ranges=tuple(r for r in ranges if r[0] in rule.terms),
                             shaped=rule.shaped or _shaped(rule, examples, truths))
     return out
+
+
+_LITERALS = frozenset({"null", "true", "false"})
+
+
+def always_set(schema: dict[str, Any] | None, path: Path, inner: Path) -> bool:
+    """Whether ``inner`` (below ``path``) is required and never null wherever the object at ``path`` is set: a
+    statistic's ``func``, not its ``field`` or ``group_by`` (what it measures, or groups by, is there only with
+    some). Only such a field's glosses say that the object is asked for ("how many"), where "took" or "payload
+    size" also describe a plain list of log lines."""
+    from .narrowing import nullable
+
+    for i in range(len(path), len(inner)):
+        parents = parent_objects(schema or {}, inner[: i + 1])
+        # an object that lists no required keys at all says nothing of them: its nullable ones are the optional
+        if not parents or any((isinstance(p.get("required"), list) and inner[i] not in p["required"])
+                              or nullable(p["properties"][inner[i]]) for p in parents):
+            return False
+    return True
 
 
 def declared_default(clauses: dict[str, list[str]]) -> str | None:

@@ -4,7 +4,7 @@ Some grounded values of a list's items are surely items of their own:
 
 - a value a word names as one label, written like an identifier ("host pay-01": named_values.NamedBank.sure);
 - a value whose other label a reliable phrase decides ("excluding /v1/webhooks", "above 800 ms":
-  value_phrases.py);
+  value_phrases.py), or a label word beside it ("800 ms": number_labels.py);
 - a value the examples always give an item when the request writes one (a path matching the field's
   ``pattern``: used_values.py).
 
@@ -129,6 +129,8 @@ def learn_order(found: list[Any], pairs: list[tuple[str, Any]]) -> dict[Path, st
         if item.holder is None or "*" not in item.path or len(item.path) != last_star(item.path) + 2:
             continue
         path, key = item.path[:last_star(item.path)], item.path[-1]
+        if path in out:  # another shape of the same list: the same answer
+            continue
         seen = kept = 0
         for body, answer in pairs:
             lists = _lists(answer, path)
