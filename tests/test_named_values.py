@@ -249,3 +249,15 @@ def test_a_value_before_a_naming_word_the_examples_taught_is_surely_an_item():
                      counts=counts)
     body = "info-level messages from the fraud-scorer service on host pay-01"
     assert bank.sure(body, ["info-level", "fraud-scorer", "pay-01"]) == ["fraud-scorer", "pay-01"]
+
+
+def test_a_phrase_around_an_identifier_is_no_value_and_an_identifier_keeps_its_case():
+    from rag_middleware.domains.grounding import words_in
+    words = words_in('pull logs for customer cus_7Q2kd9 mentioning "S3 PutObject" from Checkout')
+    assert "cus_7Q2kd9" in words and "cus_7q2kd9" not in words and "s3 putobject" not in words
+    assert "checkout" in words  # a capitalised plain word may be written in lower case
+    bank = NamedBank("field", "value", {"L:host": "host"})
+    holder = word_shape(["cus_7Q2kd9", "customer cus_7Q2kd9", "cus_7Q2kd9 mentioning", "S3 PutObject"])
+    union = [holder]
+    bank.split(union, holder, 'pull logs for customer cus_7Q2kd9 mentioning "S3 PutObject"')
+    assert [v for b in union for v in b["properties"]["value"]["enum"]] == ["cus_7Q2kd9", "S3 PutObject"]

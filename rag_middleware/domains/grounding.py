@@ -371,7 +371,11 @@ def words_in(text: str, *, max_words: int = 3) -> list[str]:
             found += [" ".join(run) for i in range(len(tokens) - size + 1)
                       if (run := tokens[i : i + size])[0].lower() not in STOP_WORDS
                       and run[-1].lower() not in STOP_WORDS]
-    found += [w.lower() for w in found]
+    # a capitalised word may be a plain one ("Checkout errors"); one with capitals inside, or a capital and a
+    # digit, is written so ("cus_7Q2kd9", "PutObject", "S3"): no lower-case copy of it
+    found += [w.lower() for w in found if not any(
+        any(c.isupper() for c in token[1:]) or (token[:1].isupper() and any(c.isdigit() for c in token))
+        for token in w.split())]
     return [w for w in dict.fromkeys(found) if w]
 
 

@@ -162,7 +162,12 @@ class NamedBank:
                    if isinstance(v, int | float) and not isinstance(v, bool) for form in (f"{v}", f"{v}s")}
         naming = {w[2:] for w in self.names}
         others += [(form,) for form in numbers]
+        # a phrase around an identifier ("customer cus_77120", "usr-90d1 containing") is none: an identifier is
+        # a whole value (a quoted phrase stays: "S3 PutObject")
+        marked = [words_of(v) for v in rest if isinstance(v, str) and " " not in v and _IDENTIFIER.search(v)]
         kept = [v for v in rest if not (isinstance(v, str) and _spans_other(words_of(v), others, naming))
+                and not (isinstance(v, str) and " " in v and not quoted(v, body)
+                         and _spans_other(words_of(v), marked, set()))
                 and (not self.evidenced or evidenced(v, body))]
         if not by_label and len(kept) == len(rest):
             return [], 0, False

@@ -8,11 +8,17 @@ import re
 from functools import lru_cache
 from typing import Any
 
-__all__ = ["Text", "spread_to_joined", "tokens", "words_of"]
+__all__ = ["Text", "quoted_spans", "spread_to_joined", "tokens", "words_of"]
 
 _SEPARATOR = re.compile(r"\s*[,&/]\s*")  # between two values of a list ("a, b", "a & b"), as "and" is
 _JOIN = re.compile(r"\s*,?\s*")  # between a value and the "and" or "or" after it
 _TOKEN = re.compile(r"[^\W_][\w.@:/-]*[^\W_]|[^\W_]")
+_QUOTED = re.compile(r"[\"“”`]([^\"“”`\n]+)[\"“”`]|(?<!\w)['‘’]([^'‘’\n]+)['‘’](?!\w)")
+
+
+def quoted_spans(text: str) -> list[tuple[int, int]]:
+    """The spans of the text's quoted phrases, without their quotes."""
+    return [m.span(1) if m.group(1) is not None else m.span(2) for m in _QUOTED.finditer(text)]
 
 
 def tokens(text: str) -> list[tuple[str, int, int]]:

@@ -23,11 +23,12 @@ items, ORDER_SHARE of them in order: ``learn_order``), the answer's items are pu
 from __future__ import annotations
 
 import copy
+import re
 from typing import Any
 
 from . import grounding
 from .paths import Path, last_star, schema_nodes, show_path, values_at
-from .request_words import words_of
+from .request_words import quoted_spans, words_of
 
 __all__ = ["ORDER_MIN", "ORDER_SHARE", "SureValues", "add_sure", "in_request_order", "learn_order", "require_items"]
 
@@ -60,10 +61,22 @@ def _first_at(body: str, value: Any) -> int:
     return at if at >= 0 else len(body)
 
 
-def _joins(value: Any, values: list[Any]) -> bool:
-    """Whether ``value`` holds another of ``values`` among its words ("pay-01 and pay-04"): no value of its own."""
+def _joins(value: Any, values: list[Any], body: str, quotes: list[tuple[int, int]]) -> bool:
+    """Whether ``value`` holds another of ``values`` among its words ("pay-01 and pay-04"): no value of its own,
+    unless the request quotes it whole ("S3 PutObject")."""
     words = words_of(str(value))
-    return len(words) > 1 and any(v != value and _within(words_of(str(v)), words) for v in values)
+    return len(words) > 1 and not any(body[a:b].strip() == str(value) for a, b in quotes) and any(
+        v != value and _within(words_of(str(v)), words) for v in values)
+
+
+def _in_quotes(value: Any, body: str, quotes: list[tuple[int, int]]) -> bool:
+    """Whether every mention of ``value`` lies inside a quoted phrase that is more than it: a part of a quoted
+    value ("S3" of "S3 PutObject"), no value of its own."""
+    if not isinstance(value, str) or not quotes:
+        return False
+    starts = [m.start() for m in re.finditer(re.escape(value), body)]
+    return bool(starts) and all(any(a <= s and s + len(value) <= b and body[a:b].strip() != value for a, b in quotes)
+                                for s in starts)
 
 
 def _within(part: tuple[str, ...], words: tuple[str, ...]) -> bool:
@@ -80,7 +93,9 @@ def require_items(schema: dict[str, Any], sure: SureValues, body: str, notes: li
             if array.get("type") != "array" or "prefixItems" in array or not isinstance(items, dict):
                 continue
             union = items.get("anyOf") if isinstance(items.get("anyOf"), list) else [items]
-            wanted = sorted(((v, key) for key, values in per_key.items() for v in values if not _joins(v, values)),
+            quotes = quoted_spans(body)
+            wanted = sorted(((v, key) for key, values in per_key.items() for v in values
+                             if not _joins(v, values, body, quotes) and not _in_quotes(v, body, quotes)),
                             key=lambda vk: _first_at(body, vk[0]))
             prefix, placed = [], []
             for value, key in wanted:
