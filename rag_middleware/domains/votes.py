@@ -24,6 +24,7 @@ from .message_form import form_terms
 from .paths import Path, values_at
 from .prototypes import blend
 from .spec import VoteSpec
+from .typos import mended
 
 __all__ = ["Neighbour", "field_votes", "labels_at", "mentioned", "mine_cues", "REVIEWED_STATUSES"]
 
@@ -413,9 +414,11 @@ def expand(pattern: str, context: dict[str, list[str]], within: str | None = Non
 
 
 def decide_by_rule(spec: VoteSpec, text: str, context: dict[str, list[str]]) -> tuple[str, Any] | None:
-    """(pattern, label) of the first rule whose pattern is found in the text (case-insensitive)."""
+    """(pattern, label) of the first rule whose pattern is found in the text (case-insensitive), or else in the
+    text with its typos of the rule's own words mended ("erors" is "errors": ``mended``)."""
     for rule in spec.rules:
-        if re.search(expand(rule.pattern, context, text), text, re.I):
+        pattern = expand(rule.pattern, context, text)
+        if re.search(pattern, text, re.I) or re.search(pattern, mended(text, pattern), re.I):
             label: Any = rule.label
             if label in ("true", "false", "null"):
                 label = json.loads(label)
@@ -438,3 +441,4 @@ def margin_of(record: dict[str, Any]) -> float:
     if not scores:
         return 0.0
     return scores[0] - (scores[1] if len(scores) > 1 else 0.0)
+
