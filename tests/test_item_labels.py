@@ -4,15 +4,13 @@ and "containing"/"mentioning" read as the ``contains`` that the glosses name."""
 
 from __future__ import annotations
 
-import json
 
-import yaml
 from jsonschema import Draft202012Validator
 
-from rag_middleware.domains.registry import DomainRegistry
 from rag_middleware.domains.value_phrases import inflections
 from rag_middleware.request.ask import Switches
 from tests.test_named_values import item_shapes
+from tests.test_value_phrases import domain as log_domain
 
 OP = ("eq for a plain value; neq for not, except or excluding; contains for a word the log text mentions or "
       "matches; gt for more than, above; lt for under, below")
@@ -45,15 +43,7 @@ QUESTIONS = [
 
 
 def domain(tmp_path, questions=QUESTIONS):
-    d = tmp_path / "logs"
-    d.mkdir()
-    (d / "output.schema.json").write_text(json.dumps(SCHEMA))
-    spec = {"description": "log filters", "output_schema": "output.schema.json"}
-    (d / "domain.yaml").write_text(yaml.safe_dump(spec))
-    rows = [{"id": f"e{i}", "question": q, "answer": {"filters": [{"field": f, "op": o, "value": v} for f, o, v in fs]}}
-            for i, (q, fs) in enumerate(questions)]
-    (d / "examples.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
-    return DomainRegistry(tmp_path).get("logs")
+    return log_domain(tmp_path, questions, SCHEMA)
 
 
 def grammar(d, request):

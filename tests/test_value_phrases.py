@@ -38,10 +38,11 @@ QUESTIONS = [
 ]
 
 
-def domain(tmp_path, questions=QUESTIONS):
+def domain(tmp_path, questions=QUESTIONS, schema=SCHEMA):
+    """A log-filter domain with ``schema`` and one example per (question, [(field, op, value)])."""
     d = tmp_path / "logs"
     d.mkdir()
-    (d / "output.schema.json").write_text(json.dumps(SCHEMA))
+    (d / "output.schema.json").write_text(json.dumps(schema))
     spec = {"description": "log filters", "output_schema": "output.schema.json"}
     (d / "domain.yaml").write_text(yaml.safe_dump(spec))
     rows = [{"id": f"e{i}", "question": q, "answer": {"filters": [{"field": f, "op": o, "value": v} for f, o, v in fs]}}
