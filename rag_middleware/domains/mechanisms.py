@@ -30,7 +30,7 @@ from .satisfiable import guarded
 from .spec import BUILTIN_SOURCES, DeclarativeSpec
 from .spent import numeric_annotations, spend_anchored, spend_settled
 from .sure_items import SureValues, add_sure, in_request_order, require_items
-from .used_values import raise_minimum, used_values
+from .used_values import raise_minimum, used_values, written
 
 __all__ = ["Declarative", "Flags", "show_path"]
 
@@ -234,8 +234,9 @@ class Declarative:
             path].admits(v, body), notes, named=self.spec.named, body=body)
         phrased = phrase_values(schema, body, self.spec.phrased, notes, self.spec.numbered)
         imply(schema, self.spec.implied, notes)
-        notes += raise_minimum(schema, self.spec.used, request, self.spec)
-        for found in (named, phrased, used_values(self.spec.used, request, self.spec)):
+        used = written(self.spec.used, request, self.spec)
+        notes += raise_minimum(schema, used)
+        for found in (named, phrased, used_values(used)):
             for path, values in found.items():
                 add_sure(sure, path, values)
 

@@ -17,7 +17,7 @@ from . import grounding
 from .annotations import annotated_paths
 from .paths import Path, last_star, schema_nodes, values_at
 
-__all__ = ["USED_MIN", "USED_SHARE", "UsedSource", "raise_minimum", "used_sources", "used_values"]
+__all__ = ["USED_MIN", "USED_SHARE", "UsedSource", "raise_minimum", "used_sources", "used_values", "written"]
 
 USED_MIN = 3  # example questions writing such a value before "always used" is learnt
 USED_SHARE = 0.9  # of them that must use every value they write
@@ -68,22 +68,25 @@ def used_sources(declarative: Any, examples: list[tuple[str, Any]]) -> list[Used
     return out
 
 
-def used_values(used: list[UsedSource], request: str, spec: Any) -> dict[Path, list[Any]]:
-    """Per value path, the used values the request writes (each surely an item: sure_items.py)."""
+def written(used: list[UsedSource], request: str, spec: Any) -> list[tuple[UsedSource, list[Any]]]:
+    """Each used source with the values the request writes of it (read once per request)."""
+    return [(entry, _values(entry.source, entry.pattern, request, spec)) for entry in used]
+
+
+def used_values(found: list[tuple[UsedSource, list[Any]]]) -> dict[Path, list[Any]]:
+    """Per value path, the used values the request writes (``written``; each surely an item: sure_items.py)."""
     out: dict[Path, list[Any]] = {}
-    for entry in used:
-        values = _values(entry.source, entry.pattern, request, spec)
+    for entry, values in found:
         if values:
-            found = out.setdefault(entry.path, [])
-            found += [v for v in values if v not in found]
+            kept = out.setdefault(entry.path, [])
+            kept += [v for v in values if v not in kept]
     return out
 
 
-def raise_minimum(schema: dict[str, Any], used: list[UsedSource], request: str, spec: Any) -> list[str]:
-    """At least one item per used value the request writes, in each list that can hold that many."""
+def raise_minimum(schema: dict[str, Any], found: list[tuple[UsedSource, list[Any]]]) -> list[str]:
+    """At least one item per used value the request writes (``written``), in each list that can hold that many."""
     needed: dict[Path, list[Any]] = {}
-    for entry in used:
-        values = _values(entry.source, entry.pattern, request, spec)
+    for entry, values in found:
         star = last_star(entry.path)
         if values and len(values) > len(needed.get(entry.path[:star], [])):
             needed[entry.path[:star]] = values
