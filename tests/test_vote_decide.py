@@ -46,6 +46,31 @@ def test_the_gate_keeps_a_decided_vote_on_a_field_judged_unreliable():
     undecided = field_votes(neighbours("house", "house", "house", "apartment", "apartment"), SPEC, decide=False)
     assert gate(undecided, unreliable)[0]["allowed"] == []
 
+    # ... unless its winners that held ``decide`` were wrong more often than right on the examples
+    wrong = {"/kind": {**unreliable["/kind"], "decided": 7, "decided_right": 2, "decisive": False}}
+    gated = gate(votes, wrong)[0]
+    assert gated["allowed"] == [] and "left to the model" in gated["reason"]
+
+
+def test_reliability_judges_the_decided_winners_of_a_field_whose_neighbours_follow_the_topic():
+    """Two topics, each with one label of ``form`` that does not follow the topic: the neighbours (same topic)
+    decide the form, wrongly, and the judgement says so; ``kind`` follows the topic and stays decisive."""
+    import numpy as np
+
+    from rag_middleware.domains.judgement import reliability
+
+    specs = {("kind",): VoteSpec(k=3, margin=0.7), ("form",): VoteSpec(k=3, margin=0.7)}
+    examples, vectors = [], []
+    for i in range(8):
+        topic = i % 2
+        examples.append((f"e{i}", f"question {i}", {"kind": ["a", "b"][topic], "form": "x" if i < 4 else "y"}))
+        vectors.append([1.0, 0.0] if topic == 0 else [0.0, 1.0])
+    # each example's three topic mates hold its form once and the other form twice: the other form wins
+    judged = reliability(examples, np.array(vectors), specs)
+    assert judged["/kind"]["decisive"] and judged["/kind"]["decided_right"] == judged["/kind"]["decided"] > 0
+    assert judged["/form"]["decided"] == 8 and judged["/form"]["decided_right"] == 0
+    assert not judged["/form"]["decisive"]
+
 
 def test_mentioned_reads_labels_as_words():
     assert mentioned(KINDS, "Two HOUSES in Leeds") == ["house"]

@@ -20,6 +20,7 @@ __all__ = ["CUE_SCALES", "RELIABLE", "gate", "named_labels", "quiet_names", "qui
 
 
 RELIABLE = 0.7  # leave-one-out precision a field's confident votes need before they may narrow the grammar
+DECISIVE = 0.5  # share of a field's leave-one-out winners holding ``decide`` of the vote that must be right, of 3+
 CUE_SCALES = (1.0, 3.0, 10.0)  # how much a field's cue words may weigh against its neighbours, chosen per field
 
 
@@ -112,7 +113,8 @@ def reliability(examples: list[tuple[str, str, Any]], vectors: Any, specs: dict[
     bases = {p: _base(labels, p) for p in paths}
     protos = Prototypes.build({p: [mine.get(p) for mine in labels[: len(examples)]] for p in paths}, vectors)
     settings = [(scale, share) for share in BLENDS for scale in CUE_SCALES]
-    tallies = {key: {p: [0, 0, 0] for p in paths} for key in settings}  # narrowed, right, winner right
+    # narrowed, right, winner right, decided (the winner held ``decide`` of the vote), decided right
+    tallies = {key: {p: [0, 0, 0, 0, 0] for p in paths} for key in settings}
     wins: dict[tuple[float, float], dict[Path, dict[int, bool]]] = {key: {p: {} for p in paths} for key in settings}
     judged = dict.fromkeys(paths, 0)  # examples with a value at the path
     worded = {p: Counter() for p, spec in paths.items() if spec.presence}  # (truth, a set cue written): examples
@@ -138,18 +140,24 @@ def reliability(examples: list[tuple[str, str, Any]], vectors: Any, specs: dict[
                 truth = truths[path]
                 if record.get("rule") or not truth:
                     continue  # a rule is not judged; no value there (a null object): nothing to judge
-                wins[(scale, share)][path][i] = next(iter(record.get("scores", {})), None) == truth[0]
+                winner, top = next(iter(record.get("scores", {}).items()), (None, 0.0))
+                wins[(scale, share)][path][i] = winner == truth[0]
                 stats[path][2] += wins[(scale, share)][path][i]
+                if top >= paths[path].decide and not paths[path].presence:
+                    stats[path][3] += 1
+                    stats[path][4] += winner == truth[0]
                 if record.get("allowed"):
                     stats[path][0] += 1
                     stats[path][1] += truth[0] in [label_of(a) for a in record["allowed"]]
     for path in paths:
         scale, share = max(settings, key=lambda key: (tallies[key][path][2], -key[1], -key[0]))
-        narrowed, right, winners = tallies[(scale, share)][path]
+        narrowed, right, winners, decided, decided_right = tallies[(scale, share)][path]
         precision = right / narrowed if narrowed else 0.0
         out["/" + "/".join(path)] = {"narrowed": narrowed, "right": right, "precision": round(precision, 3),
                                      "reliable": narrowed >= 3 and precision >= RELIABLE, "cue_scale": scale,
-                                     "blend": share, "top1": round(winners / max(1, judged[path]), 3)}
+                                     "blend": share, "top1": round(winners / max(1, judged[path]), 3),
+                                     "decided": decided, "decided_right": decided_right,
+                                     "decisive": decided < 3 or decided_right >= DECISIVE * decided}
         rule = (rules or {}).get(path)
         if rule is not None and rule.decisions:
             won = wins[(scale, share)][path]
@@ -185,12 +193,15 @@ def trusted_names(judged: dict[str, dict[str, Any]], labels: dict[Path, list[Any
 def gate(votes: list[dict[str, Any]], judged: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     """Votes of fields that proved unreliable on the examples narrow nothing, unless a reviewed answer to a
     near-identical question voted (the learning loop speaks for itself), the request named the label, or the
-    winner held ``decide`` of the vote."""
+    winner held ``decide`` of the vote on a field whose such winners proved right (``decisive``: a channel
+    that short chat messages' neighbours settle by topic, wrong more often than right, is left to the model)."""
     out = []
     for vote in votes:
         info = judged.get(vote["path"])
         strong = any(v.get("reviewed") and v.get("near_identical") for v in vote.get("voters", []))
-        strong = strong or bool(vote.get("decided") or vote.get("mention")) or vote.get("gloss") is not None
+        decisive = info is None or info.get("decisive", True) or "reason" in vote  # quiet: judged as names are
+        strong = strong or bool(vote.get("decided") and decisive) or bool(vote.get("mention"))
+        strong = strong or vote.get("gloss") is not None
         if vote.get("allowed") and not vote.get("rule") and info is not None and not info["reliable"] and not strong:
             vote = {**vote, "allowed": [], "confident": False,
                     "reason": f"votes on this field were right {info['right']} of {info['narrowed']} times on the "
