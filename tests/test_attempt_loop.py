@@ -338,6 +338,9 @@ def test_a_retry_drops_the_votes_clear_winners_and_named_labels_from_the_grammar
         mw.ask(question, domain="claims_intake", learn=False, max_attempts=2)
     first, second = failed.value.attempts[:2]
     channel = next(v for v in first.votes if v["path"] == "/channel")
-    assert channel.get("mention") == "web_form"  # named in the request: decided on the first attempt
+    # named in the request (its gloss, "web form", holds the name): decided on the first attempt
+    assert channel["allowed"] == ["web_form"] and (channel.get("mention") or channel.get("gloss"))
+    again = next(v for v in second.votes if v["path"] == "/channel")
+    assert again["allowed"] != ["web_form"] or not (again.get("mention") or again.get("gloss"))
     assert not any(v.get("mention") or v.get("decided") for v in second.votes)  # the retry: the votes alone
     assert llm.requests[0].json_schema != llm.requests[1].json_schema

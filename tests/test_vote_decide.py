@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from rag_middleware.domains.spec import VoteSpec
-from rag_middleware.domains.judgement import gate, named_labels, trusted_names
+from rag_middleware.domains.judgement import gate, leading_names, named_labels, trusted_names
 from rag_middleware.domains.votes import Neighbour, field_votes, mentioned
 
 SPEC = {("kind",): VoteSpec(k=7, margin=0.7, max_labels=2)}
@@ -110,6 +110,29 @@ def test_a_trusted_name_decides_over_the_neighbours_and_two_names_do_not():
     assert untrusted["allowed"] == ["apartment"]
 
 
+def test_a_name_that_does_not_lead_settles_only_a_split_vote():
+    named = trusted_names({"/kind": {"names": {"trusted": True}}}, {("kind",): KINDS})
+    settled = neighbours("apartment", "apartment", "apartment")
+    kept = field_votes(settled, SPEC, question="my house is nice but", named=named, named_lead=set())[0]
+    assert kept["allowed"] == ["apartment"] and "mention" not in kept
+    split = [Neighbour("a", 0.8, {"kind": "apartment"}, 1.0), Neighbour("b", 0.8, {"kind": "townhouse"}, 1.0)]
+    record = field_votes(split, SPEC, question="my house is nice but", named=named, named_lead=set())[0]
+    assert record["allowed"] == ["house"] and record["mention"] == "house" and record["tiebreak"]
+    assert field_votes(settled, SPEC, question="my house", named=named, named_lead={("kind",)})[0]["allowed"] == [
+        "house"]
+
+
+def test_names_lead_only_where_they_beat_the_neighbours_on_the_examples():
+    pairs = [("a house please", "house"), ("an apartment", "apartment"), ("houses in Rome", "house"),
+             ("any townhouse", "townhouse")]
+    same = named_labels(examples(pairs), SPEC, {("kind",): KINDS}, wins={("kind",): dict.fromkeys(range(4), True)})
+    assert same[("kind",)]["trusted"] and not same[("kind",)]["leads"]  # the neighbours knew as much
+    better = named_labels(examples(pairs), SPEC, {("kind",): KINDS}, wins={("kind",): {0: True, 1: False}})
+    assert better[("kind",)]["leads"] and better[("kind",)]["neighbours_right"] == 1
+    judged = {"/kind": {"names": same[("kind",)]}, "/other": {"names": better[("kind",)]}}
+    assert leading_names(judged) == {("other",)}
+
+
 def test_a_forms_labels_name_no_answer_its_values_do():
     voters = neighbours("apartment", "apartment", "apartment")
     named = trusted_names({"/kind": {"names": {"trusted": True}}}, {("kind",): KINDS})
@@ -122,17 +145,19 @@ def test_a_forms_labels_name_no_answer_its_values_do():
     assert "mention" not in field_votes(voters, SPEC, question=prose, named=named)[0]
 
 
-def test_the_pipeline_lets_a_named_channel_decide(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_pipeline_admits_a_named_channel(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     from rag_middleware import Middleware, load_settings
 
     with Middleware(load_settings(None, data_dir=tmp_path)) as mw:
         judged = mw.assembler.vote_reliability(mw.domains.get("claims_intake"))
         assert judged["/channel"]["names"]["trusted"]  # the examples that name a channel carry it
+        # ... and so did the neighbours on them: a name settles what they leave split, it does not overrule them
+        assert judged["/channel"]["names"]["leads"] is False
         assembly = mw.render("Hi, I filled in your web form yesterday but got no reply: a pipe burst in my "
                              "kitchen and flooded the floor, policy POL-554433.", domain="claims_intake")
     channel = next(v for v in assembly.votes if v["path"] == "/channel")
-    assert channel["allowed"] == ["web_form"] and channel.get("mention") == "web_form"
+    assert channel["allowed"] == ["web_form"]
     assert assembly.json_schema["properties"]["channel"]["enum"] == ["web_form"]  # the grammar admits only it
 
 

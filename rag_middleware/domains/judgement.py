@@ -9,14 +9,15 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
+from .necessary import necessary_traits
 from .paths import Path
 from .prototypes import BLENDS, Prototypes
 from .spec import VoteSpec
 from .votes import (ABSENT, PRESENT, _LeaveOneOutCues, Neighbour, _base, _cue_counts, any_label_word, cue_terms,
                     decide_by_rule, field_votes, form_values, label_of, labels_at, mentioned)
 
-__all__ = ["CUE_SCALES", "RELIABLE", "gate", "named_labels", "quiet_names", "quiet_presence", "reliability", "scaled",
-           "trusted_names"]
+__all__ = ["CUE_SCALES", "RELIABLE", "gate", "leading_names", "named_labels", "necessary_of", "quiet_names",
+           "quiet_presence", "reliability", "scaled", "trusted_names"]
 
 
 RELIABLE = 0.7  # leave-one-out precision a field's confident votes need before they may narrow the grammar
@@ -45,17 +46,22 @@ QUIET_SHARE = 0.85  # of them that must write one, and of the examples writing n
 
 
 def named_labels(examples: list[tuple[str, str, Any]], specs: dict[Path, VoteSpec], labels: dict[Path, list[Any]],
-                 *, body: Any = None, mentions: Any = None) -> dict[Path, dict[str, Any]]:
+                 *, body: Any = None, mentions: Any = None, wins: dict[Path, dict[int, bool]] | None = None
+                 ) -> dict[Path, dict[str, Any]]:
     """Per field with string labels: of the examples whose question names exactly one of them, how many carry
     that label. A field is ``trusted`` when at least NAMED_MIN do and NAMED_RELIABLE of them are right (a
-    channel named "by phone" is the phone channel; a severity "high" in "high street" is not)."""
+    channel named "by phone" is the phone channel; a severity "high" in "high street" is not). ``wins``: per
+    field, whether the neighbours' leave-one-out winner was right on each example; names then ``lead`` (decide
+    over the neighbours) only when they were right more often than it on the examples they named, and are
+    otherwise a tiebreak ("my account" on a billing question: the neighbours knew better)."""
     out = {}
     for path, spec in specs.items():
         found = [x for x in labels.get(path, []) if isinstance(x, str)]
         if spec.per_clause or spec.presence or len(found) < 2:
             continue
-        named = right = given = worded = unnamed = null = 0
-        for _, question, answer in examples:
+        named = right = given = worded = unnamed = null = neighbours = 0
+        won = (wins or {}).get(path, {})
+        for i, (_, question, answer) in enumerate(examples):
             truth = labels_at(answer, path)
             text = form_values(body(question) if body is not None else question)
             naming = form_values(mentions(body(question) if body is not None else question)) if mentions else text
@@ -63,6 +69,7 @@ def named_labels(examples: list[tuple[str, str, Any]], specs: dict[Path, VoteSpe
             if len(truth) == 1 and len(said) == 1:
                 named += 1
                 right += said[0] == truth[0]
+                neighbours += won.get(i, False)
             if len(truth) == 1:
                 # a field with declared rules is quiet by them: null where none of its rules fires
                 word = (decide_by_rule(spec, text, {}) is not None) if spec.rules else any_label_word(found, naming)
@@ -75,7 +82,8 @@ def named_labels(examples: list[tuple[str, str, Any]], specs: dict[Path, VoteSpe
         quiet = ((trusted or bool(spec.rules)) and given >= QUIET_MIN and worded >= QUIET_SHARE * given and unnamed > 0
                  and null >= QUIET_SHARE * unnamed)
         out[path] = {"named": named, "right": right, "trusted": trusted, "set": given, "set_worded": worded,
-                     "unnamed": unnamed, "null": null, "quiet": quiet}
+                     "unnamed": unnamed, "null": null, "quiet": quiet,
+                     **({"neighbours_right": neighbours, "leads": trusted and right > neighbours} if wins else {})}
     return out
 
 
@@ -111,6 +119,8 @@ def reliability(examples: list[tuple[str, str, Any]], vectors: Any, specs: dict[
     term_sets, seen, by_path, labels = _cue_counts([(q, a) for _, q, a in examples] + list(glossed), list(paths),
                                                    {p for p, spec in paths.items() if spec.presence}, len(examples))
     bases = {p: _base(labels, p) for p in paths}
+    necessary = necessary_traits([body(q) if body is not None else q for _, q, _ in examples],
+                                 [a for _, _, a in examples], paths)
     protos = Prototypes.build({p: [mine.get(p) for mine in labels[: len(examples)]] for p in paths}, vectors)
     settings = [(scale, share) for share in BLENDS for scale in CUE_SCALES]
     # narrowed, right, winner right, decided (the winner held ``decide`` of the vote), decided right
@@ -135,7 +145,7 @@ def reliability(examples: list[tuple[str, str, Any]], vectors: Any, specs: dict[
         for (scale, share), stats in tallies.items():
             weighted = {p: _times(c, scale) for p, c in cues.items()}
             for record in field_votes(neighbours, paths, cues=weighted, question=text, decide=False,
-                                      protos={p: (share, own[p]) for p in paths}):
+                                      protos={p: (share, own[p]) for p in paths}, necessary=necessary):
                 path = tuple(record["path"].strip("/").split("/"))
                 truth = truths[path]
                 if record.get("rule") or not truth:
@@ -157,7 +167,8 @@ def reliability(examples: list[tuple[str, str, Any]], vectors: Any, specs: dict[
                                      "reliable": narrowed >= 3 and precision >= RELIABLE, "cue_scale": scale,
                                      "blend": share, "top1": round(winners / max(1, judged[path]), 3),
                                      "decided": decided, "decided_right": decided_right,
-                                     "decisive": decided < 3 or decided_right >= DECISIVE * decided}
+                                     "decisive": decided < 3 or decided_right >= DECISIVE * decided,
+                                     **({"necessary": necessary[path]} if path in necessary else {})}
         rule = (rules or {}).get(path)
         if rule is not None and rule.decisions:
             won = wins[(scale, share)][path]
@@ -165,7 +176,8 @@ def reliability(examples: list[tuple[str, str, Any]], vectors: Any, specs: dict[
             by_rule, by_neighbours = sum(r for r, _ in both), sum(n for _, n in both)
             out["/" + "/".join(path)].update(gloss_vs_neighbours=[by_rule, by_neighbours, len(both)],
                                              gloss_leads=len(both) >= 3 and by_rule >= by_neighbours + 2)
-    for path, names in named_labels(examples, paths, enums or {}, body=body, mentions=mentions).items():
+    won = {p: wins[max(settings, key=lambda key: (tallies[key][p][2], -key[1], -key[0]))][p] for p in paths}
+    for path, names in named_labels(examples, paths, enums or {}, body=body, mentions=mentions, wins=won).items():
         out["/" + "/".join(path)]["names"] = names
     for path, seen in worded.items():
         out["/" + "/".join(path)]["names"] = quiet_presence(seen)
@@ -188,6 +200,19 @@ def trusted_names(judged: dict[str, dict[str, Any]], labels: dict[Path, list[Any
     """The labels of the fields whose named labels decide (``named_labels``)."""
     return {path: found for path, found in labels.items()
             if (judged.get("/" + "/".join(path)) or {}).get("names", {}).get("trusted")}
+
+
+def necessary_of(judged: dict[str, dict[str, Any]]) -> dict[Path, dict[str, list[str]]]:
+    """Each field's labels' necessary traits, as its judgement learnt them (necessary.py)."""
+    return {tuple(shown.strip("/").split("/")): info["necessary"] for shown, info in judged.items()
+            if info.get("necessary")}
+
+
+def leading_names(judged: dict[str, dict[str, Any]]) -> set[Path]:
+    """The fields whose named labels decide over their neighbours (``named_labels``: ``leads``); a trusted
+    name elsewhere only settles a vote the neighbours left split or open."""
+    return {tuple(shown.strip("/").split("/")) for shown, info in judged.items()
+            if (info.get("names") or {}).get("leads", True)}
 
 
 def gate(votes: list[dict[str, Any]], judged: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:

@@ -133,7 +133,8 @@ class VoteSpec(BaseModel):
     margin: float = Field(0.6, gt=0.0, le=1.0)
     max_labels: int = Field(2, ge=1, le=5)
     decide: float = Field(0.55, gt=0.0, le=1.0, description="a winner holding this share of the vote is admitted "
-                          "alone, even on a field judged unreliable (1.0: only unanimous votes)")
+                          "alone, even on a field judged unreliable, unless such winners were wrong more often than "
+                          "right on the examples (1.0: only unanimous votes)")
     min_similarity: float = Field(0.3, ge=-1.0, le=1.0)
     temperature: float = Field(0.1, gt=0.0, le=10.0, description="similarity softness: lower trusts the nearest more")
     per_clause: bool = False

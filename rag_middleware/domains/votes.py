@@ -26,7 +26,7 @@ from .prototypes import blend
 from .spec import VoteSpec
 from .typos import mended
 
-__all__ = ["Neighbour", "field_votes", "labels_at", "mentioned", "mine_cues", "REVIEWED_STATUSES"]
+__all__ = ["Neighbour", "RULED", "field_votes", "labels_at", "lacking", "mentioned", "mine_cues", "REVIEWED_STATUSES"]
 
 REVIEWED_STATUSES = ("approved",)  # approved and edited answers (an edit is stored approved)
 
@@ -51,6 +51,18 @@ def label_of(value: Any) -> str | None:
 
 
 PRESENT, ABSENT = "set", "null"
+RULED = "<declared rule>"  # a necessary trait (necessary.py): the field's declared rules give the label
+
+
+def lacking(traits: dict[str, list[str]] | None, shape: set[str]) -> dict[str, list[str]]:
+    """The labels whose necessary traits (necessary.py) a request of form terms ``shape`` lacks, each with what
+    it lacks. Asked only where none of the field's declared rules fired: a ``RULED`` label always lacks it."""
+    out = {}
+    for label, needed in (traits or {}).items():
+        missing = [t for t in needed if t == RULED or t not in shape]
+        if missing:
+            out[label] = missing
+    return out
 
 
 def labels_at(answer: Any, path: Path, presence: bool = False) -> list[str]:
@@ -237,7 +249,9 @@ def field_votes(neighbours: list[Neighbour], specs: dict[Path, VoteSpec], *,
                 protos: dict[Path, tuple[float, dict[str, float]]] | None = None,
                 glossed: dict[Path, Any] | None = None, numbers: dict[Path, Any] | None = None,
                 leading: set[Path] | frozenset[Path] = frozenset(),
-                quiet: set[Path] | frozenset[Path] = frozenset(), mentions: str | None = None) -> list[dict[str, Any]]:
+                quiet: set[Path] | frozenset[Path] = frozenset(), mentions: str | None = None,
+                named_lead: set[Path] | None = None,
+                necessary: dict[Path, dict[str, list[str]]] | None = None) -> list[dict[str, Any]]:
     """One vote record per (non per-clause) voted path. A declared rule that matches the request decides
     outright; so does the one label the request names, for the fields in ``named`` (path: its labels; those
     whose named labels proved right on the examples). Otherwise neighbours vote by similarity, and the
@@ -252,10 +266,13 @@ def field_votes(neighbours: list[Neighbour], specs: dict[Path, VoteSpec], *,
     ``named`` that are null where the request writes no word of any label (judgement.named_labels), and optional
     objects that are null where it writes no cue word of their being set (judgement.quiet_presence).
     ``mentions``: the request as the labels it names are read from (default ``question``; the assembly blanks
-    the words that name a value's kind: named_values.unnamed)."""
+    the words that name a value's kind: named_values.unnamed). ``named_lead``: the fields of ``named`` whose
+    one named label decides outright (default all); on the others it settles only a split or open vote.
+    ``necessary``: per path, each label's necessary traits (necessary.py); the labels whose traits the request
+    lacks are left out of the neighbours' vote."""
     out: list[dict[str, Any]] = []
     terms = _terms(question) if cues or glossed else set()
-    shape = form_terms(question) if cues else set()  # cue words also go with a message's form
+    shape = form_terms(question) if cues or necessary else set()  # cue words also go with a message's form
     asserted = asserted_terms(question) if glossed else set()  # label gloss words count where not denied
     asserted |= {FIELD_LINES} if glossed and field_lines(question) else set()
     ranked = sorted(neighbours, key=lambda n: -n.similarity)
@@ -271,7 +288,7 @@ def field_votes(neighbours: list[Neighbour], specs: dict[Path, VoteSpec], *,
             continue
         # a form's labels name no answer ("Let or buy: let" is no purchase): its values only
         said = mentioned(named[path], naming) if named and path in named and not spec.presence else []
-        if len(said) == 1:
+        if len(said) == 1 and (named_lead is None or path in named_lead):
             out.append({"path": shown, "allowed": said, "scores": {said[0]: 1.0}, "voters": [], "confident": True,
                         "mention": said[0]})
             continue
@@ -302,19 +319,29 @@ def field_votes(neighbours: list[Neighbour], specs: dict[Path, VoteSpec], *,
             continue
         record = _neighbour_vote(ranked, path, spec, shown, found_cues=[
             (t, *cues[path][t]) for t in sorted(terms | shape) if t in (cues or {}).get(path, {})], decide=decide,
-            proto=(protos or {}).get(path))
-        if hit is not None and hit[1]:
-            label = _unlabel(hit[0], spec)
-            over = leads and len(record["allowed"]) == 1 and record["allowed"] != [label]
-            if len(record["allowed"]) != 1 or over:  # split, open, or a leading rule against the neighbours
-                record.pop("decided", None)
-                record.update(allowed=[label], confident=True, gloss=hit[1], tiebreak=True,
-                              **({"leads": True} if over else {}))
-        out.append(record)
+            proto=(protos or {}).get(path), lacks=lacking((necessary or {}).get(path), shape))
+        out.append(_settled(record, said, hit, leads, spec))
     for path, rule in (glossed or {}).items():  # nullable scalars no vote covers: whether they are set
         if rule.presence and path not in specs and rule.reliable and (hit := rule.decide(terms, numbers)) is not None:
             out.append(_glossed("/" + "/".join(path), hit[0], hit, True))
     return out
+
+
+def _settled(record: dict[str, Any], said: list[str], hit: tuple[str, list[str]] | None, leads: bool,
+             spec: VoteSpec) -> dict[str, Any]:
+    """A neighbours' vote settled: by the one label the request names (a name that does not lead) or else a
+    gloss rule's words, where the vote is split or open; by leading gloss words also against its winner."""
+    if len(said) == 1 and len(record["allowed"]) != 1:
+        record.pop("decided", None)
+        record.update(allowed=said, confident=True, mention=said[0], tiebreak=True)
+    elif hit is not None and hit[1]:
+        label = _unlabel(hit[0], spec)
+        over = leads and len(record["allowed"]) == 1 and record["allowed"] != [label]
+        if len(record["allowed"]) != 1 or over:  # split, open, or a leading rule against the neighbours
+            record.pop("decided", None)
+            record.update(allowed=[label], confident=True, gloss=hit[1], tiebreak=True,
+                          **({"leads": True} if over else {}))
+    return record
 
 
 def label_forms(label: str) -> set[str]:
@@ -337,21 +364,18 @@ def _glossed(shown: str, value: Any, hit: tuple[str, list[str]], presence: bool)
 
 def _neighbour_vote(ranked: list[Neighbour], path: Path, spec: VoteSpec, shown: str, *,
                     found_cues: list[tuple[str, str, float]], decide: bool,
-                    proto: tuple[float, dict[str, float]] | None = None) -> dict[str, Any]:
-    """The nearest neighbours' vote on one path (with the request's cue words), and what it admits."""
-    voters = []
-    originals: dict[str, Any] = {}
-    for n in ranked:
-        if n.similarity < spec.min_similarity:
-            break
-        found = labels_at(n.answer, path, spec.presence)
-        if len(found) == 1:
-            originals[found[0]] = found[0] if spec.presence else values_at(n.answer, path)[0]
-            voters.append((n, found[0]))
-        if len(voters) >= spec.k:
-            break
+                    proto: tuple[float, dict[str, float]] | None = None,
+                    lacks: dict[str, list[str]] | None = None) -> dict[str, Any]:
+    """The nearest neighbours' vote on one path (with the request's cue words), and what it admits. ``lacks``:
+    labels left out of it (their necessary traits are missing), unless that leaves nothing to vote on."""
+    lacks = _left_out(lacks or {}, ranked, path, spec, found_cues, proto)
+    found_cues = [c for c in found_cues if c[1] not in lacks]
+    if proto is not None and lacks:
+        kept = {k: v for k, v in proto[1].items() if k not in lacks}
+        proto = (proto[0], {k: v / sum(kept.values()) for k, v in kept.items()} if sum(kept.values()) > 0 else {})
+    voters, originals = _voters(ranked, path, spec, lacks)
     record: dict[str, Any] = {"path": shown, "allowed": [], "scores": {}, "voters": [], "confident": False,
-                              **({"presence": True} if spec.presence else {})}
+                              **({"presence": True} if spec.presence else {}), **({"lacks": lacks} if lacks else {})}
     if found_cues:
         record["cues"] = [{"term": t, "value": label, "weight": w} for t, label, w in found_cues]
     share, proto_shares = proto if proto is not None and proto[0] > 0 else (0.0, {})
@@ -393,6 +417,37 @@ def _neighbour_vote(ranked: list[Neighbour], path: Path, spec: VoteSpec, shown: 
     else:
         record["reason"] = f"no {spec.max_labels} values hold {spec.margin:.0%} of the vote"
     return record
+
+
+def _voters(ranked: list[Neighbour], path: Path, spec: VoteSpec, lacks: dict[str, list[str]]
+            ) -> tuple[list[tuple[Neighbour, str]], dict[str, Any]]:
+    """The nearest ``spec.k`` neighbours close enough that hold one label at the path (not a left-out one),
+    with each label's value."""
+    voters = []
+    originals: dict[str, Any] = {}
+    for n in ranked:
+        if n.similarity < spec.min_similarity:
+            break
+        found = labels_at(n.answer, path, spec.presence)
+        if len(found) == 1 and found[0] not in lacks:
+            originals[found[0]] = found[0] if spec.presence else values_at(n.answer, path)[0]
+            voters.append((n, found[0]))
+        if len(voters) >= spec.k:
+            break
+    return voters, originals
+
+
+def _left_out(lacks: dict[str, list[str]], ranked: list[Neighbour], path: Path, spec: VoteSpec,
+              found_cues: list[tuple[str, str, float]], proto: tuple[float, dict[str, float]] | None
+              ) -> dict[str, list[str]]:
+    """``lacks``, or none when leaving those labels out would leave no neighbour, cue or prototype to vote."""
+    if not lacks:
+        return lacks
+    near = [n for n in ranked if n.similarity >= spec.min_similarity][: spec.k]
+    kept = any(lab not in lacks for n in near for lab in labels_at(n.answer, path, spec.presence)[:1])
+    kept = kept or any(c[1] not in lacks for c in found_cues)
+    kept = kept or any(k not in lacks for k in (proto[1] if proto is not None and proto[0] > 0 else {}))
+    return lacks if kept else {}
 
 
 def expand(pattern: str, context: dict[str, list[str]], within: str | None = None) -> str:
