@@ -72,6 +72,16 @@ def test_the_vote_leaves_out_the_labels_a_request_lacks_unless_nothing_would_be_
     assert letter["allowed"] == ["email"]
 
 
+def test_a_name_in_the_request_gives_no_label_its_form_rules_out():
+    necessary = {("channel",): {"email": ["<greeting line>", "<sign-off>"]}}
+    near = [Neighbour("c", 0.6, {"channel": "chat"}, 1.0), Neighbour("d", 0.6, {"channel": "chat"}, 1.0)]
+    named = {("channel",): ["email", "chat", "phone"]}
+    chat = "did you get my email about the parcel"  # one line: "email" is what it is about, not its form
+    record = field_votes(near, SPEC, question=chat, named=named, necessary=necessary)[0]
+    assert record["allowed"] == ["chat"] and "mention" not in record
+    assert field_votes(near, SPEC, question=chat, named=named)[0]["mention"] == "email"
+
+
 def test_the_judgement_learns_the_traits_and_the_pipeline_uses_them(tmp_path: Path,
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")

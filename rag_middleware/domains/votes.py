@@ -287,7 +287,9 @@ def field_votes(neighbours: list[Neighbour], specs: dict[Path, VoteSpec], *,
                         "confident": True, "rule": ruled[0]})
             continue
         # a form's labels name no answer ("Let or buy: let" is no purchase): its values only
-        said = mentioned(named[path], naming) if named and path in named and not spec.presence else []
+        lacks = lacking((necessary or {}).get(path), shape)  # no name or gloss word gives a label lacking its form
+        said = [x for x in mentioned(named[path], naming) if x not in lacks] if named and path in named and \
+            not spec.presence else []
         if len(said) == 1 and (named_lead is None or path in named_lead):
             out.append({"path": shown, "allowed": said, "scores": {said[0]: 1.0}, "voters": [], "confident": True,
                         "mention": said[0]})
@@ -308,6 +310,7 @@ def field_votes(neighbours: list[Neighbour], specs: dict[Path, VoteSpec], *,
             continue
         rule = (glossed or {}).get(path)
         hit = rule.decide(terms if spec.presence else asserted, numbers) if rule is not None else None
+        hit = None if hit is not None and hit[0] in lacks else hit
         leads = (hit is not None and bool(hit[1]) and path in leading
                  and not set(hit[1]) & {term for term, _, _ in rule.ranges})  # words lead, a guessed number not
         if hit is not None and not (rule.tiebreak or leads or (hit[1] and set(hit[1]) <= label_forms(hit[0]))):
@@ -319,7 +322,7 @@ def field_votes(neighbours: list[Neighbour], specs: dict[Path, VoteSpec], *,
             continue
         record = _neighbour_vote(ranked, path, spec, shown, found_cues=[
             (t, *cues[path][t]) for t in sorted(terms | shape) if t in (cues or {}).get(path, {})], decide=decide,
-            proto=(protos or {}).get(path), lacks=lacking((necessary or {}).get(path), shape))
+            proto=(protos or {}).get(path), lacks=lacks)
         out.append(_settled(record, said, hit, leads, spec))
     for path, rule in (glossed or {}).items():  # nullable scalars no vote covers: whether they are set
         if rule.presence and path not in specs and rule.reliable and (hit := rule.decide(terms, numbers)) is not None:
