@@ -12,7 +12,7 @@ import pytest
 from rag_middleware.domains.clauses import rule_parts, yaml_rule
 from rag_middleware.domains.grounding import compiled, gate
 from rag_middleware.domains.loader import load_domain
-from rag_middleware.domains.votes import expand
+from rag_middleware.domains.rule_match import expand
 
 ROOT = Path(__file__).resolve().parents[1]
 

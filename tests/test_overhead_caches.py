@@ -13,7 +13,7 @@ import pytest
 
 from rag_middleware.domains import DomainRegistry, grounding
 from rag_middleware.domains.grounding import cued, mentioned
-from rag_middleware.domains.votes import expand
+from rag_middleware.domains.rule_match import expand
 from tests.conftest import ROOT
 
 DATA_OPS = DomainRegistry(ROOT / "knowledge_base").get("data_ops")

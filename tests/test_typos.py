@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from rag_middleware.domains.spec import VoteSpec
 from rag_middleware.domains.typos import mended
-from rag_middleware.domains.votes import decide_by_rule
+from rag_middleware.domains.rule_match import decide_by_rule
 
 ERRORS = r"(?<!fatal )\b(?:errors?|exceptions?)\b"
 WARN = r"\bwarn(?:s|ings?)?\b"

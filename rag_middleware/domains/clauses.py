@@ -253,7 +253,7 @@ def yaml_rule(rules: list[Any], hook: Callable[[str, str], list[str] | None] | N
     if not rules:
         return hook
     from .grounding import compiled, gate
-    from .votes import expand
+    from .rule_match import expand
 
     # (label, whole pattern?, [(part, names a context?, its gate)]): only the parts that name a context change
     # with a request's values (and are compiled per set of values), and only when the others matched and the

@@ -12,9 +12,10 @@ from typing import Any
 from .necessary import necessary_traits
 from .paths import Path
 from .prototypes import BLENDS, Prototypes
+from .rule_match import decide_by_rule
 from .spec import VoteSpec
 from .votes import (ABSENT, PRESENT, _LeaveOneOutCues, Neighbour, _base, _cue_counts, any_label_word, cue_terms,
-                    decide_by_rule, field_votes, form_values, label_of, labels_at, mentioned)
+                    field_votes, form_values, label_of, labels_at, mentioned)
 
 __all__ = ["CUE_SCALES", "RELIABLE", "gate", "leading_names", "named_labels", "necessary_of", "quiet_names",
            "quiet_presence", "reliability", "scaled", "trusted_names"]

@@ -294,7 +294,7 @@ class Declarative:
     def _ruled(self, value: Any, request: str, repairs: list[str]) -> None:
         """A declared vote rule that matches the request decides the value outright, also when a backend
         ignored the grammar."""
-        from .votes import decide_by_rule
+        from .rule_match import decide_by_rule
 
         ruled = [(p, s) for p, s in self.spec.vote.items() if s.rules and not s.per_clause]
         if not ruled or not isinstance(value, dict):

@@ -25,7 +25,8 @@ from typing import Any
 from .message_form import form_terms
 from .paths import Path
 from .spec import VoteSpec
-from .votes import RULED, decide_by_rule, label_of, labels_at
+from .rule_match import decide_by_rule
+from .votes import RULED, label_of, labels_at
 
 __all__ = ["NECESSARY_CHANCE", "NECESSARY_MIN", "necessary_traits"]
 

@@ -24,7 +24,7 @@ from .message_form import form_terms
 from .paths import Path, values_at
 from .prototypes import blend
 from .spec import VoteSpec
-from .typos import mended
+from .rule_match import decide_by_rule
 
 __all__ = ["Neighbour", "RULED", "field_votes", "labels_at", "lacking", "mentioned", "mine_cues", "REVIEWED_STATUSES"]
 
@@ -451,37 +451,6 @@ def _left_out(lacks: dict[str, list[str]], ranked: list[Neighbour], path: Path, 
     kept = kept or any(c[1] not in lacks for c in found_cues)
     kept = kept or any(k not in lacks for k in (proto[1] if proto is not None and proto[0] > 0 else {}))
     return lacks if kept else {}
-
-
-def expand(pattern: str, context: dict[str, list[str]], within: str | None = None) -> str:
-    """``{name}`` in a rule stands for any value of that context (escaped, longest first, underscores or
-    spaces); a name with no values matches nothing. ``within``: the only text the pattern will search, so a
-    form written nowhere in it (compared lower-cased, where both are ASCII) can never match and is left out:
-    the pattern is then the same for every text that names the same values, and compiles once."""
-    low = within.lower() if within is not None and within.isascii() else None
-
-    def alternation(match: re.Match[str]) -> str:
-        values = context.get(match.group(1))
-        if values is None:
-            return match.group(0)
-        forms = {f for v in values for f in (v.lower(), v.lower().replace("_", " "))
-                 if f and (low is None or not f.isascii() or f in low)}
-        return "(?:" + "|".join(re.escape(f) for f in sorted(forms, key=len, reverse=True)) + ")" if forms else "(?!)"
-
-    return re.sub(r"\{([A-Za-z_][A-Za-z0-9_]*)\}", alternation, pattern)
-
-
-def decide_by_rule(spec: VoteSpec, text: str, context: dict[str, list[str]]) -> tuple[str, Any] | None:
-    """(pattern, label) of the first rule whose pattern is found in the text (case-insensitive), or else in the
-    text with its typos of the rule's own words mended ("erors" is "errors": ``mended``)."""
-    for rule in spec.rules:
-        pattern = expand(rule.pattern, context, text)
-        if re.search(pattern, text, re.I) or re.search(pattern, mended(text, pattern), re.I):
-            label: Any = rule.label
-            if label in ("true", "false", "null"):
-                label = json.loads(label)
-            return rule.pattern, label
-    return None
 
 
 def _unlabel(label: str, spec: VoteSpec) -> Any:
