@@ -169,6 +169,9 @@ def test_the_replay_report_says_why_a_vote_decided():
                                 "scores": {"house": 0.6, "apartment": 0.4}}]})
     assert lines[0] == "vote /channel: admitted phone (the request names it); scores phone 1.00"
     assert lines[1].startswith("vote /kind: admitted house (a clear winner)")
+    chat = explain({"votes": [{"path": "/channel", "allowed": ["chat"], "decided": True, "scores": {"chat": 1.0},
+                               "lacks": {"email": ["<greeting line>", "<sign-off>"]}}]})
+    assert chat[0].endswith("left out: email (lacks <greeting line>, <sign-off>)")
 
 
 def test_a_common_word_is_a_cue_when_its_value_is_far_beyond_chance():

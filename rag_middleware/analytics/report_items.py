@@ -146,7 +146,8 @@ def explain(row: dict[str, Any]) -> list[str]:
         else:
             decided = f"left open ({vote.get('reason', 'no confident vote')})"
         shown = f"; scores {scores}" if scores and not vote.get("rule") else ""
-        lines.append(f"vote {vote['path']}: {decided}{shown}")
+        lacks = "; ".join(f"{label} (lacks {', '.join(traits)})" for label, traits in (vote.get("lacks") or {}).items())
+        lines.append(f"vote {vote['path']}: {decided}{shown}" + (f"; left out: {lacks}" if lacks else ""))
     lines += [f"calibrated {calibrated(c)}" for c in row.get("calibration") or [] if c.get("changed")]
     lines += [f"repair {r}" for r in row.get("repairs") or []]
     return lines
