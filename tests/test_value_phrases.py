@@ -84,6 +84,16 @@ def test_a_value_after_a_phrase_takes_only_its_label(tmp_path):
     assert schema["properties"]["filters"]["minItems"] == 3
 
 
+def test_function_words_between_a_phrase_and_its_value_are_passed_over(tmp_path):
+    d = domain(tmp_path)
+    [rule] = d.declarative.spec.phrased[("filters", "*", "value")]
+    assert {"from", "the", "on"} <= rule.skip and "than" not in rule.skip  # "than" is part of phrases
+    _, notes, found = shapes(d, "show the errors not from the search-api service")
+    assert (["neq"], ["search-api"]) in found  # "not from the": the phrase "not"
+    _, _, plain = shapes(d, "show the errors from the search-api service")
+    assert (["eq"], ["search-api"]) in plain  # no "not": the examples' plain service values are eq
+
+
 def test_a_phrase_after_the_value_decides_nothing(tmp_path):
     # "over" after the value is the window's ("500s over the last hour"), never the value's operator
     _, _, found = shapes(domain(tmp_path), "show the 503s from checkout over the last hour")

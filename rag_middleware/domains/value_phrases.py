@@ -31,6 +31,7 @@ from .glosses import label_glosses
 from .paths import Path, last_star, schema_nodes
 from .phrases import PhraseRule, gloss_phrases, learn_phrase_rule
 from .request_words import Text, spread_to_joined, words_of
+from .votes import STOP_WORDS
 
 __all__ = ["ValuePhrases", "inflections", "learn_value_phrases", "phrase_values"]
 
@@ -131,7 +132,10 @@ def learn_value_phrases(schema: dict[str, Any], found: list[Annotated], pairs: l
                 continue
             words = {w for other, found in keys.items() if other != key for label in found
                      for w in _WORD.findall(label.lower())}
-            skip = frozenset(naming | words | {w + "s" for w in words})
+            # function words that are part of no phrase are passed over too: "not from the stripe-gateway
+            # service" is the phrase "not"; "more than", "over", "other than" keep their words
+            phrased = {w for phrase in candidates for w in _WORD.findall(phrase)}
+            skip = frozenset(naming | words | {w + "s" for w in words} | (STOP_WORDS - phrased))
             probe = ValuePhrases(key, path[-1], PhraseRule(candidates), skip)
             spots = []
             for (body, _), row in zip(pairs, objects, strict=True):
