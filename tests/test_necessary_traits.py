@@ -45,6 +45,16 @@ def test_rules_are_not_necessary_where_some_label_has_no_trait():
     assert "email" in traits
 
 
+def test_a_reviewed_answer_written_otherwise_does_not_unlearn_the_trait():
+    texts, answers = domain_examples()
+    many = texts * 2 + ["Spoke to the customer on the phone: her parcel is late"]  # a call note no rule reads
+    labels = answers * 2 + [{"channel": "phone"}]
+    traits = necessary_traits(many, labels, SPEC)[("channel",)]
+    assert RULED in traits["phone"] and traits["email"] == ["<greeting line>", "<sign-off>"]  # 12 of 13 ruled
+    few = necessary_traits(texts + many[-1:], answers + labels[-1:], SPEC)[("channel",)]
+    assert "phone" not in few  # 6 of 7 are not 90%
+
+
 def test_too_few_examples_or_a_trait_shared_by_chance_teach_nothing():
     texts, answers = domain_examples()
     few = necessary_traits(texts[:9], answers[:9], SPEC)  # 3 examples of each label
