@@ -251,6 +251,14 @@ def test_a_value_before_a_naming_word_the_examples_taught_is_surely_an_item():
     assert bank.sure(body, ["info-level", "fraud-scorer", "pay-01"]) == ["fraud-scorer", "pay-01"]
 
 
+def test_a_value_in_a_form_with_digits_only_one_label_takes_is_surely_an_item():
+    bank = NamedBank("field", "value", {"L:host": "host"}, forms={"a-9": "host", "a-a": "service"})
+    body = "deadlocks on db-02 from the sign-in flow of stripe-gateway"
+    assert bank.labelled(body, ["db-02", "sign-in", "stripe-gateway"]) == {
+        "db-02": "host", "sign-in": "service", "stripe-gateway": "service"}
+    assert bank.sure(body, ["db-02", "sign-in", "stripe-gateway"]) == ["db-02"]  # a hyphenated word is no id
+
+
 def test_a_phrase_around_an_identifier_is_no_value_and_an_identifier_keeps_its_case():
     from rag_middleware.domains.grounding import words_in
     words = words_in('pull logs for customer cus_7Q2kd9 mentioning "S3 PutObject" from Checkout')

@@ -106,14 +106,16 @@ class NamedBank:
 
     def sure(self, body: str, values: list[Any]) -> list[str]:
         """The values surely items: one token written like an identifier (or quoted) right after a word that
-        names its label ("host pay-01", "region eu-central-1", "user 55102"), or right before one the examples
-        taught ("the fraud-scorer service"). On log_query's dev, fresh, fresh2 and fresh3 rows (120), every such
-        value was an item's."""
+        names its label ("host pay-01", "region eu-central-1", "user 55102"), right before one the examples
+        taught ("the fraud-scorer service"), or in a form with digits only that label's values take ("on
+        web-07": ``a-9``; a hyphenated word, "sign-in", is no identifier). On log_query's dev, fresh, fresh2 and
+        fresh3 rows (120), every value named so was an item's."""
         named = self.labelled(body, values)
         text = self._text if self._text is not None and self._text.body == body else Text(body)
-        return [v for v in named if " " not in v and evidenced(v, body) and any(
+        return [v for v in named if " " not in v and evidenced(v, body) and (any(
             (start > 0 and "L:" + text.low[start - 1] in self.names)
-            or (end < len(text.low) and self._taught("R:" + text.low[end])) for start, end in text.spans(v))]
+            or (end < len(text.low) and self._taught("R:" + text.low[end])) for start, end in text.spans(v))
+            or ("9" in (form := form_of(v, body)) and self.forms.get(form) == named[v]))]
 
     def _taught(self, word: str) -> bool:
         """A naming word after its value that the examples wrote so (NAMED_MIN times; "the billing service"),
