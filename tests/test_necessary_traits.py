@@ -107,3 +107,20 @@ def test_the_judgement_learns_the_traits_and_the_pipeline_uses_them(tmp_path: Pa
                              domain="ticket_routing")
     channel = next(v for v in assembly.votes if v["path"] == "/channel")
     assert channel["allowed"] == ["chat"] and "email" in channel["lacks"]
+
+
+def test_the_cli_vote_table_shows_the_labels_left_out():
+    from rag_middleware.cli.context import console
+    from rag_middleware.cli.explain import show_grammar
+
+    vote = {"path": "/channel", "allowed": ["chat"], "decided": True, "scores": {"chat": 1.0}, "voters": [],
+            "lacks": {"email": ["<greeting line>", "<sign-off>"], "phone": [RULED]}}
+    width = console.width
+    console.width = 240  # one row per vote, unwrapped
+    try:
+        with console.capture() as captured:
+            show_grammar([vote], [])
+    finally:
+        console.width = width
+    shown = " ".join(captured.get().split())
+    assert "left out: email (lacks" in shown and "phone (lacks" in shown

@@ -126,6 +126,11 @@ def items_from_replay(rows: list[dict[str, Any]], *, baseline: list[dict[str, An
     return out
 
 
+def left_out(vote: dict[str, Any]) -> str:
+    """The labels a vote left out for the traits the request lacks (domains/necessary.py), or ""."""
+    return "; ".join(f"{label} (lacks {', '.join(traits)})" for label, traits in (vote.get("lacks") or {}).items())
+
+
 def explain(row: dict[str, Any]) -> list[str]:
     """One line per label vote (what it admitted, the scores, a rule or why it stayed open) and per repair."""
     lines = []
@@ -146,7 +151,7 @@ def explain(row: dict[str, Any]) -> list[str]:
         else:
             decided = f"left open ({vote.get('reason', 'no confident vote')})"
         shown = f"; scores {scores}" if scores and not vote.get("rule") else ""
-        lacks = "; ".join(f"{label} (lacks {', '.join(traits)})" for label, traits in (vote.get("lacks") or {}).items())
+        lacks = left_out(vote)
         lines.append(f"vote {vote['path']}: {decided}{shown}" + (f"; left out: {lacks}" if lacks else ""))
     lines += [f"calibrated {calibrated(c)}" for c in row.get("calibration") or [] if c.get("changed")]
     lines += [f"repair {r}" for r in row.get("repairs") or []]

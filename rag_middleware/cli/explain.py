@@ -9,6 +9,7 @@ from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 
+from ..analytics.report_items import left_out
 from ..domains.anchors import describe
 from ..domains.glosses import glossed
 from ..records import Attempt, SelectedExample
@@ -85,6 +86,7 @@ def show_grammar(votes: list[dict[str, Any]], notes: list[str]) -> None:
             gloss = (f" ({glossed(v['gloss'], bool(v.get('tiebreak')), bool(v.get('leads')))})"
                      if v.get("gloss") is not None else "")
             admitted += " (named)" if v.get("mention") else " (clear winner)" if v.get("decided") else gloss
+            admitted += f"; left out: {lacks}" if (lacks := left_out(v)) else ""
             scores = ", ".join(f"{k} {s:.2f}" for k, s in v.get("scores", {}).items())
             table.add_row(escape(v["path"]), escape(admitted), escape(scores), escape(voters))
         console.print(table)
