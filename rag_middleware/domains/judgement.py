@@ -160,8 +160,10 @@ def reliability(examples: list[tuple[str, str, Any]], vectors: Any, specs: dict[
                 if record.get("allowed"):
                     stats[path][0] += 1
                     stats[path][1] += truth[0] in [label_of(a) for a in record["allowed"]]
+    won: dict[Path, dict[int, bool]] = {}  # per field, its chosen setting's winners (right or not) per example
     for path in paths:
         scale, share = max(settings, key=lambda key: (tallies[key][path][2], -key[1], -key[0]))
+        won[path] = wins[(scale, share)][path]
         narrowed, right, winners, decided, decided_right = tallies[(scale, share)][path]
         precision = right / narrowed if narrowed else 0.0
         out["/" + "/".join(path)] = {"narrowed": narrowed, "right": right, "precision": round(precision, 3),
@@ -172,12 +174,10 @@ def reliability(examples: list[tuple[str, str, Any]], vectors: Any, specs: dict[
                                      **({"necessary": necessary[path]} if path in necessary else {})}
         rule = (rules or {}).get(path)
         if rule is not None and rule.decisions:
-            won = wins[(scale, share)][path]
-            both = [(ok, won[i]) for i, ok in rule.decisions if i in won]
+            both = [(ok, won[path][i]) for i, ok in rule.decisions if i in won[path]]
             by_rule, by_neighbours = sum(r for r, _ in both), sum(n for _, n in both)
             out["/" + "/".join(path)].update(gloss_vs_neighbours=[by_rule, by_neighbours, len(both)],
                                              gloss_leads=len(both) >= 3 and by_rule >= by_neighbours + 2)
-    won = {p: wins[max(settings, key=lambda key: (tallies[key][p][2], -key[1], -key[0]))][p] for p in paths}
     for path, names in named_labels(examples, paths, enums or {}, body=body, mentions=mentions, wins=won).items():
         out["/" + "/".join(path)]["names"] = names
     for path, seen in worded.items():
