@@ -47,7 +47,7 @@ def necessary_traits(texts: list[str], answers: list[Any], specs: dict[Path, Vot
             continue
         groups: dict[str, list[int]] = defaultdict(list)
         for i, answer in enumerate(answers):
-            found = labels_at(answer, path) if answer is not None else []
+            found = labels_at(answer, path)
             if len(found) == 1:
                 groups[found[0]].append(i)
         labelled = sum(len(ids) for ids in groups.values())
