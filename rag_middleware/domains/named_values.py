@@ -33,6 +33,7 @@ from .paths import Path
 from .request_words import Text, spread_to_joined, words_of
 from .sure_items import learn_order
 from .implied_labels import learn_implied
+from .likeness import Likeness, learn_likeness
 from .number_labels import learn_number_labels
 from .value_phrases import learn_value_phrases
 from .word_shapes import word_shapes
@@ -69,6 +70,7 @@ class NamedBank:
     forms: dict[str, str] = field(default_factory=dict)  # a value's form ("a-a") -> the one label it has taken
     marked: frozenset[str] = frozenset()  # labels whose values carry a mark of their own: an unmarked word is none
     counts: dict[str, dict[str, int]] = field(default_factory=dict)  # for --explain and the tests
+    like: Likeness | None = None  # the examples' identifier values by label: a value like one label's is of it
     _last: tuple[Any, dict[str, str]] | None = field(default=None, repr=False, compare=False)
     _text: Text | None = field(default=None, repr=False, compare=False)
 
@@ -101,21 +103,32 @@ class NamedBank:
             if value not in out and value not in torn and (" " not in value or form == QUOTED) and (
                     label := self.forms.get(form)):
                 out[value] = label
+            elif value not in out and value not in torn and (label := self._alike(value, body)):
+                out[value] = label  # nor a form: like one label's example values ("us-east-1" beside "eu-west-1")
         self._last = (key, dict(out))  # sure() and split() ask for the same request's values in turn
         return out
+
+    def _alike(self, value: str, body: str) -> str | None:
+        """The label whose example values ``value`` is like (likeness.py), for one unquoted token written like an
+        identifier with a joining mark ("us-east-1", "u_5521"; not "502s", "p95" or a path's words), where the likeness
+        proved itself on the examples."""
+        if self.like is None or not self.like.trusted or " " in value or quoted(value, body):
+            return None
+        return self.like.label_of(value) if _MARKED.search(value) and "/" not in value else None
 
     def sure(self, body: str, values: list[Any]) -> list[str]:
         """The values surely items: one token written like an identifier (or quoted) right after a word that
         names its label ("host pay-01", "region eu-central-1", "user 55102"), right before one the examples
-        taught ("the fraud-scorer service"), or in a form with digits only that label's values take ("on
-        web-07": ``a-9``; a hyphenated word, "sign-in", is no identifier). On log_query's dev, fresh, fresh2 and
+        taught ("the fraud-scorer service"), or with digits and typed by its form, one that only that label's
+        values take ("on web-07": ``a-9``; a hyphenated word, "sign-in", is no identifier), or by its likeness
+        to that label's values ("in ap-southeast-2", like "eu-west-1"). On log_query's dev, fresh, fresh2 and
         fresh3 rows (120), every value named so was an item's."""
         named = self.labelled(body, values)
         text = self._text if self._text is not None and self._text.body == body else Text(body)
         return [v for v in named if " " not in v and evidenced(v, body) and (any(
             (start > 0 and "L:" + text.low[start - 1] in self.names)
             or (end < len(text.low) and self._taught("R:" + text.low[end])) for start, end in text.spans(v))
-            or ("9" in (form := form_of(v, body)) and self.forms.get(form) == named[v]))]
+            or ("9" in form_of(v, body) and named[v] in (self.forms.get(form_of(v, body)), self._alike(v, body))))]
 
     def _taught(self, word: str) -> bool:
         """A naming word after its value that the examples wrote so (NAMED_MIN times; "the billing service"),
@@ -230,6 +243,7 @@ def _spans_other(words: tuple[str, ...], others: list[tuple[str, ...]], naming: 
 
 
 _IDENTIFIER = re.compile(r"[\d_./@:-]|[a-z][A-Z]")  # "web-03", "u_48213", "eu-west-1", "NullPointerException"
+_MARKED = re.compile(r"[-_.@:]")  # an identifier's joining marks: the values likeness.py compares
 _QUOTES = "\"'“”‘’`"
 QUOTED = "<quoted>"  # the form of a value quoted in the request ("contains 'card declined'")
 
@@ -318,6 +332,9 @@ def learn_named(found: list[Any], pairs: list[tuple[str, Any]]) -> dict[Path, Na
             bank.evidenced = len(marks) >= EVIDENCE_MIN and sum(marks) >= EVIDENCE_SHARE * len(marks)
             bank.forms = _forms([(v, o.get(key), body) for (body, _), items in zip(pairs, objects, strict=True)
                                  for o in items if isinstance(v := o.get(item.path[-1]), str)])
+            bank.like = learn_likeness([(v, str(o.get(key))) for (body, _), items in zip(pairs, objects, strict=True)
+                                        for o in items if isinstance(v := o.get(item.path[-1]), str) and " " not in v
+                                        and _MARKED.search(v) and "/" not in v and not quoted(v, body)])
             bank.marked = _marked([(v, o.get(key), body) for (body, _), items in zip(pairs, objects, strict=True)
                                    for o in items if isinstance(v := o.get(item.path[-1]), str)])
             out[item.path] = bank
