@@ -64,6 +64,40 @@ def test_leave_one_out_judges_each_field():
     assert judged["/city"]["narrowed"] >= 3 and judged["/city"]["reliable"]
 
 
+LOGS = [
+    ("give me the last 2 hours of errors", {"limit": None}),
+    ("give me the last 3 days", {"limit": None}),
+    ("give me the last 5 hours of web logs", {"limit": None}),
+    ("give me the last 30 minutes", {"limit": None}),
+    ("give me the last 6 hours", {"limit": None}),
+    ("the last 50 errors from the queue", {"limit": 50}),
+    ("show the last 20 warnings", {"limit": 20}),
+    ("worker errors, the last 10 please", {"limit": 10}),
+]
+
+
+def test_a_number_written_with_a_unit_is_no_slots_and_teaches_none():
+    units = {"minute": 1, "hour": 60, "day": 1440}
+    plain = SlotBank((("limit",),), ())
+    bound = SlotBank((("limit",),), (), units=units)
+    for question, answer in LOGS:
+        plain.learn(question, answer)
+        bound.learn(question, answer)
+    assert len(bound.windows["numbers"]) == 3  # "2 hours", "3 days", "30 minutes" ... are the window's
+    request = "give me the last 40 debug lines"
+    # the windows of "the last N hours" outvote the few of "the last N errors" ...
+    assert "/limit" not in {r["path"] for r in plain.vote(request)}
+    # ... unless the numbers a unit takes are left out: they are never the limit's candidates
+    assert {r["path"]: r["allowed"] for r in bound.vote(request)}["/limit"] == [40]
+    assert bound.candidates("errors in the last three days", "numbers") == []
+    # a number like no window of the examples ("2FA") is left to grounding, not given to the only field left
+    assert "/limit" not in {r["path"] for r in bound.vote("2FA failures by user")}
+    # nor is another number then surely the field's where the far one might be it: as many digits as its values
+    assert "/limit" in {r["path"] for r in bound.vote("failures by user, the last 40 please")}
+    assert "/limit" not in {r["path"] for r in bound.vote("ticket 77 failures by user, the last 40 please")}
+    assert "/limit" in {r["path"] for r in bound.vote("2FA failures by user, the last 40 please")}
+
+
 def test_fields_with_time_units_or_in_lists_are_no_slots():
     spec = DeclarativeSpec.from_sections(context={}, ground={"/limit": "numbers", "/filters/*/value": "numbers",
                                                              "/city": "words"},

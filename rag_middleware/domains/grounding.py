@@ -16,7 +16,7 @@ from .spec import ContextSpec
 from .votes import STOP_WORDS
 
 __all__ = ["build_context", "mentioned", "number_matches", "number_of", "numbers_in", "pattern_matches", "quantities",
-           "request_body", "unit_bound", "words_in"]
+           "request_body", "unit_bound", "unit_spans", "words_in"]
 
 _NUMBER_WORDS = {
     "zero": 0, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8, "nine": 9,
@@ -24,9 +24,7 @@ _NUMBER_WORDS = {
     "seventeen": 17, "eighteen": 18, "nineteen": 19, "twenty": 20, "thirty": 30, "forty": 40, "fifty": 50,
     "sixty": 60, "seventy": 70, "eighty": 80, "ninety": 90, "hundred": 100, "thousand": 1000,
     "a dozen": 12, "dozen": 12, "a couple of": 2, "a couple": 2, "couple of": 2, "a pair of": 2, "half a": 0.5,
-    "half an": 0.5,
-    "a hundred": 100, "a thousand": 1000,
-}
+    "half an": 0.5, "a hundred": 100, "a thousand": 1000}
 _WORD_ALT = "|".join(sorted((re.escape(w) for w in _NUMBER_WORDS), key=len, reverse=True))
 _GROUP_SPACE = "[ \u00a0\u202f]"  # a space, a no-break space or a narrow no-break space between digit groups
 _CURRENCY_AFTER = r"\s?(?:€|£|\$|EUR\b|USD\b|GBP\b|CHF\b|euros?\b|kr\b|zł|PLN\b|SEK\b|NOK\b|DKK\b)"
@@ -297,10 +295,7 @@ def _unit_pattern_of(units: tuple[str, ...]) -> tuple[re.Pattern[str], dict[str,
 def unit_bound(text: str, units: dict[str, float]) -> set[int | float]:
     """The numbers every mention of which is written with one of the units ('the last 24h', '90 minutes'): a
     quantity's number, no other field's value (a status code of 24, a latency of 90)."""
-    if not units:
-        return set()
-    spans = [m.span("d") if m.group("d") else m.span("jd") for m in _unit_pattern(units)[0].finditer(text)
-             if m.group("d") or m.group("jd")]
+    spans = unit_spans(text, units)
     inside: dict[int | float, bool] = {}
     for match in number_matches(text):
         value = number_of(match)
@@ -308,6 +303,12 @@ def unit_bound(text: str, units: dict[str, float]) -> set[int | float]:
             bound = any(start <= match.start() < end for start, end in spans)
             inside[value] = inside.get(value, True) and bound
     return {value for value, bound in inside.items() if bound}
+
+
+def unit_spans(text: str, units: dict[str, float]) -> list[tuple[int, int]]:
+    """Where ``text`` writes a number with one of the units ("90" of "90 minutes", "24h", "three days")."""
+    return [m.span(g) for m in _unit_pattern(units)[0].finditer(text) for g in ("d", "jd", "w")
+            if m.group(g)] if units else []
 
 
 def quantities(text: str, units: dict[str, float]) -> list[int | float]:

@@ -18,12 +18,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .anchors import JUDGED_EXAMPLES, Mention, WindowIndex, mentions, window
+from .grounding import unit_spans
 from .paths import Path, values_at
 from .votes import STOP_WORDS
 
 __all__ = ["SlotBank", "judge_slots", "learnt_slots", "slot_paths", "word_mentions"]
 
 RELIABLE = 0.7
+NEAR_MIN = 0.2  # word overlap (Jaccard) of a mention's nearest window, for its windows to say anything
 _CANDIDATE = re.compile(r"[A-ZÀ-ÖØ-Þ][\w'-]*(?:[ -][A-ZÀ-ÖØ-Þ][\w'-]*)*|[a-zß-öø-ÿ][\w'-]*")
 
 
@@ -59,14 +61,17 @@ class SlotBank:
         default_factory=lambda: {"numbers": [], "words": []})
     judged: dict[str, Any] = field(default_factory=dict)
     shapes: dict[Path, Any] = field(default_factory=dict)  # word_shapes.WordShape of the words fields
+    units: dict[str, float] = field(default_factory=dict)  # every unit field's units: their numbers are no slot's
     _indexes: dict[str, WindowIndex] = field(default_factory=lambda: {"numbers": WindowIndex(),
                                                                        "words": WindowIndex()}, repr=False)
     _shares: dict[tuple[str, Path, int], dict[Any, float]] = field(default_factory=dict, repr=False,
                                                                    compare=False)  # the last few requests
 
     def candidates(self, question: str, kind: str) -> list[tuple[Any, frozenset[str]]]:
-        if kind == "numbers":
-            return [(m.value, _features(question, m, None)) for m in mentions(question)]
+        if kind == "numbers":  # a number written with a unit ("the last 2 hours") is the unit field's, no slot's
+            bound = unit_spans(question, self.units)
+            return [(m.value, _features(question, m, None)) for m in mentions(question)
+                    if not any(start <= m.start < end for start, end in bound)]
         return [(w, _features(question, m, w)) for w, m in word_mentions(question) if w.lower() not in STOP_WORDS]
 
     def learn(self, question: str, answer: Any) -> None:
@@ -85,11 +90,12 @@ class SlotBank:
         for leave-one-out)."""
         banks = self.windows
         if extra:
-            more = SlotBank(self.numbers, self.words, self.k, self.margin, shapes=self.shapes)
+            more = SlotBank(self.numbers, self.words, self.k, self.margin, shapes=self.shapes, units=self.units)
             for q, a in extra:
                 more.learn(q, a)
             banks = {kind: self.windows[kind] + more.windows[kind] for kind in self.windows}
         picks: dict[Path, list[tuple[Any, float]]] = {}
+        blocked: set[Path] = set()
         for kind, paths in (("numbers", self.numbers), ("words", self.words)):
             bank = banks[kind]
             index = self._indexes[kind] if bank is self.windows[kind] else WindowIndex()
@@ -97,6 +103,10 @@ class SlotBank:
             gone = skip.get(kind, range(0)) if skip else range(0)
             for value, feats in self.candidates(question, kind) if paths and bank else []:
                 ranked = self._ranked(bank, index, feature_sets, feats, gone)
+                if not ranked or ranked[0][0] < NEAR_MIN:  # like no window of the examples: "2FA", "95th"
+                    if kind == "numbers":  # it may be the value of a field whose values have its digit count
+                        blocked.update(p for p in paths if _sized(bank, p, feats))  # so no other is surely it
+                    continue
                 for path in paths:
                     share = _share(ranked, path)
                     if share >= self.margin and (path not in self.shapes or self.shapes[path].admits(value, question)):
@@ -104,7 +114,7 @@ class SlotBank:
         out = []
         for path, found in picks.items():
             values = list(dict.fromkeys(v for v, _ in found))
-            if len(values) == 1:
+            if len(values) == 1 and path not in blocked:
                 share = max(s for _, s in found)
                 out.append({"path": "/" + "/".join(path), "allowed": values, "scores": {str(values[0]): share},
                             "voters": [], "confident": True, "slot": True})
@@ -143,6 +153,13 @@ class SlotBank:
         return max(found, key=lambda v: found[v]) if found else None
 
 
+def _sized(bank: list[tuple[frozenset[str], frozenset[Path]]], path: Path, feats: frozenset[str]) -> bool:
+    """Whether a number (its window ``feats``) has as many digits as some value of ``path`` in ``bank`` (a status
+    502 is no limit of 5 to 50); a number without a digit count (a decimal) may be any."""
+    size = next((f for f in feats if f.startswith("N:")), None)
+    return size is None or any(size in own for own, labels in bank if path in labels)
+
+
 def _share(ranked: list[tuple[float, frozenset[Path]]], path: Path) -> float:
     """The share of the nearest windows' similarity held by those that fill ``path``."""
     total = sum(s for s, _ in ranked)
@@ -158,7 +175,7 @@ def _same(expected: Any, value: Any) -> bool:
 def judge_slots(bank: SlotBank, examples: list[tuple[str, Any]]) -> dict[str, dict[str, Any]]:
     """Leave-one-out on the examples: per field, how often a sure pick was the example's own value."""
     stats: dict[Path, list[int]] = {p: [0, 0] for p in (*bank.numbers, *bank.words)}
-    every = SlotBank(bank.numbers, bank.words, bank.k, bank.margin, shapes=bank.shapes)  # one index for all
+    every = SlotBank(bank.numbers, bank.words, bank.k, bank.margin, shapes=bank.shapes, units=bank.units)  # one index
     spans = []  # each example's windows
     for question, answer in examples:
         start = {kind: len(found) for kind, found in every.windows.items()}
@@ -187,7 +204,8 @@ def learnt_slots(spec: Any, pairs: list[tuple[str, Any]]) -> SlotBank | None:
     numbers, words = slot_paths(spec)
     if not (numbers or words):
         return None
-    bank = SlotBank(numbers, words, shapes=dict(getattr(spec, "shape", {}) or {}))
+    bank = SlotBank(numbers, words, shapes=dict(getattr(spec, "shape", {}) or {}),
+                    units={word: factor for found in spec.units.values() for word, factor in found.items()})
     for question, answer in pairs:
         bank.learn(question, answer)
     bank.judged = judge_slots(bank, pairs[:JUDGED_EXAMPLES])
