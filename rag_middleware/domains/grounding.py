@@ -298,10 +298,8 @@ def unit_bound(text: str, units: dict[str, float]) -> set[int | float]:
     spans = unit_spans(text, units)
     inside: dict[int | float, bool] = {}
     for match in number_matches(text):
-        value = number_of(match)
-        if value is not None:
-            bound = any(start <= match.start() < end for start, end in spans)
-            inside[value] = inside.get(value, True) and bound
+        if (value := number_of(match)) is not None:
+            inside[value] = inside.get(value, True) and any(start <= match.start() < end for start, end in spans)
     return {value for value, bound in inside.items() if bound}
 
 
