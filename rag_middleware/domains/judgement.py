@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
+from .implied_votes import learn_implications
 from .necessary import necessary_traits
 from .paths import Path
 from .prototypes import BLENDS, Prototypes
@@ -120,6 +121,7 @@ def reliability(examples: list[tuple[str, str, Any]], vectors: Any, specs: dict[
     term_sets, seen, by_path, labels = _cue_counts([(q, a) for _, q, a in examples] + list(glossed), list(paths),
                                                    {p for p, spec in paths.items() if spec.presence}, len(examples))
     bases = {p: _base(labels, p) for p in paths}
+    implies = learn_implications([a for _, _, a in examples], paths)
     necessary = necessary_traits([body(q) if body is not None else q for _, q, _ in examples],
                                  [a for _, _, a in examples], paths)
     protos = Prototypes.build({p: [mine.get(p) for mine in labels[: len(examples)]] for p in paths}, vectors)
@@ -171,7 +173,8 @@ def reliability(examples: list[tuple[str, str, Any]], vectors: Any, specs: dict[
                                      "blend": share, "top1": round(winners / max(1, judged[path]), 3),
                                      "decided": decided, "decided_right": decided_right,
                                      "decisive": decided < 3 or decided_right >= DECISIVE * decided,
-                                     **({"necessary": necessary[path]} if path in necessary else {})}
+                                     **({"necessary": necessary[path]} if path in necessary else {}),
+                                     **({"implies": implies[path]} if path in implies else {})}
         rule = (rules or {}).get(path)
         if rule is not None and rule.decisions:
             both = [(ok, won[path][i]) for i, ok in rule.decisions if i in won[path]]

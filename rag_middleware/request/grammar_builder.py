@@ -14,6 +14,7 @@ from ..domains.clauses import StepGuide
 from ..domains.grounding import numbers_in, request_body
 from ..domains.ranges import unit_values
 from ..domains.prototypes import Prototypes
+from ..domains.implied_votes import implied_votes
 from ..domains.judgement import gate, leading_names, necessary_of, quiet_names, scaled, trusted_names
 from ..domains.votes import Neighbour, field_votes, labels_at
 from ..memory.embedding import CachedEmbedder
@@ -160,7 +161,7 @@ class GrammarBuilder:
                                 quiet=quiet_names(reliability) if switches.decide else frozenset(),
                                 mentions=domain.declarative.mentions(body), named_lead=leading_names(reliability),
                                 necessary=necessary_of(reliability))
-            votes = gate(votes, reliability)
+            votes = implied_votes(gate(votes, reliability), reliability)
         if switches.vote and switches.ground and (domain.anchors or domain.slots is not None):
             # they choose among grounded values; reviewed neighbours' questions teach them too
             context = domain.declarative.spec.context

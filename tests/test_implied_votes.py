@@ -1,0 +1,53 @@
+"""Implied votes (domains/implied_votes.py): a voted field's label that the examples always pair with a label of
+a sibling field in one nested object decides that sibling's vote ("count" has no measured field)."""
+
+from __future__ import annotations
+
+from rag_middleware.domains.implied_votes import implied_votes, learn_implications
+from rag_middleware.domains.spec import VoteSpec
+
+
+def aggregate(func, field):
+    return {"level": "error", "aggregate": {"func": func, "field": field}}
+
+
+ANSWERS = [aggregate("count", None), aggregate("count", None), aggregate("count", None),
+           aggregate("avg", "latency_ms"), aggregate("max", "latency_ms"), aggregate("avg", "duration_ms"),
+           {"level": "warn", "aggregate": None}]
+SPECS = {("aggregate", "func"): VoteSpec(), ("aggregate", "field"): VoteSpec(), ("level",): VoteSpec()}
+
+
+def test_a_label_the_examples_always_pair_with_a_siblings_label_implies_it():
+    found = learn_implications(ANSWERS, SPECS)
+    assert found[("aggregate", "func")] == {"count": ["/aggregate/field", "null", 3, 3]}
+    # latency_ms goes with avg and max: it implies nothing; a null (no measure named) implies nothing either
+    assert ("aggregate", "field") not in found
+    # two examples are too few, and one of four otherwise is too many
+    assert learn_implications(ANSWERS[1:], SPECS) == {}
+    assert learn_implications([*ANSWERS, aggregate("count", "latency_ms")], SPECS) == {}
+
+
+def test_a_records_own_fields_imply_nothing_of_each_other():
+    answers = [{"priority": "high", "sentiment": "negative"}] * 6
+    specs = {("priority",): VoteSpec(), ("sentiment",): VoteSpec()}
+    assert learn_implications(answers, specs) == {}  # separate traits that went together by chance
+
+
+def vote(path, allowed, scores, **more):
+    return {"path": path, "allowed": allowed, "scores": scores, "voters": [], "confident": bool(allowed), **more}
+
+
+def test_a_decided_label_sets_the_implied_siblings_vote():
+    judged = {"/aggregate/func": {"implies": learn_implications(ANSWERS, SPECS)[("aggregate", "func")]}}
+    votes = [vote("/aggregate/func", ["count"], {"count": 0.74, "max": 0.26}),
+             vote("/aggregate/field", ["response_bytes"], {"response_bytes": 0.7, "null": 0.3})]
+    out = implied_votes(votes, judged)
+    assert out[1]["allowed"] == [None] and "/aggregate/func count" in out[1]["implied"]
+    assert out[0] == votes[0]
+    # an undecided function implies nothing
+    assert implied_votes([vote("/aggregate/func", [], {"count": 0.5, "max": 0.5}), votes[1]], judged)[1] == votes[1]
+    # a surer vote of the sibling keeps its own value, and so does a declared rule's
+    surer = vote("/aggregate/field", ["latency_ms"], {"latency_ms": 0.9, "null": 0.1})
+    assert implied_votes([votes[0], surer], judged)[1] == surer
+    ruled = vote("/aggregate/field", ["latency_ms"], {"latency_ms": 0.5}, rule="latency")
+    assert implied_votes([votes[0], ruled], judged)[1] == ruled
