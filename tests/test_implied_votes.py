@@ -51,3 +51,22 @@ def test_a_decided_label_sets_the_implied_siblings_vote():
     assert implied_votes([votes[0], surer], judged)[1] == surer
     ruled = vote("/aggregate/field", ["latency_ms"], {"latency_ms": 0.5}, rule="latency")
     assert implied_votes([votes[0], ruled], judged)[1] == ruled
+
+
+def test_the_vote_table_and_the_replay_report_say_which_field_implied_a_vote():
+    from rag_middleware.analytics.report_items import explain
+    from rag_middleware.cli.context import console
+    from rag_middleware.cli.explain import show_grammar
+
+    judged = {"/aggregate/func": {"implies": learn_implications(ANSWERS, SPECS)[("aggregate", "func")]}}
+    votes = implied_votes([vote("/aggregate/func", ["count"], {"count": 0.74, "max": 0.26}),
+                           vote("/aggregate/field", ["response_bytes"], {"response_bytes": 0.7, "null": 0.3})], judged)
+    width = console.width
+    console.width = 240
+    try:
+        with console.capture() as captured:
+            show_grammar(votes, [])
+    finally:
+        console.width = width
+    assert "implied by /aggregate/func count" in " ".join(captured.get().split())
+    assert any("(implied by /aggregate/func count" in line for line in explain({"votes": votes}))

@@ -85,7 +85,8 @@ def show_grammar(votes: list[dict[str, Any]], notes: list[str]) -> None:
                         else ", ".join(map(str, v.get("allowed") or [])) or f"(open: {v.get('reason', '')})")
             gloss = (f" ({glossed(v['gloss'], bool(v.get('tiebreak')), bool(v.get('leads')))})"
                      if v.get("gloss") is not None else "")
-            admitted += " (named)" if v.get("mention") else " (clear winner)" if v.get("decided") else gloss
+            admitted += (" (named)" if v.get("mention") else f" (implied by {v['implied']})" if v.get("implied")
+                         else " (clear winner)" if v.get("decided") else gloss)
             admitted += f"; left out: {lacks}" if (lacks := left_out(v)) else ""
             scores = ", ".join(f"{k} {s:.2f}" for k, s in v.get("scores", {}).items())
             table.add_row(escape(v["path"]), escape(admitted), escape(scores), escape(voters))
