@@ -22,8 +22,8 @@ from .annotations import ground_annotations, iter_sources
 from .implied_labels import imply
 from .named_values import unnamed
 from .value_phrases import phrase_values
-from .narrowing import (annotated, apply_votes, drop_shape, ground_node,
-                        narrowed_copy, no_items, nullable, restrict, strip_annotations, types_of)
+from .narrowing import (annotated, apply_votes, drop_shape, ground_node, narrowed_copy, no_items, nullable, restrict,
+                        strip_annotations, types_of)
 from .paths import (MISSING, Path, inline_refs, parent_objects, schema_nodes, schema_words, set_at, show_path,
                     values_at)
 from .satisfiable import guarded
@@ -45,12 +45,9 @@ class Flags(Protocol):
 
 
 def _pattern(node: dict[str, Any]) -> str | None:
-    if isinstance(node.get("pattern"), str):
-        return node["pattern"]
-    for key in ("anyOf", "oneOf"):
-        for branch in node.get(key, []) or []:
-            if isinstance(branch, dict) and isinstance(branch.get("pattern"), str):
-                return branch["pattern"]
+    for branch in [node, *(node.get("anyOf") or []), *(node.get("oneOf") or [])]:
+        if isinstance(branch, dict) and isinstance(branch.get("pattern"), str):
+            return branch["pattern"]
     return None
 
 
@@ -69,7 +66,7 @@ class Declarative:
         self._contexts: dict[str, dict[str, list[str]]] = {} if reader is None else reader._contexts
         self.numbers = any(types_of(n) & {"integer", "number"} for n in _numeric_nodes(self.schema))
         self.annotated = bool(annotated(self.schema))
-        self.units = {word: factor for found in spec.units.values() for word, factor in found.items()}
+        self.units = spec.unit_words
         # the schema's own words (field names, labels) are no request's values: "by host" names no host
         self.vocabulary = frozenset(form for word in schema_words(self.schema)
                                     for form in (word.lower(), word.lower().replace("_", " ")))
@@ -142,6 +139,8 @@ class Declarative:
         sure: SureValues = {}
         if flags.ground:
             self._ground(schema, request, notes, sure, unfound={v["path"] for v in votes or [] if v.get("unfound")})
+            for vote in [v for v in votes or [] if v.get("leftover")]:  # numbers no other field takes: items
+                add_sure(sure, tuple(vote["path"].strip("/").split("/")), vote["leftover"])
         body = grounding.request_body(request, self.spec.context)
         if flags.vote:
             apply_votes(schema, votes or [], notes)

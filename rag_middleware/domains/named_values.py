@@ -33,6 +33,7 @@ from .paths import Path
 from .request_words import Text, spread_to_joined, words_of
 from .sure_items import learn_order
 from .implied_labels import learn_implied
+from .leftover_numbers import learn_leftover
 from .likeness import Likeness, learn_likeness
 from .number_labels import learn_number_labels
 from .value_phrases import learn_value_phrases
@@ -393,7 +394,8 @@ def learn_words(spec: Any, schema: dict[str, Any] | None, pairs: list[tuple[str,
     (DeclarativeSpec): their word shapes, the words that name an item's label beside its value, and the
     phrases before an item's value that decide its other labels (value_phrases.py; ``rules``: domain.yaml's),
     the labels of an item that imply its others (implied_labels.py), the label words beside its numbers
-    (number_labels.py), and whether its lists keep the question's order (sure_items.learn_order)."""
+    (number_labels.py), whether its lists keep the question's order (sure_items.learn_order), and whether the
+    numbers no other field takes are always items (leftover_numbers.py)."""
     found = annotated_paths(schema) if schema is not None else []
     worded = [a for a in found if "words" in a.sources]
     spec.shape = word_shapes([p for p, g in spec.ground.items() if g.source == "words"], pairs,
@@ -403,3 +405,4 @@ def learn_words(spec: Any, schema: dict[str, Any] | None, pairs: list[tuple[str,
     spec.numbered = learn_number_labels(found, pairs, spec.phrased)
     spec.implied = learn_implied(found, pairs, spec.phrased)
     spec.ordered = learn_order(found, pairs)
+    spec.leftover = learn_leftover(found, pairs, spec.unit_words)

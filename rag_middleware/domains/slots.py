@@ -205,7 +205,7 @@ def learnt_slots(spec: Any, pairs: list[tuple[str, Any]]) -> SlotBank | None:
     if not (numbers or words):
         return None
     bank = SlotBank(numbers, words, shapes=dict(getattr(spec, "shape", {}) or {}),
-                    units={word: factor for found in spec.units.values() for word, factor in found.items()})
+                    units=spec.unit_words)
     for question, answer in pairs:
         bank.learn(question, answer)
     bank.judged = judge_slots(bank, pairs[:JUDGED_EXAMPLES])

@@ -225,6 +225,12 @@ class DeclarativeSpec(BaseModel):
     numbered: dict[Path, Any] = Field(default_factory=dict)  # label words beside an item's number (number_labels.py)
     ordered: dict[Path, str] = Field(default_factory=dict)  # lists kept in the question's order (sure_items.py)
     used: list[Any] = Field(default_factory=list)  # list item values the examples always use (used_values.py)
+    leftover: dict[Path, Any] = Field(default_factory=dict)  # numbers no other field takes (leftover_numbers.py)
+
+    @property
+    def unit_words(self) -> dict[str, float]:
+        """Every units field's unit words with their factors, together."""
+        return {word: factor for found in self.units.values() for word, factor in found.items()}
     # grounded fields the examples set whenever the request holds a candidate: (such examples, of them set)
     found: dict[Path, tuple[int, int]] = Field(default_factory=dict)
 

@@ -15,6 +15,7 @@ from ..domains.grounding import numbers_in, request_body
 from ..domains.ranges import unit_values
 from ..domains.prototypes import Prototypes
 from ..domains.implied_votes import implied_votes
+from ..domains.leftover_numbers import leftover
 from ..domains.judgement import gate, leading_names, necessary_of, quiet_names, scaled, trusted_names
 from ..domains.votes import Neighbour, field_votes, labels_at
 from ..memory.embedding import CachedEmbedder
@@ -170,6 +171,9 @@ class GrammarBuilder:
             votes += anchored(domain, body, reviewed, any(n.reviewed and n.near_identical for n in voters))
             votes += slotted(domain, body, reviewed) if domain.slots is not None else []
             votes += unfound(domain, body)
+        if switches.ground and domain.declarative is not None:  # after the slots: a number they took is theirs
+            picks = {tuple(v["path"].strip("/").split("/")): v["allowed"][0] for v in votes if v.get("slot")}
+            votes += leftover(domain.declarative.spec, body, domain.slots, picks)
         notes: list[str] = []
         schema = domain.grammar_schema(question, steps=steps, flags=switches, votes=votes, notes=notes)
         return Grammar(schema=schema, steps=steps, votes=votes, notes=notes)
