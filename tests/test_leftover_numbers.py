@@ -56,6 +56,10 @@ def test_a_leftover_number_is_a_sure_item_unless_a_slot_may_take_it():
     assert leftover(spec, "404s on web-03, show 10", slots, {("limit",): 10})[0]["leftover"] == [404]
     # a number standing where the examples' limits do is not left over while the limit is open
     assert leftover(spec, "show 10", slots, {}) == []
+    # a number a word names as a word value's is that value
+    from rag_middleware.domains.named_values import NamedBank
+    spec.named = {("filters", "*", "value"): NamedBank("field", "value", {"L:user": "user_id"})}
+    assert leftover(spec, "502s for user 5519023", slots, {})[0]["leftover"] == [502]
     spec.leftover = {}
     assert leftover(spec, "any 502s on web-07", slots, {}) == []
 

@@ -8,7 +8,8 @@ the digits its question writes, less those written with a unit (grounding.unit_b
 gives outside the list (a limit, a threshold). Where at least LEFT_MIN examples have some and at least
 LEFT_SHARE of them give every one an item, the property is learnt.
 
-In a request, a leftover number is one written in digits, not with a unit, and not a number slot's (slots.py):
+In a request, a leftover number is one written in digits, not with a unit, not named as a word value ("user
+7781": named_values.py), and not a number slot's (slots.py):
 a slot field that picked another number holds that one, and one that picked none must stand nowhere near it
 (the number's slot share is 0). Each is then surely an item of its own (sure_items.py), and the record says so.
 """
@@ -88,7 +89,10 @@ def leftover(spec: Any, body: str, slots: Any, picks: dict[Path, Any]) -> list[d
     picks, ``slots``: slots.SlotBank or None)."""
     if not spec.leftover:
         return []
-    numbers = [n for n in written_numbers(body, spec.unit_words) if n not in picks.values()]
+    written = written_numbers(body, spec.unit_words)
+    # a number a word names as a word value's ("user 7781", "customer 40021") is that value, no number's
+    named = {v for bank in spec.named.values() for v in bank.labelled(body, [str(n) for n in written])}
+    numbers = [n for n in written if n not in picks.values() and str(n) not in named]
     fields = slots.numbers if slots is not None else ()
     shares = {path: slots.shares(body, path) for path in fields if path not in picks}
     left = [n for n in numbers if all(share.get(n, 0.0) <= 0 for share in shares.values())]
