@@ -269,3 +269,14 @@ def test_a_phrase_around_an_identifier_is_no_value_and_an_identifier_keeps_its_c
     union = [holder]
     bank.split(union, holder, 'pull logs for customer cus_7Q2kd9 mentioning "S3 PutObject"')
     assert [v for b in union for v in b["properties"]["value"]["enum"]] == ["cus_7Q2kd9", "S3 PutObject"]
+
+
+def test_a_form_lines_label_names_the_lines_whole_value():
+    bank = NamedBank("field", "value", {"L:message": "message", "L:host": "host"})
+    body = "Index: db\nHost: mysql-replica-03\nMessage contains: replication lag\nWindow: last 2 days"
+    found = bank.labelled(body, ["mysql-replica-03", "replication lag", "replication", "lag", "db"])
+    assert found == {"mysql-replica-03": "host", "replication lag": "message"}  # the whole value only
+    assert bank.labelled("Level: fatal\nMessage contains: segfault.", ["segfault"]) == {"segfault": "message"}
+    # not a form line's value: the label must open the line and the value close it
+    assert bank.labelled("errors: the message said timeout on host web-03", ["timeout"]) == {}
+    assert bank.labelled("Message contains: segfault on worker-2", ["segfault"]) == {}

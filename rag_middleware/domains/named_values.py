@@ -91,6 +91,7 @@ class NamedBank:
         torn = set()  # beside words naming two labels: left to the model
         for value, found in spans.items():
             named = {self.names[w] for span in found for w in _beside(tokens, span) if w in self.names}
+            named = named or {self.names[w] for span in found for w in _form_key(text, span) if w in self.names}
             if len(named) == 1:
                 out[value] = named.pop()
             elif named:
@@ -202,6 +203,21 @@ class NamedBank:
         union[at:at + 1] = branches
         _named_numbers(union, branches, self.value, {v for vals in by_label.values() for v in vals})
         return list(by_label), len(rest) - len(kept), False
+
+
+_KEY = re.compile(r"[ \t]*([^\W\d_][\w \t-]{0,40}?)[ \t]*:[ \t]*")
+
+
+def _form_key(text: Text, span: tuple[int, int]) -> list[str]:
+    """The words of a form line's label ("L:message", "L:contains" of "Message contains: replication lag") where
+    the value at ``span`` (token indexes) is that line's whole value."""
+    body, toks = text.body, text.tokens
+    start, end = toks[span[0]][1], toks[span[1] - 1][2]
+    line = body.rfind("\n", 0, start) + 1
+    key = _KEY.fullmatch(body, line, start)
+    if key is None or body[end:].split("\n", 1)[0].strip(" \t.,;\"'"):
+        return []
+    return ["L:" + w for w in words_of(key.group(1))]
 
 
 def _named_numbers(union: list[Any], mine: list[Any], key: str, named: set[Any]) -> None:
