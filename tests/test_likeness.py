@@ -59,3 +59,11 @@ def test_a_named_bank_types_an_unnamed_identifier_by_likeness_after_words_and_fo
 def test_a_number_is_not_typed_by_its_digits():
     bank = NamedBank("field", "value", {}, like=learn_likeness([*VALUES, ("88213", "user_id"), ("4410", "user_id")]))
     assert bank.labelled("status 500 in eu-west-2", ["500", "eu-west-2"]) == {"eu-west-2": "region"}
+
+
+def test_an_example_value_itself_is_known_and_surely_an_item():
+    like = learn_likeness(VALUES)
+    assert like.known("Stripe-Gateway") == "service" and like.known("ap-southeast-2") is None
+    bank = NamedBank("field", "value", {"L:host": "host"}, like=like)
+    body = "stripe-gateway errors mentioning card_declined on host pay-07"
+    assert set(bank.sure(body, ["stripe-gateway", "pay-07", "card_declined"])) == {"stripe-gateway", "pay-07"}

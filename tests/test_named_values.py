@@ -280,3 +280,12 @@ def test_a_form_lines_label_names_the_lines_whole_value():
     # not a form line's value: the label must open the line and the value close it
     assert bank.labelled("errors: the message said timeout on host web-03", ["timeout"]) == {}
     assert bank.labelled("Message contains: segfault on worker-2", ["segfault"]) == {}
+
+
+def test_a_phrase_holding_a_value_of_its_own_label_is_no_value():
+    bank = NamedBank("field", "value", {"R:service": "service"})
+    body = "show the 25 most recent queue errors, excluding the mailer service"
+    found = bank.labelled(body, ["mailer", "the mailer", "excluding the mailer", "queue errors"])
+    assert found == {"mailer": "service"}  # all three end beside "service"; the word alone is the value
+    assert bank.labelled('logs "the mailer" service', ["mailer", "the mailer"]) == {"mailer": "service",
+                                                                                  "the mailer": "service"}

@@ -50,6 +50,11 @@ class Likeness:
         typed, right = self.judged.get("typed", 0), self.judged.get("right", 0)
         return typed >= JUDGED_MIN and right >= JUDGED_SHARE * typed
 
+    def known(self, value: str) -> str | None:
+        """The one label an example gave ``value`` itself, or None."""
+        found = {label for known, label, _ in self.values if known.casefold() == value.casefold()}
+        return found.pop() if len(found) == 1 else None
+
     def label_of(self, value: str, *, skip: str | None = None) -> str | None:
         """The label ``value`` is like, or None when no label's values are alike enough or two are close.
         ``skip``: a value left out (leave-one-out)."""

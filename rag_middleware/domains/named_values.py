@@ -98,6 +98,9 @@ class NamedBank:
                 torn.add(value)
         # a value joined to a named one ("host pay-01 and pay-04", "users 3318, 3319, 3320") is of its label too
         spread_to_joined(text, spans, out)
+        for value in [v for v in out if " " in v and not quoted(v, body) and any(  # "excluding the mailer" of
+                o != v and out[o] == out[v] and _within(spans[o], spans[v]) for o in out)]:  # "the mailer service"
+            del out[value]
         for value in [v for v, label in out.items() if label in self.marked and not evidenced(v, body)]:
             del out[value]  # "per region yesterday": a region is written like one
         for value in spans:  # no word names it: a form only one label's values take ("pdf-renderer", quoted)
@@ -123,14 +126,16 @@ class NamedBank:
         names its label ("host pay-01", "region eu-central-1", "user 55102"), right before one the examples
         taught ("the fraud-scorer service"), or with digits and typed by its form, one that only that label's
         values take ("on web-07": ``a-9``; a hyphenated word, "sign-in", is no identifier), or by its likeness
-        to that label's values ("in ap-southeast-2", like "eu-west-1"). On log_query's dev, fresh, fresh2 and
-        fresh3 rows (120), every value named so was an item's."""
+        to that label's values ("in ap-southeast-2", like "eu-west-1"), or one of that label's example values
+        itself ("stripe-gateway errors"). On log_query's dev, fresh, fresh2 and fresh3 rows (120), every value
+        named so was an item's."""
         named = self.labelled(body, values)
         text = self._text if self._text is not None and self._text.body == body else Text(body)
         return [v for v in named if " " not in v and evidenced(v, body) and (any(
             (start > 0 and "L:" + text.low[start - 1] in self.names)
             or (end < len(text.low) and self._taught("R:" + text.low[end])) for start, end in text.spans(v))
-            or ("9" in form_of(v, body) and named[v] in (self.forms.get(form_of(v, body)), self._alike(v, body))))]
+            or ("9" in form_of(v, body) and named[v] in (self.forms.get(form_of(v, body)), self._alike(v, body)))
+            or (self.like is not None and self.like.known(v) == named[v]))]
 
     def _taught(self, word: str) -> bool:
         """A naming word after its value that the examples wrote so (NAMED_MIN times; "the billing service"),
@@ -203,6 +208,11 @@ class NamedBank:
         union[at:at + 1] = branches
         _named_numbers(union, branches, self.value, {v for vals in by_label.values() for v in vals})
         return list(by_label), len(rest) - len(kept), False
+
+
+def _within(inner: list[tuple[int, int]], outer: list[tuple[int, int]]) -> bool:
+    """Whether a span of ``inner`` lies within one of ``outer`` (token index ranges)."""
+    return any(a <= c and d <= b for c, d in inner for a, b in outer)
 
 
 _KEY = re.compile(r"[ \t]*([^\W\d_][\w \t-]{0,40}?)[ \t]*:[ \t]*")
