@@ -88,3 +88,21 @@ def test_the_pipeline_makes_a_bare_status_an_item_of_its_own(tmp_path):
     assert any("surely an item" in n and "502" in n for n in notes)
     first = schema["properties"]["filters"]["prefixItems"][0]
     assert [b["properties"]["value"]["enum"] for b in first.get("anyOf", [first])] == [[502]]
+
+
+def test_the_vote_table_and_the_replay_report_show_the_leftover_numbers():
+    from rag_middleware.analytics.report_items import explain
+    from rag_middleware.cli.context import console
+    from rag_middleware.cli.explain import show_grammar
+
+    record = {"path": "/filters/*/value", "allowed": [], "scores": {}, "voters": [], "confident": False,
+              "leftover": [502], "reason": "numbers no other field takes, each an item (7 of 7 examples)"}
+    width = console.width
+    console.width = 240
+    try:
+        with console.capture() as captured:
+            show_grammar([record], [])
+    finally:
+        console.width = width
+    assert "sure items [502] (numbers no other field takes" in " ".join(captured.get().split())
+    assert explain({"votes": [record]})[0].startswith("vote /filters/*/value: sure items [502]")

@@ -142,6 +142,8 @@ def explain(row: dict[str, Any]) -> list[str]:
             decided = f"rule {vote['rule']!r}"
         elif vote.get("mention"):
             decided = f"admitted {vote['mention']} (the request names it)"
+        elif vote.get("leftover"):
+            decided = f"sure items {vote['leftover']} ({vote.get('reason', '')})"
         elif vote.get("implied"):
             decided = f"admitted {', '.join(map(str, vote['allowed']))} (implied by {vote['implied']})"
         elif vote.get("gloss") is not None:

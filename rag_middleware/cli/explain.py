@@ -82,6 +82,7 @@ def show_grammar(votes: list[dict[str, Any]], notes: list[str]) -> None:
             voters = ", ".join(f"{x['id']}={x['value']} ({x['similarity']:.2f}, {x['weight']:.2f}"
                                f"{', reviewed' if x.get('reviewed') else ''})" for x in v.get("voters", [])[:5])
             admitted = (describe(v) if v.get("items") is not None
+                        else f"sure items {v['leftover']} ({v.get('reason', '')})" if v.get("leftover")
                         else ", ".join(map(str, v.get("allowed") or [])) or f"(open: {v.get('reason', '')})")
             gloss = (f" ({glossed(v['gloss'], bool(v.get('tiebreak')), bool(v.get('leads')))})"
                      if v.get("gloss") is not None else "")
