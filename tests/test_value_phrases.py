@@ -140,3 +140,16 @@ def test_a_number_written_with_thousands_separators_is_one_word():
     words = words_in("queries slower than 5,000 ms, then 12, 345 rows")
     assert "5000" in words and "000" not in words
     assert "12" in words and "345" in words  # a comma and a space: two numbers
+
+
+def test_a_contracted_not_is_not_with_or_without_its_apostrophe(tmp_path):
+    from rag_middleware.domains.phrases import _tokens
+
+    assert _tokens("calls that didn't return") == _tokens("calls that didnt return") == ["calls", "that", "did",
+                                                                                          "not", "return"]
+    assert _tokens("errors that aren’t 503") == ["errors", "that", "are", "not"]
+    assert _tokens("the donut was meant for print") == ["the", "donut", "was", "meant", "for", "print"]
+    d = domain(tmp_path)
+    for request in ("show the statuses that aren't 404", "show the statuses that arent 404"):
+        _, _, found = shapes(d, request)
+        assert (["neq"], [404]) in found

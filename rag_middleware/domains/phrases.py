@@ -57,8 +57,12 @@ BOUND_WORDS = frozenset(w for kinds in _BOUNDS.values() for phrases in kinds for
                         for w in re.findall(r"[a-z]+", p))
 
 
+# "n't" is "not", with or without its apostrophe ("aren't 503", "didnt return 200"), in glosses and requests alike
+_NOT = re.compile(r"\b(do|did|does|is|are|was|were|has|have|had|could|would|should|ca|wo)n['’]?t\b|n['’]t\b")
+
+
 def _tokens(text: str) -> list[str]:
-    return _TOKEN.findall(text.lower())
+    return _TOKEN.findall(_NOT.sub(lambda m: f"{m.group(1) or ''} not", text.lower()))
 
 
 def gloss_phrases(glosses: dict[str, list[str]], labels: set[str]) -> dict[str, str]:
