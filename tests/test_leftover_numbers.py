@@ -88,6 +88,10 @@ def test_the_pipeline_makes_a_bare_status_an_item_of_its_own(tmp_path):
     assert any("surely an item" in n and "502" in n for n in notes)
     first = schema["properties"]["filters"]["prefixItems"][0]
     assert [b["properties"]["value"]["enum"] for b in first.get("anyOf", [first])] == [[502]]
+    # domains check tells the author what was learnt
+    from rag_middleware.domains.authoring import check_domain
+    notes = check_domain(d, near_duplicates=False).notes
+    assert "/filters/*/value: a number no other field takes is an item: 4 of 4 examples; used" in notes
 
 
 def test_the_vote_table_and_the_replay_report_show_the_leftover_numbers():

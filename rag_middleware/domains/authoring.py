@@ -421,6 +421,15 @@ def _gloss_notes(domain: Any) -> list[str]:
         for path, rule in bank.phrases.items():
             out.append(f"{bank.anchor.shown}/*/{'/'.join(path)}: gloss phrases beside a number: right {rule.right} "
                        f"of {rule.decided} (leave-one-out); " + ("used" if rule.reliable else "not used"))
+    spec = domain.declarative.spec
+    for path, named in spec.named.items():
+        if named.like is not None and named.like.values:
+            judged = named.like.judged
+            out.append(f"/{'/'.join(path)}: an identifier like one kind's example values takes that kind: right "
+                       f"{judged['right']} of {judged['typed']} (leave-one-out); "
+                       + ("used" if named.like.trusted else "not used (fewer than 2, or below 80%)"))
+    out += [f"/{'/'.join(path)}: a number no other field takes is an item: {used} of {seen} examples; used"
+            for path, (seen, used) in spec.leftover.items()]
     return out
 
 
