@@ -114,12 +114,11 @@ class NamedBank:
         return out
 
     def _alike(self, value: str, body: str) -> str | None:
-        """The label whose example values ``value`` is like (likeness.py), for one unquoted token written like an
-        identifier with a joining mark ("us-east-1", "u_5521"; not "502s", "p95" or a path's words), where the likeness
-        proved itself on the examples."""
-        if self.like is None or not self.like.trusted or " " in value or quoted(value, body):
+        """The label whose example values ``value`` is like (likeness.py), where the likeness proved itself on
+        the examples, for a value ``comparable`` by its look."""
+        if self.like is None or not self.like.trusted or not comparable(value, body):
             return None
-        return self.like.label_of(value) if _MARKED.search(value) and "/" not in value else None
+        return self.like.label_of(value)
 
     def sure(self, body: str, values: list[Any]) -> list[str]:
         """The values surely items: one token written like an identifier (or quoted) right after a word that
@@ -284,6 +283,12 @@ def unnamed(body: str, banks: Any) -> str:
     return body
 
 
+def comparable(value: str, body: str) -> bool:
+    """Whether a value's look says its kind (likeness.py): one unquoted token written like an identifier with a
+    joining mark ("us-east-1", "u_5521"; not "502s", "p95" or a path's words)."""
+    return " " not in value and _MARKED.search(value) is not None and "/" not in value and not quoted(value, body)
+
+
 def quoted(value: str, body: str) -> bool:
     return re.search(f"[{_QUOTES}]\\s*{re.escape(value)}\\s*[{_QUOTES}]", body, re.I) is not None
 
@@ -360,8 +365,8 @@ def learn_named(found: list[Any], pairs: list[tuple[str, Any]]) -> dict[Path, Na
             bank.forms = _forms([(v, o.get(key), body) for (body, _), items in zip(pairs, objects, strict=True)
                                  for o in items if isinstance(v := o.get(item.path[-1]), str)])
             bank.like = learn_likeness([(v, str(o.get(key))) for (body, _), items in zip(pairs, objects, strict=True)
-                                        for o in items if isinstance(v := o.get(item.path[-1]), str) and " " not in v
-                                        and _MARKED.search(v) and "/" not in v and not quoted(v, body)])
+                                        for o in items if isinstance(v := o.get(item.path[-1]), str)
+                                        and comparable(v, body)])
             bank.marked = _marked([(v, o.get(key), body) for (body, _), items in zip(pairs, objects, strict=True)
                                    for o in items if isinstance(v := o.get(item.path[-1]), str)])
             out[item.path] = bank

@@ -204,8 +204,7 @@ def learnt_slots(spec: Any, pairs: list[tuple[str, Any]]) -> SlotBank | None:
     numbers, words = slot_paths(spec)
     if not (numbers or words):
         return None
-    bank = SlotBank(numbers, words, shapes=dict(getattr(spec, "shape", {}) or {}),
-                    units=spec.unit_words)
+    bank = SlotBank(numbers, words, shapes=dict(getattr(spec, "shape", {}) or {}), units=spec.unit_words)
     for question, answer in pairs:
         bank.learn(question, answer)
     bank.judged = judge_slots(bank, pairs[:JUDGED_EXAMPLES])
