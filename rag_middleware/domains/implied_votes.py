@@ -9,9 +9,13 @@ traits), a label ``a`` of A implies ``b`` of B when at least IMPLY_MIN of the ex
 and at least IMPLY_SHARE of them do (learnt with the fields' judgement, from the same examples, reviewed
 answers included). A null implies nothing: a vote gives it where the request names nothing.
 
-In a request, once the votes are gated, a field whose vote admits only ``a`` sets B's vote to admit only ``b``
-(unless a declared rule decided B, B's own vote is surer than A's, or two implications disagree); the record
-says which field implied it.
+Where B's labels are so lopsided that the pairs could be chance ("avg" with no group in 3 of 3, where half of
+all groups are none), nothing is learnt: the pairs must be at most IMPLY_CHANCE likely by chance.
+
+In a request, once the votes are gated, a field whose vote admits only ``a`` sets B's vote to admit only ``b``,
+unless B's own vote is surer than A's (a clear winner against a split vote), or the request's words decided it
+(a rule, a label it names, gloss words, a quiet default: "avg latency per endpoint" names its group), or two
+implications disagree; the record says which field implied it.
 """
 
 from __future__ import annotations
@@ -25,7 +29,9 @@ from .paths import Path
 from .spec import VoteSpec
 from .votes import ABSENT, label_of, labels_at
 
-__all__ = ["implied_votes", "learn_implications"]
+__all__ = ["IMPLY_CHANCE", "implied_votes", "learn_implications"]
+
+IMPLY_CHANCE = 0.1  # how unlikely the pairs must be by chance, given how often B has that label at all
 
 
 def learn_implications(answers: list[Any], specs: dict[Path, VoteSpec]) -> dict[Path, dict[str, list[Any]]]:
@@ -42,11 +48,16 @@ def learn_implications(answers: list[Any], specs: dict[Path, VoteSpec]) -> dict[
                 if (a_path != b_path and a_path[:-1] == b_path[:-1] and len(own) == 1 and len(other) == 1
                         and own[0] != ABSENT):
                     counts.setdefault((a_path, own[0], b_path), Counter())[other[0]] += 1
+    everywhere: dict[tuple[Path, Path], Counter[str]] = {}  # B's labels where A has one
+    for (a_path, _, b_path), seen in counts.items():
+        everywhere.setdefault((a_path, b_path), Counter()).update(seen)
     out: dict[Path, dict[str, list[Any]]] = {}
     for (a_path, label, b_path), seen in sorted(counts.items()):
         implied, paired = seen.most_common(1)[0]
         total = sum(seen.values())
-        if paired >= IMPLY_MIN and paired >= IMPLY_SHARE * total:
+        base = everywhere[(a_path, b_path)]
+        chance = (base[implied] / sum(base.values())) ** paired  # that many pairs of a label half of B's has
+        if paired >= IMPLY_MIN and paired >= IMPLY_SHARE * total and chance <= IMPLY_CHANCE:
             out.setdefault(a_path, {})[label] = ["/" + "/".join(b_path), implied, paired, total]
     return out
 
@@ -59,9 +70,17 @@ def _value(label: str) -> Any:
         return label
 
 
+def _said(vote: dict[str, Any]) -> bool:
+    """Whether the request's own words decided a vote: a declared rule, a label it names, gloss words, or the
+    quiet default of a field whose examples are null where no word of it is written."""
+    return bool(vote.get("rule") or vote.get("mention") or vote.get("gloss") is not None
+                or (vote.get("reason") and vote.get("allowed")))
+
+
 def _top(vote: dict[str, Any]) -> float:
-    """How sure a vote is of its value: its winner's share, or 1 where a rule, a name or a word decided it."""
-    if vote.get("rule") or vote.get("decided") or vote.get("mention") or vote.get("gloss") is not None:
+    """How sure a vote is of its value: its winner's share, or 1 where the request's words or a clear winner
+    decided it."""
+    if _said(vote) or vote.get("decided"):
         return 1.0
     return max((float(s) for s in (vote.get("scores") or {}).values()), default=0.0)
 
@@ -72,12 +91,14 @@ def implied_votes(votes: list[dict[str, Any]], judged: dict[str, dict[str, Any]]
     wanted: dict[str, set[str]] = {}
     by: dict[str, str] = {}
     sure = {vote["path"]: _top(vote) for vote in votes}
+    said = {vote["path"] for vote in votes if _said(vote)}
     for vote in votes:
         allowed = vote.get("allowed") or []
         rules = (judged.get(vote["path"]) or {}).get("implies") or {}
         if len(allowed) == 1 and (label := label_of(allowed[0])) in rules:
             target, implied, paired, seen = rules[label]
-            if sure[vote["path"]] >= sure.get(target, 0.0):  # a surer vote of the other field keeps its own
+            # a surer vote keeps its own, and so does one the request's words decided ("avg latency per endpoint")
+            if sure[vote["path"]] >= sure.get(target, 0.0) and target not in said:
                 wanted.setdefault(target, set()).add(implied)
                 by[target] = f"{vote['path']} {label}: the examples pair it with {implied} ({paired} of {seen})"
     out = []
