@@ -289,3 +289,20 @@ def test_a_phrase_holding_a_value_of_its_own_label_is_no_value():
     assert found == {"mailer": "service"}  # all three end beside "service"; the word alone is the value
     assert bank.labelled('logs "the mailer" service', ["mailer", "the mailer"]) == {"mailer": "service",
                                                                                   "the mailer": "service"}
+
+
+def test_where_the_examples_give_every_identifier_an_item_each_one_the_request_writes_is_sure():
+    from rag_middleware.domains.named_values import _used
+
+    bank = NamedBank("field", "value", {"L:host": "host"}, vocabulary=frozenset({"user_id", "info", "level"}))
+    pairs = [("errors on web-03", {"web-03"}), ("logs of u_48213 for that user_id", {"u_48213"}),
+             ("info-level logs from pay-01", {"pay-01"})]
+    assert _used(pairs, bank) == (3, 3)  # "user_id" and "info-level" are the schema's own words
+    assert _used([*pairs, ("is db-7 up?", set())], bank) is None  # one in four unused: not always
+    assert _used(pairs[:2], bank) is None  # too few
+    bank.used = (3, 3)
+    body = "deadlocks on mysql-shard-04 for cus_Q8dLm2 after sign-in, info-level"
+    found = bank.sure(body, ["mysql-shard-04", "cus_Q8dLm2", "sign-in", "info-level", "deadlocks"])
+    assert set(found) == {"mysql-shard-04", "cus_Q8dLm2"}  # a hyphenated word is no identifier
+    bank.used = None
+    assert bank.sure(body, ["mysql-shard-04", "cus_Q8dLm2"]) == []

@@ -29,8 +29,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .annotations import annotated_paths, own_objects, own_values
-from .paths import Path
-from .request_words import Text, spread_to_joined, words_of
+from .paths import Path, schema_words
+from .request_words import Text, spread_to_joined, tokens, words_of
+from .used_values import USED_MIN, USED_SHARE
 from .sure_items import learn_order
 from .implied_labels import learn_implied
 from .leftover_numbers import learn_leftover
@@ -72,6 +73,8 @@ class NamedBank:
     marked: frozenset[str] = frozenset()  # labels whose values carry a mark of their own: an unmarked word is none
     counts: dict[str, dict[str, int]] = field(default_factory=dict)  # for --explain and the tests
     like: Likeness | None = None  # the examples' identifier values by label: a value like one label's is of it
+    used: tuple[int, int] | None = None  # (seen, used): the examples always give their identifiers an item
+    vocabulary: frozenset[str] = frozenset()  # the schema's own words: "info-level" is no identifier of a value
     _last: tuple[Any, dict[str, str]] | None = field(default=None, repr=False, compare=False)
     _text: Text | None = field(default=None, repr=False, compare=False)
 
@@ -130,11 +133,22 @@ class NamedBank:
         named so was an item's."""
         named = self.labelled(body, values)
         text = self._text if self._text is not None and self._text.body == body else Text(body)
-        return [v for v in named if " " not in v and evidenced(v, body) and (any(
+        # where the examples give every identifier they write an item, every one the request writes is one (with
+        # a digit or a mark other than a hyphen: "sign-in", "double-charged" are words)
+        used = [v for v in values if self.used and isinstance(v, str) and self.identifier(v, body)
+                and _NOT_A_WORD.search(v)]
+        return used + [v for v in named if v not in used and " " not in v and evidenced(v, body) and (any(
             (start > 0 and "L:" + text.low[start - 1] in self.names)
             or (end < len(text.low) and self._taught("R:" + text.low[end])) for start, end in text.spans(v))
             or ("9" in form_of(v, body) and named[v] in (self.forms.get(form_of(v, body)), self._alike(v, body)))
             or (self.like is not None and self.like.known(v) == named[v]))]
+
+    def identifier(self, value: str, body: str) -> bool:
+        """A value ``comparable`` by its look that is not made of the schema's own words ("info-level",
+        "user_id")."""
+        low = value.lower()
+        return comparable(value, body) and low not in self.vocabulary and not set(re.split(r"[-_.@:]+", low)) <= \
+            self.vocabulary
 
     def _taught(self, word: str) -> bool:
         """A naming word after its value that the examples wrote so (NAMED_MIN times; "the billing service"),
@@ -270,6 +284,7 @@ def _spans_other(words: tuple[str, ...], others: list[tuple[str, ...]], naming: 
 
 _IDENTIFIER = re.compile(r"[\d_./@:-]|[a-z][A-Z]")  # "web-03", "u_48213", "eu-west-1", "NullPointerException"
 _MARKED = re.compile(r"[-_.@:]")  # an identifier's joining marks: the values likeness.py compares
+_NOT_A_WORD = re.compile(r"[\d_.@:]")  # what a hyphenated English word ("sign-in") never holds
 _QUOTES = "\"'“”‘’`"
 QUOTED = "<quoted>"  # the form of a value quoted in the request ("contains 'card declined'")
 
@@ -341,9 +356,11 @@ def _label_key(holder: dict[str, Any], value_key: str) -> tuple[str, list[str]] 
     return None
 
 
-def learn_named(found: list[Any], pairs: list[tuple[str, Any]]) -> dict[Path, NamedBank]:
+def learn_named(found: list[Any], pairs: list[tuple[str, Any]], vocabulary: frozenset[str] = frozenset()
+                ) -> dict[Path, NamedBank]:
     """Per word-grounded item path of ``found`` (annotations.Annotated) whose holder has a string enum key,
-    the naming words learnt from ``pairs`` (request body, answer)."""
+    the naming words learnt from ``pairs`` (request body, answer), and whether the examples always give the
+    identifiers their questions write an item (``used``; ``vocabulary``: the schema's own words)."""
     out: dict[Path, NamedBank] = {}
     for item in found:
         if item.holder is None or "*" not in item.path or item.path in out:
@@ -367,10 +384,25 @@ def learn_named(found: list[Any], pairs: list[tuple[str, Any]]) -> dict[Path, Na
             bank.like = learn_likeness([(v, str(o.get(key))) for (body, _), items in zip(pairs, objects, strict=True)
                                         for o in items if isinstance(v := o.get(item.path[-1]), str)
                                         and comparable(v, body)])
+            bank.vocabulary = vocabulary
+            bank.used = _used([(body, {str(o.get(item.path[-1])).casefold() for o in items}) for (body, _), items
+                               in zip(pairs, objects, strict=True)], bank)
             bank.marked = _marked([(v, o.get(key), body) for (body, _), items in zip(pairs, objects, strict=True)
                                    for o in items if isinstance(v := o.get(item.path[-1]), str)])
             out[item.path] = bank
     return out
+
+
+def _used(pairs: list[tuple[str, set[str]]], bank: NamedBank) -> tuple[int, int] | None:
+    """(seen, used) where at least USED_MIN example questions write identifiers (``NamedBank.identifier``) and
+    USED_SHARE of them give every one an item (``pairs``: request body, its items' values), else None."""
+    seen = used = 0
+    for body, given in pairs:
+        found = [t for t, _, _ in tokens(body) if bank.identifier(t, body)]
+        if found:
+            seen += 1
+            used += all(t.casefold() in given for t in found)
+    return (seen, used) if seen >= USED_MIN and used >= USED_SHARE * seen else None
 
 
 def _seeds(labels: list[str]) -> dict[str, str]:
@@ -431,7 +463,8 @@ def learn_words(spec: Any, schema: dict[str, Any] | None, pairs: list[tuple[str,
     worded = [a for a in found if "words" in a.sources]
     spec.shape = word_shapes([p for p, g in spec.ground.items() if g.source == "words"], pairs,
                              own_values(worded, [a for _, a in pairs]))
-    spec.named = learn_named(worded, pairs)
+    vocabulary = frozenset(w.lower() for w in schema_words(schema)) if schema is not None else frozenset()
+    spec.named = learn_named(worded, pairs, vocabulary)
     spec.phrased = learn_value_phrases(schema, found, pairs, rules, spec.named) if schema is not None else {}
     spec.numbered = learn_number_labels(found, pairs, spec.phrased)
     spec.implied = learn_implied(found, pairs, spec.phrased)
