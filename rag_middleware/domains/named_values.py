@@ -129,8 +129,9 @@ class NamedBank:
         taught ("the fraud-scorer service"), or with digits and typed by its form, one that only that label's
         values take ("on web-07": ``a-9``; a hyphenated word, "sign-in", is no identifier), or by its likeness
         to that label's values ("in ap-southeast-2", like "eu-west-1"), or one of that label's example values
-        itself ("stripe-gateway errors"). On log_query's dev, fresh, fresh2 and fresh3 rows (120), every value
-        named so was an item's."""
+        itself ("stripe-gateway errors"); and, where the examples give every identifier they write an item
+        (``used``), any identifier with a digit or a mark other than a hyphen, its label left open. On log_query's
+        dev, fresh, fresh2 and fresh3 rows (120), every value named so was an item's."""
         named = self.labelled(body, values)
         text = self._text if self._text is not None and self._text.body == body else Text(body)
         # where the examples give every identifier they write an item, every one the request writes is one (with
