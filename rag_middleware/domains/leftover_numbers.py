@@ -5,8 +5,8 @@ A small model given "502s" beside a host writes the host's condition and drops t
 names its label, so named_values.py and number_labels.py have nothing to go on. The examples say whether every
 number a question writes is used: per list item value grounded in numbers, an example's leftover numbers are
 the digits its question writes, less those written with a unit (grounding.unit_bound) and those its answer
-gives outside the list (a limit, a threshold). Where at least LEFT_MIN examples have some and at least
-LEFT_SHARE of them give every one an item, the property is learnt.
+gives outside the list (a limit, a threshold). Where at least USED_MIN examples have some and at least
+USED_SHARE of them give every one an item (as used_values.py learns it of paths), the property is learnt.
 
 In a request, a leftover number is one written in digits, not with a unit, not named as a word value ("user
 7781": named_values.py), and not a number slot's (slots.py):
@@ -21,11 +21,9 @@ from typing import Any
 from . import grounding
 from .annotations import Annotated
 from .paths import Path, values_at
+from .used_values import USED_MIN, USED_SHARE
 
-__all__ = ["LEFT_MIN", "LEFT_SHARE", "leftover", "learn_leftover"]
-
-LEFT_MIN = 3  # example questions with leftover numbers
-LEFT_SHARE = 0.9  # of them, the share giving every one an item
+__all__ = ["leftover", "learn_leftover"]
 
 
 def written_numbers(body: str, units: dict[str, float]) -> list[int | float]:
@@ -79,7 +77,7 @@ def learn_leftover(found: list[Annotated], pairs: list[tuple[str, Any]], units: 
             if left:
                 seen += 1
                 used += _numbers(left) <= _numbers(values_at(answer, item.path))
-        if seen >= LEFT_MIN and used >= LEFT_SHARE * seen:
+        if seen >= USED_MIN and used >= USED_SHARE * seen:
             out[item.path] = (seen, used)
     return out
 
