@@ -56,7 +56,7 @@ def learn_implications(answers: list[Any], specs: dict[Path, VoteSpec]) -> dict[
         implied, paired = seen.most_common(1)[0]
         total = sum(seen.values())
         base = everywhere[(a_path, b_path)]
-        chance = (base[implied] / sum(base.values())) ** paired  # that many pairs of a label half of B's has
+        chance = (base[implied] / sum(base.values())) ** paired  # all ``paired`` carrying it at its share of B
         if paired >= IMPLY_MIN and paired >= IMPLY_SHARE * total and chance <= IMPLY_CHANCE:
             out.setdefault(a_path, {})[label] = ["/" + "/".join(b_path), implied, paired, total]
     return out
