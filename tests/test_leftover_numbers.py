@@ -110,3 +110,7 @@ def test_the_vote_table_and_the_replay_report_show_the_leftover_numbers():
         console.width = width
     assert "sure items [502] (numbers no other field takes" in " ".join(captured.get().split())
     assert explain({"votes": [record]})[0].startswith("vote /filters/*/value: sure items [502]")
+
+
+def test_an_ordinal_is_no_leftover_number():
+    assert written_numbers("the 95th percentile of 502s on the 3rd", UNITS) == [502]

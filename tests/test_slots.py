@@ -112,3 +112,8 @@ def test_the_pipeline_fills_the_listing_slots():
     rendered = mw.render("villas for sale in Nice, most expensive first, show 4", domain="listing_search")
     assert rendered.json_schema["properties"]["city"]["enum"] == ["Nice"]
     assert rendered.json_schema["properties"]["limit"]["enum"] == [4]
+
+
+def test_an_ordinal_is_no_slots_mention():
+    bank = SlotBank((("limit",),), ())
+    assert [v for v, _ in bank.candidates("the 95th percentile of the top 5, on the 3rd", "numbers")] == [5]

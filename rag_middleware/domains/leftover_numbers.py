@@ -21,17 +21,20 @@ from typing import Any
 from . import grounding
 from .annotations import Annotated
 from .paths import Path, values_at
+from .slots import ORDINAL
 from .used_values import USED_MIN, USED_SHARE
 
 __all__ = ["leftover", "learn_leftover"]
 
 
 def written_numbers(body: str, units: dict[str, float]) -> list[int | float]:
-    """The numbers ``body`` writes in digits, without a unit, once each, in order."""
+    """The numbers ``body`` writes in digits, without a unit and not as an ordinal ("95th"), once each, in
+    order."""
     bound = grounding.unit_spans(body, units)
     found = []
     for match in grounding.number_matches(body):
-        if match.group("d") and not any(start <= match.start() < end for start, end in bound):
+        if match.group("d") and not any(start <= match.start() < end for start, end in bound) and not \
+                ORDINAL.match(body, match.end()):
             value = grounding.number_of(match)
             if value is not None and value not in found:
                 found.append(value)

@@ -22,9 +22,10 @@ from .grounding import unit_spans
 from .paths import Path, values_at
 from .votes import STOP_WORDS
 
-__all__ = ["SlotBank", "judge_slots", "learnt_slots", "slot_paths", "word_mentions"]
+__all__ = ["ORDINAL", "SlotBank", "judge_slots", "learnt_slots", "slot_paths", "word_mentions"]
 
 RELIABLE = 0.7
+ORDINAL = re.compile(r"(?:st|nd|rd|th)\b", re.I)  # right after a number: a rank or a date, no count
 NEAR_MIN = 0.2  # word overlap (Jaccard) of a mention's nearest window, for its windows to say anything
 _CANDIDATE = re.compile(r"[A-ZÀ-ÖØ-Þ][\w'-]*(?:[ -][A-ZÀ-ÖØ-Þ][\w'-]*)*|[a-zß-öø-ÿ][\w'-]*")
 
@@ -68,10 +69,11 @@ class SlotBank:
                                                                    compare=False)  # the last few requests
 
     def candidates(self, question: str, kind: str) -> list[tuple[Any, frozenset[str]]]:
-        if kind == "numbers":  # a number written with a unit ("the last 2 hours") is the unit field's, no slot's
-            bound = unit_spans(question, self.units)
-            return [(m.value, _features(question, m, None)) for m in mentions(question)
-                    if not any(start <= m.start < end for start, end in bound)]
+        if kind == "numbers":  # a number written with a unit ("the last 2 hours") is the unit field's, no slot's,
+            bound = unit_spans(question, self.units)  # and an ordinal ("the 95th percentile", "on the 3rd") counts
+            return [(m.value, _features(question, m, None)) for m in mentions(question)  # nothing
+                    if not any(start <= m.start < end for start, end in bound)
+                    and not ORDINAL.match(question, m.end)]
         return [(w, _features(question, m, w)) for w, m in word_mentions(question) if w.lower() not in STOP_WORDS]
 
     def learn(self, question: str, answer: Any) -> None:
